@@ -1,0 +1,78 @@
+# Wharf's front door: a thin wrapper over meson + ninja.
+#   make            release build, binary at build/wharf
+#   make run        build and run in the foreground on conf/default.json
+#   make test       unit tests + integration tests (make SAN=1 test: ASan+UBSan)
+#   make bench      Wharf beside nginx with wrk (figures, not a test)
+#   make fuzz       run the libFuzzer targets for a bounded time
+#   make format-check
+
+PYTHON   ?= /usr/bin/python3
+SAN      ?= 0
+CC       ?= cc
+FUZZ_SECONDS ?= 60
+
+ifeq ($(SAN),1)
+BUILDDIR := build-san
+MESON_OPTS := -Dbuildtype=debug -Doptimization=1 -Db_sanitize=address,undefined \
+              -Dpool_debug=true -Dc_args=-fno-sanitize-recover=all \
+              -Dc_link_args=-fno-sanitize-recover=all
+else
+BUILDDIR := build
+MESON_OPTS := -Dbuildtype=release
+endif
+
+DEB_BUILD := meson ninja-build gcc clang pkg-config libjansson-dev \
+             libcmocka-dev libpcre2-dev
+DEB_TEST  := python3 python3-pytest python3-requests curl
+DEB_BENCH := wrk nginx-light
+DEB_FUZZ  := clang node-llhttp libclang-rt-14-dev
+
+.PHONY: all deps deps-bench deps-fuzz run test unit integration bench fuzz \
+        format format-check clean
+
+all: deps $(BUILDDIR)/build.ninja
+	ninja -C $(BUILDDIR)
+
+$(BUILDDIR)/build.ninja:
+	meson setup $(BUILDDIR) $(MESON_OPTS)
+
+deps:
+	@./scripts/deps.sh $(DEB_BUILD) $(DEB_TEST)
+
+deps-bench:
+	@./scripts/deps.sh $(DEB_BENCH)
+
+deps-fuzz:
+	@./scripts/deps.sh $(DEB_FUZZ)
+
+run: all
+	mkdir -p var
+	$(BUILDDIR)/wharf --no-daemon --statedir var --control unix:var/control.unit.sock \
+	    --pid var/wharf.pid --log /dev/stderr --config conf/default.json
+
+test: all
+	$(BUILDDIR)/unit-tests
+	WHARF_BIN=$(CURDIR)/$(BUILDDIR)/wharf WHARF_SAN=$(SAN) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+unit: all
+	$(BUILDDIR)/unit-tests
+
+bench: deps-bench all
+	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf
+
+fuzz: deps deps-fuzz
+	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \
+	    -Dbuildtype=debugoptimized -Dfuzz=true -Db_sanitize=address,undefined \
+	    -Db_lundef=false -Dpool_debug=true
+	ninja -C build-fuzz fuzz_h1_parse fuzz_json
+	./scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-san build-fuzz

@@ -1,0 +1,52 @@
+/* Configuration snapshots: Unit's JSON config, validated and compiled into
+ * the immutable structures the router reads.  One arena owns everything a
+ * snapshot holds. */
+#ifndef WF_CONTROL_CONF_H
+#define WF_CONTROL_CONF_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "core/json.h"
+#include "core/pool.h"
+#include "http/http_conf.h"
+#include "http/route.h"
+
+typedef struct wf_conf_listener {
+    const char *name;              /* as in the config: "127.0.0.1:8080" */
+    struct sockaddr_storage addr;  /* AF_INET, AF_INET6 or AF_UNIX */
+    socklen_t addrlen;
+    const wf_route_t *pass;        /* the route it passes to */
+} wf_conf_listener_t;
+
+typedef struct wf_conf {
+    wf_arena_t *arena;               /* owns everything below */
+    wf_conf_listener_t *listeners;
+    size_t nlisteners;
+    wf_http_conf_t http;
+    json_t *json;                    /* the source tree; a reference */
+} wf_conf_t;
+
+/* Validation or parse failure, in the shape of Unit's control API errors. */
+typedef struct wf_conf_error {
+    char error[128];     /* e.g. "Invalid configuration." */
+    char detail[512];    /* e.g. 'Unknown parameter "x".' */
+    wf_json_error_t json; /* location, when has_location */
+    int has_location;
+} wf_conf_error_t;
+
+/* Parses text[0..len) as lenient JSON, then compiles it.  Returns a new
+ * snapshot or NULL with err filled. */
+wf_conf_t *wf_conf_load(const char *text, size_t len, wf_conf_error_t *err);
+
+/* Validates and compiles a config tree (borrowed; the snapshot takes a
+ * reference).  Anything not supported yet (applications, upstreams, proxy,
+ * TLS, access_log, ...) is rejected with a detail that says so.  Returns a
+ * new snapshot or NULL with err filled. */
+wf_conf_t *wf_conf_compile(json_t *root, wf_conf_error_t *err);
+
+/* Frees a snapshot.  Accepts NULL. */
+void wf_conf_destroy(wf_conf_t *conf);
+
+#endif

@@ -1,0 +1,26 @@
+/* The part of a config snapshot that the HTTP layer reads: Unit's
+ * settings.http.  Filled by control/conf.c; immutable once published. */
+#ifndef WF_HTTP_HTTP_CONF_H
+#define WF_HTTP_HTTP_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct wf_mime_table wf_mime_table_t;
+
+typedef struct wf_http_conf {
+    uint32_t header_read_timeout_ms; /* default 30 s */
+    uint32_t body_read_timeout_ms;   /* default 30 s */
+    uint32_t send_timeout_ms;        /* default 30 s */
+    uint32_t idle_timeout_ms;        /* default 180 s */
+    uint64_t max_body_size;          /* bytes; default 8 MiB */
+    size_t body_buffer_size;         /* bytes; default 16 KiB */
+    size_t large_header_buffer_size; /* bytes; default 8 KiB */
+    unsigned large_header_buffers;   /* default 4 */
+    bool discard_unsafe_fields;      /* default true */
+    bool server_version;             /* default true */
+    const wf_mime_table_t *mime;     /* owned by the snapshot */
+} wf_http_conf_t;
+
+#endif

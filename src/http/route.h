@@ -1,0 +1,83 @@
+/* Routes: compiled match conditions and actions (Unit's "routes").
+ *
+ * A config's routes are compiled once (control/conf.c builds them with the
+ * functions below); matching reads only the compiled form and never
+ * allocates.  Each condition is a (field getter, pattern set) pair, so new
+ * match keys are new rows in the field table of route.c. */
+#ifndef WF_HTTP_ROUTE_H
+#define WF_HTTP_ROUTE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/pool.h"
+#include "core/str.h"
+#include "http/h1_parse.h"
+#include "http/tpl.h"
+
+/* What matching and templates read of a request. */
+struct wf_route_req {
+    wf_http_method_t method_id;
+    wf_str_t method; /* the method token */
+    wf_str_t host;   /* Host without port, as received */
+    wf_str_t uri;    /* decoded, normalised path (starts with '/') */
+    const wf_h1_head_t *head; /* all fields; NULL in some unit tests */
+};
+
+typedef enum wf_action_type {
+    WF_ACTION_SHARE = 0,
+    WF_ACTION_RETURN,
+    WF_ACTION_PASS,
+    WF_ACTION_NTYPES /* must stay last */
+} wf_action_type_t;
+
+typedef struct wf_pattern_set wf_pattern_set_t;
+typedef struct wf_route wf_route_t;
+
+typedef struct wf_action {
+    wf_action_type_t type;
+
+    /* WF_ACTION_SHARE */
+    wf_tpl_t **shares;      /* tried in order; nshares >= 1 */
+    size_t nshares;
+    wf_str_t index;         /* "index.html" by default */
+    const wf_pattern_set_t *types; /* MIME type filter; NULL: any */
+    const struct wf_action *fallback; /* NULL: none */
+
+    /* WF_ACTION_RETURN */
+    unsigned status;        /* 0..999 */
+    const wf_tpl_t *location; /* NULL: no Location field */
+
+    /* WF_ACTION_PASS */
+    const wf_route_t *route;
+} wf_action_t;
+
+/* Compiles a pattern set from a JSON string or array of strings (Unit's
+ * pattern syntax: exact, '*' wildcards, '!' negation).  case_sensitive is
+ * false for host and method.  Returns NULL with Unit's message in err. */
+wf_pattern_set_t *wf_pattern_set_compile(wf_arena_t *a, const json_t *value,
+                                         bool case_sensitive, char *err,
+                                         size_t errlen);
+
+/* True when s matches the set: some positive pattern (or none exists) and no
+ * negated pattern matches. */
+bool wf_pattern_set_match(const wf_pattern_set_t *ps, wf_str_t s);
+
+/* Creates an empty route owned by a. */
+wf_route_t *wf_route_create(wf_arena_t *a, const char *name);
+
+/* Appends a step: match (a JSON object or NULL for "always") and its action
+ * (borrowed; must live in a too).  Returns WF_OK or WF_ERROR with Unit's
+ * message in err (e.g. 'Unknown parameter "x".'). */
+int wf_route_add_step(wf_route_t *route, wf_arena_t *a, const json_t *match,
+                      const wf_action_t *action, char *err, size_t errlen);
+
+/* Returns the action of the first step whose match accepts rq, or NULL when
+ * none does (the caller answers 404).  Never allocates. */
+const wf_action_t *wf_route_match(const wf_route_t *route,
+                                  const wf_route_req_t *rq);
+
+const char *wf_route_name(const wf_route_t *route);
+
+#endif

@@ -1,0 +1,29 @@
+/* Strings with variables ("/srv/www$uri", "https://${host}/x"), compiled once
+ * per config.  The variable table in tpl.c lists what is known: $uri, $host
+ * and $dollar (a literal "$") for now; ${name} is the same as $name. */
+#ifndef WF_HTTP_TPL_H
+#define WF_HTTP_TPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/pool.h"
+#include "core/str.h"
+
+typedef struct wf_route_req wf_route_req_t;
+typedef struct wf_tpl wf_tpl_t;
+
+/* Compiles s[0..len) into a, which owns the result.  Returns NULL and writes
+ * Unit's message (e.g. 'Unknown variable "foo"') to err on failure. */
+wf_tpl_t *wf_tpl_compile(wf_arena_t *a, const char *s, size_t len, char *err,
+                         size_t errlen);
+
+/* True when the template has no variables (its text is then constant). */
+bool wf_tpl_is_const(const wf_tpl_t *t);
+
+/* Renders t for rq into out[0..cap).  Returns the length the full result
+ * needs (which may exceed cap; then out holds a truncated prefix). */
+size_t wf_tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
+                     size_t cap);
+
+#endif

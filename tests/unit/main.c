@@ -1,0 +1,40 @@
+/* One runner for every unit-test group: `unit-tests [--tap] [FILTER]` runs
+ * the groups whose names contain FILTER. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "unit.h"
+
+static const struct {
+    const char *name;
+    int (*run)(void);
+} unit_groups[] = {
+    {"json", wf_test_json},   {"pool", wf_test_pool},
+    {"timer", wf_test_timer}, {"cond", wf_test_cond},
+    {"h1_parse", wf_test_h1_parse}, {"mime", wf_test_mime},
+    {"range", wf_test_range}, {"route", wf_test_route},
+    {"uri", wf_test_uri},     {"conf", wf_test_conf},
+};
+
+int
+main(int argc, char **argv)
+{
+    const char *filter = NULL;
+    int failed = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tap") == 0) {
+            cmocka_set_message_output(CM_OUTPUT_TAP);
+        } else {
+            filter = argv[i];
+        }
+    }
+    for (size_t i = 0; i < sizeof(unit_groups) / sizeof(unit_groups[0]); i++) {
+        if (filter != NULL && strstr(unit_groups[i].name, filter) == NULL) {
+            continue;
+        }
+        failed += unit_groups[i].run();
+    }
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

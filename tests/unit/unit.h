@@ -1,0 +1,24 @@
+/* The unit-test groups; each file under tests/unit/ defines one or more. A
+ * group runs its cmocka tests and returns the number of failures. */
+#ifndef WF_TESTS_UNIT_H
+#define WF_TESTS_UNIT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+int wf_test_json(void);
+int wf_test_pool(void);
+int wf_test_timer(void);
+int wf_test_cond(void);
+int wf_test_h1_parse(void);
+int wf_test_mime(void);
+int wf_test_range(void);
+int wf_test_route(void);
+int wf_test_uri(void);
+int wf_test_conf(void);
+
+#endif
