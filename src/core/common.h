@@ -11,8 +11,8 @@
 #define WF_AGAIN    -2 /* would block, or needs more input */
 #define WF_DECLINED -3 /* not mine, try the next */
 
-#define wf_container_of(ptr, type, member)                                     \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define wf_container_of(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #define wf_unused(x) ((void)(x))
 
@@ -27,13 +27,13 @@
 #ifdef WF_DEBUG_ASSERT
 #include <stdio.h>
 #include <stdlib.h>
-#define WF_ASSERT(cond)                                                        \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "%s:%d: assertion \"%s\" failed\n", __FILE__,      \
-                    __LINE__, #cond);                                          \
-            abort();                                                           \
-        }                                                                      \
+#define WF_ASSERT(cond)                                                   \
+    do {                                                                  \
+        if (!(cond)) {                                                    \
+            fprintf(stderr, "%s:%d: assertion \"%s\" failed\n", __FILE__, \
+                    __LINE__, #cond);                                     \
+            abort();                                                      \
+        }                                                                 \
     } while (0)
 #else
 #define WF_ASSERT(cond) ((void)0)

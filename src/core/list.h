@@ -40,7 +40,7 @@ wf_list_del(wf_list_t *node)
     node->prev = node;
 }
 
-#define wf_list_for_each(pos, head)                                            \
+#define wf_list_for_each(pos, head) \
     for (wf_list_t *pos = (head)->next; pos != (head); pos = pos->next)
 
 #endif

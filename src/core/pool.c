@@ -10,8 +10,8 @@
 
 typedef struct wf_arena_block {
     struct wf_arena_block *next;
-    char *pos;  /* next free byte */
-    char *end;  /* end of this block */
+    char *pos;   /* next free byte */
+    char *end;   /* end of this block */
     char data[]; /* aligned by the allocation below */
 } wf_arena_block_t;
 
