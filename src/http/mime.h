@@ -19,7 +19,9 @@ int wf_mime_table_add(wf_mime_table_t *t, wf_arena_t *a, wf_str_t type,
                       wf_str_t ext);
 
 /* Returns the type for the extension of path (after its last '.' in the
- * last segment), or a zero-length string when unknown.  Never allocates. */
+ * last segment), or a zero-length string when unknown.  Never allocates.
+ * As in Unit, a last segment without a dot is looked up whole, so a mapping
+ * added for "README" (no leading dot) matches a file named README. */
 wf_str_t wf_mime_lookup(const wf_mime_table_t *t, wf_str_t path);
 
 #endif
