@@ -258,7 +258,7 @@ cond_trim(wf_str_t s)
 int
 wf_http_date_parse(wf_str_t s, time_t *t)
 {
-    cond_date_t d;
+    cond_date_t d = {0};
 
     s = cond_trim(s);
     for (size_t i = 0; i < wf_nitems(cond_date_forms); i++) {
