@@ -37,9 +37,9 @@ typedef struct wf_h1_header {
 } wf_h1_header_t;
 
 typedef struct wf_h1_limits {
-    size_t max_request_line; /* longer request line: 414 */
-    size_t max_field;        /* longer header line: 431 */
-    size_t max_head;         /* longer head in total: 431 */
+    size_t max_request_line;    /* longer request line: 414 */
+    size_t max_field;           /* longer header line: 431 */
+    size_t max_head;            /* longer head in total: 431 */
     bool discard_unsafe_fields; /* drop fields whose names are not
                                    [A-Za-z0-9-] (Unit's default) */
 } wf_h1_limits_t;
@@ -48,16 +48,21 @@ typedef struct wf_h1_head {
     /* Set by the parser when it returns WF_OK. */
     wf_str_t method;
     wf_http_method_t method_id;
-    wf_str_t target;    /* the whole request-target, raw */
-    wf_str_t path;      /* raw path of the target: origin-form up to '?';
-                           for absolute-form the part after the authority
-                           ("/" when empty); for "*" (OPTIONS) "*" */
-    wf_str_t query;     /* after '?', raw; len 0 when none */
-    bool has_query;     /* a '?' was present (even with empty query) */
-    wf_str_t authority; /* host[:port] of an absolute-form target */
-    unsigned version;   /* 10 for HTTP/1.0, 11 for HTTP/1.1 */
-    wf_str_t host;      /* Host field value, or authority when
-                           absolute-form; len 0 when none */
+    wf_str_t target;        /* the whole request-target, raw */
+    wf_str_t path;          /* raw path of the target: origin-form up to '?';
+                               for absolute-form the part after the authority
+                               ("/" when empty); for "*" (OPTIONS) "*"; len 0
+                               for CONNECT (authority-form) */
+    wf_str_t query;         /* after '?', raw; len 0 when none */
+    bool has_query;         /* a '?' was present (even with empty query) */
+    wf_str_t authority;     /* host[:port] of an absolute-form target, or the
+                               whole authority-form target of CONNECT; len 0
+                               otherwise */
+    unsigned version;       /* 10 for HTTP/1.0, 11 for HTTP/1.1 */
+    wf_str_t host;          /* Host field value, or authority when
+                               absolute-form (RFC 9112 3.2.2; the Host field
+                               is still required in HTTP/1.1); len 0 when
+                               none */
     int64_t content_length; /* -1 when absent */
     bool chunked;           /* Transfer-Encoding: chunked (last coding) */
     bool keep_alive;        /* connection persists after this request:
@@ -71,10 +76,11 @@ typedef struct wf_h1_head {
     unsigned status; /* 400, 414, 431, 501 or 505 */
 
     /* Parser state between calls; zero it with wf_h1_head_init(). */
-    size_t scanned; /* bytes already searched for the end of the head */
+    size_t scanned;    /* bytes already searched for the end of the head */
+    size_t line_start; /* offset of the first line not yet ended by LF */
 } wf_h1_head_t;
 
-/* Prepares h for a new request. */
+/* Prepares h for a new request.  Cheap: the headers[] array is not cleared. */
 void wf_h1_head_init(wf_h1_head_t *h);
 
 /* Parses the request head at buf[0..len).  Leading empty lines (CRLF) before
@@ -87,7 +93,12 @@ void wf_h1_head_init(wf_h1_head_t *h);
  * garbage), line lengths (414/431), obs-fold, bare CR or LF, NUL and CTL
  * bytes (400), missing Host in HTTP/1.1 or several Host fields (400),
  * invalid or duplicate Content-Length (400), Content-Length together with
- * Transfer-Encoding (400), a transfer coding other than chunked (501). */
+ * Transfer-Encoding (400), a transfer coding other than chunked (501).
+ * Limit errors (414, 431) are found while scanning for the end of the head,
+ * before any syntax check, so the result does not depend on how the bytes
+ * were split between calls.  The buffer may move between calls (h keeps
+ * offsets only), and lim is borrowed for the call.  An Expect value other
+ * than 100-continue is ignored (no 417). */
 int wf_h1_parse_head(wf_h1_head_t *h, const char *buf, size_t len,
                      const wf_h1_limits_t *lim);
 
@@ -104,10 +115,11 @@ typedef struct wf_h1_chunked {
 
 void wf_h1_chunked_init(wf_h1_chunked_t *ch);
 
-/* Decodes in[0..len): copies the body bytes to out (out may equal in: the
- * output never overtakes the input) and sets *used to the input bytes
- * consumed and *out_len to the body bytes written.  Returns WF_AGAIN when it
- * needs more input, WF_OK when the last chunk and the trailers have been read
+/* Decodes in[0..len): copies the body bytes to out, which has room for len
+ * bytes (out may equal in: the output never overtakes the input), and sets
+ * *used to the input bytes consumed and *out_len to the body bytes written.
+ * Returns WF_AGAIN when it needs more input (all of in was then consumed),
+ * WF_OK when the last chunk and the trailers have been read
  * (*used then stops right after them: what follows is the next request), or
  * WF_ERROR on malformed input (400).  Lines longer than 4096 bytes and sizes
  * that overflow 63 bits are errors. */
