@@ -15,6 +15,7 @@
 #define WF_LOOP_MAX_WAIT_MS 1000
 
 void (*wf_loop_on_stop)(wf_loop_t *loop, bool graceful);
+void (*wf_loop_on_exit)(wf_loop_t *loop);
 
 static wf_loop_t **loops;
 static unsigned nloops;
@@ -356,9 +357,16 @@ loop_thread(void *arg)
         loop_run_list(&loop->runq);
         loop_run_list(&loop->late);
     }
-    /* Run what is left so deferred frees happen before the thread ends. */
+    /* Close what is left, run the deferred frees, then free per-thread
+     * objects. */
+    if (stop_seen != WF_LOOP_FAST && wf_loop_on_stop != NULL) {
+        wf_loop_on_stop(loop, false);
+    }
     loop_run_list(&loop->runq);
     loop_run_list(&loop->late);
+    if (wf_loop_on_exit != NULL) {
+        wf_loop_on_exit(loop);
+    }
     return NULL;
 }
 

@@ -63,6 +63,10 @@ enum {
  * closes its idle connections here.  Set before the loops start. */
 extern void (*wf_loop_on_stop)(wf_loop_t *loop, bool graceful);
 
+/* Called on each loop's thread just before it exits; the HTTP layer frees
+ * its per-thread objects here.  Set before the loops start. */
+extern void (*wf_loop_on_exit)(wf_loop_t *loop);
+
 /* Creates n loops (not started).  Returns WF_OK or WF_ERROR. */
 int wf_loops_create(unsigned n);
 

@@ -1,1 +1,933 @@
-/* placeholder: being written */
+/* The HTTP/1.x connection state machine.  One table says what each state
+ * does on input and which timeout guards it; h1_set_state() is the only
+ * place that changes state.  See docs/internals/h1_conn.md. */
+#include "http/h1_conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "http/h1_conn_types.h"
+#include "http/req.h"
+#include "http/respond.h"
+#include "http/static.h"
+#include "http/uri.h"
+
+#define H1_RBUF_SIZE      4096 /* pooled read buffers; heads grow beyond */
+#define H1_LINGER_MS      2000 /* bound on draining input before close */
+#define H1_PIPELINE_BURST 16   /* pipelined requests served per wake-up */
+#define H1_SENDFILE_MAX   (1u << 30)
+
+struct wf_h1_conn {
+    wf_io_t io;
+    wf_timer_t timer;
+    wf_task_t resume;    /* serves buffered (pipelined) input */
+    wf_task_t free_task; /* frees c at the end of the tick */
+    wf_list_t link;      /* in the thread's list of connections */
+    wf_loop_t *loop;
+    const wf_h1_server_t *srv; /* borrowed; outlives c */
+    wf_h1_state_t state;
+    bool keep_alive;
+    bool job_pending; /* a helper job holds c->req */
+    unsigned burst;   /* requests served since the last poll */
+
+    char *rbuf; /* owned; NULL while idle */
+    uint32_t rcap;
+    uint32_t rstart; /* first unconsumed byte */
+    uint32_t rend;   /* end of the bytes read */
+
+    wf_req_t *req; /* owned; NULL while idle */
+
+    /* Request body being dropped. */
+    bool body_chunked;
+    uint64_t body_left; /* Content-Length bytes still to read */
+    uint64_t body_seen; /* decoded bytes, for max_body_size */
+    wf_h1_chunked_t chunked;
+
+    /* Response being written. */
+    size_t out_len; /* head bytes in req->hbuf */
+    size_t out_sent;
+    wf_str_t body; /* memory body */
+    size_t body_sent;
+    wf_file_t *file; /* borrowed from req->resp */
+    off_t file_off;
+    uint64_t file_left;
+};
+
+typedef void (*h1_input_cb)(wf_h1_conn_t *c);
+
+static void h1_read_head(wf_h1_conn_t *c);
+static void h1_read_body(wf_h1_conn_t *c);
+static void h1_ignore_input(wf_h1_conn_t *c);
+static void h1_send(wf_h1_conn_t *c);
+static void h1_linger_read(wf_h1_conn_t *c);
+static void h1_close(wf_h1_conn_t *c);
+
+/* Which field of wf_http_conf_t bounds each state (none for 0). */
+typedef enum h1_timeout {
+    H1_TIMEOUT_NONE = 0,
+    H1_TIMEOUT_IDLE,
+    H1_TIMEOUT_HEADER,
+    H1_TIMEOUT_BODY,
+    H1_TIMEOUT_SEND,
+    H1_TIMEOUT_LINGER,
+} h1_timeout_t;
+
+static const struct {
+    const char *name;
+    h1_input_cb on_input; /* readable (or writable in SEND) */
+    h1_timeout_t timeout;
+    bool restart_on_progress; /* an interval, not a deadline */
+} h1_states[WF_H1_NSTATES] = {
+    [WF_H1_IDLE] = {"IDLE", h1_read_head, H1_TIMEOUT_IDLE, false},
+    [WF_H1_HEAD] = {"HEAD", h1_read_head, H1_TIMEOUT_HEADER, false},
+    [WF_H1_BODY] = {"BODY", h1_read_body, H1_TIMEOUT_BODY, true},
+    [WF_H1_RESPOND] = {"RESPOND", h1_ignore_input, H1_TIMEOUT_NONE, false},
+    [WF_H1_SEND] = {"SEND", h1_send, H1_TIMEOUT_SEND, true},
+    [WF_H1_LINGER] = {"LINGER", h1_linger_read, H1_TIMEOUT_LINGER, false},
+    [WF_H1_CLOSING] = {"CLOSING", h1_ignore_input, H1_TIMEOUT_NONE, false},
+};
+
+/* Per-thread pools and the list of every connection of the thread. */
+typedef struct h1_thread {
+    bool ready;
+    wf_fpool_t conns;
+    wf_fpool_t reqs;
+    wf_fpool_t rbufs;
+    wf_list_t all;
+} h1_thread_t;
+
+static __thread h1_thread_t h1_thr;
+
+static h1_thread_t *
+h1_thread(void)
+{
+    if (!h1_thr.ready) {
+        wf_fpool_init(&h1_thr.conns, sizeof(wf_h1_conn_t), 4096);
+        wf_fpool_init(&h1_thr.reqs, sizeof(wf_req_t), 64);
+        wf_fpool_init(&h1_thr.rbufs, H1_RBUF_SIZE, 256);
+        wf_list_init(&h1_thr.all);
+        h1_thr.ready = true;
+    }
+    return &h1_thr;
+}
+
+static uint64_t
+h1_timeout_ms(const wf_h1_conn_t *c, h1_timeout_t which)
+{
+    const wf_http_conf_t *hc = c->srv->hc;
+
+    switch (which) {
+    case H1_TIMEOUT_IDLE:
+        return hc->idle_timeout_ms;
+    case H1_TIMEOUT_HEADER:
+        return hc->header_read_timeout_ms;
+    case H1_TIMEOUT_BODY:
+        return hc->body_read_timeout_ms;
+    case H1_TIMEOUT_SEND:
+        return hc->send_timeout_ms;
+    case H1_TIMEOUT_LINGER:
+        return H1_LINGER_MS;
+    case H1_TIMEOUT_NONE:
+        break;
+    }
+    return 0;
+}
+
+/* Every transition goes through here.  Re-entering the current state keeps
+ * its timer: a client trickling bytes must not push back its deadline. */
+static void
+h1_set_state(wf_h1_conn_t *c, wf_h1_state_t next)
+{
+    if (next == c->state) {
+        return;
+    }
+    c->state = next;
+    wf_timer_set(c->loop, &c->timer, h1_timeout_ms(c, h1_states[next].timeout));
+}
+
+/* Restarts the timer of an interval state after progress. */
+static void
+h1_progress(wf_h1_conn_t *c)
+{
+    if (h1_states[c->state].restart_on_progress) {
+        wf_timer_set(c->loop, &c->timer,
+                     h1_timeout_ms(c, h1_states[c->state].timeout));
+    }
+}
+
+static void
+h1_poll(wf_h1_conn_t *c, uint32_t events)
+{
+    if (wf_io_mod(c->loop, &c->io, events) != WF_OK) {
+        h1_close(c);
+    }
+}
+
+static void
+h1_rbuf_free(wf_h1_conn_t *c)
+{
+    if (c->rbuf == NULL) {
+        return;
+    }
+    if (c->rcap == H1_RBUF_SIZE) {
+        wf_fpool_put(&h1_thread()->rbufs, c->rbuf);
+    } else {
+        free(c->rbuf);
+    }
+    c->rbuf = NULL;
+    c->rcap = c->rstart = c->rend = 0;
+}
+
+/* Makes room at the end of rbuf: drops consumed bytes, then grows up to one
+ * byte past the largest head allowed, so the parser can say 414 or 431.
+ * Returns WF_OK, or WF_DECLINED when the buffer may not grow any more. */
+static int
+h1_rbuf_reserve(wf_h1_conn_t *c)
+{
+    const wf_http_conf_t *hc = c->srv->hc;
+    size_t limit = hc->large_header_buffer_size * hc->large_header_buffers + 1;
+    size_t cap;
+    char *b;
+
+    if (c->rbuf == NULL) {
+        c->rbuf = wf_fpool_get(&h1_thread()->rbufs);
+        c->rcap = H1_RBUF_SIZE;
+        c->rstart = c->rend = 0;
+        return c->rbuf != NULL ? WF_OK : WF_ERROR;
+    }
+    if (c->rend < c->rcap) {
+        return WF_OK;
+    }
+    if (c->rstart > 0) {
+        memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+        c->rend -= c->rstart;
+        c->rstart = 0;
+        return WF_OK;
+    }
+    if (c->rcap >= limit) {
+        return WF_DECLINED;
+    }
+    cap = wf_min((size_t)c->rcap * 2, limit);
+    b = malloc(cap);
+    if (b == NULL) {
+        return WF_ERROR;
+    }
+    memcpy(b, c->rbuf, c->rend);
+    if (c->rcap == H1_RBUF_SIZE) {
+        wf_fpool_put(&h1_thread()->rbufs, c->rbuf);
+    } else {
+        free(c->rbuf);
+    }
+    c->rbuf = b;
+    c->rcap = (uint32_t)cap;
+    return WF_OK;
+}
+
+/* Reads what the socket has into rbuf.  Returns the byte count, 0 at EOF,
+ * WF_AGAIN, WF_DECLINED when rbuf is full at its limit, or WF_ERROR. */
+static ssize_t
+h1_recv(wf_h1_conn_t *c)
+{
+    ssize_t n;
+    int rc = h1_rbuf_reserve(c);
+
+    if (rc != WF_OK) {
+        return rc;
+    }
+    n = recv(c->io.fd, c->rbuf + c->rend, c->rcap - c->rend, 0);
+    if (n > 0) {
+        c->rend += (uint32_t)n;
+        return n;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        return WF_AGAIN;
+    }
+    return WF_ERROR;
+}
+
+static wf_req_t *
+h1_req_create(wf_h1_conn_t *c)
+{
+    wf_req_t *r = wf_fpool_get(&h1_thread()->reqs);
+
+    if (r == NULL) {
+        return NULL;
+    }
+    wf_h1_head_init(&r->head);
+    memset(&r->rq, 0, sizeof(r->rq));
+    memset(&r->resp, 0, sizeof(r->resp));
+    r->conn = c;
+    r->hc = c->srv->hc;
+    r->root = c->srv->root;
+    r->loop = c->loop;
+    r->passes = 0;
+    r->action = NULL;
+    r->share_index = 0;
+    r->trying_index = false;
+    r->job_done = NULL;
+    r->job_fd = -1;
+    r->job_errno = 0;
+    r->uri = r->uri_inline;
+    r->loc = NULL;
+    r->hbuf = r->hbuf_inline;
+    r->path_len = 0;
+    return r;
+}
+
+static void
+h1_req_destroy(wf_h1_conn_t *c)
+{
+    wf_req_t *r = c->req;
+
+    if (r == NULL) {
+        return;
+    }
+    wf_file_unref(r->resp.file);
+    if (r->uri != r->uri_inline) {
+        free(r->uri);
+    }
+    if (r->hbuf != r->hbuf_inline) {
+        free(r->hbuf);
+    }
+    free(r->loc);
+    wf_fpool_put(&h1_thread()->reqs, r);
+    c->req = NULL;
+    c->file = NULL;
+}
+
+static void
+h1_on_free(wf_task_t *task)
+{
+    wf_h1_conn_t *c = wf_container_of(task, wf_h1_conn_t, free_task);
+
+    h1_req_destroy(c);
+    h1_rbuf_free(c);
+    wf_fpool_put(&h1_thread()->conns, c);
+}
+
+/* Closes the socket and moves c to CLOSING; c is freed at the end of the
+ * tick, or when its helper job comes back. */
+static void
+h1_close(wf_h1_conn_t *c)
+{
+    if (c->state == WF_H1_CLOSING) {
+        return;
+    }
+    wf_timer_stop(c->loop, &c->timer);
+    wf_io_del(c->loop, &c->io);
+    close(c->io.fd);
+    c->io.fd = -1;
+    c->state = WF_H1_CLOSING;
+    wf_list_del(&c->resume.link);
+    wf_list_del(&c->link);
+    wf_listen_conn_release(c->loop);
+    if (!c->job_pending) {
+        wf_task_defer(c->loop, &c->free_task);
+    }
+}
+
+/* Closes after a response the client may not have finished sending:
+ * shutting our side and draining theirs keeps the kernel from resetting
+ * the connection, which would destroy the response in flight. */
+static void
+h1_linger(wf_h1_conn_t *c)
+{
+    h1_req_destroy(c);
+    h1_rbuf_free(c);
+    if (shutdown(c->io.fd, SHUT_WR) == -1) {
+        h1_close(c);
+        return;
+    }
+    h1_set_state(c, WF_H1_LINGER);
+    h1_poll(c, EPOLLIN);
+}
+
+static void
+h1_linger_read(wf_h1_conn_t *c)
+{
+    char buf[4096];
+
+    for (unsigned i = 0; i < 16; i++) {
+        ssize_t n = recv(c->io.fd, buf, sizeof(buf), 0);
+
+        if (n > 0) {
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        break;
+    }
+    h1_close(c);
+}
+
+static void
+h1_ignore_input(wf_h1_conn_t *c)
+{
+    wf_unused(c);
+}
+
+static void
+h1_on_timer(wf_timer_t *t)
+{
+    wf_h1_conn_t *c = wf_container_of(t, wf_h1_conn_t, timer);
+
+    if ((c->state == WF_H1_HEAD || c->state == WF_H1_BODY) && c->req != NULL) {
+        /* The client started a request and stalled: tell it why. */
+        c->keep_alive = false;
+        wf_req_respond_error(c->req, 408);
+        return;
+    }
+    h1_close(c);
+}
+
+static void
+h1_limits(const wf_http_conf_t *hc, wf_h1_limits_t *lim)
+{
+    lim->max_request_line = hc->large_header_buffer_size;
+    lim->max_field = hc->large_header_buffer_size;
+    lim->max_head = hc->large_header_buffer_size * hc->large_header_buffers;
+    lim->discard_unsafe_fields = hc->discard_unsafe_fields;
+}
+
+/* Host without its port ("example.com:8080", "[::1]:80"). */
+static wf_str_t
+h1_host_name(wf_str_t host)
+{
+    size_t n = host.len;
+
+    if (n > 0 && host.data[0] == '[') {
+        const char *end = memchr(host.data, ']', n);
+
+        return end != NULL
+                   ? wf_str_make(host.data, (size_t)(end - host.data) + 1)
+                   : host;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (host.data[i] == ':') {
+            return wf_str_make(host.data, i);
+        }
+    }
+    return host;
+}
+
+/* Fills what routes read.  Returns WF_OK or an HTTP status to answer. */
+static unsigned
+h1_req_prepare(wf_req_t *r)
+{
+    wf_h1_head_t *h = &r->head;
+    size_t len = h->path.len;
+
+    if (len == 0 || h->path.data[0] != '/') {
+        /* "*" (OPTIONS) or CONNECT's authority: nothing to serve here. */
+        return h->method_id == WF_HTTP_OPTIONS ? 404 : 405;
+    }
+    if (len > sizeof(r->uri_inline)) {
+        r->uri = malloc(len);
+        if (r->uri == NULL) {
+            return 503;
+        }
+    }
+    if (wf_uri_normalize(h->path.data, len, r->uri, &len) != WF_OK) {
+        return 400;
+    }
+    r->rq.method_id = h->method_id;
+    r->rq.method = h->method;
+    r->rq.host = h1_host_name(h->host);
+    r->rq.uri = wf_str_make(r->uri, len);
+    r->rq.head = h;
+    r->resp.head_only = h->method_id == WF_HTTP_HEAD;
+    return WF_OK;
+}
+
+/* Sends the interim 100 (Continue) before we read the body.  It is tiny and
+ * the socket buffer is empty here, so a short write means a broken peer. */
+static int
+h1_send_continue(wf_h1_conn_t *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n = send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+
+    return n == (ssize_t)(sizeof(cont) - 1) ? WF_OK : WF_ERROR;
+}
+
+static void
+h1_dispatch(wf_h1_conn_t *c)
+{
+    h1_set_state(c, WF_H1_RESPOND);
+    wf_http_handle(c->req); /* the handler now owns c->req */
+}
+
+/* Starts on the body of a parsed head, or dispatches a request without. */
+static void
+h1_start_body(wf_h1_conn_t *c)
+{
+    wf_h1_head_t *h = &c->req->head;
+
+    c->body_chunked = h->chunked;
+    c->body_left = h->content_length > 0 ? (uint64_t)h->content_length : 0;
+    c->body_seen = 0;
+    if (!c->body_chunked && c->body_left == 0) {
+        h1_dispatch(c);
+        return;
+    }
+    if (c->body_left > c->srv->hc->max_body_size) {
+        c->keep_alive = false;
+        wf_req_respond_error(c->req, 413);
+        return;
+    }
+    wf_h1_chunked_init(&c->chunked);
+    if (h->expect_continue && c->rstart == c->rend
+        && h1_send_continue(c) != WF_OK) {
+        h1_close(c);
+        return;
+    }
+    h1_set_state(c, WF_H1_BODY);
+    h1_read_body(c);
+}
+
+/* Parses the head buffered in rbuf (all of it, or what has come so far). */
+static void
+h1_parse(wf_h1_conn_t *c)
+{
+    wf_h1_limits_t lim;
+    unsigned status;
+    int rc;
+
+    h1_limits(c->srv->hc, &lim);
+    rc = wf_h1_parse_head(&c->req->head, c->rbuf + c->rstart,
+                          c->rend - c->rstart, &lim);
+    if (rc == WF_AGAIN) {
+        h1_set_state(c, WF_H1_HEAD);
+        return;
+    }
+    if (rc != WF_OK) {
+        c->keep_alive = false;
+        wf_req_respond_error(c->req, c->req->head.status);
+        return;
+    }
+    c->rstart += (uint32_t)c->req->head.head_len;
+    c->keep_alive = c->req->head.keep_alive;
+    status = h1_req_prepare(c->req);
+    if (status != WF_OK) {
+        c->keep_alive = false;
+        wf_req_respond_error(c->req, status);
+        return;
+    }
+    h1_start_body(c);
+}
+
+/* Bytes are buffered: begin a request on them. */
+static void
+h1_begin(wf_h1_conn_t *c)
+{
+    if (c->req == NULL) {
+        c->req = h1_req_create(c);
+        if (c->req == NULL) {
+            h1_close(c);
+            return;
+        }
+    }
+    h1_parse(c);
+}
+
+static void
+h1_read_head(wf_h1_conn_t *c)
+{
+    ssize_t n = h1_recv(c);
+
+    if (n == WF_AGAIN) {
+        return;
+    }
+    if (n == WF_DECLINED) {
+        /* The parser said WF_AGAIN on a buffer at its limit: too large. */
+        c->keep_alive = false;
+        wf_req_respond_error(c->req, 431);
+        return;
+    }
+    if (n <= 0) {
+        h1_close(c);
+        return;
+    }
+    h1_begin(c);
+}
+
+/* Drops buffered body bytes.  Returns WF_OK when the body is complete,
+ * WF_AGAIN when more is needed, or WF_ERROR with a response sent. */
+static int
+h1_body_consume(wf_h1_conn_t *c)
+{
+    char *p = c->rbuf + c->rstart;
+    size_t avail = c->rend - c->rstart;
+    size_t used;
+    size_t out;
+    int rc;
+
+    if (!c->body_chunked) {
+        used = (size_t)wf_min((uint64_t)avail, c->body_left);
+        c->rstart += (uint32_t)used;
+        c->body_left -= used;
+        return c->body_left == 0 ? WF_OK : WF_AGAIN;
+    }
+    rc = wf_h1_chunked_decode(&c->chunked, p, avail, &used, p, &out);
+    c->rstart += (uint32_t)used;
+    c->body_seen += out;
+    if (rc == WF_ERROR) {
+        c->keep_alive = false;
+        wf_req_respond_error(c->req, 400);
+        return WF_ERROR;
+    }
+    if (c->body_seen > c->srv->hc->max_body_size) {
+        c->keep_alive = false;
+        wf_req_respond_error(c->req, 413);
+        return WF_ERROR;
+    }
+    return rc;
+}
+
+static void
+h1_read_body(wf_h1_conn_t *c)
+{
+    for (unsigned i = 0; i < 64; i++) {
+        ssize_t n;
+        int rc = h1_body_consume(c);
+
+        if (rc == WF_OK) {
+            h1_dispatch(c);
+            return;
+        }
+        if (rc == WF_ERROR) {
+            return;
+        }
+        if (c->rstart == c->rend) {
+            c->rstart = c->rend = 0;
+        }
+        n = h1_recv(c);
+        if (n == WF_AGAIN) {
+            return;
+        }
+        if (n <= 0) {
+            h1_close(c);
+            return;
+        }
+        h1_progress(c);
+    }
+}
+
+static void h1_on_resume(wf_task_t *task);
+
+/* The response is out: start on the next request, or close. */
+static void
+h1_request_done(wf_h1_conn_t *c)
+{
+    bool more;
+
+    h1_req_destroy(c);
+    if (!c->keep_alive) {
+        h1_linger(c);
+        return;
+    }
+    if (c->io.events != EPOLLIN) {
+        h1_poll(c, EPOLLIN);
+    }
+    more = c->rbuf != NULL && c->rstart < c->rend;
+    if (!more) {
+        h1_rbuf_free(c);
+        h1_set_state(c, WF_H1_IDLE);
+        return;
+    }
+    /* Pipelined bytes wait: serve them from the run queue, not from here,
+     * so that responses never nest on the stack. */
+    h1_set_state(c, WF_H1_HEAD);
+    wf_task_schedule(c->loop, &c->resume);
+}
+
+static void
+h1_on_resume(wf_task_t *task)
+{
+    wf_h1_conn_t *c = wf_container_of(task, wf_h1_conn_t, resume);
+
+    if (c->state != WF_H1_HEAD) {
+        return;
+    }
+    if (++c->burst > H1_PIPELINE_BURST) {
+        /* Let other connections have their turn; input is still buffered,
+         * and a poll may never come for it. */
+        c->burst = 0;
+        wf_task_defer(c->loop, &c->resume);
+        return;
+    }
+    h1_begin(c);
+}
+
+/* Writes the head and a memory body.  Returns WF_OK when both are out. */
+static int
+h1_send_head(wf_h1_conn_t *c)
+{
+    struct iovec iov[2];
+    struct msghdr msg = {.msg_iov = iov};
+    int flags = MSG_NOSIGNAL;
+    ssize_t n;
+
+    while (c->out_sent < c->out_len || c->body_sent < c->body.len) {
+        size_t head_left = c->out_len - c->out_sent;
+
+        msg.msg_iovlen = 0;
+        if (head_left > 0) {
+            iov[msg.msg_iovlen++] =
+                (struct iovec){c->req->hbuf + c->out_sent, head_left};
+        }
+        if (c->body_sent < c->body.len) {
+            iov[msg.msg_iovlen++] =
+                (struct iovec){(char *)c->body.data + c->body_sent,
+                               c->body.len - c->body_sent};
+        }
+        if (c->file_left > 0) {
+            flags |= MSG_MORE; /* one segment with the file's first bytes */
+        }
+        n = sendmsg(c->io.fd, &msg, flags);
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        if ((size_t)n >= head_left) {
+            c->out_sent = c->out_len;
+            c->body_sent += (size_t)n - head_left;
+        } else {
+            c->out_sent += (size_t)n;
+        }
+        h1_progress(c);
+    }
+    return WF_OK;
+}
+
+static int
+h1_send_file(wf_h1_conn_t *c)
+{
+    while (c->file_left > 0) {
+        size_t chunk = (size_t)wf_min(c->file_left, (uint64_t)H1_SENDFILE_MAX);
+        ssize_t n =
+            sendfile(c->io.fd, wf_file_fd(c->file), &c->file_off, chunk);
+
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        if (n == 0) {
+            /* The file shrank under us: the promised length cannot be
+             * kept, so the connection must end. */
+            wf_log_warn(0, "file shrank while being sent");
+            return WF_ERROR;
+        }
+        c->file_left -= (uint64_t)n;
+        h1_progress(c);
+    }
+    return WF_OK;
+}
+
+static void
+h1_send(wf_h1_conn_t *c)
+{
+    int rc = h1_send_head(c);
+
+    if (rc == WF_OK) {
+        rc = h1_send_file(c);
+    }
+    if (rc == WF_AGAIN) {
+        if (c->io.events != EPOLLOUT) {
+            h1_poll(c, EPOLLOUT);
+        }
+        return;
+    }
+    if (rc == WF_ERROR) {
+        h1_close(c);
+        return;
+    }
+    h1_request_done(c);
+}
+
+void
+wf_req_respond(wf_req_t *r)
+{
+    wf_h1_conn_t *c = r->conn;
+    wf_resp_t *resp = &r->resp;
+    size_t need = wf_resp_head_size(resp);
+
+    if (resp->close) {
+        c->keep_alive = false;
+    }
+    if (need > sizeof(r->hbuf_inline)) {
+        r->hbuf = malloc(need);
+        if (r->hbuf == NULL) {
+            r->hbuf = r->hbuf_inline;
+            h1_close(c);
+            return;
+        }
+    }
+    c->out_len = wf_resp_head_write(r->hbuf, resp, c->loop, c->keep_alive,
+                                    r->head.version == 10 ? 10 : 11,
+                                    c->srv->hc->server_version);
+    c->out_sent = 0;
+    c->body = resp->head_only ? wf_null_str : resp->body;
+    c->body_sent = 0;
+    c->file = resp->head_only ? NULL : resp->file;
+    c->file_off = (off_t)resp->file_off;
+    c->file_left = c->file != NULL ? resp->content_length : 0;
+    h1_set_state(c, WF_H1_SEND);
+    h1_send(c);
+}
+
+void
+wf_req_respond_error(wf_req_t *r, unsigned status)
+{
+    wf_resp_t *resp = &r->resp;
+
+    wf_file_unref(resp->file);
+    memset(resp, 0, sizeof(*resp));
+    resp->status = status;
+    resp->head_only = r->head.method_id == WF_HTTP_HEAD;
+    wf_resp_set_error_page(resp, status);
+    wf_req_respond(r);
+}
+
+static void
+h1_on_job_done(wf_task_t *task)
+{
+    wf_req_t *r = wf_container_of(task, wf_req_t, job.done);
+    wf_h1_conn_t *c = r->conn;
+
+    c->job_pending = false;
+    if (c->state == WF_H1_CLOSING) {
+        if (r->job_fd >= 0) {
+            close(r->job_fd);
+        }
+        wf_task_defer(c->loop, &c->free_task);
+        return;
+    }
+    r->job_done(r);
+}
+
+void
+wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done)
+{
+    wf_h1_conn_t *c = r->conn;
+
+    /* Input stays buffered in the kernel until the response is out. */
+    h1_poll(c, 0);
+    if (c->state == WF_H1_CLOSING) {
+        return;
+    }
+    c->job_pending = true;
+    r->job_done = done;
+    r->job.loop = c->loop;
+    r->job.work = work;
+    r->job.done.handler = h1_on_job_done;
+    wf_tpool_submit(&r->job);
+}
+
+static void
+h1_on_io(wf_io_t *io, uint32_t events)
+{
+    wf_h1_conn_t *c = wf_container_of(io, wf_h1_conn_t, io);
+
+    wf_unused(events);
+    c->burst = 0;
+    h1_states[c->state].on_input(c);
+}
+
+static void
+h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd)
+{
+    wf_h1_server_t *srv = wf_container_of(l, wf_h1_server_t, listener);
+    h1_thread_t *thr = h1_thread();
+    wf_h1_conn_t *c = wf_fpool_get(&thr->conns);
+
+    if (c == NULL) {
+        close(fd);
+        wf_listen_conn_release(loop);
+        return;
+    }
+    memset(c, 0, sizeof(*c));
+    c->io.fd = fd;
+    c->io.handler = h1_on_io;
+    c->loop = loop;
+    c->srv = srv;
+    c->state = WF_H1_IDLE;
+    wf_timer_init(&c->timer, h1_on_timer);
+    wf_list_init(&c->resume.link);
+    c->resume.handler = h1_on_resume;
+    c->free_task.handler = h1_on_free;
+    wf_list_add_tail(&thr->all, &c->link);
+    if (wf_io_add(loop, &c->io, EPOLLIN) != WF_OK) {
+        c->state = WF_H1_HEAD; /* any state but CLOSING */
+        h1_close(c);
+        return;
+    }
+    /* The first request gets header_read_timeout from the accept on. */
+    wf_timer_set(loop, &c->timer, srv->hc->header_read_timeout_ms);
+}
+
+void
+wf_h1_server_init(wf_h1_server_t *srv, const wf_route_t *root,
+                  const wf_http_conf_t *hc)
+{
+    srv->listener.on_accept = h1_on_accept;
+    srv->root = root;
+    srv->hc = hc;
+}
+
+/* A graceful stop closes the connections that wait between requests; the
+ * others close after their response (keep-alive is refused from now on). */
+static void
+h1_on_stop(wf_loop_t *loop, bool graceful)
+{
+    wf_list_t *l;
+    wf_list_t *next;
+
+    wf_unused(loop);
+    if (!h1_thr.ready) {
+        return;
+    }
+    for (l = h1_thr.all.next; l != &h1_thr.all; l = next) {
+        wf_h1_conn_t *c = wf_container_of(l, wf_h1_conn_t, link);
+
+        next = l->next;
+        if (!graceful || c->state == WF_H1_IDLE) {
+            h1_close(c);
+        } else {
+            c->keep_alive = false;
+        }
+    }
+}
+
+static void
+h1_on_exit(wf_loop_t *loop)
+{
+    wf_unused(loop);
+    if (!h1_thr.ready) {
+        return;
+    }
+    /* Connections whose helper job is still out are leaked on purpose: the
+     * job may still write into them. */
+    wf_static_thread_exit();
+    wf_fpool_fini(&h1_thr.conns);
+    wf_fpool_fini(&h1_thr.reqs);
+    wf_fpool_fini(&h1_thr.rbufs);
+    h1_thr.ready = false;
+}
+
+void
+wf_h1_init(void)
+{
+    wf_loop_on_stop = h1_on_stop;
+    wf_loop_on_exit = h1_on_exit;
+}

@@ -1,0 +1,98 @@
+/* A request being served, independent of the connection's protocol, and the
+ * response it gets.  The h1 connection owns the request (from its per-thread
+ * pool) from the end of the head until the response is sent; handlers fill
+ * r->resp and call wf_req_respond() exactly once. */
+#ifndef WF_HTTP_REQ_H
+#define WF_HTTP_REQ_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/loop.h"
+#include "core/tpool.h"
+#include "http/h1_parse.h"
+#include "http/http_conf.h"
+#include "http/route.h"
+
+#define WF_REQ_URI_INLINE 2048 /* decoded paths up to this fit inline */
+#define WF_REQ_MAX_PASSES 16   /* route-to-route passes before a 500 */
+
+typedef struct wf_file wf_file_t; /* an open file in the per-thread cache */
+
+typedef struct wf_resp {
+    unsigned status;
+    wf_str_t content_type; /* len 0: none */
+    wf_str_t location;     /* len 0: none */
+    wf_str_t etag;         /* len 0: none */
+    time_t last_modified;  /* 0: none */
+    bool accept_ranges;
+    wf_str_t content_range; /* "bytes a-b/size" or "bytes STAR/size" */
+    wf_str_t body;          /* a memory body (borrowed; must outlive r) */
+    wf_file_t *file;        /* a file body (a reference, released with r) */
+    uint64_t file_off;
+    uint64_t content_length; /* body bytes (file or memory) */
+    bool head_only;          /* HEAD: send the fields, not the body */
+    bool close;              /* close the connection after this response */
+} wf_resp_t;
+
+typedef struct wf_req wf_req_t;
+typedef struct wf_h1_conn wf_h1_conn_t;
+
+#define WF_REQ_HEAD_INLINE 1024 /* response heads up to this fit inline */
+
+/* Called on the request's loop when a helper job finished. */
+typedef void (*wf_req_job_cb)(wf_req_t *r);
+
+struct wf_req {
+    wf_h1_conn_t *conn;       /* the transport that owns r */
+    wf_h1_head_t head;        /* points into the connection's read buffer */
+    wf_route_req_t rq;        /* what routes and templates read */
+    const wf_http_conf_t *hc; /* borrowed from the snapshot */
+    const wf_route_t *root;   /* the listener's route */
+    wf_loop_t *loop;
+    wf_resp_t resp;
+    unsigned passes;           /* route passes so far */
+    const wf_action_t *action; /* the share being served */
+    unsigned share_index;      /* which of action->shares */
+    bool trying_index;         /* path has the index file appended */
+
+    /* A blocking open()+fstat() on a helper thread. */
+    wf_job_t job;
+    wf_req_job_cb job_done;
+    int job_fd; /* result: -1 on failure */
+    int job_errno;
+    struct stat job_st;
+
+    char *uri;           /* decoded path; uri_inline or malloc'd */
+    char *loc;           /* malloc'd Location text, or NULL */
+    char *hbuf;          /* response head: hbuf_inline or malloc'd */
+    char crange[64];     /* Content-Range text */
+    char path[PATH_MAX]; /* file system path being served */
+    size_t path_len;
+    char uri_inline[WF_REQ_URI_INLINE];
+    char hbuf_inline[WF_REQ_HEAD_INLINE];
+};
+
+/* Sends r->resp.  Called once per request by whatever handles it; the
+ * transport takes over r and frees it when the response is out. */
+void wf_req_respond(wf_req_t *r);
+
+/* Answers status with Unit's small HTML error page.  Takes over r. */
+void wf_req_respond_error(wf_req_t *r, unsigned status);
+
+/* Runs work(&r->job) on a helper thread (it may only touch r's job_*
+ * fields and r->path), then calls done(r) on r's loop.  The transport keeps
+ * r alive until then even if the client goes away; if it went away, done is
+ * not called and a job_fd >= 0 is closed. */
+void wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done);
+
+/* Routes r from its listener's route and runs the action.  Takes over r. */
+void wf_http_handle(wf_req_t *r);
+
+/* Runs action a for r (also used for a share's fallback).  Takes over r. */
+void wf_http_run_action(wf_req_t *r, const wf_action_t *a);
+
+#endif
