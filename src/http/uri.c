@@ -130,20 +130,23 @@ wf_uri_normalize(const char *in, size_t len, char *out, size_t *out_len)
         return WF_ERROR;
     }
 
-    /* Most paths have no escape, no dot-segment and no "//": copy them
-     * while looking, and hand over to the general case where one starts.
-     * Every segment begins after a '/' that was checked here, so the
-     * copied prefix holds no dot-segment. */
+    /* Most paths have no escape, no dot-segment and no "//": look for the
+     * first place where one starts, copy what precedes it, and hand over
+     * to the general case there.  Every segment begins after a '/' checked
+     * here, so the copied prefix holds no dot-segment. */
     for (i = 0; i < len; i++) {
         ch = (unsigned char)in[i];
         if (wf_unlikely(uri_special[ch])) {
             if (ch != '/'
                 || (i + 1 < len && (in[i + 1] == '/' || in[i + 1] == '.'))) {
-                return uri_normalize_slow(in, len, i, seg, out, out_len);
+                break;
             }
             seg = i + 1;
         }
-        out[i] = (char)ch;
+    }
+    memcpy(out, in, i);
+    if (i < len) {
+        return uri_normalize_slow(in, len, i, seg, out, out_len);
     }
     *out_len = len;
     return WF_OK;
