@@ -1,1 +1,1044 @@
-/* placeholder: being written */
+#include "control/conf.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+
+#include "core/common.h"
+#include "http/mime.h"
+
+/* Validation and compilation are one walk over the tree: every object is
+ * checked against a table of its members (conf_member_t), and each member's
+ * handler compiles what it accepts into the snapshot.  Routes are created
+ * before any step is compiled, so a "pass" may name a route declared later;
+ * see wf_conf_compile() for the order. */
+
+#define CONF_REQUIRED    0x1u /* missing: 'Required parameter "x" ...' */
+#define CONF_UNSUPPORTED 0x2u /* Unit has it; Wharf not yet */
+#define CONF_IF_NONEMPTY 0x4u /* with CONF_UNSUPPORTED: "" / {} / [] pass */
+
+/* Bounds the recursion of "fallback" (Unit has no limit; a chain this long
+ * has no use, and the stack stays small). */
+#define CONF_MAX_FALLBACKS 32
+
+typedef struct conf_ctx conf_ctx_t;
+
+typedef int (*conf_handler)(conf_ctx_t *cx, const char *key, json_t *value,
+                            const void *data);
+
+typedef struct conf_member {
+    const char *name;     /* NULL ends a table */
+    unsigned types;       /* WF_JSON_* mask */
+    conf_handler handler; /* NULL: the type check is all */
+    const void *data;     /* the handler's argument */
+    unsigned flags;       /* CONF_* */
+} conf_member_t;
+
+/* A numeric setting of settings.http: where it goes and its range. */
+typedef struct conf_num {
+    size_t offset; /* in wf_http_conf_t */
+    unsigned size; /* bytes of the field: 4 or 8 */
+    int64_t min;
+    int64_t max;
+    uint32_t scale; /* 1000 for seconds stored as milliseconds */
+} conf_num_t;
+
+/* An extension already mapped by this config's mime_types. */
+typedef struct conf_ext {
+    const char *ext;
+    const char *type;
+} conf_ext_t;
+
+struct conf_ctx {
+    wf_conf_t *conf;
+    wf_arena_t *a;
+    json_t *root;
+    wf_conf_error_t *err;
+    json_t **route_json;  /* the steps array of conf->routes[i] */
+    bool routes_is_array; /* "routes" is the array form */
+    const char **pass;    /* the "pass" of conf->listeners[i] */
+    wf_action_t *action;  /* the action being compiled */
+    json_t *step_match;   /* members of the step being compiled */
+    json_t *step_action;
+    unsigned depth;        /* "fallback" nesting of the current action */
+    const char *mime_type; /* the type whose extensions are checked */
+    conf_ext_t *exts;
+    size_t nexts;
+};
+
+static int conf_object(conf_ctx_t *cx, json_t *obj,
+                       const conf_member_t *members);
+static wf_action_t *conf_action(conf_ctx_t *cx, json_t *obj);
+
+/* ---- errors ------------------------------------------------------------ */
+
+static int conf_fail(conf_ctx_t *cx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+conf_fail(conf_ctx_t *cx, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cx->err->detail, sizeof(cx->err->detail), fmt, ap);
+    va_end(ap);
+    return WF_ERROR;
+}
+
+static int
+conf_nomem(conf_ctx_t *cx)
+{
+    return conf_fail(cx, "Out of memory.");
+}
+
+static bool
+conf_is_empty(const json_t *v)
+{
+    return (json_is_string(v) && json_string_length(v) == 0)
+           || (json_is_object(v) && json_object_size(v) == 0)
+           || (json_is_array(v) && json_array_size(v) == 0);
+}
+
+static char *
+conf_strdup(conf_ctx_t *cx, const json_t *s)
+{
+    return wf_arena_strndup(cx->a, json_string_value(s), json_string_length(s));
+}
+
+/* ---- generic object walk ----------------------------------------------- */
+
+static const conf_member_t *
+conf_member_find(const conf_member_t *members, const char *key)
+{
+    for (const conf_member_t *m = members; m->name != NULL; m++) {
+        if (strcmp(m->name, key) == 0) {
+            return m;
+        }
+    }
+    return NULL;
+}
+
+static int
+conf_member(conf_ctx_t *cx, const conf_member_t *m, const char *key,
+            json_t *value)
+{
+    if (!wf_json_type_check(value, m->types, key, cx->err->detail,
+                            sizeof(cx->err->detail))) {
+        return WF_ERROR;
+    }
+    if ((m->flags & CONF_UNSUPPORTED) != 0) {
+        if ((m->flags & CONF_IF_NONEMPTY) != 0 && conf_is_empty(value)) {
+            return WF_OK;
+        }
+        return conf_fail(cx, "The \"%s\" option is not supported yet.", key);
+    }
+    return m->handler != NULL ? m->handler(cx, key, value, m->data) : WF_OK;
+}
+
+/* Checks obj's members against the table, calling each handler. */
+static int
+conf_object(conf_ctx_t *cx, json_t *obj, const conf_member_t *members)
+{
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(obj, key, value)
+    {
+        const conf_member_t *m = conf_member_find(members, key);
+
+        if (m == NULL) {
+            return conf_fail(cx, "Unknown parameter \"%.200s\".", key);
+        }
+        if (conf_member(cx, m, key, value) != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    for (const conf_member_t *m = members; m->name != NULL; m++) {
+        if ((m->flags & CONF_REQUIRED) != 0
+            && json_object_get(obj, m->name) == NULL) {
+            return conf_fail(cx, "Required parameter \"%s\" is missing.",
+                             m->name);
+        }
+    }
+    return WF_OK;
+}
+
+static int
+conf_nested(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_unused(key);
+    return conf_object(cx, value, data);
+}
+
+/* ---- settings ---------------------------------------------------------- */
+
+static int
+conf_number(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    const conf_num_t *num = data;
+    json_int_t v = json_integer_value(value);
+    char *field = (char *)&cx->conf->http + num->offset;
+
+    if (v < num->min) {
+        return num->min == 0
+                   ? conf_fail(cx, "The \"%s\" number must not be negative.",
+                               key)
+                   : conf_fail(cx,
+                               "The \"%s\" number must be equal to or "
+                               "greater than %lld.",
+                               key, (long long)num->min);
+    }
+    if (v > num->max) {
+        return conf_fail(cx, "The \"%s\" number must not exceed %lld.", key,
+                         (long long)num->max);
+    }
+    if (num->size == sizeof(uint32_t)) {
+        uint32_t u = (uint32_t)v * num->scale;
+
+        memcpy(field, &u, sizeof(u));
+    } else {
+        uint64_t u = (uint64_t)v * num->scale;
+
+        memcpy(field, &u, sizeof(u));
+    }
+    return WF_OK;
+}
+
+static int
+conf_bool(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    bool *field = (bool *)((char *)&cx->conf->http + *(const size_t *)data);
+
+    wf_unused(key);
+    *field = json_is_true(value);
+    return WF_OK;
+}
+
+/* Unit refuses one extension mapped to two types in the same config. */
+static int
+conf_mime_ext(conf_ctx_t *cx, json_t *ext)
+{
+    wf_mime_table_t *mime = (wf_mime_table_t *)cx->conf->http.mime;
+    const char *e = json_string_value(ext);
+
+    if (!json_is_string(ext)) {
+        return conf_fail(cx,
+                         "The \"%.200s\" MIME type array must contain only "
+                         "strings.",
+                         cx->mime_type);
+    }
+    if (json_string_length(ext) == 0) {
+        return conf_fail(cx,
+                         "An empty file extension for the \"%.200s\" MIME "
+                         "type.",
+                         cx->mime_type);
+    }
+    for (size_t i = 0; i < cx->nexts; i++) {
+        if (strcasecmp(cx->exts[i].ext, e) == 0) {
+            return conf_fail(cx,
+                             "The \"%.100s\" file extension has been declared "
+                             "for \"%.100s\" and \"%.100s\" MIME types at the "
+                             "same time.",
+                             e, cx->exts[i].type, cx->mime_type);
+        }
+    }
+    cx->exts[cx->nexts++] = (conf_ext_t){e, cx->mime_type};
+    return wf_mime_table_add(mime, cx->a,
+                             wf_str_make(cx->mime_type, strlen(cx->mime_type)),
+                             wf_str_make(e, json_string_length(ext)))
+                   == WF_OK
+               ? WF_OK
+               : conf_nomem(cx);
+}
+
+static size_t
+conf_count_exts(json_t *types)
+{
+    const char *key;
+    json_t *value;
+    size_t n = 0;
+
+    json_object_foreach(types, key, value)
+    {
+        n += json_is_array(value) ? json_array_size(value) : 1;
+    }
+    return n;
+}
+
+static int
+conf_mime_types(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    const char *type;
+    json_t *exts;
+
+    wf_unused(key);
+    wf_unused(data);
+    cx->exts = wf_arena_alloc(cx->a, (conf_count_exts(value) + 1)
+                                         * sizeof(conf_ext_t));
+    if (cx->exts == NULL) {
+        return conf_nomem(cx);
+    }
+    json_object_foreach(value, type, exts)
+    {
+        if (!wf_json_type_check(exts, WF_JSON_STRING | WF_JSON_ARRAY, type,
+                                cx->err->detail, sizeof(cx->err->detail))) {
+            return WF_ERROR;
+        }
+        cx->mime_type = type;
+        for (size_t i = 0;
+             i < (json_is_array(exts) ? json_array_size(exts) : 1); i++) {
+            json_t *e = json_is_array(exts) ? json_array_get(exts, i) : exts;
+
+            if (conf_mime_ext(cx, e) != WF_OK) {
+                return WF_ERROR;
+            }
+        }
+    }
+    return WF_OK;
+}
+
+#define CONF_SECONDS(field)                                     \
+    (&(const conf_num_t){offsetof(wf_http_conf_t, field), 4, 0, \
+                         INT32_MAX / 1000, 1000})
+#define CONF_SIZE(field, lo, hi)                          \
+    (&(const conf_num_t){offsetof(wf_http_conf_t, field), \
+                         sizeof(((wf_http_conf_t *)0)->field), lo, hi, 1})
+#define CONF_OFFSET(field) (&(const size_t){offsetof(wf_http_conf_t, field)})
+
+static const conf_member_t conf_static_members[] = {
+    {"mime_types", WF_JSON_OBJECT, conf_mime_types, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+static const conf_member_t conf_http_members[] = {
+    {"header_read_timeout", WF_JSON_INTEGER, conf_number,
+     CONF_SECONDS(header_read_timeout_ms), 0},
+    {"body_read_timeout", WF_JSON_INTEGER, conf_number,
+     CONF_SECONDS(body_read_timeout_ms), 0},
+    {"send_timeout", WF_JSON_INTEGER, conf_number,
+     CONF_SECONDS(send_timeout_ms), 0},
+    {"idle_timeout", WF_JSON_INTEGER, conf_number,
+     CONF_SECONDS(idle_timeout_ms), 0},
+    {"max_body_size", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(max_body_size, 0, INT64_MAX), 0},
+    {"body_buffer_size", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(body_buffer_size, 1, INT32_MAX), 0},
+    {"large_header_buffer_size", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(large_header_buffer_size, 1, INT32_MAX), 0},
+    {"large_header_buffers", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(large_header_buffers, 1, INT32_MAX), 0},
+    {"discard_unsafe_fields", WF_JSON_BOOLEAN, conf_bool,
+     CONF_OFFSET(discard_unsafe_fields), 0},
+    {"server_version", WF_JSON_BOOLEAN, conf_bool, CONF_OFFSET(server_version),
+     0},
+    {"static", WF_JSON_OBJECT, conf_nested, conf_static_members, 0},
+    {"body_temp_path", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
+    {"websocket", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"log_route", WF_JSON_BOOLEAN, NULL, NULL, CONF_UNSUPPORTED},
+    {"chunked_transform", WF_JSON_BOOLEAN, NULL, NULL, CONF_UNSUPPORTED},
+    {"compression", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"body_min_rate", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
+    {"send_min_rate", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+static const conf_member_t conf_settings_members[] = {
+    {"http", WF_JSON_OBJECT, conf_nested, conf_http_members, 0},
+    {"listen_threads", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
+    {"js_module", WF_JSON_STRING | WF_JSON_ARRAY, NULL, NULL, CONF_UNSUPPORTED},
+    {"telemetry", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+static void
+conf_http_defaults(wf_http_conf_t *http)
+{
+    http->header_read_timeout_ms = 30 * 1000;
+    http->body_read_timeout_ms = 30 * 1000;
+    http->send_timeout_ms = 30 * 1000;
+    http->idle_timeout_ms = 180 * 1000;
+    http->max_body_size = 8 * 1024 * 1024;
+    http->body_buffer_size = 16 * 1024;
+    http->large_header_buffer_size = 8 * 1024;
+    http->large_header_buffers = 4;
+    http->discard_unsafe_fields = true;
+    http->server_version = true;
+}
+
+/* ---- listeners --------------------------------------------------------- */
+
+static bool
+conf_port_parse(const char *s, in_port_t *port)
+{
+    unsigned long v = 0;
+
+    if (*s == '\0' || strlen(s) > 5) {
+        return false;
+    }
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9') {
+            return false;
+        }
+        v = v * 10 + (unsigned long)(*s - '0');
+    }
+    *port = htons((uint16_t)v);
+    return v >= 1 && v <= 65535;
+}
+
+/* "unix:/path" or Linux's abstract "unix:@name". */
+static bool
+conf_addr_unix(const char *path, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(sun->sun_path) || (path[0] == '@' && n == 1)) {
+        return false;
+    }
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, n);
+    if (path[0] == '@') {
+        sun->sun_path[0] = '\0';
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        return true;
+    }
+    *len = (socklen_t)sizeof(*sun);
+    return true;
+}
+
+static bool
+conf_addr_inet6(char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    char *end = strstr(s, "]:");
+
+    if (end == NULL) {
+        return false;
+    }
+    *end = '\0';
+    sin6->sin6_family = AF_INET6;
+    *len = sizeof(*sin6);
+    return inet_pton(AF_INET6, s + 1, &sin6->sin6_addr) == 1
+           && conf_port_parse(end + 2, &sin6->sin6_port);
+}
+
+/* "ADDR:PORT" with ADDR an IPv4 address or "*" (every IPv4 address). */
+static bool
+conf_addr_inet(char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    char *colon = strrchr(s, ':');
+
+    if (colon == NULL) {
+        return false;
+    }
+    *colon = '\0';
+    sin->sin_family = AF_INET;
+    *len = sizeof(*sin);
+    if (strcmp(s, "*") == 0) {
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+    } else if (inet_pton(AF_INET, s, &sin->sin_addr) != 1) {
+        return false;
+    }
+    return conf_port_parse(colon + 1, &sin->sin_port);
+}
+
+static bool
+conf_addr_parse(const char *name, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char buf[128];
+
+    memset(ss, 0, sizeof(*ss));
+    if (strncmp(name, "unix:", 5) == 0) {
+        return conf_addr_unix(name + 5, ss, len);
+    }
+    if (strlen(name) >= sizeof(buf)) {
+        return false;
+    }
+    strcpy(buf, name);
+    return buf[0] == '[' ? conf_addr_inet6(buf, ss, len)
+                         : conf_addr_inet(buf, ss, len);
+}
+
+static int
+conf_listener_pass(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    cx->pass[cx->conf->nlisteners] = conf_strdup(cx, value);
+    return cx->pass[cx->conf->nlisteners] != NULL ? WF_OK : conf_nomem(cx);
+}
+
+static const conf_member_t conf_listener_members[] = {
+    {"pass", WF_JSON_STRING, conf_listener_pass, NULL, 0},
+    {"application", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
+    {"tls", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"forwarded", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"client_ip", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"backlog", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+static int
+conf_listener(conf_ctx_t *cx, const char *name, json_t *value)
+{
+    wf_conf_listener_t *l = &cx->conf->listeners[cx->conf->nlisteners];
+
+    if (!conf_addr_parse(name, &l->addr, &l->addrlen)) {
+        return conf_fail(cx, "The listener address \"%.200s\" is invalid.",
+                         name);
+    }
+    if (!wf_json_type_check(value, WF_JSON_OBJECT, name, cx->err->detail,
+                            sizeof(cx->err->detail))) {
+        return WF_ERROR;
+    }
+    if (json_object_get(value, "pass") == NULL
+        && json_object_get(value, "application") == NULL) {
+        return conf_fail(cx,
+                         "The listener \"%.200s\" must have either \"pass\" "
+                         "or \"application\" option set.",
+                         name);
+    }
+    l->name = wf_arena_strndup(cx->a, name, strlen(name));
+    if (l->name == NULL) {
+        return conf_nomem(cx);
+    }
+    if (conf_object(cx, value, conf_listener_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    cx->conf->nlisteners++;
+    return WF_OK;
+}
+
+static int
+conf_listeners(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    size_t n = json_object_size(value) + 1;
+    const char *name;
+    json_t *l;
+
+    wf_unused(key);
+    wf_unused(data);
+    cx->conf->listeners =
+        wf_arena_calloc(cx->a, n * sizeof(wf_conf_listener_t));
+    cx->pass = wf_arena_calloc(cx->a, n * sizeof(const char *));
+    if (cx->conf->listeners == NULL || cx->pass == NULL) {
+        return conf_nomem(cx);
+    }
+    json_object_foreach(value, name, l)
+    {
+        if (conf_listener(cx, name, l) != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    return WF_OK;
+}
+
+/* ---- passes ------------------------------------------------------------ */
+
+/* Splits "a/b/c" into at most three segments; false when there are more. */
+static bool
+conf_pass_split(const char *pass, char seg[3][256])
+{
+    size_t k = 0;
+    size_t n = 0;
+
+    memset(seg, 0, 3 * sizeof(seg[0]));
+    for (const char *p = pass; *p != '\0'; p++) {
+        if (*p == '/') {
+            if (++k == 3) {
+                return false;
+            }
+            n = 0;
+            continue;
+        }
+        if (n + 1 >= sizeof(seg[0])) {
+            return false;
+        }
+        seg[k][n++] = *p;
+    }
+    return true;
+}
+
+static const wf_route_t *
+conf_route_lookup(conf_ctx_t *cx, const char *name, bool array)
+{
+    if (array != cx->routes_is_array || (!array && name[0] == '\0')) {
+        return NULL;
+    }
+    return wf_conf_route(cx->conf, name);
+}
+
+/* Resolves a "pass" value to a route.  Applications and upstreams exist in
+ * Unit's schema, but Wharf cannot run them yet. */
+static int
+conf_pass_resolve(conf_ctx_t *cx, const char *pass, const wf_route_t **out)
+{
+    char seg[3][256];
+    json_t *section;
+
+    if (strchr(pass, '$') != NULL || strchr(pass, '`') != NULL) {
+        return conf_fail(cx,
+                         "A \"pass\" with variables (\"%.200s\") is not "
+                         "supported yet.",
+                         pass);
+    }
+    if (!conf_pass_split(pass, seg)) {
+        return conf_fail(cx, "Request \"pass\" value \"%.200s\" is invalid.",
+                         pass);
+    }
+    if (strcmp(seg[0], "routes") == 0 && seg[2][0] == '\0') {
+        *out = conf_route_lookup(cx, seg[1], seg[1][0] == '\0');
+        if (*out != NULL) {
+            return WF_OK;
+        }
+    } else if ((strcmp(seg[0], "applications") == 0
+                || strcmp(seg[0], "upstreams") == 0)
+               && seg[1][0] != '\0') {
+        section = json_object_get(cx->root, seg[0]);
+        if (json_object_get(section, seg[1]) != NULL) {
+            return conf_fail(
+                cx, "A \"pass\" to \"%.200s\" is not supported yet.", pass);
+        }
+    }
+    return conf_fail(
+        cx, "Request \"pass\" points to invalid location \"%.200s\".", pass);
+}
+
+/* ---- actions ----------------------------------------------------------- */
+
+static int
+conf_tpl(conf_ctx_t *cx, const char *key, json_t *s, wf_tpl_t **out)
+{
+    char msg[256];
+
+    *out = wf_tpl_compile(cx->a, json_string_value(s), json_string_length(s),
+                          msg, sizeof(msg));
+    if (*out == NULL) {
+        return conf_fail(cx, "%s in the \"%s\" value.", msg, key);
+    }
+    return WF_OK;
+}
+
+static int
+conf_share(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    size_t n = json_is_array(value) ? json_array_size(value) : 1;
+    wf_action_t *act = cx->action;
+
+    wf_unused(data);
+    if (n == 0) {
+        return conf_fail(cx, "The \"share\" array must contain at least one "
+                             "element.");
+    }
+    act->shares = wf_arena_calloc(cx->a, n * sizeof(wf_tpl_t *));
+    if (act->shares == NULL) {
+        return conf_nomem(cx);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_is_array(value) ? json_array_get(value, i) : value;
+
+        if (!json_is_string(s)) {
+            return conf_fail(cx, "The \"share\" array must contain only "
+                                 "string values.");
+        }
+        if (conf_tpl(cx, key, s, &act->shares[i]) != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    act->nshares = n;
+    return WF_OK;
+}
+
+static int
+conf_index(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    char *s = conf_strdup(cx, value);
+
+    wf_unused(key);
+    wf_unused(data);
+    if (s == NULL) {
+        return conf_nomem(cx);
+    }
+    cx->action->index = wf_str_make(s, json_string_length(value));
+    return WF_OK;
+}
+
+static int
+conf_types(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    cx->action->types = wf_pattern_set_compile(
+        cx->a, value, false, cx->err->detail, sizeof(cx->err->detail));
+    return cx->action->types != NULL ? WF_OK : WF_ERROR;
+}
+
+static int
+conf_fallback(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_action_t *act = cx->action;
+
+    wf_unused(key);
+    wf_unused(data);
+    if (cx->depth == CONF_MAX_FALLBACKS) {
+        return conf_fail(cx,
+                         "The \"fallback\" actions are nested more than "
+                         "%d deep.",
+                         CONF_MAX_FALLBACKS);
+    }
+    cx->depth++;
+    act->fallback = conf_action(cx, value);
+    cx->depth--;
+    cx->action = act;
+    return act->fallback != NULL ? WF_OK : WF_ERROR;
+}
+
+static int
+conf_return(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    json_int_t status = json_integer_value(value);
+
+    wf_unused(key);
+    wf_unused(data);
+    if (status < 0 || status > 999) {
+        return conf_fail(cx, "The \"return\" value is out of allowed HTTP "
+                             "status code range 0-999.");
+    }
+    cx->action->status = (unsigned)status;
+    return WF_OK;
+}
+
+static int
+conf_location(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_tpl_t *t;
+
+    wf_unused(data);
+    if (conf_tpl(cx, key, value, &t) != WF_OK) {
+        return WF_ERROR;
+    }
+    cx->action->location = t;
+    return WF_OK;
+}
+
+static int
+conf_action_pass(conf_ctx_t *cx, const char *key, json_t *value,
+                 const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    return conf_pass_resolve(cx, json_string_value(value), &cx->action->route);
+}
+
+#define CONF_ACTION_COMMON                                                  \
+    {"rewrite", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},              \
+        {"response_headers", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED}, \
+    {                                                                       \
+        NULL, 0, NULL, NULL, 0                                              \
+    }
+
+static const conf_member_t conf_share_members[] = {
+    {"share", WF_JSON_STRING | WF_JSON_ARRAY, conf_share, NULL, 0},
+    {"index", WF_JSON_STRING, conf_index, NULL, 0},
+    {"types", WF_JSON_STRING | WF_JSON_ARRAY, conf_types, NULL, 0},
+    {"fallback", WF_JSON_OBJECT, conf_fallback, NULL, 0},
+    {"chroot", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
+    {"follow_symlinks", WF_JSON_BOOLEAN, NULL, NULL, CONF_UNSUPPORTED},
+    {"traverse_mounts", WF_JSON_BOOLEAN, NULL, NULL, CONF_UNSUPPORTED},
+    CONF_ACTION_COMMON,
+};
+
+static const conf_member_t conf_return_members[] = {
+    {"return", WF_JSON_INTEGER, conf_return, NULL, 0},
+    {"location", WF_JSON_STRING, conf_location, NULL, 0},
+    CONF_ACTION_COMMON,
+};
+
+static const conf_member_t conf_pass_members[] = {
+    {"pass", WF_JSON_STRING, conf_action_pass, NULL, 0},
+    CONF_ACTION_COMMON,
+};
+
+static const conf_member_t conf_proxy_members[] = {
+    {"proxy", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
+    CONF_ACTION_COMMON,
+};
+
+/* The action kinds: the member that selects one, and its members. */
+static const struct {
+    const char *name;
+    wf_action_type_t type;
+    const conf_member_t *members;
+} conf_actions[] = {
+    {"pass", WF_ACTION_PASS, conf_pass_members},
+    {"return", WF_ACTION_RETURN, conf_return_members},
+    {"share", WF_ACTION_SHARE, conf_share_members},
+    {"proxy", WF_ACTION_NTYPES, conf_proxy_members},
+};
+
+/* Compiles an "action" (or "fallback") object into a new action. */
+static wf_action_t *
+conf_action(conf_ctx_t *cx, json_t *obj)
+{
+    size_t kind = wf_nitems(conf_actions);
+    wf_action_t *act;
+
+    for (size_t i = 0; i < wf_nitems(conf_actions); i++) {
+        if (json_object_get(obj, conf_actions[i].name) == NULL) {
+            continue;
+        }
+        if (kind != wf_nitems(conf_actions)) {
+            conf_fail(cx, "The \"action\" object must have just one of "
+                          "\"pass\", \"return\", \"share\", or \"proxy\" "
+                          "options set.");
+            return NULL;
+        }
+        kind = i;
+    }
+    if (kind == wf_nitems(conf_actions)) {
+        conf_fail(cx, "The \"action\" object must have either \"pass\", "
+                      "\"return\", \"share\", or \"proxy\" option set.");
+        return NULL;
+    }
+    act = wf_arena_calloc(cx->a, sizeof(*act));
+    if (act == NULL) {
+        conf_nomem(cx);
+        return NULL;
+    }
+    act->type = conf_actions[kind].type;
+    act->index = wf_string("index.html");
+    cx->action = act;
+    return conf_object(cx, obj, conf_actions[kind].members) == WF_OK ? act
+                                                                     : NULL;
+}
+
+/* ---- routes ------------------------------------------------------------ */
+
+static int
+conf_route_new(conf_ctx_t *cx, const char *name, json_t *steps)
+{
+    wf_route_t *r = wf_route_create(cx->a, name);
+
+    if (r == NULL) {
+        return conf_nomem(cx);
+    }
+    cx->route_json[cx->conf->nroutes] = steps;
+    cx->conf->routes[cx->conf->nroutes++] = r;
+    return WF_OK;
+}
+
+/* First pass: creates every route, so that passes can be resolved in any
+ * order when the steps are compiled (conf_routes_compile()). */
+static int
+conf_routes(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    size_t n = json_is_array(value) ? 1 : json_object_size(value);
+    const char *name;
+    json_t *steps;
+
+    wf_unused(key);
+    wf_unused(data);
+    cx->conf->routes = wf_arena_calloc(cx->a, (n + 1) * sizeof(wf_route_t *));
+    cx->route_json = wf_arena_calloc(cx->a, (n + 1) * sizeof(json_t *));
+    if (cx->conf->routes == NULL || cx->route_json == NULL) {
+        return conf_nomem(cx);
+    }
+    if (json_is_array(value)) {
+        cx->routes_is_array = true;
+        return conf_route_new(cx, "", value);
+    }
+    json_object_foreach(value, name, steps)
+    {
+        if (!wf_json_type_check(steps, WF_JSON_ARRAY, name, cx->err->detail,
+                                sizeof(cx->err->detail))
+            || conf_route_new(cx, name, steps) != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    return WF_OK;
+}
+
+static int
+conf_step_member(conf_ctx_t *cx, const char *key, json_t *value,
+                 const void *data)
+{
+    wf_unused(data);
+    if (strcmp(key, "match") == 0) {
+        cx->step_match = value;
+    } else {
+        cx->step_action = value;
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_step_members[] = {
+    {"match", WF_JSON_OBJECT, conf_step_member, NULL, 0},
+    {"action", WF_JSON_OBJECT, conf_step_member, NULL, CONF_REQUIRED},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+static int
+conf_step(conf_ctx_t *cx, wf_route_t *route, json_t *step)
+{
+    wf_action_t *act;
+
+    if (!json_is_object(step)) {
+        return conf_fail(cx, "The \"routes\" array must contain only object "
+                             "values.");
+    }
+    cx->step_match = NULL;
+    cx->step_action = NULL;
+    if (conf_object(cx, step, conf_step_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    act = conf_action(cx, cx->step_action);
+    if (act == NULL) {
+        return WF_ERROR;
+    }
+    return wf_route_add_step(route, cx->a, cx->step_match, act, cx->err->detail,
+                             sizeof(cx->err->detail));
+}
+
+static int
+conf_routes_compile(conf_ctx_t *cx)
+{
+    for (size_t i = 0; i < cx->conf->nroutes; i++) {
+        json_t *steps = cx->route_json[i];
+
+        for (size_t k = 0; k < json_array_size(steps); k++) {
+            if (conf_step(cx, cx->conf->routes[i], json_array_get(steps, k))
+                != WF_OK) {
+                return WF_ERROR;
+            }
+        }
+    }
+    return WF_OK;
+}
+
+static int
+conf_listeners_resolve(conf_ctx_t *cx)
+{
+    for (size_t i = 0; i < cx->conf->nlisteners; i++) {
+        if (conf_pass_resolve(cx, cx->pass[i], &cx->conf->listeners[i].pass)
+            != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    return WF_OK;
+}
+
+/* ---- root -------------------------------------------------------------- */
+
+static const conf_member_t conf_root_members[] = {
+    {"settings", WF_JSON_OBJECT, conf_nested, conf_settings_members, 0},
+    {"listeners", WF_JSON_OBJECT, conf_listeners, NULL, 0},
+    {"routes", WF_JSON_ARRAY | WF_JSON_OBJECT, conf_routes, NULL, 0},
+    {"applications", WF_JSON_OBJECT, NULL, NULL,
+     CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
+    {"upstreams", WF_JSON_OBJECT, NULL, NULL,
+     CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
+    {"access_log", WF_JSON_STRING | WF_JSON_OBJECT, NULL, NULL,
+     CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+static int
+conf_root(conf_ctx_t *cx)
+{
+    if (!wf_json_type_check(cx->root, WF_JSON_OBJECT, NULL, cx->err->detail,
+                            sizeof(cx->err->detail))) {
+        return WF_ERROR;
+    }
+    if (conf_object(cx, cx->root, conf_root_members) != WF_OK
+        || conf_routes_compile(cx) != WF_OK
+        || conf_listeners_resolve(cx) != WF_OK) {
+        return WF_ERROR;
+    }
+    return WF_OK;
+}
+
+wf_conf_t *
+wf_conf_compile(json_t *root, wf_conf_error_t *err)
+{
+    conf_ctx_t cx;
+    wf_arena_t *a;
+    wf_conf_t *conf;
+
+    memset(err, 0, sizeof(*err));
+    snprintf(err->error, sizeof(err->error), "Invalid configuration.");
+    a = wf_arena_create(8192);
+    conf = a != NULL ? wf_arena_calloc(a, sizeof(*conf)) : NULL;
+    if (conf == NULL) {
+        snprintf(err->detail, sizeof(err->detail), "Out of memory.");
+        wf_arena_destroy(a);
+        return NULL;
+    }
+    conf->arena = a;
+    conf_http_defaults(&conf->http);
+    conf->http.mime = wf_mime_table_create(a);
+    memset(&cx, 0, sizeof(cx));
+    cx = (conf_ctx_t){.conf = conf, .a = a, .root = root, .err = err};
+    if (conf->http.mime == NULL) {
+        conf_nomem(&cx);
+        goto fail;
+    }
+    if (conf_root(&cx) != WF_OK) {
+        goto fail;
+    }
+    conf->json = json_incref(root);
+    err->error[0] = '\0';
+    return conf;
+
+fail:
+    wf_arena_destroy(a);
+    return NULL;
+}
+
+wf_conf_t *
+wf_conf_load(const char *text, size_t len, wf_conf_error_t *err)
+{
+    json_t *root;
+    wf_conf_t *conf;
+
+    memset(err, 0, sizeof(*err));
+    root = wf_json_parse(text, len, &err->json);
+    if (root == NULL) {
+        snprintf(err->error, sizeof(err->error), "Invalid JSON.");
+        snprintf(err->detail, sizeof(err->detail), "%s", err->json.detail);
+        err->has_location = 1;
+        return NULL;
+    }
+    conf = wf_conf_compile(root, err);
+    json_decref(root);
+    return conf;
+}
+
+const wf_route_t *
+wf_conf_route(const wf_conf_t *conf, const char *name)
+{
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        if (strcmp(wf_route_name(conf->routes[i]), name) == 0) {
+            return conf->routes[i];
+        }
+    }
+    return NULL;
+}
+
+void
+wf_conf_destroy(wf_conf_t *conf)
+{
+    if (conf == NULL) {
+        return;
+    }
+    json_decref(conf->json);
+    wf_arena_destroy(conf->arena);
+}

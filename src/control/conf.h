@@ -14,24 +14,27 @@
 #include "http/route.h"
 
 typedef struct wf_conf_listener {
-    const char *name;              /* as in the config: "127.0.0.1:8080" */
-    struct sockaddr_storage addr;  /* AF_INET, AF_INET6 or AF_UNIX */
+    const char *name;             /* as in the config: "127.0.0.1:8080" */
+    struct sockaddr_storage addr; /* AF_INET, AF_INET6 or AF_UNIX */
     socklen_t addrlen;
-    const wf_route_t *pass;        /* the route it passes to */
+    const wf_route_t *pass; /* the route it passes to */
 } wf_conf_listener_t;
 
 typedef struct wf_conf {
-    wf_arena_t *arena;               /* owns everything below */
+    wf_arena_t *arena; /* owns everything below */
     wf_conf_listener_t *listeners;
     size_t nlisteners;
     wf_http_conf_t http;
-    json_t *json;                    /* the source tree; a reference */
+    wf_route_t **routes; /* every route, in config order; the
+                            array form is one route named "" */
+    size_t nroutes;
+    json_t *json; /* the source tree; a reference */
 } wf_conf_t;
 
 /* Validation or parse failure, in the shape of Unit's control API errors. */
 typedef struct wf_conf_error {
-    char error[128];     /* e.g. "Invalid configuration." */
-    char detail[512];    /* e.g. 'Unknown parameter "x".' */
+    char error[128];      /* e.g. "Invalid configuration." */
+    char detail[512];     /* e.g. 'Unknown parameter "x".' */
     wf_json_error_t json; /* location, when has_location */
     int has_location;
 } wf_conf_error_t;
@@ -45,6 +48,10 @@ wf_conf_t *wf_conf_load(const char *text, size_t len, wf_conf_error_t *err);
  * TLS, access_log, ...) is rejected with a detail that says so.  Returns a
  * new snapshot or NULL with err filled. */
 wf_conf_t *wf_conf_compile(json_t *root, wf_conf_error_t *err);
+
+/* Returns the route that a "pass" of "routes" (name "") or "routes/NAME"
+ * reaches, or NULL when conf has none of that name. */
+const wf_route_t *wf_conf_route(const wf_conf_t *conf, const char *name);
 
 /* Frees a snapshot.  Accepts NULL. */
 void wf_conf_destroy(wf_conf_t *conf);

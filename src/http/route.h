@@ -19,9 +19,9 @@
 /* What matching and templates read of a request. */
 struct wf_route_req {
     wf_http_method_t method_id;
-    wf_str_t method; /* the method token */
-    wf_str_t host;   /* Host without port, as received */
-    wf_str_t uri;    /* decoded, normalised path (starts with '/') */
+    wf_str_t method;          /* the method token */
+    wf_str_t host;            /* Host without port, as received */
+    wf_str_t uri;             /* decoded, normalised path (starts with '/') */
     const wf_h1_head_t *head; /* all fields; NULL in some unit tests */
 };
 
@@ -39,14 +39,14 @@ typedef struct wf_action {
     wf_action_type_t type;
 
     /* WF_ACTION_SHARE */
-    wf_tpl_t **shares;      /* tried in order; nshares >= 1 */
+    wf_tpl_t **shares; /* tried in order; nshares >= 1 */
     size_t nshares;
-    wf_str_t index;         /* "index.html" by default */
-    const wf_pattern_set_t *types; /* MIME type filter; NULL: any */
+    wf_str_t index;                   /* "index.html" by default */
+    const wf_pattern_set_t *types;    /* MIME type filter; NULL: any */
     const struct wf_action *fallback; /* NULL: none */
 
     /* WF_ACTION_RETURN */
-    unsigned status;        /* 0..999 */
+    unsigned status;          /* 0..999 */
     const wf_tpl_t *location; /* NULL: no Location field */
 
     /* WF_ACTION_PASS */
