@@ -47,8 +47,9 @@ deps-fuzz:
 
 run: all
 	mkdir -p var
+	sed 's|@WELCOME@|$(CURDIR)/conf/welcome|' conf/default.json > var/default.json
 	$(BUILDDIR)/wharf --no-daemon --statedir var --control unix:var/control.unit.sock \
-	    --pid var/wharf.pid --log /dev/stderr --config conf/default.json
+	    --pid var/wharf.pid --config var/default.json
 
 test: all
 	$(BUILDDIR)/unit-tests

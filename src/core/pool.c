@@ -17,7 +17,8 @@ typedef struct wf_arena_block {
 
 struct wf_arena {
     size_t block_size;
-    wf_arena_block_t *head; /* current block; the first block is last */
+    wf_arena_block_t *head;  /* current block */
+    wf_arena_block_t *first; /* kept by wf_arena_reset(); NULL in debug */
 };
 
 static wf_arena_block_t *
@@ -54,17 +55,28 @@ wf_arena_create(size_t block_size)
         return NULL;
     }
 #endif
+    a->first = a->head;
     return a;
 }
 
+/* Frees every block but keep (NULL: all of them). */
 static void
-arena_free_blocks(wf_arena_block_t *blk, wf_arena_block_t *keep)
+arena_free_blocks(wf_arena_t *a, wf_arena_block_t *keep)
 {
-    while (blk != NULL && blk != keep) {
+    wf_arena_block_t *blk = a->head;
+
+    while (blk != NULL) {
         wf_arena_block_t *next = blk->next;
 
-        free(blk);
+        if (blk != keep) {
+            free(blk);
+        }
         blk = next;
+    }
+    a->head = keep;
+    if (keep != NULL) {
+        keep->next = NULL;
+        keep->pos = keep->data;
     }
 }
 
@@ -74,27 +86,14 @@ wf_arena_destroy(wf_arena_t *a)
     if (a == NULL) {
         return;
     }
-    arena_free_blocks(a->head, NULL);
+    arena_free_blocks(a, NULL);
     free(a);
 }
 
 void
 wf_arena_reset(wf_arena_t *a)
 {
-    wf_arena_block_t *first;
-
-#ifdef WF_POOL_DEBUG
-    first = NULL;
-#else
-    for (first = a->head; first->next != NULL; first = first->next) {
-        /* the first block is the last one of the list */
-    }
-#endif
-    arena_free_blocks(a->head, first);
-    a->head = first;
-    if (first != NULL) {
-        first->pos = first->data;
-    }
+    arena_free_blocks(a, a->first);
 }
 
 static char *

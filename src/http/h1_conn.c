@@ -730,6 +730,11 @@ h1_send_file(wf_h1_conn_t *c)
         }
         c->file_left -= (uint64_t)n;
         h1_progress(c);
+        if ((size_t)n < chunk) {
+            /* The socket buffer is full: asking again would only earn an
+             * EAGAIN, so wait for the poll (it fires at once if wrong). */
+            return c->file_left > 0 ? WF_AGAIN : WF_OK;
+        }
     }
     return WF_OK;
 }
