@@ -207,6 +207,7 @@ wf_fpool_get(wf_fpool_t *p)
 void
 wf_fpool_put(wf_fpool_t *p, void *obj)
 {
+    wf_unused(p); /* with WF_POOL_DEBUG every object goes back to free() */
     if (obj == NULL) {
         return;
     }
