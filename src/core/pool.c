@@ -114,7 +114,7 @@ wf_arena_alloc(wf_arena_t *a, size_t n)
 #ifndef WF_POOL_DEBUG
     blk = a->head;
     p = arena_align(blk->pos);
-    if (n <= (size_t)(blk->end - p)) {
+    if (p <= blk->end && n <= (size_t)(blk->end - p)) {
         blk->pos = p + n;
         return p;
     }
