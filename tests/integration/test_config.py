@@ -127,7 +127,10 @@ UNSUPPORTED = {
                                               "path": "/tmp", "module": "wsgi"}}},
     "upstreams": {"upstreams": {"up": {"servers": {"127.0.0.1:1": {}}}}},
     "proxy": {"routes": [{"action": {"proxy": "http://127.0.0.1:1"}}]},
-    "pass_application": {"routes": [{"action": {"pass": "applications/app"}}]},
+    "pass_application": {
+        "applications": {"app": {"type": "python", "path": "/tmp",
+                                 "module": "wsgi"}},
+        "routes": [{"action": {"pass": "applications/app"}}]},
     "tls": {"listeners": {"127.0.0.1:{port}": {
         "pass": "routes", "tls": {"certificate": "bundle"}}}},
     "access_log": {"access_log": "/tmp/access.log"},

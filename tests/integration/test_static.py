@@ -357,13 +357,19 @@ def test_if_range_match_206(server):
 
 
 def test_range_on_head(server):
+    # RFC 9110 defines Range for GET only; a server may ignore it on HEAD.
+    # Either way the headers must describe what a GET would return.
     with server.connect() as s:
         resp = exchange(s, request(method="HEAD", path="/hello.txt",
                                    headers=["Range: bytes=2-5"]),
                         head_request=True)
-    assert resp.status == 206
-    assert resp.header("Content-Range") == "bytes 2-5/20"
-    assert resp.header("Content-Length") == "4"
+    assert resp.status in (200, 206)
+    if resp.status == 206:
+        assert resp.header("Content-Range") == "bytes 2-5/20"
+        assert resp.header("Content-Length") == "4"
+    else:
+        assert resp.header("Content-Range") is None
+        assert resp.header("Content-Length") == "20"
 
 
 def test_range_in_large_file(server, docroot):
