@@ -954,6 +954,9 @@ static const conf_member_t conf_root_members[] = {
 static int
 conf_root(conf_ctx_t *cx)
 {
+    if (cx->root == NULL) {
+        return conf_fail(cx, "The configuration is missing.");
+    }
     if (!wf_json_type_check(cx->root, WF_JSON_OBJECT, NULL, cx->err->detail,
                             sizeof(cx->err->detail))) {
         return WF_ERROR;
