@@ -87,6 +87,65 @@ h1_token_eq_lower(const unsigned char *p, size_t len, wf_str_t lower)
     return true;
 }
 
+/* SWAR tests on 8 bytes at once (Hacker's Delight 6-1): whether any byte
+ * of x is below n (n <= 0x80), and whether any byte equals c.  Only the
+ * answer being zero or not is exact, which is all the fast paths use. */
+#define H1_ONES  UINT64_C(0x0101010101010101)
+#define H1_HIGHS UINT64_C(0x8080808080808080)
+
+static inline uint64_t
+h1_word_has_less(uint64_t x, unsigned n)
+{
+    return (x - H1_ONES * n) & ~x & H1_HIGHS;
+}
+
+static inline uint64_t
+h1_word_has(uint64_t x, unsigned char c)
+{
+    return h1_word_has_less(x ^ (H1_ONES * c), 1);
+}
+
+/* Skips field-value bytes (H1_FIELD) from p; last bounds the reads.  Whole
+ * words without a control byte or DEL go 8 bytes a step; HTAB, being a
+ * control, leaves the fast path to the table loop, which is exact. */
+static const unsigned char *
+h1_skip_field_value(const unsigned char *p, const unsigned char *last)
+{
+    uint64_t x;
+
+    while (last - p >= 8) {
+        memcpy(&x, p, 8);
+        if (h1_word_has_less(x, 0x20) != 0 || h1_word_has(x, 0x7F) != 0) {
+            break;
+        }
+        p += 8;
+    }
+    while (h1_chars[*p] & H1_FIELD) {
+        p++;
+    }
+    return p;
+}
+
+/* Skips request-target bytes (H1_TARGET) from p, as above. */
+static const unsigned char *
+h1_skip_target(const unsigned char *p, const unsigned char *last)
+{
+    uint64_t x;
+
+    while (last - p >= 8) {
+        memcpy(&x, p, 8);
+        if (h1_word_has_less(x, 0x21) != 0 || (x & H1_HIGHS) != 0
+            || h1_word_has(x, 0x7F) != 0 || h1_word_has(x, '#') != 0) {
+            break;
+        }
+        p += 8;
+    }
+    while (h1_chars[*p] & H1_TARGET) {
+        p++;
+    }
+    return p;
+}
+
 /* ---- Method ------------------------------------------------------------ */
 
 static const struct {
@@ -335,8 +394,9 @@ h1_on_content_length(wf_h1_head_t *h, h1_fields_t *f, wf_str_t value)
     return 0;
 }
 
-/* Calls fn for each non-empty element of a comma-separated list, with OWS
- * trimmed; stops at the first non-zero status. */
+/* Calls fn for each element of a comma-separated list, with OWS trimmed,
+ * empty ones included (an empty list has one); stops at the first non-zero
+ * status. */
 static unsigned
 h1_list_each(wf_str_t list, h1_fields_t *f,
              unsigned (*fn)(h1_fields_t *f, wf_str_t elt))
@@ -344,10 +404,10 @@ h1_list_each(wf_str_t list, h1_fields_t *f,
     const char *p = list.data;
     const char *last = p + list.len;
 
-    while (p < last) {
+    for (;;) {
         const char *comma = memchr(p, ',', (size_t)(last - p));
-        const char *end = comma != NULL ? comma : last;
-        const char *e = end;
+        const char *e = comma != NULL ? comma : last;
+        const char *next = e + 1;
         unsigned status;
 
         while (p < e && h1_is_ows((unsigned char)*p)) {
@@ -356,20 +416,23 @@ h1_list_each(wf_str_t list, h1_fields_t *f,
         while (e > p && h1_is_ows((unsigned char)e[-1])) {
             e--;
         }
-        if (e > p) {
-            status = fn(f, wf_str_make(p, (size_t)(e - p)));
-            if (status != 0) {
-                return status;
-            }
+        status = fn(f, wf_str_make(p, (size_t)(e - p)));
+        if (status != 0 || comma == NULL) {
+            return status;
         }
-        p = end + 1;
+        p = next;
     }
-    return 0;
 }
 
+/* An empty element is legal list syntax (RFC 9110 5.6.1), but parsers
+ * disagree on whether "chunked," ends with chunked (llhttp says no), and a
+ * disagreement on the body length is request smuggling: reject it. */
 static unsigned
 h1_on_coding(h1_fields_t *f, wf_str_t coding)
 {
+    if (coding.len == 0) {
+        return 400;
+    }
     if (h1_token_eq_lower((const unsigned char *)coding.data, coding.len,
                           wf_string("chunked"))) {
         f->nchunked++;
@@ -579,9 +642,7 @@ h1_parse_request_line(wf_h1_head_t *h, const unsigned char **pp,
     h->method_id = wf_http_method_id(h->method);
 
     start = ++p;
-    while (h1_chars[*p] & H1_TARGET) {
-        p++;
-    }
+    p = h1_skip_target(p, last);
     if (p == start || *p != ' ') {
         return 400; /* also a fragment, a control or a byte >= 0x7F */
     }
@@ -613,7 +674,7 @@ h1_store_field(wf_h1_head_t *h, wf_str_t name, wf_str_t value, bool safe,
  * on it; *pp then points to the next line. */
 static unsigned
 h1_parse_field(wf_h1_head_t *h, h1_fields_t *f, const unsigned char **pp,
-               const wf_h1_limits_t *lim)
+               const unsigned char *last, const wf_h1_limits_t *lim)
 {
     const unsigned char *p = *pp;
     const unsigned char *value, *end;
@@ -641,9 +702,7 @@ h1_parse_field(wf_h1_head_t *h, h1_fields_t *f, const unsigned char **pp,
         p++;
     }
     value = p;
-    while (h1_chars[*p] & H1_FIELD) {
-        p++;
-    }
+    p = h1_skip_field_value(p, last);
     /* The scan phase made sure that each LF follows a CR, not the reverse:
      * this rejects a bare CR, NUL and the other controls. */
     if (p[0] != '\r' || p[1] != '\n') {
@@ -728,7 +787,7 @@ h1_parse_complete(wf_h1_head_t *h, const char *buf, size_t start, size_t end,
     /* A line that starts with a bare CR is not the end: that is the CRLF at
      * last - 2, which the scan phase found. */
     while (p != last - 2) {
-        status = h1_parse_field(h, &f, &p, lim);
+        status = h1_parse_field(h, &f, &p, last, lim);
         if (status != 0) {
             return status;
         }
