@@ -224,6 +224,8 @@ static_errno_status(int err)
     case EACCES:
     case EPERM:
     case ELOOP:
+    case ENXIO: /* a socket or a device without its driver */
+    case ENODEV:
         return 403;
     default:
         return 500;
@@ -276,7 +278,7 @@ static_range(wf_req_t *r, wf_file_t *f, char *cr)
     wf_range_t rg;
     int n;
 
-    if (range.len == 0 || r->head.method_id != WF_HTTP_GET) {
+    if (range.len == 0) {
         return WF_OK;
     }
     if_range = static_header(r, wf_string("If-Range"));
