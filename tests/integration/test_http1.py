@@ -332,13 +332,23 @@ def test_large_headers_within_limit_accepted(server):
 
 
 def test_server_survives_garbage_then_serves(server):
-    for junk in (b"\r\n\r\n\r\n", b"\xff" * 100 + b"\r\n\r\n",
-                 b"GET / HTTP/1.1\r\n" + b":\r\n\r\n"):
-        with server.connect() as s:
-            s.sendall(junk)
-            wait_closed(s, 10)
+    for junk in (b"\xff" * 100 + b"\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: x\r\n:\r\n\r\n"):
+        expect_rejected(server, junk, 400)
+    # Empty lines before a request line may be skipped (RFC 9112 2.2), so
+    # this client is only left waiting; it must not disturb the server.
+    with server.connect() as s:
+        s.sendall(b"\r\n\r\n\r\n")
     r = requests.get(server.url("/a.txt"), timeout=10)
     assert r.status_code == 200
+
+
+def test_leading_empty_lines_before_request_line(server):
+    with server.connect() as s:
+        resp = exchange(s, b"\r\n" + request(path="/a.txt"))
+    assert resp.status in (200, 400)
+    if resp.status == 200:
+        assert resp.body == b"alpha file\n"
 
 
 def test_client_abort_mid_request_is_harmless(server):
