@@ -897,7 +897,7 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd)
     c->io.handler = h1_on_io;
     c->loop = loop;
     c->srv = srv;
-    c->state = WF_H1_IDLE;
+    c->state = WF_H1_IDLE; /* until h1_set_state() below arms the timer */
     wf_timer_init(&c->timer, h1_on_timer);
     wf_list_init(&c->resume.link);
     c->resume.handler = h1_on_resume;
@@ -909,7 +909,7 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd)
         return;
     }
     /* The first request gets header_read_timeout from the accept on. */
-    wf_timer_set(loop, &c->timer, srv->hc->header_read_timeout_ms);
+    h1_set_state(c, WF_H1_HEAD);
 }
 
 void

@@ -5,7 +5,8 @@
 
 typedef enum wf_h1_state {
     WF_H1_IDLE = 0, /* between requests; c->req == NULL, no unread bytes */
-    WF_H1_HEAD,     /* a head is arriving in c->rbuf; c->req set */
+    WF_H1_HEAD,     /* a head is expected or arriving in c->rbuf; c->req
+                       set once bytes came (a new connection has none) */
     WF_H1_BODY,     /* head parsed; the body is being read and dropped */
     WF_H1_RESPOND,  /* a handler owns c->req; input is not polled */
     WF_H1_SEND,     /* the response is being written */
