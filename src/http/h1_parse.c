@@ -303,6 +303,7 @@ typedef struct h1_fields {
     unsigned nchunked; /* chunked codings seen */
     bool conn_close;
     bool conn_keep_alive;
+    wf_str_t raw; /* the current field value with its OWS */
 } h1_fields_t;
 
 typedef unsigned (*h1_field_handler)(wf_h1_head_t *h, h1_fields_t *f,
@@ -373,12 +374,21 @@ h1_on_host(wf_h1_head_t *h, h1_fields_t *f, wf_str_t value)
     return 0;
 }
 
+/* HTAB is legal OWS, but llhttp rejects it after the value of the two
+ * fields that frame the body; parsers that disagree on framing let requests
+ * be smuggled, and no real client sends it, so those fields get a 400. */
+static bool
+h1_raw_has_htab(const h1_fields_t *f)
+{
+    return memchr(f->raw.data, '\t', f->raw.len) != NULL;
+}
+
 static unsigned
 h1_on_content_length(wf_h1_head_t *h, h1_fields_t *f, wf_str_t value)
 {
     int64_t n = 0;
 
-    if (f->content_length || value.len == 0) {
+    if (f->content_length || value.len == 0 || h1_raw_has_htab(f)) {
         return 400;
     }
     f->content_length = true;
@@ -449,6 +459,9 @@ h1_on_transfer_encoding(wf_h1_head_t *h, h1_fields_t *f, wf_str_t value)
 {
     wf_unused(h);
     f->te = true;
+    if (h1_raw_has_htab(f)) {
+        return 400;
+    }
     return h1_list_each(value, f, h1_on_coding);
 }
 
@@ -565,12 +578,10 @@ h1_parse_absolute(wf_h1_head_t *h, const char *p, const char *last)
     if (!h1_authority_is_valid(h->authority, false)) {
         return 400; /* also rejects userinfo and an empty host */
     }
-    if (p == last || *p == '?') {
-        h1_split_query(h, p, last);
-        h->path = wf_string("/");
-        return 0;
-    }
     h1_split_query(h, p, last);
+    if (h->path.len == 0) {
+        h->path = wf_string("/");
+    }
     return 0;
 }
 
@@ -715,6 +726,9 @@ h1_parse_field(wf_h1_head_t *h, h1_fields_t *f, const unsigned char **pp,
 
     handler = h1_known_field((const unsigned char *)name.data, name.len);
     if (handler != NULL) {
+        f->raw = wf_str_make((const char *)name.data + name.len + 1,
+                             (size_t)(p - (const unsigned char *)name.data)
+                                 - name.len - 1);
         status = handler(
             h, f, wf_str_make((const char *)value, (size_t)(end - value)));
         if (status != 0) {
