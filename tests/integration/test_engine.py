@@ -123,19 +123,29 @@ def test_maxconn_queues_extra_connection(wharf):
     server = wharf(return_config(204), threads=2, maxconn=3)
     socks = open_keepalive_clients(server, 3)
     try:
-        extra = server.connect()
-        socks.append(extra)
-        extra.sendall(request(path="/"))
-        # At the limit the listener stops accepting: no answer, no reset.
-        assert not readable(extra, scaled(1.5)), \
-            "connection over --maxconn was served or reset"
-        # Connections already accepted keep working.
-        socks[0].sendall(request(path="/"))
-        assert Reader(socks[0]).read_response().status == 204
-        # Free a slot: the waiting connection is accepted and served.
-        socks.pop(0).close()
-        resp = Reader(extra, timeout=10).read_response()
-        assert resp.status == 204
+        for cycle in range(3):
+            extra = server.connect()
+            socks.append(extra)
+            extra.sendall(request(path="/"))
+            # At the limit the listener stops accepting: no answer, no reset.
+            assert not readable(extra, scaled(1.0)), \
+                "cycle %d: connection over --maxconn was served or reset" % cycle
+            # Connections already accepted keep working.
+            socks[0].sendall(request(path="/"))
+            try:
+                assert Reader(socks[0]).read_response().status == 204
+            except OSError as e:
+                pytest.fail("cycle %d: accepted connection not served at the "
+                            "limit: %r" % (cycle, e))
+            # Free a slot: the waiting connection is accepted and served.
+            socks.pop(0).close()
+            try:
+                resp = Reader(extra, timeout=10).read_response()
+            except OSError as e:
+                pytest.fail("cycle %d: waiting connection not served after a "
+                            "slot was freed: %r\n%s"
+                            % (cycle, e, server.log_text()[-2000:]))
+            assert resp.status == 204
     finally:
         for s in socks:
             s.close()
