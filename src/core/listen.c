@@ -19,6 +19,8 @@ typedef struct listen_handoff {
     wf_task_t task;
     wf_listener_t *listener;
     int fd;
+    socklen_t peerlen;
+    struct sockaddr_storage peer;
 } listen_handoff_t;
 
 static unsigned listen_maxconn;
@@ -256,31 +258,35 @@ listen_on_handoff(wf_task_t *task)
     listen_handoff_t *h = wf_container_of(task, listen_handoff_t, task);
     wf_loop_t *loop = wf_loop_current();
 
-    h->listener->on_accept(h->listener, loop, h->fd);
+    h->listener->on_accept(h->listener, loop, h->fd,
+                           (struct sockaddr *)&h->peer, h->peerlen);
     free(h);
 }
 
 static void
-listen_dispatch(wf_listener_t *l, wf_loop_t *self, int fd)
+listen_dispatch(wf_listener_t *l, wf_loop_t *self, int fd,
+                const struct sockaddr_storage *peer, socklen_t peerlen)
 {
     wf_loop_t *target = listen_pick_loop(self);
     listen_handoff_t *h;
 
     atomic_fetch_add(&target->nconn, 1);
     if (target == self) {
-        l->on_accept(l, self, fd);
+        l->on_accept(l, self, fd, (const struct sockaddr *)peer, peerlen);
         return;
     }
     h = malloc(sizeof(*h));
     if (h == NULL) {
         atomic_fetch_sub(&target->nconn, 1);
         atomic_fetch_add(&self->nconn, 1);
-        l->on_accept(l, self, fd);
+        l->on_accept(l, self, fd, (const struct sockaddr *)peer, peerlen);
         return;
     }
     h->task.handler = listen_on_handoff;
     h->listener = l;
     h->fd = fd;
+    h->peer = *peer;
+    h->peerlen = peerlen;
     wf_task_post(target, &h->task);
 }
 
@@ -292,6 +298,8 @@ listen_on_accept(wf_io_t *io, uint32_t events)
 
     wf_unused(events);
     for (unsigned i = 0; i < listen_maxaccept; i++) {
+        struct sockaddr_storage peer;
+        socklen_t peerlen = sizeof(peer);
         int fd;
 
         if (atomic_fetch_add(&listen_nconn, 1) >= listen_maxconn) {
@@ -299,7 +307,8 @@ listen_on_accept(wf_io_t *io, uint32_t events)
             listen_pause();
             return;
         }
-        fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        fd = accept4(io->fd, (struct sockaddr *)&peer, &peerlen,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1) {
             int err = errno;
 
@@ -312,6 +321,6 @@ listen_on_accept(wf_io_t *io, uint32_t events)
             wf_log_error(err, "accept4(%s) failed", l->name);
             return;
         }
-        listen_dispatch(l, self, fd);
+        listen_dispatch(l, self, fd, &peer, peerlen);
     }
 }

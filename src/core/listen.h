@@ -17,8 +17,10 @@
 typedef struct wf_listener wf_listener_t;
 
 /* Called on the loop that owns the new connection fd (which it must close
- * eventually, then call wf_listen_conn_release()). */
-typedef void (*wf_accept_cb)(wf_listener_t *l, wf_loop_t *loop, int fd);
+ * eventually, then call wf_listen_conn_release()); peer is the client's
+ * address (borrowed for the call). */
+typedef void (*wf_accept_cb)(wf_listener_t *l, wf_loop_t *loop, int fd,
+                             const struct sockaddr *peer, socklen_t peerlen);
 
 struct wf_listener {
     wf_io_t io; /* the listening socket; fd -1 when closed */

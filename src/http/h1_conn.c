@@ -4,6 +4,7 @@
 #include "http/h1_conn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -59,6 +60,9 @@ struct wf_h1_conn {
     wf_file_t *file; /* borrowed from req->resp */
     off_t file_off;
     uint64_t file_left;
+
+    wf_sockaddr_t remote; /* the client */
+    wf_sockaddr_t local;  /* the address it connected to */
 };
 
 typedef void (*h1_input_cb)(wf_h1_conn_t *c);
@@ -478,6 +482,8 @@ h1_req_prepare(wf_req_t *r)
     }
     r->rq.uri = wf_str_make(r->uri, len);
     r->rq.head = h;
+    r->rq.remote = &r->conn->remote;
+    r->rq.local = &r->conn->local;
     r->resp.head_only = h->method_id == WF_HTTP_HEAD;
     return WF_OK;
 }
@@ -880,8 +886,45 @@ h1_on_io(wf_io_t *io, uint32_t events)
     h1_states[c->state].on_input(c);
 }
 
+/* Copies an address for routing: IP addresses whole, unix sockets by
+ * family only. */
 static void
-h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd)
+h1_addr_set(wf_sockaddr_t *dst, const struct sockaddr *sa, socklen_t len)
+{
+    memset(dst, 0, sizeof(*dst));
+    if ((sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        && len <= sizeof(*dst)) {
+        memcpy(dst, sa, len);
+        return;
+    }
+    dst->sa.sa_family = sa->sa_family;
+}
+
+/* The local address: the listener's, unless it listens on a wildcard
+ * address (then the kernel knows which one the client reached). */
+static void
+h1_local_addr(wf_h1_conn_t *c, const wf_listener_t *l)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&l->addr;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    bool wildcard =
+        (sa->sa_family == AF_INET
+         && ((const struct sockaddr_in *)sa)->sin_addr.s_addr == INADDR_ANY)
+        || (sa->sa_family == AF_INET6
+            && IN6_IS_ADDR_UNSPECIFIED(
+                &((const struct sockaddr_in6 *)sa)->sin6_addr));
+
+    if (wildcard && getsockname(c->io.fd, (struct sockaddr *)&ss, &len) == 0) {
+        h1_addr_set(&c->local, (struct sockaddr *)&ss, len);
+        return;
+    }
+    h1_addr_set(&c->local, sa, l->addrlen);
+}
+
+static void
+h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd,
+             const struct sockaddr *peer, socklen_t peerlen)
 {
     wf_h1_server_t *srv = wf_container_of(l, wf_h1_server_t, listener);
     h1_thread_t *thr = h1_thread();
@@ -897,6 +940,8 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd)
     c->io.handler = h1_on_io;
     c->loop = loop;
     c->srv = srv;
+    h1_addr_set(&c->remote, peer, peerlen);
+    h1_local_addr(c, l);
     c->state = WF_H1_IDLE; /* until h1_set_state() below arms the timer */
     wf_timer_init(&c->timer, h1_on_timer);
     wf_list_init(&c->resume.link);

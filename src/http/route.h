@@ -8,21 +8,35 @@
 #define WF_HTTP_ROUTE_H
 
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "core/pool.h"
 #include "core/str.h"
 #include "http/h1_parse.h"
 #include "http/tpl.h"
 
+/* A connection's address: IPv4 or IPv6; for a unix socket only
+ * sa.sa_family (AF_UNIX) is set, since paths are not needed for routing. */
+typedef union wf_sockaddr {
+    struct sockaddr sa;
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+} wf_sockaddr_t;
+
 /* What matching and templates read of a request. */
 struct wf_route_req {
     wf_http_method_t method_id;
     wf_str_t method;          /* the method token */
-    wf_str_t host;            /* Host without port, as received */
+    wf_str_t host;            /* Host: lower-cased, without port */
     wf_str_t uri;             /* decoded, normalised path (starts with '/') */
-    const wf_h1_head_t *head; /* all fields; NULL in some unit tests */
+    const wf_h1_head_t *head; /* all fields (raw target, query, headers);
+                                 NULL in some unit tests */
+    const wf_sockaddr_t *remote; /* the client; NULL in some unit tests */
+    const wf_sockaddr_t *local;  /* the address it connected to */
+    bool tls;                    /* scheme https (always false for now) */
 };
 
 typedef enum wf_action_type {
