@@ -10,11 +10,20 @@ static const struct {
     const char *name;
     int (*run)(void);
 } unit_groups[] = {
-    {"json", wf_test_json},         {"pool", wf_test_pool},
-    {"timer", wf_test_timer},       {"cond", wf_test_cond},
-    {"h1_parse", wf_test_h1_parse}, {"mime", wf_test_mime},
-    {"range", wf_test_range},       {"route", wf_test_route},
-    {"uri", wf_test_uri},           {"conf", wf_test_conf},
+    {"json", wf_test_json},
+    {"pool", wf_test_pool},
+    {"timer", wf_test_timer},
+    {"cond", wf_test_cond},
+    {"h1_parse", wf_test_h1_parse},
+    {"mime", wf_test_mime},
+    {"range", wf_test_range},
+    {"route", wf_test_route},
+    {"uri", wf_test_uri},
+    {"conf", wf_test_conf},
+    {"conf_store", wf_test_conf_store},
+    {"api", wf_test_api},
+    {"tpl", wf_test_tpl},
+    {"port", wf_test_port},
 };
 
 int

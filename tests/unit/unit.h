@@ -20,5 +20,9 @@ int wf_test_range(void);
 int wf_test_route(void);
 int wf_test_uri(void);
 int wf_test_conf(void);
+int wf_test_conf_store(void);
+int wf_test_api(void);
+int wf_test_tpl(void);
+int wf_test_port(void);
 
 #endif

@@ -1,0 +1,4 @@
+/* placeholder: being written */
+#ifndef WF_CONTROL_API_H
+#define WF_CONTROL_API_H
+#endif

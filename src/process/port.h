@@ -1,0 +1,4 @@
+/* placeholder: being written */
+#ifndef WF_PROCESS_PORT_H
+#define WF_PROCESS_PORT_H
+#endif
