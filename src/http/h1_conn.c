@@ -432,6 +432,10 @@ h1_host_name(char *p, size_t n, wf_str_t *name)
 {
     size_t len = n;
 
+    if (n == 0) {
+        *name = wf_null_str; /* HTTP/1.0 may omit Host */
+        return WF_OK;
+    }
     for (size_t i = 0; i < n; i++) {
         if (h1_host_chars[(uint8_t)p[i]] == 0
             || (p[i] == '.' && (i == 0 || p[i - 1] == '.'))) {
