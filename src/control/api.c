@@ -1,1 +1,675 @@
-/* placeholder: being written */
+#include "control/api.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control/conf.h"
+#include "control/conf_store.h"
+#include "core/common.h"
+#include "core/json.h"
+
+/* Routes and messages follow Unit's nxt_controller.c: a request path loses
+ * its query and one trailing slash, then the first route whose prefix
+ * matches (followed by the end or '/') handles it.  Each handler checks the
+ * method first, as Unit does, so e.g. PUT /status is 405 whatever follows. */
+
+/* Unit's titles, reused by several routes. */
+#define API_NOT_FOUND      "Value doesn't exist."
+#define API_NOT_ALLOWED    "Method isn't allowed."
+#define API_INVALID_METHOD "Invalid method."
+#define API_NOMEM          "Memory allocation failed."
+#define API_EMPTY_JSON                                                   \
+    "An empty JSON payload isn't allowed.  It must be either a literal " \
+    "(null, true, or false), a number, a string (in double quotes "      \
+    "\"\"), an array (with brackets []), or an object (with braces {})."
+
+typedef struct api_req {
+    json_t *conf;   /* borrowed; the current tree */
+    json_t *status; /* borrowed; may be NULL */
+    wf_conf_op_t op;
+    wf_str_t sub; /* path below the route's prefix: "/" or "/a/b" */
+    const char *body;
+    size_t len;
+    wf_api_reply_t *reply;
+} api_req_t;
+
+/* ---- replies ----------------------------------------------------------- */
+
+void
+wf_api_reply_set(wf_api_reply_t *reply, unsigned status, const char *title,
+                 const char *detail)
+{
+    json_t *body = json_object();
+
+    json_object_set_new(body, status < 400 ? "success" : "error",
+                        json_string(title));
+    if (detail != NULL) {
+        json_object_set_new(body, "detail", json_string(detail));
+    }
+    reply->status = status;
+    reply->body = body;
+}
+
+void
+wf_api_reply_fini(wf_api_reply_t *reply)
+{
+    json_decref(reply->body);
+    reply->body = NULL;
+    json_decref(reply->conf);
+    reply->conf = NULL;
+}
+
+/* A 200 whose body is a value of the tree (borrowed here). */
+static void
+api_reply_value(wf_api_reply_t *reply, json_t *value)
+{
+    reply->status = 200;
+    reply->body = json_incref(value);
+}
+
+static const struct {
+    unsigned status;
+    const char *text;
+} api_reasons[] = {
+    {200, "OK"},
+    {400, "Bad Request"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {WF_API_TOO_LARGE, "Payload Too Large"},
+};
+
+const char *
+wf_api_status_text(unsigned status)
+{
+    for (size_t i = 0; i < wf_nitems(api_reasons); i++) {
+        if (api_reasons[i].status == status) {
+            return api_reasons[i].text;
+        }
+    }
+    return "Internal Server Error"; /* Unit: every other status is a 500 */
+}
+
+/* ---- Unit's JSON printer ----------------------------------------------- */
+
+typedef struct api_out {
+    char *p;
+    size_t len;
+    size_t cap;
+    bool nomem;
+    unsigned level;  /* indentation, in tabs */
+    bool more_space; /* Unit's flag: a composite value just closed */
+} api_out_t;
+
+static void
+out_bytes(api_out_t *o, const char *s, size_t n)
+{
+    if (o->nomem) {
+        return;
+    }
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = wf_max(o->cap * 2, o->len + n + 256);
+        char *p = realloc(o->p, cap);
+
+        if (p == NULL) {
+            o->nomem = true;
+            return;
+        }
+        o->p = p;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+static void
+out_newline(api_out_t *o)
+{
+    out_bytes(o, "\r\n", 2);
+}
+
+static void
+out_indent(api_out_t *o)
+{
+    for (unsigned i = 0; i < o->level; i++) {
+        out_bytes(o, "\t", 1);
+    }
+}
+
+/* Unit escapes '"', '\\' and control bytes only; UTF-8 passes as is. */
+static void
+out_string(api_out_t *o, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    out_bytes(o, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xf]};
+
+        switch (c) {
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
+        default:
+            break;
+        }
+        if (esc != NULL) {
+            out_bytes(o, esc, 2);
+        } else if (c < 0x20) {
+            out_bytes(o, u, sizeof(u));
+        } else {
+            out_bytes(o, &s[i], 1);
+        }
+    }
+    out_bytes(o, "\"", 1);
+}
+
+static void out_value(api_out_t *o, const json_t *v);
+
+static void
+out_array(api_out_t *o, const json_t *v)
+{
+    size_t n = json_array_size(v);
+
+    out_bytes(o, "[", 1);
+    if (n != 0) {
+        out_newline(o);
+        o->level++;
+        for (size_t i = 0; i < n; i++) {
+            if (i != 0) {
+                out_bytes(o, ",", 1);
+                out_newline(o);
+                o->more_space = false;
+            }
+            out_indent(o);
+            out_value(o, json_array_get(v, i));
+        }
+        out_newline(o);
+        o->level--;
+        out_indent(o);
+        o->more_space = true;
+    }
+    out_bytes(o, "]", 1);
+}
+
+static void
+out_object(api_out_t *o, const json_t *v)
+{
+    const char *key;
+    size_t klen;
+    json_t *member;
+    bool first = true;
+
+    out_bytes(o, "{", 1);
+    if (json_object_size(v) == 0) {
+        out_bytes(o, "}", 1);
+        return;
+    }
+    out_newline(o);
+    o->level++;
+    json_object_keylen_foreach((json_t *)v, key, klen, member)
+    {
+        if (!first) {
+            out_bytes(o, ",", 1);
+            out_newline(o);
+            if (o->more_space) {
+                o->more_space = false;
+                out_newline(o);
+            }
+        }
+        first = false;
+        out_indent(o);
+        out_string(o, key, klen);
+        out_bytes(o, ": ", 2);
+        out_value(o, member);
+    }
+    out_newline(o);
+    o->level--;
+    out_indent(o);
+    o->more_space = true;
+    out_bytes(o, "}", 1);
+}
+
+static void
+out_scalar(api_out_t *o, const json_t *v)
+{
+    char num[32];
+    char *real;
+
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        out_string(o, json_string_value(v), json_string_length(v));
+        return;
+    case JSON_INTEGER:
+        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(v));
+        out_bytes(o, num, strlen(num));
+        return;
+    case JSON_TRUE:
+        out_bytes(o, "true", 4);
+        return;
+    case JSON_FALSE:
+        out_bytes(o, "false", 5);
+        return;
+    case JSON_REAL:
+        real = json_dumps(v, JSON_ENCODE_ANY);
+        o->nomem = o->nomem || real == NULL;
+        out_bytes(o, real != NULL ? real : "", real != NULL ? strlen(real) : 0);
+        free(real);
+        return;
+    default:
+        out_bytes(o, "null", 4);
+        return;
+    }
+}
+
+static void
+out_value(api_out_t *o, const json_t *v)
+{
+    if (json_is_object(v)) {
+        out_object(o, v);
+    } else if (json_is_array(v)) {
+        out_array(o, v);
+    } else {
+        out_scalar(o, v);
+    }
+}
+
+char *
+wf_api_json_text(const json_t *v, size_t *len)
+{
+    api_out_t o;
+
+    memset(&o, 0, sizeof(o));
+    if (v == NULL) {
+        return NULL;
+    }
+    out_value(&o, v);
+    out_newline(&o);
+    if (o.nomem) {
+        free(o.p);
+        return NULL;
+    }
+    if (len != NULL) {
+        *len = o.len;
+    }
+    return o.p;
+}
+
+char *
+wf_api_reply_text(const wf_api_reply_t *reply, size_t *len)
+{
+    return wf_api_json_text(reply->body, len);
+}
+
+/* ---- /config ----------------------------------------------------------- */
+
+static bool
+api_is_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void
+api_invalid_json(wf_api_reply_t *reply, const wf_json_error_t *err)
+{
+    json_t *loc =
+        json_pack("{s:I, s:i, s:i}", "offset", (json_int_t)err->offset, "line",
+                  err->line, "column", err->column);
+
+    wf_api_reply_set(reply, 400, "Invalid JSON.", err->detail);
+    json_object_set_new(reply->body, "location", loc);
+}
+
+/* Parses the body of a PUT or POST; NULL when *reply was set. */
+static json_t *
+api_body(api_req_t *rq)
+{
+    wf_json_error_t err;
+    json_t *value;
+
+    if (rq->len > WF_API_BODY_MAX) {
+        char detail[96];
+
+        snprintf(detail, sizeof(detail),
+                 "The request body exceeds the limit of %u bytes.",
+                 WF_API_BODY_MAX);
+        wf_api_reply_set(rq->reply, WF_API_TOO_LARGE, WF_API_TOO_LARGE_TITLE,
+                         detail);
+        return NULL;
+    }
+    if (api_is_blank(rq->body, rq->len)) {
+        memset(&err, 0, sizeof(err));
+        snprintf(err.detail, sizeof(err.detail), "%s", API_EMPTY_JSON);
+        err.line = 1;
+        err.column = 1;
+        api_invalid_json(rq->reply, &err);
+        return NULL;
+    }
+    value = wf_json_parse(rq->body != NULL ? rq->body : "", rq->len, &err);
+    if (value == NULL) {
+        api_invalid_json(rq->reply, &err);
+    }
+    return value;
+}
+
+/* Validates next (taken) as the whole config and makes it the reply. */
+static void
+api_commit(api_req_t *rq, json_t *next)
+{
+    wf_conf_error_t err;
+    wf_conf_t *snap = wf_conf_compile(next, &err);
+
+    if (snap == NULL) {
+        wf_api_reply_set(rq->reply, 400,
+                         err.error[0] != '\0' ? err.error
+                                              : "Invalid configuration.",
+                         err.detail);
+        json_decref(next);
+        return;
+    }
+    wf_conf_destroy(snap);
+    wf_api_reply_set(rq->reply, 200, WF_API_DONE, NULL);
+    if (json_equal(next, rq->conf)) {
+        json_decref(next); /* Unit: a change that changes nothing is done */
+        return;
+    }
+    rq->reply->conf = next;
+}
+
+static void
+api_store_fail(wf_api_reply_t *reply, wf_conf_store_rc_t rc)
+{
+    static const struct {
+        unsigned status;
+        const char *title;
+    } fails[] = {
+        [WF_CONF_STORE_NOT_FOUND] = {404, API_NOT_FOUND},
+        [WF_CONF_STORE_NOT_ALLOWED] = {405, API_NOT_ALLOWED},
+        [WF_CONF_STORE_NOMEM] = {500, API_NOMEM},
+    };
+
+    wf_api_reply_set(reply, fails[rc].status, fails[rc].title, NULL);
+}
+
+static void
+api_config(api_req_t *rq)
+{
+    bool root = rq->sub.len == 1;
+    json_t *value = NULL;
+    json_t *next;
+    wf_conf_store_rc_t rc;
+
+    if (rq->op == WF_CONF_NOPS || (rq->op == WF_CONF_OP_POST && root)) {
+        wf_api_reply_set(rq->reply, 405, API_NOT_ALLOWED, NULL);
+        return;
+    }
+    if (rq->op == WF_CONF_OP_PUT || rq->op == WF_CONF_OP_POST) {
+        value = api_body(rq);
+        if (value == NULL) {
+            return;
+        }
+    }
+    rc = wf_conf_store_apply(rq->conf, rq->op, rq->sub.data, rq->sub.len, value,
+                             &next);
+    json_decref(value);
+    if (rc != WF_CONF_STORE_OK) {
+        api_store_fail(rq->reply, rc);
+        return;
+    }
+    if (rq->op == WF_CONF_OP_GET) {
+        api_reply_value(rq->reply, next);
+        json_decref(next);
+        return;
+    }
+    api_commit(rq, next);
+}
+
+/* ---- /status, /, /certificates, /control ------------------------------- */
+
+static json_t *
+api_status_empty(void)
+{
+    return json_pack("{s:{}, s:{s:i, s:i, s:i, s:i}, s:{s:i}, s:{}}", "modules",
+                     "connections", "accepted", 0, "active", 0, "idle", 0,
+                     "closed", 0, "requests", "total", 0, "applications");
+}
+
+static void
+api_status(api_req_t *rq)
+{
+    json_t *status;
+    json_t *value;
+
+    if (rq->op != WF_CONF_OP_GET) {
+        wf_api_reply_set(rq->reply, 405, API_INVALID_METHOD, NULL);
+        return;
+    }
+    status = rq->status != NULL ? json_incref(rq->status) : api_status_empty();
+    value = wf_conf_store_get(status, rq->sub.data, rq->sub.len);
+    if (value == NULL) {
+        wf_api_reply_set(rq->reply, 404, "Invalid path.", NULL);
+    } else {
+        api_reply_value(rq->reply, value);
+    }
+    json_decref(status);
+}
+
+static void
+api_root(api_req_t *rq)
+{
+    json_t *status;
+
+    if (rq->op != WF_CONF_OP_GET) {
+        wf_api_reply_set(rq->reply, 405, API_INVALID_METHOD, NULL);
+        return;
+    }
+    status = rq->status != NULL ? json_incref(rq->status) : api_status_empty();
+    rq->reply->status = 200;
+    rq->reply->body = json_pack("{s:{}, s:O, s:o}", "certificates", "config",
+                                rq->conf, "status", status);
+}
+
+/* Wharf stores no certificates yet: the list is empty, and an upload is
+ * refused with Unit's "Invalid certificate." plus a detail that says so.
+ * Otherwise Unit's order of checks and messages. */
+static void
+api_certificates(api_req_t *rq)
+{
+    bool named = rq->sub.len > 1;
+    bool nested = named && memchr(rq->sub.data + 1, '/', rq->sub.len - 1);
+
+    if (rq->op == WF_CONF_OP_GET) {
+        if (named) {
+            wf_api_reply_set(rq->reply, 404, "Certificate doesn't exist.",
+                             NULL);
+        } else {
+            rq->reply->status = 200;
+            rq->reply->body = json_object();
+        }
+        return;
+    }
+    if (!named || nested) {
+        wf_api_reply_set(rq->reply, 400, "Invalid certificate name.", NULL);
+    } else if (rq->op == WF_CONF_OP_PUT) {
+        wf_api_reply_set(rq->reply, 400, "Invalid certificate.",
+                         "TLS certificates are not supported yet.");
+    } else if (rq->op == WF_CONF_OP_DELETE) {
+        wf_api_reply_set(rq->reply, 404, "Certificate doesn't exist.", NULL);
+    } else {
+        wf_api_reply_set(rq->reply, 405, API_INVALID_METHOD, NULL);
+    }
+}
+
+static bool
+api_has_prefix(wf_str_t s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    return s.len >= n && memcmp(s.data, prefix, n) == 0;
+}
+
+/* "/control/applications/NAME/restart": no application runs in Wharf yet,
+ * so no NAME is found. */
+static void
+api_control(api_req_t *rq)
+{
+    static const char apps[] = "/applications/";
+    static const char restart[] = "/restart";
+    wf_str_t s = rq->sub;
+    size_t head = sizeof(apps) - 1;
+    size_t tail = sizeof(restart) - 1;
+    json_t *list;
+
+    if (rq->op != WF_CONF_OP_GET) {
+        wf_api_reply_set(rq->reply, 405, API_NOT_ALLOWED, NULL);
+        return;
+    }
+    if (!api_has_prefix(s, apps) || s.len < head + tail
+        || memcmp(s.data + s.len - tail, restart, tail) != 0) {
+        wf_api_reply_set(rq->reply, 404, API_NOT_FOUND, NULL);
+        return;
+    }
+    list = json_object_get(rq->conf, "applications");
+    if (json_object_getn(list, s.data + head, s.len - head - tail) == NULL) {
+        wf_api_reply_set(rq->reply, 404, API_NOT_FOUND, NULL);
+        return;
+    }
+    wf_api_reply_set(rq->reply, 500, "Failed to restart app.",
+                     "Applications are not supported yet.");
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static const struct {
+    const char *prefix;
+    bool exact;    /* handles the prefix alone */
+    bool subpaths; /* handles prefix + "/..." */
+    void (*handler)(api_req_t *rq);
+} api_routes[] = {
+    {"/config", true, true, api_config},
+    {"/status", true, true, api_status},
+    {"/certificates", true, true, api_certificates},
+    {"/control", false, true, api_control}, /* Unit: "/control/" only */
+    {"/", true, false, api_root},
+};
+
+static const struct {
+    wf_str_t name;
+    wf_conf_op_t op;
+} api_methods[] = {
+    {wf_string("GET"), WF_CONF_OP_GET},
+    {wf_string("PUT"), WF_CONF_OP_PUT},
+    {wf_string("POST"), WF_CONF_OP_POST},
+    {wf_string("DELETE"), WF_CONF_OP_DELETE},
+};
+
+static wf_conf_op_t
+api_method(wf_str_t method)
+{
+    for (size_t i = 0; i < wf_nitems(api_methods); i++) {
+        if (wf_str_eq(method, api_methods[i].name)) {
+            return api_methods[i].op;
+        }
+    }
+    return WF_CONF_NOPS;
+}
+
+/* The path of target: no query, and no trailing slash unless it is "/". */
+static wf_str_t
+api_path(wf_str_t target)
+{
+    const char *q =
+        target.len > 0 ? memchr(target.data, '?', target.len) : NULL;
+    wf_str_t path = target;
+
+    if (q != NULL) {
+        path.len = (size_t)(q - target.data);
+    }
+    if (path.len > 1 && path.data[path.len - 1] == '/') {
+        path.len--;
+    }
+    return path;
+}
+
+/* Finds the route of path and sets rq->sub to the rest ("/" for none);
+ * returns its index or wf_nitems(api_routes). */
+static size_t
+api_route(wf_str_t path, api_req_t *rq)
+{
+    for (size_t i = 0; i < wf_nitems(api_routes); i++) {
+        size_t n = strlen(api_routes[i].prefix);
+
+        if (!api_has_prefix(path, api_routes[i].prefix)) {
+            continue;
+        }
+        if (path.len == n && api_routes[i].exact) {
+            rq->sub = wf_string("/");
+            return i;
+        }
+        if (path.len > n && api_routes[i].subpaths && path.data[n] == '/') {
+            rq->sub = wf_str_make(path.data + n, path.len - n);
+            return i;
+        }
+    }
+    return wf_nitems(api_routes);
+}
+
+void
+wf_api_handle(json_t *conf, json_t *status, wf_str_t method, wf_str_t target,
+              const char *body, size_t len, wf_api_reply_t *reply)
+{
+    json_t *empty = conf == NULL ? json_object() : NULL;
+    api_req_t rq = {
+        .conf = conf != NULL ? conf : empty,
+        .status = status,
+        .op = api_method(method),
+        .body = body,
+        .len = len,
+        .reply = reply,
+    };
+    size_t route = api_route(api_path(target), &rq);
+
+    memset(reply, 0, sizeof(*reply));
+    if (rq.conf == NULL) {
+        wf_api_reply_set(reply, 500, API_NOMEM, NULL);
+    } else if (route == wf_nitems(api_routes)) {
+        wf_api_reply_set(reply, 404, API_NOT_FOUND, NULL);
+    } else {
+        api_routes[route].handler(&rq);
+    }
+    if (reply->body == NULL) {
+        json_decref(reply->conf);
+        reply->conf = NULL;
+        wf_api_reply_set(reply, 500, API_NOMEM, NULL);
+    }
+    json_decref(empty);
+}
