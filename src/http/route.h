@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "core/pool.h"
@@ -26,7 +27,9 @@ typedef union wf_sockaddr {
     struct sockaddr_in6 sin6;
 } wf_sockaddr_t;
 
-/* What matching and templates read of a request. */
+/* What matching and templates read of a request.  The core fills it before
+ * wf_route_match(); fields marked "later" are read only by templates
+ * rendered after the response (access log), and are 0 until then. */
 struct wf_route_req {
     wf_http_method_t method_id;
     wf_str_t method;          /* the method token */
@@ -37,6 +40,10 @@ struct wf_route_req {
     const wf_sockaddr_t *remote; /* the client; NULL in some unit tests */
     const wf_sockaddr_t *local;  /* the address it connected to */
     bool tls;                    /* scheme https (always false for now) */
+    uint64_t start_ns;        /* CLOCK_MONOTONIC when the request head arrived,
+                                 for $request_time; 0: unknown */
+    unsigned status;          /* later: response status, for $status */
+    uint64_t body_bytes_sent; /* later: body bytes sent, $body_bytes_sent */
 };
 
 typedef enum wf_action_type {
@@ -68,8 +75,10 @@ typedef struct wf_action {
 } wf_action_t;
 
 /* Compiles a pattern set from a JSON string or array of strings (Unit's
- * pattern syntax: exact, '*' wildcards, '!' negation).  case_sensitive is
- * false for host and method.  Returns NULL with Unit's message in err. */
+ * pattern syntax: exact, '*' wildcards, '!' negation, '~' PCRE2 regular
+ * expressions).  case_sensitive is false for MIME "types" (the only user
+ * outside route.c; match keys get their own options in route.c).  Returns
+ * NULL with Unit's message in err.  Borrows value; the result lives in a. */
 wf_pattern_set_t *wf_pattern_set_compile(wf_arena_t *a, const json_t *value,
                                          bool case_sensitive, char *err,
                                          size_t errlen);
@@ -82,13 +91,18 @@ bool wf_pattern_set_match(const wf_pattern_set_t *ps, wf_str_t s);
 wf_route_t *wf_route_create(wf_arena_t *a, const char *name);
 
 /* Appends a step: match (a JSON object or NULL for "always") and its action
- * (borrowed; must live in a too).  Returns WF_OK or WF_ERROR with Unit's
- * message in err (e.g. 'Unknown parameter "x".'). */
+ * (borrowed; must live in a too).  Every Unit match key is compiled: host,
+ * uri, method, query, headers, arguments, cookies, scheme, source,
+ * destination, if.  Steps with literal host and/or uri patterns are put in
+ * a hash index so that wf_route_match() does not scan them.  Returns WF_OK
+ * or WF_ERROR with Unit's message in err (e.g. 'Unknown parameter "x".'). */
 int wf_route_add_step(wf_route_t *route, wf_arena_t *a, const json_t *match,
                       const wf_action_t *action, char *err, size_t errlen);
 
 /* Returns the action of the first step whose match accepts rq, or NULL when
- * none does (the caller answers 404).  Never allocates. */
+ * none does (the caller answers 404).  Does not allocate, except once per
+ * thread (regex match data, a decoding buffer that grows to the longest
+ * query seen); out of memory there makes the condition false. */
 const wf_action_t *wf_route_match(const wf_route_t *route,
                                   const wf_route_req_t *rq);
 

@@ -1,18 +1,28 @@
 #include "http/tpl.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/common.h"
 #include "http/route.h"
+#include "http/var.h"
 
-typedef wf_str_t (*tpl_getter)(const wf_route_req_t *rq);
+typedef struct tpl_part tpl_part_t;
 
-/* One piece of a template: literal text (get == NULL) or a variable. */
-typedef struct tpl_part {
-    tpl_getter get;
-    wf_str_t text; /* the literal; in the arena */
-} tpl_part_t;
+/* Writes the part's value into out[0..cap) (a prefix when it does not fit)
+ * and returns its full length. */
+typedef size_t (*tpl_render_fn)(const tpl_part_t *part,
+                                const wf_route_req_t *rq, char *out,
+                                size_t cap);
+
+/* One piece of a template: literal text (render == NULL) or a variable. */
+struct tpl_part {
+    tpl_render_fn render;
+    wf_str_t text; /* the literal, or the NAME of $header_NAME etc.; in the
+                      arena */
+};
 
 struct wf_tpl {
     tpl_part_t *parts;
@@ -20,91 +30,309 @@ struct wf_tpl {
     bool is_const;
 };
 
-static wf_str_t
-tpl_get_uri(const wf_route_req_t *rq)
+static size_t
+tpl_put(char *out, size_t cap, wf_str_t v)
 {
-    return rq->uri;
+    if (cap > 0 && v.len > 0) {
+        memcpy(out, v.data, wf_min(v.len, cap));
+    }
+    return v.len;
 }
 
-static wf_str_t
-tpl_get_host(const wf_route_req_t *rq)
+/* ---- variables --------------------------------------------------------- */
+
+static size_t
+tpl_uri(const tpl_part_t *part, const wf_route_req_t *rq, char *out, size_t cap)
 {
-    return rq->host;
+    wf_unused(part);
+    return tpl_put(out, cap, rq->uri);
 }
 
-static wf_str_t
-tpl_get_method(const wf_route_req_t *rq)
+static size_t
+tpl_host(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+         size_t cap)
 {
-    return rq->method;
+    wf_unused(part);
+    return tpl_put(out, cap, rq->host);
 }
 
-static wf_str_t
-tpl_get_request_uri(const wf_route_req_t *rq)
+static size_t
+tpl_method(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+           size_t cap)
 {
-    return rq->head != NULL ? rq->head->target : wf_string("");
+    wf_unused(part);
+    return tpl_put(out, cap, rq->method);
 }
 
-static wf_str_t
-tpl_get_dollar(const wf_route_req_t *rq)
+static size_t
+tpl_request_uri(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+                size_t cap)
 {
+    wf_unused(part);
+    return tpl_put(out, cap, rq->head != NULL ? rq->head->target : wf_null_str);
+}
+
+static size_t
+tpl_dollar(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+           size_t cap)
+{
+    wf_unused(part);
     wf_unused(rq);
-    return wf_string("$");
+    return tpl_put(out, cap, wf_string("$"));
 }
 
-/* The variables we know.  A row with get == NULL is a variable Unit has
+/* Appends v at out[*n] within cap; *n grows by v.len even past cap. */
+static void
+tpl_append(char *out, size_t cap, size_t *n, wf_str_t v)
+{
+    if (*n < cap && v.len > 0) {
+        memcpy(out + *n, v.data, wf_min(v.len, cap - *n));
+    }
+    *n += v.len;
+}
+
+/* The request line as received: the parser accepts exactly one SP between
+ * its three parts, so it is rebuilt from them. */
+static size_t
+tpl_request_line(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+                 size_t cap)
+{
+    const wf_h1_head_t *h = rq->head;
+    char ver[16];
+    int vn;
+    size_t n = 0;
+
+    wf_unused(part);
+    if (h == NULL) {
+        return 0;
+    }
+    vn = snprintf(ver, sizeof(ver), " HTTP/%u.%u", h->version / 10,
+                  h->version % 10);
+    tpl_append(out, cap, &n, h->method);
+    tpl_append(out, cap, &n, wf_string(" "));
+    tpl_append(out, cap, &n, h->target);
+    tpl_append(out, cap, &n, wf_str_make(ver, (size_t)vn));
+    return n;
+}
+
+static size_t
+tpl_remote_addr(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+                size_t cap)
+{
+    char buf[64];
+
+    wf_unused(part);
+    return tpl_put(
+        out, cap,
+        wf_str_make(buf, wf_var_addr_text(rq->remote, buf, sizeof(buf))));
+}
+
+static size_t
+tpl_printf_u64(char *out, size_t cap, const char *fmt, uint64_t v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), fmt, (unsigned long long)v);
+
+    return tpl_put(out, cap, wf_str_make(buf, (size_t)n));
+}
+
+static size_t
+tpl_status(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+           size_t cap)
+{
+    wf_unused(part);
+    return tpl_printf_u64(out, cap, "%03llu", rq->status % 1000);
+}
+
+static size_t
+tpl_body_bytes_sent(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+                    size_t cap)
+{
+    wf_unused(part);
+    return tpl_printf_u64(out, cap, "%llu", rq->body_bytes_sent);
+}
+
+/* Seconds with milliseconds since the request began ("0.012"). */
+static size_t
+tpl_request_time(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+                 size_t cap)
+{
+    struct timespec ts;
+    uint64_t now, ms = 0;
+    char buf[48];
+    int n;
+
+    wf_unused(part);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (rq->start_ns != 0 && now > rq->start_ns) {
+        ms = (now - rq->start_ns) / 1000000u;
+    }
+    n = snprintf(buf, sizeof(buf), "%llu.%03llu",
+                 (unsigned long long)(ms / 1000),
+                 (unsigned long long)(ms % 1000));
+    return tpl_put(out, cap, wf_str_make(buf, (size_t)n));
+}
+
+/* Local time as in the common log format: "31/Dec/1986:19:40:00 +0300". */
+static size_t
+tpl_time_local(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+               size_t cap)
+{
+    static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    long off;
+    char buf[64];
+    int n;
+
+    wf_unused(part);
+    wf_unused(rq);
+    localtime_r(&now, &tm);
+    off = tm.tm_gmtoff / 60;
+    n = snprintf(buf, sizeof(buf), "%02d/%s/%4d:%02d:%02d:%02d %c%02ld%02ld",
+                 tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
+                 (off < 0 ? -off : off) / 60, (off < 0 ? -off : off) % 60);
+    return tpl_put(out, cap, wf_str_make(buf, (size_t)n));
+}
+
+/* 32 random hex digits (xorshift per thread: an id, not a secret). */
+static size_t
+tpl_request_id(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+               size_t cap)
+{
+    static __thread uint64_t s;
+    char buf[33];
+
+    wf_unused(part);
+    if (s == 0) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&s
+             ^ (uint64_t)(uintptr_t)rq)
+            | 1u;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        snprintf(buf + i * 16, 17, "%016llx", (unsigned long long)s);
+    }
+    return tpl_put(out, cap, wf_str_make(buf, 32));
+}
+
+/* $header_NAME: the first field of that name. */
+static size_t
+tpl_header(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+           size_t cap)
+{
+    for (unsigned i = 0; rq->head != NULL && i < rq->head->nheaders; i++) {
+        const wf_h1_header_t *f = &rq->head->headers[i];
+
+        if (wf_var_header_name_eq(f->name, part->text)) {
+            return tpl_put(out, cap, f->value);
+        }
+    }
+    return 0;
+}
+
+/* $arg_NAME: the last argument of that (decoded) name, decoded. */
+static size_t
+tpl_arg(const tpl_part_t *part, const wf_route_req_t *rq, char *out, size_t cap)
+{
+    wf_str_t q = rq->head != NULL ? rq->head->query : wf_null_str;
+    wf_var_pair_t arg;
+    wf_str_t last = wf_null_str;
+    size_t pos = 0;
+    bool found = false;
+
+    while (wf_var_arg_next(q, &pos, &arg)) {
+        if (wf_var_decoded_eq(arg.name, part->text)) {
+            last = arg.value;
+            found = true;
+        }
+    }
+    if (!found || last.len == 0) {
+        return 0;
+    }
+    return wf_var_decode_n(out, cap, last.data, last.len, true);
+}
+
+/* $cookie_NAME: the first cookie of that name. */
+static size_t
+tpl_cookie(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+           size_t cap)
+{
+    wf_var_pair_t ck;
+    unsigned field = 0;
+    size_t pos = 0;
+
+    while (wf_var_cookie_next(rq->head, &field, &pos, &ck)) {
+        if (wf_str_eq(ck.name, part->text)) {
+            return tpl_put(out, cap, ck.value);
+        }
+    }
+    return 0;
+}
+
+/* The variables we know.  A row with render == NULL is a variable Unit has
  * that Wharf does not have yet: it is refused with a message that says so
  * rather than Unit's "Unknown variable". */
 static const struct {
     const char *name;
-    tpl_getter get;
+    tpl_render_fn render;
 } tpl_vars[] = {
-    {"uri", tpl_get_uri},        {"host", tpl_get_host},
-    {"method", tpl_get_method},  {"request_uri", tpl_get_request_uri},
-    {"dollar", tpl_get_dollar},  {"remote_addr", NULL},
-    {"time_local", NULL},        {"request_line", NULL},
-    {"request_id", NULL},        {"status", NULL},
-    {"body_bytes_sent", NULL},   {"header_referer", NULL},
-    {"header_user_agent", NULL},
+    {"uri", tpl_uri},
+    {"host", tpl_host},
+    {"method", tpl_method},
+    {"request_uri", tpl_request_uri},
+    {"request_line", tpl_request_line},
+    {"remote_addr", tpl_remote_addr},
+    {"status", tpl_status},
+    {"body_bytes_sent", tpl_body_bytes_sent},
+    {"request_time", tpl_request_time},
+    {"time_local", tpl_time_local},
+    {"request_id", tpl_request_id},
+    {"dollar", tpl_dollar},
 };
 
-static const char *const tpl_unit_prefixes[] = {
-    "header_",
-    "arg_",
-    "cookie_",
-    "response_header_",
+/* Variables whose name ends with a field name. */
+static const struct {
+    const char *prefix;
+    tpl_render_fn render;
+} tpl_prefixes[] = {
+    {"header_", tpl_header},
+    {"arg_", tpl_arg},
+    {"cookie_", tpl_cookie},
+    {"response_header_", NULL},
 };
 
-static bool
-tpl_var_is_unit_prefix(const char *name, size_t len)
-{
-    for (size_t i = 0; i < wf_nitems(tpl_unit_prefixes); i++) {
-        size_t n = strlen(tpl_unit_prefixes[i]);
+/* ---- compiling --------------------------------------------------------- */
 
-        if (len > n && memcmp(name, tpl_unit_prefixes[i], n) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
+/* Looks name up; sets part (the suffix of a prefixed name in part->text).
+ * On failure writes Unit's message and returns false. */
 static bool
-tpl_is_name_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-           || (c >= '0' && c <= '9') || c == '_';
-}
-
-/* Looks name up; on failure writes Unit's message and returns false. */
-static bool
-tpl_var_find(const char *name, size_t len, tpl_getter *get, char *err,
+tpl_var_find(const char *name, size_t len, tpl_part_t *part, char *err,
              size_t errlen)
 {
-    bool known = tpl_var_is_unit_prefix(name, len);
+    bool known = false;
 
     for (size_t i = 0; i < wf_nitems(tpl_vars) && !known; i++) {
         if (strlen(tpl_vars[i].name) == len
             && memcmp(tpl_vars[i].name, name, len) == 0) {
-            *get = tpl_vars[i].get;
+            part->render = tpl_vars[i].render;
+            known = true;
+        }
+    }
+    for (size_t i = 0; i < wf_nitems(tpl_prefixes) && !known; i++) {
+        size_t n = strlen(tpl_prefixes[i].prefix);
+
+        if (len > n && memcmp(name, tpl_prefixes[i].prefix, n) == 0) {
+            part->render = tpl_prefixes[i].render;
+            part->text = wf_str_make(name + n, len - n);
             known = true;
         }
     }
@@ -112,12 +340,19 @@ tpl_var_find(const char *name, size_t len, tpl_getter *get, char *err,
         snprintf(err, errlen, "Unknown variable \"%.*s\"", (int)len, name);
         return false;
     }
-    if (*get == NULL) {
+    if (part->render == NULL) {
         snprintf(err, errlen, "The variable \"%.*s\" is not supported yet",
                  (int)len, name);
         return false;
     }
     return true;
+}
+
+static bool
+tpl_is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '_';
 }
 
 /* Parses the variable whose '$' is at s[i]; sets *name and returns the
@@ -164,14 +399,43 @@ tpl_add_text(wf_tpl_t *t, const char *s, size_t from, size_t to)
     }
 }
 
+/* Splits copy[0..len) into literal and variable parts.  Returns false with
+ * err written. */
+static bool
+tpl_parse(wf_tpl_t *t, const char *copy, size_t len, char *err, size_t errlen)
+{
+    size_t lit = 0;
+    size_t i = 0;
+
+    while (i < len) {
+        wf_str_t name;
+        tpl_part_t part = {NULL, wf_null_str};
+        size_t next;
+
+        if (copy[i] != '$') {
+            i++;
+            continue;
+        }
+        next = tpl_scan_var(copy, len, i, &name, err, errlen);
+        if (next == 0
+            || !tpl_var_find(name.data, name.len, &part, err, errlen)) {
+            return false;
+        }
+        tpl_add_text(t, copy, lit, i);
+        t->parts[t->nparts++] = part;
+        t->is_const = false;
+        i = lit = next;
+    }
+    tpl_add_text(t, copy, lit, len);
+    return true;
+}
+
 wf_tpl_t *
 wf_tpl_compile(wf_arena_t *a, const char *s, size_t len, char *err,
                size_t errlen)
 {
     wf_tpl_t *t;
     const char *copy;
-    size_t lit = 0;
-    size_t i = 0;
 
     if (len > 0 && s[0] == '`') {
         snprintf(err, errlen, "JavaScript templates are not supported yet");
@@ -189,27 +453,7 @@ wf_tpl_compile(wf_arena_t *a, const char *s, size_t len, char *err,
         return NULL;
     }
     t->is_const = true;
-    while (i < len) {
-        wf_str_t name;
-        tpl_getter get = NULL;
-        size_t next;
-
-        if (copy[i] != '$') {
-            i++;
-            continue;
-        }
-        next = tpl_scan_var(copy, len, i, &name, err, errlen);
-        if (next == 0
-            || !tpl_var_find(name.data, name.len, &get, err, errlen)) {
-            return NULL;
-        }
-        tpl_add_text(t, copy, lit, i);
-        t->parts[t->nparts++] = (tpl_part_t){get, name};
-        t->is_const = false;
-        i = lit = next;
-    }
-    tpl_add_text(t, copy, lit, len);
-    return t;
+    return tpl_parse(t, copy, len, err, errlen) ? t : NULL;
 }
 
 bool
@@ -226,12 +470,29 @@ wf_tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
 
     for (size_t i = 0; i < t->nparts; i++) {
         const tpl_part_t *part = &t->parts[i];
-        wf_str_t v = part->get == NULL ? part->text : part->get(rq);
+        size_t room = need < cap ? cap - need : 0;
+        char *at = room > 0 ? out + need : NULL;
 
-        if (need < cap && v.len > 0) {
-            memcpy(out + need, v.data, wf_min(v.len, cap - need));
-        }
-        need += v.len;
+        need += part->render == NULL ? tpl_put(at, room, part->text)
+                                     : part->render(part, rq, at, room);
     }
     return need;
+}
+
+bool
+wf_tpl_is_true(const wf_tpl_t *t, const wf_route_req_t *rq)
+{
+    static const wf_str_t falsy[] = {
+        wf_string(""),     wf_string("0"),         wf_string("false"),
+        wf_string("null"), wf_string("undefined"),
+    };
+    char buf[16];
+    size_t n = wf_tpl_render(t, rq, buf, sizeof(buf));
+
+    for (size_t i = 0; i < wf_nitems(falsy); i++) {
+        if (wf_str_eq(wf_str_make(buf, n), falsy[i])) {
+            return false;
+        }
+    }
+    return true;
 }

@@ -1,6 +1,9 @@
 /* Strings with variables ("/srv/www$uri", "https://${host}/x"), compiled once
- * per config.  The variable table in tpl.c lists what is known: $uri, $host
- * and $dollar (a literal "$") for now; ${name} is the same as $name. */
+ * per config.  Unit's variables: $uri, $host, $method, $request_uri,
+ * $request_line, $remote_addr, $status, $body_bytes_sent, $request_time,
+ * $time_local, $request_id, $dollar, $header_NAME (caseless, '_' matches
+ * '-'), $arg_NAME (decoded; the last one), $cookie_NAME; ${name} is the
+ * same as $name.  Rendering never allocates. */
 #ifndef WF_HTTP_TPL_H
 #define WF_HTTP_TPL_H
 
@@ -22,8 +25,14 @@ wf_tpl_t *wf_tpl_compile(wf_arena_t *a, const char *s, size_t len, char *err,
 bool wf_tpl_is_const(const wf_tpl_t *t);
 
 /* Renders t for rq into out[0..cap).  Returns the length the full result
- * needs (which may exceed cap; then out holds a truncated prefix). */
+ * needs (which may exceed cap; then out holds a truncated prefix).  out may
+ * be NULL when cap is 0.  Never allocates.  $request_id and the clock
+ * variables may differ between two calls. */
 size_t wf_tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
                      size_t cap);
+
+/* Unit's truth of a condition ("if"): false when t renders to "", "0",
+ * "false", "null" or "undefined"; true otherwise.  Never allocates. */
+bool wf_tpl_is_true(const wf_tpl_t *t, const wf_route_req_t *rq);
 
 #endif
