@@ -416,4 +416,53 @@ wf_loops_join(void)
     nloops = 0;
     free(fd_table);
     fd_table = NULL;
+    fd_table_size = 0;
+}
+
+typedef struct loop_sync_visit {
+    wf_task_t task;
+    wf_sync_t *sync;
+} loop_sync_visit_t;
+
+static void
+loop_sync_finish(wf_task_t *task)
+{
+    wf_sync_t *sync = wf_container_of(task, wf_sync_t, finish);
+
+    free(sync->visits);
+    sync->visits = NULL;
+    sync->done(sync);
+}
+
+/* Runs on each loop at a tick boundary. */
+static void
+loop_sync_arrive(wf_task_t *task)
+{
+    loop_sync_visit_t *v = wf_container_of(task, loop_sync_visit_t, task);
+    wf_sync_t *sync = v->sync;
+
+    if (atomic_fetch_sub(&sync->left, 1) == 1) {
+        wf_task_post(sync->origin, &sync->finish);
+    }
+}
+
+int
+wf_loops_sync(wf_sync_t *sync, wf_loop_t *origin, wf_sync_cb done)
+{
+    loop_sync_visit_t *visits = calloc(nloops, sizeof(*visits));
+
+    if (visits == NULL) {
+        return WF_ERROR;
+    }
+    sync->done = done;
+    sync->origin = origin;
+    sync->visits = visits;
+    sync->finish.handler = loop_sync_finish;
+    atomic_store(&sync->left, nloops);
+    for (unsigned i = 0; i < nloops; i++) {
+        visits[i].task.handler = loop_sync_arrive;
+        visits[i].sync = sync;
+        wf_task_post(loops[i], &visits[i].task);
+    }
+    return WF_OK;
 }

@@ -110,6 +110,25 @@ void wf_task_defer(wf_loop_t *loop, wf_task_t *task);
 /* Queues task to run on loop's thread; callable from any thread. */
 void wf_task_post(wf_loop_t *loop, wf_task_t *task);
 
+/* A barrier across every loop: each loop runs the barrier's task at a tick
+ * boundary (a safe point: no handler is running there), and when the last
+ * one has, done runs on the loop given to wf_loops_sync().  Used to retire
+ * a config snapshot once no thread can still be reading the old one. */
+typedef struct wf_sync wf_sync_t;
+typedef void (*wf_sync_cb)(wf_sync_t *sync);
+
+struct wf_sync {
+    wf_sync_cb done;
+    wf_loop_t *origin;
+    _Atomic unsigned left;
+    wf_task_t finish; /* posted to origin */
+    void *visits;     /* owned by loop.c: one task per loop */
+};
+
+/* Starts sync (caller-owned, alive until done ran).  Returns WF_OK or
+ * WF_ERROR when out of memory (done is then never called). */
+int wf_loops_sync(wf_sync_t *sync, wf_loop_t *origin, wf_sync_cb done);
+
 /* Arms timer t on loop to fire ms from now (ms == 0 disarms it). */
 void wf_timer_set(wf_loop_t *loop, wf_timer_t *t, uint64_t ms);
 void wf_timer_stop(wf_loop_t *loop, wf_timer_t *t);

@@ -33,7 +33,8 @@ struct wf_h1_conn {
     wf_task_t free_task; /* frees c at the end of the tick */
     wf_list_t link;      /* in the thread's list of connections */
     wf_loop_t *loop;
-    const wf_h1_server_t *srv; /* borrowed; outlives c */
+    wf_h1_server_t *srv;      /* a reference */
+    const wf_h1_site_t *site; /* holds a reference to site->snap */
     wf_h1_state_t state;
     bool keep_alive;
     bool job_pending; /* a helper job holds c->req */
@@ -110,6 +111,74 @@ typedef struct h1_thread {
 
 static __thread h1_thread_t h1_thr;
 
+#define H1_STATS_CELLS 256 /* I/O threads at most */
+
+/* Each thread writes only its own cell; readers sum them. */
+typedef struct h1_stats_cell {
+    _Atomic uint64_t accepted;
+    _Atomic uint64_t closed;
+    _Atomic uint64_t idle;
+    _Atomic uint64_t requests;
+} h1_stats_cell_t;
+
+static h1_stats_cell_t h1_stats[H1_STATS_CELLS];
+
+static h1_stats_cell_t *
+h1_stats_cell(const wf_h1_conn_t *c)
+{
+    return &h1_stats[c->loop->id % H1_STATS_CELLS];
+}
+
+static void
+h1_stat_add(_Atomic uint64_t *counter, int64_t delta)
+{
+    atomic_fetch_add_explicit(counter, (uint64_t)delta, memory_order_relaxed);
+}
+
+void
+wf_h1_stats_get(wf_h1_stats_t *out)
+{
+    uint64_t open = 0;
+
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < H1_STATS_CELLS; i++) {
+        h1_stats_cell_t *cell = &h1_stats[i];
+
+        out->accepted +=
+            atomic_load_explicit(&cell->accepted, memory_order_relaxed);
+        out->closed +=
+            atomic_load_explicit(&cell->closed, memory_order_relaxed);
+        out->idle += atomic_load_explicit(&cell->idle, memory_order_relaxed);
+        out->requests +=
+            atomic_load_explicit(&cell->requests, memory_order_relaxed);
+    }
+    open = out->accepted >= out->closed ? out->accepted - out->closed : 0;
+    out->idle = wf_min(out->idle, open);
+    out->active = open - out->idle;
+}
+
+void
+wf_h1_snap_unref(wf_h1_snap_t *snap)
+{
+    if (snap != NULL && atomic_fetch_sub(&snap->refs, 1) == 1) {
+        snap->release(snap);
+    }
+}
+
+void
+wf_h1_server_unref(wf_h1_server_t *srv)
+{
+    if (atomic_fetch_sub(&srv->refs, 1) == 1) {
+        srv->release(srv);
+    }
+}
+
+void
+wf_h1_server_set_site(wf_h1_server_t *srv, const wf_h1_site_t *site)
+{
+    atomic_store_explicit(&srv->site, site, memory_order_release);
+}
+
 static h1_thread_t *
 h1_thread(void)
 {
@@ -126,7 +195,7 @@ h1_thread(void)
 static uint64_t
 h1_timeout_ms(const wf_h1_conn_t *c, h1_timeout_t which)
 {
-    const wf_http_conf_t *hc = c->srv->hc;
+    const wf_http_conf_t *hc = c->site->hc;
 
     switch (which) {
     case H1_TIMEOUT_IDLE:
@@ -152,6 +221,9 @@ h1_set_state(wf_h1_conn_t *c, wf_h1_state_t next)
 {
     if (next == c->state) {
         return;
+    }
+    if (c->state == WF_H1_IDLE || next == WF_H1_IDLE) {
+        h1_stat_add(&h1_stats_cell(c)->idle, next == WF_H1_IDLE ? 1 : -1);
     }
     c->state = next;
     wf_timer_set(c->loop, &c->timer, h1_timeout_ms(c, h1_states[next].timeout));
@@ -196,7 +268,7 @@ h1_rbuf_free(wf_h1_conn_t *c)
 static int
 h1_rbuf_reserve(wf_h1_conn_t *c)
 {
-    const wf_http_conf_t *hc = c->srv->hc;
+    const wf_http_conf_t *hc = c->site->hc;
     size_t limit = hc->large_header_buffer_size * hc->large_header_buffers + 1;
     size_t cap;
     char *b;
@@ -272,8 +344,8 @@ h1_req_create(wf_h1_conn_t *c)
     memset(&r->rq, 0, sizeof(r->rq));
     memset(&r->resp, 0, sizeof(r->resp));
     r->conn = c;
-    r->hc = c->srv->hc;
-    r->root = c->srv->root;
+    r->hc = c->site->hc;
+    r->root = c->site->root;
     r->loop = c->loop;
     r->passes = 0;
     r->action = NULL;
@@ -317,6 +389,8 @@ h1_on_free(wf_task_t *task)
 
     h1_req_destroy(c);
     h1_rbuf_free(c);
+    wf_h1_snap_unref(c->site->snap);
+    wf_h1_server_unref(c->srv);
     wf_fpool_put(&h1_thread()->conns, c);
 }
 
@@ -332,6 +406,10 @@ h1_close(wf_h1_conn_t *c)
     wf_io_del(c->loop, &c->io);
     close(c->io.fd);
     c->io.fd = -1;
+    if (c->state == WF_H1_IDLE) {
+        h1_stat_add(&h1_stats_cell(c)->idle, -1);
+    }
+    h1_stat_add(&h1_stats_cell(c)->closed, 1);
     c->state = WF_H1_CLOSING;
     wf_list_del(&c->resume.link);
     wf_list_del(&c->link);
@@ -523,7 +601,7 @@ h1_start_body(wf_h1_conn_t *c)
         h1_dispatch(c);
         return;
     }
-    if (c->body_left > c->srv->hc->max_body_size) {
+    if (c->body_left > c->site->hc->max_body_size) {
         c->keep_alive = false;
         wf_req_respond_error(c->req, 413);
         return;
@@ -546,7 +624,7 @@ h1_parse(wf_h1_conn_t *c)
     unsigned status;
     int rc;
 
-    h1_limits(c->srv->hc, &lim);
+    h1_limits(c->site->hc, &lim);
     rc = wf_h1_parse_head(&c->req->head, c->rbuf + c->rstart,
                           c->rend - c->rstart, &lim);
     if (rc == WF_AGAIN) {
@@ -570,10 +648,28 @@ h1_parse(wf_h1_conn_t *c)
 }
 
 /* Bytes are buffered: begin a request on them. */
+/* Moves c to its listener's current site: the safe point of a connection
+ * is the start of a request. */
+static void
+h1_site_update(wf_h1_conn_t *c)
+{
+    const wf_h1_site_t *site =
+        atomic_load_explicit(&c->srv->site, memory_order_acquire);
+
+    if (wf_likely(site == c->site)) {
+        return;
+    }
+    wf_h1_snap_ref(site->snap);
+    wf_h1_snap_unref(c->site->snap);
+    c->site = site;
+}
+
 static void
 h1_begin(wf_h1_conn_t *c)
 {
     if (c->req == NULL) {
+        h1_site_update(c);
+        h1_stat_add(&h1_stats_cell(c)->requests, 1);
         c->req = h1_req_create(c);
         if (c->req == NULL) {
             h1_close(c);
@@ -629,7 +725,7 @@ h1_body_consume(wf_h1_conn_t *c)
         wf_req_respond_error(c->req, 400);
         return WF_ERROR;
     }
-    if (c->body_seen > c->srv->hc->max_body_size) {
+    if (c->body_seen > c->site->hc->max_body_size) {
         c->keep_alive = false;
         wf_req_respond_error(c->req, 413);
         return WF_ERROR;
@@ -821,7 +917,7 @@ wf_req_respond(wf_req_t *r)
     }
     c->out_len = wf_resp_head_write(r->hbuf, resp, c->loop, c->keep_alive,
                                     r->head.version == 10 ? 10 : 11,
-                                    c->srv->hc->server_version);
+                                    c->site->hc->server_version);
     c->out_sent = 0;
     c->body = resp->head_only ? wf_null_str : resp->body;
     c->body_sent = 0;
@@ -944,9 +1040,13 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd,
     c->io.handler = h1_on_io;
     c->loop = loop;
     c->srv = srv;
+    atomic_fetch_add_explicit(&srv->refs, 1, memory_order_relaxed);
+    c->site = atomic_load_explicit(&srv->site, memory_order_acquire);
+    wf_h1_snap_ref(c->site->snap);
+    h1_stat_add(&h1_stats_cell(c)->accepted, 1);
     h1_addr_set(&c->remote, peer, peerlen);
     h1_local_addr(c, l);
-    c->state = WF_H1_IDLE; /* until h1_set_state() below arms the timer */
+    c->state = WF_H1_RESPOND; /* until h1_set_state() below: not idle */
     wf_timer_init(&c->timer, h1_on_timer);
     wf_list_init(&c->resume.link);
     c->resume.handler = h1_on_resume;
@@ -962,12 +1062,13 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd,
 }
 
 void
-wf_h1_server_init(wf_h1_server_t *srv, const wf_route_t *root,
-                  const wf_http_conf_t *hc)
+wf_h1_server_init(wf_h1_server_t *srv, const wf_h1_site_t *site,
+                  void (*release)(wf_h1_server_t *srv))
 {
     srv->listener.on_accept = h1_on_accept;
-    srv->root = root;
-    srv->hc = hc;
+    atomic_store(&srv->site, site);
+    atomic_store(&srv->refs, 1);
+    srv->release = release;
 }
 
 /* A graceful stop closes the connections that wait between requests; the

@@ -4,21 +4,78 @@
 #ifndef WF_HTTP_H1_CONN_H
 #define WF_HTTP_H1_CONN_H
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 #include "core/listen.h"
 #include "http/http_conf.h"
 #include "http/route.h"
 
-/* A listening socket serving HTTP/1.x: what its connections route through.
- * Borrows root and hc; they must outlive the listener and its connections. */
-typedef struct wf_h1_server {
-    wf_listener_t listener;
+/* A config snapshot as the HTTP layer sees it, counted by the connections
+ * that use it.  The process layer embeds it in its own snapshot object and
+ * frees that in release(), which may run on any I/O thread. */
+typedef struct wf_h1_snap wf_h1_snap_t;
+
+struct wf_h1_snap {
+    _Atomic unsigned refs;
+    void (*release)(wf_h1_snap_t *snap); /* refs dropped to 0 */
+};
+
+static inline void
+wf_h1_snap_ref(wf_h1_snap_t *snap)
+{
+    atomic_fetch_add_explicit(&snap->refs, 1, memory_order_relaxed);
+}
+
+/* Drops a reference; the last one calls snap->release().  Accepts NULL. */
+void wf_h1_snap_unref(wf_h1_snap_t *snap);
+
+/* What a listener's connections route through in one snapshot.  Lives in
+ * the snapshot's memory. */
+typedef struct wf_h1_site {
     const wf_route_t *root;
     const wf_http_conf_t *hc;
-} wf_h1_server_t;
+    wf_h1_snap_t *snap;
+} wf_h1_site_t;
 
-/* Sets srv's accept callback.  Call before wf_listener_start(). */
-void wf_h1_server_init(wf_h1_server_t *srv, const wf_route_t *root,
-                       const wf_http_conf_t *hc);
+/* A listening socket serving HTTP/1.x.  It outlives configurations that keep
+ * its address: a reconfiguration only publishes a new site, and each
+ * connection moves to it when its next request starts (a safe point).
+ * Counted: the owner holds one reference, each connection another. */
+typedef struct wf_h1_server wf_h1_server_t;
+
+struct wf_h1_server {
+    wf_listener_t listener;
+    _Atomic(const wf_h1_site_t *) site; /* current; never NULL */
+    _Atomic unsigned refs;
+    void (*release)(wf_h1_server_t *srv); /* refs dropped to 0 */
+};
+
+/* Sets srv's accept callback and first site; refs starts at 1 (the
+ * caller's).  Call before wf_listener_start(). */
+void wf_h1_server_init(wf_h1_server_t *srv, const wf_h1_site_t *site,
+                       void (*release)(wf_h1_server_t *srv));
+
+/* Publishes a new site for srv's connections (any thread).  Connections may
+ * still load the old site until every loop passed a safe point: keep the old
+ * snapshot referenced until wf_loops_sync() completes. */
+void wf_h1_server_set_site(wf_h1_server_t *srv, const wf_h1_site_t *site);
+
+/* Drops a reference; the last one calls srv->release(). */
+void wf_h1_server_unref(wf_h1_server_t *srv);
+
+/* Counters for /status, summed over every I/O thread. */
+typedef struct wf_h1_stats {
+    uint64_t accepted; /* connections accepted */
+    uint64_t active;   /* open, with a request in progress */
+    uint64_t idle;     /* open, between requests */
+    uint64_t closed;   /* connections closed */
+    uint64_t requests; /* requests started */
+} wf_h1_stats_t;
+
+/* Sums the counters of all threads (any thread; a racy but consistent
+ * enough view, as Unit's). */
+void wf_h1_stats_get(wf_h1_stats_t *out);
 
 /* Installs the loop hooks that close idle connections on a graceful stop
  * and free per-thread objects at thread exit. */

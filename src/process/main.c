@@ -3,6 +3,7 @@
  * everything. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "core/loop.h"
 #include "core/tpool.h"
 #include "http/h1_conn.h"
+#include "process/router.h"
 
 #define WF_VERSION          "0.1.0"
 #define WF_DEFAULT_STATEDIR "/usr/local/var/lib/wharf"
@@ -255,31 +257,6 @@ main_load_conf(const main_opts_t *opts)
     return conf;
 }
 
-static wf_h1_server_t *
-main_open_listeners(const wf_conf_t *conf)
-{
-    wf_h1_server_t *srvs = wf_xcalloc(conf->nlisteners + 1, sizeof(*srvs));
-
-    for (size_t i = 0; i < conf->nlisteners; i++) {
-        const wf_conf_listener_t *cl = &conf->listeners[i];
-        wf_h1_server_t *srv = &srvs[i];
-
-        srv->listener.name = cl->name;
-        memcpy(&srv->listener.addr, &cl->addr, cl->addrlen);
-        srv->listener.addrlen = cl->addrlen;
-        srv->listener.io.fd = -1;
-        wf_h1_server_init(srv, cl->pass, &conf->http);
-        if (wf_listener_open(&srv->listener) != WF_OK) {
-            for (size_t k = 0; k < i; k++) {
-                wf_listener_close(&srvs[k].listener);
-            }
-            free(srvs);
-            return NULL;
-        }
-    }
-    return srvs;
-}
-
 static int
 main_write_pid(const char *path)
 {
@@ -418,8 +395,71 @@ main_block_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
+/* Until the control plane runs in its own process, main plays its part
+ * for the router: it opens listening sockets itself and waits for the
+ * first configuration to be applied. */
+typedef struct main_state {
+    wf_router_t *router;
+    wf_task_t apply;
+    const char *text;
+    size_t len;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool applied;
+    bool ok;
+} main_state_t;
+
+static main_state_t main_st = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                               .cond = PTHREAD_COND_INITIALIZER};
+
+static void
+main_socket_open(wf_router_t *rt, const char *name, const struct sockaddr *addr,
+                 socklen_t len, uint32_t cookie)
+{
+    wf_listener_t l = {.name = name, .addrlen = len};
+
+    memcpy(&l.addr, addr, len);
+    if (wf_listener_open(&l) != WF_OK) {
+        wf_router_socket_done(rt, cookie, -1, "cannot listen (see the log)");
+        return;
+    }
+    wf_router_socket_done(rt, cookie, l.io.fd, NULL);
+}
+
+static void
+main_socket_release(wf_router_t *rt, const char *name)
+{
+    wf_unused(rt);
+    wf_unused(name);
+}
+
+static void
+main_applied(wf_router_t *rt, uint32_t stream, const char *error)
+{
+    wf_unused(rt);
+    wf_unused(stream);
+    pthread_mutex_lock(&main_st.lock);
+    main_st.applied = true;
+    main_st.ok = error == NULL;
+    pthread_cond_signal(&main_st.cond);
+    pthread_mutex_unlock(&main_st.lock);
+}
+
+static const wf_router_ops_t main_router_ops = {
+    .socket_open = main_socket_open,
+    .socket_release = main_socket_release,
+    .applied = main_applied,
+};
+
+static void
+main_on_apply(wf_task_t *task)
+{
+    wf_unused(task);
+    wf_router_apply(main_st.router, main_st.text, main_st.len, 0);
+}
+
 static int
-main_start(const main_opts_t *opts, wf_conf_t *conf, wf_h1_server_t *srvs)
+main_start(const main_opts_t *opts, const char *text, size_t len)
 {
     unsigned threads =
         opts->threads != 0 ? opts->threads : main_default_threads();
@@ -430,12 +470,20 @@ main_start(const main_opts_t *opts, wf_conf_t *conf, wf_h1_server_t *srvs)
         || wf_tpool_start(WF_HELPER_THREADS) != WF_OK) {
         return WF_ERROR;
     }
-    for (size_t i = 0; i < conf->nlisteners; i++) {
-        if (wf_listener_start(&srvs[i].listener) != WF_OK) {
-            return WF_ERROR;
-        }
+    main_st.router = wf_router_create(&main_router_ops, wf_loop_get(0));
+    if (main_st.router == NULL || wf_loops_start() != WF_OK) {
+        return WF_ERROR;
     }
-    if (wf_loops_start() != WF_OK) {
+    main_st.text = text;
+    main_st.len = len;
+    main_st.apply.handler = main_on_apply;
+    wf_task_post(wf_loop_get(0), &main_st.apply);
+    pthread_mutex_lock(&main_st.lock);
+    while (!main_st.applied) {
+        pthread_cond_wait(&main_st.cond, &main_st.lock);
+    }
+    pthread_mutex_unlock(&main_st.lock);
+    if (!main_st.ok) {
         return WF_ERROR;
     }
     wf_log_notice(0, "wharf " WF_VERSION " started (%u threads, maxconn %u)",
@@ -444,15 +492,11 @@ main_start(const main_opts_t *opts, wf_conf_t *conf, wf_h1_server_t *srvs)
 }
 
 static void
-main_stop(wf_conf_t *conf, wf_h1_server_t *srvs)
+main_stop(void)
 {
-    for (size_t i = 0; i < conf->nlisteners; i++) {
-        wf_listener_close(&srvs[i].listener);
-    }
     wf_loops_join();
     wf_tpool_stop();
-    free(srvs);
-    wf_conf_destroy(conf);
+    wf_router_destroy(main_st.router);
 }
 
 int
@@ -462,9 +506,10 @@ main(int argc, char **argv)
                         .statedir = WF_DEFAULT_STATEDIR,
                         .control = WF_DEFAULT_CONTROL};
     main_action_t action;
-    wf_h1_server_t *srvs;
     wf_conf_t *conf;
     int ready_fd = -1;
+    size_t len;
+    char *text;
 
     if (main_parse_args(&opts, argc, argv, &action) != WF_OK) {
         return EXIT_FAILURE;
@@ -484,6 +529,12 @@ main(int argc, char **argv)
     if (conf == NULL) {
         return EXIT_FAILURE;
     }
+    text = json_dumps(conf->json, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    wf_conf_destroy(conf);
+    if (text == NULL) {
+        return EXIT_FAILURE;
+    }
+    len = strlen(text);
     if (opts.daemon && main_daemonize(&ready_fd) != WF_OK) {
         return EXIT_FAILURE;
     }
@@ -491,15 +542,15 @@ main(int argc, char **argv)
         opts.pid = WF_DEFAULT_PID;
     }
     main_block_signals();
-    srvs = main_open_listeners(conf);
-    if (srvs == NULL || (opts.pid != NULL && main_write_pid(opts.pid) != WF_OK)
-        || main_start(&opts, conf, srvs) != WF_OK) {
+    if ((opts.pid != NULL && main_write_pid(opts.pid) != WF_OK)
+        || main_start(&opts, text, len) != WF_OK) {
         main_report_ready(&ready_fd, false);
         return EXIT_FAILURE;
     }
     main_report_ready(&ready_fd, true);
     main_wait_signals();
-    main_stop(conf, srvs);
+    main_stop();
+    free(text);
     if (opts.pid != NULL) {
         unlink(opts.pid);
     }

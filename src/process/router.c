@@ -1,0 +1,456 @@
+/* The router's configuration life cycle; see router.h and
+ * docs/internals/reconfiguration.md. */
+#include "process/router.h"
+
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "control/conf.h"
+#include "core/common.h"
+#include "core/list.h"
+#include "core/log.h"
+#include "http/h1_conn.h"
+
+#define ROUTER_FD_KEEP (-2) /* the listener exists already */
+
+/* A compiled configuration, counted by the router (while current) and by
+ * every connection that uses it. */
+typedef struct router_snap {
+    wf_h1_snap_t h1;
+    wf_conf_t *conf;
+    wf_h1_site_t *sites; /* one per conf->listeners[] */
+} router_snap_t;
+
+/* A listening socket; it stays while configurations keep its address. */
+typedef struct router_listener {
+    wf_h1_server_t srv;
+    wf_list_t link; /* in rt->listeners, then in rt->retiring */
+    bool keep;      /* scratch while committing */
+    char *name;     /* owned */
+} router_listener_t;
+
+/* A configuration waiting to be applied. */
+typedef struct router_job {
+    wf_list_t link;
+    uint32_t stream;
+    size_t len;
+    char text[];
+} router_job_t;
+
+struct wf_router {
+    const wf_router_ops_t *ops;
+    wf_loop_t *loop;
+    wf_list_t listeners; /* of router_listener_t */
+    router_snap_t *current;
+    wf_list_t queue; /* of router_job_t */
+
+    /* The configuration being applied. */
+    bool busy;
+    uint32_t stream;
+    uint32_t generation; /* tells stale socket answers apart */
+    router_snap_t *next;
+    int *fds;         /* per listener of next: fd, -1 or ROUTER_FD_KEEP */
+    unsigned pending; /* socket answers awaited */
+    char error[700];  /* first failure; "" when none */
+    wf_sync_t sync;
+    router_snap_t *retire; /* old snapshot, dropped after the sync */
+    wf_list_t retiring;    /* removed listeners, dropped after the sync */
+};
+
+static void router_next_job(wf_router_t *rt);
+
+static void
+router_snap_release(wf_h1_snap_t *h1)
+{
+    router_snap_t *snap = wf_container_of(h1, router_snap_t, h1);
+
+    wf_conf_destroy(snap->conf);
+    free(snap->sites);
+    free(snap);
+}
+
+static router_snap_t *
+router_snap_create(wf_conf_t *conf)
+{
+    router_snap_t *snap = calloc(1, sizeof(*snap));
+
+    if (snap == NULL) {
+        return NULL;
+    }
+    snap->sites = calloc(conf->nlisteners + 1, sizeof(*snap->sites));
+    if (snap->sites == NULL) {
+        free(snap);
+        return NULL;
+    }
+    snap->conf = conf;
+    atomic_store(&snap->h1.refs, 1); /* the router's */
+    snap->h1.release = router_snap_release;
+    for (size_t i = 0; i < conf->nlisteners; i++) {
+        snap->sites[i].root = conf->listeners[i].pass;
+        snap->sites[i].hc = &conf->http;
+        snap->sites[i].snap = &snap->h1;
+    }
+    return snap;
+}
+
+static void
+router_listener_release(wf_h1_server_t *srv)
+{
+    router_listener_t *l = wf_container_of(srv, router_listener_t, srv);
+
+    free(l->name);
+    free(l);
+}
+
+/* Same address: family, address and port, or unix path. */
+static bool
+router_addr_eq(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+    if (a->ss_family != b->sa_family) {
+        return false;
+    }
+    if (b->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+
+        return x->sin_port == y->sin_port
+               && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (b->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+
+        return x->sin6_port == y->sin6_port
+               && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr))
+                      == 0;
+    }
+    return strncmp(((const struct sockaddr_un *)a)->sun_path,
+                   ((const struct sockaddr_un *)b)->sun_path,
+                   sizeof(((const struct sockaddr_un *)a)->sun_path))
+           == 0;
+}
+
+static router_listener_t *
+router_listener_find(wf_router_t *rt, const wf_conf_listener_t *cl)
+{
+    wf_list_for_each(l, &rt->listeners)
+    {
+        router_listener_t *rl = wf_container_of(l, router_listener_t, link);
+
+        if (router_addr_eq(&rl->srv.listener.addr,
+                           (const struct sockaddr *)&cl->addr)) {
+            return rl;
+        }
+    }
+    return NULL;
+}
+
+wf_router_t *
+wf_router_create(const wf_router_ops_t *ops, wf_loop_t *loop)
+{
+    wf_router_t *rt = calloc(1, sizeof(*rt));
+
+    if (rt == NULL) {
+        return NULL;
+    }
+    rt->ops = ops;
+    rt->loop = loop;
+    wf_list_init(&rt->listeners);
+    wf_list_init(&rt->queue);
+    wf_list_init(&rt->retiring);
+    return rt;
+}
+
+void
+wf_router_apply(wf_router_t *rt, const char *text, size_t len, uint32_t stream)
+{
+    router_job_t *job = malloc(sizeof(*job) + len);
+
+    if (job == NULL) {
+        rt->ops->applied(rt, stream, "Out of memory.");
+        return;
+    }
+    job->stream = stream;
+    job->len = len;
+    memcpy(job->text, text, len);
+    wf_list_add_tail(&rt->queue, &job->link);
+    if (!rt->busy) {
+        router_next_job(rt);
+    }
+}
+
+/* Ends the configuration being applied; error == NULL: it was applied. */
+static void
+router_finish(wf_router_t *rt, const char *error)
+{
+    free(rt->fds);
+    rt->fds = NULL;
+    rt->next = NULL;
+    rt->busy = false;
+    rt->ops->applied(rt, rt->stream, error);
+    router_next_job(rt);
+}
+
+static void
+router_abort(wf_router_t *rt)
+{
+    size_t n = rt->next->conf->nlisteners;
+
+    for (size_t i = 0; i < n; i++) {
+        if (rt->fds[i] >= 0) {
+            close(rt->fds[i]);
+        }
+    }
+    wf_h1_snap_unref(&rt->next->h1);
+    wf_log_error(0, "reconfiguration failed: %s", rt->error);
+    router_finish(rt, rt->error);
+}
+
+static void
+router_on_synced(wf_sync_t *sync)
+{
+    wf_router_t *rt = wf_container_of(sync, wf_router_t, sync);
+
+    /* No thread can still be loading the old sites: drop them. */
+    if (rt->retire != NULL) {
+        wf_h1_snap_unref(&rt->retire->h1);
+        rt->retire = NULL;
+    }
+    while (!wf_list_is_empty(&rt->retiring)) {
+        wf_list_t *l = rt->retiring.next;
+
+        wf_list_del(l);
+        wf_h1_server_unref(&wf_container_of(l, router_listener_t, link)->srv);
+    }
+    router_finish(rt, NULL);
+}
+
+static router_listener_t *
+router_listener_add(wf_router_t *rt, const wf_conf_listener_t *cl,
+                    const wf_h1_site_t *site, int fd)
+{
+    router_listener_t *rl = calloc(1, sizeof(*rl));
+
+    if (rl == NULL || (rl->name = strdup(cl->name)) == NULL) {
+        free(rl);
+        close(fd);
+        return NULL;
+    }
+    memcpy(&rl->srv.listener.addr, &cl->addr, cl->addrlen);
+    rl->srv.listener.addrlen = cl->addrlen;
+    rl->srv.listener.name = rl->name;
+    rl->srv.listener.io.fd = fd;
+    wf_h1_server_init(&rl->srv, site, router_listener_release);
+    if (wf_listener_start(&rl->srv.listener) != WF_OK) {
+        wf_listener_close(&rl->srv.listener);
+        wf_h1_server_unref(&rl->srv);
+        return NULL;
+    }
+    wf_list_add_tail(&rt->listeners, &rl->link);
+    return rl;
+}
+
+/* Every socket is there: switch the listeners to the new snapshot. */
+static void
+router_commit(wf_router_t *rt)
+{
+    router_snap_t *snap = rt->next;
+    wf_conf_t *conf = snap->conf;
+
+    wf_list_for_each(l, &rt->listeners)
+    {
+        wf_container_of(l, router_listener_t, link)->keep = false;
+    }
+    for (size_t i = 0; i < conf->nlisteners; i++) {
+        const wf_conf_listener_t *cl = &conf->listeners[i];
+        router_listener_t *rl;
+
+        if (rt->fds[i] == ROUTER_FD_KEEP) {
+            rl = router_listener_find(rt, cl);
+            wf_h1_server_set_site(&rl->srv, &snap->sites[i]);
+        } else {
+            rl = router_listener_add(rt, cl, &snap->sites[i], rt->fds[i]);
+            rt->fds[i] = -1;
+        }
+        if (rl != NULL) {
+            rl->keep = true;
+        }
+    }
+    for (wf_list_t *l = rt->listeners.next, *next; l != &rt->listeners;
+         l = next) {
+        router_listener_t *rl = wf_container_of(l, router_listener_t, link);
+
+        next = l->next;
+        if (!rl->keep) {
+            wf_listener_close(&rl->srv.listener);
+            wf_list_del(l);
+            wf_list_add_tail(&rt->retiring, l);
+            rt->ops->socket_release(rt, rl->name);
+        }
+    }
+    rt->retire = rt->current;
+    rt->current = snap;
+    if (wf_loops_sync(&rt->sync, rt->loop, router_on_synced) != WF_OK) {
+        /* Out of memory: keep the old snapshot; it is only a leak. */
+        rt->retire = NULL;
+        router_finish(rt, NULL);
+    }
+}
+
+static void
+router_check_done(wf_router_t *rt)
+{
+    if (rt->pending > 0) {
+        return;
+    }
+    if (rt->error[0] != '\0') {
+        router_abort(rt);
+        return;
+    }
+    router_commit(rt);
+}
+
+void
+wf_router_socket_done(wf_router_t *rt, uint32_t cookie, int fd,
+                      const char *error)
+{
+    uint32_t generation = cookie >> 16;
+    uint32_t i = cookie & 0xffff;
+
+    if (!rt->busy || generation != (rt->generation & 0xffff)
+        || i >= rt->next->conf->nlisteners || rt->fds[i] != -1) {
+        /* An answer to a configuration that was given up. */
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    if (fd >= 0) {
+        rt->fds[i] = fd;
+    } else if (rt->error[0] == '\0') {
+        snprintf(rt->error, sizeof(rt->error), "%s",
+                 error != NULL ? error : "socket failed");
+    }
+    rt->pending--;
+    router_check_done(rt);
+}
+
+/* Asks for the sockets the new snapshot needs and are not open yet. */
+static void
+router_request_sockets(wf_router_t *rt)
+{
+    wf_conf_t *conf = rt->next->conf;
+
+    rt->generation++;
+    rt->pending = 1; /* held until every request went out */
+    for (size_t i = 0; i < conf->nlisteners; i++) {
+        const wf_conf_listener_t *cl = &conf->listeners[i];
+
+        if (router_listener_find(rt, cl) != NULL) {
+            rt->fds[i] = ROUTER_FD_KEEP;
+            continue;
+        }
+        rt->fds[i] = -1;
+        rt->pending++;
+        rt->ops->socket_open(rt, cl->name, (const struct sockaddr *)&cl->addr,
+                             cl->addrlen,
+                             ((rt->generation & 0xffff) << 16) | (uint32_t)i);
+    }
+    rt->pending--;
+    router_check_done(rt);
+}
+
+static void
+router_start_job(wf_router_t *rt, router_job_t *job)
+{
+    wf_conf_error_t err;
+    wf_conf_t *conf = wf_conf_load(job->text, job->len, &err);
+
+    rt->busy = true;
+    rt->stream = job->stream;
+    rt->error[0] = '\0';
+    free(job);
+    if (conf == NULL) {
+        snprintf(rt->error, sizeof(rt->error), "%s %s", err.error, err.detail);
+        router_finish(rt, rt->error);
+        return;
+    }
+    rt->next = router_snap_create(conf);
+    rt->fds = calloc(conf->nlisteners + 1, sizeof(*rt->fds));
+    if (rt->next == NULL || rt->fds == NULL) {
+        if (rt->next == NULL) {
+            wf_conf_destroy(conf);
+        } else {
+            wf_h1_snap_unref(&rt->next->h1);
+        }
+        router_finish(rt, "Out of memory.");
+        return;
+    }
+    router_request_sockets(rt);
+}
+
+static void
+router_next_job(wf_router_t *rt)
+{
+    if (rt->busy || wf_list_is_empty(&rt->queue)) {
+        return;
+    }
+    wf_list_t *l = rt->queue.next;
+
+    wf_list_del(l);
+    router_start_job(rt, wf_container_of(l, router_job_t, link));
+}
+
+void
+wf_router_destroy(wf_router_t *rt)
+{
+    if (rt == NULL) {
+        return;
+    }
+    while (!wf_list_is_empty(&rt->listeners)) {
+        wf_list_t *l = rt->listeners.next;
+        router_listener_t *rl = wf_container_of(l, router_listener_t, link);
+
+        wf_list_del(l);
+        wf_listener_close(&rl->srv.listener);
+        wf_h1_server_unref(&rl->srv);
+    }
+    while (!wf_list_is_empty(&rt->queue)) {
+        wf_list_t *l = rt->queue.next;
+
+        wf_list_del(l);
+        free(wf_container_of(l, router_job_t, link));
+    }
+    if (rt->current != NULL) {
+        wf_h1_snap_unref(&rt->current->h1);
+    }
+    free(rt->fds);
+    free(rt);
+}
+
+char *
+wf_router_status_json(void)
+{
+    wf_h1_stats_t st;
+    json_t *root;
+    char *text;
+
+    wf_h1_stats_get(&st);
+    root = json_pack("{s:{s:I,s:I,s:I,s:I},s:{s:I},s:{}}", "connections",
+                     "accepted", (json_int_t)st.accepted, "active",
+                     (json_int_t)st.active, "idle", (json_int_t)st.idle,
+                     "closed", (json_int_t)st.closed, "requests", "total",
+                     (json_int_t)st.requests, "applications");
+    if (root == NULL) {
+        return NULL;
+    }
+    text = json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT);
+    json_decref(root);
+    return text;
+}
