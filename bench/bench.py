@@ -2,6 +2,12 @@
 """Wharf beside nginx: static files with wrk, and idle keep-alive memory.
 
 Usage: /usr/bin/python3 bench/bench.py --wharf build/wharf [--reps 5]
+       /usr/bin/python3 bench/bench.py --wharf build/wharf --routes
+
+--routes: Wharf alone, with 1000 route steps on distinct host/uri literals
+({"host": "hN.example", "uri": "/pN"} -> return 204); wrk rates for the
+first and the last step (Host set with -H), and the median ratio
+last/first, which must be at least 0.8 (the route index, not a scan).
 
 Both servers run one worker (thread) pinned to CPU 0; wrk runs pinned to
 CPU 1.  They serve the same docroot: a 1 KiB and a 10 MiB file.  Each
@@ -41,6 +47,9 @@ BIG_NAME = "big.bin"
 BIG_SIZE = 10 * 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIB = 1024.0 * 1024.0
+
+ROUTES_N = 1000
+ROUTES_GOAL = 0.8  # last/first request rate
 
 GOALS = {
     "small_req_per_cpu": (">=", 1.10),
@@ -309,12 +318,15 @@ class Wharf(Server):
         super().__init__(docroot, workdir)
         self.binary = binary
 
-    def command(self):
-        w = self.workdir
-        conf = {
+    def config(self):
+        return {
             "listeners": {f"127.0.0.1:{self.port}": {"pass": "routes"}},
             "routes": [{"action": {"share": self.docroot + "$uri"}}],
         }
+
+    def command(self):
+        w = self.workdir
+        conf = self.config()
         path = os.path.join(w, "conf.json")
         with open(path, "w") as f:
             json.dump(conf, f)
@@ -341,19 +353,41 @@ class Wharf(Server):
             return ""
 
 
+class WharfRoutes(Wharf):
+    """Wharf with ROUTES_N steps on literal host/uri pairs, then the usual
+    share step (which start() uses to see that the server is up)."""
+
+    name = "wharf-routes"
+
+    def config(self):
+        conf = super().config()
+        steps = [
+            {
+                "match": {"host": f"h{i}.example", "uri": f"/p{i}"},
+                "action": {"return": 204},
+            }
+            for i in range(ROUTES_N)
+        ]
+        conf["routes"] = steps + conf["routes"]
+        return conf
+
+
 # ---------------------------------------------------------------- wrk
 
 WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(server, path, duration, conns):
+def run_wrk(server, path, duration, conns, headers=()):
     """Runs wrk pinned to CPU 1 and returns its figures plus the server's
-    CPU ticks used meanwhile."""
+    CPU ticks used meanwhile.  headers: extra "Name: value" fields."""
     url = f"http://127.0.0.1:{server.port}/{path}"
     cmd = [
         "taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s",
-        "--latency", url,
+        "--latency",
     ]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd.append(url)
     pids = server.pids()
     ticks0 = proc_cpu_ticks(pids)
     try:
@@ -565,6 +599,53 @@ def check_tools(args):
         sys.exit("bench: needs 2 CPUs (server on 0, wrk on 1)")
 
 
+def routes_bench(args):
+    """The --routes mode: returns the process exit status."""
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        sys.exit("bench: wrk and taskset are needed (make deps-bench)")
+    base = tempfile.mkdtemp(prefix="wharf-bench-routes-")
+    binary = os.path.abspath(args.wharf)
+    targets = [("first", 0), ("last", ROUTES_N - 1)]
+    ratios = []
+    try:
+        docroot = make_docroot(base)
+        print(f"bench --routes: {ROUTES_N} steps, {args.reps} reps, wrk -t1 "
+              f"-c{args.conns} -d{args.duration}s")
+        for rep in range(args.reps):
+            workdir = os.path.join(base, f"routes-{rep}")
+            os.mkdir(workdir)
+            server = WharfRoutes(binary, docroot, workdir)
+            rates = {}
+            try:
+                server.start()
+                order = targets if rep % 2 == 0 else targets[::-1]
+                for label, i in order:
+                    hdr = [f"Host: h{i}.example"]
+                    run_wrk(server, f"p{i}", 1, args.conns, hdr)  # warm-up
+                    res = run_wrk(server, f"p{i}", args.duration, args.conns,
+                                  hdr)
+                    if res["errors"]:
+                        raise BenchError(f"{label}: {res['errors']}")
+                    rates[label] = res["rps"]
+            except (BenchError, OSError) as e:
+                print(f"  rep {rep} FAILED: {e}")
+                continue
+            finally:
+                server.stop()
+            ratios.append(rates["last"] / rates["first"])
+            print(f"  rep {rep}: first {rates['first']:.0f} req/s, last "
+                  f"{rates['last']:.0f} req/s, last/first {ratios[-1]:.3f}")
+            sys.stdout.flush()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    if not ratios:
+        return 1
+    med = statistics.median(ratios)
+    verdict = "ok" if med >= ROUTES_GOAL else "MISSED"
+    print(f"median last/first {med:.3f} (goal >= {ROUTES_GOAL}): {verdict}")
+    return 0 if med >= ROUTES_GOAL else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--wharf", required=True, help="path to the wharf binary")
@@ -573,7 +654,11 @@ def main():
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk")
     ap.add_argument("--conns", type=int, default=50, help="wrk connections")
     ap.add_argument("--idle-conns", type=int, default=10000)
+    ap.add_argument("--routes", action="store_true",
+                    help="first vs last of 1000 route steps, Wharf only")
     args = ap.parse_args()
+    if args.routes:
+        return routes_bench(args)
 
     check_tools(args)
     hard = raise_nofile()
