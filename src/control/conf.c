@@ -450,8 +450,9 @@ conf_addr_inet(char *s, struct sockaddr_storage *ss, socklen_t *len)
     return conf_port_parse(colon + 1, &sin->sin_port);
 }
 
-static bool
-conf_addr_parse(const char *name, struct sockaddr_storage *ss, socklen_t *len)
+bool
+wf_conf_addr_parse(const char *name, struct sockaddr_storage *ss,
+                   socklen_t *len)
 {
     char buf[128];
 
@@ -492,7 +493,7 @@ conf_listener(conf_ctx_t *cx, const char *name, json_t *value)
 {
     wf_conf_listener_t *l = &cx->conf->listeners[cx->conf->nlisteners];
 
-    if (!conf_addr_parse(name, &l->addr, &l->addrlen)) {
+    if (!wf_conf_addr_parse(name, &l->addr, &l->addrlen)) {
         return conf_fail(cx, "The listener address \"%.200s\" is invalid.",
                          name);
     }

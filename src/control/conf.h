@@ -5,6 +5,7 @@
 #define WF_CONTROL_CONF_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -52,6 +53,12 @@ wf_conf_t *wf_conf_compile(json_t *root, wf_conf_error_t *err);
 /* Returns the route that a "pass" of "routes" (name "") or "routes/NAME"
  * reaches, or NULL when conf has none of that name. */
 const wf_route_t *wf_conf_route(const wf_conf_t *conf, const char *name);
+
+/* Parses a listener address as the config writes it ("127.0.0.1:80",
+ * "[::1]:80", "*:80", "unix:/path", "unix:@abstract") into ss/len.
+ * Returns false when it is not one. */
+bool wf_conf_addr_parse(const char *name, struct sockaddr_storage *ss,
+                        socklen_t *len);
 
 /* Frees a snapshot.  Accepts NULL. */
 void wf_conf_destroy(wf_conf_t *conf);

@@ -324,3 +324,34 @@ listen_on_accept(wf_io_t *io, uint32_t events)
         listen_dispatch(l, self, fd, &peer, peerlen);
     }
 }
+
+bool
+wf_sockaddr_eq(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family) {
+        return false;
+    }
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+
+        return x->sin_port == y->sin_port
+               && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+
+        return x->sin6_port == y->sin6_port
+               && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr))
+                      == 0;
+    }
+    if (a->sa_family == AF_UNIX) {
+        const struct sockaddr_un *x = (const struct sockaddr_un *)a;
+        const struct sockaddr_un *y = (const struct sockaddr_un *)b;
+
+        /* Abstract names start with a NUL: compare the whole path. */
+        return memcmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
+    }
+    return false;
+}

@@ -55,4 +55,8 @@ void wf_listener_close(wf_listener_t *l);
  * Resumes full listeners.  Callable on the owner's thread. */
 void wf_listen_conn_release(wf_loop_t *loop);
 
+/* True when a and b are the same listening address: family, address and
+ * port, or unix path (both zero-filled past the path). */
+bool wf_sockaddr_eq(const struct sockaddr *a, const struct sockaddr *b);
+
 #endif

@@ -46,6 +46,12 @@ wf_log_open(const char *path)
 }
 
 int
+wf_log_fd(void)
+{
+    return log_fd;
+}
+
+int
 wf_log_reopen(void)
 {
     int fd;

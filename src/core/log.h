@@ -21,6 +21,9 @@ typedef enum wf_log_level {
  * WF_ERROR (reported on stderr). */
 int wf_log_open(const char *path);
 
+/* The descriptor lines go to (kept open across fork). */
+int wf_log_fd(void);
+
 /* Reopens the log file (USR1). */
 int wf_log_reopen(void);
 

@@ -408,6 +408,11 @@ wf_loops_join(void)
     for (unsigned i = 0; i < nloops; i++) {
         pthread_join(loops[i]->thread, NULL);
     }
+}
+
+void
+wf_loops_destroy(void)
+{
     for (unsigned i = 0; i < nloops; i++) {
         loop_destroy(loops[i]);
     }

@@ -83,8 +83,12 @@ int wf_loops_start(void);
  * end, at most grace_ms. */
 void wf_loops_stop(bool graceful, uint64_t grace_ms);
 
-/* Waits for every loop thread to exit, then frees the loops. */
+/* Waits for every loop thread to exit.  The loops stay allocated, so that
+ * objects registered with them can still be unregistered. */
 void wf_loops_join(void);
+
+/* Frees the loops and the fd table (after wf_loops_join()). */
+void wf_loops_destroy(void);
 
 /* Registers io->fd in loop's epoll for events.  Returns WF_OK/WF_ERROR. */
 int wf_io_add(wf_loop_t *loop, wf_io_t *io, uint32_t events);

@@ -1,52 +1,40 @@
-/* Wharf's entry point: Unit's command line, the config at start, the I/O
- * threads and the signals.  Until the control plane lands, one process does
- * everything. */
+/* Wharf's entry point and the main process: Unit's command line, then the
+ * supervisor that forks the controller and the router, opens listening
+ * sockets for the router, restarts a child that dies and owns the signals
+ * (DESIGN.md section 2, docs/internals/processes.md). */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control/conf.h"
 #include "core/common.h"
 #include "core/listen.h"
 #include "core/log.h"
-#include "core/loop.h"
-#include "core/tpool.h"
-#include "http/h1_conn.h"
-#include "process/router.h"
+#include "process/port.h"
+#include "process/port_msg_types.h"
+#include "process/process.h"
+#include "process/statedir.h"
 
-#define WF_VERSION          "0.1.0"
 #define WF_DEFAULT_STATEDIR "/usr/local/var/lib/wharf"
 #define WF_DEFAULT_PID      "/usr/local/var/run/wharf/wharf.pid"
 #define WF_DEFAULT_CONTROL  "unix:/usr/local/var/run/wharf/control.wharf.sock"
-#define WF_HELPER_THREADS   2
-#define WF_GRACE_MS         10000 /* QUIT: bound on finishing requests */
-#define WF_CONF_MAX         (64 * 1024 * 1024)
+#define MAIN_STOP_MS        15000 /* children get this long to exit */
+#define MAIN_RESTART_MS     100   /* at least this between two starts */
+#define MAIN_MAX_SOCKETS    256   /* listening sockets kept for the router */
 
-typedef struct main_opts {
-    bool daemon;
-    const char *control;
-    const char *control_mode;
-    const char *control_user;
-    const char *control_group;
-    const char *statedir;
-    const char *log;
-    const char *pid;
-    const char *user;
-    const char *group;
-    const char *tmpdir;
-    const char *modulesdir;
-    const char *config;
-    unsigned threads;
-    unsigned maxconn;
-    unsigned maxaccept;
-} main_opts_t;
+typedef wf_opts_t main_opts_t;
 
 typedef enum main_arg {
     MAIN_ARG_NONE = 0, /* a flag */
@@ -179,84 +167,6 @@ main_parse_args(main_opts_t *opts, int argc, char **argv, main_action_t *action)
     return WF_OK;
 }
 
-/* Reads a whole file into a malloc'd buffer.  Returns NULL on failure
- * (logged); a missing file sets *missing instead of logging. */
-static char *
-main_read_file(const char *path, size_t *len, bool *missing)
-{
-    FILE *fp = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0;
-    size_t n = 0;
-
-    *missing = fp == NULL && errno == ENOENT;
-    if (fp == NULL) {
-        if (!*missing) {
-            wf_log_alert(errno, "fopen(\"%s\") failed", path);
-        }
-        return NULL;
-    }
-    for (;;) {
-        if (n == cap) {
-            char *nb = cap < WF_CONF_MAX ? realloc(buf, cap + 65536) : NULL;
-
-            if (nb == NULL) {
-                wf_log_alert(0, "\"%s\" is too large or memory is short", path);
-                free(buf);
-                fclose(fp);
-                return NULL;
-            }
-            buf = nb;
-            cap += 65536;
-        }
-        size_t got = fread(buf + n, 1, cap - n, fp);
-
-        n += got;
-        if (got == 0) {
-            break;
-        }
-    }
-    fclose(fp);
-    *len = n;
-    return buf;
-}
-
-static wf_conf_t *
-main_load_conf(const main_opts_t *opts)
-{
-    char path[4096];
-    wf_conf_error_t err;
-    wf_conf_t *conf;
-    bool missing;
-    size_t len = 0;
-    char *text;
-
-    if (opts->config != NULL) {
-        snprintf(path, sizeof(path), "%s", opts->config);
-    } else {
-        snprintf(path, sizeof(path), "%s/conf.json", opts->statedir);
-    }
-    text = main_read_file(path, &len, &missing);
-    if (text == NULL && !(missing && opts->config == NULL)) {
-        if (missing) {
-            wf_log_alert(ENOENT, "config file \"%s\" not found", path);
-        }
-        return NULL;
-    }
-    conf = text != NULL ? wf_conf_load(text, len, &err)
-                        : wf_conf_load("{}", 2, &err);
-    free(text);
-    if (conf == NULL) {
-        if (err.has_location) {
-            wf_log_alert(0, "\"%s\": %s %s (line %d, column %d)", path,
-                         err.error, err.detail, err.json.line, err.json.column);
-        } else {
-            wf_log_alert(0, "\"%s\": %s %s", path, err.error, err.detail);
-        }
-    }
-    return conf;
-}
-
 static int
 main_write_pid(const char *path)
 {
@@ -336,167 +246,554 @@ main_report_ready(int *ready_fd, bool ok)
     }
 }
 
-static unsigned
-main_default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
 
-    return n > 0 && n < 1024 ? (unsigned)n : 1;
+/* A child process and main's port to it. */
+typedef struct main_child {
+    wf_port_owner_t owner;
+    wf_port_role_t role;
+    const char *name;
+    pid_t pid;        /* 0 when not running */
+    wf_port_t *port;  /* NULL when closed */
+    int fd;           /* the port's socket, for poll() */
+    uint64_t started; /* ms, monotonic */
+} main_child_t;
+
+/* A listening socket main opened for the router; kept so that a restarted
+ * router gets the same socket (with its backlog) back. */
+typedef struct main_socket {
+    char *name;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int fd;
+} main_socket_t;
+
+typedef struct main_state {
+    wf_opts_t *opts;
+    main_child_t ctrl;
+    main_child_t router;
+    int sigfd;
+    bool stopping;
+    bool graceful;
+    main_socket_t sockets[MAIN_MAX_SOCKETS];
+    unsigned nsockets;
+} main_state_t;
+
+static main_state_t mst;
+
+static void main_on_socket_open(wf_port_t *p, wf_port_msg_t *msg);
+static void main_on_socket_release(wf_port_t *p, wf_port_msg_t *msg);
+
+/* Sorted by type; types main only sends have the reply handler. */
+static const wf_port_type_t main_router_types[] = {
+    {WF_MSG_FAIL, "fail", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_SOCKET_OPEN, "socket_open", main_on_socket_open,
+     WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_SOCKET, "socket", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_MAIN),
+     1},
+    {WF_MSG_SOCKET_RELEASE, "socket_release", main_on_socket_release,
+     WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_PEER_PORT, "peer_port", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
+};
+
+static const wf_port_type_t main_ctrl_types[] = {
+    {WF_MSG_PEER_PORT, "peer_port", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
+};
+
+static uint64_t
+main_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Waits for signals in the main thread; the I/O threads block them all.
- * Returns when a stop has been requested. */
-static void
-main_wait_signals(void)
+static main_socket_t *
+main_socket_find(const struct sockaddr *addr)
 {
-    sigset_t set;
+    for (unsigned i = 0; i < mst.nsockets; i++) {
+        if (wf_sockaddr_eq((struct sockaddr *)&mst.sockets[i].addr, addr)) {
+            return &mst.sockets[i];
+        }
+    }
+    return NULL;
+}
 
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGQUIT);
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, SIGHUP);
+/* Opens a listening socket, or finds the one opened before.  Returns the
+ * socket, or NULL with why filled. */
+static main_socket_t *
+main_socket_get(const char *name, char *why, size_t whylen)
+{
+    wf_listener_t l = {.name = name};
+    main_socket_t *s;
+
+    if (!wf_conf_addr_parse(name, &l.addr, &l.addrlen)) {
+        snprintf(why, whylen, "invalid listener address \"%s\"", name);
+        return NULL;
+    }
+    s = main_socket_find((struct sockaddr *)&l.addr);
+    if (s != NULL) {
+        return s;
+    }
+    if (mst.nsockets == MAIN_MAX_SOCKETS) {
+        snprintf(why, whylen, "too many listeners");
+        return NULL;
+    }
+    errno = 0;
+    if (wf_listener_open(&l) != WF_OK) {
+        snprintf(why, whylen, "cannot listen on \"%s\" (%d: %s)", name, errno,
+                 strerror(errno));
+        return NULL;
+    }
+    s = &mst.sockets[mst.nsockets];
+    s->name = wf_xstrdup(name);
+    s->addr = l.addr;
+    s->addrlen = l.addrlen;
+    s->fd = l.io.fd;
+    if (s->name == NULL) {
+        close(s->fd);
+        return NULL;
+    }
+    mst.nsockets++;
+    return s;
+}
+
+static void
+main_on_socket_open(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *name = (const char *)wf_port_msg_flatten(msg);
+    char why[256] = "out of memory";
+    main_socket_t *s =
+        name != NULL ? main_socket_get(name, why, sizeof(why)) : NULL;
+
+    if (s == NULL) {
+        wf_log_error(0, "%s", why);
+        wf_port_reply(p, msg, WF_MSG_FAIL, why, strlen(why));
+        return;
+    }
+    wf_port_send(p, WF_MSG_SOCKET, msg->stream, NULL, 0, &s->fd, 1);
+}
+
+static void
+main_socket_close(main_socket_t *s)
+{
+    if (s->addr.ss_family == AF_UNIX) {
+        const char *path = ((struct sockaddr_un *)&s->addr)->sun_path;
+
+        if (path[0] != '\0') {
+            unlink(path);
+        }
+    }
+    close(s->fd);
+    free(s->name);
+    *s = mst.sockets[--mst.nsockets];
+}
+
+static void
+main_on_socket_release(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *name = (const char *)wf_port_msg_flatten(msg);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    main_socket_t *s;
+
+    wf_unused(p);
+    if (name == NULL || !wf_conf_addr_parse(name, &ss, &len)) {
+        return;
+    }
+    s = main_socket_find((struct sockaddr *)&ss);
+    if (s != NULL) {
+        main_socket_close(s);
+    }
+}
+
+static void
+main_on_port_close(wf_port_t *p)
+{
+    main_child_t *child =
+        wf_container_of(wf_port_get_owner(p), main_child_t, owner);
+
+    /* The child is exiting; SIGCHLD does the rest. */
+    child->port = NULL;
+    child->fd = -1;
+    wf_port_destroy(p);
+}
+
+static int
+main_child_port(main_child_t *child, int fd)
+{
+    const wf_port_type_t *types =
+        child->role == WF_PORT_ROUTER ? main_router_types : main_ctrl_types;
+    size_t n = child->role == WF_PORT_ROUTER ? wf_nitems(main_router_types)
+                                             : wf_nitems(main_ctrl_types);
+
+    child->owner.on_close = main_on_port_close;
+    child->port =
+        wf_port_create(fd, WF_PORT_MAIN, child->role, types, n, &child->owner);
+    if (child->port == NULL) {
+        close(fd);
+        child->fd = -1;
+        return WF_ERROR;
+    }
+    child->fd = fd;
+    return WF_OK;
+}
+
+/* In the new child: close every descriptor but its two ports and the
+ * log, so that no other process keeps a port or a socket alive. */
+static void
+main_child_cleanup(int keep1, int keep2)
+{
+    int log_fd = wf_log_fd();
+    int max = (int)sysconf(_SC_OPEN_MAX);
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (int fd = STDERR_FILENO + 1; fd < max && fd < 65536; fd++) {
+        if (fd != keep1 && fd != keep2 && fd != log_fd) {
+            close(fd);
+        }
+    }
+}
+
+/* Forks child with its ends of its port to main (child_fd) and of the
+ * controller-router port (peer_fd).  Both are closed in main. */
+static int
+main_child_fork(main_child_t *child, int main_fd, int child_fd, int peer_fd)
+{
+    pid_t pid;
+
+    if (main_child_port(child, main_fd) != WF_OK) {
+        goto fail;
+    }
+    child->started = main_now_ms();
+    pid = fork();
+    if (pid == -1) {
+        wf_log_alert(errno, "fork() failed");
+        goto fail;
+    }
+    if (pid == 0) {
+        main_child_cleanup(child_fd, peer_fd);
+        exit(child->role == WF_PORT_ROUTER
+                 ? wf_router_main(mst.opts, child_fd, peer_fd)
+                 : wf_controller_main(mst.opts, child_fd, peer_fd));
+    }
+    child->pid = pid;
+    close(child_fd);
+    close(peer_fd);
+    return WF_OK;
+
+fail:
+    close(child_fd);
+    close(peer_fd);
+    return WF_ERROR;
+}
+
+/* Starts child; a new controller-router port is made, and the other child,
+ * when running, gets its end through WF_MSG_PEER_PORT. */
+static int
+main_child_start(main_child_t *child, main_child_t *other)
+{
+    int mainp[2];
+    int peer[2];
+    int other_end;
+    int child_end;
+
+    if (wf_port_pair(mainp) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (wf_port_pair(peer) != WF_OK) {
+        close(mainp[0]);
+        close(mainp[1]);
+        return WF_ERROR;
+    }
+    /* peer[0] is the controller's end, peer[1] the router's. */
+    child_end = child->role == WF_PORT_ROUTER ? peer[1] : peer[0];
+    other_end = child->role == WF_PORT_ROUTER ? peer[0] : peer[1];
+    if (other->port != NULL) {
+        wf_port_send(other->port, WF_MSG_PEER_PORT, 0, NULL, 0, &other_end, 1);
+        wf_port_flush(other->port);
+    }
+    close(other_end);
+    return main_child_fork(child, mainp[0], mainp[1], child_end);
+}
+
+/* Both children at start; they get each other's port directly. */
+static int
+main_children_start(void)
+{
+    int ctrlp[2];
+    int routp[2];
+    int peer[2];
+
+    if (wf_port_pair(ctrlp) != WF_OK || wf_port_pair(routp) != WF_OK
+        || wf_port_pair(peer) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (main_child_fork(&mst.ctrl, ctrlp[0], ctrlp[1], peer[0]) != WF_OK) {
+        return WF_ERROR;
+    }
+    return main_child_fork(&mst.router, routp[0], routp[1], peer[1]);
+}
+
+static void
+main_signal_children(int sig)
+{
+    if (mst.ctrl.pid > 0) {
+        kill(mst.ctrl.pid, sig);
+    }
+    if (mst.router.pid > 0) {
+        kill(mst.router.pid, sig);
+    }
+}
+
+static void
+main_child_exited(main_child_t *child, int status)
+{
+    if (WIFSIGNALED(status)) {
+        wf_log(mst.stopping ? WF_LOG_INFO : WF_LOG_ALERT, 0,
+               "process %d exited on signal %d", (int)child->pid,
+               WTERMSIG(status));
+    } else {
+        wf_log(mst.stopping || WEXITSTATUS(status) == 0 ? WF_LOG_INFO
+                                                        : WF_LOG_ALERT,
+               0, "process %d exited with code %d", (int)child->pid,
+               WEXITSTATUS(status));
+    }
+    child->pid = 0;
+    if (child->port != NULL) {
+        wf_port_destroy(child->port);
+        child->port = NULL;
+        child->fd = -1;
+    }
+}
+
+/* Restarts the children that died, no faster than MAIN_RESTART_MS. */
+static void
+main_restart(void)
+{
+    main_child_t *kids[2] = {&mst.router, &mst.ctrl};
+
+    for (int i = 0; i < 2 && !mst.stopping; i++) {
+        main_child_t *child = kids[i];
+        main_child_t *other = kids[1 - i];
+        uint64_t since = main_now_ms() - child->started;
+
+        if (child->pid != 0) {
+            continue;
+        }
+        if (since < MAIN_RESTART_MS) {
+            usleep((useconds_t)(MAIN_RESTART_MS - since) * 1000);
+        }
+        wf_log_notice(0, "restarting the %s", child->name);
+        /* --config seeds the first start only; later the controller
+         * resumes from what it stored in STATEDIR. */
+        mst.opts->config = NULL;
+        if (main_child_start(child, other) != WF_OK) {
+            wf_log_alert(0, "cannot restart the %s", child->name);
+        }
+    }
+}
+
+static void
+main_reap(void)
+{
     for (;;) {
-        int sig = sigwaitinfo(&set, NULL);
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
 
-        switch (sig) {
-        case SIGTERM:
-        case SIGINT:
-            wf_log_notice(0, "signal %d received, exiting", sig);
-            wf_loops_stop(false, 0);
+        if (pid <= 0) {
             return;
+        }
+        if (pid == mst.ctrl.pid) {
+            main_child_exited(&mst.ctrl, status);
+        } else if (pid == mst.router.pid) {
+            main_child_exited(&mst.router, status);
+        }
+    }
+}
+
+static void
+main_on_signal(void)
+{
+    struct signalfd_siginfo si;
+
+    while (read(mst.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            main_reap();
+            main_restart();
+            break;
         case SIGQUIT:
             wf_log_notice(0, "SIGQUIT received, stopping gracefully");
-            wf_loops_stop(true, WF_GRACE_MS);
-            return;
+            mst.stopping = true;
+            mst.graceful = true;
+            main_signal_children(SIGQUIT);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            wf_log_notice(0, "signal %u received, exiting",
+                          (unsigned)si.ssi_signo);
+            mst.stopping = true;
+            main_signal_children(SIGTERM);
+            break;
         case SIGUSR1:
             wf_log_reopen();
+            main_signal_children(SIGUSR1);
             break;
         default:
-            /* SIGHUP is reserved; EINTR retries. */
             break;
         }
     }
 }
 
 static void
-main_block_signals(void)
+main_port_io(main_child_t *child, short revents)
+{
+    if (child->port == NULL) {
+        return;
+    }
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+        while (child->port != NULL
+               && wf_port_on_readable(child->port) == WF_OK) {
+        }
+    }
+    if (child->port != NULL) {
+        wf_port_flush(child->port);
+    }
+}
+
+/* main's loop: signals and the two ports, until both children are gone
+ * after a stop. */
+static void
+main_loop(void)
+{
+    uint64_t deadline = 0;
+
+    while (!mst.stopping || mst.ctrl.pid != 0 || mst.router.pid != 0) {
+        struct pollfd pfd[3] = {
+            {mst.sigfd, POLLIN, 0},
+            {mst.ctrl.fd, POLLIN, 0},
+            {mst.router.fd, POLLIN, 0},
+        };
+
+        if (mst.stopping && deadline == 0) {
+            deadline = main_now_ms() + MAIN_STOP_MS;
+        }
+        if (mst.stopping && main_now_ms() >= deadline) {
+            wf_log_alert(0, "children did not stop in time, killing them");
+            main_signal_children(SIGKILL);
+            deadline = main_now_ms() + MAIN_STOP_MS;
+        }
+        if (poll(pfd, 3, 1000) < 0 && errno != EINTR) {
+            wf_log_alert(errno, "poll() failed");
+            return;
+        }
+        if (pfd[0].revents != 0) {
+            main_on_signal();
+        }
+        main_port_io(&mst.ctrl, pfd[1].revents);
+        main_port_io(&mst.router, pfd[2].revents);
+    }
+}
+
+static int
+main_signals_open(void)
 {
     sigset_t set;
 
-    signal(SIGPIPE, SIG_IGN);
+    wf_proc_signals_block();
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-}
-
-/* Until the control plane runs in its own process, main plays its part
- * for the router: it opens listening sockets itself and waits for the
- * first configuration to be applied. */
-typedef struct main_state {
-    wf_router_t *router;
-    wf_task_t apply;
-    const char *text;
-    size_t len;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool applied;
-    bool ok;
-} main_state_t;
-
-static main_state_t main_st = {.lock = PTHREAD_MUTEX_INITIALIZER,
-                               .cond = PTHREAD_COND_INITIALIZER};
-
-static void
-main_socket_open(wf_router_t *rt, const char *name, const struct sockaddr *addr,
-                 socklen_t len, uint32_t cookie)
-{
-    wf_listener_t l = {.name = name, .addrlen = len};
-
-    memcpy(&l.addr, addr, len);
-    if (wf_listener_open(&l) != WF_OK) {
-        wf_router_socket_done(rt, cookie, -1, "cannot listen (see the log)");
-        return;
-    }
-    wf_router_socket_done(rt, cookie, l.io.fd, NULL);
-}
-
-static void
-main_socket_release(wf_router_t *rt, const char *name)
-{
-    wf_unused(rt);
-    wf_unused(name);
-}
-
-static void
-main_applied(wf_router_t *rt, uint32_t stream, const char *error)
-{
-    wf_unused(rt);
-    wf_unused(stream);
-    pthread_mutex_lock(&main_st.lock);
-    main_st.applied = true;
-    main_st.ok = error == NULL;
-    pthread_cond_signal(&main_st.cond);
-    pthread_mutex_unlock(&main_st.lock);
-}
-
-static const wf_router_ops_t main_router_ops = {
-    .socket_open = main_socket_open,
-    .socket_release = main_socket_release,
-    .applied = main_applied,
-};
-
-static void
-main_on_apply(wf_task_t *task)
-{
-    wf_unused(task);
-    wf_router_apply(main_st.router, main_st.text, main_st.len, 0);
-}
-
-static int
-main_start(const main_opts_t *opts, const char *text, size_t len)
-{
-    unsigned threads =
-        opts->threads != 0 ? opts->threads : main_default_threads();
-
-    wf_listen_set_limits(opts->maxconn, opts->maxaccept);
-    wf_h1_init();
-    if (wf_loops_create(threads) != WF_OK
-        || wf_tpool_start(WF_HELPER_THREADS) != WF_OK) {
+    sigaddset(&set, SIGCHLD);
+    mst.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (mst.sigfd == -1) {
+        wf_log_alert(errno, "signalfd() failed");
         return WF_ERROR;
     }
-    main_st.router = wf_router_create(&main_router_ops, wf_loop_get(0));
-    if (main_st.router == NULL || wf_loops_start() != WF_OK) {
-        return WF_ERROR;
-    }
-    main_st.text = text;
-    main_st.len = len;
-    main_st.apply.handler = main_on_apply;
-    wf_task_post(wf_loop_get(0), &main_st.apply);
-    pthread_mutex_lock(&main_st.lock);
-    while (!main_st.applied) {
-        pthread_cond_wait(&main_st.cond, &main_st.lock);
-    }
-    pthread_mutex_unlock(&main_st.lock);
-    if (!main_st.ok) {
-        return WF_ERROR;
-    }
-    wf_log_notice(0, "wharf " WF_VERSION " started (%u threads, maxconn %u)",
-                  threads, wf_listen_maxconn());
     return WF_OK;
 }
 
 static void
-main_stop(void)
+main_version(void)
 {
-    wf_loops_join();
-    wf_tpool_stop();
-    wf_router_destroy(main_st.router);
+    printf("wharf version: " WF_VERSION "\n"
+           "configured as ./configure --pcre2 --threads\n");
+}
+
+/* The title shows the command line, as Unit's main process does. */
+static void
+main_set_title(const wf_opts_t *opts, int argc, char **argv)
+{
+    char cmd[512];
+    size_t n = 0;
+
+    cmd[0] = '\0';
+    for (int i = 0; i < argc && n < sizeof(cmd) - 1; i++) {
+        int w = snprintf(cmd + n, sizeof(cmd) - n, "%s%s", i > 0 ? " " : "",
+                         argv[i]);
+
+        n += w > 0 ? (size_t)w : 0;
+    }
+    wf_proc_title_set(opts->argv, "wharf: main v" WF_VERSION " [%s]", cmd);
+}
+
+/* The option strings point into argv, which the process title will
+ * overwrite: copy them first. */
+static void
+main_opts_dup(main_opts_t *opts)
+{
+    const char **strs[] = {
+        &opts->control,       &opts->control_mode, &opts->control_user,
+        &opts->control_group, &opts->statedir,     &opts->log,
+        &opts->pid,           &opts->user,         &opts->group,
+        &opts->tmpdir,        &opts->modulesdir,   &opts->config,
+    };
+
+    for (size_t i = 0; i < wf_nitems(strs); i++) {
+        if (*strs[i] != NULL) {
+            *strs[i] = wf_xstrdup(*strs[i]);
+        }
+    }
+}
+
+static int
+main_prepare(main_opts_t *opts)
+{
+    if (opts->config != NULL) {
+        json_t *conf = wf_statedir_load_conf(opts->config, true);
+
+        if (conf == NULL) {
+            return WF_ERROR;
+        }
+        json_decref(conf);
+    }
+    if (opts->pid == NULL && opts->daemon) {
+        opts->pid = WF_DEFAULT_PID;
+    }
+    if (opts->pid != NULL
+        && (wf_mkdir_parents(opts->pid) != WF_OK
+            || main_write_pid(opts->pid) != WF_OK)) {
+        return WF_ERROR;
+    }
+    return WF_OK;
+}
+
+static void
+main_cleanup(const main_opts_t *opts)
+{
+    while (mst.nsockets > 0) {
+        main_socket_close(&mst.sockets[0]);
+    }
+    close(mst.sigfd);
+    if (opts->pid != NULL) {
+        unlink(opts->pid);
+    }
 }
 
 int
@@ -504,56 +801,41 @@ main(int argc, char **argv)
 {
     main_opts_t opts = {.daemon = true,
                         .statedir = WF_DEFAULT_STATEDIR,
-                        .control = WF_DEFAULT_CONTROL};
+                        .control = WF_DEFAULT_CONTROL,
+                        .argv = argv};
     main_action_t action;
-    wf_conf_t *conf;
     int ready_fd = -1;
-    size_t len;
-    char *text;
 
     if (main_parse_args(&opts, argc, argv, &action) != WF_OK) {
         return EXIT_FAILURE;
     }
-    if (action == MAIN_VERSION) {
-        printf("wharf version: " WF_VERSION "\n");
+    if (action != MAIN_RUN) {
+        action == MAIN_VERSION ? main_version() : main_usage();
         return EXIT_SUCCESS;
     }
-    if (action == MAIN_HELP) {
-        main_usage();
-        return EXIT_SUCCESS;
-    }
+    main_opts_dup(&opts);
     if (wf_log_open(opts.log) != WF_OK) {
         return EXIT_FAILURE;
     }
-    conf = main_load_conf(&opts);
-    if (conf == NULL) {
-        return EXIT_FAILURE;
-    }
-    text = json_dumps(conf->json, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    wf_conf_destroy(conf);
-    if (text == NULL) {
-        return EXIT_FAILURE;
-    }
-    len = strlen(text);
-    if (opts.daemon && main_daemonize(&ready_fd) != WF_OK) {
-        return EXIT_FAILURE;
-    }
-    if (opts.pid == NULL && opts.daemon) {
-        opts.pid = WF_DEFAULT_PID;
-    }
-    main_block_signals();
-    if ((opts.pid != NULL && main_write_pid(opts.pid) != WF_OK)
-        || main_start(&opts, text, len) != WF_OK) {
+    if ((opts.daemon && main_daemonize(&ready_fd) != WF_OK)
+        || main_prepare(&opts) != WF_OK || main_signals_open() != WF_OK) {
         main_report_ready(&ready_fd, false);
         return EXIT_FAILURE;
     }
-    main_report_ready(&ready_fd, true);
-    main_wait_signals();
-    main_stop();
-    free(text);
-    if (opts.pid != NULL) {
-        unlink(opts.pid);
+    mst.opts = &opts;
+    mst.ctrl = (main_child_t){
+        .role = WF_PORT_CONTROLLER, .name = "controller", .fd = -1};
+    mst.router =
+        (main_child_t){.role = WF_PORT_ROUTER, .name = "router", .fd = -1};
+    wf_log_info("wharf " WF_VERSION " started");
+    if (main_children_start() != WF_OK) {
+        main_report_ready(&ready_fd, false);
+        return EXIT_FAILURE;
     }
-    wf_log_notice(0, "wharf " WF_VERSION " exited");
+    main_set_title(&opts, argc, argv);
+    main_report_ready(&ready_fd, true);
+    main_loop();
+    main_cleanup(&opts);
+    wf_log_info("wharf " WF_VERSION " exited");
     return EXIT_SUCCESS;
 }

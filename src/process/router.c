@@ -14,6 +14,7 @@
 #include "control/conf.h"
 #include "core/common.h"
 #include "core/list.h"
+#include "core/listen.h"
 #include "core/log.h"
 #include "http/h1_conn.h"
 
@@ -38,7 +39,7 @@ typedef struct router_listener {
 /* A configuration waiting to be applied. */
 typedef struct router_job {
     wf_list_t link;
-    uint32_t stream;
+    uint64_t stream;
     size_t len;
     char text[];
 } router_job_t;
@@ -52,7 +53,7 @@ struct wf_router {
 
     /* The configuration being applied. */
     bool busy;
-    uint32_t stream;
+    uint64_t stream;
     uint32_t generation; /* tells stale socket answers apart */
     router_snap_t *next;
     int *fds;         /* per listener of next: fd, -1 or ROUTER_FD_KEEP */
@@ -108,34 +109,6 @@ router_listener_release(wf_h1_server_t *srv)
     free(l);
 }
 
-/* Same address: family, address and port, or unix path. */
-static bool
-router_addr_eq(const struct sockaddr_storage *a, const struct sockaddr *b)
-{
-    if (a->ss_family != b->sa_family) {
-        return false;
-    }
-    if (b->sa_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-
-        return x->sin_port == y->sin_port
-               && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (b->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-
-        return x->sin6_port == y->sin6_port
-               && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr))
-                      == 0;
-    }
-    return strncmp(((const struct sockaddr_un *)a)->sun_path,
-                   ((const struct sockaddr_un *)b)->sun_path,
-                   sizeof(((const struct sockaddr_un *)a)->sun_path))
-           == 0;
-}
-
 static router_listener_t *
 router_listener_find(wf_router_t *rt, const wf_conf_listener_t *cl)
 {
@@ -143,7 +116,7 @@ router_listener_find(wf_router_t *rt, const wf_conf_listener_t *cl)
     {
         router_listener_t *rl = wf_container_of(l, router_listener_t, link);
 
-        if (router_addr_eq(&rl->srv.listener.addr,
+        if (wf_sockaddr_eq((const struct sockaddr *)&rl->srv.listener.addr,
                            (const struct sockaddr *)&cl->addr)) {
             return rl;
         }
@@ -168,7 +141,7 @@ wf_router_create(const wf_router_ops_t *ops, wf_loop_t *loop)
 }
 
 void
-wf_router_apply(wf_router_t *rt, const char *text, size_t len, uint32_t stream)
+wf_router_apply(wf_router_t *rt, const char *text, size_t len, uint64_t stream)
 {
     router_job_t *job = malloc(sizeof(*job) + len);
 

@@ -25,7 +25,7 @@ typedef struct wf_router_ops {
     /* The listener for name is gone from the configuration. */
     void (*socket_release)(wf_router_t *rt, const char *name);
     /* A configuration was applied (error == NULL) or refused. */
-    void (*applied)(wf_router_t *rt, uint32_t stream, const char *error);
+    void (*applied)(wf_router_t *rt, uint64_t stream, const char *error);
 } wf_router_ops_t;
 
 /* Creates the router state; ops is borrowed. */
@@ -35,7 +35,7 @@ wf_router_t *wf_router_create(const wf_router_ops_t *ops, wf_loop_t *loop);
  * reported through ops->applied(stream).  A configuration that arrives
  * while another is being applied waits for it. */
 void wf_router_apply(wf_router_t *rt, const char *text, size_t len,
-                     uint32_t stream);
+                     uint64_t stream);
 
 /* The answer to ops->socket_open: fd >= 0 (the router takes it), or -1
  * with error text. */

@@ -137,20 +137,6 @@ UNSUPPORTED = {
     "rewrite": {"routes": [{"action": {"rewrite": "/x", "return": 200}}]},
     "response_headers": {"routes": [{"action": {
         "return": 200, "response_headers": {"X-A": "b"}}}]},
-    "match_headers": {"routes": [{"match": {"headers": {"accept": "*"}},
-                                  "action": {"return": 200}}]},
-    "match_arguments": {"routes": [{"match": {"arguments": {"a": "1"}},
-                                    "action": {"return": 200}}]},
-    "match_cookies": {"routes": [{"match": {"cookies": {"a": "1"}},
-                                  "action": {"return": 200}}]},
-    "match_scheme": {"routes": [{"match": {"scheme": "http"},
-                                 "action": {"return": 200}}]},
-    "match_source": {"routes": [{"match": {"source": "127.0.0.1"},
-                                 "action": {"return": 200}}]},
-    "match_destination": {"routes": [{"match": {"destination": "127.0.0.1"},
-                                      "action": {"return": 200}}]},
-    "match_query": {"routes": [{"match": {"query": "a=1"},
-                                "action": {"return": 200}}]},
 }
 
 

@@ -144,13 +144,15 @@ class Wharf:
         self.out_path = os.path.join(self.workdir, "wharf.out")
         self.pid_path = os.path.join(self.workdir, "wharf.pid")
         self.config_path = os.path.join(self.workdir, "config.json")
+        self.control_path = os.path.join(self.workdir, "control.sock")
 
     # -- start / stop ----------------------------------------------------
 
     def command(self):
         cmd = [WHARF_BIN, "--no-daemon", "--config", self.config_path,
                "--statedir", self.statedir, "--log", self.log_path,
-               "--pid", self.pid_path]
+               "--pid", self.pid_path,
+               "--control", "unix:" + self.control_path]
         for flag, value in (("--threads", self.threads),
                             ("--maxconn", self.maxconn),
                             ("--maxaccept", self.maxaccept)):

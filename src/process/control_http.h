@@ -1,0 +1,35 @@
+/* The control socket's HTTP/1.1 server: one request per connection, read
+ * whole (head and body), answered by the control API (control/api.c),
+ * then closed, as Unit's controller does. */
+#ifndef WF_PROCESS_CONTROL_HTTP_H
+#define WF_PROCESS_CONTROL_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/list.h"
+#include "core/listen.h"
+#include "process/process.h"
+
+typedef struct wf_ctl_conn wf_ctl_conn_t;
+
+/* Creates the control socket named by opts->control ("unix:PATH", with
+ * missing parent directories created and mode --control-mode, 0600 by
+ * default, or "IP:PORT") and starts accepting on it.  Call before the
+ * loops start.  Returns WF_OK or WF_ERROR (logged). */
+int wf_ctl_http_open(wf_listener_t *l, const wf_opts_t *opts);
+
+/* Closes the control socket and removes a unix socket's file. */
+void wf_ctl_http_close(wf_listener_t *l, const wf_opts_t *opts);
+
+/* The router applied the connection's config (ok) or did not: send the
+ * reply. */
+void wf_ctl_conn_applied(wf_ctl_conn_t *c, bool ok);
+
+/* The connection queued with wf_ctl_apply(). */
+wf_ctl_conn_t *wf_ctl_conn_from_link(wf_list_t *link);
+
+/* Takes the config the connection's request produced (a new reference). */
+json_t *wf_ctl_conn_take_conf(wf_ctl_conn_t *c);
+
+#endif

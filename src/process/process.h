@@ -1,0 +1,54 @@
+/* Wharf's processes: the command line every role shares and the entry
+ * points of the roles main forks (DESIGN.md section 2). */
+#ifndef WF_PROCESS_PROCESS_H
+#define WF_PROCESS_PROCESS_H
+
+#include <stdbool.h>
+
+#define WF_VERSION "0.1.0"
+#define WF_VERNUM  100 /* major * 10000 + minor * 100 + patch */
+
+/* Unit's command line, plus Wharf's own flags. */
+typedef struct wf_opts {
+    bool daemon;
+    const char *control; /* "unix:PATH" or "IP:PORT" */
+    const char *control_mode;
+    const char *control_user;
+    const char *control_group;
+    const char *statedir;
+    const char *log;
+    const char *pid;
+    const char *user;
+    const char *group;
+    const char *tmpdir;
+    const char *modulesdir;
+    const char *config; /* Wharf: a config to apply at start */
+    unsigned threads;   /* Wharf: router I/O threads; 0: CPUs */
+    unsigned maxconn;   /* Wharf */
+    unsigned maxaccept; /* Wharf */
+    char **argv;        /* for the process title */
+} wf_opts_t;
+
+/* Runs the controller: the control API on opts->control and the config
+ * store in opts->statedir.  main_fd and router_fd are its ports (taken).
+ * Returns the process exit status. */
+int wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd);
+
+/* Runs the router: I/O threads, listeners, requests.  main_fd and ctrl_fd
+ * are its ports (taken).  Returns the process exit status. */
+int wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd);
+
+/* Sets the process title shown by ps ("wharf: router"); argv is the
+ * process's original argv, whose memory holds the title. */
+void wf_proc_title_set(char **argv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Blocks the signals the roles wait for with wf_proc_wait_stop(), and
+ * ignores SIGPIPE.  Call before any thread starts. */
+void wf_proc_signals_block(void);
+
+/* Waits for TERM, INT or QUIT (USR1 reopens the log meanwhile); returns
+ * true for QUIT (graceful). */
+bool wf_proc_wait_stop(void);
+
+#endif

@@ -1,0 +1,281 @@
+/* The router process: I/O threads serving requests, ports to main (for
+ * listening sockets) and to the controller (for configurations). */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/listen.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/tpool.h"
+#include "http/h1_conn.h"
+#include "process/port.h"
+#include "process/port_msg_types.h"
+#include "process/process.h"
+#include "process/router.h"
+
+#define ROUTER_HELPER_THREADS 2
+#define ROUTER_GRACE_MS       10000 /* QUIT: bound on finishing requests */
+#define ROUTER_MAX_THREADS    256
+
+typedef struct router_proc {
+    wf_port_owner_t main_owner;
+    wf_port_owner_t ctrl_owner;
+    wf_port_t *main_port; /* NULL once main is gone */
+    wf_port_t *ctrl_port; /* NULL while the controller restarts */
+    wf_router_t *rt;
+} router_proc_t;
+
+/* A listening socket asked of main. */
+typedef struct router_sock_req {
+    wf_port_request_t req;
+    wf_router_t *rt;
+    uint32_t cookie;
+} router_sock_req_t;
+
+static router_proc_t rproc;
+
+static void router_on_conf_apply(wf_port_t *p, wf_port_msg_t *msg);
+static void router_on_status_get(wf_port_t *p, wf_port_msg_t *msg);
+static void router_on_peer_port(wf_port_t *p, wf_port_msg_t *msg);
+
+/* Sorted by type.  Types only this process sends have the reply handler:
+ * the senders mask keeps the peer from ever sending them. */
+static const wf_port_type_t router_main_types[] = {
+    {WF_MSG_FAIL, "fail", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_SOCKET_OPEN, "socket_open", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_SOCKET, "socket", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_MAIN),
+     1},
+    {WF_MSG_SOCKET_RELEASE, "socket_release", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_PEER_PORT, "peer_port", router_on_peer_port,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
+};
+
+static const wf_port_type_t router_ctrl_types[] = {
+    {WF_MSG_OK, "ok", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_FAIL, "fail", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_ROUTER),
+     0},
+    {WF_MSG_CONF_APPLY, "conf_apply", router_on_conf_apply,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_STATUS_GET, "status_get", router_on_status_get,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+};
+
+static void
+router_on_sock_reply(wf_port_request_t *req, wf_port_msg_t *msg, int status)
+{
+    router_sock_req_t *sr = wf_container_of(req, router_sock_req_t, req);
+    const char *error = "main process is gone";
+    int fd = -1;
+
+    if (status == WF_OK && msg->type == WF_MSG_SOCKET) {
+        fd = wf_port_msg_take_fd(msg, 0);
+    } else if (status == WF_OK) {
+        error = (const char *)wf_port_msg_flatten(msg);
+    }
+    wf_router_socket_done(sr->rt, sr->cookie, fd,
+                          fd >= 0 ? NULL : (error != NULL ? error : "?"));
+    free(sr);
+}
+
+static void
+router_socket_open(wf_router_t *rt, const char *name,
+                   const struct sockaddr *addr, socklen_t len, uint32_t cookie)
+{
+    router_sock_req_t *sr = calloc(1, sizeof(*sr));
+    size_t nlen = strlen(name);
+
+    wf_unused(addr);
+    wf_unused(len);
+    if (sr == NULL) {
+        wf_router_socket_done(rt, cookie, -1, "out of memory");
+        return;
+    }
+    sr->rt = rt;
+    sr->cookie = cookie;
+    sr->req.handler = router_on_sock_reply;
+    if (rproc.main_port == NULL
+        || wf_port_request_add(rproc.main_port, &sr->req) != WF_OK) {
+        free(sr);
+        wf_router_socket_done(rt, cookie, -1, "main process is gone");
+        return;
+    }
+    if (wf_port_send(rproc.main_port, WF_MSG_SOCKET_OPEN, sr->req.stream, name,
+                     nlen, NULL, 0)
+        != WF_OK) {
+        /* The close of the port fails the request and frees sr. */
+        wf_log_error(0, "cannot ask main for \"%s\"", name);
+    }
+}
+
+static void
+router_socket_release(wf_router_t *rt, const char *name)
+{
+    wf_unused(rt);
+    if (rproc.main_port != NULL) {
+        wf_port_send(rproc.main_port, WF_MSG_SOCKET_RELEASE, 0, name,
+                     strlen(name), NULL, 0);
+    }
+}
+
+static void
+router_applied(wf_router_t *rt, uint64_t stream, const char *error)
+{
+    wf_unused(rt);
+    if (rproc.ctrl_port == NULL) {
+        return; /* the controller restarts and will send it again */
+    }
+    if (error == NULL) {
+        wf_port_send(rproc.ctrl_port, WF_MSG_OK, stream, NULL, 0, NULL, 0);
+    } else {
+        wf_port_send(rproc.ctrl_port, WF_MSG_FAIL, stream, error, strlen(error),
+                     NULL, 0);
+    }
+}
+
+static const wf_router_ops_t router_proc_ops = {
+    .socket_open = router_socket_open,
+    .socket_release = router_socket_release,
+    .applied = router_applied,
+};
+
+static void
+router_on_conf_apply(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text = (const char *)wf_port_msg_flatten(msg);
+
+    if (text == NULL) {
+        wf_port_reply(p, msg, WF_MSG_FAIL, "out of memory", 13);
+        return;
+    }
+    wf_router_apply(rproc.rt, text, msg->size, msg->stream);
+}
+
+static void
+router_on_status_get(wf_port_t *p, wf_port_msg_t *msg)
+{
+    char *text = wf_router_status_json();
+
+    if (text == NULL) {
+        wf_port_reply(p, msg, WF_MSG_FAIL, "out of memory", 13);
+        return;
+    }
+    wf_port_reply(p, msg, WF_MSG_OK, text, strlen(text));
+    free(text);
+}
+
+static void
+router_on_ctrl_close(wf_port_t *p)
+{
+    wf_log_info("controller port closed");
+    if (rproc.ctrl_port == p) {
+        rproc.ctrl_port = NULL;
+    }
+    wf_port_destroy(p);
+}
+
+static void
+router_on_main_close(wf_port_t *p)
+{
+    /* Without main nobody restarts us or opens sockets: stop. */
+    wf_log_alert(0, "main process is gone, exiting");
+    rproc.main_port = NULL;
+    wf_port_destroy(p);
+    kill(getpid(), SIGTERM);
+}
+
+static wf_port_t *
+router_port_open(int fd, wf_port_role_t peer, const wf_port_type_t *types,
+                 size_t ntypes, wf_port_owner_t *owner)
+{
+    wf_port_t *p =
+        wf_port_create(fd, WF_PORT_ROUTER, peer, types, ntypes, owner);
+
+    if (p == NULL) {
+        close(fd);
+        return NULL;
+    }
+    if (wf_port_start(p, wf_loop_get(0)) != WF_OK) {
+        wf_port_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* A new controller: its port arrives from main. */
+static void
+router_on_peer_port(wf_port_t *p, wf_port_msg_t *msg)
+{
+    int fd = wf_port_msg_take_fd(msg, 0);
+
+    wf_unused(p);
+    if (fd < 0) {
+        return;
+    }
+    if (rproc.ctrl_port != NULL) {
+        wf_port_destroy(rproc.ctrl_port);
+    }
+    rproc.ctrl_port =
+        router_port_open(fd, WF_PORT_CONTROLLER, router_ctrl_types,
+                         wf_nitems(router_ctrl_types), &rproc.ctrl_owner);
+}
+
+static unsigned
+router_threads(const wf_opts_t *opts)
+{
+    long n = opts->threads != 0 ? (long)opts->threads
+                                : sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : (unsigned)wf_min(n, ROUTER_MAX_THREADS);
+}
+
+static int
+router_start(const wf_opts_t *opts, int main_fd, int ctrl_fd)
+{
+    wf_listen_set_limits(opts->maxconn, opts->maxaccept);
+    wf_h1_init();
+    if (wf_loops_create(router_threads(opts)) != WF_OK
+        || wf_tpool_start(ROUTER_HELPER_THREADS) != WF_OK) {
+        return WF_ERROR;
+    }
+    rproc.main_owner.on_close = router_on_main_close;
+    rproc.ctrl_owner.on_close = router_on_ctrl_close;
+    rproc.rt = wf_router_create(&router_proc_ops, wf_loop_get(0));
+    rproc.main_port =
+        router_port_open(main_fd, WF_PORT_MAIN, router_main_types,
+                         wf_nitems(router_main_types), &rproc.main_owner);
+    rproc.ctrl_port =
+        router_port_open(ctrl_fd, WF_PORT_CONTROLLER, router_ctrl_types,
+                         wf_nitems(router_ctrl_types), &rproc.ctrl_owner);
+    if (rproc.rt == NULL || rproc.main_port == NULL
+        || rproc.ctrl_port == NULL) {
+        return WF_ERROR;
+    }
+    return wf_loops_start();
+}
+
+int
+wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd)
+{
+    bool graceful;
+
+    wf_proc_title_set(opts->argv, "wharf: router");
+    if (router_start(opts, main_fd, ctrl_fd) != WF_OK) {
+        return EXIT_FAILURE;
+    }
+    wf_log_info("router started");
+    graceful = wf_proc_wait_stop();
+    wf_loops_stop(graceful, ROUTER_GRACE_MS);
+    wf_loops_join();
+    wf_tpool_stop();
+    /* The loop threads are gone: their objects can be freed from here. */
+    wf_port_destroy(rproc.main_port);
+    wf_port_destroy(rproc.ctrl_port);
+    wf_router_destroy(rproc.rt);
+    wf_loops_destroy();
+    return EXIT_SUCCESS;
+}

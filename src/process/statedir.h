@@ -1,0 +1,29 @@
+/* The state directory: STATEDIR/conf.json (the last applied config) and
+ * STATEDIR/version, each written atomically: a temporary file, fsync,
+ * rename over the old one, fsync of the directory.  A crash at any point
+ * leaves either the old file or the new one, never a mix. */
+#ifndef WF_PROCESS_STATEDIR_H
+#define WF_PROCESS_STATEDIR_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+/* Reads and validates the config file at path.  Returns a new reference,
+ * or NULL with the reason logged (also when the file is missing). */
+json_t *wf_statedir_load_conf(const char *path, bool must_exist);
+
+/* STATEDIR/conf.json when it exists and is valid; NULL otherwise (an
+ * invalid one is logged: Wharf then starts empty). */
+json_t *wf_statedir_load_stored(const char *statedir);
+
+/* Writes conf to STATEDIR/conf.json atomically.  Returns WF_OK or
+ * WF_ERROR (logged; the previous file is intact). */
+int wf_statedir_store_conf(const char *statedir, const json_t *conf);
+
+/* Writes STATEDIR/version atomically. */
+int wf_statedir_store_version(const char *statedir);
+
+/* Creates the missing parent directories of path (mode 0755). */
+int wf_mkdir_parents(const char *path);
+
+#endif
