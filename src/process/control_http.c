@@ -178,15 +178,15 @@ ctl_conn_error(wf_ctl_conn_t *c, unsigned status, const char *title)
 }
 
 void
-wf_ctl_conn_applied(wf_ctl_conn_t *c, bool ok)
+wf_ctl_conn_applied(wf_ctl_conn_t *c, const char *error)
 {
     c->in_controller = false;
     if (c->state == CTL_CLOSED) {
         wf_task_defer(c->loop, &c->free_task);
         return;
     }
-    if (!ok) {
-        ctl_conn_error(c, 500, "Failed to apply new configuration.");
+    if (error != NULL) {
+        ctl_conn_error(c, 500, error);
         return;
     }
     ctl_conn_reply(c);

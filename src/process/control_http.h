@@ -22,9 +22,9 @@ int wf_ctl_http_open(wf_listener_t *l, const wf_opts_t *opts);
 /* Closes the control socket and removes a unix socket's file. */
 void wf_ctl_http_close(wf_listener_t *l, const wf_opts_t *opts);
 
-/* The router applied the connection's config (ok) or did not: send the
- * reply. */
-void wf_ctl_conn_applied(wf_ctl_conn_t *c, bool ok);
+/* The connection's config was applied and stored (error == NULL), or not:
+ * send the reply (500 with error as its title). */
+void wf_ctl_conn_applied(wf_ctl_conn_t *c, const char *error);
 
 /* The connection queued with wf_ctl_apply(). */
 wf_ctl_conn_t *wf_ctl_conn_from_link(wf_list_t *link);

@@ -95,6 +95,7 @@ ctl_on_applied(wf_port_request_t *req, wf_port_msg_t *msg, int status)
 {
     wf_ctl_conn_t *conn = ctl.applying;
     bool ok = status == WF_OK && msg->type == WF_MSG_OK;
+    const char *error = ok ? NULL : "Failed to apply new configuration.";
 
     wf_unused(req);
     ctl.apply_busy = false;
@@ -103,8 +104,11 @@ ctl_on_applied(wf_port_request_t *req, wf_port_msg_t *msg, int status)
         json_decref(ctl.conf);
         ctl.conf = ctl.pending_conf;
         ctl.pending_conf = NULL;
-        if (ctl.persist) {
-            wf_statedir_store_conf(ctl.opts->statedir, ctl.conf);
+        if (ctl.persist
+            && wf_statedir_store_conf(ctl.opts->statedir, ctl.conf) != WF_OK) {
+            /* Live but not stored: a restart would bring back the old
+             * one, so the client must not hear "done". */
+            error = "Failed to store the configuration.";
         }
     } else {
         const char *why = status == WF_OK
@@ -117,7 +121,7 @@ ctl_on_applied(wf_port_request_t *req, wf_port_msg_t *msg, int status)
         ctl.pending_conf = NULL;
     }
     if (conn != NULL) {
-        wf_ctl_conn_applied(conn, ok);
+        wf_ctl_conn_applied(conn, error);
     }
     ctl_apply_next();
 }
@@ -140,7 +144,7 @@ ctl_apply_next(void)
             ctl.applying = NULL;
             json_decref(ctl.pending_conf);
             ctl.pending_conf = NULL;
-            wf_ctl_conn_applied(conn, false);
+            wf_ctl_conn_applied(conn, "Failed to apply new configuration.");
         }
     }
 }

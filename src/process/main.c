@@ -614,6 +614,19 @@ main_reap(void)
     }
 }
 
+/* Stops the children; the listening sockets close at once, so that no
+ * new client waits in a backlog nobody will serve. */
+static void
+main_stop(bool graceful)
+{
+    mst.stopping = true;
+    mst.graceful = graceful;
+    while (mst.nsockets > 0) {
+        main_socket_close(&mst.sockets[0]);
+    }
+    main_signal_children(graceful ? SIGQUIT : SIGTERM);
+}
+
 static void
 main_on_signal(void)
 {
@@ -627,16 +640,13 @@ main_on_signal(void)
             break;
         case SIGQUIT:
             wf_log_notice(0, "SIGQUIT received, stopping gracefully");
-            mst.stopping = true;
-            mst.graceful = true;
-            main_signal_children(SIGQUIT);
+            main_stop(true);
             break;
         case SIGTERM:
         case SIGINT:
             wf_log_notice(0, "signal %u received, exiting",
                           (unsigned)si.ssi_signo);
-            mst.stopping = true;
-            main_signal_children(SIGTERM);
+            main_stop(false);
             break;
         case SIGUSR1:
             wf_log_reopen();

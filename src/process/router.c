@@ -381,6 +381,16 @@ router_next_job(wf_router_t *rt)
 }
 
 void
+wf_router_stop_listening(wf_router_t *rt)
+{
+    wf_list_for_each(l, &rt->listeners)
+    {
+        wf_listener_close(
+            &wf_container_of(l, router_listener_t, link)->srv.listener);
+    }
+}
+
+void
 wf_router_destroy(wf_router_t *rt)
 {
     if (rt == NULL) {

@@ -42,6 +42,10 @@ void wf_router_apply(wf_router_t *rt, const char *text, size_t len,
 void wf_router_socket_done(wf_router_t *rt, uint32_t cookie, int fd,
                            const char *error);
 
+/* Closes every listening socket (any thread, at stop: no reconfiguration
+ * may run concurrently); connections go on. */
+void wf_router_stop_listening(wf_router_t *rt);
+
 /* Closes every listener and drops the current snapshot (at exit, after the
  * loops stopped). */
 void wf_router_destroy(wf_router_t *rt);

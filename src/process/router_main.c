@@ -269,6 +269,8 @@ wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     }
     wf_log_info("router started");
     graceful = wf_proc_wait_stop();
+    /* Stop accepting first: a graceful stop only finishes what started. */
+    wf_router_stop_listening(rproc.rt);
     wf_loops_stop(graceful, ROUTER_GRACE_MS);
     wf_loops_join();
     wf_tpool_stop();
