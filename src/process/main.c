@@ -589,6 +589,7 @@ main_restart(void)
         wf_log_notice(0, "restarting the %s", child->name);
         /* --config seeds the first start only; later the controller
          * resumes from what it stored in STATEDIR. */
+        free((char *)mst.opts->config);
         mst.opts->config = NULL;
         if (main_child_start(child, other) != WF_OK) {
             wf_log_alert(0, "cannot restart the %s", child->name);
@@ -772,6 +773,22 @@ main_opts_dup(main_opts_t *opts)
     }
 }
 
+static void
+main_opts_free(main_opts_t *opts)
+{
+    const char **strs[] = {
+        &opts->control,       &opts->control_mode, &opts->control_user,
+        &opts->control_group, &opts->statedir,     &opts->log,
+        &opts->pid,           &opts->user,         &opts->group,
+        &opts->tmpdir,        &opts->modulesdir,   &opts->config,
+    };
+
+    for (size_t i = 0; i < wf_nitems(strs); i++) {
+        free((char *)*strs[i]);
+        *strs[i] = NULL;
+    }
+}
+
 static int
 main_prepare(main_opts_t *opts)
 {
@@ -847,5 +864,6 @@ main(int argc, char **argv)
     main_loop();
     main_cleanup(&opts);
     wf_log_info("wharf " WF_VERSION " exited");
+    main_opts_free(&opts);
     return EXIT_SUCCESS;
 }
