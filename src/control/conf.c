@@ -10,7 +10,10 @@
 #include <sys/un.h>
 
 #include "core/common.h"
+#include "http/access_log.h"
+#include "http/forwarded.h"
 #include "http/mime.h"
+#include "http/route_pattern.h"
 
 /* Validation and compilation are one walk over the tree: every object is
  * checked against a table of its members (conf_member_t), and each member's
@@ -69,6 +72,10 @@ struct conf_ctx {
     const char *mime_type; /* the type whose extensions are checked */
     conf_ext_t *exts;
     size_t nexts;
+    wf_forwarded_t *fwd;       /* the listener's "forwarded" being compiled */
+    wf_forwarded_t *fwds;      /* one per listener at most */
+    size_t fwd_owner;          /* listener index + 1 of the last fwds entry */
+    wf_access_log_spec_t alog; /* "access_log" being compiled */
 };
 
 static int conf_object(conf_ctx_t *cx, json_t *obj,
@@ -341,8 +348,9 @@ static const conf_member_t conf_http_members[] = {
     {"static", WF_JSON_OBJECT, conf_nested, conf_static_members, 0},
     {"body_temp_path", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
     {"websocket", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
-    {"log_route", WF_JSON_BOOLEAN, NULL, NULL, CONF_UNSUPPORTED},
-    {"chunked_transform", WF_JSON_BOOLEAN, NULL, NULL, CONF_UNSUPPORTED},
+    {"log_route", WF_JSON_BOOLEAN, conf_bool, CONF_OFFSET(log_route), 0},
+    {"chunked_transform", WF_JSON_BOOLEAN, conf_bool,
+     CONF_OFFSET(chunked_transform), 0},
     {"compression", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
     {"body_min_rate", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
     {"send_min_rate", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
@@ -478,12 +486,114 @@ conf_listener_pass(conf_ctx_t *cx, const char *key, json_t *value,
     return cx->pass[cx->conf->nlisteners] != NULL ? WF_OK : conf_nomem(cx);
 }
 
+/* ---- forwarded --------------------------------------------------------- */
+
+static int
+conf_fwd_source(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    cx->fwd->source = wf_addr_set_compile(cx->a, value, cx->err->detail,
+                                          sizeof(cx->err->detail));
+    return cx->fwd->source != NULL ? WF_OK : WF_ERROR;
+}
+
+/* "client_ip" and "protocol" of "forwarded", "header" of "client_ip". */
+static int
+conf_fwd_field(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    char *s = conf_strdup(cx, value);
+    wf_str_t *field =
+        strcmp(key, "protocol") == 0 ? &cx->fwd->protocol : &cx->fwd->client_ip;
+
+    wf_unused(data);
+    if (s == NULL) {
+        return conf_nomem(cx);
+    }
+    *field = wf_str_make(s, json_string_length(value));
+    return WF_OK;
+}
+
+static int
+conf_fwd_recursive(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    cx->fwd->recursive = json_is_true(value);
+    return WF_OK;
+}
+
+static const conf_member_t conf_forwarded_members[] = {
+    {"client_ip", WF_JSON_STRING, conf_fwd_field, NULL, 0},
+    {"protocol", WF_JSON_STRING, conf_fwd_field, NULL, 0},
+    {"source", WF_JSON_STRING | WF_JSON_ARRAY, conf_fwd_source, NULL,
+     CONF_REQUIRED},
+    {"recursive", WF_JSON_BOOLEAN, conf_fwd_recursive, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* The form before Unit 1.28. */
+static const conf_member_t conf_client_ip_members[] = {
+    {"header", WF_JSON_STRING, conf_fwd_field, NULL, CONF_REQUIRED},
+    {"source", WF_JSON_STRING | WF_JSON_ARRAY, conf_fwd_source, NULL,
+     CONF_REQUIRED},
+    {"recursive", WF_JSON_BOOLEAN, conf_fwd_recursive, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* Keeps fwd for the listener being compiled: a second object for the same
+ * listener replaces the first only when it is the modern form. */
+static void
+conf_fwd_store(conf_ctx_t *cx, const wf_forwarded_t *fwd, bool modern)
+{
+    wf_http_conf_t *http = &cx->conf->http;
+
+    if (cx->fwd_owner == cx->conf->nlisteners + 1) {
+        if (modern) {
+            cx->fwds[http->nfwd - 1] = *fwd;
+        }
+        return;
+    }
+    cx->fwds[http->nfwd++] = *fwd;
+    cx->fwd_owner = cx->conf->nlisteners + 1;
+}
+
+/* Compiles "forwarded" or "client_ip" of the listener being compiled; with
+ * both, "forwarded" wins (the router reads it first, as Unit's does). */
+static int
+conf_listener_forwarded(conf_ctx_t *cx, const char *key, json_t *value,
+                        const void *data)
+{
+    wf_conf_listener_t *l = &cx->conf->listeners[cx->conf->nlisteners];
+    bool modern = strcmp(key, "forwarded") == 0;
+    wf_forwarded_t fwd;
+
+    wf_unused(data);
+    memset(&fwd, 0, sizeof(fwd));
+    cx->fwd = &fwd;
+    if (conf_object(cx, value,
+                    modern ? conf_forwarded_members : conf_client_ip_members)
+        != WF_OK) {
+        return WF_ERROR;
+    }
+    if (modern && json_object_get(value, "client_ip") == NULL
+        && json_object_get(value, "protocol") == NULL) {
+        return conf_fail(cx, "The \"forwarded\" object must have either "
+                             "\"client_ip\" or \"protocol\" option set.");
+    }
+    memcpy(&fwd.addr, &l->addr, l->addrlen);
+    conf_fwd_store(cx, &fwd, modern);
+    return WF_OK;
+}
+
 static const conf_member_t conf_listener_members[] = {
     {"pass", WF_JSON_STRING, conf_listener_pass, NULL, 0},
     {"application", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
     {"tls", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
-    {"forwarded", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
-    {"client_ip", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"forwarded", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
+    {"client_ip", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
     {"backlog", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
     {NULL, 0, NULL, NULL, 0},
 };
@@ -531,9 +641,11 @@ conf_listeners(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     cx->conf->listeners =
         wf_arena_calloc(cx->a, n * sizeof(wf_conf_listener_t));
     cx->pass = wf_arena_calloc(cx->a, n * sizeof(const char *));
-    if (cx->conf->listeners == NULL || cx->pass == NULL) {
+    cx->fwds = wf_arena_calloc(cx->a, n * sizeof(wf_forwarded_t));
+    if (cx->conf->listeners == NULL || cx->pass == NULL || cx->fwds == NULL) {
         return conf_nomem(cx);
     }
+    cx->conf->http.fwd = cx->fwds;
     json_object_foreach(value, name, l)
     {
         if (conf_listener(cx, name, l) != WF_OK) {
@@ -578,6 +690,33 @@ conf_route_lookup(conf_ctx_t *cx, const char *name, bool array)
     return wf_conf_route(cx->conf, name);
 }
 
+static int conf_tpl_str(conf_ctx_t *cx, const char *key, const char *s,
+                        size_t len, wf_tpl_t **out);
+
+/* A "pass" with variables: compiled, and resolved per request against the
+ * snapshot's routes (an unknown route then answers 404, as Unit). */
+static int
+conf_pass_var(conf_ctx_t *cx, const char *pass, wf_action_t *act)
+{
+    wf_tpl_t *t;
+
+    if (strchr(pass, '`') != NULL) {
+        return conf_fail(cx,
+                         "Template literals (\"%.200s\") are not "
+                         "supported yet.",
+                         pass);
+    }
+    if (conf_tpl_str(cx, "pass", pass, strlen(pass), &t) != WF_OK) {
+        return WF_ERROR;
+    }
+    act->type = WF_ACTION_PASS;
+    act->pass = t;
+    act->routes = cx->conf->routes;
+    act->nroutes = cx->conf->nroutes;
+    act->routes_is_array = cx->routes_is_array;
+    return WF_OK;
+}
+
 /* Resolves a "pass" value to a route.  Applications and upstreams exist in
  * Unit's schema, but Wharf cannot run them yet. */
 static int
@@ -586,12 +725,6 @@ conf_pass_resolve(conf_ctx_t *cx, const char *pass, const wf_route_t **out)
     char seg[3][256];
     json_t *section;
 
-    if (strchr(pass, '$') != NULL || strchr(pass, '`') != NULL) {
-        return conf_fail(cx,
-                         "A \"pass\" with variables (\"%.200s\") is not "
-                         "supported yet.",
-                         pass);
-    }
     if (!conf_pass_split(pass, seg)) {
         return conf_fail(cx, "Request \"pass\" value \"%.200s\" is invalid.",
                          pass);
@@ -617,16 +750,29 @@ conf_pass_resolve(conf_ctx_t *cx, const char *pass, const wf_route_t **out)
 /* ---- actions ----------------------------------------------------------- */
 
 static int
-conf_tpl(conf_ctx_t *cx, const char *key, json_t *s, wf_tpl_t **out)
+conf_tpl_str(conf_ctx_t *cx, const char *key, const char *s, size_t len,
+             wf_tpl_t **out)
 {
     char msg[256];
 
-    *out = wf_tpl_compile(cx->a, json_string_value(s), json_string_length(s),
-                          msg, sizeof(msg));
+    *out = wf_tpl_compile(cx->a, s, len, msg, sizeof(msg));
     if (*out == NULL) {
         return conf_fail(cx, "%s in the \"%s\" value.", msg, key);
     }
     return WF_OK;
+}
+
+static int
+conf_tpl(conf_ctx_t *cx, const char *key, json_t *s, wf_tpl_t **out)
+{
+    return conf_tpl_str(cx, key, json_string_value(s), json_string_length(s),
+                        out);
+}
+
+static bool
+conf_has_var(const char *s)
+{
+    return strchr(s, '$') != NULL || strchr(s, '`') != NULL;
 }
 
 static int
@@ -735,16 +881,154 @@ static int
 conf_action_pass(conf_ctx_t *cx, const char *key, json_t *value,
                  const void *data)
 {
+    const char *pass = json_string_value(value);
+
     wf_unused(key);
     wf_unused(data);
-    return conf_pass_resolve(cx, json_string_value(value), &cx->action->route);
+    if (conf_has_var(pass)) {
+        return conf_pass_var(cx, pass, cx->action);
+    }
+    return conf_pass_resolve(cx, pass, &cx->action->route);
 }
 
-#define CONF_ACTION_COMMON                                                  \
-    {"rewrite", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},              \
-        {"response_headers", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED}, \
-    {                                                                       \
-        NULL, 0, NULL, NULL, 0                                              \
+static int
+conf_rewrite(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_tpl_t *t;
+
+    wf_unused(data);
+    if (conf_tpl(cx, key, value, &t) != WF_OK) {
+        return WF_ERROR;
+    }
+    cx->action->rewrite = t;
+    return WF_OK;
+}
+
+static int
+conf_chroot(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_tpl_t *t;
+
+    wf_unused(data);
+    if (conf_tpl(cx, key, value, &t) != WF_OK) {
+        return WF_ERROR;
+    }
+    cx->action->chroot = t;
+    return WF_OK;
+}
+
+static int
+conf_share_flag(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_unused(data);
+    if (strcmp(key, "follow_symlinks") == 0) {
+        cx->action->follow_symlinks = json_is_true(value);
+    } else {
+        cx->action->traverse_mounts = json_is_true(value);
+    }
+    return WF_OK;
+}
+
+/* Fields Wharf writes itself that "response_headers" may replace or
+ * delete, and those it must leave alone (0: framing and identity). */
+static const struct {
+    const char *name;
+    unsigned bit;
+} conf_resp_builtins[] = {
+    {"Content-Type", WF_RESP_F_CONTENT_TYPE},
+    {"Last-Modified", WF_RESP_F_LAST_MODIFIED},
+    {"ETag", WF_RESP_F_ETAG},
+    {"Accept-Ranges", WF_RESP_F_ACCEPT_RANGES},
+    {"Content-Range", WF_RESP_F_CONTENT_RANGE},
+    {"Location", WF_RESP_F_LOCATION},
+    {"Date", 0},
+    {"Server", 0},
+    {"Connection", 0},
+    {"Transfer-Encoding", 0},
+};
+
+/* Returns the row of conf_resp_builtins for name, or -1. */
+static int
+conf_resp_builtin(const char *name)
+{
+    for (size_t i = 0; i < wf_nitems(conf_resp_builtins); i++) {
+        if (strcasecmp(conf_resp_builtins[i].name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* One member of "response_headers", with Unit's checks. */
+static int
+conf_resp_field(conf_ctx_t *cx, const char *name, json_t *value,
+                wf_resp_field_t *f)
+{
+    wf_tpl_t *t = NULL;
+
+    if (name[0] == '\0') {
+        return conf_fail(cx, "The response header name must not be empty.");
+    }
+    if (strcasecmp(name, "Content-Length") == 0) {
+        return conf_fail(cx, "The \"Content-Length\" response header value "
+                             "is not supported");
+    }
+    if (!json_is_string(value) && !json_is_null(value)) {
+        return conf_fail(cx,
+                         "The \"%.200s\" response header value must either "
+                         "be a string or a null",
+                         name);
+    }
+    if (json_is_string(value) && conf_tpl(cx, name, value, &t) != WF_OK) {
+        return WF_ERROR;
+    }
+    f->name =
+        wf_str_make(wf_arena_strndup(cx->a, name, strlen(name)), strlen(name));
+    f->value = t;
+    return f->name.data != NULL ? WF_OK : conf_nomem(cx);
+}
+
+static int
+conf_resp_headers(conf_ctx_t *cx, const char *key, json_t *value,
+                  const void *data)
+{
+    wf_action_t *act = cx->action;
+    wf_resp_field_t *fields;
+    const char *name;
+    json_t *v;
+    size_t n = 0;
+
+    wf_unused(key);
+    wf_unused(data);
+    fields =
+        wf_arena_calloc(cx->a, (json_object_size(value) + 1) * sizeof(*fields));
+    if (fields == NULL) {
+        return conf_nomem(cx);
+    }
+    json_object_foreach(value, name, v)
+    {
+        int row = conf_resp_builtin(name);
+
+        if (conf_resp_field(cx, name, v, &fields[n]) != WF_OK) {
+            return WF_ERROR;
+        }
+        if (row >= 0 && conf_resp_builtins[row].bit == 0) {
+            continue; /* never changed; see docs/compatibility.md */
+        }
+        act->resp_builtin |= row >= 0 ? conf_resp_builtins[row].bit : 0;
+        n++;
+    }
+    act->resp_fields = fields;
+    act->nresp_fields = n;
+    return WF_OK;
+}
+
+#define CONF_ACTION_COMMON                                                \
+    {"rewrite", WF_JSON_STRING, conf_rewrite, NULL, 0},                   \
+        {"response_headers", WF_JSON_OBJECT, conf_resp_headers, NULL, 0}, \
+    {                                                                     \
+        NULL, 0, NULL, NULL, 0                                            \
     }
 
 static const conf_member_t conf_share_members[] = {
@@ -752,9 +1036,9 @@ static const conf_member_t conf_share_members[] = {
     {"index", WF_JSON_STRING, conf_index, NULL, 0},
     {"types", WF_JSON_STRING | WF_JSON_ARRAY, conf_types, NULL, 0},
     {"fallback", WF_JSON_OBJECT, conf_fallback, NULL, 0},
-    {"chroot", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
-    {"follow_symlinks", WF_JSON_BOOLEAN, NULL, NULL, CONF_UNSUPPORTED},
-    {"traverse_mounts", WF_JSON_BOOLEAN, NULL, NULL, CONF_UNSUPPORTED},
+    {"chroot", WF_JSON_STRING, conf_chroot, NULL, 0},
+    {"follow_symlinks", WF_JSON_BOOLEAN, conf_share_flag, NULL, 0},
+    {"traverse_mounts", WF_JSON_BOOLEAN, conf_share_flag, NULL, 0},
     CONF_ACTION_COMMON,
 };
 
@@ -817,6 +1101,8 @@ conf_action(conf_ctx_t *cx, json_t *obj)
     }
     act->type = conf_actions[kind].type;
     act->index = wf_string("index.html");
+    act->follow_symlinks = true;
+    act->traverse_mounts = true;
     cx->action = act;
     return conf_object(cx, obj, conf_actions[kind].members) == WF_OK ? act
                                                                      : NULL;
@@ -925,16 +1211,176 @@ conf_routes_compile(conf_ctx_t *cx)
     return WF_OK;
 }
 
+/* A listener whose "pass" has variables routes through a route of its own
+ * with one unconditional step: that pass. */
+static int
+conf_listener_pass_var(conf_ctx_t *cx, const char *pass, const wf_route_t **out)
+{
+    wf_action_t *act = wf_arena_calloc(cx->a, sizeof(*act));
+    wf_route_t *route = wf_route_create(cx->a, "");
+
+    if (act == NULL || route == NULL) {
+        return conf_nomem(cx);
+    }
+    act->follow_symlinks = true;
+    act->traverse_mounts = true;
+    if (conf_pass_var(cx, pass, act) != WF_OK
+        || wf_route_add_step(route, cx->a, NULL, act, cx->err->detail,
+                             sizeof(cx->err->detail))
+               != WF_OK) {
+        return WF_ERROR;
+    }
+    *out = route;
+    return WF_OK;
+}
+
 static int
 conf_listeners_resolve(conf_ctx_t *cx)
 {
     for (size_t i = 0; i < cx->conf->nlisteners; i++) {
-        if (conf_pass_resolve(cx, cx->pass[i], &cx->conf->listeners[i].pass)
-            != WF_OK) {
+        const wf_route_t **out = &cx->conf->listeners[i].pass;
+        int rc = conf_has_var(cx->pass[i])
+                     ? conf_listener_pass_var(cx, cx->pass[i], out)
+                     : conf_pass_resolve(cx, cx->pass[i], out);
+
+        if (rc != WF_OK) {
             return WF_ERROR;
         }
     }
     return WF_OK;
+}
+
+/* ---- access log -------------------------------------------------------- */
+
+static int
+conf_alog_path(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    cx->alog.path = conf_strdup(cx, value);
+    return cx->alog.path != NULL ? WF_OK : conf_nomem(cx);
+}
+
+/* One member of a "format" object: a JSON key and its template. */
+static int
+conf_alog_field(conf_ctx_t *cx, size_t i, const char *name, json_t *value)
+{
+    wf_tpl_t *t;
+
+    if (name[0] == '\0') {
+        return conf_fail(cx, "In the access log format, the name must not "
+                             "be empty.");
+    }
+    if (!json_is_string(value)) {
+        return conf_fail(cx, "In the access log format, the value must be a "
+                             "string.");
+    }
+    if (conf_tpl(cx, name, value, &t) != WF_OK) {
+        return WF_ERROR;
+    }
+    ((wf_str_t *)cx->alog.keys)[i] =
+        wf_str_make(wf_arena_strndup(cx->a, name, strlen(name)), strlen(name));
+    cx->alog.values[i] = t;
+    return cx->alog.keys[i].data != NULL ? WF_OK : conf_nomem(cx);
+}
+
+static int
+conf_alog_format(conf_ctx_t *cx, const char *key, json_t *value,
+                 const void *data)
+{
+    size_t n = json_is_object(value) ? json_object_size(value) : 0;
+    const char *name;
+    json_t *v;
+    size_t i = 0;
+    wf_tpl_t *t;
+
+    wf_unused(data);
+    if (json_is_string(value)) {
+        if (conf_tpl(cx, key, value, &t) != WF_OK) {
+            return WF_ERROR;
+        }
+        cx->alog.format = t;
+        return WF_OK;
+    }
+    cx->alog.format = NULL;
+    cx->alog.keys = wf_arena_calloc(cx->a, (n + 1) * sizeof(wf_str_t));
+    cx->alog.values = wf_arena_calloc(cx->a, (n + 1) * sizeof(wf_tpl_t *));
+    if (cx->alog.keys == NULL || cx->alog.values == NULL) {
+        return conf_nomem(cx);
+    }
+    json_object_foreach(value, name, v)
+    {
+        if (conf_alog_field(cx, i++, name, v) != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    cx->alog.nfields = n;
+    return WF_OK;
+}
+
+/* "if": a template, negated by a leading '!'. */
+static int
+conf_alog_if(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    const char *s = json_string_value(value);
+    size_t len = json_string_length(value);
+    bool negate = len > 0 && s[0] == '!';
+    wf_tpl_t *t;
+
+    wf_unused(data);
+    if (conf_tpl_str(cx, key, s + negate, len - negate, &t) != WF_OK) {
+        return WF_ERROR;
+    }
+    cx->alog.cond = t;
+    cx->alog.negate = negate;
+    return WF_OK;
+}
+
+static const conf_member_t conf_alog_members[] = {
+    {"path", WF_JSON_STRING, conf_alog_path, NULL, 0},
+    {"format", WF_JSON_STRING | WF_JSON_OBJECT, conf_alog_format, NULL, 0},
+    {"if", WF_JSON_STRING, conf_alog_if, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* "access_log": a path, or {path, format, if}.  The file is opened here,
+ * while the snapshot is compiled (on the router's first loop: one open()
+ * per reconfiguration, and none when the path stays the same). */
+static int
+conf_access_log(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_access_log_spec_t *al = &cx->alog;
+    wf_tpl_t *t;
+
+    wf_unused(key);
+    wf_unused(data);
+    if (conf_tpl_str(cx, "format", WF_ACCESS_LOG_COMBINED,
+                     sizeof(WF_ACCESS_LOG_COMBINED) - 1, &t)
+        != WF_OK) {
+        return WF_ERROR;
+    }
+    al->format = t;
+    if (json_is_string(value)) {
+        al->path = conf_strdup(cx, value);
+    } else if (conf_object(cx, value, conf_alog_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (al->path == NULL || al->path[0] == '\0') {
+        return json_is_string(value)
+                   ? conf_fail(cx, "The \"access_log\" path must not be "
+                                   "empty.")
+                   : conf_fail(cx, "The \"path\" string must not be empty.");
+    }
+    if (strlen(al->path)
+        != (json_is_string(value) ? json_string_length(value)
+                                  : strlen(al->path))) {
+        return conf_fail(cx, "The \"access_log\" value must not contain "
+                             "null character.");
+    }
+    cx->conf->http.access_log = wf_access_log_create(cx->a, al, cx->err->detail,
+                                                     sizeof(cx->err->detail));
+    return cx->conf->http.access_log != NULL ? WF_OK : WF_ERROR;
 }
 
 /* ---- root -------------------------------------------------------------- */
@@ -947,8 +1393,7 @@ static const conf_member_t conf_root_members[] = {
      CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
     {"upstreams", WF_JSON_OBJECT, NULL, NULL,
      CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
-    {"access_log", WF_JSON_STRING | WF_JSON_OBJECT, NULL, NULL,
-     CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
+    {"access_log", WF_JSON_STRING | WF_JSON_OBJECT, conf_access_log, NULL, 0},
     {NULL, 0, NULL, NULL, 0},
 };
 
@@ -1003,6 +1448,7 @@ wf_conf_compile(json_t *root, wf_conf_error_t *err)
     return conf;
 
 fail:
+    wf_access_log_destroy(conf->http.access_log);
     wf_arena_destroy(a);
     return NULL;
 }
@@ -1044,5 +1490,6 @@ wf_conf_destroy(wf_conf_t *conf)
         return;
     }
     json_decref(conf->json);
+    wf_access_log_destroy(conf->http.access_log);
     wf_arena_destroy(conf->arena);
 }

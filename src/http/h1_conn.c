@@ -15,6 +15,8 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "core/pool.h"
+#include "http/access_log.h"
+#include "http/forwarded.h"
 #include "http/h1_conn_types.h"
 #include "http/req.h"
 #include "http/respond.h"
@@ -33,8 +35,10 @@ struct wf_h1_conn {
     wf_task_t free_task; /* frees c at the end of the tick */
     wf_list_t link;      /* in the thread's list of connections */
     wf_loop_t *loop;
-    wf_h1_server_t *srv;      /* a reference */
-    const wf_h1_site_t *site; /* holds a reference to site->snap */
+    wf_h1_server_t *srv;       /* a reference */
+    const wf_h1_site_t *site;  /* holds a reference to site->snap */
+    const wf_forwarded_t *fwd; /* the listener's, in site's snapshot; NULL:
+                                  none */
     wf_h1_state_t state;
     bool keep_alive;
     bool job_pending; /* a helper job holds c->req */
@@ -74,6 +78,7 @@ static void h1_ignore_input(wf_h1_conn_t *c);
 static void h1_send(wf_h1_conn_t *c);
 static void h1_linger_read(wf_h1_conn_t *c);
 static void h1_close(wf_h1_conn_t *c);
+static void h1_access_log(wf_h1_conn_t *c);
 
 /* Which field of wf_http_conf_t bounds each state (none for 0). */
 typedef enum h1_timeout {
@@ -349,6 +354,11 @@ h1_req_create(wf_h1_conn_t *c)
     r->loop = c->loop;
     r->passes = 0;
     r->action = NULL;
+    r->last = NULL;
+    r->open_mode = 0;
+    r->uri_cap = sizeof(r->uri_inline);
+    r->target = NULL;
+    r->rq.start_ns = c->loop->now * 1000000u;
     r->share_index = 0;
     r->trying_index = false;
     r->job_done = NULL;
@@ -377,6 +387,7 @@ h1_req_destroy(wf_h1_conn_t *c)
         free(r->hbuf);
     }
     free(r->loc);
+    free(r->target);
     wf_fpool_put(&h1_thread()->reqs, r);
     c->req = NULL;
     c->file = NULL;
@@ -401,6 +412,9 @@ h1_close(wf_h1_conn_t *c)
 {
     if (c->state == WF_H1_CLOSING) {
         return;
+    }
+    if (c->state == WF_H1_SEND) {
+        h1_access_log(c); /* the client went away mid-response */
     }
     wf_timer_stop(c->loop, &c->timer);
     wf_io_del(c->loop, &c->io);
@@ -537,6 +551,23 @@ h1_host_name(char *p, size_t n, wf_str_t *name)
     return WF_OK;
 }
 
+/* Applies the listener's "forwarded": the client address and scheme that
+ * a trusted proxy reports replace the connection's. */
+static void
+h1_req_forwarded(wf_req_t *r, const wf_forwarded_t *fwd)
+{
+    wf_forwarded_result_t res;
+
+    wf_forwarded_apply(fwd, &r->head, &r->conn->remote, &res);
+    if (res.has_remote) {
+        r->fwd_remote = res.remote;
+        r->rq.remote = &r->fwd_remote;
+    }
+    if (res.has_scheme) {
+        r->rq.tls = res.tls;
+    }
+}
+
 /* Fills what routes read.  Returns WF_OK or an HTTP status to answer. */
 static unsigned
 h1_req_prepare(wf_req_t *r)
@@ -553,6 +584,7 @@ h1_req_prepare(wf_req_t *r)
         if (r->uri == NULL) {
             return 503;
         }
+        r->uri_cap = len;
     }
     if (wf_uri_normalize(h->path.data, len, r->uri, &len) != WF_OK) {
         return 400;
@@ -567,6 +599,14 @@ h1_req_prepare(wf_req_t *r)
     r->rq.remote = &r->conn->remote;
     r->rq.local = &r->conn->local;
     r->resp.head_only = h->method_id == WF_HTTP_HEAD;
+    if (r->conn->fwd != NULL) {
+        h1_req_forwarded(r, r->conn->fwd);
+    }
+    if (r->hc->log_route) {
+        wf_log_notice(0, "http request line \"%.*s %.*s HTTP/%u.%u\"",
+                      (int)h->method.len, h->method.data, (int)h->target.len,
+                      h->target.data, h->version / 10, h->version % 10);
+    }
     return WF_OK;
 }
 
@@ -647,7 +687,23 @@ h1_parse(wf_h1_conn_t *c)
     h1_start_body(c);
 }
 
-/* Bytes are buffered: begin a request on them. */
+/* The "forwarded" object of c's listener in c's site, or NULL.  Scans
+ * only when the snapshot has some (rarely more than a few). */
+static const wf_forwarded_t *
+h1_fwd_find(const wf_h1_conn_t *c)
+{
+    const wf_http_conf_t *hc = c->site->hc;
+    const wf_listener_t *l = &c->srv->listener;
+
+    for (size_t i = 0; i < hc->nfwd; i++) {
+        if (wf_sockaddr_eq((const struct sockaddr *)&hc->fwd[i].addr,
+                           (const struct sockaddr *)&l->addr)) {
+            return &hc->fwd[i];
+        }
+    }
+    return NULL;
+}
+
 /* Moves c to its listener's current site: the safe point of a connection
  * is the start of a request. */
 static void
@@ -662,6 +718,7 @@ h1_site_update(wf_h1_conn_t *c)
     wf_h1_snap_ref(site->snap);
     wf_h1_snap_unref(c->site->snap);
     c->site = site;
+    c->fwd = h1_fwd_find(c);
 }
 
 static void
@@ -764,12 +821,38 @@ h1_read_body(wf_h1_conn_t *c)
 
 static void h1_on_resume(wf_task_t *task);
 
+/* Logs c's request to the access log of its snapshot, if any, with the
+ * status and the body bytes that went out. */
+static void
+h1_access_log(wf_h1_conn_t *c)
+{
+    wf_access_log_t *al = c->site->hc->access_log;
+    wf_req_t *r = c->req;
+
+    if (al == NULL || r == NULL || r->resp.status == 0) {
+        return;
+    }
+    r->rq.status = r->resp.status;
+    r->rq.body_bytes_sent = c->body_sent;
+    if (c->file != NULL) {
+        r->rq.body_bytes_sent += r->resp.content_length - c->file_left;
+    }
+    if (r->rq.head == NULL) {
+        /* A head that did not parse: log what is known, as Unit. */
+        r->rq.head = &r->head;
+        r->rq.remote = &c->remote;
+        r->rq.local = &c->local;
+    }
+    wf_access_log_write(al, &r->rq, c->loop);
+}
+
 /* The response is out: start on the next request, or close. */
 static void
 h1_request_done(wf_h1_conn_t *c)
 {
     bool more;
 
+    h1_access_log(c);
     h1_req_destroy(c);
     if (!c->keep_alive) {
         h1_linger(c);
@@ -907,6 +990,12 @@ wf_req_respond(wf_req_t *r)
     if (resp->close) {
         c->keep_alive = false;
     }
+    if (wf_unlikely(r->last != NULL && r->last->nresp_fields > 0)
+        && resp->status >= 200 && resp->status < 400) {
+        resp->fields = r->last;
+        resp->fields_rq = &r->rq;
+        need = wf_resp_head_size(resp);
+    }
     if (need > sizeof(r->hbuf_inline)) {
         r->hbuf = malloc(need);
         if (r->hbuf == NULL) {
@@ -915,7 +1004,7 @@ wf_req_respond(wf_req_t *r)
             return;
         }
     }
-    c->out_len = wf_resp_head_write(r->hbuf, resp, c->loop, c->keep_alive,
+    c->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop, c->keep_alive,
                                     r->head.version == 10 ? 10 : 11,
                                     c->site->hc->server_version);
     c->out_sent = 0;
@@ -1043,6 +1132,7 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd,
     atomic_fetch_add_explicit(&srv->refs, 1, memory_order_relaxed);
     c->site = atomic_load_explicit(&srv->site, memory_order_acquire);
     wf_h1_snap_ref(c->site->snap);
+    c->fwd = h1_fwd_find(c);
     h1_stat_add(&h1_stats_cell(c)->accepted, 1);
     h1_addr_set(&c->remote, peer, peerlen);
     h1_local_addr(c, l);
@@ -1105,6 +1195,7 @@ h1_on_exit(wf_loop_t *loop)
     /* Connections whose helper job is still out are leaked on purpose: the
      * job may still write into them. */
     wf_static_thread_exit();
+    wf_access_log_thread_exit();
     wf_fpool_fini(&h1_thr.conns);
     wf_fpool_fini(&h1_thr.reqs);
     wf_fpool_fini(&h1_thr.rbufs);

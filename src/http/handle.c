@@ -1,14 +1,104 @@
-/* Request handling: routing and the actions that need no module of their
- * own (pass, return). */
+/* Request handling: routing, the options every action has (rewrite,
+ * response_headers) and the actions that need no module of their own
+ * (pass, return). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
+#include "core/log.h"
 #include "http/req.h"
 #include "http/respond.h"
 #include "http/route.h"
 #include "http/static.h"
 #include "http/tpl.h"
+#include "http/uri.h"
+
+#define HANDLE_PASS_MAX 512 /* a rendered "pass" value, at most */
+
+static const wf_action_t *
+handle_match(wf_req_t *r, const wf_route_t *route)
+{
+    return r->hc->log_route ? wf_route_match_log(route, &r->rq)
+                            : wf_route_match(route, &r->rq);
+}
+
+/* Makes r->uri hold n bytes.  Returns WF_OK or WF_ERROR (out of memory). */
+static int
+handle_uri_reserve(wf_req_t *r, size_t n)
+{
+    char *uri;
+
+    if (n <= r->uri_cap) {
+        return WF_OK;
+    }
+    uri = malloc(n);
+    if (uri == NULL) {
+        return WF_ERROR;
+    }
+    if (r->uri != r->uri_inline) {
+        free(r->uri);
+    }
+    r->uri = uri;
+    r->uri_cap = n;
+    return WF_OK;
+}
+
+/* Sets the request target to path (still encoded) and the request's own
+ * query, for $request_uri; $request_line keeps the target received. */
+static int
+handle_set_target(wf_req_t *r, const char *path, size_t plen)
+{
+    wf_h1_head_t *h = &r->head;
+    size_t n = plen + (h->has_query ? 1 + h->query.len : 0);
+    char *t = malloc(n);
+
+    if (t == NULL) {
+        return WF_ERROR;
+    }
+    memcpy(t, path, plen);
+    if (h->has_query) {
+        t[plen] = '?';
+        memcpy(t + plen + 1, h->query.data, h->query.len);
+    }
+    free(r->target);
+    r->target = t;
+    r->rq.target = wf_str_make(t, n);
+    h->path = wf_str_make(t, plen);
+    return WF_OK;
+}
+
+/* Unit's "rewrite": the rendered value's path (what precedes '?') becomes
+ * the request's path, decoded and normalised for $uri and routing, and
+ * still encoded in $request_uri; the query stays the request's own (a
+ * query in the value is ignored, as in Unit 1.35).  r->path serves as
+ * scratch: no share is being served yet.  Returns WF_OK or WF_ERROR (the
+ * caller answers 500, as Unit). */
+static int
+handle_rewrite(wf_req_t *r, const wf_tpl_t *tpl)
+{
+    char *buf = r->path;
+    size_t n = wf_tpl_render(tpl, &r->rq, buf, sizeof(r->path));
+    const char *q;
+    size_t plen;
+    size_t len;
+
+    if (n >= sizeof(r->path)) {
+        return WF_ERROR;
+    }
+    q = memchr(buf, '?', n);
+    plen = q != NULL ? (size_t)(q - buf) : n;
+    if (plen == 0 || buf[0] != '/' || handle_uri_reserve(r, plen) != WF_OK
+        || wf_uri_normalize(buf, plen, r->uri, &len) != WF_OK
+        || handle_set_target(r, buf, plen) != WF_OK) {
+        return WF_ERROR;
+    }
+    r->rq.uri = wf_str_make(r->uri, len);
+    if (r->hc->log_route) {
+        wf_log_notice(0, "URI rewritten to \"%.*s\"", (int)r->rq.target.len,
+                      r->rq.target.data);
+    }
+    return WF_OK;
+}
 
 /* Renders the Location of a return action into r->loc. */
 static int
@@ -43,9 +133,29 @@ handle_return(wf_req_t *r, const wf_action_t *a)
     wf_req_respond(r);
 }
 
+/* The route a "pass" reaches: fixed, or named by variables ("routes/$host")
+ * and looked up in the request's snapshot.  NULL: no such route. */
+static const wf_route_t *
+handle_pass_route(const wf_req_t *r, const wf_action_t *a)
+{
+    char buf[HANDLE_PASS_MAX];
+    size_t n;
+
+    if (a->pass == NULL) {
+        return a->route;
+    }
+    n = wf_tpl_render(a->pass, &r->rq, buf, sizeof(buf));
+    if (n >= sizeof(buf)) {
+        return NULL;
+    }
+    return wf_route_find(a->routes, a->nroutes, a->routes_is_array,
+                         wf_str_make(buf, n));
+}
+
 static void
 handle_pass(wf_req_t *r, const wf_action_t *a)
 {
+    const wf_route_t *route = handle_pass_route(r, a);
     const wf_action_t *next;
 
     if (++r->passes > WF_REQ_MAX_PASSES) {
@@ -53,7 +163,7 @@ handle_pass(wf_req_t *r, const wf_action_t *a)
         wf_req_respond_error(r, 500);
         return;
     }
-    next = wf_route_match(a->route, &r->rq);
+    next = route != NULL ? handle_match(r, route) : NULL;
     if (next == NULL) {
         wf_req_respond_error(r, 404);
         return;
@@ -64,6 +174,12 @@ handle_pass(wf_req_t *r, const wf_action_t *a)
 void
 wf_http_run_action(wf_req_t *r, const wf_action_t *a)
 {
+    r->last = a; /* the last action's response_headers count */
+    if (wf_unlikely(a->rewrite != NULL)
+        && handle_rewrite(r, a->rewrite) != WF_OK) {
+        wf_req_respond_error(r, 500);
+        return;
+    }
     switch (a->type) {
     case WF_ACTION_SHARE:
         wf_static_serve(r, a);
@@ -83,8 +199,7 @@ wf_http_run_action(wf_req_t *r, const wf_action_t *a)
 void
 wf_http_handle(wf_req_t *r)
 {
-    const wf_action_t *a =
-        r->root != NULL ? wf_route_match(r->root, &r->rq) : NULL;
+    const wf_action_t *a = r->root != NULL ? handle_match(r, r->root) : NULL;
 
     if (a == NULL) {
         wf_req_respond_error(r, 404);

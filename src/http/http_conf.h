@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 typedef struct wf_mime_table wf_mime_table_t;
+typedef struct wf_forwarded wf_forwarded_t;
+typedef struct wf_access_log wf_access_log_t;
 
 typedef struct wf_http_conf {
     uint32_t header_read_timeout_ms; /* default 30 s */
@@ -20,7 +22,17 @@ typedef struct wf_http_conf {
     unsigned large_header_buffers;   /* default 4 */
     bool discard_unsafe_fields;      /* default true */
     bool server_version;             /* default true */
+    bool log_route;                  /* default false */
+    bool chunked_transform;          /* default false; no effect yet */
     const wf_mime_table_t *mime;     /* owned by the snapshot */
+
+    /* The listeners' "forwarded" (or "client_ip") objects, each with its
+     * listener's address; nfwd 0: none, and no request pays for them. */
+    const wf_forwarded_t *fwd;
+    size_t nfwd;
+
+    /* "access_log"; NULL: none.  Owned by the snapshot. */
+    wf_access_log_t *access_log;
 } wf_http_conf_t;
 
 #endif

@@ -36,6 +36,11 @@ typedef struct wf_resp {
     uint64_t content_length; /* body bytes (file or memory) */
     bool head_only;          /* HEAD: send the fields, not the body */
     bool close;              /* close the connection after this response */
+
+    /* "response_headers" of the last action, set by wf_req_respond() for
+     * 2xx and 3xx responses (as Unit); NULL: none.  Both borrowed. */
+    const struct wf_action *fields;
+    const wf_route_req_t *fields_rq;
 } wf_resp_t;
 
 typedef struct wf_req wf_req_t;
@@ -56,8 +61,10 @@ struct wf_req {
     wf_resp_t resp;
     unsigned passes;           /* route passes so far */
     const wf_action_t *action; /* the share being served */
+    const wf_action_t *last;   /* the last action run (response_headers) */
     unsigned share_index;      /* which of action->shares */
     bool trying_index;         /* path has the index file appended */
+    uint32_t open_mode;        /* static.c: chroot and resolve limits */
 
     /* A blocking open()+fstat() on a helper thread. */
     wf_job_t job;
@@ -66,11 +73,14 @@ struct wf_req {
     int job_errno;
     struct stat job_st;
 
-    char *uri;           /* decoded path; uri_inline or malloc'd */
-    char *loc;           /* malloc'd Location text, or NULL */
-    char *hbuf;          /* response head: hbuf_inline or malloc'd */
-    char crange[64];     /* Content-Range text */
-    char path[PATH_MAX]; /* file system path being served */
+    char *uri;                /* decoded path; uri_inline or malloc'd */
+    size_t uri_cap;           /* bytes r->uri can hold */
+    char *target;             /* malloc'd target after a rewrite, or NULL */
+    wf_sockaddr_t fwd_remote; /* the client named by "forwarded" */
+    char *loc;                /* malloc'd Location text, or NULL */
+    char *hbuf;               /* response head: hbuf_inline or malloc'd */
+    char crange[64];          /* Content-Range text */
+    char path[PATH_MAX];      /* file system path being served */
     size_t path_len;
     char uri_inline[WF_REQ_URI_INLINE];
     char hbuf_inline[WF_REQ_HEAD_INLINE];

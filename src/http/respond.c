@@ -6,6 +6,7 @@
 
 #include "core/common.h"
 #include "http/cond.h"
+#include "http/tpl.h"
 
 #define WF_SERVER_NAME    "Wharf"
 #define WF_SERVER_VERSION "0.1.0"
@@ -141,12 +142,31 @@ resp_date_get(wf_loop_t *loop)
     return resp_date;
 }
 
+/* Bytes the action's fields need: "Name: value\r\n" each. */
+static size_t
+resp_fields_size(const wf_resp_t *resp)
+{
+    const wf_action_t *a = resp->fields;
+    size_t n = 0;
+
+    for (size_t i = 0; a != NULL && i < a->nresp_fields; i++) {
+        const wf_resp_field_t *f = &a->resp_fields[i];
+
+        if (f->value != NULL) {
+            n += f->name.len + 4
+                 + wf_tpl_render(f->value, resp->fields_rq, NULL, 0);
+        }
+    }
+    return n;
+}
+
 size_t
 wf_resp_head_size(const wf_resp_t *resp)
 {
     /* Fixed fields and numbers fit in 512 bytes; the strings are added. */
     return 512 + resp->content_type.len + resp->location.len + resp->etag.len
-           + resp->content_range.len;
+           + resp->content_range.len
+           + (resp->fields != NULL ? resp_fields_size(resp) : 0);
 }
 
 static char *
@@ -196,6 +216,44 @@ resp_put_status_line(char *p, unsigned status)
     return resp_put_lit(p, "\r\n");
 }
 
+/* The WF_RESP_F_* fields that resp->fields replace or delete. */
+static unsigned
+resp_overridden(const wf_resp_t *resp)
+{
+    return resp->fields != NULL ? resp->fields->resp_builtin : 0;
+}
+
+/* Writes the action's fields with a value.  A value is cut to the room
+ * left (it was measured before, but variables such as $request_id may
+ * render differently), and CR, LF and NUL become spaces so that a variable
+ * can never split the response. */
+static char *
+resp_put_fields(char *p, char *end, const wf_resp_t *resp)
+{
+    const wf_action_t *a = resp->fields;
+
+    for (size_t i = 0; i < a->nresp_fields; i++) {
+        const wf_resp_field_t *f = &a->resp_fields[i];
+        size_t room;
+        size_t n;
+
+        if (f->value == NULL || (size_t)(end - p) < f->name.len + 4) {
+            continue;
+        }
+        p = resp_put(p, f->name.data, f->name.len);
+        p = resp_put_lit(p, ": ");
+        room = (size_t)(end - p) - 2;
+        n = wf_min(wf_tpl_render(f->value, resp->fields_rq, p, room), room);
+        for (size_t k = 0; k < n; k++) {
+            if (p[k] == '\r' || p[k] == '\n' || p[k] == '\0') {
+                p[k] = ' ';
+            }
+        }
+        p = resp_put_lit(p + n, "\r\n");
+    }
+    return p;
+}
+
 static bool
 resp_has_body_fields(unsigned status)
 {
@@ -203,9 +261,11 @@ resp_has_body_fields(unsigned status)
 }
 
 size_t
-wf_resp_head_write(char *out, const wf_resp_t *resp, wf_loop_t *loop,
-                   bool keep_alive, unsigned version, bool server_version)
+wf_resp_head_write(char *out, size_t cap, const wf_resp_t *resp,
+                   wf_loop_t *loop, bool keep_alive, unsigned version,
+                   bool server_version)
 {
+    unsigned skip = resp_overridden(resp);
     char *p = resp_put_status_line(out, resp->status);
 
     p = server_version ? resp_put_lit(p, "Server: " WF_SERVER_NAME
@@ -214,7 +274,7 @@ wf_resp_head_write(char *out, const wf_resp_t *resp, wf_loop_t *loop,
     p = resp_put_lit(p, "Date: ");
     p = resp_put(p, resp_date_get(loop), WF_HTTP_DATE_LEN);
     p = resp_put_lit(p, "\r\n");
-    if (resp->content_type.len > 0) {
+    if (resp->content_type.len > 0 && (skip & WF_RESP_F_CONTENT_TYPE) == 0) {
         p = resp_put_field(p, "Content-Type: ", 14, resp->content_type);
     }
     if (resp_has_body_fields(resp->status)) {
@@ -222,22 +282,26 @@ wf_resp_head_write(char *out, const wf_resp_t *resp, wf_loop_t *loop,
         p = resp_put_u64(p, resp->content_length);
         p = resp_put_lit(p, "\r\n");
     }
-    if (resp->last_modified != 0) {
+    if (resp->last_modified != 0 && (skip & WF_RESP_F_LAST_MODIFIED) == 0) {
         p = resp_put_lit(p, "Last-Modified: ");
         wf_http_date_format(resp->last_modified, p);
         p = resp_put_lit(p + WF_HTTP_DATE_LEN, "\r\n");
     }
-    if (resp->etag.len > 0) {
+    if (resp->etag.len > 0 && (skip & WF_RESP_F_ETAG) == 0) {
         p = resp_put_field(p, "ETag: ", 6, resp->etag);
     }
-    if (resp->accept_ranges) {
+    if (resp->accept_ranges && (skip & WF_RESP_F_ACCEPT_RANGES) == 0) {
         p = resp_put_lit(p, "Accept-Ranges: bytes\r\n");
     }
-    if (resp->content_range.len > 0) {
+    if (resp->content_range.len > 0 && (skip & WF_RESP_F_CONTENT_RANGE) == 0) {
         p = resp_put_field(p, "Content-Range: ", 15, resp->content_range);
     }
-    if (resp->location.len > 0) {
+    if (resp->location.len > 0 && (skip & WF_RESP_F_LOCATION) == 0) {
         p = resp_put_field(p, "Location: ", 10, resp->location);
+    }
+    if (resp->fields != NULL) {
+        /* 64: room for Connection and the final CRLF. */
+        p = resp_put_fields(p, out + cap - 64, resp);
     }
     if (!keep_alive) {
         p = resp_put_lit(p, "Connection: close\r\n");

@@ -9,15 +9,19 @@
 #include "core/loop.h"
 #include "http/req.h"
 
-/* Bytes of the head for resp at most (a bound for the buffer). */
+/* Bytes of the head for resp at most (a bound for the buffer).  With
+ * resp->fields set, renders their values once to measure them. */
 size_t wf_resp_head_size(const wf_resp_t *resp);
 
-/* Writes the status line and fields of resp, final CRLF included, into out
- * (room for wf_resp_head_size() bytes).  keep_alive and the request's
- * version (10 or 11) decide the Connection field; server_version whether
- * Server carries the version.  Returns the length. */
-size_t wf_resp_head_write(char *out, const wf_resp_t *resp, wf_loop_t *loop,
-                          bool keep_alive, unsigned version,
+/* Writes the status line and fields of resp, final CRLF included, into
+ * out[0..cap) (cap: wf_resp_head_size()).  resp->fields replace, delete or
+ * add fields; Date, Server, Content-Length, Connection and
+ * Transfer-Encoding are never theirs to change.  keep_alive and the
+ * request's version (10 or 11) decide the Connection field; server_version
+ * whether Server carries the version.  Returns the length.  Never
+ * allocates. */
+size_t wf_resp_head_write(char *out, size_t cap, const wf_resp_t *resp,
+                          wf_loop_t *loop, bool keep_alive, unsigned version,
                           bool server_version);
 
 /* Unit's error page for status ("<!DOCTYPE html><title>Error 404</title>

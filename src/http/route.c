@@ -12,6 +12,7 @@
 
 #include "core/common.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "http/route_pattern.h"
 #include "http/var.h"
 
@@ -851,4 +852,47 @@ const char *
 wf_route_name(const wf_route_t *route)
 {
     return route->name;
+}
+
+/* Unit names a step "routes/k" in the array form, "routes/NAME/k" else. */
+const wf_action_t *
+wf_route_match_log(const wf_route_t *route, const wf_route_req_t *rq)
+{
+    const char *sep = route->name[0] != '\0' ? "/" : "";
+
+    for (size_t k = 0; k < route->nsteps; k++) {
+        if (route_step_match(&route->steps[k], rq)) {
+            wf_log_notice(0, "\"routes%s%s/%zu\" selected", sep, route->name,
+                          k);
+            return route->steps[k].action;
+        }
+        wf_log_info("\"routes%s%s/%zu\" discarded", sep, route->name, k);
+    }
+    return NULL;
+}
+
+const wf_route_t *
+wf_route_find(wf_route_t *const *routes, size_t n, bool is_array, wf_str_t pass)
+{
+    wf_str_t name;
+
+    if (pass.len < 6 || memcmp(pass.data, "routes", 6) != 0) {
+        return NULL;
+    }
+    if (pass.len == 6) {
+        return is_array && n > 0 ? routes[0] : NULL;
+    }
+    if (pass.data[6] != '/' || is_array) {
+        return NULL;
+    }
+    name = wf_str_make(pass.data + 7, pass.len - 7);
+    for (size_t i = 0; i < n; i++) {
+        const char *rn = routes[i]->name;
+
+        if (name.len > 0 && strlen(rn) == name.len
+            && memcmp(rn, name.data, name.len) == 0) {
+            return routes[i];
+        }
+    }
+    return NULL;
 }

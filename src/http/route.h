@@ -37,6 +37,8 @@ struct wf_route_req {
     wf_str_t uri;             /* decoded, normalised path (starts with '/') */
     const wf_h1_head_t *head; /* all fields (raw target, query, headers);
                                  NULL in some unit tests */
+    wf_str_t target;          /* $request_uri after a "rewrite"; data
+                                 NULL: head->target */
     const wf_sockaddr_t *remote; /* the client; NULL in some unit tests */
     const wf_sockaddr_t *local;  /* the address it connected to */
     bool tls;                    /* scheme https (always false for now) */
@@ -56,8 +58,32 @@ typedef enum wf_action_type {
 typedef struct wf_pattern_set wf_pattern_set_t;
 typedef struct wf_route wf_route_t;
 
+/* Response fields an action sets ("response_headers"); value NULL deletes
+ * the field. */
+typedef struct wf_resp_field {
+    wf_str_t name;
+    const wf_tpl_t *value;
+} wf_resp_field_t;
+
+/* Fields that Wharf itself writes and "response_headers" may replace or
+ * delete: the bits of wf_action_t.resp_builtin. */
+#define WF_RESP_F_CONTENT_TYPE  0x01u
+#define WF_RESP_F_LAST_MODIFIED 0x02u
+#define WF_RESP_F_ETAG          0x04u
+#define WF_RESP_F_ACCEPT_RANGES 0x08u
+#define WF_RESP_F_CONTENT_RANGE 0x10u
+#define WF_RESP_F_LOCATION      0x20u
+
 typedef struct wf_action {
     wf_action_type_t type;
+
+    /* Every kind.  rewrite: NULL when none.  resp_fields: the fields to set
+     * or delete (nresp_fields 0: none), in config order; resp_builtin: the
+     * WF_RESP_F_* fields they name. */
+    const wf_tpl_t *rewrite;
+    const wf_resp_field_t *resp_fields;
+    size_t nresp_fields;
+    unsigned resp_builtin;
 
     /* WF_ACTION_SHARE */
     wf_tpl_t **shares; /* tried in order; nshares >= 1 */
@@ -65,13 +91,22 @@ typedef struct wf_action {
     wf_str_t index;                   /* "index.html" by default */
     const wf_pattern_set_t *types;    /* MIME type filter; NULL: any */
     const struct wf_action *fallback; /* NULL: none */
+    const wf_tpl_t *chroot;           /* NULL: none */
+    bool follow_symlinks;             /* default true */
+    bool traverse_mounts;             /* default true */
 
     /* WF_ACTION_RETURN */
     unsigned status;          /* 0..999 */
     const wf_tpl_t *location; /* NULL: no Location field */
 
-    /* WF_ACTION_PASS */
+    /* WF_ACTION_PASS: route, or a template resolved per request against
+     * the snapshot's routes (routes[0..nroutes), the array form when
+     * routes_is_array). */
     const wf_route_t *route;
+    const wf_tpl_t *pass;
+    wf_route_t *const *routes;
+    size_t nroutes;
+    bool routes_is_array;
 } wf_action_t;
 
 /* Compiles a pattern set from a JSON string or array of strings (Unit's
@@ -107,5 +142,16 @@ const wf_action_t *wf_route_match(const wf_route_t *route,
                                   const wf_route_req_t *rq);
 
 const char *wf_route_name(const wf_route_t *route);
+
+/* As wf_route_match(), but scans the steps in order and logs each one as
+ * Unit's log_route does: '"routes/NAME/k" discarded' at [info] and
+ * '... selected' at [notice].  For requests with log_route on only. */
+const wf_action_t *wf_route_match_log(const wf_route_t *route,
+                                      const wf_route_req_t *rq);
+
+/* Finds the route that a rendered "pass" value names ("routes",
+ * "routes/NAME") among routes[0..n).  NULL when none. */
+const wf_route_t *wf_route_find(wf_route_t *const *routes, size_t n,
+                                bool is_array, wf_str_t pass);
 
 #endif

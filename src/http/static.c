@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -20,11 +22,19 @@
 #define STATIC_MAX_FILES 1024 /* cached files per thread */
 #define STATIC_RANGE_MAX sizeof(((wf_req_t *)0)->crange)
 
+/* Bits of wf_req_t.open_mode: how the share's path may be resolved.  The
+ * chroot's length (a prefix of r->path) is kept above the bits. */
+#define STATIC_NO_SYMLINKS 0x1u
+#define STATIC_NO_XDEV     0x2u
+#define STATIC_CHROOT      0x4u
+#define STATIC_ROOT_SHIFT  3
+
 struct wf_file {
     struct wf_file *next; /* hash chain; NULL at the end */
     int fd;
     int refs; /* the cache's (while in the table) + responses */
     uint32_t hash;
+    uint32_t mode;   /* the open_mode it was opened with */
     uint64_t expire; /* loop ms after which the entry is not trusted */
     uint64_t size;
     time_t mtime;
@@ -133,7 +143,8 @@ wf_static_thread_exit(void)
 
 /* Returns a new reference to the fresh cached file at path, or NULL. */
 static wf_file_t *
-static_cache_find(static_cache_t *sc, const char *path, size_t len)
+static_cache_find(static_cache_t *sc, const char *path, size_t len,
+                  uint32_t mode)
 {
     uint32_t h = static_hash(path, len);
     wf_file_t **pp = &sc->buckets[h % STATIC_BUCKETS];
@@ -141,7 +152,7 @@ static_cache_find(static_cache_t *sc, const char *path, size_t len)
     for (; *pp != NULL; pp = &(*pp)->next) {
         wf_file_t *f = *pp;
 
-        if (f->hash != h || f->path_len != len
+        if (f->hash != h || f->path_len != len || f->mode != mode
             || memcmp(f->path, path, len) != 0) {
             continue;
         }
@@ -161,8 +172,8 @@ static_cache_find(static_cache_t *sc, const char *path, size_t len)
  * reference when there is room).  Returns a new reference, or NULL with fd
  * closed when out of memory. */
 static wf_file_t *
-static_cache_add(static_cache_t *sc, const char *path, size_t len, int fd,
-                 const struct stat *st)
+static_cache_add(static_cache_t *sc, const char *path, size_t len,
+                 uint32_t mode, int fd, const struct stat *st)
 {
     wf_file_t *f = malloc(sizeof(*f) + len + 1);
 
@@ -173,6 +184,7 @@ static_cache_add(static_cache_t *sc, const char *path, size_t len, int fd,
     f->fd = fd;
     f->refs = 1;
     f->hash = static_hash(path, len);
+    f->mode = mode;
     f->expire = sc->loop->now + WF_FILE_VALID_MS;
     f->size = (uint64_t)st->st_size;
     f->mtime = st->st_mtime;
@@ -207,6 +219,9 @@ static_fail(wf_req_t *r, unsigned status)
         return;
     }
     if (a->fallback != NULL) {
+        if (r->hc->log_route) {
+            wf_log_notice(0, "\"fallback\" taken");
+        }
         wf_http_run_action(r, a->fallback);
         return;
     }
@@ -224,6 +239,7 @@ static_errno_status(int err)
     case EACCES:
     case EPERM:
     case ELOOP:
+    case EXDEV: /* a mount point with traverse_mounts off */
     case ENXIO: /* a socket or a device without its driver */
     case ENODEV:
         return 403;
@@ -351,12 +367,56 @@ static_respond_file(wf_req_t *r, wf_file_t *f)
     }
 }
 
+/* Opens r->path under the share's restrictions with openat2(): inside the
+ * chroot (absolute symlinks stay in it, ".." stops at it), without
+ * following symlinks, without crossing mount points.  The restrictions
+ * apply only below the chroot, as in Unit.  Returns a descriptor or -1. */
+static int
+static_open_restricted(const wf_req_t *r)
+{
+    struct open_how how = {.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC};
+    const char *rel = r->path;
+    char root[PATH_MAX];
+    int dirfd = AT_FDCWD;
+    int fd;
+
+    how.resolve |=
+        (r->open_mode & STATIC_NO_SYMLINKS) != 0 ? RESOLVE_NO_SYMLINKS : 0;
+    how.resolve |= (r->open_mode & STATIC_NO_XDEV) != 0 ? RESOLVE_NO_XDEV : 0;
+    if ((r->open_mode & STATIC_CHROOT) != 0) {
+        size_t len = r->open_mode >> STATIC_ROOT_SHIFT;
+
+        memcpy(root, r->path, len);
+        root[len] = '\0';
+        dirfd = open(len > 0 ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd == -1) {
+            return -1;
+        }
+        how.resolve |= RESOLVE_IN_ROOT;
+        rel = r->path + len;
+        while (*rel == '/') {
+            rel++;
+        }
+        rel = *rel != '\0' ? rel : ".";
+    }
+    fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+    if (dirfd != AT_FDCWD) {
+        int err = errno;
+
+        close(dirfd);
+        errno = err;
+    }
+    return fd;
+}
+
 static void
 static_open_work(wf_job_t *job)
 {
     wf_req_t *r = wf_container_of(job, wf_req_t, job);
 
-    r->job_fd = open(r->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    r->job_fd = r->open_mode == 0
+                    ? open(r->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+                    : static_open_restricted(r);
     if (r->job_fd == -1) {
         r->job_errno = errno;
         return;
@@ -395,7 +455,8 @@ static_on_open(wf_req_t *r)
         return;
     }
     sc = static_cache_get(r->loop);
-    f = sc != NULL ? static_cache_add(sc, r->path, r->path_len, fd, &r->job_st)
+    f = sc != NULL ? static_cache_add(sc, r->path, r->path_len, r->open_mode,
+                                      fd, &r->job_st)
                    : NULL;
     if (f == NULL) {
         if (sc == NULL) {
@@ -435,6 +496,37 @@ static_render_path(wf_req_t *r)
     return WF_OK;
 }
 
+/* Sets r->open_mode from the action's chroot, follow_symlinks and
+ * traverse_mounts.  Returns WF_OK, or WF_DECLINED when r->path lies
+ * outside the chroot (Unit answers 403). */
+static int
+static_resolve_mode(wf_req_t *r)
+{
+    const wf_action_t *a = r->action;
+    char root[PATH_MAX];
+    size_t n;
+
+    r->open_mode = (a->follow_symlinks ? 0 : STATIC_NO_SYMLINKS)
+                   | (a->traverse_mounts ? 0 : STATIC_NO_XDEV);
+    if (a->chroot == NULL) {
+        return WF_OK;
+    }
+    n = wf_tpl_render(a->chroot, &r->rq, root, sizeof(root));
+    if (n >= sizeof(root)) {
+        return WF_DECLINED;
+    }
+    while (n > 0 && root[n - 1] == '/') {
+        n--;
+    }
+    /* The chroot must be a directory prefix of the path. */
+    if (n > r->path_len || memcmp(root, r->path, n) != 0
+        || (r->path[n] != '/' && r->path[n] != '\0')) {
+        return WF_DECLINED;
+    }
+    r->open_mode |= STATIC_CHROOT | (uint32_t)(n << STATIC_ROOT_SHIFT);
+    return WF_OK;
+}
+
 static void
 static_try_share(wf_req_t *r)
 {
@@ -445,8 +537,13 @@ static_try_share(wf_req_t *r)
         static_fail(r, 404);
         return;
     }
+    if (static_resolve_mode(r) != WF_OK) {
+        static_fail(r, 403);
+        return;
+    }
     sc = static_cache_get(r->loop);
-    f = sc != NULL ? static_cache_find(sc, r->path, r->path_len) : NULL;
+    f = sc != NULL ? static_cache_find(sc, r->path, r->path_len, r->open_mode)
+                   : NULL;
     if (f != NULL) {
         static_respond_file(r, f);
         return;

@@ -69,6 +69,9 @@ tpl_request_uri(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
                 size_t cap)
 {
     wf_unused(part);
+    if (rq->target.data != NULL) {
+        return tpl_put(out, cap, rq->target);
+    }
     return tpl_put(out, cap, rq->head != NULL ? rq->head->target : wf_null_str);
 }
 

@@ -24,6 +24,8 @@ static const struct {
     {"api", wf_test_api},
     {"tpl", wf_test_tpl},
     {"port", wf_test_port},
+    {"forwarded", wf_test_forwarded},
+    {"access_log", wf_test_access_log},
 };
 
 int

@@ -289,21 +289,46 @@ static const struct {
      "The \"applications\" option is not supported yet."},
     {"{\"upstreams\": {\"u\": {\"servers\": {}}}}", "Invalid configuration.",
      "The \"upstreams\" option is not supported yet."},
-    {"{\"access_log\": \"/dev/stdout\"}", "Invalid configuration.",
-     "The \"access_log\" option is not supported yet."},
-    {"{\"access_log\": {\"path\": \"/x\"}}", "Invalid configuration.",
-     "\"access_log\" option is not supported yet"},
+    /* access_log */
+    {"{\"access_log\": {\"format\": \"x\"}}", "Invalid configuration.",
+     "The \"path\" string must not be empty."},
+    {"{\"access_log\": {\"path\": \"\"}}", "Invalid configuration.",
+     "The \"path\" string must not be empty."},
+    {"{\"access_log\": \"\"}", "Invalid configuration.",
+     "The \"access_log\" path must not be empty."},
+    {"{\"access_log\": {\"path\": \"/tmp/wf-al\", \"x\": 1}}",
+     "Invalid configuration.", "Unknown parameter \"x\"."},
+    {"{\"access_log\": {\"path\": \"/tmp/wf-al\", \"format\": 1}}",
+     "Invalid configuration.",
+     "The \"format\" value must be either a string or an object"},
+    {"{\"access_log\": {\"path\": \"/tmp/wf-al\", \"format\": "
+     "{\"\": \"$uri\"}}}",
+     "Invalid configuration.",
+     "In the access log format, the name must not be empty."},
+    {"{\"access_log\": {\"path\": \"/tmp/wf-al\", \"format\": "
+     "{\"a\": 1}}}",
+     "Invalid configuration.",
+     "In the access log format, the value must be a string."},
+    {"{\"access_log\": {\"path\": \"/tmp/wf-al\", \"format\": "
+     "\"$nope\"}}",
+     "Invalid configuration.", "Unknown variable \"nope\""},
+    {"{\"access_log\": {\"path\": \"/tmp/wf-al\", \"if\": \"$nope\"}}",
+     "Invalid configuration.", "Unknown variable \"nope\""},
+    {"{\"access_log\": {\"path\": \"/tmp/wf-al\", \"if\": 1}}",
+     "Invalid configuration.", "The \"if\" value must be a string"},
+    {"{\"access_log\": \"/nonexistent-wharf-dir/a.log\"}",
+     "Invalid configuration.", "Failed to open the access log"},
     {"{\"access_log\": 1}", "Invalid configuration.",
      "must be either a string or an object"},
     {"{\"settings\": {\"listen_threads\": 2}}", "Invalid configuration.",
      "The \"listen_threads\" option is not supported yet."},
     {"{\"settings\": {\"js_module\": \"m\"}}", "Invalid configuration.",
      "not supported yet"},
-    {"{\"settings\": {\"http\": {\"log_route\": true}}}",
+    {"{\"settings\": {\"http\": {\"log_route\": 1}}}", "Invalid configuration.",
+     "The \"log_route\" value must be a boolean"},
+    {"{\"settings\": {\"http\": {\"chunked_transform\": \"y\"}}}",
      "Invalid configuration.",
-     "The \"log_route\" option is not supported yet."},
-    {"{\"settings\": {\"http\": {\"chunked_transform\": true}}}",
-     "Invalid configuration.", "not supported yet"},
+     "The \"chunked_transform\" value must be a boolean"},
     {"{\"settings\": {\"http\": {\"websocket\": {}}}}",
      "Invalid configuration.", "not supported yet"},
     {"{\"settings\": {\"http\": {\"body_temp_path\": \"/tmp\"}}}",
@@ -399,10 +424,33 @@ static const struct {
     {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"tls\": "
      "{\"certificate\": \"c\"}}}, \"routes\": []}",
      "Invalid configuration.", "The \"tls\" option is not supported yet."},
+    /* forwarded, client_ip */
     {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"forwarded\": "
-     "{\"source\": \"*\"}}}, \"routes\": []}",
+     "{\"source\": \"10.0.0.0/8\"}}}, \"routes\": []}",
      "Invalid configuration.",
-     "The \"forwarded\" option is not supported yet."},
+     "The \"forwarded\" object must have either \"client_ip\" or "
+     "\"protocol\" option set."},
+    {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"forwarded\": "
+     "{\"client_ip\": \"X-Forwarded-For\"}}}, \"routes\": []}",
+     "Invalid configuration.", "Required parameter \"source\" is missing."},
+    {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"forwarded\": "
+     "{\"protocol\": \"X\", \"source\": \"10.0.0.0/8\", \"recursive\": "
+     "1}}}, \"routes\": []}",
+     "Invalid configuration.", "The \"recursive\" value must be a boolean"},
+    {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"forwarded\": "
+     "{\"protocol\": 1, \"source\": \"10.0.0.0/8\"}}}, \"routes\": []}",
+     "Invalid configuration.", "The \"protocol\" value must be a string"},
+    {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"forwarded\": "
+     "{\"protocol\": \"X\", \"source\": \"10.0.0.0/99\"}}}, "
+     "\"routes\": []}",
+     "Invalid configuration.", "address"},
+    {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"forwarded\": "
+     "{\"protocol\": \"X\", \"source\": \"1.1.1.1\", \"y\": 1}}}, "
+     "\"routes\": []}",
+     "Invalid configuration.", "Unknown parameter \"y\"."},
+    {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"client_ip\": "
+     "{\"source\": \"1.1.1.1\"}}}, \"routes\": []}",
+     "Invalid configuration.", "Required parameter \"header\" is missing."},
     {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"backlog\": 10}}, "
      "\"routes\": []}",
      "Invalid configuration.", "\"backlog\" option is not supported yet"},
@@ -435,8 +483,10 @@ static const struct {
      "Invalid configuration.", "points to invalid location"},
     {"{\"listeners\": {\"*:80\": {\"pass\": \"upstreams/u\"}}}",
      "Invalid configuration.", "points to invalid location \"upstreams/u\""},
-    {"{\"listeners\": {\"*:80\": {\"pass\": \"routes/$host\"}}}",
-     "Invalid configuration.", "not supported yet"},
+    {"{\"listeners\": {\"*:80\": {\"pass\": \"routes/$nope\"}}}",
+     "Invalid configuration.", "Unknown variable \"nope\""},
+    {"{\"routes\": [{\"action\": {\"pass\": \"routes/${host\"}}]}",
+     "Invalid configuration.", "in the \"pass\" value"},
     {"{\"listeners\": {\"*:80\": {\"pass\": \"nowhere\"}}}",
      "Invalid configuration.", "points to invalid location \"nowhere\""},
     {"{\"routes\": [{\"action\": {\"pass\": \"routes/nope\"}}]}",
@@ -512,23 +562,48 @@ static const struct {
      "{\"share\": \"/y\", \"fallback\": {\"proxy\": "
      "\"http://127.0.0.1:1\"}}}}]}",
      "Invalid configuration.", "The \"proxy\" option is not supported yet."},
-    {"{\"routes\": [{\"action\": {\"share\": \"/x\", \"chroot\": \"/\"}}]}",
-     "Invalid configuration.", "The \"chroot\" option is not supported yet."},
+    {"{\"routes\": [{\"action\": {\"share\": \"/x\", \"chroot\": 1}}]}",
+     "Invalid configuration.", "The \"chroot\" value must be a string"},
+    {"{\"routes\": [{\"action\": {\"share\": \"/x\", \"chroot\": "
+     "\"/$nope\"}}]}",
+     "Invalid configuration.", "Unknown variable \"nope\""},
     {"{\"routes\": [{\"action\": {\"share\": \"/x\", \"follow_symlinks\": "
-     "false}}]}",
-     "Invalid configuration.", "not supported yet"},
+     "\"no\"}}]}",
+     "Invalid configuration.",
+     "The \"follow_symlinks\" value must be a boolean"},
     {"{\"routes\": [{\"action\": {\"share\": \"/x\", \"traverse_mounts\": "
-     "false}}]}",
-     "Invalid configuration.", "not supported yet"},
+     "0}}]}",
+     "Invalid configuration.",
+     "The \"traverse_mounts\" value must be a boolean"},
+    {"{\"routes\": [{\"action\": {\"return\": 200, \"chroot\": \"/\"}}]}",
+     "Invalid configuration.", "Unknown parameter \"chroot\"."},
     {"{\"routes\": [{\"action\": {\"proxy\": \"http://127.0.0.1:8000\"}}]}",
      "Invalid configuration.", "The \"proxy\" option is not supported yet."},
+    /* response_headers, rewrite */
     {"{\"routes\": [{\"action\": {\"return\": 200, \"response_headers\": "
-     "{}}}]}",
+     "[]}}]}",
      "Invalid configuration.",
-     "The \"response_headers\" option is not supported yet."},
+     "The \"response_headers\" value must be an object"},
+    {"{\"routes\": [{\"action\": {\"return\": 200, \"response_headers\": "
+     "{\"\": \"a\"}}}]}",
+     "Invalid configuration.", "The response header name must not be empty."},
+    {"{\"routes\": [{\"action\": {\"return\": 200, \"response_headers\": "
+     "{\"Content-Length\": \"1\"}}}]}",
+     "Invalid configuration.",
+     "The \"Content-Length\" response header value is not supported"},
+    {"{\"routes\": [{\"action\": {\"return\": 200, \"response_headers\": "
+     "{\"X-A\": 1}}}]}",
+     "Invalid configuration.",
+     "The \"X-A\" response header value must either be a string or a null"},
+    {"{\"routes\": [{\"action\": {\"return\": 200, \"response_headers\": "
+     "{\"X-A\": \"$nope\"}}}]}",
+     "Invalid configuration.", "Unknown variable \"nope\""},
     {"{\"routes\": [{\"action\": {\"pass\": \"routes\", \"rewrite\": "
-     "\"/x\"}}]}",
-     "Invalid configuration.", "The \"rewrite\" option is not supported yet."},
+     "1}}]}",
+     "Invalid configuration.", "The \"rewrite\" value must be a string"},
+    {"{\"routes\": [{\"action\": {\"return\": 204, \"rewrite\": "
+     "\"/$nope\"}}]}",
+     "Invalid configuration.", "Unknown variable \"nope\""},
     {"{\"routes\": [{\"action\": {\"pass\": \"applications/a/t\"}}]}",
      "Invalid configuration.", "points to invalid location"},
 };
@@ -633,7 +708,8 @@ static const char *const conf_unit_keys[] = {
     "{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"tls\": "
     "{\"certificate\": \"c\"}}}, \"routes\": []}",
     "{\"listeners\": {\"*:80\": {\"application\": \"a\"}}}",
-    "{\"access_log\": {\"path\": \"/x\", \"format\": \"f\", \"if\": \"a\"}}",
+    "{\"access_log\": {\"path\": \"/tmp/wf-unit-keys.log\", \"format\": "
+    "\"f\", \"if\": \"a\"}}",
     "{\"upstreams\": {\"u\": {\"servers\": {\"127.0.0.1:1\": {}}}}}",
     "{\"applications\": {\"a\": {\"type\": \"python\", \"module\": \"m\"}}}",
 };

@@ -1,0 +1,78 @@
+/* Unit's "access_log": one line per request, in the combined format by
+ * default, a custom template, or JSON objects (a "format" object).
+ *
+ * Writing never blocks an I/O thread: each thread formats lines into its
+ * own buffer, and hands a full buffer (or, after WF_ACCESS_LOG_FLUSH_MS,
+ * any buffer) to one writer thread through a bounded queue; when the queue
+ * is full the buffer's lines are dropped and counted.  Only the writer
+ * thread calls write().  See docs/internals/access_log.md. */
+#ifndef WF_HTTP_ACCESS_LOG_H
+#define WF_HTTP_ACCESS_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/loop.h"
+#include "core/pool.h"
+#include "core/str.h"
+#include "http/route.h"
+#include "http/tpl.h"
+
+#define WF_ACCESS_LOG_FLUSH_MS 100
+
+/* Unit's default: the combined log format. */
+#define WF_ACCESS_LOG_COMBINED                                  \
+    "$remote_addr - - [$time_local] \"$request_line\" $status " \
+    "$body_bytes_sent \"$header_referer\" \"$header_user_agent\""
+
+typedef struct wf_access_log wf_access_log_t;
+
+/* The compiled pieces of an "access_log" value. */
+typedef struct wf_access_log_spec {
+    const char *path;       /* NUL-terminated */
+    const wf_tpl_t *format; /* the string form; NULL: JSON fields */
+    const wf_str_t *keys;   /* the object form: keys[i] -> values[i] */
+    const wf_tpl_t **values;
+    size_t nfields;
+    const wf_tpl_t *cond; /* "if"; NULL: log every request */
+    bool negate;          /* "if" started with '!' */
+} wf_access_log_spec_t;
+
+/* Creates an access log in a (which must outlive it) and opens its file
+ * (O_APPEND, created 0644), sharing the descriptor with any live access
+ * log of the same path.  Returns NULL with the reason in err. */
+wf_access_log_t *wf_access_log_create(wf_arena_t *a,
+                                      const wf_access_log_spec_t *spec,
+                                      char *err, size_t errlen);
+
+/* Drops al's file reference (the file closes when the writer has no more
+ * lines for it).  Accepts NULL.  The memory belongs to the arena. */
+void wf_access_log_destroy(wf_access_log_t *al);
+
+/* True when rq is to be logged ("if").  Never allocates. */
+bool wf_access_log_wants(const wf_access_log_t *al, const wf_route_req_t *rq);
+
+/* Formats rq's line, '\n' included, into out[0..cap) (cap >= 2): the line
+ * is cut to fit.  Control bytes in values are escaped ("\x0A"; in JSON
+ * "\u000a").  Returns the length written.  Never allocates. */
+size_t wf_access_log_format(const wf_access_log_t *al, const wf_route_req_t *rq,
+                            char *out, size_t cap);
+
+/* Logs rq (after its response), on loop's thread.  Never blocks, never
+ * allocates except once per buffer. */
+void wf_access_log_write(wf_access_log_t *al, const wf_route_req_t *rq,
+                         wf_loop_t *loop);
+
+/* Makes the writer thread reopen every access log file by its path
+ * (USR1).  Async-signal-safe: it only sets a flag, seen within
+ * WF_ACCESS_LOG_FLUSH_MS. */
+void wf_access_log_reopen(void);
+
+/* Hands the calling I/O thread's buffer to the writer (at thread exit). */
+void wf_access_log_thread_exit(void);
+
+/* Lines dropped because the writer fell behind, since start. */
+uint64_t wf_access_log_dropped(void);
+
+#endif
