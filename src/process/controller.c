@@ -189,56 +189,22 @@ ctl_router_ready(void)
 static void
 ctl_on_router_close(wf_port_t *p)
 {
-    wf_log_info("router port closed");
-    if (ctl.router_port == p) {
-        ctl.router_port = NULL;
-    }
-    wf_port_destroy(p);
+    wf_proc_port_lost(&ctl.router_port, p, false);
 }
 
 static void
 ctl_on_main_close(wf_port_t *p)
 {
-    wf_log_alert(0, "main process is gone, exiting");
-    ctl.main_port = NULL;
-    wf_port_destroy(p);
-    kill(getpid(), SIGTERM);
-}
-
-static wf_port_t *
-ctl_port_open(int fd, wf_port_role_t peer, const wf_port_type_t *types,
-              size_t ntypes, wf_port_owner_t *owner)
-{
-    wf_port_t *p =
-        wf_port_create(fd, WF_PORT_CONTROLLER, peer, types, ntypes, owner);
-
-    if (p == NULL) {
-        close(fd);
-        return NULL;
-    }
-    if (wf_port_start(p, wf_loop_get(0)) != WF_OK) {
-        wf_port_destroy(p);
-        return NULL;
-    }
-    return p;
+    wf_proc_port_lost(&ctl.main_port, p, true);
 }
 
 static void
 ctl_on_peer_port(wf_port_t *p, wf_port_msg_t *msg)
 {
-    int fd = wf_port_msg_take_fd(msg, 0);
-
     wf_unused(p);
-    if (fd < 0) {
-        return;
-    }
-    if (ctl.router_port != NULL) {
-        wf_port_destroy(ctl.router_port);
-    }
-    ctl.router_port =
-        ctl_port_open(fd, WF_PORT_ROUTER, ctl_router_types,
-                      wf_nitems(ctl_router_types), &ctl.router_owner);
-    if (ctl.router_port != NULL) {
+    if (wf_proc_port_replace(&ctl.router_port, msg, WF_PORT_CONTROLLER,
+                             WF_PORT_ROUTER, ctl_router_types,
+                             wf_nitems(ctl_router_types), &ctl.router_owner)) {
         ctl_router_ready();
         ctl_apply_next();
     }
@@ -275,11 +241,12 @@ ctl_start(const wf_opts_t *opts, int main_fd, int router_fd)
     }
     ctl.main_owner.on_close = ctl_on_main_close;
     ctl.router_owner.on_close = ctl_on_router_close;
-    ctl.main_port = ctl_port_open(main_fd, WF_PORT_MAIN, ctl_main_types,
-                                  wf_nitems(ctl_main_types), &ctl.main_owner);
-    ctl.router_port =
-        ctl_port_open(router_fd, WF_PORT_ROUTER, ctl_router_types,
-                      wf_nitems(ctl_router_types), &ctl.router_owner);
+    ctl.main_port = wf_proc_port_open(main_fd, WF_PORT_CONTROLLER, WF_PORT_MAIN,
+                                      ctl_main_types, wf_nitems(ctl_main_types),
+                                      &ctl.main_owner);
+    ctl.router_port = wf_proc_port_open(
+        router_fd, WF_PORT_CONTROLLER, WF_PORT_ROUTER, ctl_router_types,
+        wf_nitems(ctl_router_types), &ctl.router_owner);
     if (ctl.main_port == NULL || ctl.router_port == NULL
         || wf_ctl_http_open(&ctl.control, opts) != WF_OK) {
         return WF_ERROR;

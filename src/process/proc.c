@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "core/log.h"
@@ -81,4 +82,54 @@ wf_proc_wait_stop(void)
             break;
         }
     }
+}
+
+wf_port_t *
+wf_proc_port_open(int fd, wf_port_role_t self, wf_port_role_t peer,
+                  const wf_port_type_t *types, size_t ntypes,
+                  wf_port_owner_t *owner)
+{
+    wf_port_t *p = wf_port_create(fd, self, peer, types, ntypes, owner);
+
+    if (p == NULL) {
+        close(fd);
+        return NULL;
+    }
+    if (wf_port_start(p, wf_loop_get(0)) != WF_OK) {
+        wf_port_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+void
+wf_proc_port_lost(wf_port_t **slot, wf_port_t *p, bool fatal)
+{
+    if (fatal) {
+        wf_log_alert(0, "main process is gone, exiting");
+    } else {
+        wf_log_info("%s port closed", wf_port_role_name(wf_port_peer(p)));
+    }
+    if (*slot == p) {
+        *slot = NULL;
+    }
+    wf_port_destroy(p);
+    if (fatal) {
+        kill(getpid(), SIGTERM);
+    }
+}
+
+bool
+wf_proc_port_replace(wf_port_t **slot, wf_port_msg_t *msg, wf_port_role_t self,
+                     wf_port_role_t peer, const wf_port_type_t *types,
+                     size_t ntypes, wf_port_owner_t *owner)
+{
+    int fd = wf_port_msg_take_fd(msg, 0);
+
+    if (fd < 0) {
+        return false;
+    }
+    wf_port_destroy(*slot);
+    *slot = wf_proc_port_open(fd, self, peer, types, ntypes, owner);
+    return *slot != NULL;
 }

@@ -4,6 +4,9 @@
 #define WF_PROCESS_PROCESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "process/port.h"
 
 #define WF_VERSION "0.1.0"
 #define WF_VERNUM  100 /* major * 10000 + minor * 100 + patch */
@@ -37,6 +40,23 @@ int wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd);
 /* Runs the router: I/O threads, listeners, requests.  main_fd and ctrl_fd
  * are its ports (taken).  Returns the process exit status. */
 int wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd);
+
+/* Creates a port on fd (taken; closed on failure) talking as self to
+ * peer, started on loop 0.  Returns NULL on failure (logged). */
+wf_port_t *wf_proc_port_open(int fd, wf_port_role_t self, wf_port_role_t peer,
+                             const wf_port_type_t *types, size_t ntypes,
+                             wf_port_owner_t *owner);
+
+/* A port's peer went away: forgets it in *slot and destroys it.  fatal:
+ * the peer is main, without which this process cannot go on; it stops. */
+void wf_proc_port_lost(wf_port_t **slot, wf_port_t *p, bool fatal);
+
+/* WF_MSG_PEER_PORT: replaces *slot by a port on the fd msg carries.
+ * Returns true when the new port is up. */
+bool wf_proc_port_replace(wf_port_t **slot, wf_port_msg_t *msg,
+                          wf_port_role_t self, wf_port_role_t peer,
+                          const wf_port_type_t *types, size_t ntypes,
+                          wf_port_owner_t *owner);
 
 /* Sets the process title shown by ps ("wharf: router"); argv is the
  * process's original argv, whose memory holds the title. */

@@ -171,56 +171,23 @@ router_on_status_get(wf_port_t *p, wf_port_msg_t *msg)
 static void
 router_on_ctrl_close(wf_port_t *p)
 {
-    wf_log_info("controller port closed");
-    if (rproc.ctrl_port == p) {
-        rproc.ctrl_port = NULL;
-    }
-    wf_port_destroy(p);
+    wf_proc_port_lost(&rproc.ctrl_port, p, false);
 }
 
 static void
 router_on_main_close(wf_port_t *p)
 {
-    /* Without main nobody restarts us or opens sockets: stop. */
-    wf_log_alert(0, "main process is gone, exiting");
-    rproc.main_port = NULL;
-    wf_port_destroy(p);
-    kill(getpid(), SIGTERM);
-}
-
-static wf_port_t *
-router_port_open(int fd, wf_port_role_t peer, const wf_port_type_t *types,
-                 size_t ntypes, wf_port_owner_t *owner)
-{
-    wf_port_t *p =
-        wf_port_create(fd, WF_PORT_ROUTER, peer, types, ntypes, owner);
-
-    if (p == NULL) {
-        close(fd);
-        return NULL;
-    }
-    if (wf_port_start(p, wf_loop_get(0)) != WF_OK) {
-        wf_port_destroy(p);
-        return NULL;
-    }
-    return p;
+    /* Without main nobody restarts us or opens sockets. */
+    wf_proc_port_lost(&rproc.main_port, p, true);
 }
 
 /* A new controller: its port arrives from main. */
 static void
 router_on_peer_port(wf_port_t *p, wf_port_msg_t *msg)
 {
-    int fd = wf_port_msg_take_fd(msg, 0);
-
     wf_unused(p);
-    if (fd < 0) {
-        return;
-    }
-    if (rproc.ctrl_port != NULL) {
-        wf_port_destroy(rproc.ctrl_port);
-    }
-    rproc.ctrl_port =
-        router_port_open(fd, WF_PORT_CONTROLLER, router_ctrl_types,
+    wf_proc_port_replace(&rproc.ctrl_port, msg, WF_PORT_ROUTER,
+                         WF_PORT_CONTROLLER, router_ctrl_types,
                          wf_nitems(router_ctrl_types), &rproc.ctrl_owner);
 }
 
@@ -245,12 +212,12 @@ router_start(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     rproc.main_owner.on_close = router_on_main_close;
     rproc.ctrl_owner.on_close = router_on_ctrl_close;
     rproc.rt = wf_router_create(&router_proc_ops, wf_loop_get(0));
-    rproc.main_port =
-        router_port_open(main_fd, WF_PORT_MAIN, router_main_types,
-                         wf_nitems(router_main_types), &rproc.main_owner);
-    rproc.ctrl_port =
-        router_port_open(ctrl_fd, WF_PORT_CONTROLLER, router_ctrl_types,
-                         wf_nitems(router_ctrl_types), &rproc.ctrl_owner);
+    rproc.main_port = wf_proc_port_open(
+        main_fd, WF_PORT_ROUTER, WF_PORT_MAIN, router_main_types,
+        wf_nitems(router_main_types), &rproc.main_owner);
+    rproc.ctrl_port = wf_proc_port_open(
+        ctrl_fd, WF_PORT_ROUTER, WF_PORT_CONTROLLER, router_ctrl_types,
+        wf_nitems(router_ctrl_types), &rproc.ctrl_owner);
     if (rproc.rt == NULL || rproc.main_port == NULL
         || rproc.ctrl_port == NULL) {
         return WF_ERROR;
