@@ -160,9 +160,9 @@ def test_unix_client_logged_as_unix(wharf, docroot, tmp_path):
     try:
         path = os.path.join(d, "a.sock")
         log = str(tmp_path / "access.log")
-        server = wharf(with_log(routes_for(docroot), log,
-                                extra_listeners={"unix:" + path: {
-                                    "pass": "routes"}}))
+        wharf(with_log(routes_for(docroot), log,
+                       extra_listeners={"unix:" + path: {
+                           "pass": "routes"}}))
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(10)
             s.connect(path)
@@ -256,7 +256,7 @@ def test_if_condition(wharf, docroot, tmp_path):
     for path in ("/r/1?log=1", "/r/2", "/r/3?log=", "/r/4?log=0",
                  "/r/5?log=yes"):
         ask(server, path)
-    lines = wait_lines(log, 2)
+    wait_lines(log, 2)
     time.sleep(0.3)
     assert read(log).splitlines() == ["/r/1?log=1", "/r/5?log=yes"]
 

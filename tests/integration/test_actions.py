@@ -3,7 +3,6 @@
 "traverse_mounts", "types" and "fallback" (Unit 1.35 semantics)."""
 
 import os
-import shutil
 import uuid
 
 import pytest
