@@ -56,6 +56,7 @@ static struct {
     pthread_t tid;
     wf_list_t files;
     bool files_ready;
+    _Atomic size_t queued; /* qlen, for readers without the mutex */
     _Atomic uint64_t dropped;
     _Atomic bool reopen;
 } alog = {
@@ -67,8 +68,12 @@ static struct {
 static __thread struct {
     alog_buf_t *buf;
     wf_timer_t timer;
+    wf_task_t flush; /* at the end of the tick, when the writer is idle */
+    bool flush_pending;
     wf_loop_t *loop;
 } alog_thr;
+
+static bool alog_start_locked(void);
 
 /* ---- files ------------------------------------------------------------- */
 
@@ -181,6 +186,12 @@ void
 wf_access_log_reopen(void)
 {
     atomic_store(&alog.reopen, true);
+    pthread_mutex_lock(&alog.mu);
+    if (alog.files_ready && !wf_list_is_empty(&alog.files)
+        && alog_start_locked()) {
+        pthread_cond_signal(&alog.cv);
+    }
+    pthread_mutex_unlock(&alog.mu);
 }
 
 uint64_t
@@ -201,8 +212,9 @@ wf_access_log_wants(const wf_access_log_t *al, const wf_route_req_t *rq)
 }
 
 /* Appends s to out[*n..cap), escaped: for JSON, '"' and '\\' get a
- * backslash and control bytes become \u00XX; otherwise control bytes
- * become \xXX.  Stops (without a partial escape) when out is full. */
+ * backslash and control bytes become \u00XX; otherwise control bytes but
+ * HTAB (which Unit's formats may hold) become \xXX.  Stops (without a
+ * partial escape) when out is full. */
 static void
 alog_put_escaped(char *out, size_t cap, size_t *n, wf_str_t s, bool json)
 {
@@ -213,7 +225,7 @@ alog_put_escaped(char *out, size_t cap, size_t *n, wf_str_t s, bool json)
         char e[8];
         size_t k = 0;
 
-        if (c < 0x20 || c == 0x7f) {
+        if ((c < 0x20 && (json || c != '\t')) || c == 0x7f) {
             memcpy(e, json ? "\\u00" : "\\x", json ? 4 : 2);
             k = json ? 4 : 2;
             e[k++] = hex[c >> 4];
@@ -247,7 +259,7 @@ alog_put_value(char *out, size_t cap, size_t *n, const wf_tpl_t *t,
                const wf_route_req_t *rq, bool json)
 {
     static __thread char scratch[ALOG_SCRATCH];
-    size_t len = wf_tpl_render(t, rq, scratch, sizeof(scratch));
+    size_t len = wf_tpl_render_log(t, rq, scratch, sizeof(scratch));
 
     alog_put_escaped(out, cap, n,
                      wf_str_make(scratch, wf_min(len, sizeof(scratch))), json);
@@ -341,6 +353,7 @@ alog_writer(void *arg)
         b = alog.queue[alog.qhead];
         alog.qhead = (alog.qhead + 1) % ALOG_QUEUE;
         alog.qlen--;
+        atomic_store_explicit(&alog.queued, alog.qlen, memory_order_relaxed);
         pthread_mutex_unlock(&alog.mu);
         alog_write_buf(b);
         f = b->file;
@@ -397,6 +410,7 @@ alog_handoff(void)
     if (alog.qlen < ALOG_QUEUE && alog_start_locked()) {
         alog.queue[(alog.qhead + alog.qlen) % ALOG_QUEUE] = b;
         alog.qlen++;
+        atomic_store_explicit(&alog.queued, alog.qlen, memory_order_relaxed);
         pthread_cond_signal(&alog.cv);
         b = NULL;
     } else {
@@ -416,6 +430,20 @@ alog_on_timer(wf_timer_t *t)
 {
     wf_unused(t);
     alog_handoff();
+}
+
+/* The end of a tick: while the writer keeps up, lines go out at once (and
+ * in the order requests ended); when it falls behind, they wait for a
+ * full buffer or the timer, so that fewer, larger writes catch up. */
+static void
+alog_on_tick_end(wf_task_t *task)
+{
+    wf_unused(task);
+    alog_thr.flush_pending = false;
+    if (atomic_load_explicit(&alog.queued, memory_order_relaxed)
+        < ALOG_QUEUE / 8) {
+        alog_handoff();
+    }
 }
 
 /* A free buffer for file f (a new reference is taken), or NULL. */
@@ -469,9 +497,15 @@ wf_access_log_write(wf_access_log_t *al, const wf_route_req_t *rq,
     if (alog_thr.loop == NULL) {
         alog_thr.loop = loop;
         wf_timer_init(&alog_thr.timer, alog_on_timer);
+        wf_list_init(&alog_thr.flush.link);
+        alog_thr.flush.handler = alog_on_tick_end;
     }
     if (!wf_timer_is_armed(&alog_thr.timer)) {
         wf_timer_set(loop, &alog_thr.timer, WF_ACCESS_LOG_FLUSH_MS);
+    }
+    if (!alog_thr.flush_pending) {
+        alog_thr.flush_pending = true;
+        wf_task_defer(loop, &alog_thr.flush);
     }
 }
 
@@ -480,6 +514,8 @@ wf_access_log_thread_exit(void)
 {
     if (alog_thr.loop != NULL) {
         wf_timer_stop(alog_thr.loop, &alog_thr.timer);
+        wf_list_del(&alog_thr.flush.link);
+        alog_thr.flush_pending = false;
         alog_thr.loop = NULL;
     }
     alog_handoff();

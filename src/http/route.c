@@ -871,9 +871,11 @@ wf_route_match_log(const wf_route_t *route, const wf_route_req_t *rq)
     return NULL;
 }
 
+/* Unit percent-decodes the segments of a rendered "pass". */
 const wf_route_t *
 wf_route_find(wf_route_t *const *routes, size_t n, bool is_array, wf_str_t pass)
 {
+    char buf[512];
     wf_str_t name;
 
     if (pass.len < 6 || memcmp(pass.data, "routes", 6) != 0) {
@@ -885,7 +887,11 @@ wf_route_find(wf_route_t *const *routes, size_t n, bool is_array, wf_str_t pass)
     if (pass.data[6] != '/' || is_array) {
         return NULL;
     }
-    name = wf_str_make(pass.data + 7, pass.len - 7);
+    if (pass.len - 7 > sizeof(buf)) {
+        return NULL;
+    }
+    name = wf_str_make(buf,
+                       wf_var_decode(buf, pass.data + 7, pass.len - 7, false));
     for (size_t i = 0; i < n; i++) {
         const char *rn = routes[i]->name;
 

@@ -150,7 +150,8 @@ const wf_action_t *wf_route_match_log(const wf_route_t *route,
                                       const wf_route_req_t *rq);
 
 /* Finds the route that a rendered "pass" value names ("routes",
- * "routes/NAME") among routes[0..n).  NULL when none. */
+ * "routes/NAME", NAME percent-decoded as Unit does) among routes[0..n).
+ * NULL when none. */
 const wf_route_t *wf_route_find(wf_route_t *const *routes, size_t n,
                                 bool is_array, wf_str_t pass);
 

@@ -555,6 +555,12 @@ void
 wf_static_serve(wf_req_t *r, const wf_action_t *a)
 {
     if (r->head.method_id != WF_HTTP_GET && r->head.method_id != WF_HTTP_HEAD) {
+        /* As Unit: a share answers GET and HEAD; others take the
+         * fallback when there is one. */
+        if (a->fallback != NULL) {
+            wf_http_run_action(r, a->fallback);
+            return;
+        }
         wf_req_respond_error(r, 405);
         return;
     }

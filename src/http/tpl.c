@@ -106,8 +106,8 @@ tpl_request_line(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
     size_t n = 0;
 
     wf_unused(part);
-    if (h == NULL) {
-        return 0;
+    if (h == NULL || h->method.len == 0) {
+        return 0; /* a head that did not parse */
     }
     vn = snprintf(ver, sizeof(ver), " HTTP/%u.%u", h->version / 10,
                   h->version % 10);
@@ -465,9 +465,10 @@ wf_tpl_is_const(const wf_tpl_t *t)
     return t->is_const;
 }
 
-size_t
-wf_tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
-              size_t cap)
+/* Renders t; with dash, a variable whose value is empty renders as "-". */
+static size_t
+tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out, size_t cap,
+           bool dash)
 {
     size_t need = 0;
 
@@ -475,11 +476,29 @@ wf_tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
         const tpl_part_t *part = &t->parts[i];
         size_t room = need < cap ? cap - need : 0;
         char *at = room > 0 ? out + need : NULL;
+        size_t n = part->render == NULL ? tpl_put(at, room, part->text)
+                                        : part->render(part, rq, at, room);
 
-        need += part->render == NULL ? tpl_put(at, room, part->text)
-                                     : part->render(part, rq, at, room);
+        if (n == 0 && dash && part->render != NULL) {
+            n = tpl_put(at, room, wf_string("-"));
+        }
+        need += n;
     }
     return need;
+}
+
+size_t
+wf_tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
+              size_t cap)
+{
+    return tpl_render(t, rq, out, cap, false);
+}
+
+size_t
+wf_tpl_render_log(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
+                  size_t cap)
+{
+    return tpl_render(t, rq, out, cap, true);
 }
 
 bool

@@ -31,6 +31,11 @@ bool wf_tpl_is_const(const wf_tpl_t *t);
 size_t wf_tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
                      size_t cap);
 
+/* As wf_tpl_render(), but a variable whose value is empty renders as "-",
+ * as in Unit's access log. */
+size_t wf_tpl_render_log(const wf_tpl_t *t, const wf_route_req_t *rq, char *out,
+                         size_t cap);
+
 /* Unit's truth of a condition ("if"): false when t renders to "", "0",
  * "false", "null" or "undefined"; true otherwise.  Never allocates. */
 bool wf_tpl_is_true(const wf_tpl_t *t, const wf_route_req_t *rq);
