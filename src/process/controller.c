@@ -267,7 +267,7 @@ wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd)
         return EXIT_FAILURE;
     }
     wf_log_info("controller started");
-    graceful = wf_proc_wait_stop();
+    graceful = wf_proc_wait_stop(NULL);
     wf_loops_stop(graceful, 1000);
     wf_loops_join();
     wf_ctl_http_close(&ctl.control, opts);

@@ -60,7 +60,7 @@ wf_proc_signals_block(void)
 }
 
 bool
-wf_proc_wait_stop(void)
+wf_proc_wait_stop(void (*reopen)(void))
 {
     sigset_t set;
 
@@ -76,6 +76,9 @@ wf_proc_wait_stop(void)
             return true;
         case SIGUSR1:
             wf_log_reopen();
+            if (reopen != NULL) {
+                reopen();
+            }
             break;
         default:
             /* SIGHUP is reserved; SIGCHLD is main's; EINTR retries. */

@@ -67,8 +67,9 @@ void wf_proc_title_set(char **argv, const char *fmt, ...)
  * ignores SIGPIPE.  Call before any thread starts. */
 void wf_proc_signals_block(void);
 
-/* Waits for TERM, INT or QUIT (USR1 reopens the log meanwhile); returns
- * true for QUIT (graceful). */
-bool wf_proc_wait_stop(void);
+/* Waits for TERM, INT or QUIT; returns true for QUIT (graceful).  USR1
+ * meanwhile reopens the error log, then calls reopen (NULL: nothing) for
+ * the process's other log files. */
+bool wf_proc_wait_stop(void (*reopen)(void));
 
 #endif

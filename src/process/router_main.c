@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/tpool.h"
+#include "http/access_log.h"
 #include "http/h1_conn.h"
 #include "process/port.h"
 #include "process/port_msg_types.h"
@@ -235,7 +236,7 @@ wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd)
         return EXIT_FAILURE;
     }
     wf_log_info("router started");
-    graceful = wf_proc_wait_stop();
+    graceful = wf_proc_wait_stop(wf_access_log_reopen);
     /* Stop accepting first: a graceful stop only finishes what started. */
     wf_router_stop_listening(rproc.rt);
     wf_loops_stop(graceful, ROUTER_GRACE_MS);
