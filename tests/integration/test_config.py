@@ -133,10 +133,6 @@ UNSUPPORTED = {
         "routes": [{"action": {"pass": "applications/app"}}]},
     "tls": {"listeners": {"127.0.0.1:{port}": {
         "pass": "routes", "tls": {"certificate": "bundle"}}}},
-    "access_log": {"access_log": "/tmp/access.log"},
-    "rewrite": {"routes": [{"action": {"rewrite": "/x", "return": 200}}]},
-    "response_headers": {"routes": [{"action": {
-        "return": 200, "response_headers": {"X-A": "b"}}}]},
 }
 
 
