@@ -116,6 +116,18 @@ def fd_targets(pid):
     return out
 
 
+def children_of(pid):
+    """Direct children of pid (from /proc/PID/task/*/children)."""
+    out = []
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                out.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
 class WharfError(Exception):
     pass
 
@@ -124,7 +136,11 @@ class Wharf:
     """One server process. Use start()/stop() or the pytest factory fixture."""
 
     def __init__(self, workdir, config, threads=None, maxconn=None,
-                 maxaccept=None, extra_args=()):
+                 maxaccept=None, extra_args=(), statedir=None, control=None,
+                 env=None):
+        """config None: start without --config (from STATEDIR/conf.json).
+        control: the --control value (default unix:WORKDIR/control.sock).
+        env: extra environment variables for the server."""
         if not WHARF_BIN:
             raise WharfError("WHARF_BIN is not set")
         self.workdir = str(workdir)
@@ -139,20 +155,24 @@ class Wharf:
         self.ports = []
         self.fd_baseline = None
         self.stopped_by_test = False    # set by tests that stop it on purpose
-        self.statedir = os.path.join(self.workdir, "state")
+        self.statedir = statedir or os.path.join(self.workdir, "state")
         self.log_path = os.path.join(self.workdir, "wharf.log")
         self.out_path = os.path.join(self.workdir, "wharf.out")
         self.pid_path = os.path.join(self.workdir, "wharf.pid")
         self.config_path = os.path.join(self.workdir, "config.json")
         self.control_path = os.path.join(self.workdir, "control.sock")
+        self.control = control or "unix:" + self.control_path
+        self.env = env
+        self.log_ignore = []        # regexes of expected [alert] lines
 
     # -- start / stop ----------------------------------------------------
 
     def command(self):
-        cmd = [WHARF_BIN, "--no-daemon", "--config", self.config_path,
-               "--statedir", self.statedir, "--log", self.log_path,
-               "--pid", self.pid_path,
-               "--control", "unix:" + self.control_path]
+        cmd = [WHARF_BIN, "--no-daemon"]
+        if self.config_template is not None:
+            cmd += ["--config", self.config_path]
+        cmd += ["--statedir", self.statedir, "--log", self.log_path,
+                "--pid", self.pid_path, "--control", self.control]
         for flag, value in (("--threads", self.threads),
                             ("--maxconn", self.maxconn),
                             ("--maxaccept", self.maxaccept)):
@@ -162,6 +182,9 @@ class Wharf:
 
     def _write_config(self):
         template = self.config_template
+        if template is None:
+            self.ports, self.config, self.config_text = [], None, ""
+            return
         if isinstance(template, str):
             nports = _count_port_slots(template)
         else:
@@ -199,9 +222,13 @@ class Wharf:
                 if os.path.exists(path):
                     os.unlink(path)
             out = open(self.out_path, "wb")
+            env = None
+            if self.env:
+                env = dict(os.environ)
+                env.update(self.env)
             self.proc = subprocess.Popen(self.command(), stdout=out,
                                          stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, env=env)
             out.close()
             if self._wait_ready():
                 self.fd_baseline = self.settled_fd_count()
@@ -218,6 +245,8 @@ class Wharf:
     def _wait_ready(self):
         deadline = time.monotonic() + scaled(START_TIMEOUT)
         pending = [listener_address(n) for n in self.listeners()]
+        if self.config_template is None:
+            pending.append(listener_address(self.control))
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
@@ -278,8 +307,16 @@ class Wharf:
         return text
 
     def bad_log_lines(self):
-        return [line for line in self.log_text().splitlines()
-                if any(p in line for p in BAD_LOG_PATTERNS)]
+        """Log lines with a BAD_LOG_PATTERNS; log_ignore may excuse an
+        expected [alert] line, never a sanitizer report."""
+        bad = []
+        for line in self.log_text().splitlines():
+            if not any(p in line for p in BAD_LOG_PATTERNS):
+                continue
+            if ("Sanitizer" in line or "runtime error" in line
+                    or not any(re.search(r, line) for r in self.log_ignore)):
+                bad.append(line)
+        return bad
 
     def wait_log(self, pattern, timeout=5.0):
         """Wait until the log matches the regex; return the match or None."""
@@ -289,6 +326,17 @@ class Wharf:
             if m or time.monotonic() > deadline:
                 return m
             time.sleep(0.05)
+
+    # -- processes ---------------------------------------------------------
+
+    def api(self, timeout=30.0):
+        """A control-API client (lib.control.Control) for this server."""
+        from .control import Control
+        return Control(self.control, timeout=timeout)
+
+    def children(self):
+        """PIDs of main's direct children."""
+        return children_of(self.pid)
 
     # -- file descriptors ------------------------------------------------
 
