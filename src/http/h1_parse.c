@@ -999,3 +999,26 @@ wf_h1_chunked_decode(wf_h1_chunked_t *ch, const char *in, size_t len,
     }
     return state == H1_CH_DONE ? WF_OK : WF_AGAIN;
 }
+
+static void
+h1_str_rebase(wf_str_t *str, const char *old, const char *new)
+{
+    if (str->data != NULL) {
+        str->data = new + (str->data - old);
+    }
+}
+
+void
+wf_h1_head_rebase(wf_h1_head_t *h, const char *old, const char *new)
+{
+    wf_str_t *strs[] = {&h->method, &h->target,    &h->path,
+                        &h->query,  &h->authority, &h->host};
+
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        h1_str_rebase(strs[i], old, new);
+    }
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        h1_str_rebase(&h->headers[i].name, old, new);
+        h1_str_rebase(&h->headers[i].value, old, new);
+    }
+}

@@ -102,6 +102,10 @@ void wf_h1_head_init(wf_h1_head_t *h);
 int wf_h1_parse_head(wf_h1_head_t *h, const char *buf, size_t len,
                      const wf_h1_limits_t *lim);
 
+/* The buffer holding a parsed head moved from old to new (realloc): moves
+ * every string of h along. */
+void wf_h1_head_rebase(wf_h1_head_t *h, const char *old, const char *new);
+
 /* Finds a field by name, case-insensitively; NULL when absent. */
 const wf_h1_header_t *wf_h1_head_find(const wf_h1_head_t *h, wf_str_t name);
 

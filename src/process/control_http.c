@@ -352,6 +352,10 @@ ctl_conn_grow(wf_ctl_conn_t *c)
     if (b == NULL) {
         return WF_ERROR;
     }
+    if (c->head_done && b != c->buf) {
+        /* The parsed head points into the old buffer. */
+        wf_h1_head_rebase(&c->head, c->buf, b);
+    }
     c->buf = b;
     c->cap = cap;
     return WF_OK;

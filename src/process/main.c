@@ -30,6 +30,7 @@
 #define WF_DEFAULT_STATEDIR "/usr/local/var/lib/wharf"
 #define WF_DEFAULT_PID      "/usr/local/var/run/wharf/wharf.pid"
 #define WF_DEFAULT_CONTROL  "unix:/usr/local/var/run/wharf/control.wharf.sock"
+#define WF_DEFAULT_LOG      "/usr/local/var/log/wharf/wharf.log"
 #define MAIN_STOP_MS        15000 /* children get this long to exit */
 #define MAIN_RESTART_MS     100   /* at least this between two starts */
 #define MAIN_MAX_SOCKETS    256   /* listening sockets kept for the router */
@@ -191,6 +192,23 @@ main_write_pid(const char *path)
     return WF_OK;
 }
 
+/* A daemon lets go of the caller's terminal or pipes: a caller that waits
+ * for its output (out=$(wharf ...)) must not wait for Wharf to exit.  The
+ * log is a file in daemon mode. */
+static void
+main_detach_stdio(void)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+    if (fd == -1) {
+        return;
+    }
+    dup2(fd, STDIN_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+}
+
 /* Forks; the parent exits once the child reports through the pipe that it
  * started (status 0) or failed. */
 static int
@@ -219,6 +237,7 @@ main_daemonize(int *ready_fd)
     close(fds[0]);
     setsid();
     *ready_fd = fds[1];
+    main_detach_stdio();
     return WF_OK;
 }
 
@@ -226,7 +245,6 @@ static void
 main_report_ready(int *ready_fd, bool ok)
 {
     char c = ok ? 0 : 1;
-    int fd;
 
     if (*ready_fd == -1) {
         return;
@@ -236,16 +254,7 @@ main_report_ready(int *ready_fd, bool ok)
     }
     close(*ready_fd);
     *ready_fd = -1;
-    fd = open("/dev/null", O_RDWR);
-    if (ok && fd != -1) {
-        dup2(fd, STDIN_FILENO);
-        dup2(fd, STDOUT_FILENO);
-    }
-    if (fd > STDERR_FILENO) {
-        close(fd);
-    }
 }
-
 
 /* A child process and main's port to it. */
 typedef struct main_child {
@@ -840,8 +849,12 @@ main(int argc, char **argv)
         action == MAIN_VERSION ? main_version() : main_usage();
         return EXIT_SUCCESS;
     }
+    if (opts.daemon && opts.log == NULL) {
+        opts.log = WF_DEFAULT_LOG; /* stderr goes away with the terminal */
+    }
     main_opts_dup(&opts);
-    if (wf_log_open(opts.log) != WF_OK) {
+    if ((opts.log != NULL && wf_mkdir_parents(opts.log) != WF_OK)
+        || wf_log_open(opts.log) != WF_OK) {
         return EXIT_FAILURE;
     }
     if ((opts.daemon && main_daemonize(&ready_fd) != WF_OK)
