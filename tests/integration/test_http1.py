@@ -359,3 +359,25 @@ def test_client_abort_mid_request_is_harmless(server):
         s.close()
     r = requests.get(server.url("/b.txt"), timeout=10)
     assert r.status_code == 200
+
+
+def test_large_body_keeps_the_head_intact(wharf):
+    """The body of a request is read and dropped through the buffer that
+    holds its head: a 64 KiB body must not overwrite the Host that the
+    action renders afterwards, nor the next pipelined request."""
+    server = wharf(routes_config([{"action": {
+        "return": 301, "location": "http://$host/moved$uri"}}]))
+    body = b"x" * 65536
+    head = (b"POST /big HTTP/1.1\r\nHost: example.test\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    with server.connect() as s:
+        s.sendall(head)
+        for i in range(0, len(body), 1000):
+            s.sendall(body[i:i + 1000])
+        s.sendall(request(path="/after", host="second.test"))
+        reader = Reader(s)
+        first = reader.read_response()
+        second = reader.read_response()
+    assert first.status == 301
+    assert first.header("location") == "http://example.test/moved/big"
+    assert second.header("location") == "http://second.test/moved/after"
