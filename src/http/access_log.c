@@ -68,8 +68,6 @@ static struct {
 static __thread struct {
     alog_buf_t *buf;
     wf_timer_t timer;
-    wf_task_t flush; /* at the end of the tick, when the writer is idle */
-    bool flush_pending;
     wf_loop_t *loop;
 } alog_thr;
 
@@ -432,20 +430,6 @@ alog_on_timer(wf_timer_t *t)
     alog_handoff();
 }
 
-/* The end of a tick: while the writer keeps up, lines go out at once (and
- * in the order requests ended); when it falls behind, they wait for a
- * full buffer or the timer, so that fewer, larger writes catch up. */
-static void
-alog_on_tick_end(wf_task_t *task)
-{
-    wf_unused(task);
-    alog_thr.flush_pending = false;
-    if (atomic_load_explicit(&alog.queued, memory_order_relaxed)
-        < ALOG_QUEUE / 8) {
-        alog_handoff();
-    }
-}
-
 /* A free buffer for file f (a new reference is taken), or NULL. */
 static alog_buf_t *
 alog_buf_get(alog_file_t *f)
@@ -497,15 +481,18 @@ wf_access_log_write(wf_access_log_t *al, const wf_route_req_t *rq,
     if (alog_thr.loop == NULL) {
         alog_thr.loop = loop;
         wf_timer_init(&alog_thr.timer, alog_on_timer);
-        wf_list_init(&alog_thr.flush.link);
-        alog_thr.flush.handler = alog_on_tick_end;
+    }
+    /* While the writer keeps up, a line goes out at once, so requests are
+     * logged in the order they ended even across threads; when it falls
+     * behind, lines wait for a full buffer or the timer, and fewer, larger
+     * writes catch up. */
+    if (atomic_load_explicit(&alog.queued, memory_order_relaxed)
+        < ALOG_QUEUE / 8) {
+        alog_handoff();
+        return;
     }
     if (!wf_timer_is_armed(&alog_thr.timer)) {
         wf_timer_set(loop, &alog_thr.timer, WF_ACCESS_LOG_FLUSH_MS);
-    }
-    if (!alog_thr.flush_pending) {
-        alog_thr.flush_pending = true;
-        wf_task_defer(loop, &alog_thr.flush);
     }
 }
 
@@ -514,8 +501,6 @@ wf_access_log_thread_exit(void)
 {
     if (alog_thr.loop != NULL) {
         wf_timer_stop(alog_thr.loop, &alog_thr.timer);
-        wf_list_del(&alog_thr.flush.link);
-        alog_thr.flush_pending = false;
         alog_thr.loop = NULL;
     }
     alog_handoff();

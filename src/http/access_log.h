@@ -2,10 +2,11 @@
  * default, a custom template, or JSON objects (a "format" object).
  *
  * Writing never blocks an I/O thread: each thread formats lines into its
- * own buffer, and hands a full buffer (or, after WF_ACCESS_LOG_FLUSH_MS,
- * any buffer) to one writer thread through a bounded queue; when the queue
- * is full the buffer's lines are dropped and counted.  Only the writer
- * thread calls write().  See docs/internals/access_log.md. */
+ * own buffer and hands it to one writer thread through a bounded queue; at
+ * once while the writer keeps up, else when the buffer is full or
+ * WF_ACCESS_LOG_FLUSH_MS after its first line.  When the queue is full the
+ * buffer's lines are dropped and counted.  Only the writer thread calls
+ * write(). */
 #ifndef WF_HTTP_ACCESS_LOG_H
 #define WF_HTTP_ACCESS_LOG_H
 
