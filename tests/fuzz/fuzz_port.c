@@ -8,11 +8,14 @@
  * reassembly and dispatch rather than failing on framing every time; bit
  * 4: read after this packet (else packets pile up in the socket).  Must never
  * crash, leak memory, or leak an fd (checked after every input). */
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -145,27 +148,76 @@ fuzz_read(wf_port_t *p)
     }
 }
 
-/* Returns the lowest free fd; it must not grow from one input to the next. */
-static int
-fuzz_lowest_fd(void)
-{
-    int fd = dup(0);
+/* The fd table, as seen by fuzz_fds_scan(). */
+#define FUZZ_MAX_FD 4096
 
-    close(fd);
-    return fd;
+typedef struct fuzz_fd {
+    bool open;
+    dev_t dev; /* the file the fd refers to */
+    ino_t ino;
+} fuzz_fd_t;
+
+static fuzz_fd_t fuzz_fds_before[FUZZ_MAX_FD];
+static fuzz_fd_t fuzz_fds_after[FUZZ_MAX_FD];
+
+/* Records every open fd and the file it refers to.  The leak check compares
+ * the table before and after one input rather than the lowest free fd with
+ * its value at the first input: the sanitizer runtime opens fds of its own
+ * between inputs (two pipes to llvm-symbolizer the first time libFuzzer
+ * prints a NEW_FUNC line, i.e. once the library is instrumented), which
+ * moved the lowest free fd with no leak at all; and fds received by the port
+ * are numbered above the sockets and the spare, so leaking one did not move
+ * it anyway. */
+static void
+fuzz_fds_scan(fuzz_fd_t *tab)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    struct dirent *e;
+
+    if (dir == NULL) {
+        abort();
+    }
+    memset(tab, 0, sizeof(*tab) * FUZZ_MAX_FD);
+    while ((e = readdir(dir)) != NULL) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        struct stat st;
+
+        if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) {
+            continue; /* ".", "..", or the directory being read */
+        }
+        if (fd < 0 || fd >= FUZZ_MAX_FD || fstat((int)fd, &st) == -1) {
+            abort();
+        }
+        tab[fd] = (fuzz_fd_t){.open = true, .dev = st.st_dev, .ino = st.st_ino};
+    }
+    closedir(dir);
+}
+
+/* True if an fd is open now that was not open, or referred to another file,
+ * when fuzz_fds_before was scanned. */
+static bool
+fuzz_fds_leaked(void)
+{
+    fuzz_fds_scan(fuzz_fds_after);
+    for (size_t i = 0; i < FUZZ_MAX_FD; i++) {
+        const fuzz_fd_t *b = &fuzz_fds_before[i], *a = &fuzz_fds_after[i];
+
+        if (a->open && (!b->open || a->dev != b->dev || a->ino != b->ino)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int base_fd = -1;
     int fds[2], spare;
     wf_port_t *p;
 
-    if (base_fd == -1) {
-        wf_log_set_level(WF_LOG_ALERT);
-        base_fd = fuzz_lowest_fd();
-    }
+    wf_log_set_level(WF_LOG_ALERT);
+    fuzz_fds_scan(fuzz_fds_before);
     fuzz_closes = 0;
     if (wf_port_pair(fds) != WF_OK) {
         abort();
@@ -201,7 +253,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wf_port_request_del(p, &fuzz_req);
     wf_port_destroy(p);
     close(spare);
-    if (fuzz_lowest_fd() != base_fd) {
+    if (fuzz_fds_leaked()) {
         abort(); /* an fd leaked */
     }
     return 0;
