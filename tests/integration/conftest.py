@@ -5,7 +5,8 @@
 - `wharf`: a factory that starts servers; every server is stopped by PID at
   teardown.
 - An autouse check after every test: no [alert]/[crit]/sanitizer lines in the
-  log, the server is still alive, and its fd count is back to the post-start
+  log, the server is still alive with the same controller and router PIDs
+  (no crash and restart), and its fd count is back to the post-start
   baseline.
 """
 
@@ -99,6 +100,13 @@ def server_health(request, wharf):
             if count > server.fd_baseline:
                 problems.append("server pid %d holds %d fds, baseline %d"
                                 % (server.pid, count, server.fd_baseline))
+        if (server.alive() and server.child_pids is not None
+                and not server.log_ignore
+                and sorted(server.children()) != server.child_pids):
+            # A test that kills a child on purpose excuses its [alert].
+            problems.append("server pid %d: children %s became %s"
+                            % (server.pid, server.child_pids,
+                               sorted(server.children())))
         bad = server.bad_log_lines()
         if bad:
             problems.append("bad log lines:\n  " + "\n  ".join(bad[:20]))

@@ -164,6 +164,7 @@ class Wharf:
         self.control = control or "unix:" + self.control_path
         self.env = env
         self.log_ignore = []        # regexes of expected [alert] lines
+        self.child_pids = None      # controller and router after start
 
     # -- start / stop ----------------------------------------------------
 
@@ -232,6 +233,7 @@ class Wharf:
             out.close()
             if self._wait_ready():
                 self.fd_baseline = self.settled_fd_count()
+                self.child_pids = sorted(self.children())
                 return self
             last = self.log_text()
             self.stop()
