@@ -66,7 +66,8 @@ fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \
 	    -Dbuildtype=debugoptimized -Dfuzz=true -Db_sanitize=address,undefined \
 	    -Db_lundef=false -Dpool_debug=true
-	ninja -C build-fuzz fuzz_h1_parse fuzz_json fuzz_route fuzz_port fuzz_api
+	ninja -C build-fuzz fuzz_h1_parse fuzz_json fuzz_route fuzz_port fuzz_api \
+	    fuzz_fields
 	./scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 format:
