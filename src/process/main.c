@@ -763,18 +763,28 @@ main_set_title(const wf_opts_t *opts, int argc, char **argv)
     wf_proc_title_set(opts->argv, "wharf: main v" WF_VERSION " [%s]", cmd);
 }
 
-/* The option strings point into argv, which the process title will
- * overwrite: copy them first. */
+/* The option strings of opts, to copy or free them together. */
 static void
-main_opts_dup(main_opts_t *opts)
+main_opts_strings(main_opts_t *opts, const char **strs[12])
 {
-    const char **strs[] = {
+    const char **all[12] = {
         &opts->control,       &opts->control_mode, &opts->control_user,
         &opts->control_group, &opts->statedir,     &opts->log,
         &opts->pid,           &opts->user,         &opts->group,
         &opts->tmpdir,        &opts->modulesdir,   &opts->config,
     };
 
+    memcpy(strs, all, sizeof(all));
+}
+
+/* The option strings point into argv, which the process title will
+ * overwrite: copy them first. */
+static void
+main_opts_dup(main_opts_t *opts)
+{
+    const char **strs[12];
+
+    main_opts_strings(opts, strs);
     for (size_t i = 0; i < wf_nitems(strs); i++) {
         if (*strs[i] != NULL) {
             *strs[i] = wf_xstrdup(*strs[i]);
@@ -785,13 +795,9 @@ main_opts_dup(main_opts_t *opts)
 static void
 main_opts_free(main_opts_t *opts)
 {
-    const char **strs[] = {
-        &opts->control,       &opts->control_mode, &opts->control_user,
-        &opts->control_group, &opts->statedir,     &opts->log,
-        &opts->pid,           &opts->user,         &opts->group,
-        &opts->tmpdir,        &opts->modulesdir,   &opts->config,
-    };
+    const char **strs[12];
 
+    main_opts_strings(opts, strs);
     for (size_t i = 0; i < wf_nitems(strs); i++) {
         free((char *)*strs[i]);
         *strs[i] = NULL;

@@ -9,6 +9,18 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+/* Parses test JSON (any value); fails the test when it does not parse. */
+json_t *wf_test_json_parse(const char *text);
+
+/* Finds shared/unit-configs (WF_UNIT_CONFIGS overrides).  Returns false
+ * when it is not there; the caller skips. */
+bool wf_test_unit_configs_dir(char *dir, size_t cap);
+
+/* Reads a whole file into a malloc'd buffer, or returns NULL. */
+char *wf_test_read_file(const char *path, size_t *len);
 
 int wf_test_json(void);
 int wf_test_pool(void);

@@ -29,23 +29,10 @@
 #define API_NOT_ALLOWED API_ERR("Method isn't allowed.")
 #define API_BAD_METHOD  API_ERR("Invalid method.")
 
-static json_t *
-api_json(const char *text)
-{
-    json_error_t err;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &err);
-
-    if (v == NULL) {
-        print_message("bad test JSON %s: %s\n", text, err.text);
-    }
-    assert_non_null(v);
-    return v;
-}
-
 static void
 api_expect(const char *what, json_t *got, const char *want)
 {
-    json_t *w = api_json(want);
+    json_t *w = wf_test_json_parse(want);
 
     if (got == NULL || !json_equal(got, w)) {
         char *text = got != NULL ? json_dumps(got, JSON_ENCODE_ANY) : NULL;
@@ -259,8 +246,8 @@ api_run_row(json_t *conf, size_t i)
 static void
 test_rows(void **state)
 {
-    json_t *conf = api_json(API_BASE);
-    json_t *pristine = api_json(API_BASE);
+    json_t *conf = wf_test_json_parse(API_BASE);
+    json_t *pristine = wf_test_json_parse(API_BASE);
 
     wf_unused(state);
     for (size_t i = 0; i < wf_nitems(api_rows); i++) {
@@ -283,7 +270,7 @@ api_call(json_t *conf, json_t *status, const char *m, const char *t,
 static void
 test_body_limit(void **state)
 {
-    json_t *conf = api_json(API_BASE);
+    json_t *conf = wf_test_json_parse(API_BASE);
     size_t len = WF_API_BODY_MAX + 1;
     char *big = malloc(len);
     wf_api_reply_t reply;
@@ -316,7 +303,7 @@ test_body_limit(void **state)
 static void
 test_status_and_null_conf(void **state)
 {
-    json_t *status = api_json("{\"connections\": {\"accepted\": 7}}");
+    json_t *status = wf_test_json_parse("{\"connections\": {\"accepted\": 7}}");
     wf_api_reply_t reply;
 
     wf_unused(state);
@@ -376,7 +363,7 @@ test_text(void **state)
 {
     wf_unused(state);
     for (size_t i = 0; i < wf_nitems(api_texts); i++) {
-        json_t *v = api_json(api_texts[i].json);
+        json_t *v = wf_test_json_parse(api_texts[i].json);
         wf_api_reply_t reply = {200, v, NULL};
         size_t len = 0;
         char *text = wf_api_reply_text(&reply, &len);
@@ -398,58 +385,11 @@ test_text(void **state)
 
 /* ---- shared/unit-configs ----------------------------------------------- */
 
-static bool
-api_configs_dir(char *dir, size_t cap)
-{
-    char path[PATH_MAX / 2];
-    ssize_t n;
-    char *slash;
-
-    if (getenv("WF_UNIT_CONFIGS") != NULL) {
-        snprintf(dir, cap, "%s", getenv("WF_UNIT_CONFIGS"));
-        return true;
-    }
-    n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-    if (n <= 0) {
-        return false;
-    }
-    path[n] = '\0';
-    while ((slash = strrchr(path, '/')) != NULL && slash != path) {
-        *slash = '\0';
-        snprintf(dir, cap, "%s/../shared/unit-configs", path);
-        if (access(dir, R_OK) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static char *
-api_read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long size;
-
-    if (f == NULL) {
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0
-        && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)size + 1))
-        && fread(buf, 1, (size_t)size, f) == (size_t)size) {
-        *len = (size_t)size;
-    } else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 static void
 api_put_config(const char *name, const char *text, size_t len)
 {
-    json_t *conf = api_json("{\"listeners\": {}, \"applications\": {}}");
+    json_t *conf =
+        wf_test_json_parse("{\"listeners\": {}, \"applications\": {}}");
     wf_api_reply_t reply;
     json_t *detail;
 
@@ -480,7 +420,8 @@ test_unit_configs(void **state)
     DIR *d = NULL;
 
     wf_unused(state);
-    if (!api_configs_dir(dir, sizeof(dir)) || (d = opendir(dir)) == NULL) {
+    if (!wf_test_unit_configs_dir(dir, sizeof(dir))
+        || (d = opendir(dir)) == NULL) {
         skip();
     }
     while ((de = readdir(d)) != NULL) {
@@ -492,7 +433,7 @@ test_unit_configs(void **state)
             continue;
         }
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        text = api_read_file(path, &len);
+        text = wf_test_read_file(path, &len);
         assert_non_null(text);
         api_put_config(de->d_name, text, len);
         free(text);

@@ -732,61 +732,6 @@ test_unit_keys(void **state)
 
 /* ---- shared/unit-configs ----------------------------------------------- */
 
-/* Finds shared/unit-configs by walking up from the test binary (the tree
- * is /work/main with /work/shared beside it; build dirs nest one or two
- * levels).  WF_UNIT_CONFIGS overrides. */
-static bool
-unit_configs_dir(char *dir, size_t cap)
-{
-    char path[PATH_MAX / 2]; /* leaves room in dir for the suffixes */
-    ssize_t n;
-    char *slash;
-
-    if (getenv("WF_UNIT_CONFIGS") != NULL) {
-        snprintf(dir, cap, "%s", getenv("WF_UNIT_CONFIGS"));
-        return true;
-    }
-    n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-    if (n <= 0) {
-        return false;
-    }
-    path[n] = '\0';
-    while ((slash = strrchr(path, '/')) != NULL && slash != path) {
-        *slash = '\0';
-        snprintf(dir, cap, "%s/shared/unit-configs", path);
-        if (access(dir, R_OK) == 0) {
-            return true;
-        }
-        snprintf(dir, cap, "%s/../shared/unit-configs", path);
-        if (access(dir, R_OK) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long size;
-
-    if (f == NULL) {
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0
-        && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)size + 1))
-        && fread(buf, 1, (size_t)size, f) == (size_t)size) {
-        *len = (size_t)size;
-    } else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Each real-world config compiles, or is refused only for something Wharf
  * does not support yet: never for a key Unit knows. */
 static void
@@ -799,7 +744,8 @@ test_unit_configs(void **state)
     DIR *d = NULL;
 
     wf_unused(state);
-    if (!unit_configs_dir(dir, sizeof(dir)) || (d = opendir(dir)) == NULL) {
+    if (!wf_test_unit_configs_dir(dir, sizeof(dir))
+        || (d = opendir(dir)) == NULL) {
         skip();
     }
     while ((de = readdir(d)) != NULL) {
@@ -813,7 +759,7 @@ test_unit_configs(void **state)
             continue;
         }
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        text = read_file(path, &len);
+        text = wf_test_read_file(path, &len);
         assert_non_null(text);
         conf = wf_conf_load(text, len, &err);
         print_message("%s: %s\n", de->d_name,

@@ -13,19 +13,6 @@ static const char store_base[] =
     " \"routes\": {\"x\": [{\"action\": {\"return\": 200}}], \"a/b\": []},"
     " \"arr\": [1, 2, 3], \"s\": \"str\", \"\": {\"e\": 1}}";
 
-static json_t *
-store_json(const char *text)
-{
-    json_error_t err;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &err);
-
-    if (v == NULL) {
-        print_message("bad test JSON %s: %s\n", text, err.text);
-    }
-    assert_non_null(v);
-    return v;
-}
-
 static void
 store_expect(json_t *got, const char *want, const char *what)
 {
@@ -38,7 +25,7 @@ store_expect(json_t *got, const char *want, const char *what)
         assert_null(got);
         return;
     }
-    w = store_json(want);
+    w = wf_test_json_parse(want);
     if (got == NULL || !json_equal(got, w)) {
         char *text = got != NULL ? json_dumps(got, JSON_ENCODE_ANY) : NULL;
 
@@ -92,7 +79,7 @@ static const struct {
 static void
 test_get(void **state)
 {
-    json_t *root = store_json(store_base);
+    json_t *root = wf_test_json_parse(store_base);
 
     wf_unused(state);
     store_expect(wf_conf_store_get(root, "/", 1), store_base, "/");
@@ -210,14 +197,14 @@ store_check_row(size_t i, json_t *out)
 static void
 test_changes(void **state)
 {
-    json_t *root = store_json(store_base);
-    json_t *pristine = store_json(store_base);
+    json_t *root = wf_test_json_parse(store_base);
+    json_t *pristine = wf_test_json_parse(store_base);
 
     wf_unused(state);
     for (size_t i = 0; i < wf_nitems(store_changes); i++) {
         const char *path = store_changes[i].path;
         json_t *value = store_changes[i].value != NULL
-                            ? store_json(store_changes[i].value)
+                            ? wf_test_json_parse(store_changes[i].value)
                             : NULL;
         json_t *out = (json_t *)1;
         wf_conf_store_rc_t rc = wf_conf_store_apply(
@@ -246,8 +233,8 @@ test_changes(void **state)
 static void
 test_copy(void **state)
 {
-    json_t *root = store_json(store_base);
-    json_t *value = store_json("{\"pass\": \"routes\"}");
+    json_t *root = wf_test_json_parse(store_base);
+    json_t *value = wf_test_json_parse("{\"pass\": \"routes\"}");
     json_t *out;
 
     wf_unused(state);
