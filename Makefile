@@ -2,7 +2,8 @@
 #   make            release build, binary at build/wharf
 #   make run        build and run in the foreground on conf/default.json
 #   make test       unit tests + integration tests (make SAN=1 test: ASan+UBSan)
-#   make bench      Wharf beside nginx with wrk (figures, not a test)
+#   make bench      Wharf beside nginx with wrk, 1000-route and
+#                   reconfiguration figures (not tests)
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make format-check
 
@@ -61,6 +62,8 @@ unit: all
 
 bench: deps-bench all
 	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf
+	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf --routes
+	$(PYTHON) bench/reconf.py --wharf $(CURDIR)/build/wharf
 
 fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \
