@@ -317,14 +317,3 @@ def test_no_routes_404(wharf):
     server = wharf({"listeners": {"127.0.0.1:{port}": {"pass": "routes"}},
                     "routes": []})
     assert requests.get(server.url("/"), timeout=10).status_code == 404
-
-
-def test_welcome_config_uses_unsupported_headers_match():
-    """unit-docker-welcome.json matches on "headers", which this release
-    does not support; it is tested once header matching lands."""
-    path = "/work/shared/unit-configs/unit-docker-welcome.json"
-    if not os.path.exists(path):
-        pytest.skip("no unit-configs directory")
-    conf = json.load(open(path))
-    assert "headers" in conf["routes"][0]["match"]
-    pytest.skip("header matching is not supported yet")

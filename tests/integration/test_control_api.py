@@ -14,11 +14,11 @@ import time
 import pytest
 import requests
 
-from lib.configs import return_config, routes_config
+from lib.configs import UNIT_CONFIGS_DIR, return_config, routes_config
 from lib.control import Control, parse_raw_reply
 from lib.wharf import free_port, listener_address, scaled, try_connect
 
-UNIT_CONFIGS = sorted(glob.glob("/work/shared/unit-configs/*.json"))
+UNIT_CONFIGS = sorted(glob.glob(os.path.join(UNIT_CONFIGS_DIR, "*.json")))
 
 DONE = {"success": "Reconfiguration done."}
 
@@ -503,7 +503,7 @@ def _rewrite_paths(obj, root):
     return obj
 
 
-@pytest.mark.skipif(not UNIT_CONFIGS, reason="no /work/shared/unit-configs")
+@pytest.mark.skipif(not UNIT_CONFIGS, reason="no shared/unit-configs")
 @pytest.mark.parametrize("path", UNIT_CONFIGS,
                          ids=[os.path.basename(p)[:-5] for p in UNIT_CONFIGS])
 def test_unit_config_accepted_or_not_supported_yet(wharf, tmp_path, path):

@@ -20,9 +20,10 @@ import socket
 
 import pytest
 
+from lib.configs import UNIT_CONFIGS_DIR
 from lib.rawhttp import Reader, exchange, request
 
-CONF_DIR = "/work/shared/unit-configs"
+CONF_DIR = UNIT_CONFIGS_DIR
 
 COMBINED = re.compile(
     r'^(\S+) - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] '
