@@ -18,7 +18,7 @@ import pytest
 
 from lib.configs import routes_config
 from lib.rawhttp import Reader, exchange, request, wait_closed
-from lib.wharf import WHARF_BIN, free_port, run_to_exit, scaled
+from lib.wharf import refuse_config, scaled
 
 # $remote_addr - - [$time_local] "$request_line" $status $body_bytes_sent
 # "$header_referer" "$header_user_agent"
@@ -314,13 +314,7 @@ def test_usr1_reopens_access_log(wharf, docroot, tmp_path):
 # -- refused configurations --------------------------------------------------------
 
 def refuse(tmp_path, config):
-    if not WHARF_BIN or not os.access(WHARF_BIN, os.X_OK):
-        pytest.skip("WHARF_BIN is not an executable")
-    text = json.dumps(config).replace("{port}", str(free_port()))
-    rc, log = run_to_exit(tmp_path / "refused", text)
-    assert rc is not None, "server kept running:\n" + log
-    assert rc != 0, "config accepted:\n" + log
-    return log
+    return refuse_config(tmp_path, config)
 
 
 def test_unknown_variable_in_format_refused(tmp_path):

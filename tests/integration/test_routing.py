@@ -7,7 +7,6 @@ locations, and Unit's refusal of an unknown variable.
 Each route step returns a distinct status, so the status of a response says
 which step matched."""
 
-import json
 import os
 import shutil
 import socket
@@ -17,7 +16,7 @@ import pytest
 
 from lib.configs import routes_config
 from lib.rawhttp import exchange, request
-from lib.wharf import WHARF_BIN, free_port, run_to_exit
+from lib.wharf import WHARF_BIN, refuse_config
 
 
 def ask(server, path="/", method="GET", host="localhost", headers=(),
@@ -402,13 +401,7 @@ def test_return_location_with_variables(wharf):
 # -- unknown variables are refused at start ----------------------------------
 
 def refuse(tmp_path, conf):
-    if not WHARF_BIN or not os.access(WHARF_BIN, os.X_OK):
-        pytest.skip("WHARF_BIN is not an executable")
-    text = json.dumps(conf).replace("{port}", str(free_port()))
-    rc, log = run_to_exit(tmp_path / "refused", text)
-    assert rc is not None, "server kept running:\n" + log
-    assert rc != 0, "config accepted:\n" + log
-    return log
+    return refuse_config(tmp_path, conf)
 
 
 @pytest.mark.parametrize("where", ["location", "share", "if", "pass"])

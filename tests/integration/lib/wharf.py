@@ -394,3 +394,20 @@ def run_to_exit(workdir, config_text, timeout=10.0):
             proc.wait(30)
         rc = None
     return rc, w.log_text()
+
+
+def refuse_config(tmp_path, config):
+    """Run wharf on a config (a dict, or JSON text with {port}) that must be
+    refused at start; returns its log.  Skips without a binary."""
+    import pytest
+
+    if not WHARF_BIN or not os.access(WHARF_BIN, os.X_OK):
+        pytest.skip("WHARF_BIN is not an executable")
+    if not isinstance(config, (str, bytes)):
+        config = json.dumps(config)
+    if isinstance(config, str):
+        config = config.replace("{port}", str(free_port()))
+    rc, log = run_to_exit(os.path.join(str(tmp_path), "refused"), config)
+    assert rc is not None, "server kept running on an invalid config:\n" + log
+    assert rc != 0, "invalid config accepted (exit 0):\n" + log
+    return log
