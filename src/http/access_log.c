@@ -81,6 +81,7 @@ static __thread struct {
     alog_buf_t *buf; /* being filled; NULL: none */
     wf_timer_t timer;
     wf_loop_t *loop; /* the timer's; NULL before the first line */
+    uint64_t handed; /* loop ms of the last hand-over */
     uint64_t warned; /* loop ms of the last drop warning */
 } alog_thr;
 
@@ -668,6 +669,7 @@ alog_handoff(void)
     if (b == NULL) {
         return;
     }
+    alog_thr.handed = alog_thr.loop != NULL ? alog_thr.loop->now : 0;
     pthread_mutex_lock(&alog.mu);
     if (b->len > 0 && alog_start_locked()) {
         wf_list_add_tail(&alog.queue, &b->link);
@@ -790,9 +792,13 @@ wf_access_log_write(wf_access_log_t *al, const wf_route_req_t *rq,
         alog_drop(1);
         return;
     }
-    /* The writer wakes once per full buffer, or once per interval for the
-     * lines of a quiet thread: never per line. */
-    if (ALOG_BUF_SIZE - alog_thr.buf->len < ALOG_LINE_ROOM) {
+    /* The writer wakes once per full buffer, or at most twice per interval
+     * for a quiet thread: never per line.  The first line after a quiet
+     * interval goes at once, which keeps the lines of a lightly loaded
+     * server in the order their requests ended, across threads. */
+    if (ALOG_BUF_SIZE - alog_thr.buf->len < ALOG_LINE_ROOM
+        || (alog_thr.buf->lines == 1
+            && loop->now >= alog_thr.handed + WF_ACCESS_LOG_FLUSH_MS)) {
         alog_handoff();
     } else if (!wf_timer_is_armed(&alog_thr.timer)) {
         wf_timer_set(alog_thr.loop, &alog_thr.timer, WF_ACCESS_LOG_FLUSH_MS);
