@@ -69,6 +69,7 @@ static struct {
     pthread_t tid;
     _Atomic uint64_t written; /* lines, since start */
     _Atomic uint64_t dropped;
+    _Atomic unsigned holding; /* threads whose buffers hold waiting lines */
 } alog = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .cv = PTHREAD_COND_INITIALIZER,
@@ -82,6 +83,7 @@ static __thread struct {
     wf_loop_t *loop; /* the timer's; NULL before the first line */
     uint64_t handed; /* loop ms of the last hand-over */
     uint64_t warned; /* loop ms of the last drop warning */
+    bool holding;    /* counted in alog.holding */
 } alog_thr;
 
 static bool alog_start_locked(void);
@@ -669,6 +671,10 @@ alog_handoff(void)
         return;
     }
     alog_thr.handed = alog_thr.loop != NULL ? alog_thr.loop->now : 0;
+    if (alog_thr.holding) {
+        alog_thr.holding = false;
+        atomic_fetch_sub_explicit(&alog.holding, 1, memory_order_relaxed);
+    }
     pthread_mutex_lock(&alog.mu);
     if (b->len > 0 && alog_start_locked()) {
         wf_list_add_tail(&alog.queue, &b->link);
@@ -776,6 +782,17 @@ alog_append(wf_access_log_t *al, const wf_route_req_t *rq)
     return true;
 }
 
+/* True when the line just added, the first in the thread's buffer, should
+ * go to the writer at once: the thread was quiet for an interval and no
+ * thread holds lines back, so nothing logged earlier can be overtaken. */
+static bool
+alog_is_quiet(const wf_loop_t *loop)
+{
+    return alog_thr.buf->lines == 1
+           && loop->now >= alog_thr.handed + WF_ACCESS_LOG_FLUSH_MS
+           && atomic_load_explicit(&alog.holding, memory_order_relaxed) == 0;
+}
+
 void
 wf_access_log_write(wf_access_log_t *al, const wf_route_req_t *rq,
                     wf_loop_t *loop)
@@ -792,14 +809,19 @@ wf_access_log_write(wf_access_log_t *al, const wf_route_req_t *rq,
         return;
     }
     /* The writer wakes once per full buffer, or at most twice per interval
-     * for a quiet thread: never per line.  The first line after a quiet
-     * interval goes at once, which keeps the lines of a lightly loaded
-     * server in the order their requests ended, across threads. */
+     * for a quiet thread: never per line.  The first line of a quiet
+     * thread goes at once, which keeps the lines of a lightly loaded server
+     * in the order their requests ended, across threads. */
     if (ALOG_BUF_SIZE - alog_thr.buf->len < ALOG_LINE_ROOM
-        || (alog_thr.buf->lines == 1
-            && loop->now >= alog_thr.handed + WF_ACCESS_LOG_FLUSH_MS)) {
+        || alog_is_quiet(loop)) {
         alog_handoff();
-    } else if (!wf_timer_is_armed(&alog_thr.timer)) {
+        return;
+    }
+    if (!alog_thr.holding) {
+        alog_thr.holding = true;
+        atomic_fetch_add_explicit(&alog.holding, 1, memory_order_relaxed);
+    }
+    if (!wf_timer_is_armed(&alog_thr.timer)) {
         wf_timer_set(alog_thr.loop, &alog_thr.timer, WF_ACCESS_LOG_FLUSH_MS);
     }
 }
