@@ -1,12 +1,14 @@
 /* Unit's "access_log": one line per request, in the combined format by
  * default, a custom template, or JSON objects (a "format" object).
  *
- * Writing never blocks an I/O thread: each thread formats lines into its
- * own buffer and hands it to one writer thread through a bounded queue; at
- * once while the writer keeps up, else when the buffer is full or
- * WF_ACCESS_LOG_FLUSH_MS after its first line.  When the queue is full the
- * buffer's lines are dropped and counted.  Only the writer thread calls
- * write(). */
+ * Logging costs an I/O thread no lock, no syscall and no allocation per
+ * line: each thread renders lines into its own 64 KiB batch buffer and
+ * hands a full buffer, or every WF_ACCESS_LOG_FLUSH_MS what it holds, to
+ * one writer thread, which alone calls write() (writev() of whole
+ * buffers).  Memory is bounded: when every buffer waits for a writer that
+ * is stuck (a stalled file system), further lines are dropped, counted
+ * (wf_access_log_dropped(), "/status") and reported as a warning; the I/O
+ * threads never wait.  Design notes: docs/internals/access_log.md. */
 #ifndef WF_HTTP_ACCESS_LOG_H
 #define WF_HTTP_ACCESS_LOG_H
 
@@ -60,20 +62,28 @@ bool wf_access_log_wants(const wf_access_log_t *al, const wf_route_req_t *rq);
 size_t wf_access_log_format(const wf_access_log_t *al, const wf_route_req_t *rq,
                             char *out, size_t cap);
 
-/* Logs rq (after its response), on loop's thread.  Never blocks, never
- * allocates except once per buffer. */
+/* Logs rq (after its response), on loop's thread (an I/O thread): the line
+ * is rendered into the thread's buffer.  Never blocks; takes a mutex and
+ * may allocate only once per buffer (64 KiB), never per line. */
 void wf_access_log_write(wf_access_log_t *al, const wf_route_req_t *rq,
                          wf_loop_t *loop);
 
 /* Makes the writer thread reopen every access log file by its path
- * (USR1).  Async-signal-safe: it only sets a flag, seen within
- * WF_ACCESS_LOG_FLUSH_MS. */
+ * (USR1), after it wrote every buffer already queued (to the old file);
+ * lines still in the threads' buffers go to the new one.  Takes a mutex:
+ * call it from a thread, not from a signal handler.  Never blocks on the
+ * file system (the writer opens). */
 void wf_access_log_reopen(void);
 
-/* Hands the calling I/O thread's buffer to the writer (at thread exit). */
+/* Hands the calling I/O thread's buffer to the writer (at thread exit).
+ * At process exit the writer writes what is queued, for at most 5 s. */
 void wf_access_log_thread_exit(void);
 
-/* Lines dropped because the writer fell behind, since start. */
+/* Lines dropped since start: no free buffer (the writer fell behind) or a
+ * write that failed. */
 uint64_t wf_access_log_dropped(void);
+
+/* Lines written to their files since start. */
+uint64_t wf_access_log_written(void);
 
 #endif

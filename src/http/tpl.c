@@ -109,8 +109,15 @@ tpl_request_line(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
     if (h == NULL || h->method.len == 0) {
         return 0; /* a head that did not parse */
     }
-    vn = snprintf(ver, sizeof(ver), " HTTP/%u.%u", h->version / 10,
-                  h->version % 10);
+    if (h->version < 100) { /* the common case, without snprintf() */
+        memcpy(ver, " HTTP/1.1", 9);
+        ver[6] = (char)('0' + h->version / 10);
+        ver[8] = (char)('0' + h->version % 10);
+        vn = 9;
+    } else {
+        vn = snprintf(ver, sizeof(ver), " HTTP/%u.%u", h->version / 10,
+                      h->version % 10);
+    }
     tpl_append(out, cap, &n, h->method);
     tpl_append(out, cap, &n, wf_string(" "));
     tpl_append(out, cap, &n, h->target);
@@ -130,13 +137,19 @@ tpl_remote_addr(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
         wf_str_make(buf, wf_var_addr_text(rq->remote, buf, sizeof(buf))));
 }
 
+/* v in decimal, zero-padded to width digits (an access log renders two
+ * per line: no snprintf()). */
 static size_t
-tpl_printf_u64(char *out, size_t cap, const char *fmt, uint64_t v)
+tpl_put_u64(char *out, size_t cap, uint64_t v, size_t width)
 {
-    char buf[32];
-    int n = snprintf(buf, sizeof(buf), fmt, (unsigned long long)v);
+    char buf[24];
+    size_t i = sizeof(buf);
 
-    return tpl_put(out, cap, wf_str_make(buf, (size_t)n));
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0 || sizeof(buf) - i < width);
+    return tpl_put(out, cap, wf_str_make(buf + i, sizeof(buf) - i));
 }
 
 static size_t
@@ -144,7 +157,7 @@ tpl_status(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
            size_t cap)
 {
     wf_unused(part);
-    return tpl_printf_u64(out, cap, "%03llu", rq->status % 1000);
+    return tpl_put_u64(out, cap, rq->status % 1000, 3);
 }
 
 static size_t
@@ -152,7 +165,7 @@ tpl_body_bytes_sent(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
                     size_t cap)
 {
     wf_unused(part);
-    return tpl_printf_u64(out, cap, "%llu", rq->body_bytes_sent);
+    return tpl_put_u64(out, cap, rq->body_bytes_sent, 1);
 }
 
 /* Seconds with milliseconds since the request began ("0.012"). */
@@ -177,28 +190,37 @@ tpl_request_time(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
     return tpl_put(out, cap, wf_str_make(buf, (size_t)n));
 }
 
-/* Local time as in the common log format: "31/Dec/1986:19:40:00 +0300". */
+/* Local time as in the common log format: "31/Dec/1986:19:40:00 +0300".
+ * Formatted once per second per thread: an access log asks every line. */
 static size_t
 tpl_time_local(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
                size_t cap)
 {
     static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static __thread struct {
+        time_t sec;
+        int len; /* 0: not formatted yet */
+        char text[64];
+    } cache;
     time_t now = time(NULL);
     struct tm tm;
     long off;
-    char buf[64];
-    int n;
 
     wf_unused(part);
     wf_unused(rq);
-    localtime_r(&now, &tm);
-    off = tm.tm_gmtoff / 60;
-    n = snprintf(buf, sizeof(buf), "%02d/%s/%4d:%02d:%02d:%02d %c%02ld%02ld",
-                 tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
-                 (off < 0 ? -off : off) / 60, (off < 0 ? -off : off) % 60);
-    return tpl_put(out, cap, wf_str_make(buf, (size_t)n));
+    if (cache.len == 0 || now != cache.sec) {
+        localtime_r(&now, &tm);
+        off = tm.tm_gmtoff / 60;
+        cache.len =
+            snprintf(cache.text, sizeof(cache.text),
+                     "%02d/%s/%4d:%02d:%02d:%02d %c%02ld%02ld", tm.tm_mday,
+                     mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+',
+                     (off < 0 ? -off : off) / 60, (off < 0 ? -off : off) % 60);
+        cache.sec = now;
+    }
+    return tpl_put(out, cap, wf_str_make(cache.text, (size_t)cache.len));
 }
 
 /* 32 random hex digits (xorshift per thread: an id, not a secret). */

@@ -188,6 +188,30 @@ wf_var_header_name_eq(wf_str_t field, wf_str_t name)
     return true;
 }
 
+/* An IPv4 address in dotted decimal, as inet_ntop() writes it but without
+ * its sprintf(): the access log renders one per line. */
+static size_t
+var_ipv4_text(const struct in_addr *in, char *buf)
+{
+    const unsigned char *a = (const unsigned char *)&in->s_addr;
+    size_t n = 0;
+
+    for (size_t i = 0; i < 4; i++) {
+        unsigned v = a[i];
+
+        if (v >= 100) {
+            buf[n++] = (char)('0' + v / 100);
+        }
+        if (v >= 10) {
+            buf[n++] = (char)('0' + v / 10 % 10);
+        }
+        buf[n++] = (char)('0' + v % 10);
+        buf[n++] = '.';
+    }
+    buf[--n] = '\0';
+    return n;
+}
+
 size_t
 wf_var_addr_text(const wf_sockaddr_t *sa, char *buf, size_t cap)
 {
@@ -198,8 +222,7 @@ wf_var_addr_text(const wf_sockaddr_t *sa, char *buf, size_t cap)
     }
     switch (sa->sa.sa_family) {
     case AF_INET:
-        src = &sa->sin.sin_addr;
-        break;
+        return var_ipv4_text(&sa->sin.sin_addr, buf);
     case AF_INET6:
         src = &sa->sin6.sin6_addr;
         break;

@@ -16,6 +16,7 @@
 #include "core/list.h"
 #include "core/listen.h"
 #include "core/log.h"
+#include "http/access_log.h"
 #include "http/h1_conn.h"
 
 #define ROUTER_FD_KEEP (-2) /* the listener exists already */
@@ -433,6 +434,12 @@ wf_router_status_json(void)
     if (root == NULL) {
         return NULL;
     }
+    /* Wharf's key: access-log lines written, and dropped (the writer was
+     * stuck behind a stalled file system, or a write failed). */
+    json_object_set_new(
+        root, "access_log",
+        json_pack("{s:I,s:I}", "written", (json_int_t)wf_access_log_written(),
+                  "dropped", (json_int_t)wf_access_log_dropped()));
     text = json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(root);
     return text;

@@ -225,6 +225,87 @@ test_access_log_cut(void **state)
     unlink(AL_PATH);
 }
 
+/* Control bytes and DEL are escaped wherever they are in the line (the
+ * scan reads 8 bytes at a time); HTAB and bytes >= 0x80 are kept. */
+static void
+test_access_log_escape_offsets(void **state)
+{
+    wf_arena_t *a = wf_arena_create(4096);
+    wf_access_log_spec_t spec = {.path = AL_PATH};
+    wf_h1_header_t hdr[1] = {{wf_string("X-C"), wf_null_str}};
+    wf_route_req_t rq;
+    wf_h1_head_t h;
+    wf_sockaddr_t sa;
+    wf_access_log_t *al;
+    char err[256];
+
+    wf_unused(state);
+    al_request(&rq, &h, &sa);
+    memcpy(h.headers, hdr, sizeof(hdr));
+    h.nheaders = 1;
+    spec.format = al_tpl(a, "$header_x_c");
+    al = wf_access_log_create(a, &spec, err, sizeof(err));
+    assert_non_null(al);
+    for (size_t at = 0; at < 20; at++) {
+        static const unsigned char bad[] = {0x01, 0x1f, 0x7f, 0x0a};
+        char value[32];
+        char want[64];
+
+        for (size_t k = 0; k < sizeof(bad); k++) {
+            memset(value, 'v', 20);
+            value[at] = (char)bad[k];
+            h.headers[0].value = wf_str_make(value, 20);
+            snprintf(want, sizeof(want), "%.*s\\x%02x%.*s\n", (int)at, value,
+                     bad[k], (int)(19 - at), value + at + 1);
+            al_expect(al, &rq, want);
+        }
+    }
+    h.headers[0].value = wf_string("a\tb\xc3\xa9"
+                                   "c\x80\xff"
+                                   "~ 0123456789");
+    al_expect(al, &rq,
+              "a\tb\xc3\xa9"
+              "c\x80\xff"
+              "~ 0123456789\n");
+    wf_access_log_destroy(al);
+    wf_arena_destroy(a);
+    unlink(AL_PATH);
+}
+
+/* $remote_addr for IPv4 (formatted without inet_ntop()) and IPv6. */
+static void
+test_access_log_remote_addr(void **state)
+{
+    static const char *addrs[] = {"0.0.0.0",    "255.255.255.255",
+                                  "10.0.100.9", "1.20.3.40",
+                                  "127.0.0.1",  "99.199.9.90"};
+    wf_arena_t *a = wf_arena_create(4096);
+    wf_access_log_spec_t spec = {.path = AL_PATH};
+    wf_route_req_t rq;
+    wf_h1_head_t h;
+    wf_sockaddr_t sa;
+    wf_access_log_t *al;
+    char err[256];
+    char want[64];
+
+    wf_unused(state);
+    al_request(&rq, &h, &sa);
+    spec.format = al_tpl(a, "$remote_addr");
+    al = wf_access_log_create(a, &spec, err, sizeof(err));
+    assert_non_null(al);
+    for (size_t i = 0; i < wf_nitems(addrs); i++) {
+        assert_int_equal(inet_pton(AF_INET, addrs[i], &sa.sin.sin_addr), 1);
+        snprintf(want, sizeof(want), "%s\n", addrs[i]);
+        al_expect(al, &rq, want);
+    }
+    sa.sin6.sin6_family = AF_INET6;
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::7", &sa.sin6.sin6_addr), 1);
+    al_expect(al, &rq, "2001:db8::7\n");
+    wf_access_log_destroy(al);
+    wf_arena_destroy(a);
+    unlink(AL_PATH);
+}
+
 /* "pass" values with variables are looked up once rendered. */
 static void
 test_route_find(void **state)
@@ -260,6 +341,8 @@ wf_test_access_log(void)
         cmocka_unit_test(test_access_log_json),
         cmocka_unit_test(test_access_log_if),
         cmocka_unit_test(test_access_log_cut),
+        cmocka_unit_test(test_access_log_escape_offsets),
+        cmocka_unit_test(test_access_log_remote_addr),
         cmocka_unit_test(test_route_find),
     };
 
