@@ -26,6 +26,8 @@
 #define STATIC_MAX_FILES 1024 /* cached files per thread */
 #define STATIC_MAX_FILLS 4096 /* fills between two watch resets */
 #define STATIC_IDLE_MS   1000 /* an entry unused this long is closed */
+#define STATIC_DATA_MAX  8192 /* files up to this are also kept in memory */
+#define STATIC_DATA_POOL (2u << 20) /* bytes of file data per thread */
 #define STATIC_RANGE_MAX sizeof(((wf_share_state_t *)0)->crange)
 
 /* Events that make a cached file stale (docs/internals/static.md). */
@@ -59,6 +61,9 @@ struct wf_share_state {
     int job_fd;     /* result: -1 on failure; closed on release if >= 0 */
     int job_errno;
     struct stat job_st;
+    char *job_data; /* result: a small file's bytes (malloc'd), or NULL */
+
+    wf_file_t *file; /* a reference for a memory body, or NULL */
 
     char crange[64]; /* Content-Range text */
     size_t path_len;
@@ -68,7 +73,8 @@ struct wf_share_state {
 struct wf_file {
     struct wf_file *next; /* hash chain; NULL at the end */
     int fd;
-    int refs; /* the cache's (while in the table) + responses */
+    int refs;   /* the cache's (while in the table) + responses */
+    char *data; /* size bytes (malloc'd) sent from memory; NULL: sendfile */
     uint32_t hash;
     uint32_t mode;      /* the open_mode it was opened with */
     uint64_t last_used; /* loop ms of the last hit */
@@ -86,9 +92,10 @@ struct wf_file {
 typedef struct static_cache {
     wf_file_t *buckets[STATIC_BUCKETS];
     unsigned nfiles;
-    unsigned fills; /* entries added since the watches were reset */
-    int ifd;        /* inotify, IN_NONBLOCK; -1: nothing is cached */
-    uint64_t gen;   /* bumped by every flush */
+    unsigned fills;    /* entries added since the watches were reset */
+    size_t data_bytes; /* file data held by cached entries */
+    int ifd;           /* inotify, IN_NONBLOCK; -1: nothing is cached */
+    uint64_t gen;      /* bumped by every flush */
     wf_timer_t sweep;
     wf_loop_t *loop;
 } static_cache_t;
@@ -112,6 +119,7 @@ wf_file_unref(wf_file_t *f)
         return;
     }
     close(f->fd);
+    free(f->data);
     free(f);
 }
 
@@ -139,6 +147,7 @@ static_cache_prune(static_cache_t *sc, bool all)
             if (all || f->last_used + STATIC_IDLE_MS <= sc->loop->now) {
                 *pp = f->next;
                 sc->nfiles--;
+                sc->data_bytes -= f->data != NULL ? f->size : 0;
                 wf_file_unref(f);
             } else {
                 pp = &f->next;
@@ -283,6 +292,8 @@ static_state_get(void)
     st = wf_fpool_get(&static_states);
     if (st != NULL) {
         st->job_fd = -1;
+        st->job_data = NULL;
+        st->file = NULL;
         st->path_len = 0;
         st->open_mode = 0;
     }
@@ -300,6 +311,8 @@ wf_static_req_release(wf_req_t *r)
     if (st->job_fd >= 0) {
         close(st->job_fd); /* the client left while the job was out */
     }
+    free(st->job_data);
+    wf_file_unref(st->file);
     wf_fpool_put(&static_states, st);
     r->share = NULL;
 }
@@ -337,6 +350,7 @@ static_cache_add(static_cache_t *sc, const wf_share_state_t *st, bool cache)
     }
     f->fd = st->job_fd;
     f->refs = 1;
+    f->data = st->job_data;
     f->hash = static_hash(st->path, st->path_len);
     f->mode = st->open_mode;
     f->last_used = sc->loop->now;
@@ -346,7 +360,13 @@ static_cache_add(static_cache_t *sc, const wf_share_state_t *st, bool cache)
     f->path_len = st->path_len;
     memcpy(f->path, st->path, st->path_len);
     f->path[st->path_len] = '\0';
-    if (cache && sc->nfiles < STATIC_MAX_FILES) {
+    cache = cache && sc->nfiles < STATIC_MAX_FILES;
+    if (f->data != NULL
+        && (!cache || sc->data_bytes + f->size > STATIC_DATA_POOL)) {
+        free(f->data); /* sent with sendfile() */
+        f->data = NULL;
+    }
+    if (cache) {
         wf_file_t **head = &sc->buckets[f->hash % STATIC_BUCKETS];
 
         f->next = *head;
@@ -354,6 +374,7 @@ static_cache_add(static_cache_t *sc, const wf_share_state_t *st, bool cache)
         f->refs++;
         sc->nfiles++;
         sc->fills++;
+        sc->data_bytes += f->data != NULL ? f->size : 0;
         if (!wf_timer_is_armed(&sc->sweep)) {
             wf_timer_set(sc->loop, &sc->sweep, STATIC_IDLE_MS);
         }
@@ -514,9 +535,17 @@ static_respond_file(wf_req_t *r, wf_file_t *f)
         wf_req_respond(r);
         return;
     }
-    if (static_range(r, f, st->crange) == WF_OK) {
-        wf_req_respond(r);
+    if (static_range(r, f, st->crange) != WF_OK) {
+        return;
     }
+    if (f->data != NULL) {
+        /* A small file goes out in the head's write: one system call. */
+        resp->body =
+            wf_str_make(f->data + resp->file_off, resp->content_length);
+        resp->file = NULL;
+        st->file = f;
+    }
+    wf_req_respond(r);
 }
 
 /* Opens st->path under the share's restrictions with openat2(): inside the
@@ -672,6 +701,29 @@ static_watch_file(wf_share_state_t *st)
     return true;
 }
 
+/* Reads a small cacheable file whole (after the final fstat(): a later
+ * change leaves an event).  On a short read the file is sent with
+ * sendfile() instead. */
+static void
+static_read_data(wf_share_state_t *st)
+{
+    size_t size = (size_t)st->job_st.st_size;
+    ssize_t n;
+
+    if (!st->cacheable || size == 0 || size > STATIC_DATA_MAX) {
+        return;
+    }
+    st->job_data = malloc(size);
+    if (st->job_data == NULL) {
+        return;
+    }
+    n = pread(st->job_fd, st->job_data, size, 0);
+    if (n < 0 || (size_t)n != size) {
+        free(st->job_data);
+        st->job_data = NULL;
+    }
+}
+
 /* On a helper thread: watch, open, stat.  The directories are watched
  * before the open and the file before the final fstat(), so a change at
  * any moment either shows in the result or leaves an event that stops
@@ -699,6 +751,7 @@ static_open_work(wf_job_t *job)
     if (fstat(st->job_fd, &st->job_st) == -1) {
         goto fail;
     }
+    static_read_data(st);
     return;
 
 fail:
@@ -740,9 +793,10 @@ static_on_open(wf_req_t *r)
     f = static_cache_add(sc, st, st->cacheable && sc->gen == st->gen);
     st->job_fd = -1;
     if (f == NULL) {
-        wf_req_respond_error(r, 503);
+        wf_req_respond_error(r, 503); /* st->job_data goes with st */
         return;
     }
+    st->job_data = NULL;
     static_respond_file(r, f);
 }
 
