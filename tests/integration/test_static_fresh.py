@@ -99,6 +99,34 @@ def test_in_place_rewrite_longer(client, docroot):
     client.expect("/grow.txt", b"short and then much longer", path)
 
 
+@pytest.mark.parametrize("size", [8, 8192, 8193, 70000])
+def test_in_place_rewrite_same_size(client, docroot, size):
+    """Small files are sent from memory: their bytes must not outlive a
+    rewrite that keeps the size (and perhaps the second)."""
+    path = docroot / "same.bin"
+    path.write_bytes(b"A" * size)
+    client.warm("/same.bin", b"A" * size, path)
+    with open(path, "r+b") as f:
+        f.write(b"B" * size)
+    client.expect("/same.bin", b"B" * size, path)
+    r = get_on(client.sock, "/same.bin", [("Range", "bytes=2-5")])
+    assert r.status == 206
+    assert r.body == b"BBBB"
+    r = get_on(client.sock, "/same.bin", [("Range", "bytes=-3")])
+    assert r.body == b"BBB"
+
+
+def test_head_of_cached_small_file(client, docroot):
+    path = docroot / "head.txt"
+    path.write_bytes(b"head me\n")
+    client.warm("/head.txt", b"head me\n", path)
+    client.sock.sendall(request(method="HEAD", path="/head.txt"))
+    r = Reader(client.sock).read_response(head_request=True)
+    assert r.status == 200
+    assert r.header("Content-Length") == "8"
+    client.expect("/head.txt", b"head me\n", path)
+
+
 def test_metadata_change_updates_etag(client, docroot):
     path = docroot / "meta.txt"
     path.write_bytes(b"same bytes")
