@@ -652,16 +652,6 @@ static_watch_dirs(int ifd, const char *path, size_t len)
     return true;
 }
 
-/* The real path of the open fd into out, as the kernel names it. */
-static ssize_t
-static_fd_path(int fd, char *out, size_t size)
-{
-    char proc[32];
-
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-    return readlink(proc, out, size);
-}
-
 /* The file is open and regular: watches the inode itself, and, when the
  * path went through symlinks (or was relative), the directories of its
  * real path too.  Those were watched only after the open, so the name is
@@ -672,11 +662,12 @@ static_watch_file(wf_share_state_t *st)
 {
     char real[PATH_MAX];
     char proc[32];
-    ssize_t n = static_fd_path(st->job_fd, real, sizeof(real));
     struct stat again;
+    ssize_t n;
     int fd;
 
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", st->job_fd);
+    n = readlink(proc, real, sizeof(real)); /* the kernel's name for it */
     if (n <= 0 || (size_t)n >= sizeof(real)
         || inotify_add_watch(st->ifd, proc, STATIC_FILE_EVENTS) == -1) {
         return false;
