@@ -622,10 +622,10 @@ static_fs_is_local(int fd)
     return true;
 }
 
-/* Watches every directory that resolving path (len bytes) looks a name up
- * in: "/" (or "." for a relative path), then each proper prefix that ends
- * before a '/'.  Returns false when a watch could not be added (ENOSPC,
- * a missing directory): the file is then served but not cached. */
+/* Watches every directory in path (len bytes, no symlinks in it): "/" or
+ * ".", then each proper prefix that ends before a '/'.  Returns false when
+ * a watch could not be added (ENOSPC, a missing directory): the file is
+ * then served but not cached. */
 static bool
 static_watch_dirs(int ifd, const char *path, size_t len)
 {
@@ -652,13 +652,129 @@ static_watch_dirs(int ifd, const char *path, size_t len)
     return true;
 }
 
-/* The file is open and regular: watches the inode itself, and, when the
- * path went through symlinks (or was relative), the directories of its
- * real path too.  Those were watched only after the open, so the name is
- * opened once more: a different inode means a change came in between.
- * Returns whether the file may be cached. */
+/* A walk over the names the open will look up, symlinks followed as the
+ * open follows them (absolute targets below the chroot), so that the
+ * directory holding each symlink on the way is watched too. */
+typedef struct static_walk {
+    int ifd;
+    size_t root_len; /* cur[0..root_len) is the chroot; 0: "/" */
+    unsigned links;  /* symlinks followed so far */
+    size_t len;      /* cur holds the resolved path so far, no symlinks */
+    char cur[PATH_MAX];
+} static_walk_t;
+
+static bool static_walk(static_walk_t *w, const char *p, size_t n);
+
+/* Moves w->cur to the directory it names, and watches it. */
 static bool
-static_watch_file(wf_share_state_t *st)
+static_walk_enter(static_walk_t *w)
+{
+    w->cur[w->len] = '\0';
+    return inotify_add_watch(w->ifd, w->len > 0 ? w->cur : "/",
+                             STATIC_DIR_EVENTS)
+           != -1;
+}
+
+/* One name c (n bytes) looked up in w->cur. */
+static bool
+static_walk_name(static_walk_t *w, const char *c, size_t n)
+{
+    size_t parent = w->len;
+    char target[PATH_MAX];
+    struct stat sb;
+    ssize_t t;
+
+    if (n == 2 && c[0] == '.' && c[1] == '.') {
+        while (w->len > w->root_len && w->cur[w->len - 1] != '/') {
+            w->len--;
+        }
+        w->len -= w->len > w->root_len ? 1 : 0;
+        return true;
+    }
+    if ((n == 1 && c[0] == '.') || n == 0) {
+        return true;
+    }
+    if (w->len + 1 + n >= sizeof(w->cur)) {
+        return false;
+    }
+    w->cur[w->len] = '/';
+    memcpy(w->cur + w->len + 1, c, n);
+    w->len += 1 + n;
+    w->cur[w->len] = '\0';
+    if (lstat(w->cur, &sb) == -1) {
+        return false;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        return static_walk_enter(w);
+    }
+    if (!S_ISLNK(sb.st_mode)) {
+        return true; /* the file itself (or ENOTDIR for the open) */
+    }
+    t = readlink(w->cur, target, sizeof(target));
+    if (++w->links > 40 || t <= 0 || (size_t)t >= sizeof(target)) {
+        return false; /* ELOOP for the open, or an odd link */
+    }
+    w->len = target[0] == '/' ? w->root_len : parent;
+    return static_walk(w, target, (size_t)t);
+}
+
+/* Walks the names of p (n bytes) from w->cur. */
+static bool
+static_walk(static_walk_t *w, const char *p, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        size_t j = i;
+
+        while (j < n && p[j] != '/') {
+            j++;
+        }
+        if (!static_walk_name(w, p + i, j - i)) {
+            return false;
+        }
+        i = j + 1;
+    }
+    return true;
+}
+
+/* Watches every directory that resolving st->path looks a name up in,
+ * from "/" (or the working directory for a relative share) down, through
+ * every symlink on the way; under a chroot, the chroot's own path is
+ * walked first (it is opened by name on every open).  Returns false when
+ * a watch could not be added (ENOSPC, a missing directory): the file is
+ * then served, not cached. */
+static bool
+static_watch_path(const wf_share_state_t *st, static_walk_t *w)
+{
+    bool chroot = (st->open_mode & STATIC_CHROOT) != 0;
+    size_t root = chroot ? st->open_mode >> STATIC_ROOT_SHIFT : 0;
+
+    w->ifd = st->ifd;
+    w->links = 0;
+    w->len = 0;
+    w->root_len = 0;
+    if (st->path[0] != '/') {
+        if (getcwd(w->cur, sizeof(w->cur)) == NULL) {
+            return false;
+        }
+        w->len = strlen(w->cur);
+        w->len = w->len == 1 ? 0 : w->len; /* "/" */
+    }
+    if (!static_walk_enter(w) || !static_walk(w, st->path, root)) {
+        return false;
+    }
+    w->root_len = chroot ? w->len : 0;
+    return static_walk(w, st->path + root, st->path_len - root);
+}
+
+/* The file is open and regular: watches the inode itself.  The kernel's
+ * name for it should be where the walk w ended; if not (a mount trick, a
+ * race), the directories of that real path are watched too, after the
+ * open, so the name is opened once more: a different inode means a change
+ * came in between.  Returns whether the file may be cached. */
+static bool
+static_watch_file(wf_share_state_t *st, const static_walk_t *w)
 {
     char real[PATH_MAX];
     char proc[32];
@@ -672,8 +788,7 @@ static_watch_file(wf_share_state_t *st)
         || inotify_add_watch(st->ifd, proc, STATIC_FILE_EVENTS) == -1) {
         return false;
     }
-    if ((size_t)n == st->path_len
-        && memcmp(real, st->path, st->path_len) == 0) {
+    if ((size_t)n == w->len && memcmp(real, w->cur, w->len) == 0) {
         return true;
     }
     if (!static_watch_dirs(st->ifd, real, (size_t)n)) {
@@ -724,9 +839,9 @@ static_open_work(wf_job_t *job)
 {
     wf_req_t *r = wf_container_of(job, wf_req_t, job);
     wf_share_state_t *st = r->share;
+    static_walk_t walk;
 
-    st->cacheable =
-        st->ifd != -1 && static_watch_dirs(st->ifd, st->path, st->path_len);
+    st->cacheable = st->ifd != -1 && static_watch_path(st, &walk);
     st->job_fd = static_open(st);
     if (st->job_fd == -1) {
         st->job_errno = errno;
@@ -738,7 +853,8 @@ static_open_work(wf_job_t *job)
     if (!S_ISREG(st->job_st.st_mode) || !st->cacheable) {
         return;
     }
-    st->cacheable = static_fs_is_local(st->job_fd) && static_watch_file(st);
+    st->cacheable =
+        static_fs_is_local(st->job_fd) && static_watch_file(st, &walk);
     if (fstat(st->job_fd, &st->job_st) == -1) {
         goto fail;
     }

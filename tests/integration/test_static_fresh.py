@@ -207,6 +207,58 @@ def test_symlink_target_outside_path_changes(client, docroot, tmp_path):
     client.expect("/out.txt", b"3\n", link)
 
 
+def test_symlink_chain_middle_link_swapped(client, docroot, tmp_path):
+    """entry -> ../hop/mid -> ../rel1: the middle link lives in a directory
+    on neither the requested path nor the file's real path."""
+    for name, data in (("rel1", b"chain one\n"), ("rel2", b"chain two!\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f.txt").write_bytes(data)
+    (tmp_path / "hop").mkdir()
+    os.symlink("../rel1", str(tmp_path / "hop" / "mid"))
+    os.symlink("../hop/mid", str(docroot / "entry"))
+    client.warm("/entry/f.txt", b"chain one\n")
+    swap_symlink(tmp_path / "hop" / "mid", "../rel2")
+    client.expect("/entry/f.txt", b"chain two!\n")
+
+
+def test_chroot_absolute_symlink_swapped(wharf, docroot):
+    """Under a chroot an absolute link resolves below the chroot."""
+    for name, data in (("v1", b"jailed one\n"), ("v2", b"jailed two\n")):
+        (docroot / name).mkdir()
+        (docroot / name / "f.txt").write_bytes(data)
+    os.symlink("/v1", str(docroot / "cur"))
+    server = wharf(share_config(docroot, chroot=str(docroot)))
+    c = Client(server)
+    try:
+        c.warm("/cur/f.txt", b"jailed one\n")
+        swap_symlink(docroot / "cur", "/v2")
+        c.expect("/cur/f.txt", b"jailed two\n")
+        (docroot / "v2" / "f.txt").write_bytes(b"rewritten\n")
+        c.expect("/cur/f.txt", b"rewritten\n")
+    finally:
+        c.close()
+
+
+def test_chroot_parent_swapped(wharf, tmp_path):
+    """The chroot is opened by name: a swap above it is seen too."""
+    base = tmp_path / "jails"
+    (base / "j").mkdir(parents=True)
+    (base / "j" / "f.txt").write_bytes(b"jail A\n")
+    server = wharf(routes_config([{"action": {
+        "share": str(base) + "/j$uri", "chroot": str(base) + "/j"}}]))
+    c = Client(server)
+    try:
+        c.warm("/f.txt", b"jail A\n")
+        other = tmp_path / "jails2"
+        (other / "j").mkdir(parents=True)
+        (other / "j" / "f.txt").write_bytes(b"jail B!\n")
+        os.rename(base, tmp_path / "jails.old")
+        os.rename(other, base)
+        c.expect("/f.txt", b"jail B!\n")
+    finally:
+        c.close()
+
+
 def test_symlinked_directory_swap(client, docroot):
     for name, data in (("rel1", b"release one\n"), ("rel2", b"release 2\n")):
         (docroot / name).mkdir()
