@@ -14,6 +14,7 @@
 #define WF_LOOP_MAX_TIMERS  1024 /* timer handlers per tick */
 #define WF_LOOP_MAX_WAIT_MS 1000
 
+void (*wf_loop_on_start)(wf_loop_t *loop);
 void (*wf_loop_on_stop)(wf_loop_t *loop, bool graceful);
 void (*wf_loop_on_exit)(wf_loop_t *loop);
 
@@ -341,6 +342,9 @@ loop_thread(void *arg)
     int stop_seen = WF_LOOP_RUNNING;
 
     loop_current = loop;
+    if (wf_loop_on_start != NULL) {
+        wf_loop_on_start(loop);
+    }
     while (!loop_should_exit(loop, &stop_seen)) {
         int timeout = wf_list_is_empty(&loop->runq) ? wf_timers_wait_ms(
                           &loop->timers, loop->now, WF_LOOP_MAX_WAIT_MS)

@@ -59,6 +59,11 @@ enum {
     WF_LOOP_FAST,     /* exit at the end of this tick */
 };
 
+/* Called on each loop's thread when it starts, before its first wait; the
+ * HTTP layer creates its per-thread objects here.  Set before the loops
+ * start. */
+extern void (*wf_loop_on_start)(wf_loop_t *loop);
+
 /* Called on each loop's thread when a stop is requested; the HTTP layer
  * closes its idle connections here.  Set before the loops start. */
 extern void (*wf_loop_on_stop)(wf_loop_t *loop, bool graceful);

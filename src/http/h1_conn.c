@@ -362,21 +362,15 @@ h1_req_create(wf_h1_conn_t *c)
     r->root = c->site->root;
     r->loop = c->loop;
     r->passes = 0;
-    r->action = NULL;
     r->last = NULL;
-    r->open_mode = 0;
+    r->share = NULL;
     r->uri_cap = sizeof(r->uri_inline);
     r->target = NULL;
     r->rq.start_ns = c->loop->now * 1000000u;
-    r->share_index = 0;
-    r->trying_index = false;
     r->job_done = NULL;
-    r->job_fd = -1;
-    r->job_errno = 0;
     r->uri = r->uri_inline;
     r->loc = NULL;
     r->hbuf = r->hbuf_inline;
-    r->path_len = 0;
     return r;
 }
 
@@ -389,6 +383,7 @@ h1_req_destroy(wf_h1_conn_t *c)
         return;
     }
     wf_file_unref(r->resp.file);
+    wf_static_req_release(r);
     if (r->uri != r->uri_inline) {
         free(r->uri);
     }
@@ -1066,9 +1061,6 @@ h1_on_job_done(wf_task_t *task)
 
     c->job_pending = false;
     if (c->state == WF_H1_CLOSING) {
-        if (r->job_fd >= 0) {
-            close(r->job_fd);
-        }
         wf_task_defer(c->loop, &c->free_task);
         return;
     }
@@ -1214,6 +1206,12 @@ h1_on_stop(wf_loop_t *loop, bool graceful)
 }
 
 static void
+h1_on_start(wf_loop_t *loop)
+{
+    wf_static_thread_start(loop);
+}
+
+static void
 h1_on_exit(wf_loop_t *loop)
 {
     wf_unused(loop);
@@ -1233,6 +1231,7 @@ h1_on_exit(wf_loop_t *loop)
 void
 wf_h1_init(void)
 {
+    wf_loop_on_start = h1_on_start;
     wf_loop_on_stop = h1_on_stop;
     wf_loop_on_exit = h1_on_exit;
 }

@@ -70,19 +70,18 @@ handle_set_target(wf_req_t *r, const char *path, size_t plen)
 /* Unit's "rewrite": the rendered value's path (what precedes '?') becomes
  * the request's path, decoded and normalised for $uri and routing, and
  * still encoded in $request_uri; the query stays the request's own (a
- * query in the value is ignored, as in Unit 1.35).  r->path serves as
- * scratch: no share is being served yet.  Returns WF_OK or WF_ERROR (the
- * caller answers 500, as Unit). */
+ * query in the value is ignored, as in Unit 1.35).  Returns WF_OK or
+ * WF_ERROR (the caller answers 500, as Unit). */
 static int
 handle_rewrite(wf_req_t *r, const wf_tpl_t *tpl)
 {
-    char *buf = r->path;
-    size_t n = wf_tpl_render(tpl, &r->rq, buf, sizeof(r->path));
+    char buf[PATH_MAX];
+    size_t n = wf_tpl_render(tpl, &r->rq, buf, sizeof(buf));
     const char *q;
     size_t plen;
     size_t len;
 
-    if (n >= sizeof(r->path)) {
+    if (n >= sizeof(buf)) {
         return WF_ERROR;
     }
     q = memchr(buf, '?', n);

@@ -21,6 +21,7 @@
 #define WF_REQ_MAX_PASSES 16   /* route-to-route passes before a 500 */
 
 typedef struct wf_file wf_file_t; /* an open file in the per-thread cache */
+typedef struct wf_share_state wf_share_state_t; /* static.c's, per request */
 
 typedef struct wf_resp {
     unsigned status;
@@ -59,19 +60,13 @@ struct wf_req {
     const wf_route_t *root;   /* the listener's route */
     wf_loop_t *loop;
     wf_resp_t resp;
-    unsigned passes;           /* route passes so far */
-    const wf_action_t *action; /* the share being served */
-    const wf_action_t *last;   /* the last action run (response_headers) */
-    unsigned share_index;      /* which of action->shares */
-    bool trying_index;         /* path has the index file appended */
-    uint32_t open_mode;        /* static.c: chroot and resolve limits */
+    unsigned passes;         /* route passes so far */
+    const wf_action_t *last; /* the last action run (response_headers) */
+    wf_share_state_t *share; /* static.c's state; NULL unless a share ran */
 
-    /* A blocking open()+fstat() on a helper thread. */
+    /* Blocking work on a helper thread (static.c's open()+fstat()). */
     wf_job_t job;
     wf_req_job_cb job_done;
-    int job_fd; /* result: -1 on failure */
-    int job_errno;
-    struct stat job_st;
 
     char *uri;                /* decoded path; uri_inline or malloc'd */
     size_t uri_cap;           /* bytes r->uri can hold */
@@ -79,9 +74,6 @@ struct wf_req {
     wf_sockaddr_t fwd_remote; /* the client named by "forwarded" */
     char *loc;                /* malloc'd Location text, or NULL */
     char *hbuf;               /* response head: hbuf_inline or malloc'd */
-    char crange[64];          /* Content-Range text */
-    char path[PATH_MAX];      /* file system path being served */
-    size_t path_len;
     char uri_inline[WF_REQ_URI_INLINE];
     char hbuf_inline[WF_REQ_HEAD_INLINE];
 };
@@ -93,10 +85,10 @@ void wf_req_respond(wf_req_t *r);
 /* Answers status with Unit's small HTML error page.  Takes over r. */
 void wf_req_respond_error(wf_req_t *r, unsigned status);
 
-/* Runs work(&r->job) on a helper thread (it may only touch r's job_*
- * fields and r->path), then calls done(r) on r's loop.  The transport keeps
- * r alive until then even if the client goes away; if it went away, done is
- * not called and a job_fd >= 0 is closed. */
+/* Runs work(&r->job) on a helper thread (it may only touch what r->share
+ * holds), then calls done(r) on r's loop.  The transport keeps r alive until
+ * then even if the client goes away; if it went away, done is not called and
+ * destroying r releases what work() left (wf_static_req_release()). */
 void wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done);
 
 /* Routes r from its listener's route and runs the action.  Takes over r. */
