@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -16,11 +17,12 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "http/access_log.h"
+#include "http/exchange.h"
 #include "http/forwarded.h"
 #include "http/h1_conn_types.h"
+#include "http/mux.h"
 #include "http/req.h"
 #include "http/respond.h"
-#include "http/static.h"
 #include "http/uri.h"
 
 #define H1_RBUF_SIZE      4096 /* pooled read buffers; heads grow beyond */
@@ -30,7 +32,25 @@
 #define H1_BIG_FILE       (1u << 20) /* bodies from here get H1_BIG_SNDBUF */
 #define H1_BIG_SNDBUF     (4 << 20)
 
+/* Who reads a request body (see docs/internals/h1_conn.md). */
+typedef enum h1_body_mode {
+    H1_BODY_NONE = 0, /* no body, or it was read, dropped or given up */
+    H1_BODY_PENDING,  /* unread; the endpoint has not decided yet */
+    H1_BODY_DRAIN,    /* read and dropped before a parked response/job */
+    H1_BODY_STREAM,   /* read into c->req->req_body for the endpoint */
+} h1_body_mode_t;
+
+/* What waits for a drained body. */
+typedef enum h1_parked {
+    H1_PARKED_NONE = 0,
+    H1_PARKED_RESPOND, /* c->req->resp is final */
+    H1_PARKED_JOB,     /* c->req->job is filled, not submitted */
+} h1_parked_t;
+
+typedef struct wf_h1_conn wf_h1_conn_t;
+
 struct wf_h1_conn {
+    wf_mux_t mux; /* ops: h1_mux_ops */
     wf_io_t io;
     wf_timer_t timer;
     wf_task_t resume;    /* serves buffered (pipelined) input */
@@ -46,6 +66,7 @@ struct wf_h1_conn {
     bool job_pending; /* a helper job holds c->req */
     bool big_sndbuf;  /* SO_SNDBUF raised for big files */
     unsigned burst;   /* requests served since the last poll */
+    wf_mux_exit_status_t exit_status;
 
     char *rbuf; /* owned; NULL while idle */
     uint32_t rcap;
@@ -56,7 +77,13 @@ struct wf_h1_conn {
 
     wf_req_t *req; /* owned; NULL while idle */
 
-    /* Request body being dropped. */
+    /* Request body. */
+    h1_body_mode_t body_mode;
+    h1_parked_t parked;
+    bool continue_sent; /* 100 Continue is out */
+    bool body_ended;    /* STREAM: the last byte was decoded */
+    uint32_t pend_off;  /* STREAM: decoded bytes rbuf[pend_off..+pend_len) */
+    uint32_t pend_len;  /* wait for room in the endpoint's channel */
     bool body_chunked;
     uint64_t body_left; /* Content-Length bytes still to read */
     uint64_t body_seen; /* decoded bytes, for max_body_size */
@@ -71,6 +98,16 @@ struct wf_h1_conn {
     off_t file_off;
     uint64_t file_left;
 
+    /* Streamed response: one chunk is framed from the head of
+     * req->resp_body at a time and consumed when it is out. */
+    bool streaming;
+    bool stream_chunked; /* HTTP/1.1: chunk framing; else close-delimited */
+    bool stream_last;    /* the last chunk is being written */
+    uint8_t chunk_hlen;  /* bytes in chunk_head */
+    size_t chunk_len;    /* data bytes of the chunk being written */
+    size_t chunk_off;    /* bytes of [head | data | CRLF] written */
+    char chunk_head[20];
+
     wf_sockaddr_t remote; /* the client */
     wf_sockaddr_t local;  /* the address it connected to */
 };
@@ -84,6 +121,9 @@ static void h1_send(wf_h1_conn_t *c);
 static void h1_linger_read(wf_h1_conn_t *c);
 static void h1_close(wf_h1_conn_t *c);
 static void h1_access_log(wf_h1_conn_t *c);
+static void h1_body_fail(wf_h1_conn_t *c, unsigned status);
+static void h1_job_submit(wf_h1_conn_t *c);
+static void h1_send_response(wf_h1_conn_t *c);
 
 /* Which field of wf_http_conf_t bounds each state (none for 0). */
 typedef enum h1_timeout {
@@ -357,7 +397,7 @@ h1_req_create(wf_h1_conn_t *c)
     wf_h1_head_init(&r->head);
     memset(&r->rq, 0, sizeof(r->rq));
     memset(&r->resp, 0, sizeof(r->resp));
-    r->conn = c;
+    wf_xchg_init(r, &c->mux, c->loop);
     r->hc = c->site->hc;
     r->root = c->site->root;
     r->loop = c->loop;
@@ -388,7 +428,7 @@ h1_req_destroy(wf_h1_conn_t *c)
     if (r == NULL) {
         return;
     }
-    wf_file_unref(r->resp.file);
+    wf_xchg_fini(r);
     if (r->uri != r->uri_inline) {
         free(r->uri);
     }
@@ -401,6 +441,39 @@ h1_req_destroy(wf_h1_conn_t *c)
     c->req = NULL;
     c->rkeep = 0;
     c->file = NULL;
+    c->streaming = false;
+    c->body_mode = H1_BODY_NONE;
+    c->parked = H1_PARKED_NONE;
+    c->continue_sent = false;
+    c->body_ended = false;
+    c->pend_len = 0;
+}
+
+static wf_h1_conn_t *
+h1_conn_of(const wf_req_t *r)
+{
+    return wf_container_of(r->mux, wf_h1_conn_t, mux);
+}
+
+/* Tells an endpoint that holds r that the client side is gone, once. */
+static void
+h1_endpoint_abort(wf_h1_conn_t *c)
+{
+    wf_req_t *r = c->req;
+    void (*on_abort)(wf_req_t * r);
+
+    if (r == NULL) {
+        return;
+    }
+    if (r->body_wanted || r->resp.stream) {
+        wf_chan_abort(&r->req_body);
+        wf_chan_abort(&r->resp_body);
+    }
+    on_abort = r->on_abort;
+    r->on_abort = NULL;
+    if (on_abort != NULL) {
+        on_abort(r);
+    }
 }
 
 static void
@@ -426,6 +499,11 @@ h1_close(wf_h1_conn_t *c)
     if (c->state == WF_H1_SEND) {
         h1_access_log(c); /* the client went away mid-response */
     }
+    if (c->exit_status == MUX_ES_UNKNOWN) {
+        c->exit_status =
+            c->state == WF_H1_IDLE ? MUX_ES_SUCCESS : MUX_ES_IO_ERR;
+    }
+    h1_endpoint_abort(c);
     wf_timer_stop(c->loop, &c->timer);
     wf_io_del(c->loop, &c->io);
     close(c->io.fd);
@@ -489,7 +567,11 @@ h1_on_timer(wf_timer_t *t)
 {
     wf_h1_conn_t *c = wf_container_of(t, wf_h1_conn_t, timer);
 
-    if ((c->state == WF_H1_HEAD || c->state == WF_H1_BODY) && c->req != NULL) {
+    if (c->state == WF_H1_BODY) {
+        h1_body_fail(c, 408);
+        return;
+    }
+    if (c->state == WF_H1_HEAD && c->req != NULL) {
         /* The client started a request and stalled: tell it why. */
         c->keep_alive = false;
         wf_req_respond_error(c->req, 408);
@@ -568,7 +650,7 @@ h1_req_forwarded(wf_req_t *r, const wf_forwarded_t *fwd)
 {
     wf_forwarded_result_t res;
 
-    wf_forwarded_apply(fwd, &r->head, &r->conn->remote, &res);
+    wf_forwarded_apply(fwd, &r->head, &h1_conn_of(r)->remote, &res);
     if (res.has_remote) {
         r->fwd_remote = res.remote;
         r->rq.remote = &r->fwd_remote;
@@ -606,11 +688,11 @@ h1_req_prepare(wf_req_t *r)
     }
     r->rq.uri = wf_str_make(r->uri, len);
     r->rq.head = h;
-    r->rq.remote = &r->conn->remote;
-    r->rq.local = &r->conn->local;
+    r->rq.remote = &h1_conn_of(r)->remote;
+    r->rq.local = &h1_conn_of(r)->local;
     r->resp.head_only = h->method_id == WF_HTTP_HEAD;
-    if (r->conn->fwd != NULL) {
-        h1_req_forwarded(r, r->conn->fwd);
+    if (h1_conn_of(r)->fwd != NULL) {
+        h1_req_forwarded(r, h1_conn_of(r)->fwd);
     }
     if (r->hc->log_route) {
         wf_log_notice(0, "http request line \"%.*s %.*s HTTP/%u.%u\"",
@@ -636,9 +718,16 @@ h1_dispatch(wf_h1_conn_t *c)
 {
     h1_set_state(c, WF_H1_RESPOND);
     wf_http_handle(c->req); /* the handler now owns c->req */
+    if (c->state == WF_H1_RESPOND && c->io.events != 0) {
+        /* The endpoint holds the request: input (its unread body, a
+         * pipelined request) waits in the kernel meanwhile. */
+        h1_poll(c, 0);
+    }
 }
 
-/* Starts on the body of a parsed head, or dispatches a request without. */
+/* Dispatches a parsed head.  A body is left unread: the endpoint asks for
+ * it (h1_mux_body_start) or answers first, and then it is drained before
+ * the answer goes out (h1_mux_respond, h1_mux_job_start). */
 static void
 h1_start_body(wf_h1_conn_t *c)
 {
@@ -657,13 +746,70 @@ h1_start_body(wf_h1_conn_t *c)
         return;
     }
     wf_h1_chunked_init(&c->chunked);
-    if (h->expect_continue && c->rstart == c->rend
-        && h1_send_continue(c) != WF_OK) {
-        h1_close(c);
-        return;
+    c->body_mode = H1_BODY_PENDING;
+    h1_dispatch(c);
+}
+
+/* Starts reading the body in mode (DRAIN or STREAM).  The interim 100 goes
+ * out first if the client waits for it: no final response has started,
+ * since a streamed body ends before the response starts and a drained one
+ * before the parked response is sent. */
+static void
+h1_body_begin(wf_h1_conn_t *c, h1_body_mode_t mode)
+{
+    c->body_mode = mode;
+    if (c->req->head.expect_continue && !c->continue_sent
+        && c->rstart == c->rend) {
+        c->continue_sent = true;
+        if (h1_send_continue(c) != WF_OK) {
+            h1_close(c);
+            return;
+        }
     }
     h1_set_state(c, WF_H1_BODY);
+    if (c->io.events != EPOLLIN) {
+        h1_poll(c, EPOLLIN);
+    }
     h1_read_body(c);
+}
+
+/* The body ended: hand EOF to the endpoint, or release what was parked. */
+static void
+h1_body_done(wf_h1_conn_t *c)
+{
+    h1_body_mode_t mode = c->body_mode;
+    h1_parked_t parked = c->parked;
+
+    c->body_mode = H1_BODY_NONE;
+    c->parked = H1_PARKED_NONE;
+    if (mode == H1_BODY_STREAM) {
+        wf_chan_close(&c->req->req_body);
+        h1_set_state(c, WF_H1_RESPOND);
+        h1_poll(c, 0);
+        return;
+    }
+    if (parked == H1_PARKED_JOB) {
+        h1_set_state(c, WF_H1_RESPOND);
+        h1_job_submit(c);
+        return;
+    }
+    h1_send_response(c);
+}
+
+/* A body that cannot be read to its end (bad framing, too large, too
+ * slow): the endpoint that streams it sees an abort; the client gets
+ * status and the connection closes. */
+static void
+h1_body_fail(wf_h1_conn_t *c, unsigned status)
+{
+    c->keep_alive = false;
+    c->exit_status = status == 408 ? MUX_ES_TOUT_ERR : MUX_ES_INVALID_ERR;
+    if (c->body_mode == H1_BODY_STREAM) {
+        h1_endpoint_abort(c);
+    }
+    c->body_mode = H1_BODY_NONE;
+    c->parked = H1_PARKED_NONE;
+    wf_req_respond_error(c->req, status);
 }
 
 /* Parses the head buffered in rbuf (all of it, or what has come so far). */
@@ -768,8 +914,34 @@ h1_read_head(wf_h1_conn_t *c)
     h1_begin(c);
 }
 
-/* Drops buffered body bytes.  Returns WF_OK when the body is complete,
- * WF_AGAIN when more is needed, or WF_ERROR with a response sent. */
+/* Streams decoded body bytes waiting in rbuf (c->pend_*) into the
+ * endpoint's channel.  Returns WF_OK when the body ended and all is out,
+ * WF_AGAIN when everything is out, WF_DECLINED when the channel is full
+ * (its on_writable follows). */
+static int
+h1_body_flush(wf_h1_conn_t *c)
+{
+    wf_chan_t *ch = &c->req->req_body;
+
+    while (c->pend_len > 0) {
+        size_t k = wf_min(c->pend_len, wf_chan_room(ch));
+
+        if (k == 0) {
+            wf_chan_wait_room(ch);
+            return WF_DECLINED;
+        }
+        wf_chan_write(ch, c->rbuf + c->pend_off, k);
+        c->pend_off += (uint32_t)k;
+        c->pend_len -= (uint32_t)k;
+    }
+    return c->body_ended ? WF_OK : WF_AGAIN;
+}
+
+/* Consumes buffered body bytes: drops them, or streams them to the
+ * endpoint.  Decoded bytes stay in rbuf, in the part already consumed,
+ * until the channel takes them.  Returns WF_OK when the body is complete,
+ * WF_AGAIN when more is needed, WF_DECLINED when the endpoint's channel is
+ * full, or WF_ERROR with a response sent. */
 static int
 h1_body_consume(wf_h1_conn_t *c)
 {
@@ -779,26 +951,54 @@ h1_body_consume(wf_h1_conn_t *c)
     size_t out;
     int rc;
 
+    if (c->pend_len > 0 || c->body_ended) {
+        rc = h1_body_flush(c);
+        if (rc != WF_AGAIN) {
+            return rc;
+        }
+    }
     if (!c->body_chunked) {
-        used = (size_t)wf_min((uint64_t)avail, c->body_left);
+        used = out = (size_t)wf_min((uint64_t)avail, c->body_left);
         c->rstart += (uint32_t)used;
         c->body_left -= used;
-        return c->body_left == 0 ? WF_OK : WF_AGAIN;
+        rc = c->body_left == 0 ? WF_OK : WF_AGAIN;
+    } else {
+        rc = wf_h1_chunked_decode(&c->chunked, p, avail, &used, p, &out);
+        c->rstart += (uint32_t)used;
+        c->body_seen += out;
+        if (rc == WF_ERROR) {
+            h1_body_fail(c, 400);
+            return WF_ERROR;
+        }
+        if (c->body_seen > c->site->hc->max_body_size) {
+            h1_body_fail(c, 413);
+            return WF_ERROR;
+        }
     }
-    rc = wf_h1_chunked_decode(&c->chunked, p, avail, &used, p, &out);
-    c->rstart += (uint32_t)used;
-    c->body_seen += out;
-    if (rc == WF_ERROR) {
-        c->keep_alive = false;
-        wf_req_respond_error(c->req, 400);
-        return WF_ERROR;
+    if (c->body_mode != H1_BODY_STREAM) {
+        return rc;
     }
-    if (c->body_seen > c->site->hc->max_body_size) {
-        c->keep_alive = false;
-        wf_req_respond_error(c->req, 413);
-        return WF_ERROR;
+    c->pend_off = (uint32_t)(p - c->rbuf);
+    c->pend_len = (uint32_t)out;
+    c->body_ended = rc == WF_OK;
+    return h1_body_flush(c);
+}
+
+/* The endpoint consumed streamed body bytes: read on. */
+static void
+h1_on_body_room(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, req_body);
+    wf_h1_conn_t *c = h1_conn_of(r);
+
+    if (c->state != WF_H1_BODY || c->body_mode != H1_BODY_STREAM) {
+        return;
     }
-    return rc;
+    h1_progress(c); /* the timer was paused while the endpoint was slow */
+    if (c->io.events != EPOLLIN) {
+        h1_poll(c, EPOLLIN);
+    }
+    h1_read_body(c);
 }
 
 static void
@@ -809,10 +1009,17 @@ h1_read_body(wf_h1_conn_t *c)
         int rc = h1_body_consume(c);
 
         if (rc == WF_OK) {
-            h1_dispatch(c);
+            h1_body_done(c);
             return;
         }
         if (rc == WF_ERROR) {
+            return;
+        }
+        if (rc == WF_DECLINED) {
+            /* Back-pressure: stop reading the socket until the endpoint
+             * makes room; its slowness is not the client's timeout. */
+            h1_poll(c, 0);
+            wf_timer_stop(c->loop, &c->timer);
             return;
         }
         if (c->rstart == c->rend) {
@@ -971,18 +1178,141 @@ h1_send_file(wf_h1_conn_t *c)
     return WF_OK;
 }
 
+/* Frames the next chunk from the head of the response channel.  Returns
+ * WF_OK with a chunk (or the last one) to write, or WF_AGAIN when the
+ * channel is empty and open. */
+static int
+h1_stream_next(wf_h1_conn_t *c)
+{
+    wf_chan_t *ch = &c->req->resp_body;
+    const char *p;
+
+    c->chunk_off = 0;
+    c->chunk_len = wf_chan_peek(ch, &p);
+    if (c->chunk_len > 0) {
+        c->chunk_hlen = (uint8_t)snprintf(c->chunk_head, sizeof(c->chunk_head),
+                                          "%zx\r\n", c->chunk_len);
+        return WF_OK;
+    }
+    if (wf_chan_is_aborted(ch)) {
+        return WF_ERROR;
+    }
+    if (!wf_chan_is_done(ch)) {
+        return WF_AGAIN;
+    }
+    c->stream_last = true;
+    c->chunk_hlen =
+        (uint8_t)snprintf(c->chunk_head, sizeof(c->chunk_head), "0\r\n\r\n");
+    return WF_OK;
+}
+
+/* Writes one framed chunk ([head | data | CRLF], only the data when
+ * close-delimited).  Returns WF_OK when it is out. */
+static int
+h1_stream_write(wf_h1_conn_t *c)
+{
+    static char crlf[] = "\r\n";
+    const char *data;
+    bool framed = c->stream_chunked;
+    size_t hlen = framed ? c->chunk_hlen : 0;
+    size_t tlen = framed && !c->stream_last ? 2 : 0;
+    size_t total = hlen + c->chunk_len + tlen;
+    struct iovec iov[3];
+    struct msghdr msg = {.msg_iov = iov};
+
+    wf_chan_peek(&c->req->resp_body, &data);
+    while (c->chunk_off < total) {
+        size_t off = c->chunk_off;
+        ssize_t n;
+
+        msg.msg_iovlen = 0;
+        if (off < hlen) {
+            iov[msg.msg_iovlen++] =
+                (struct iovec){c->chunk_head + off, hlen - off};
+        }
+        if (off < hlen + c->chunk_len) {
+            size_t d = off > hlen ? off - hlen : 0;
+
+            iov[msg.msg_iovlen++] =
+                (struct iovec){(char *)data + d, c->chunk_len - d};
+        }
+        if (tlen > 0) {
+            size_t t =
+                off > hlen + c->chunk_len ? off - hlen - c->chunk_len : 0;
+
+            iov[msg.msg_iovlen++] = (struct iovec){crlf + t, tlen - t};
+        }
+        n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        c->chunk_off += (size_t)n;
+        h1_progress(c);
+    }
+    return WF_OK;
+}
+
+/* Pumps the streamed body.  Returns WF_OK when the last chunk is out,
+ * WF_AGAIN when the socket is full, WF_DECLINED when waiting for the
+ * endpoint, WF_ERROR to close. */
+static int
+h1_send_stream(wf_h1_conn_t *c)
+{
+    for (;;) {
+        int rc;
+
+        if (c->chunk_off == 0 && c->chunk_len == 0 && !c->stream_last) {
+            rc = h1_stream_next(c);
+            if (rc != WF_OK) {
+                return rc == WF_AGAIN ? WF_DECLINED : rc;
+            }
+        }
+        rc = c->req->resp.head_only ? WF_OK : h1_stream_write(c);
+        if (rc != WF_OK) {
+            return rc;
+        }
+        if (c->stream_last) {
+            return WF_OK;
+        }
+        wf_chan_consume(&c->req->resp_body, c->chunk_len);
+        c->body_sent += c->req->resp.head_only ? 0 : c->chunk_len;
+        c->chunk_off = c->chunk_len = 0;
+    }
+}
+
+/* The endpoint wrote or closed the response channel. */
+static void
+h1_on_resp_data(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, resp_body);
+    wf_h1_conn_t *c = h1_conn_of(r);
+
+    if (c->state == WF_H1_SEND && c->io.events != EPOLLOUT) {
+        h1_progress(c); /* the timer waited while the endpoint was slow */
+        h1_send(c);
+    }
+}
+
 static void
 h1_send(wf_h1_conn_t *c)
 {
     int rc = h1_send_head(c);
 
     if (rc == WF_OK) {
-        rc = h1_send_file(c);
+        rc = c->streaming ? h1_send_stream(c) : h1_send_file(c);
     }
     if (rc == WF_AGAIN) {
         if (c->io.events != EPOLLOUT) {
             h1_poll(c, EPOLLOUT);
         }
+        return;
+    }
+    if (rc == WF_DECLINED) {
+        /* Waiting for the endpoint, not for the client. */
+        if (c->io.events != 0) {
+            h1_poll(c, 0);
+        }
+        wf_timer_stop(c->loop, &c->timer);
         return;
     }
     if (rc == WF_ERROR) {
@@ -1005,21 +1335,51 @@ h1_big_sndbuf(wf_h1_conn_t *c)
     setsockopt(c->io.fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 }
 
-void
-wf_req_respond(wf_req_t *r)
+/* The verdict on a connection that closes after an error response. */
+static wf_mux_exit_status_t
+h1_exit_status_of(unsigned status)
 {
-    wf_h1_conn_t *c = r->conn;
+    if (status == 408) {
+        return MUX_ES_TOUT_ERR;
+    }
+    if (status == 501) {
+        return MUX_ES_NOTIMPL_ERR;
+    }
+    return status >= 500 ? MUX_ES_INTERNAL_ERR : MUX_ES_INVALID_ERR;
+}
+
+/* Sets up the streamed body of r: chunked on HTTP/1.1, close-delimited
+ * on HTTP/1.0. */
+static void
+h1_stream_setup(wf_h1_conn_t *c, wf_req_t *r)
+{
+    c->streaming = true;
+    c->stream_chunked = r->head.version != 10;
+    c->stream_last = false;
+    c->chunk_len = c->chunk_off = 0;
+    if (!c->stream_chunked) {
+        c->keep_alive = false;
+    }
+    wf_chan_set_readable(&r->resp_body, h1_on_resp_data);
+}
+
+/* Writes the head of c->req->resp and starts sending. */
+static void
+h1_send_response(wf_h1_conn_t *c)
+{
+    wf_req_t *r = c->req;
     wf_resp_t *resp = &r->resp;
     size_t need = wf_resp_head_size(resp);
 
     if (resp->close) {
         c->keep_alive = false;
     }
-    if (wf_unlikely(r->last != NULL && r->last->nresp_fields > 0)
-        && resp->status >= 200 && resp->status < 400) {
-        resp->fields = r->last;
-        resp->fields_rq = &r->rq;
-        need = wf_resp_head_size(resp);
+    if (!c->keep_alive && resp->status >= 400
+        && c->exit_status == MUX_ES_UNKNOWN) {
+        c->exit_status = h1_exit_status_of(resp->status);
+    }
+    if (wf_unlikely(resp->stream)) {
+        h1_stream_setup(c, r);
     }
     if (need > sizeof(r->hbuf_inline)) {
         r->hbuf = malloc(need);
@@ -1033,9 +1393,9 @@ wf_req_respond(wf_req_t *r)
                                     r->head.version == 10 ? 10 : 11,
                                     c->site->hc->server_version);
     c->out_sent = 0;
-    c->body = resp->head_only ? wf_null_str : resp->body;
+    c->body = resp->head_only || resp->stream ? wf_null_str : resp->body;
     c->body_sent = 0;
-    c->file = resp->head_only ? NULL : resp->file;
+    c->file = resp->head_only || resp->stream ? NULL : resp->file;
     c->file_off = (off_t)resp->file_off;
     c->file_left = c->file != NULL ? resp->content_length : 0;
     if (c->file_left >= H1_BIG_FILE && !c->big_sndbuf) {
@@ -1045,24 +1405,45 @@ wf_req_respond(wf_req_t *r)
     h1_send(c);
 }
 
-void
-wf_req_respond_error(wf_req_t *r, unsigned status)
+/* mux op: r->resp is final.  An unread body is drained first (the
+ * response waits, parked); a body being streamed to the endpoint is given
+ * up, and the connection closes after the response. */
+static void
+h1_mux_respond(wf_req_t *r)
 {
-    wf_resp_t *resp = &r->resp;
+    wf_h1_conn_t *c = h1_conn_of(r);
 
-    wf_file_unref(resp->file);
-    memset(resp, 0, sizeof(*resp));
-    resp->status = status;
-    resp->head_only = r->head.method_id == WF_HTTP_HEAD;
-    wf_resp_set_error_page(resp, status);
-    wf_req_respond(r);
+    if (c->body_mode == H1_BODY_PENDING) {
+        c->parked = H1_PARKED_RESPOND;
+        h1_body_begin(c, H1_BODY_DRAIN);
+        return;
+    }
+    if (c->body_mode == H1_BODY_STREAM) {
+        c->body_mode = H1_BODY_NONE;
+        c->keep_alive = false;
+        wf_chan_abort(&r->req_body);
+    }
+    h1_send_response(c);
+}
+
+/* mux op: the endpoint reads the body. */
+static void
+h1_mux_body_start(wf_req_t *r)
+{
+    wf_h1_conn_t *c = h1_conn_of(r);
+
+    if (c->body_mode != H1_BODY_PENDING) {
+        return; /* asked twice, or after answering */
+    }
+    wf_chan_set_writable(&r->req_body, h1_on_body_room);
+    h1_body_begin(c, H1_BODY_STREAM);
 }
 
 static void
 h1_on_job_done(wf_task_t *task)
 {
     wf_req_t *r = wf_container_of(task, wf_req_t, job.done);
-    wf_h1_conn_t *c = r->conn;
+    wf_h1_conn_t *c = h1_conn_of(r);
 
     c->job_pending = false;
     if (c->state == WF_H1_CLOSING) {
@@ -1075,10 +1456,10 @@ h1_on_job_done(wf_task_t *task)
     r->job_done(r);
 }
 
-void
-wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done)
+static void
+h1_job_submit(wf_h1_conn_t *c)
 {
-    wf_h1_conn_t *c = r->conn;
+    wf_req_t *r = c->req;
 
     /* Input stays buffered in the kernel until the response is out. */
     h1_poll(c, 0);
@@ -1086,12 +1467,54 @@ wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done)
         return;
     }
     c->job_pending = true;
-    r->job_done = done;
     r->job.loop = c->loop;
-    r->job.work = work;
     r->job.done.handler = h1_on_job_done;
     wf_tpool_submit(&r->job);
 }
+
+/* mux op: a helper job for r.  An unread body is drained first. */
+static void
+h1_mux_job_start(wf_req_t *r)
+{
+    wf_h1_conn_t *c = h1_conn_of(r);
+
+    if (c->body_mode == H1_BODY_PENDING) {
+        c->parked = H1_PARKED_JOB;
+        h1_body_begin(c, H1_BODY_DRAIN);
+        return;
+    }
+    h1_job_submit(c);
+}
+
+static int
+h1_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
+{
+    wf_h1_conn_t *c = wf_container_of(m, wf_h1_conn_t, mux);
+
+    wf_unused(arg);
+    switch (op) {
+    case MUX_CTL_STATUS:
+        return c->state == WF_H1_CLOSING ? 0 : MUX_STATUS_READY;
+    case MUX_CTL_EXIT_STATUS:
+        return (int)c->exit_status;
+    case MUX_CTL_GET_NBSTRM:
+        return c->req != NULL && c->state != WF_H1_IDLE ? 1 : 0;
+    case MUX_CTL_GET_MAXSTRM:
+        return 1; /* HTTP/1.x: one exchange at a time */
+    case MUX_CTL_REVERSE_CONN:
+    case MUX_CTL_NOPS:
+        break;
+    }
+    return WF_DECLINED;
+}
+
+static const wf_mux_ops_t h1_mux_ops = {
+    .name = "h1",
+    .respond = h1_mux_respond,
+    .body_start = h1_mux_body_start,
+    .job_start = h1_mux_job_start,
+    .ctl = h1_mux_ctl,
+};
 
 static void
 h1_on_io(wf_io_t *io, uint32_t events)
@@ -1153,6 +1576,7 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd,
         return;
     }
     memset(c, 0, sizeof(*c));
+    c->mux.ops = &h1_mux_ops;
     c->io.fd = fd;
     c->io.handler = h1_on_io;
     c->loop = loop;
@@ -1222,7 +1646,7 @@ h1_on_exit(wf_loop_t *loop)
     }
     /* Connections whose helper job is still out are leaked on purpose: the
      * job may still write into them. */
-    wf_static_thread_exit();
+    wf_http_thread_exit();
     wf_access_log_thread_exit();
     wf_fpool_fini(&h1_thr.conns);
     wf_fpool_fini(&h1_thr.reqs);

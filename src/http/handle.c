@@ -197,6 +197,12 @@ wf_http_run_action(wf_req_t *r, const wf_action_t *a)
 }
 
 void
+wf_http_thread_exit(void)
+{
+    wf_static_thread_exit();
+}
+
+void
 wf_http_handle(wf_req_t *r)
 {
     const wf_action_t *a = r->root != NULL ? handle_match(r, r->root) : NULL;

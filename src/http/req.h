@@ -1,7 +1,8 @@
-/* A request being served, independent of the connection's protocol, and the
- * response it gets.  The h1 connection owns the request (from its per-thread
- * pool) from the end of the head until the response is sent; handlers fill
- * r->resp and call wf_req_respond() exactly once. */
+/* A request being served (an exchange), independent of the connection's
+ * protocol, and the response it gets.  The client-side mux (r->mux) owns
+ * the request from the end of the head until the response is sent;
+ * handlers fill r->resp and call wf_req_respond() exactly once.  Streamed
+ * bodies go through r->req_body and r->resp_body (http/exchange.h). */
 #ifndef WF_HTTP_REQ_H
 #define WF_HTTP_REQ_H
 
@@ -13,6 +14,8 @@
 
 #include "core/loop.h"
 #include "core/tpool.h"
+#include "http/chan_types.h"
+#include "http/exchange_types.h"
 #include "http/h1_parse.h"
 #include "http/http_conf.h"
 #include "http/route.h"
@@ -34,6 +37,8 @@ typedef struct wf_resp {
     wf_file_t *file;        /* a file body (a reference, released with r) */
     uint64_t file_off;
     uint64_t content_length; /* body bytes (file or memory) */
+    bool stream;             /* the body comes through r->resp_body, of
+                                unknown length (content_length unused) */
     bool head_only;          /* HEAD: send the fields, not the body */
     bool close;              /* close the connection after this response */
 
@@ -44,7 +49,6 @@ typedef struct wf_resp {
 } wf_resp_t;
 
 typedef struct wf_req wf_req_t;
-typedef struct wf_h1_conn wf_h1_conn_t;
 
 #define WF_REQ_HEAD_INLINE 1024 /* response heads up to this fit inline */
 
@@ -52,13 +56,21 @@ typedef struct wf_h1_conn wf_h1_conn_t;
 typedef void (*wf_req_job_cb)(wf_req_t *r);
 
 struct wf_req {
-    wf_h1_conn_t *conn;       /* the transport that owns r */
+    wf_mux_t *mux;            /* the client side that owns r */
     wf_h1_head_t head;        /* points into the connection's read buffer */
     wf_route_req_t rq;        /* what routes and templates read */
     const wf_http_conf_t *hc; /* borrowed from the snapshot */
     const wf_route_t *root;   /* the listener's route */
     wf_loop_t *loop;
     wf_resp_t resp;
+    wf_chan_t req_body;  /* request body; producer: mux, consumer: endpoint */
+    wf_chan_t resp_body; /* streamed response body; the other way round */
+    bool body_wanted;    /* the endpoint asked for the request body */
+
+    /* Set by an endpoint that holds r while it waits on something of its
+     * own (a backend, a stream): called once if the client side goes away
+     * first; r must not be touched after it returns.  NULL: none. */
+    void (*on_abort)(wf_req_t *r);
     unsigned passes;           /* route passes so far */
     const wf_action_t *action; /* the share being served */
     const wf_action_t *last;   /* the last action run (response_headers) */
@@ -98,6 +110,9 @@ void wf_req_respond_error(wf_req_t *r, unsigned status);
  * r alive until then even if the client goes away; if it went away, done is
  * not called and a job_fd >= 0 is closed. */
 void wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done);
+
+/* Frees the calling thread's objects of every endpoint (at thread exit). */
+void wf_http_thread_exit(void);
 
 /* Routes r from its listener's route and runs the action.  Takes over r. */
 void wf_http_handle(wf_req_t *r);
