@@ -14,6 +14,7 @@ static const struct {
     {"pool", wf_test_pool},
     {"timer", wf_test_timer},
     {"cond", wf_test_cond},
+    {"exchange", wf_test_exchange},
     {"h1_parse", wf_test_h1_parse},
     {"mime", wf_test_mime},
     {"range", wf_test_range},
