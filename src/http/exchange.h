@@ -34,7 +34,9 @@ bool wf_xchg_has_body(const wf_req_t *r);
  * over max_body_size, a timeout, a client gone) arrive.  A request
  * without a body gets EOF at once.  Sends 100 Continue if the client
  * waits for it.  Call at most once, before wf_req_respond().  After an
- * abort the mux answers the error itself: the endpoint only stops. */
+ * abort the mux answers the error itself: the endpoint only stops.  The
+ * mux may free r right after an abort, cancelling the wake-up: an
+ * endpoint that must hear of it sets r->on_abort. */
 void wf_xchg_body_read(wf_req_t *r, wf_chan_cb on_readable);
 
 /* Starts a response whose body has unknown length: sends r->resp's head

@@ -69,7 +69,8 @@ struct wf_req {
 
     /* Set by an endpoint that holds r while it waits on something of its
      * own (a backend, a stream): called once if the client side goes away
-     * first; r must not be touched after it returns.  NULL: none. */
+     * first; r must not be touched after it returns.  The endpoint sets it
+     * back to NULL when it stops holding r.  NULL: none. */
     void (*on_abort)(wf_req_t *r);
     unsigned passes;           /* route passes so far */
     const wf_action_t *action; /* the share being served */

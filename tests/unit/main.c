@@ -16,6 +16,7 @@ static const struct {
     {"cond", wf_test_cond},
     {"exchange", wf_test_exchange},
     {"h1_parse", wf_test_h1_parse},
+    {"h1_stream", wf_test_h1_stream},
     {"mime", wf_test_mime},
     {"range", wf_test_range},
     {"route", wf_test_route},
