@@ -77,6 +77,16 @@ struct wf_h1_conn {
 
     wf_req_t *req; /* owned; NULL while idle */
 
+    wf_sockaddr_t remote; /* the client */
+    wf_sockaddr_t local;  /* the address it connected to */
+};
+
+/* One exchange of a connection: the request endpoints see, and what the
+ * mux keeps about its body and its response.  Allocated per request from
+ * the thread's pool, so an idle connection pays for none of it. */
+typedef struct h1_xchg {
+    wf_req_t req; /* c->req points here */
+
     /* Request body. */
     h1_body_mode_t body_mode;
     h1_parked_t parked;
@@ -107,10 +117,14 @@ struct wf_h1_conn {
     size_t chunk_len;    /* data bytes of the chunk being written */
     size_t chunk_off;    /* bytes of [head | data | CRLF] written */
     char chunk_head[20];
+} h1_xchg_t;
 
-    wf_sockaddr_t remote; /* the client */
-    wf_sockaddr_t local;  /* the address it connected to */
-};
+/* The exchange of c; only while c->req != NULL. */
+static inline h1_xchg_t *
+h1_x(const wf_h1_conn_t *c)
+{
+    return wf_container_of(c->req, h1_xchg_t, req);
+}
 
 typedef void (*h1_input_cb)(wf_h1_conn_t *c);
 
@@ -234,7 +248,7 @@ h1_thread(void)
 {
     if (!h1_thr.ready) {
         wf_fpool_init(&h1_thr.conns, sizeof(wf_h1_conn_t), 4096);
-        wf_fpool_init(&h1_thr.reqs, sizeof(wf_req_t), 64);
+        wf_fpool_init(&h1_thr.reqs, sizeof(h1_xchg_t), 64);
         wf_fpool_init(&h1_thr.rbufs, H1_RBUF_SIZE, 256);
         wf_list_init(&h1_thr.all);
         h1_thr.ready = true;
@@ -389,11 +403,15 @@ h1_recv(wf_h1_conn_t *c)
 static wf_req_t *
 h1_req_create(wf_h1_conn_t *c)
 {
-    wf_req_t *r = wf_fpool_get(&h1_thread()->reqs);
+    h1_xchg_t *x = wf_fpool_get(&h1_thread()->reqs);
+    wf_req_t *r;
 
-    if (r == NULL) {
+    if (x == NULL) {
         return NULL;
     }
+    /* The mux's part: everything after the request. */
+    memset((char *)x + sizeof(x->req), 0, sizeof(*x) - sizeof(x->req));
+    r = &x->req;
     wf_h1_head_init(&r->head);
     memset(&r->rq, 0, sizeof(r->rq));
     memset(&r->resp, 0, sizeof(r->resp));
@@ -437,16 +455,9 @@ h1_req_destroy(wf_h1_conn_t *c)
     }
     free(r->loc);
     free(r->target);
-    wf_fpool_put(&h1_thread()->reqs, r);
+    wf_fpool_put(&h1_thread()->reqs, h1_x(c));
     c->req = NULL;
     c->rkeep = 0;
-    c->file = NULL;
-    c->streaming = false;
-    c->body_mode = H1_BODY_NONE;
-    c->parked = H1_PARKED_NONE;
-    c->continue_sent = false;
-    c->body_ended = false;
-    c->pend_len = 0;
 }
 
 static wf_h1_conn_t *
@@ -733,20 +744,21 @@ h1_start_body(wf_h1_conn_t *c)
 {
     wf_h1_head_t *h = &c->req->head;
 
-    c->body_chunked = h->chunked;
-    c->body_left = h->content_length > 0 ? (uint64_t)h->content_length : 0;
-    c->body_seen = 0;
-    if (!c->body_chunked && c->body_left == 0) {
+    h1_x(c)->body_chunked = h->chunked;
+    h1_x(c)->body_left =
+        h->content_length > 0 ? (uint64_t)h->content_length : 0;
+    h1_x(c)->body_seen = 0;
+    if (!h1_x(c)->body_chunked && h1_x(c)->body_left == 0) {
         h1_dispatch(c);
         return;
     }
-    if (c->body_left > c->site->hc->max_body_size) {
+    if (h1_x(c)->body_left > c->site->hc->max_body_size) {
         c->keep_alive = false;
         wf_req_respond_error(c->req, 413);
         return;
     }
-    wf_h1_chunked_init(&c->chunked);
-    c->body_mode = H1_BODY_PENDING;
+    wf_h1_chunked_init(&h1_x(c)->chunked);
+    h1_x(c)->body_mode = H1_BODY_PENDING;
     h1_dispatch(c);
 }
 
@@ -757,10 +769,10 @@ h1_start_body(wf_h1_conn_t *c)
 static void
 h1_body_begin(wf_h1_conn_t *c, h1_body_mode_t mode)
 {
-    c->body_mode = mode;
-    if (c->req->head.expect_continue && !c->continue_sent
+    h1_x(c)->body_mode = mode;
+    if (c->req->head.expect_continue && !h1_x(c)->continue_sent
         && c->rstart == c->rend) {
-        c->continue_sent = true;
+        h1_x(c)->continue_sent = true;
         if (h1_send_continue(c) != WF_OK) {
             h1_close(c);
             return;
@@ -777,11 +789,11 @@ h1_body_begin(wf_h1_conn_t *c, h1_body_mode_t mode)
 static void
 h1_body_done(wf_h1_conn_t *c)
 {
-    h1_body_mode_t mode = c->body_mode;
-    h1_parked_t parked = c->parked;
+    h1_body_mode_t mode = h1_x(c)->body_mode;
+    h1_parked_t parked = h1_x(c)->parked;
 
-    c->body_mode = H1_BODY_NONE;
-    c->parked = H1_PARKED_NONE;
+    h1_x(c)->body_mode = H1_BODY_NONE;
+    h1_x(c)->parked = H1_PARKED_NONE;
     if (mode == H1_BODY_STREAM) {
         wf_chan_close(&c->req->req_body);
         h1_set_state(c, WF_H1_RESPOND);
@@ -804,11 +816,11 @@ h1_body_fail(wf_h1_conn_t *c, unsigned status)
 {
     c->keep_alive = false;
     c->exit_status = status == 408 ? MUX_ES_TOUT_ERR : MUX_ES_INVALID_ERR;
-    if (c->body_mode == H1_BODY_STREAM) {
+    if (h1_x(c)->body_mode == H1_BODY_STREAM) {
         h1_endpoint_abort(c);
     }
-    c->body_mode = H1_BODY_NONE;
-    c->parked = H1_PARKED_NONE;
+    h1_x(c)->body_mode = H1_BODY_NONE;
+    h1_x(c)->parked = H1_PARKED_NONE;
     wf_req_respond_error(c->req, status);
 }
 
@@ -923,18 +935,18 @@ h1_body_flush(wf_h1_conn_t *c)
 {
     wf_chan_t *ch = &c->req->req_body;
 
-    while (c->pend_len > 0) {
-        size_t k = wf_min(c->pend_len, wf_chan_room(ch));
+    while (h1_x(c)->pend_len > 0) {
+        size_t k = wf_min(h1_x(c)->pend_len, wf_chan_room(ch));
 
         if (k == 0) {
             wf_chan_wait_room(ch);
             return WF_DECLINED;
         }
-        wf_chan_write(ch, c->rbuf + c->pend_off, k);
-        c->pend_off += (uint32_t)k;
-        c->pend_len -= (uint32_t)k;
+        wf_chan_write(ch, c->rbuf + h1_x(c)->pend_off, k);
+        h1_x(c)->pend_off += (uint32_t)k;
+        h1_x(c)->pend_len -= (uint32_t)k;
     }
-    return c->body_ended ? WF_OK : WF_AGAIN;
+    return h1_x(c)->body_ended ? WF_OK : WF_AGAIN;
 }
 
 /* Consumes buffered body bytes: drops them, or streams them to the
@@ -951,36 +963,36 @@ h1_body_consume(wf_h1_conn_t *c)
     size_t out;
     int rc;
 
-    if (c->pend_len > 0 || c->body_ended) {
+    if (h1_x(c)->pend_len > 0 || h1_x(c)->body_ended) {
         rc = h1_body_flush(c);
         if (rc != WF_AGAIN) {
             return rc;
         }
     }
-    if (!c->body_chunked) {
-        used = out = (size_t)wf_min((uint64_t)avail, c->body_left);
+    if (!h1_x(c)->body_chunked) {
+        used = out = (size_t)wf_min((uint64_t)avail, h1_x(c)->body_left);
         c->rstart += (uint32_t)used;
-        c->body_left -= used;
-        rc = c->body_left == 0 ? WF_OK : WF_AGAIN;
+        h1_x(c)->body_left -= used;
+        rc = h1_x(c)->body_left == 0 ? WF_OK : WF_AGAIN;
     } else {
-        rc = wf_h1_chunked_decode(&c->chunked, p, avail, &used, p, &out);
+        rc = wf_h1_chunked_decode(&h1_x(c)->chunked, p, avail, &used, p, &out);
         c->rstart += (uint32_t)used;
-        c->body_seen += out;
+        h1_x(c)->body_seen += out;
         if (rc == WF_ERROR) {
             h1_body_fail(c, 400);
             return WF_ERROR;
         }
-        if (c->body_seen > c->site->hc->max_body_size) {
+        if (h1_x(c)->body_seen > c->site->hc->max_body_size) {
             h1_body_fail(c, 413);
             return WF_ERROR;
         }
     }
-    if (c->body_mode != H1_BODY_STREAM) {
+    if (h1_x(c)->body_mode != H1_BODY_STREAM) {
         return rc;
     }
-    c->pend_off = (uint32_t)(p - c->rbuf);
-    c->pend_len = (uint32_t)out;
-    c->body_ended = rc == WF_OK;
+    h1_x(c)->pend_off = (uint32_t)(p - c->rbuf);
+    h1_x(c)->pend_len = (uint32_t)out;
+    h1_x(c)->body_ended = rc == WF_OK;
     return h1_body_flush(c);
 }
 
@@ -991,7 +1003,7 @@ h1_on_body_room(wf_chan_t *ch)
     wf_req_t *r = wf_container_of(ch, wf_req_t, req_body);
     wf_h1_conn_t *c = h1_conn_of(r);
 
-    if (c->state != WF_H1_BODY || c->body_mode != H1_BODY_STREAM) {
+    if (c->state != WF_H1_BODY || h1_x(c)->body_mode != H1_BODY_STREAM) {
         return;
     }
     h1_progress(c); /* the timer was paused while the endpoint was slow */
@@ -1052,9 +1064,9 @@ h1_access_log(wf_h1_conn_t *c)
         return;
     }
     r->rq.status = r->resp.status;
-    r->rq.body_bytes_sent = c->body_sent;
-    if (c->file != NULL) {
-        r->rq.body_bytes_sent += r->resp.content_length - c->file_left;
+    r->rq.body_bytes_sent = h1_x(c)->body_sent;
+    if (h1_x(c)->file != NULL) {
+        r->rq.body_bytes_sent += r->resp.content_length - h1_x(c)->file_left;
     }
     if (r->rq.head == NULL) {
         /* A head that did not parse: its fields are not valid, so only the
@@ -1119,20 +1131,21 @@ h1_send_head(wf_h1_conn_t *c)
     int flags = MSG_NOSIGNAL;
     ssize_t n;
 
-    while (c->out_sent < c->out_len || c->body_sent < c->body.len) {
-        size_t head_left = c->out_len - c->out_sent;
+    while (h1_x(c)->out_sent < h1_x(c)->out_len
+           || h1_x(c)->body_sent < h1_x(c)->body.len) {
+        size_t head_left = h1_x(c)->out_len - h1_x(c)->out_sent;
 
         msg.msg_iovlen = 0;
         if (head_left > 0) {
             iov[msg.msg_iovlen++] =
-                (struct iovec){c->req->hbuf + c->out_sent, head_left};
+                (struct iovec){c->req->hbuf + h1_x(c)->out_sent, head_left};
         }
-        if (c->body_sent < c->body.len) {
+        if (h1_x(c)->body_sent < h1_x(c)->body.len) {
             iov[msg.msg_iovlen++] =
-                (struct iovec){(char *)c->body.data + c->body_sent,
-                               c->body.len - c->body_sent};
+                (struct iovec){(char *)h1_x(c)->body.data + h1_x(c)->body_sent,
+                               h1_x(c)->body.len - h1_x(c)->body_sent};
         }
-        if (c->file_left > 0) {
+        if (h1_x(c)->file_left > 0) {
             flags |= MSG_MORE; /* one segment with the file's first bytes */
         }
         n = sendmsg(c->io.fd, &msg, flags);
@@ -1140,10 +1153,10 @@ h1_send_head(wf_h1_conn_t *c)
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
         if ((size_t)n >= head_left) {
-            c->out_sent = c->out_len;
-            c->body_sent += (size_t)n - head_left;
+            h1_x(c)->out_sent = h1_x(c)->out_len;
+            h1_x(c)->body_sent += (size_t)n - head_left;
         } else {
-            c->out_sent += (size_t)n;
+            h1_x(c)->out_sent += (size_t)n;
         }
         h1_progress(c);
     }
@@ -1153,10 +1166,11 @@ h1_send_head(wf_h1_conn_t *c)
 static int
 h1_send_file(wf_h1_conn_t *c)
 {
-    while (c->file_left > 0) {
-        size_t chunk = (size_t)wf_min(c->file_left, (uint64_t)H1_SENDFILE_MAX);
-        ssize_t n =
-            sendfile(c->io.fd, wf_file_fd(c->file), &c->file_off, chunk);
+    while (h1_x(c)->file_left > 0) {
+        size_t chunk =
+            (size_t)wf_min(h1_x(c)->file_left, (uint64_t)H1_SENDFILE_MAX);
+        ssize_t n = sendfile(c->io.fd, wf_file_fd(h1_x(c)->file),
+                             &h1_x(c)->file_off, chunk);
 
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
@@ -1167,12 +1181,12 @@ h1_send_file(wf_h1_conn_t *c)
             wf_log_warn(0, "file shrank while being sent");
             return WF_ERROR;
         }
-        c->file_left -= (uint64_t)n;
+        h1_x(c)->file_left -= (uint64_t)n;
         h1_progress(c);
         if ((size_t)n < chunk) {
             /* The socket buffer is full: asking again would only earn an
              * EAGAIN, so wait for the poll (it fires at once if wrong). */
-            return c->file_left > 0 ? WF_AGAIN : WF_OK;
+            return h1_x(c)->file_left > 0 ? WF_AGAIN : WF_OK;
         }
     }
     return WF_OK;
@@ -1187,11 +1201,12 @@ h1_stream_next(wf_h1_conn_t *c)
     wf_chan_t *ch = &c->req->resp_body;
     const char *p;
 
-    c->chunk_off = 0;
-    c->chunk_len = wf_chan_peek(ch, &p);
-    if (c->chunk_len > 0) {
-        c->chunk_hlen = (uint8_t)snprintf(c->chunk_head, sizeof(c->chunk_head),
-                                          "%zx\r\n", c->chunk_len);
+    h1_x(c)->chunk_off = 0;
+    h1_x(c)->chunk_len = wf_chan_peek(ch, &p);
+    if (h1_x(c)->chunk_len > 0) {
+        h1_x(c)->chunk_hlen =
+            (uint8_t)snprintf(h1_x(c)->chunk_head, sizeof(h1_x(c)->chunk_head),
+                              "%zx\r\n", h1_x(c)->chunk_len);
         return WF_OK;
     }
     if (wf_chan_is_aborted(ch)) {
@@ -1200,9 +1215,9 @@ h1_stream_next(wf_h1_conn_t *c)
     if (!wf_chan_is_done(ch)) {
         return WF_AGAIN;
     }
-    c->stream_last = true;
-    c->chunk_hlen =
-        (uint8_t)snprintf(c->chunk_head, sizeof(c->chunk_head), "0\r\n\r\n");
+    h1_x(c)->stream_last = true;
+    h1_x(c)->chunk_hlen = (uint8_t)snprintf(
+        h1_x(c)->chunk_head, sizeof(h1_x(c)->chunk_head), "0\r\n\r\n");
     return WF_OK;
 }
 
@@ -1213,32 +1228,33 @@ h1_stream_write(wf_h1_conn_t *c)
 {
     static char crlf[] = "\r\n";
     const char *data;
-    bool framed = c->stream_chunked;
-    size_t hlen = framed ? c->chunk_hlen : 0;
-    size_t tlen = framed && !c->stream_last ? 2 : 0;
-    size_t total = hlen + c->chunk_len + tlen;
+    bool framed = h1_x(c)->stream_chunked;
+    size_t hlen = framed ? h1_x(c)->chunk_hlen : 0;
+    size_t tlen = framed && !h1_x(c)->stream_last ? 2 : 0;
+    size_t total = hlen + h1_x(c)->chunk_len + tlen;
     struct iovec iov[3];
     struct msghdr msg = {.msg_iov = iov};
 
     wf_chan_peek(&c->req->resp_body, &data);
-    while (c->chunk_off < total) {
-        size_t off = c->chunk_off;
+    while (h1_x(c)->chunk_off < total) {
+        size_t off = h1_x(c)->chunk_off;
         ssize_t n;
 
         msg.msg_iovlen = 0;
         if (off < hlen) {
             iov[msg.msg_iovlen++] =
-                (struct iovec){c->chunk_head + off, hlen - off};
+                (struct iovec){h1_x(c)->chunk_head + off, hlen - off};
         }
-        if (off < hlen + c->chunk_len) {
+        if (off < hlen + h1_x(c)->chunk_len) {
             size_t d = off > hlen ? off - hlen : 0;
 
             iov[msg.msg_iovlen++] =
-                (struct iovec){(char *)data + d, c->chunk_len - d};
+                (struct iovec){(char *)data + d, h1_x(c)->chunk_len - d};
         }
         if (tlen > 0) {
-            size_t t =
-                off > hlen + c->chunk_len ? off - hlen - c->chunk_len : 0;
+            size_t t = off > hlen + h1_x(c)->chunk_len
+                           ? off - hlen - h1_x(c)->chunk_len
+                           : 0;
 
             iov[msg.msg_iovlen++] = (struct iovec){crlf + t, tlen - t};
         }
@@ -1246,7 +1262,7 @@ h1_stream_write(wf_h1_conn_t *c)
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
-        c->chunk_off += (size_t)n;
+        h1_x(c)->chunk_off += (size_t)n;
         h1_progress(c);
     }
     return WF_OK;
@@ -1261,7 +1277,8 @@ h1_send_stream(wf_h1_conn_t *c)
     for (;;) {
         int rc;
 
-        if (c->chunk_off == 0 && c->chunk_len == 0 && !c->stream_last) {
+        if (h1_x(c)->chunk_off == 0 && h1_x(c)->chunk_len == 0
+            && !h1_x(c)->stream_last) {
             rc = h1_stream_next(c);
             if (rc != WF_OK) {
                 return rc == WF_AGAIN ? WF_DECLINED : rc;
@@ -1271,12 +1288,12 @@ h1_send_stream(wf_h1_conn_t *c)
         if (rc != WF_OK) {
             return rc;
         }
-        if (c->stream_last) {
+        if (h1_x(c)->stream_last) {
             return WF_OK;
         }
-        wf_chan_consume(&c->req->resp_body, c->chunk_len);
-        c->body_sent += c->req->resp.head_only ? 0 : c->chunk_len;
-        c->chunk_off = c->chunk_len = 0;
+        wf_chan_consume(&c->req->resp_body, h1_x(c)->chunk_len);
+        h1_x(c)->body_sent += c->req->resp.head_only ? 0 : h1_x(c)->chunk_len;
+        h1_x(c)->chunk_off = h1_x(c)->chunk_len = 0;
     }
 }
 
@@ -1299,7 +1316,7 @@ h1_send(wf_h1_conn_t *c)
     int rc = h1_send_head(c);
 
     if (rc == WF_OK) {
-        rc = c->streaming ? h1_send_stream(c) : h1_send_file(c);
+        rc = h1_x(c)->streaming ? h1_send_stream(c) : h1_send_file(c);
     }
     if (rc == WF_AGAIN) {
         if (c->io.events != EPOLLOUT) {
@@ -1353,11 +1370,11 @@ h1_exit_status_of(unsigned status)
 static void
 h1_stream_setup(wf_h1_conn_t *c, wf_req_t *r)
 {
-    c->streaming = true;
-    c->stream_chunked = r->head.version != 10;
-    c->stream_last = false;
-    c->chunk_len = c->chunk_off = 0;
-    if (!c->stream_chunked) {
+    h1_x(c)->streaming = true;
+    h1_x(c)->stream_chunked = r->head.version != 10;
+    h1_x(c)->stream_last = false;
+    h1_x(c)->chunk_len = h1_x(c)->chunk_off = 0;
+    if (!h1_x(c)->stream_chunked) {
         c->keep_alive = false;
     }
     wf_chan_set_readable(&r->resp_body, h1_on_resp_data);
@@ -1389,16 +1406,16 @@ h1_send_response(wf_h1_conn_t *c)
             return;
         }
     }
-    c->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop, c->keep_alive,
-                                    r->head.version == 10 ? 10 : 11,
-                                    c->site->hc->server_version);
-    c->out_sent = 0;
-    c->body = resp->head_only || resp->stream ? wf_null_str : resp->body;
-    c->body_sent = 0;
-    c->file = resp->head_only || resp->stream ? NULL : resp->file;
-    c->file_off = (off_t)resp->file_off;
-    c->file_left = c->file != NULL ? resp->content_length : 0;
-    if (c->file_left >= H1_BIG_FILE && !c->big_sndbuf) {
+    h1_x(c)->out_len = wf_resp_head_write(
+        r->hbuf, need, resp, c->loop, c->keep_alive,
+        r->head.version == 10 ? 10 : 11, c->site->hc->server_version);
+    h1_x(c)->out_sent = 0;
+    h1_x(c)->body = resp->head_only || resp->stream ? wf_null_str : resp->body;
+    h1_x(c)->body_sent = 0;
+    h1_x(c)->file = resp->head_only || resp->stream ? NULL : resp->file;
+    h1_x(c)->file_off = (off_t)resp->file_off;
+    h1_x(c)->file_left = h1_x(c)->file != NULL ? resp->content_length : 0;
+    if (h1_x(c)->file_left >= H1_BIG_FILE && !c->big_sndbuf) {
         h1_big_sndbuf(c);
     }
     h1_set_state(c, WF_H1_SEND);
@@ -1413,13 +1430,13 @@ h1_mux_respond(wf_req_t *r)
 {
     wf_h1_conn_t *c = h1_conn_of(r);
 
-    if (c->body_mode == H1_BODY_PENDING) {
-        c->parked = H1_PARKED_RESPOND;
+    if (h1_x(c)->body_mode == H1_BODY_PENDING) {
+        h1_x(c)->parked = H1_PARKED_RESPOND;
         h1_body_begin(c, H1_BODY_DRAIN);
         return;
     }
-    if (c->body_mode == H1_BODY_STREAM) {
-        c->body_mode = H1_BODY_NONE;
+    if (h1_x(c)->body_mode == H1_BODY_STREAM) {
+        h1_x(c)->body_mode = H1_BODY_NONE;
         c->keep_alive = false;
         wf_chan_abort(&r->req_body);
     }
@@ -1432,7 +1449,7 @@ h1_mux_body_start(wf_req_t *r)
 {
     wf_h1_conn_t *c = h1_conn_of(r);
 
-    if (c->body_mode != H1_BODY_PENDING) {
+    if (h1_x(c)->body_mode != H1_BODY_PENDING) {
         return; /* asked twice, or after answering */
     }
     wf_chan_set_writable(&r->req_body, h1_on_body_room);
@@ -1478,8 +1495,8 @@ h1_mux_job_start(wf_req_t *r)
 {
     wf_h1_conn_t *c = h1_conn_of(r);
 
-    if (c->body_mode == H1_BODY_PENDING) {
-        c->parked = H1_PARKED_JOB;
+    if (h1_x(c)->body_mode == H1_BODY_PENDING) {
+        h1_x(c)->parked = H1_PARKED_JOB;
         h1_body_begin(c, H1_BODY_DRAIN);
         return;
     }
