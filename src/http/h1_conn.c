@@ -1109,6 +1109,11 @@ h1_on_resume(wf_task_t *task)
 {
     wf_h1_conn_t *c = wf_container_of(task, wf_h1_conn_t, resume);
 
+    if (c->state == WF_H1_RESPOND && c->req != NULL
+        && h1_x(c)->body_mode == H1_BODY_PENDING && c->req->body_wanted) {
+        h1_body_begin(c, H1_BODY_STREAM); /* see h1_mux_body_start() */
+        return;
+    }
     if (c->state != WF_H1_HEAD) {
         return;
     }
@@ -1430,12 +1435,13 @@ h1_mux_respond(wf_req_t *r)
 {
     wf_h1_conn_t *c = h1_conn_of(r);
 
-    if (h1_x(c)->body_mode == H1_BODY_PENDING) {
+    if (h1_x(c)->body_mode == H1_BODY_PENDING && !r->body_wanted) {
         h1_x(c)->parked = H1_PARKED_RESPOND;
         h1_body_begin(c, H1_BODY_DRAIN);
         return;
     }
-    if (h1_x(c)->body_mode == H1_BODY_STREAM) {
+    if (h1_x(c)->body_mode != H1_BODY_NONE) {
+        /* Asked for and not read to its end: given up. */
         h1_x(c)->body_mode = H1_BODY_NONE;
         c->keep_alive = false;
         wf_chan_abort(&r->req_body);
@@ -1453,7 +1459,12 @@ h1_mux_body_start(wf_req_t *r)
         return; /* asked twice, or after answering */
     }
     wf_chan_set_writable(&r->req_body, h1_on_body_room);
-    h1_body_begin(c, H1_BODY_STREAM);
+    /* Start from the run queue: reading may fail the body at once (a bad
+     * chunk already buffered), and answering that frees r, which the
+     * endpoint still holds until it returns. */
+    if (wf_list_is_empty(&c->resume.link)) {
+        wf_task_schedule(c->loop, &c->resume);
+    }
 }
 
 static void
@@ -1495,7 +1506,7 @@ h1_mux_job_start(wf_req_t *r)
 {
     wf_h1_conn_t *c = h1_conn_of(r);
 
-    if (h1_x(c)->body_mode == H1_BODY_PENDING) {
+    if (h1_x(c)->body_mode == H1_BODY_PENDING && !r->body_wanted) {
         h1_x(c)->parked = H1_PARKED_JOB;
         h1_body_begin(c, H1_BODY_DRAIN);
         return;

@@ -109,7 +109,9 @@ void wf_req_respond_error(wf_req_t *r, unsigned status);
 /* Runs work(&r->job) on a helper thread (it may only touch r's job_*
  * fields and r->path), then calls done(r) on r's loop.  The transport keeps
  * r alive until then even if the client goes away; if it went away, done is
- * not called and a job_fd >= 0 is closed. */
+ * not called and a job_fd >= 0 is closed.  An unread request body is
+ * drained first; if that fails (400, 408, 413), the job never runs and r
+ * is answered with the error. */
 void wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done);
 
 /* Frees the calling thread's objects of every endpoint (at thread exit). */

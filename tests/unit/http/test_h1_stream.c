@@ -153,6 +153,9 @@ xt_h1_handle(wf_req_t *r)
         return;
     }
     wf_xchg_body_read(r, h1x_ep_on_body);
+    /* r is still the endpoint's after the call, even when the body is
+     * already buffered and broken (the mux must not answer from inside). */
+    r->on_abort = h1x_ep_abort;
 }
 
 /* The client's bytes: head, then the body, framed as the case says. */
