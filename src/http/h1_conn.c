@@ -742,23 +742,23 @@ h1_dispatch(wf_h1_conn_t *c)
 static void
 h1_start_body(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     wf_h1_head_t *h = &c->req->head;
 
-    h1_x(c)->body_chunked = h->chunked;
-    h1_x(c)->body_left =
-        h->content_length > 0 ? (uint64_t)h->content_length : 0;
-    h1_x(c)->body_seen = 0;
-    if (!h1_x(c)->body_chunked && h1_x(c)->body_left == 0) {
+    x->body_chunked = h->chunked;
+    x->body_left = h->content_length > 0 ? (uint64_t)h->content_length : 0;
+    x->body_seen = 0;
+    if (!x->body_chunked && x->body_left == 0) {
         h1_dispatch(c);
         return;
     }
-    if (h1_x(c)->body_left > c->site->hc->max_body_size) {
+    if (x->body_left > c->site->hc->max_body_size) {
         c->keep_alive = false;
         wf_req_respond_error(c->req, 413);
         return;
     }
-    wf_h1_chunked_init(&h1_x(c)->chunked);
-    h1_x(c)->body_mode = H1_BODY_PENDING;
+    wf_h1_chunked_init(&x->chunked);
+    x->body_mode = H1_BODY_PENDING;
     h1_dispatch(c);
 }
 
@@ -933,20 +933,21 @@ h1_read_head(wf_h1_conn_t *c)
 static int
 h1_body_flush(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     wf_chan_t *ch = &c->req->req_body;
 
-    while (h1_x(c)->pend_len > 0) {
-        size_t k = wf_min(h1_x(c)->pend_len, wf_chan_room(ch));
+    while (x->pend_len > 0) {
+        size_t k = wf_min(x->pend_len, wf_chan_room(ch));
 
         if (k == 0) {
             wf_chan_wait_room(ch);
             return WF_DECLINED;
         }
-        wf_chan_write(ch, c->rbuf + h1_x(c)->pend_off, k);
-        h1_x(c)->pend_off += (uint32_t)k;
-        h1_x(c)->pend_len -= (uint32_t)k;
+        wf_chan_write(ch, c->rbuf + x->pend_off, k);
+        x->pend_off += (uint32_t)k;
+        x->pend_len -= (uint32_t)k;
     }
-    return h1_x(c)->body_ended ? WF_OK : WF_AGAIN;
+    return x->body_ended ? WF_OK : WF_AGAIN;
 }
 
 /* Consumes buffered body bytes: drops them, or streams them to the
@@ -957,42 +958,43 @@ h1_body_flush(wf_h1_conn_t *c)
 static int
 h1_body_consume(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     char *p = c->rbuf + c->rstart;
     size_t avail = c->rend - c->rstart;
     size_t used;
     size_t out;
     int rc;
 
-    if (h1_x(c)->pend_len > 0 || h1_x(c)->body_ended) {
+    if (x->pend_len > 0 || x->body_ended) {
         rc = h1_body_flush(c);
         if (rc != WF_AGAIN) {
             return rc;
         }
     }
-    if (!h1_x(c)->body_chunked) {
-        used = out = (size_t)wf_min((uint64_t)avail, h1_x(c)->body_left);
+    if (!x->body_chunked) {
+        used = out = (size_t)wf_min((uint64_t)avail, x->body_left);
         c->rstart += (uint32_t)used;
-        h1_x(c)->body_left -= used;
-        rc = h1_x(c)->body_left == 0 ? WF_OK : WF_AGAIN;
+        x->body_left -= used;
+        rc = x->body_left == 0 ? WF_OK : WF_AGAIN;
     } else {
-        rc = wf_h1_chunked_decode(&h1_x(c)->chunked, p, avail, &used, p, &out);
+        rc = wf_h1_chunked_decode(&x->chunked, p, avail, &used, p, &out);
         c->rstart += (uint32_t)used;
-        h1_x(c)->body_seen += out;
+        x->body_seen += out;
         if (rc == WF_ERROR) {
             h1_body_fail(c, 400);
             return WF_ERROR;
         }
-        if (h1_x(c)->body_seen > c->site->hc->max_body_size) {
+        if (x->body_seen > c->site->hc->max_body_size) {
             h1_body_fail(c, 413);
             return WF_ERROR;
         }
     }
-    if (h1_x(c)->body_mode != H1_BODY_STREAM) {
+    if (x->body_mode != H1_BODY_STREAM) {
         return rc;
     }
-    h1_x(c)->pend_off = (uint32_t)(p - c->rbuf);
-    h1_x(c)->pend_len = (uint32_t)out;
-    h1_x(c)->body_ended = rc == WF_OK;
+    x->pend_off = (uint32_t)(p - c->rbuf);
+    x->pend_len = (uint32_t)out;
+    x->body_ended = rc == WF_OK;
     return h1_body_flush(c);
 }
 
@@ -1131,26 +1133,26 @@ h1_on_resume(wf_task_t *task)
 static int
 h1_send_head(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     struct iovec iov[2];
     struct msghdr msg = {.msg_iov = iov};
     int flags = MSG_NOSIGNAL;
     ssize_t n;
 
-    while (h1_x(c)->out_sent < h1_x(c)->out_len
-           || h1_x(c)->body_sent < h1_x(c)->body.len) {
-        size_t head_left = h1_x(c)->out_len - h1_x(c)->out_sent;
+    while (x->out_sent < x->out_len || x->body_sent < x->body.len) {
+        size_t head_left = x->out_len - x->out_sent;
 
         msg.msg_iovlen = 0;
         if (head_left > 0) {
             iov[msg.msg_iovlen++] =
-                (struct iovec){c->req->hbuf + h1_x(c)->out_sent, head_left};
+                (struct iovec){c->req->hbuf + x->out_sent, head_left};
         }
-        if (h1_x(c)->body_sent < h1_x(c)->body.len) {
+        if (x->body_sent < x->body.len) {
             iov[msg.msg_iovlen++] =
-                (struct iovec){(char *)h1_x(c)->body.data + h1_x(c)->body_sent,
-                               h1_x(c)->body.len - h1_x(c)->body_sent};
+                (struct iovec){(char *)x->body.data + x->body_sent,
+                               x->body.len - x->body_sent};
         }
-        if (h1_x(c)->file_left > 0) {
+        if (x->file_left > 0) {
             flags |= MSG_MORE; /* one segment with the file's first bytes */
         }
         n = sendmsg(c->io.fd, &msg, flags);
@@ -1158,10 +1160,10 @@ h1_send_head(wf_h1_conn_t *c)
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
         if ((size_t)n >= head_left) {
-            h1_x(c)->out_sent = h1_x(c)->out_len;
-            h1_x(c)->body_sent += (size_t)n - head_left;
+            x->out_sent = x->out_len;
+            x->body_sent += (size_t)n - head_left;
         } else {
-            h1_x(c)->out_sent += (size_t)n;
+            x->out_sent += (size_t)n;
         }
         h1_progress(c);
     }
@@ -1171,11 +1173,11 @@ h1_send_head(wf_h1_conn_t *c)
 static int
 h1_send_file(wf_h1_conn_t *c)
 {
-    while (h1_x(c)->file_left > 0) {
-        size_t chunk =
-            (size_t)wf_min(h1_x(c)->file_left, (uint64_t)H1_SENDFILE_MAX);
-        ssize_t n = sendfile(c->io.fd, wf_file_fd(h1_x(c)->file),
-                             &h1_x(c)->file_off, chunk);
+    h1_xchg_t *x = h1_x(c);
+    while (x->file_left > 0) {
+        size_t chunk = (size_t)wf_min(x->file_left, (uint64_t)H1_SENDFILE_MAX);
+        ssize_t n =
+            sendfile(c->io.fd, wf_file_fd(x->file), &x->file_off, chunk);
 
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
@@ -1186,12 +1188,12 @@ h1_send_file(wf_h1_conn_t *c)
             wf_log_warn(0, "file shrank while being sent");
             return WF_ERROR;
         }
-        h1_x(c)->file_left -= (uint64_t)n;
+        x->file_left -= (uint64_t)n;
         h1_progress(c);
         if ((size_t)n < chunk) {
             /* The socket buffer is full: asking again would only earn an
              * EAGAIN, so wait for the poll (it fires at once if wrong). */
-            return h1_x(c)->file_left > 0 ? WF_AGAIN : WF_OK;
+            return x->file_left > 0 ? WF_AGAIN : WF_OK;
         }
     }
     return WF_OK;
@@ -1203,15 +1205,15 @@ h1_send_file(wf_h1_conn_t *c)
 static int
 h1_stream_next(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     wf_chan_t *ch = &c->req->resp_body;
     const char *p;
 
-    h1_x(c)->chunk_off = 0;
-    h1_x(c)->chunk_len = wf_chan_peek(ch, &p);
-    if (h1_x(c)->chunk_len > 0) {
-        h1_x(c)->chunk_hlen =
-            (uint8_t)snprintf(h1_x(c)->chunk_head, sizeof(h1_x(c)->chunk_head),
-                              "%zx\r\n", h1_x(c)->chunk_len);
+    x->chunk_off = 0;
+    x->chunk_len = wf_chan_peek(ch, &p);
+    if (x->chunk_len > 0) {
+        x->chunk_hlen = (uint8_t)snprintf(x->chunk_head, sizeof(x->chunk_head),
+                                          "%zx\r\n", x->chunk_len);
         return WF_OK;
     }
     if (wf_chan_is_aborted(ch)) {
@@ -1220,9 +1222,9 @@ h1_stream_next(wf_h1_conn_t *c)
     if (!wf_chan_is_done(ch)) {
         return WF_AGAIN;
     }
-    h1_x(c)->stream_last = true;
-    h1_x(c)->chunk_hlen = (uint8_t)snprintf(
-        h1_x(c)->chunk_head, sizeof(h1_x(c)->chunk_head), "0\r\n\r\n");
+    x->stream_last = true;
+    x->chunk_hlen =
+        (uint8_t)snprintf(x->chunk_head, sizeof(x->chunk_head), "0\r\n\r\n");
     return WF_OK;
 }
 
@@ -1231,35 +1233,35 @@ h1_stream_next(wf_h1_conn_t *c)
 static int
 h1_stream_write(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     static char crlf[] = "\r\n";
     const char *data;
-    bool framed = h1_x(c)->stream_chunked;
-    size_t hlen = framed ? h1_x(c)->chunk_hlen : 0;
-    size_t tlen = framed && !h1_x(c)->stream_last ? 2 : 0;
-    size_t total = hlen + h1_x(c)->chunk_len + tlen;
+    bool framed = x->stream_chunked;
+    size_t hlen = framed ? x->chunk_hlen : 0;
+    size_t tlen = framed && !x->stream_last ? 2 : 0;
+    size_t total = hlen + x->chunk_len + tlen;
     struct iovec iov[3];
     struct msghdr msg = {.msg_iov = iov};
 
     wf_chan_peek(&c->req->resp_body, &data);
-    while (h1_x(c)->chunk_off < total) {
-        size_t off = h1_x(c)->chunk_off;
+    while (x->chunk_off < total) {
+        size_t off = x->chunk_off;
         ssize_t n;
 
         msg.msg_iovlen = 0;
         if (off < hlen) {
             iov[msg.msg_iovlen++] =
-                (struct iovec){h1_x(c)->chunk_head + off, hlen - off};
+                (struct iovec){x->chunk_head + off, hlen - off};
         }
-        if (off < hlen + h1_x(c)->chunk_len) {
+        if (off < hlen + x->chunk_len) {
             size_t d = off > hlen ? off - hlen : 0;
 
             iov[msg.msg_iovlen++] =
-                (struct iovec){(char *)data + d, h1_x(c)->chunk_len - d};
+                (struct iovec){(char *)data + d, x->chunk_len - d};
         }
         if (tlen > 0) {
-            size_t t = off > hlen + h1_x(c)->chunk_len
-                           ? off - hlen - h1_x(c)->chunk_len
-                           : 0;
+            size_t t =
+                off > hlen + x->chunk_len ? off - hlen - x->chunk_len : 0;
 
             iov[msg.msg_iovlen++] = (struct iovec){crlf + t, tlen - t};
         }
@@ -1267,7 +1269,7 @@ h1_stream_write(wf_h1_conn_t *c)
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
-        h1_x(c)->chunk_off += (size_t)n;
+        x->chunk_off += (size_t)n;
         h1_progress(c);
     }
     return WF_OK;
@@ -1279,11 +1281,11 @@ h1_stream_write(wf_h1_conn_t *c)
 static int
 h1_send_stream(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     for (;;) {
         int rc;
 
-        if (h1_x(c)->chunk_off == 0 && h1_x(c)->chunk_len == 0
-            && !h1_x(c)->stream_last) {
+        if (x->chunk_off == 0 && x->chunk_len == 0 && !x->stream_last) {
             rc = h1_stream_next(c);
             if (rc != WF_OK) {
                 return rc == WF_AGAIN ? WF_DECLINED : rc;
@@ -1293,12 +1295,12 @@ h1_send_stream(wf_h1_conn_t *c)
         if (rc != WF_OK) {
             return rc;
         }
-        if (h1_x(c)->stream_last) {
+        if (x->stream_last) {
             return WF_OK;
         }
-        wf_chan_consume(&c->req->resp_body, h1_x(c)->chunk_len);
-        h1_x(c)->body_sent += c->req->resp.head_only ? 0 : h1_x(c)->chunk_len;
-        h1_x(c)->chunk_off = h1_x(c)->chunk_len = 0;
+        wf_chan_consume(&c->req->resp_body, x->chunk_len);
+        x->body_sent += c->req->resp.head_only ? 0 : x->chunk_len;
+        x->chunk_off = x->chunk_len = 0;
     }
 }
 
@@ -1389,6 +1391,7 @@ h1_stream_setup(wf_h1_conn_t *c, wf_req_t *r)
 static void
 h1_send_response(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     wf_req_t *r = c->req;
     wf_resp_t *resp = &r->resp;
     size_t need = wf_resp_head_size(resp);
@@ -1411,16 +1414,16 @@ h1_send_response(wf_h1_conn_t *c)
             return;
         }
     }
-    h1_x(c)->out_len = wf_resp_head_write(
-        r->hbuf, need, resp, c->loop, c->keep_alive,
-        r->head.version == 10 ? 10 : 11, c->site->hc->server_version);
-    h1_x(c)->out_sent = 0;
-    h1_x(c)->body = resp->head_only || resp->stream ? wf_null_str : resp->body;
-    h1_x(c)->body_sent = 0;
-    h1_x(c)->file = resp->head_only || resp->stream ? NULL : resp->file;
-    h1_x(c)->file_off = (off_t)resp->file_off;
-    h1_x(c)->file_left = h1_x(c)->file != NULL ? resp->content_length : 0;
-    if (h1_x(c)->file_left >= H1_BIG_FILE && !c->big_sndbuf) {
+    x->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop, c->keep_alive,
+                                    r->head.version == 10 ? 10 : 11,
+                                    c->site->hc->server_version);
+    x->out_sent = 0;
+    x->body = resp->head_only || resp->stream ? wf_null_str : resp->body;
+    x->body_sent = 0;
+    x->file = resp->head_only || resp->stream ? NULL : resp->file;
+    x->file_off = (off_t)resp->file_off;
+    x->file_left = x->file != NULL ? resp->content_length : 0;
+    if (x->file_left >= H1_BIG_FILE && !c->big_sndbuf) {
         h1_big_sndbuf(c);
     }
     h1_set_state(c, WF_H1_SEND);
