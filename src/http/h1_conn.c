@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
@@ -16,11 +17,12 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "http/access_log.h"
+#include "http/exchange.h"
 #include "http/forwarded.h"
 #include "http/h1_conn_types.h"
+#include "http/mux.h"
 #include "http/req.h"
 #include "http/respond.h"
-#include "http/static.h"
 #include "http/uri.h"
 
 #define H1_RBUF_SIZE      4096 /* pooled read buffers; heads grow beyond */
@@ -30,7 +32,25 @@
 #define H1_BIG_FILE       (1u << 20) /* bodies from here get H1_BIG_SNDBUF */
 #define H1_BIG_SNDBUF     (4 << 20)
 
+/* Who reads a request body (see docs/internals/h1_conn.md). */
+typedef enum h1_body_mode {
+    H1_BODY_NONE = 0, /* no body, or it was read, dropped or given up */
+    H1_BODY_PENDING,  /* unread; the endpoint has not decided yet */
+    H1_BODY_DRAIN,    /* read and dropped before a parked response/job */
+    H1_BODY_STREAM,   /* read into c->req->req_body for the endpoint */
+} h1_body_mode_t;
+
+/* What waits for a drained body. */
+typedef enum h1_parked {
+    H1_PARKED_NONE = 0,
+    H1_PARKED_RESPOND, /* c->req->resp is final */
+    H1_PARKED_JOB,     /* c->req->job is filled, not submitted */
+} h1_parked_t;
+
+typedef struct wf_h1_conn wf_h1_conn_t;
+
 struct wf_h1_conn {
+    wf_mux_t mux; /* ops: h1_mux_ops */
     wf_io_t io;
     wf_timer_t timer;
     wf_task_t resume;    /* serves buffered (pipelined) input */
@@ -46,6 +66,7 @@ struct wf_h1_conn {
     bool job_pending; /* a helper job holds c->req */
     bool big_sndbuf;  /* SO_SNDBUF raised for big files */
     unsigned burst;   /* requests served since the last poll */
+    wf_mux_exit_status_t exit_status;
 
     char *rbuf; /* owned; NULL while idle */
     uint32_t rcap;
@@ -56,7 +77,23 @@ struct wf_h1_conn {
 
     wf_req_t *req; /* owned; NULL while idle */
 
-    /* Request body being dropped. */
+    wf_sockaddr_t remote; /* the client */
+    wf_sockaddr_t local;  /* the address it connected to */
+};
+
+/* One exchange of a connection: the request endpoints see, and what the
+ * mux keeps about its body and its response.  Allocated per request from
+ * the thread's pool, so an idle connection pays for none of it. */
+typedef struct h1_xchg {
+    wf_req_t req; /* c->req points here */
+
+    /* Request body. */
+    h1_body_mode_t body_mode;
+    h1_parked_t parked;
+    bool continue_sent; /* 100 Continue is out */
+    bool body_ended;    /* STREAM: the last byte was decoded */
+    uint32_t pend_off;  /* STREAM: decoded bytes rbuf[pend_off..+pend_len) */
+    uint32_t pend_len;  /* wait for room in the endpoint's channel */
     bool body_chunked;
     uint64_t body_left; /* Content-Length bytes still to read */
     uint64_t body_seen; /* decoded bytes, for max_body_size */
@@ -71,9 +108,23 @@ struct wf_h1_conn {
     off_t file_off;
     uint64_t file_left;
 
-    wf_sockaddr_t remote; /* the client */
-    wf_sockaddr_t local;  /* the address it connected to */
-};
+    /* Streamed response: one chunk is framed from the head of
+     * req->resp_body at a time and consumed when it is out. */
+    bool streaming;
+    bool stream_chunked; /* HTTP/1.1: chunk framing; else close-delimited */
+    bool stream_last;    /* the last chunk is being written */
+    uint8_t chunk_hlen;  /* bytes in chunk_head */
+    size_t chunk_len;    /* data bytes of the chunk being written */
+    size_t chunk_off;    /* bytes of [head | data | CRLF] written */
+    char chunk_head[20];
+} h1_xchg_t;
+
+/* The exchange of c; only while c->req != NULL. */
+static inline h1_xchg_t *
+h1_x(const wf_h1_conn_t *c)
+{
+    return wf_container_of(c->req, h1_xchg_t, req);
+}
 
 typedef void (*h1_input_cb)(wf_h1_conn_t *c);
 
@@ -84,6 +135,9 @@ static void h1_send(wf_h1_conn_t *c);
 static void h1_linger_read(wf_h1_conn_t *c);
 static void h1_close(wf_h1_conn_t *c);
 static void h1_access_log(wf_h1_conn_t *c);
+static void h1_body_fail(wf_h1_conn_t *c, unsigned status);
+static void h1_job_submit(wf_h1_conn_t *c);
+static void h1_send_response(wf_h1_conn_t *c);
 
 /* Which field of wf_http_conf_t bounds each state (none for 0). */
 typedef enum h1_timeout {
@@ -194,7 +248,7 @@ h1_thread(void)
 {
     if (!h1_thr.ready) {
         wf_fpool_init(&h1_thr.conns, sizeof(wf_h1_conn_t), 4096);
-        wf_fpool_init(&h1_thr.reqs, sizeof(wf_req_t), 64);
+        wf_fpool_init(&h1_thr.reqs, sizeof(h1_xchg_t), 64);
         wf_fpool_init(&h1_thr.rbufs, H1_RBUF_SIZE, 256);
         wf_list_init(&h1_thr.all);
         h1_thr.ready = true;
@@ -349,15 +403,19 @@ h1_recv(wf_h1_conn_t *c)
 static wf_req_t *
 h1_req_create(wf_h1_conn_t *c)
 {
-    wf_req_t *r = wf_fpool_get(&h1_thread()->reqs);
+    h1_xchg_t *x = wf_fpool_get(&h1_thread()->reqs);
+    wf_req_t *r;
 
-    if (r == NULL) {
+    if (x == NULL) {
         return NULL;
     }
+    /* The mux's part: everything after the request. */
+    memset((char *)x + sizeof(x->req), 0, sizeof(*x) - sizeof(x->req));
+    r = &x->req;
     wf_h1_head_init(&r->head);
     memset(&r->rq, 0, sizeof(r->rq));
     memset(&r->resp, 0, sizeof(r->resp));
-    r->conn = c;
+    wf_xchg_init(r, &c->mux, c->loop);
     r->hc = c->site->hc;
     r->root = c->site->root;
     r->loop = c->loop;
@@ -382,8 +440,8 @@ h1_req_destroy(wf_h1_conn_t *c)
     if (r == NULL) {
         return;
     }
-    wf_file_unref(r->resp.file);
-    wf_static_req_release(r);
+    wf_xchg_fini(r);
+    wf_http_req_release(r);
     if (r->uri != r->uri_inline) {
         free(r->uri);
     }
@@ -392,10 +450,36 @@ h1_req_destroy(wf_h1_conn_t *c)
     }
     free(r->loc);
     free(r->target);
-    wf_fpool_put(&h1_thread()->reqs, r);
+    wf_fpool_put(&h1_thread()->reqs, h1_x(c));
     c->req = NULL;
     c->rkeep = 0;
-    c->file = NULL;
+}
+
+static wf_h1_conn_t *
+h1_conn_of(const wf_req_t *r)
+{
+    return wf_container_of(r->mux, wf_h1_conn_t, mux);
+}
+
+/* Tells an endpoint that holds r that the client side is gone, once. */
+static void
+h1_endpoint_abort(wf_h1_conn_t *c)
+{
+    wf_req_t *r = c->req;
+    void (*on_abort)(wf_req_t * r);
+
+    if (r == NULL) {
+        return;
+    }
+    if (r->body_wanted || r->resp.stream) {
+        wf_chan_abort(&r->req_body);
+        wf_chan_abort(&r->resp_body);
+    }
+    on_abort = r->on_abort;
+    r->on_abort = NULL;
+    if (on_abort != NULL) {
+        on_abort(r);
+    }
 }
 
 static void
@@ -421,6 +505,11 @@ h1_close(wf_h1_conn_t *c)
     if (c->state == WF_H1_SEND) {
         h1_access_log(c); /* the client went away mid-response */
     }
+    if (c->exit_status == MUX_ES_UNKNOWN) {
+        c->exit_status =
+            c->state == WF_H1_IDLE ? MUX_ES_SUCCESS : MUX_ES_IO_ERR;
+    }
+    h1_endpoint_abort(c);
     wf_timer_stop(c->loop, &c->timer);
     wf_io_del(c->loop, &c->io);
     close(c->io.fd);
@@ -484,7 +573,11 @@ h1_on_timer(wf_timer_t *t)
 {
     wf_h1_conn_t *c = wf_container_of(t, wf_h1_conn_t, timer);
 
-    if ((c->state == WF_H1_HEAD || c->state == WF_H1_BODY) && c->req != NULL) {
+    if (c->state == WF_H1_BODY) {
+        h1_body_fail(c, 408);
+        return;
+    }
+    if (c->state == WF_H1_HEAD && c->req != NULL) {
         /* The client started a request and stalled: tell it why. */
         c->keep_alive = false;
         wf_req_respond_error(c->req, 408);
@@ -563,7 +656,7 @@ h1_req_forwarded(wf_req_t *r, const wf_forwarded_t *fwd)
 {
     wf_forwarded_result_t res;
 
-    wf_forwarded_apply(fwd, &r->head, &r->conn->remote, &res);
+    wf_forwarded_apply(fwd, &r->head, &h1_conn_of(r)->remote, &res);
     if (res.has_remote) {
         r->fwd_remote = res.remote;
         r->rq.remote = &r->fwd_remote;
@@ -601,11 +694,11 @@ h1_req_prepare(wf_req_t *r)
     }
     r->rq.uri = wf_str_make(r->uri, len);
     r->rq.head = h;
-    r->rq.remote = &r->conn->remote;
-    r->rq.local = &r->conn->local;
+    r->rq.remote = &h1_conn_of(r)->remote;
+    r->rq.local = &h1_conn_of(r)->local;
     r->resp.head_only = h->method_id == WF_HTTP_HEAD;
-    if (r->conn->fwd != NULL) {
-        h1_req_forwarded(r, r->conn->fwd);
+    if (h1_conn_of(r)->fwd != NULL) {
+        h1_req_forwarded(r, h1_conn_of(r)->fwd);
     }
     if (r->hc->log_route) {
         wf_log_notice(0, "http request line \"%.*s %.*s HTTP/%u.%u\"",
@@ -631,34 +724,99 @@ h1_dispatch(wf_h1_conn_t *c)
 {
     h1_set_state(c, WF_H1_RESPOND);
     wf_http_handle(c->req); /* the handler now owns c->req */
+    if (c->state == WF_H1_RESPOND && c->io.events != 0) {
+        /* The endpoint holds the request: input (its unread body, a
+         * pipelined request) waits in the kernel meanwhile. */
+        h1_poll(c, 0);
+    }
 }
 
-/* Starts on the body of a parsed head, or dispatches a request without. */
+/* Dispatches a parsed head.  A body is left unread: the endpoint asks for
+ * it (h1_mux_body_start) or answers first, and then it is drained before
+ * the answer goes out (h1_mux_respond, h1_mux_job_start). */
 static void
 h1_start_body(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     wf_h1_head_t *h = &c->req->head;
 
-    c->body_chunked = h->chunked;
-    c->body_left = h->content_length > 0 ? (uint64_t)h->content_length : 0;
-    c->body_seen = 0;
-    if (!c->body_chunked && c->body_left == 0) {
+    x->body_chunked = h->chunked;
+    x->body_left = h->content_length > 0 ? (uint64_t)h->content_length : 0;
+    x->body_seen = 0;
+    if (!x->body_chunked && x->body_left == 0) {
         h1_dispatch(c);
         return;
     }
-    if (c->body_left > c->site->hc->max_body_size) {
+    if (x->body_left > c->site->hc->max_body_size) {
         c->keep_alive = false;
         wf_req_respond_error(c->req, 413);
         return;
     }
-    wf_h1_chunked_init(&c->chunked);
-    if (h->expect_continue && c->rstart == c->rend
-        && h1_send_continue(c) != WF_OK) {
-        h1_close(c);
-        return;
+    wf_h1_chunked_init(&x->chunked);
+    x->body_mode = H1_BODY_PENDING;
+    h1_dispatch(c);
+}
+
+/* Starts reading the body in mode (DRAIN or STREAM).  The interim 100 goes
+ * out first if the client waits for it: no final response has started,
+ * since a streamed body ends before the response starts and a drained one
+ * before the parked response is sent. */
+static void
+h1_body_begin(wf_h1_conn_t *c, h1_body_mode_t mode)
+{
+    h1_x(c)->body_mode = mode;
+    if (c->req->head.expect_continue && !h1_x(c)->continue_sent
+        && c->rstart == c->rend) {
+        h1_x(c)->continue_sent = true;
+        if (h1_send_continue(c) != WF_OK) {
+            h1_close(c);
+            return;
+        }
     }
     h1_set_state(c, WF_H1_BODY);
+    if (c->io.events != EPOLLIN) {
+        h1_poll(c, EPOLLIN);
+    }
     h1_read_body(c);
+}
+
+/* The body ended: hand EOF to the endpoint, or release what was parked. */
+static void
+h1_body_done(wf_h1_conn_t *c)
+{
+    h1_body_mode_t mode = h1_x(c)->body_mode;
+    h1_parked_t parked = h1_x(c)->parked;
+
+    h1_x(c)->body_mode = H1_BODY_NONE;
+    h1_x(c)->parked = H1_PARKED_NONE;
+    if (mode == H1_BODY_STREAM) {
+        wf_chan_close(&c->req->req_body);
+        h1_set_state(c, WF_H1_RESPOND);
+        h1_poll(c, 0);
+        return;
+    }
+    if (parked == H1_PARKED_JOB) {
+        h1_set_state(c, WF_H1_RESPOND);
+        h1_job_submit(c);
+        return;
+    }
+    h1_send_response(c);
+}
+
+/* A body that cannot be read to its end (bad framing, too large, too
+ * slow): the endpoint that streams it sees an abort; the client gets
+ * status and the connection closes. */
+static void
+h1_body_fail(wf_h1_conn_t *c, unsigned status)
+{
+    c->keep_alive = false;
+    c->exit_status = status == 408 ? MUX_ES_TOUT_ERR : MUX_ES_INVALID_ERR;
+    if (h1_x(c)->body_mode == H1_BODY_STREAM) {
+        h1_endpoint_abort(c);
+    }
+    h1_x(c)->body_mode = H1_BODY_NONE;
+    h1_x(c)->parked = H1_PARKED_NONE;
+    wf_req_respond_error(c->req, status);
 }
 
 /* Parses the head buffered in rbuf (all of it, or what has come so far). */
@@ -763,37 +921,93 @@ h1_read_head(wf_h1_conn_t *c)
     h1_begin(c);
 }
 
-/* Drops buffered body bytes.  Returns WF_OK when the body is complete,
- * WF_AGAIN when more is needed, or WF_ERROR with a response sent. */
+/* Streams decoded body bytes waiting in rbuf (c->pend_*) into the
+ * endpoint's channel.  Returns WF_OK when the body ended and all is out,
+ * WF_AGAIN when everything is out, WF_DECLINED when the channel is full
+ * (its on_writable follows). */
+static int
+h1_body_flush(wf_h1_conn_t *c)
+{
+    h1_xchg_t *x = h1_x(c);
+    wf_chan_t *ch = &c->req->req_body;
+
+    while (x->pend_len > 0) {
+        size_t k = wf_min(x->pend_len, wf_chan_room(ch));
+
+        if (k == 0) {
+            wf_chan_wait_room(ch);
+            return WF_DECLINED;
+        }
+        wf_chan_write(ch, c->rbuf + x->pend_off, k);
+        x->pend_off += (uint32_t)k;
+        x->pend_len -= (uint32_t)k;
+    }
+    return x->body_ended ? WF_OK : WF_AGAIN;
+}
+
+/* Consumes buffered body bytes: drops them, or streams them to the
+ * endpoint.  Decoded bytes stay in rbuf, in the part already consumed,
+ * until the channel takes them.  Returns WF_OK when the body is complete,
+ * WF_AGAIN when more is needed, WF_DECLINED when the endpoint's channel is
+ * full, or WF_ERROR with a response sent. */
 static int
 h1_body_consume(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     char *p = c->rbuf + c->rstart;
     size_t avail = c->rend - c->rstart;
     size_t used;
     size_t out;
     int rc;
 
-    if (!c->body_chunked) {
-        used = (size_t)wf_min((uint64_t)avail, c->body_left);
+    if (x->pend_len > 0 || x->body_ended) {
+        rc = h1_body_flush(c);
+        if (rc != WF_AGAIN) {
+            return rc;
+        }
+    }
+    if (!x->body_chunked) {
+        used = out = (size_t)wf_min((uint64_t)avail, x->body_left);
         c->rstart += (uint32_t)used;
-        c->body_left -= used;
-        return c->body_left == 0 ? WF_OK : WF_AGAIN;
+        x->body_left -= used;
+        rc = x->body_left == 0 ? WF_OK : WF_AGAIN;
+    } else {
+        rc = wf_h1_chunked_decode(&x->chunked, p, avail, &used, p, &out);
+        c->rstart += (uint32_t)used;
+        x->body_seen += out;
+        if (rc == WF_ERROR) {
+            h1_body_fail(c, 400);
+            return WF_ERROR;
+        }
+        if (x->body_seen > c->site->hc->max_body_size) {
+            h1_body_fail(c, 413);
+            return WF_ERROR;
+        }
     }
-    rc = wf_h1_chunked_decode(&c->chunked, p, avail, &used, p, &out);
-    c->rstart += (uint32_t)used;
-    c->body_seen += out;
-    if (rc == WF_ERROR) {
-        c->keep_alive = false;
-        wf_req_respond_error(c->req, 400);
-        return WF_ERROR;
+    if (x->body_mode != H1_BODY_STREAM) {
+        return rc;
     }
-    if (c->body_seen > c->site->hc->max_body_size) {
-        c->keep_alive = false;
-        wf_req_respond_error(c->req, 413);
-        return WF_ERROR;
+    x->pend_off = (uint32_t)(p - c->rbuf);
+    x->pend_len = (uint32_t)out;
+    x->body_ended = rc == WF_OK;
+    return h1_body_flush(c);
+}
+
+/* The endpoint consumed streamed body bytes: read on. */
+static void
+h1_on_body_room(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, req_body);
+    wf_h1_conn_t *c = h1_conn_of(r);
+
+    if (c->state != WF_H1_BODY || h1_x(c)->body_mode != H1_BODY_STREAM) {
+        return;
     }
-    return rc;
+    h1_progress(c); /* the timer was paused while the endpoint was slow */
+    if (c->io.events != EPOLLIN) {
+        h1_poll(c, EPOLLIN);
+    }
+    h1_read_body(c);
 }
 
 static void
@@ -804,10 +1018,17 @@ h1_read_body(wf_h1_conn_t *c)
         int rc = h1_body_consume(c);
 
         if (rc == WF_OK) {
-            h1_dispatch(c);
+            h1_body_done(c);
             return;
         }
         if (rc == WF_ERROR) {
+            return;
+        }
+        if (rc == WF_DECLINED) {
+            /* Back-pressure: stop reading the socket until the endpoint
+             * makes room; its slowness is not the client's timeout. */
+            h1_poll(c, 0);
+            wf_timer_stop(c->loop, &c->timer);
             return;
         }
         if (c->rstart == c->rend) {
@@ -840,9 +1061,9 @@ h1_access_log(wf_h1_conn_t *c)
         return;
     }
     r->rq.status = r->resp.status;
-    r->rq.body_bytes_sent = c->body_sent;
-    if (c->file != NULL) {
-        r->rq.body_bytes_sent += r->resp.content_length - c->file_left;
+    r->rq.body_bytes_sent = h1_x(c)->body_sent;
+    if (h1_x(c)->file != NULL) {
+        r->rq.body_bytes_sent += r->resp.content_length - h1_x(c)->file_left;
     }
     if (r->rq.head == NULL) {
         /* A head that did not parse: its fields are not valid, so only the
@@ -885,6 +1106,11 @@ h1_on_resume(wf_task_t *task)
 {
     wf_h1_conn_t *c = wf_container_of(task, wf_h1_conn_t, resume);
 
+    if (c->state == WF_H1_RESPOND && c->req != NULL
+        && h1_x(c)->body_mode == H1_BODY_PENDING && c->req->body_wanted) {
+        h1_body_begin(c, H1_BODY_STREAM); /* see h1_mux_body_start() */
+        return;
+    }
     if (c->state != WF_H1_HEAD) {
         return;
     }
@@ -902,25 +1128,26 @@ h1_on_resume(wf_task_t *task)
 static int
 h1_send_head(wf_h1_conn_t *c)
 {
+    h1_xchg_t *x = h1_x(c);
     struct iovec iov[2];
     struct msghdr msg = {.msg_iov = iov};
     int flags = MSG_NOSIGNAL;
     ssize_t n;
 
-    while (c->out_sent < c->out_len || c->body_sent < c->body.len) {
-        size_t head_left = c->out_len - c->out_sent;
+    while (x->out_sent < x->out_len || x->body_sent < x->body.len) {
+        size_t head_left = x->out_len - x->out_sent;
 
         msg.msg_iovlen = 0;
         if (head_left > 0) {
             iov[msg.msg_iovlen++] =
-                (struct iovec){c->req->hbuf + c->out_sent, head_left};
+                (struct iovec){c->req->hbuf + x->out_sent, head_left};
         }
-        if (c->body_sent < c->body.len) {
+        if (x->body_sent < x->body.len) {
             iov[msg.msg_iovlen++] =
-                (struct iovec){(char *)c->body.data + c->body_sent,
-                               c->body.len - c->body_sent};
+                (struct iovec){(char *)x->body.data + x->body_sent,
+                               x->body.len - x->body_sent};
         }
-        if (c->file_left > 0) {
+        if (x->file_left > 0) {
             flags |= MSG_MORE; /* one segment with the file's first bytes */
         }
         n = sendmsg(c->io.fd, &msg, flags);
@@ -928,10 +1155,10 @@ h1_send_head(wf_h1_conn_t *c)
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
         if ((size_t)n >= head_left) {
-            c->out_sent = c->out_len;
-            c->body_sent += (size_t)n - head_left;
+            x->out_sent = x->out_len;
+            x->body_sent += (size_t)n - head_left;
         } else {
-            c->out_sent += (size_t)n;
+            x->out_sent += (size_t)n;
         }
         h1_progress(c);
     }
@@ -941,10 +1168,11 @@ h1_send_head(wf_h1_conn_t *c)
 static int
 h1_send_file(wf_h1_conn_t *c)
 {
-    while (c->file_left > 0) {
-        size_t chunk = (size_t)wf_min(c->file_left, (uint64_t)H1_SENDFILE_MAX);
+    h1_xchg_t *x = h1_x(c);
+    while (x->file_left > 0) {
+        size_t chunk = (size_t)wf_min(x->file_left, (uint64_t)H1_SENDFILE_MAX);
         ssize_t n =
-            sendfile(c->io.fd, wf_file_fd(c->file), &c->file_off, chunk);
+            sendfile(c->io.fd, wf_file_fd(x->file), &x->file_off, chunk);
 
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
@@ -955,15 +1183,133 @@ h1_send_file(wf_h1_conn_t *c)
             wf_log_warn(0, "file shrank while being sent");
             return WF_ERROR;
         }
-        c->file_left -= (uint64_t)n;
+        x->file_left -= (uint64_t)n;
         h1_progress(c);
         if ((size_t)n < chunk) {
             /* The socket buffer is full: asking again would only earn an
              * EAGAIN, so wait for the poll (it fires at once if wrong). */
-            return c->file_left > 0 ? WF_AGAIN : WF_OK;
+            return x->file_left > 0 ? WF_AGAIN : WF_OK;
         }
     }
     return WF_OK;
+}
+
+/* Frames the next chunk from the head of the response channel.  Returns
+ * WF_OK with a chunk (or the last one) to write, or WF_AGAIN when the
+ * channel is empty and open. */
+static int
+h1_stream_next(wf_h1_conn_t *c)
+{
+    h1_xchg_t *x = h1_x(c);
+    wf_chan_t *ch = &c->req->resp_body;
+    const char *p;
+
+    x->chunk_off = 0;
+    x->chunk_len = wf_chan_peek(ch, &p);
+    if (x->chunk_len > 0) {
+        x->chunk_hlen = (uint8_t)snprintf(x->chunk_head, sizeof(x->chunk_head),
+                                          "%zx\r\n", x->chunk_len);
+        return WF_OK;
+    }
+    if (wf_chan_is_aborted(ch)) {
+        return WF_ERROR;
+    }
+    if (!wf_chan_is_done(ch)) {
+        return WF_AGAIN;
+    }
+    x->stream_last = true;
+    x->chunk_hlen =
+        (uint8_t)snprintf(x->chunk_head, sizeof(x->chunk_head), "0\r\n\r\n");
+    return WF_OK;
+}
+
+/* Writes one framed chunk ([head | data | CRLF], only the data when
+ * close-delimited).  Returns WF_OK when it is out. */
+static int
+h1_stream_write(wf_h1_conn_t *c)
+{
+    h1_xchg_t *x = h1_x(c);
+    static char crlf[] = "\r\n";
+    const char *data;
+    bool framed = x->stream_chunked;
+    size_t hlen = framed ? x->chunk_hlen : 0;
+    size_t tlen = framed && !x->stream_last ? 2 : 0;
+    size_t total = hlen + x->chunk_len + tlen;
+    struct iovec iov[3];
+    struct msghdr msg = {.msg_iov = iov};
+
+    wf_chan_peek(&c->req->resp_body, &data);
+    while (x->chunk_off < total) {
+        size_t off = x->chunk_off;
+        ssize_t n;
+
+        msg.msg_iovlen = 0;
+        if (off < hlen) {
+            iov[msg.msg_iovlen++] =
+                (struct iovec){x->chunk_head + off, hlen - off};
+        }
+        if (off < hlen + x->chunk_len) {
+            size_t d = off > hlen ? off - hlen : 0;
+
+            iov[msg.msg_iovlen++] =
+                (struct iovec){(char *)data + d, x->chunk_len - d};
+        }
+        if (tlen > 0) {
+            size_t t =
+                off > hlen + x->chunk_len ? off - hlen - x->chunk_len : 0;
+
+            iov[msg.msg_iovlen++] = (struct iovec){crlf + t, tlen - t};
+        }
+        n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        x->chunk_off += (size_t)n;
+        h1_progress(c);
+    }
+    return WF_OK;
+}
+
+/* Pumps the streamed body.  Returns WF_OK when the last chunk is out,
+ * WF_AGAIN when the socket is full, WF_DECLINED when waiting for the
+ * endpoint, WF_ERROR to close. */
+static int
+h1_send_stream(wf_h1_conn_t *c)
+{
+    h1_xchg_t *x = h1_x(c);
+    for (;;) {
+        int rc;
+
+        if (x->chunk_off == 0 && x->chunk_len == 0 && !x->stream_last) {
+            rc = h1_stream_next(c);
+            if (rc != WF_OK) {
+                return rc == WF_AGAIN ? WF_DECLINED : rc;
+            }
+        }
+        rc = c->req->resp.head_only ? WF_OK : h1_stream_write(c);
+        if (rc != WF_OK) {
+            return rc;
+        }
+        if (x->stream_last) {
+            return WF_OK;
+        }
+        wf_chan_consume(&c->req->resp_body, x->chunk_len);
+        x->body_sent += c->req->resp.head_only ? 0 : x->chunk_len;
+        x->chunk_off = x->chunk_len = 0;
+    }
+}
+
+/* The endpoint wrote or closed the response channel. */
+static void
+h1_on_resp_data(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, resp_body);
+    wf_h1_conn_t *c = h1_conn_of(r);
+
+    if (c->state == WF_H1_SEND && c->io.events != EPOLLOUT) {
+        h1_progress(c); /* the timer waited while the endpoint was slow */
+        h1_send(c);
+    }
 }
 
 static void
@@ -972,12 +1318,20 @@ h1_send(wf_h1_conn_t *c)
     int rc = h1_send_head(c);
 
     if (rc == WF_OK) {
-        rc = h1_send_file(c);
+        rc = h1_x(c)->streaming ? h1_send_stream(c) : h1_send_file(c);
     }
     if (rc == WF_AGAIN) {
         if (c->io.events != EPOLLOUT) {
             h1_poll(c, EPOLLOUT);
         }
+        return;
+    }
+    if (rc == WF_DECLINED) {
+        /* Waiting for the endpoint, not for the client. */
+        if (c->io.events != 0) {
+            h1_poll(c, 0);
+        }
+        wf_timer_stop(c->loop, &c->timer);
         return;
     }
     if (rc == WF_ERROR) {
@@ -1000,21 +1354,52 @@ h1_big_sndbuf(wf_h1_conn_t *c)
     setsockopt(c->io.fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 }
 
-void
-wf_req_respond(wf_req_t *r)
+/* The verdict on a connection that closes after an error response. */
+static wf_mux_exit_status_t
+h1_exit_status_of(unsigned status)
 {
-    wf_h1_conn_t *c = r->conn;
+    if (status == 408) {
+        return MUX_ES_TOUT_ERR;
+    }
+    if (status == 501) {
+        return MUX_ES_NOTIMPL_ERR;
+    }
+    return status >= 500 ? MUX_ES_INTERNAL_ERR : MUX_ES_INVALID_ERR;
+}
+
+/* Sets up the streamed body of r: chunked on HTTP/1.1, close-delimited
+ * on HTTP/1.0. */
+static void
+h1_stream_setup(wf_h1_conn_t *c, wf_req_t *r)
+{
+    h1_x(c)->streaming = true;
+    h1_x(c)->stream_chunked = r->head.version != 10;
+    h1_x(c)->stream_last = false;
+    h1_x(c)->chunk_len = h1_x(c)->chunk_off = 0;
+    if (!h1_x(c)->stream_chunked) {
+        c->keep_alive = false;
+    }
+    wf_chan_set_readable(&r->resp_body, h1_on_resp_data);
+}
+
+/* Writes the head of c->req->resp and starts sending. */
+static void
+h1_send_response(wf_h1_conn_t *c)
+{
+    h1_xchg_t *x = h1_x(c);
+    wf_req_t *r = c->req;
     wf_resp_t *resp = &r->resp;
     size_t need = wf_resp_head_size(resp);
 
     if (resp->close) {
         c->keep_alive = false;
     }
-    if (wf_unlikely(r->last != NULL && r->last->nresp_fields > 0)
-        && resp->status >= 200 && resp->status < 400) {
-        resp->fields = r->last;
-        resp->fields_rq = &r->rq;
-        need = wf_resp_head_size(resp);
+    if (!c->keep_alive && resp->status >= 400
+        && c->exit_status == MUX_ES_UNKNOWN) {
+        c->exit_status = h1_exit_status_of(resp->status);
+    }
+    if (wf_unlikely(resp->stream)) {
+        h1_stream_setup(c, r);
     }
     if (need > sizeof(r->hbuf_inline)) {
         r->hbuf = malloc(need);
@@ -1024,40 +1409,67 @@ wf_req_respond(wf_req_t *r)
             return;
         }
     }
-    c->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop, c->keep_alive,
+    x->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop, c->keep_alive,
                                     r->head.version == 10 ? 10 : 11,
                                     c->site->hc->server_version);
-    c->out_sent = 0;
-    c->body = resp->head_only ? wf_null_str : resp->body;
-    c->body_sent = 0;
-    c->file = resp->head_only ? NULL : resp->file;
-    c->file_off = (off_t)resp->file_off;
-    c->file_left = c->file != NULL ? resp->content_length : 0;
-    if (c->file_left >= H1_BIG_FILE && !c->big_sndbuf) {
+    x->out_sent = 0;
+    x->body = resp->head_only || resp->stream ? wf_null_str : resp->body;
+    x->body_sent = 0;
+    x->file = resp->head_only || resp->stream ? NULL : resp->file;
+    x->file_off = (off_t)resp->file_off;
+    x->file_left = x->file != NULL ? resp->content_length : 0;
+    if (x->file_left >= H1_BIG_FILE && !c->big_sndbuf) {
         h1_big_sndbuf(c);
     }
     h1_set_state(c, WF_H1_SEND);
     h1_send(c);
 }
 
-void
-wf_req_respond_error(wf_req_t *r, unsigned status)
+/* mux op: r->resp is final.  An unread body is drained first (the
+ * response waits, parked); a body being streamed to the endpoint is given
+ * up, and the connection closes after the response. */
+static void
+h1_mux_respond(wf_req_t *r)
 {
-    wf_resp_t *resp = &r->resp;
+    wf_h1_conn_t *c = h1_conn_of(r);
 
-    wf_file_unref(resp->file);
-    memset(resp, 0, sizeof(*resp));
-    resp->status = status;
-    resp->head_only = r->head.method_id == WF_HTTP_HEAD;
-    wf_resp_set_error_page(resp, status);
-    wf_req_respond(r);
+    if (h1_x(c)->body_mode == H1_BODY_PENDING && !r->body_wanted) {
+        h1_x(c)->parked = H1_PARKED_RESPOND;
+        h1_body_begin(c, H1_BODY_DRAIN);
+        return;
+    }
+    if (h1_x(c)->body_mode != H1_BODY_NONE) {
+        /* Asked for and not read to its end: given up. */
+        h1_x(c)->body_mode = H1_BODY_NONE;
+        c->keep_alive = false;
+        wf_chan_abort(&r->req_body);
+    }
+    h1_send_response(c);
+}
+
+/* mux op: the endpoint reads the body. */
+static void
+h1_mux_body_start(wf_req_t *r)
+{
+    wf_h1_conn_t *c = h1_conn_of(r);
+
+    if (h1_x(c)->body_mode != H1_BODY_PENDING) {
+        return; /* asked twice, or after answering */
+    }
+    wf_chan_set_writable(&r->req_body, h1_on_body_room);
+    /* Start from the run queue: reading may fail the body at once (a bad
+     * chunk already buffered), and answering that frees r, which the
+     * endpoint still holds until it returns. */
+    if (wf_list_is_empty(&c->resume.link)) {
+        wf_task_schedule(c->loop, &c->resume);
+    }
 }
 
 static void
 h1_on_job_done(wf_task_t *task)
 {
     wf_req_t *r = wf_container_of(task, wf_req_t, job.done);
-    wf_h1_conn_t *c = r->conn;
+    wf_h1_conn_t *c = h1_conn_of(r);
 
     c->job_pending = false;
     if (c->state == WF_H1_CLOSING) {
@@ -1067,10 +1479,10 @@ h1_on_job_done(wf_task_t *task)
     r->job_done(r);
 }
 
-void
-wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done)
+static void
+h1_job_submit(wf_h1_conn_t *c)
 {
-    wf_h1_conn_t *c = r->conn;
+    wf_req_t *r = c->req;
 
     /* Input stays buffered in the kernel until the response is out. */
     h1_poll(c, 0);
@@ -1078,12 +1490,54 @@ wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done)
         return;
     }
     c->job_pending = true;
-    r->job_done = done;
     r->job.loop = c->loop;
-    r->job.work = work;
     r->job.done.handler = h1_on_job_done;
     wf_tpool_submit(&r->job);
 }
+
+/* mux op: a helper job for r.  An unread body is drained first. */
+static void
+h1_mux_job_start(wf_req_t *r)
+{
+    wf_h1_conn_t *c = h1_conn_of(r);
+
+    if (h1_x(c)->body_mode == H1_BODY_PENDING && !r->body_wanted) {
+        h1_x(c)->parked = H1_PARKED_JOB;
+        h1_body_begin(c, H1_BODY_DRAIN);
+        return;
+    }
+    h1_job_submit(c);
+}
+
+static int
+h1_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
+{
+    wf_h1_conn_t *c = wf_container_of(m, wf_h1_conn_t, mux);
+
+    wf_unused(arg);
+    switch (op) {
+    case MUX_CTL_STATUS:
+        return c->state == WF_H1_CLOSING ? 0 : MUX_STATUS_READY;
+    case MUX_CTL_EXIT_STATUS:
+        return (int)c->exit_status;
+    case MUX_CTL_GET_NBSTRM:
+        return c->req != NULL && c->state != WF_H1_IDLE ? 1 : 0;
+    case MUX_CTL_GET_MAXSTRM:
+        return 1; /* HTTP/1.x: one exchange at a time */
+    case MUX_CTL_REVERSE_CONN:
+    case MUX_CTL_NOPS:
+        break;
+    }
+    return WF_DECLINED;
+}
+
+static const wf_mux_ops_t h1_mux_ops = {
+    .name = "h1",
+    .respond = h1_mux_respond,
+    .body_start = h1_mux_body_start,
+    .job_start = h1_mux_job_start,
+    .ctl = h1_mux_ctl,
+};
 
 static void
 h1_on_io(wf_io_t *io, uint32_t events)
@@ -1145,6 +1599,7 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd,
         return;
     }
     memset(c, 0, sizeof(*c));
+    c->mux.ops = &h1_mux_ops;
     c->io.fd = fd;
     c->io.handler = h1_on_io;
     c->loop = loop;
@@ -1208,7 +1663,7 @@ h1_on_stop(wf_loop_t *loop, bool graceful)
 static void
 h1_on_start(wf_loop_t *loop)
 {
-    wf_static_thread_start(loop);
+    wf_http_thread_start(loop);
 }
 
 static void
@@ -1220,7 +1675,7 @@ h1_on_exit(wf_loop_t *loop)
     }
     /* Connections whose helper job is still out are leaked on purpose: the
      * job may still write into them. */
-    wf_static_thread_exit();
+    wf_http_thread_exit();
     wf_access_log_thread_exit();
     wf_fpool_fini(&h1_thr.conns);
     wf_fpool_fini(&h1_thr.reqs);

@@ -196,6 +196,24 @@ wf_http_run_action(wf_req_t *r, const wf_action_t *a)
 }
 
 void
+wf_http_thread_start(wf_loop_t *loop)
+{
+    wf_static_thread_start(loop);
+}
+
+void
+wf_http_thread_exit(void)
+{
+    wf_static_thread_exit();
+}
+
+void
+wf_http_req_release(wf_req_t *r)
+{
+    wf_static_req_release(r);
+}
+
+void
 wf_http_handle(wf_req_t *r)
 {
     const wf_action_t *a = r->root != NULL ? handle_match(r, r->root) : NULL;

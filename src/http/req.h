@@ -1,7 +1,8 @@
-/* A request being served, independent of the connection's protocol, and the
- * response it gets.  The h1 connection owns the request (from its per-thread
- * pool) from the end of the head until the response is sent; handlers fill
- * r->resp and call wf_req_respond() exactly once. */
+/* A request being served (an exchange), independent of the connection's
+ * protocol, and the response it gets.  The client-side mux (r->mux) owns
+ * the request from the end of the head until the response is sent;
+ * handlers fill r->resp and call wf_req_respond() exactly once.  Streamed
+ * bodies go through r->req_body and r->resp_body (http/exchange.h). */
 #ifndef WF_HTTP_REQ_H
 #define WF_HTTP_REQ_H
 
@@ -13,6 +14,8 @@
 
 #include "core/loop.h"
 #include "core/tpool.h"
+#include "http/chan_types.h"
+#include "http/exchange_types.h"
 #include "http/h1_parse.h"
 #include "http/http_conf.h"
 #include "http/route.h"
@@ -35,6 +38,8 @@ typedef struct wf_resp {
     wf_file_t *file;        /* a file body (a reference, released with r) */
     uint64_t file_off;
     uint64_t content_length; /* body bytes (file or memory) */
+    bool stream;             /* the body comes through r->resp_body, of
+                                unknown length (content_length unused) */
     bool head_only;          /* HEAD: send the fields, not the body */
     bool close;              /* close the connection after this response */
 
@@ -45,7 +50,6 @@ typedef struct wf_resp {
 } wf_resp_t;
 
 typedef struct wf_req wf_req_t;
-typedef struct wf_h1_conn wf_h1_conn_t;
 
 #define WF_REQ_HEAD_INLINE 1024 /* response heads up to this fit inline */
 
@@ -53,13 +57,22 @@ typedef struct wf_h1_conn wf_h1_conn_t;
 typedef void (*wf_req_job_cb)(wf_req_t *r);
 
 struct wf_req {
-    wf_h1_conn_t *conn;       /* the transport that owns r */
+    wf_mux_t *mux;            /* the client side that owns r */
     wf_h1_head_t head;        /* points into the connection's read buffer */
     wf_route_req_t rq;        /* what routes and templates read */
     const wf_http_conf_t *hc; /* borrowed from the snapshot */
     const wf_route_t *root;   /* the listener's route */
     wf_loop_t *loop;
     wf_resp_t resp;
+    wf_chan_t req_body;  /* request body; producer: mux, consumer: endpoint */
+    wf_chan_t resp_body; /* streamed response body; the other way round */
+    bool body_wanted;    /* the endpoint asked for the request body */
+
+    /* Set by an endpoint that holds r while it waits on something of its
+     * own (a backend, a stream): called once if the client side goes away
+     * first; r must not be touched after it returns.  The endpoint sets it
+     * back to NULL when it stops holding r.  NULL: none. */
+    void (*on_abort)(wf_req_t *r);
     unsigned passes;         /* route passes so far */
     const wf_action_t *last; /* the last action run (response_headers) */
     wf_share_state_t *share; /* static.c's state; NULL unless a share ran */
@@ -88,8 +101,21 @@ void wf_req_respond_error(wf_req_t *r, unsigned status);
 /* Runs work(&r->job) on a helper thread (it may only touch what r->share
  * holds), then calls done(r) on r's loop.  The transport keeps r alive until
  * then even if the client goes away; if it went away, done is not called and
- * destroying r releases what work() left (wf_static_req_release()). */
+ * destroying r releases what work() left (wf_http_req_release()).  An
+ * unread request body is drained first; if that fails (400, 408, 413), the
+ * job never runs and r is answered with the error. */
 void wf_req_run_job(wf_req_t *r, wf_job_cb work, wf_req_job_cb done);
+
+/* Sets up the calling thread's objects of every endpoint (at thread
+ * start, on the thread's loop). */
+void wf_http_thread_start(wf_loop_t *loop);
+
+/* Frees the calling thread's objects of every endpoint (at thread exit). */
+void wf_http_thread_exit(void);
+
+/* Releases what endpoints keep for r (static.c's share state).  Called by
+ * the mux when it destroys r; never calls back. */
+void wf_http_req_release(wf_req_t *r);
 
 /* Routes r from its listener's route and runs the action.  Takes over r. */
 void wf_http_handle(wf_req_t *r);

@@ -277,7 +277,13 @@ wf_resp_head_write(char *out, size_t cap, const wf_resp_t *resp,
     if (resp->content_type.len > 0 && (skip & WF_RESP_F_CONTENT_TYPE) == 0) {
         p = resp_put_field(p, "Content-Type: ", 14, resp->content_type);
     }
-    if (resp_has_body_fields(resp->status)) {
+    if (resp_has_body_fields(resp->status) && resp->stream) {
+        /* Unknown length: chunked, or close-delimited for HTTP/1.0 (the
+         * caller then passes keep_alive false). */
+        if (version != 10) {
+            p = resp_put_lit(p, "Transfer-Encoding: chunked\r\n");
+        }
+    } else if (resp_has_body_fields(resp->status)) {
         p = resp_put_lit(p, "Content-Length: ");
         p = resp_put_u64(p, resp->content_length);
         p = resp_put_lit(p, "\r\n");

@@ -16,7 +16,9 @@ size_t wf_resp_head_size(const wf_resp_t *resp);
 /* Writes the status line and fields of resp, final CRLF included, into
  * out[0..cap) (cap: wf_resp_head_size()).  resp->fields replace, delete or
  * add fields; Date, Server, Content-Length, Connection and
- * Transfer-Encoding are never theirs to change.  keep_alive and the
+ * Transfer-Encoding are never theirs to change.  resp->stream writes
+ * Transfer-Encoding: chunked instead of Content-Length (nothing for
+ * HTTP/1.0, whose body the close delimits).  keep_alive and the
  * request's version (10 or 11) decide the Connection field; server_version
  * whether Server carries the version.  Returns the length.  Never
  * allocates. */

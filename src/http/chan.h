@@ -1,0 +1,89 @@
+/* A channel: a bounded chain of buffers between one producer and one
+ * consumer on the same loop, with back-pressure.  An exchange has two, the
+ * request body and the response body.  See docs/internals/exchange.md.
+ *
+ * The producer's wf_chan_write() takes at most the room left and says
+ * WF_AGAIN when there is none; the producer then stops reading its source
+ * and is told by on_writable when room frees.  The consumer reads with
+ * wf_chan_peek()/wf_chan_consume() and is told by on_readable when data,
+ * EOF or an abort arrives.  Wake-ups run from the loop's run queue, never
+ * inside the call that caused them, so neither side re-enters the other. */
+#ifndef WF_HTTP_CHAN_H
+#define WF_HTTP_CHAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "http/chan_types.h"
+
+/* Initialises ch empty and OPEN, holding at most limit bytes (at least
+ * 1).  loop runs the wake-ups; the callbacks may be NULL (no wake-up).
+ * No memory is allocated until the first write. */
+void wf_chan_init(wf_chan_t *ch, wf_loop_t *loop, size_t limit);
+
+/* Frees the queued buffers and cancels pending wake-ups.  ch may be
+ * re-initialised afterwards.  Never calls back. */
+void wf_chan_fini(wf_chan_t *ch);
+
+/* Sets who is told what (either may be NULL). */
+void wf_chan_set_readable(wf_chan_t *ch, wf_chan_cb on_readable);
+void wf_chan_set_writable(wf_chan_t *ch, wf_chan_cb on_writable);
+
+/* Producer: copies up to n bytes of data (n > 0) into ch.  Returns the
+ * bytes taken (1..n), WF_AGAIN when ch is full (on_writable follows when
+ * room frees), or WF_ERROR when ch is not OPEN (EOF or aborted) or out of
+ * memory (ch is then aborted).  Schedules on_readable. */
+ssize_t wf_chan_write(wf_chan_t *ch, const void *data, size_t n);
+
+/* Producer: asks for on_writable once room frees, without writing (for a
+ * producer that found wf_chan_room() == 0). */
+void wf_chan_wait_room(wf_chan_t *ch);
+
+/* Producer: no more data (OPEN -> EOF).  Schedules on_readable.  Ignored
+ * unless OPEN. */
+void wf_chan_close(wf_chan_t *ch);
+
+/* Either side: gives up (-> ABORTED); queued bytes are dropped and both
+ * sides are woken.  Idempotent. */
+void wf_chan_abort(wf_chan_t *ch);
+
+/* Consumer: points *p at the first contiguous queued bytes and returns
+ * their count; 0 when nothing is queued.  on_readable is scheduled on
+ * every write, EOF and abort (once per tick at most).  Never copies. */
+size_t wf_chan_peek(wf_chan_t *ch, const char **p);
+
+/* Consumer: drops the first n queued bytes (n <= wf_chan_peek()'s count).
+ * Schedules on_writable if the producer was stopped. */
+void wf_chan_consume(wf_chan_t *ch, size_t n);
+
+/* Bytes queued. */
+static inline size_t
+wf_chan_queued(const wf_chan_t *ch)
+{
+    return ch->queued;
+}
+
+/* Room left for the producer. */
+static inline size_t
+wf_chan_room(const wf_chan_t *ch)
+{
+    return ch->state == WF_CHAN_OPEN && ch->queued < ch->limit
+               ? ch->limit - ch->queued
+               : 0;
+}
+
+/* The producer closed and every byte was consumed. */
+static inline bool
+wf_chan_is_done(const wf_chan_t *ch)
+{
+    return ch->state == WF_CHAN_EOF && ch->queued == 0;
+}
+
+static inline bool
+wf_chan_is_aborted(const wf_chan_t *ch)
+{
+    return ch->state == WF_CHAN_ABORTED;
+}
+
+#endif
