@@ -255,6 +255,9 @@ h1_prefix_status(const wf_h1_head_t *h, size_t start, size_t at,
     return max_line < lim->max_head ? 414 : 431;
 }
 
+static unsigned h1_check_request_line(wf_h1_head_t *h, const char *buf,
+                                      size_t start, size_t end);
+
 /* Searches buf[h->scanned..len) for the LF of the empty line that ends the
  * head.  Returns the head length, 0 when more bytes are needed, or sets
  * *status.  Each LF is checked where it stands (the CR before it may be in
@@ -274,6 +277,11 @@ h1_find_head_end(wf_h1_head_t *h, const char *buf, size_t len, size_t start,
     while ((lf = memchr(p, '\n', (size_t)(buf + len - p))) != NULL) {
         at = (size_t)(lf - buf);
         *status = h1_prefix_status(h, start, at, lim);
+        if (*status == 0 && h->line_start == start) {
+            /* A bad request line is certain at its LF: answer now rather
+             * than wait for a head that may never end ("GET /\n"). */
+            *status = h1_check_request_line(h, buf, start, at + 1);
+        }
         if (*status != 0) {
             return 0;
         }
@@ -708,6 +716,17 @@ h1_parse_request_line(wf_h1_head_t *h, const unsigned char **pp,
     }
     *pp = p;
     return h1_parse_target(h);
+}
+
+/* Checks the complete request line buf[start..end) (end is after its LF)
+ * as the parse phase will; returns its status or 0. */
+static unsigned
+h1_check_request_line(wf_h1_head_t *h, const char *buf, size_t start,
+                      size_t end)
+{
+    const unsigned char *p = (const unsigned char *)buf + start;
+
+    return h1_parse_request_line(h, &p, (const unsigned char *)buf + end);
 }
 
 /* Stores a field in h->headers[] unless it must be discarded. */

@@ -506,9 +506,17 @@ static const h1_case_t h1_cases[] = {
      IN("GET / HTTP/1.0\r\nX: 123456789abcd\r\nY: 123456789abcd\r\n"
         "Z: 123456\r\nW: 1"),
      .lim = &h1_lim_small, .rc = WF_ERROR, .status = 431},
-    {"long line before syntax error",
+    /* A bad request line is certain at its LF, before the long line. */
+    {"bad request line before long line",
      IN("G@T / HTTP/1.0\r\nX: 123456789abcdef0\r\n\r\n"), .lim = &h1_lim_small,
-     .rc = WF_ERROR, .status = 431},
+     .rc = WF_ERROR, .status = 400},
+    {"long line before syntax error",
+     IN("GET / HTTP/1.0\r\nX: 123456789abcdef0\r\nG@T:\r\n\r\n"),
+     .lim = &h1_lim_small, .rc = WF_ERROR, .status = 431},
+    {"bad request line without end of head", IN("GET /\n"), .rc = WF_ERROR,
+     .status = 400},
+    {"http/2 request line without end of head", IN("GET / HTTP/2.0\r\nHo"),
+     .rc = WF_ERROR, .status = 505},
 };
 
 /* Builds a request with n fields in a malloc'ed buffer. */
