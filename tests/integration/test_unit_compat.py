@@ -4,10 +4,13 @@ rewrite to "" and chunked_transform.  Each expectation below was checked
 against Unit 1.35 on the same request; where Wharf stays stricter on purpose,
 docs/compatibility.md says why."""
 
+import time
+
 import pytest
 
 from lib.configs import routes_config
 from lib.rawhttp import Reader, exchange, request, wait_closed
+from lib.wharf import scaled
 
 
 def raw(server, data, timeout=10):
@@ -159,3 +162,134 @@ def test_higher_minor_version_served_as_11(echo, version):
 
 def test_higher_minor_version_needs_host(echo):
     expect_rejected(echo, b"GET /ret/v HTTP/1.2\r\n\r\n")
+
+
+# -- Location encoding ---------------------------------------------------------------
+
+# (location as configured, Location that Unit 1.35 sends for /l/N?zz)
+LOCATIONS = [
+    ("/a?b?c", "/a?b%3Fc"),
+    ("/a#b#c", "/a#b%23c"),
+    ("/a#b?c", "/a#b%3Fc"),
+    ("/a?b#c?d#e", "/a?b#c%3Fd%23e"),
+    ("/a|b", "/a%7Cb"),
+    ("/a b", "/a%20b"),
+    ("/a%20b", "/a%20b"),
+    ("/a%2", "/a%252"),
+    ("/a%zz", "/a%25zz"),
+    ("/a%20b c", "/a%2520b%20c"),
+    ('/q"<>\\^`{}', "/q%22%3C%3E%5C%5E%60%7B%7D"),
+    ("/\u00fc", "/%C3%BC"),
+    ("http://x/p?q=1&r=2#frag", "http://x/p?q=1&r=2#frag"),
+    ("/%41?x#y", "/%41?x#y"),
+    ("/a?b%", "/a?b%25"),
+    ("/a\u007f", "/a%7F"),
+    ("/$uri?x", "//l/16?x"),
+    # Unit's documented example of a fragment holding '?'.
+    ("https://www.example.com/#?a=b", "https://www.example.com/#%3Fa=b"),
+    ("/a~!&'()*+,;=:@[]", "/a~!&'()*+,;=:@[]"),
+]
+
+
+def test_location_encoded_as_unit_encodes(wharf):
+    server = wharf(routes_config([
+        {"match": {"uri": "/l/%d" % i},
+         "action": {"return": 302, "location": loc}}
+        for i, (loc, _) in enumerate(LOCATIONS)]))
+    for i, (loc, want) in enumerate(LOCATIONS):
+        resp = ask(server, "/l/%d?zz" % i)
+        assert resp.status == 302, loc
+        assert resp.header("Location") == want, loc
+
+
+# -- variables -------------------------------------------------------------------
+
+def read_lines(path, count, timeout=10.0):
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        lines = text.splitlines() if text.endswith("\n") else \
+            text.splitlines()[:-1]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def test_request_id_same_everywhere_in_one_request(wharf, tmp_path):
+    log = tmp_path / "access.log"
+    conf = routes_config([
+        {"action": {"return": 200, "response_headers": {
+            "X-A": "$request_id", "X-B": "id=${request_id}"}}}])
+    conf["access_log"] = {"path": str(log), "format": "$request_id"}
+    server = wharf(conf)
+    ids = set()
+    for _ in range(3):
+        resp = ask(server, "/")
+        a = resp.header("X-A")
+        assert len(a) == 32 and set(a) <= set("0123456789abcdef")
+        assert resp.header("X-B") == "id=" + a
+        ids.add(a)
+    assert len(ids) == 3, "each request gets its own id"
+    assert set(read_lines(log, 3)) == ids
+
+
+def test_request_uri_is_the_original_target_after_rewrite(wharf):
+    server = wharf(routes_config([
+        {"action": {"rewrite": "/new", "return": 200,
+                    "response_headers": ECHO}}]))
+    resp = ask(server, "/old?a=1")
+    assert resp.header("X-Uri") == "/new"
+    assert resp.header("X-Request-Uri") == "/old?a=1"
+
+
+def test_empty_header_is_empty_absent_is_dash_in_log(wharf, tmp_path):
+    log = tmp_path / "access.log"
+    conf = routes_config([
+        {"action": {"return": 200, "response_headers": {
+            "X-E": "[$header_x_e]", "X-M": "[$header_x_missing]"}}}])
+    conf["access_log"] = {
+        "path": str(log),
+        "format": "[$header_x_e] [$header_x_missing] [$arg_a] [$arg_b] "
+                  "[$cookie_c] [$cookie_d]"}
+    server = wharf(conf)
+    resp = ask(server, "/?a=", headers=[("X-E", ""), ("Cookie", "c=")])
+    assert resp.header("X-E") == "[]"
+    assert resp.header("X-M") == "[]"
+    assert read_lines(log, 1) == ["[] [-] [] [-] [] [-]"]
+
+
+def test_default_log_format_empty_referer(wharf, tmp_path):
+    log = tmp_path / "access.log"
+    conf = routes_config([{"action": {"return": 204}}])
+    conf["access_log"] = str(log)
+    server = wharf(conf)
+    ask(server, "/", headers=[("Referer", ""), ("User-Agent", "ua")])
+    ask(server, "/")
+    lines = read_lines(log, 2)
+    assert lines[0].endswith('204 0 "" "ua"'), lines
+    assert lines[1].endswith('204 0 "-" "-"'), lines
+
+
+# -- rewrite to "" ------------------------------------------------------------------
+
+def test_rewrite_to_empty_string(wharf, docroot):
+    """Unit makes $uri empty: a return still answers, and a share of
+    root$uri names the root directory, which redirects to "/"."""
+    server = wharf(routes_config([
+        {"match": {"uri": "/r"},
+         "action": {"rewrite": "", "return": 200,
+                    "response_headers": ECHO}},
+        {"match": {"uri": "/s"},
+         "action": {"rewrite": "", "share": str(docroot) + "$uri"}},
+    ]))
+    resp = ask(server, "/r?x")
+    assert resp.status == 200
+    assert resp.header("X-Uri") == ""
+    assert resp.header("X-Request-Uri") == "/r?x"
+    resp = ask(server, "/s")
+    assert resp.status == 301
+    assert resp.header("Location") == "/"
