@@ -979,6 +979,7 @@ wf_req_respond(wf_req_t *r)
     c->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop, c->keep_alive,
                                     r->head.version == 10 ? 10 : 11,
                                     c->site->hc->server_version);
+    r->rq.resp_head = wf_str_make(r->hbuf, c->out_len); /* for templates */
     c->out_sent = 0;
     c->body = resp->head_only ? wf_null_str : resp->body;
     c->body_sent = 0;

@@ -44,6 +44,10 @@ struct wf_route_req {
                                  for $request_time; 0: unknown */
     unsigned status;          /* later: response status, for $status */
     uint64_t body_bytes_sent; /* later: body bytes sent, $body_bytes_sent */
+    wf_str_t resp_head;       /* the response head as written (status line
+                                 to the empty line), for
+                                 $response_header_NAME; len 0 until it is
+                                 built; borrowed from the request */
     uint64_t request_id[2];   /* $request_id, drawn when first rendered so
                                  that it is the same everywhere in one
                                  request; both 0: not yet (zero it per

@@ -318,6 +318,40 @@ tpl_cookie(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
     return TPL_ABSENT;
 }
 
+/* $response_header_NAME: the first field of that name in the response
+ * head, once it is built (the access log); before that (response_headers,
+ * a Location) the response has no fields yet and the value is absent. */
+static size_t
+tpl_response_header(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+                    size_t cap)
+{
+    const char *p = rq->resp_head.data;
+    const char *last = p + rq->resp_head.len;
+    const char *eol;
+
+    /* Skip the status line; each field is "Name: value" CRLF. */
+    while (p != NULL && (eol = memchr(p, '\n', (size_t)(last - p))) != NULL) {
+        const char *colon;
+
+        p = eol + 1;
+        eol = memchr(p, '\r', (size_t)(last - p));
+        colon = eol != NULL ? memchr(p, ':', (size_t)(eol - p)) : NULL;
+        if (colon == NULL) {
+            break; /* the empty line */
+        }
+        if (wf_var_header_name_eq(wf_str_make(p, (size_t)(colon - p)),
+                                  part->text)) {
+            const char *v = colon + 1;
+
+            while (v < eol && *v == ' ') {
+                v++;
+            }
+            return tpl_put(out, cap, wf_str_make(v, (size_t)(eol - v)));
+        }
+    }
+    return TPL_ABSENT;
+}
+
 /* The variables we know.  A row with render == NULL is a variable Unit has
  * that Wharf does not have yet: it is refused with a message that says so
  * rather than Unit's "Unknown variable". */
@@ -347,7 +381,7 @@ static const struct {
     {"header_", tpl_header},
     {"arg_", tpl_arg},
     {"cookie_", tpl_cookie},
-    {"response_header_", NULL},
+    {"response_header_", tpl_response_header},
 };
 
 /* ---- compiling --------------------------------------------------------- */

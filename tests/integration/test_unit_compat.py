@@ -293,3 +293,30 @@ def test_rewrite_to_empty_string(wharf, docroot):
     resp = ask(server, "/s")
     assert resp.status == 301
     assert resp.header("Location") == "/"
+
+
+def test_response_header_variables(wharf, tmp_path, docroot):
+    """$response_header_NAME is accepted wherever Unit accepts a variable;
+    the access log sees the response as sent, a template rendered before
+    the response exists (response_headers) sees none of it."""
+    log = tmp_path / "access.log"
+    conf = routes_config([
+        {"match": {"uri": "/ret"},
+         "action": {"return": 200, "response_headers": {
+             "X-A": "a", "X-B": "[$response_header_x_a]"}}},
+        {"action": {"share": str(docroot) + "$uri"}}])
+    conf["access_log"] = {
+        "path": str(log),
+        "format": "[$response_header_x_a] [$response_header_content_type] "
+                  "[$response_header_content_length] "
+                  "[$response_header_Server] [$response_header_x_none]"}
+    server = wharf(conf)
+    resp = ask(server, "/ret")
+    assert resp.status == 200
+    assert resp.header("X-B") == "[]"
+    resp = ask(server, "/a.txt")
+    assert resp.status == 200
+    lines = read_lines(log, 2)
+    assert lines[0] == "[a] [-] [0] [Wharf/0.1.0] [-]", lines
+    assert lines[1] == "[-] [%s] [11] [Wharf/0.1.0] [-]" % \
+        resp.header("Content-Type"), lines

@@ -92,7 +92,7 @@ static const struct {
     {"$args", NULL, "Unknown variable \"args\""},
     {"$http_host", NULL, "Unknown variable \"http_host\""},
     {"$Host", NULL, "Unknown variable \"Host\""},
-    {"$response_header_content_type", NULL, "not supported yet"},
+    {"[$response_header_content_type]", "[]", NULL}, /* no response yet */
     {"`${uri}`", NULL, "JavaScript templates are not supported yet"},
 };
 
@@ -217,6 +217,35 @@ test_tpl_log_rows(void **state)
         }
         assert_string_equal(out, log_rows[i].out);
     }
+    /* $response_header_NAME reads the response head once it is built. */
+    rq.resp_head = wf_string("HTTP/1.1 200 OK\r\nServer: Wharf/0.1.0\r\n"
+                             "X-Empty:\r\nContent-Length: 12\r\n"
+                             "Content-Type: text/plain\r\n\r\n");
+    {
+        static const struct {
+            const char *tpl, *out;
+        } resp_rows[] = {
+            {"[$response_header_content_length]", "[12]"},
+            {"[$response_header_Content_Type]", "[text/plain]"},
+            {"[$response_header_server]", "[Wharf/0.1.0]"},
+            {"[$response_header_x_empty]", "[]"},
+            {"[$response_header_x_missing]", "[-]"},
+        };
+
+        for (size_t i = 0; i < wf_nitems(resp_rows); i++) {
+            const char *src = resp_rows[i].tpl;
+            wf_tpl_t *t = wf_tpl_compile(a, src, strlen(src), NULL, 0);
+            char out[64];
+            size_t n;
+
+            assert_non_null(t);
+            n = wf_tpl_render_log(t, &rq, out, sizeof(out) - 1);
+            out[n] = '\0';
+            assert_string_equal(out, resp_rows[i].out);
+        }
+    }
+    rq.resp_head = wf_null_str;
+
     /* An HTTP/1.0 request without Host has no $host; an empty Host has "". */
     h.nheaders = 0;
     rq.host = wf_null_str;
