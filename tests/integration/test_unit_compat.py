@@ -320,3 +320,25 @@ def test_response_header_variables(wharf, tmp_path, docroot):
     assert lines[0] == "[a] [-] [0] [Wharf/0.1.0] [-]", lines
     assert lines[1] == "[-] [%s] [11] [Wharf/0.1.0] [-]" % \
         resp.header("Content-Type"), lines
+
+
+# -- chunked_transform ---------------------------------------------------------------
+
+def test_chunked_transform_true_is_refused_false_accepted(wharf):
+    """Unit's chunked_transform converts chunked bodies for applications;
+    until Wharf runs applications, true is refused with a clear message
+    rather than accepted with no effect."""
+    server = wharf(routes_config([{"action": {"return": 204}}]))
+    api = server.api()
+    r = api.put("/config/settings", {"http": {"chunked_transform": True}})
+    assert r.status == 400, r
+    assert "chunked_transform" in r.json["detail"]
+    assert "not supported yet" in r.json["detail"]
+    r = api.put("/config/settings", {"http": {"chunked_transform": False}})
+    assert r.status == 200, r
+    # Chunked bodies are read for every action whatever the setting.
+    with server.connect() as s:
+        resp = exchange(s, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n"
+                           b"5\r\nhello\r\n0\r\n\r\n")
+    assert resp.status == 204
