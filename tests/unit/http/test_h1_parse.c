@@ -722,6 +722,53 @@ h1_test_find(void **state)
     assert_null(wf_h1_head_find(&h, wf_string("X-Other")));
 }
 
+/* Host values and the $host they give (Unit's nxt_http_validate_host
+ * keeps a leading dot, strips the port and one trailing dot, lowercases);
+ * want NULL: 400. */
+static const struct {
+    const char *in, *want;
+} h1_host_cases[] = {
+    {"", ""},
+    {"Example.COM", "example.com"},
+    {".localhost", ".localhost"},
+    {"a.b.", "a.b"},
+    {"a.b.:8080", "a.b"},
+    {"a:80", "a"},
+    {"a:", "a"},
+    {"[::1]:80", "[::1]"},
+    {"[::1]", "[::1]"},
+    {"x_y~z!$&'()*+,;=%41", "x_y~z!$&'()*+,;=%41"},
+    {"a..b", NULL},
+    {"..", NULL},
+    {"a#b", NULL},
+    {"a?b", NULL},
+    {"a/b", NULL},
+    {"a\\b", NULL},
+    {"a b", NULL},
+    {"a@b", NULL},
+};
+
+static void
+h1_test_host_name(void **state)
+{
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(h1_host_cases); i++) {
+        char buf[64];
+        size_t n = strlen(h1_host_cases[i].in);
+        wf_str_t name;
+        int rc;
+
+        memcpy(buf, h1_host_cases[i].in, n);
+        rc = wf_h1_host_name(buf, n, &name);
+        if (h1_host_cases[i].want == NULL) {
+            h1_expect_int(h1_host_cases[i].in, "rc", rc, WF_ERROR);
+            continue;
+        }
+        h1_expect_int(h1_host_cases[i].in, "rc", rc, WF_OK);
+        h1_expect_str(h1_host_cases[i].in, "name", name, h1_host_cases[i].want);
+    }
+}
+
 static void
 h1_test_method_id(void **state)
 {
@@ -907,6 +954,7 @@ wf_test_h1_parse(void)
         cmocka_unit_test(h1_test_pipelined),
         cmocka_unit_test(h1_test_find),
         cmocka_unit_test(h1_test_method_id),
+        cmocka_unit_test(h1_test_host_name),
         cmocka_unit_test(h1_test_chunked),
         cmocka_unit_test(h1_test_chunked_long_line),
     };
