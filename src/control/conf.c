@@ -227,6 +227,24 @@ conf_bool(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     return WF_OK;
 }
 
+/* Unit's "chunked_transform": true makes Unit read a chunked request body
+ * whole and hand it to the application with a Content-Length instead.
+ * Without applications that has no effect (Wharf reads chunked bodies for
+ * every action anyway), so true is refused until applications land rather
+ * than accepted and ignored; false, the default, is accepted. */
+static int
+conf_chunked_transform(conf_ctx_t *cx, const char *key, json_t *value,
+                       const void *data)
+{
+    if (json_is_true(value)) {
+        return conf_fail(cx,
+                         "The \"chunked_transform\" option is not supported "
+                         "yet: it converts chunked request bodies for "
+                         "applications, which Wharf does not run yet.");
+    }
+    return conf_bool(cx, key, value, data);
+}
+
 /* Unit refuses one extension mapped to two types in the same config. */
 static int
 conf_mime_ext(conf_ctx_t *cx, json_t *ext)
@@ -349,7 +367,7 @@ static const conf_member_t conf_http_members[] = {
     {"body_temp_path", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
     {"websocket", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
     {"log_route", WF_JSON_BOOLEAN, conf_bool, CONF_OFFSET(log_route), 0},
-    {"chunked_transform", WF_JSON_BOOLEAN, conf_bool,
+    {"chunked_transform", WF_JSON_BOOLEAN, conf_chunked_transform,
      CONF_OFFSET(chunked_transform), 0},
     {"compression", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
     {"body_min_rate", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},

@@ -595,60 +595,6 @@ h1_limits(const wf_http_conf_t *hc, wf_h1_limits_t *lim)
     lim->discard_unsafe_fields = hc->discard_unsafe_fields;
 }
 
-/* Bytes a host name may hold (RFC 3986 reg-name, IP literals, a port);
- * '/' and '\\' never, so that "$host" in a share cannot add path segments. */
-static const uint8_t h1_host_chars[256] = {
-    ['-'] = 1, ['.'] = 1,  ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1,
-    ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1,
-    [','] = 1, [';'] = 1,  ['='] = 1, ['%'] = 1, [':'] = 1, ['['] = 1,
-    [']'] = 1, ['0'] = 1,  ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-    ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1,
-    ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1,  ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,
-    ['n'] = 1, ['o'] = 1,  ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
-    ['t'] = 1, ['u'] = 1,  ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,
-    ['z'] = 1, ['A'] = 1,  ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
-    ['F'] = 1, ['G'] = 1,  ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
-    ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1,
-    ['R'] = 1, ['S'] = 1,  ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,
-    ['X'] = 1, ['Y'] = 1,  ['Z'] = 1,
-};
-
-/* Validates the Host value in place and returns the name without its port
- * and trailing dot, lower-cased (as Unit's $host).  Returns WF_ERROR for a
- * host that holds forbidden bytes, starts with a dot or has "..". */
-static int
-h1_host_name(char *p, size_t n, wf_str_t *name)
-{
-    size_t len = n;
-
-    if (n == 0) {
-        *name = wf_null_str; /* HTTP/1.0 may omit Host */
-        return WF_OK;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (h1_host_chars[(uint8_t)p[i]] == 0
-            || (p[i] == '.' && (i == 0 || p[i - 1] == '.'))) {
-            return WF_ERROR;
-        }
-        p[i] = wf_lower(p[i]);
-    }
-    if (n > 0 && p[0] == '[') {
-        const char *end = memchr(p, ']', n);
-
-        len = end != NULL ? (size_t)(end - p) + 1 : n;
-    } else {
-        const char *colon = memchr(p, ':', n);
-
-        len = colon != NULL ? (size_t)(colon - p) : n;
-    }
-    if (len > 0 && p[len - 1] == '.') {
-        len--;
-    }
-    *name = wf_str_make(p, len);
-    return WF_OK;
-}
-
 /* Applies the listener's "forwarded": the client address and scheme that
  * a trusted proxy reports replace the connection's. */
 static void
@@ -689,7 +635,8 @@ h1_req_prepare(wf_req_t *r)
     }
     r->rq.method_id = h->method_id;
     r->rq.method = h->method;
-    if (h1_host_name((char *)h->host.data, h->host.len, &r->rq.host) != WF_OK) {
+    if (wf_h1_host_name((char *)h->host.data, h->host.len, &r->rq.host)
+        != WF_OK) {
         return 400;
     }
     r->rq.uri = wf_str_make(r->uri, len);
@@ -1412,6 +1359,7 @@ h1_send_response(wf_h1_conn_t *c)
     x->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop, c->keep_alive,
                                     r->head.version == 10 ? 10 : 11,
                                     c->site->hc->server_version);
+    r->rq.resp_head = wf_str_make(r->hbuf, x->out_len); /* for templates */
     x->out_sent = 0;
     x->body = resp->head_only || resp->stream ? wf_null_str : resp->body;
     x->body_sent = 0;

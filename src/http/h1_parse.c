@@ -2,7 +2,7 @@
  *
  * wf_h1_parse_head() works in two phases.  The scan phase runs on every call
  * and only looks at the bytes that arrived since the previous call: it finds
- * each LF with memchr(), rejects a bare LF, and enforces the length limits,
+ * each LF with memchr() and enforces the length limits,
  * so that a client cannot make us buffer more than the limits allow.  When
  * the scan finds the empty line that ends the head, the parse phase walks the
  * complete head once, byte by byte through the character table, and fills h.
@@ -10,14 +10,18 @@
  * Every error is reported at the first byte position where it becomes
  * certain, and the parse phase only runs on a complete head, so the result is
  * the same however the bytes were split between calls (the fuzzer checks
- * this). */
+ * this).
+ *
+ * A head line may end in CRLF or in a bare LF (RFC 9112 2.2 allows the
+ * latter, and Unit and nginx accept it); a CR anywhere else is a 400.  The
+ * chunked body keeps the strict CRLF framing. */
 #include "http/h1_parse.h"
 
 #include <string.h>
 
 #include "core/common.h"
 
-#define H1_MAX_EMPTY_LINES 8    /* CRLFs skipped before the request line */
+#define H1_MAX_EMPTY_LINES 8 /* empty lines skipped before the request line */
 #define H1_CHUNK_MAX_LINE  4096 /* longest chunk-size or trailer line */
 
 /* Character classes, one bit each, in h1_chars[]. */
@@ -201,8 +205,12 @@ h1_skip_empty_lines(const char *buf, size_t len, unsigned *status)
             return len;
         }
         if (buf[i] == '\n') {
-            *status = 400; /* a bare LF */
-            return 0;
+            if (n == H1_MAX_EMPTY_LINES) {
+                *status = 400;
+                return 0;
+            }
+            i++; /* a bare LF */
+            continue;
         }
         if (buf[i] != '\r') {
             return i;
@@ -247,6 +255,9 @@ h1_prefix_status(const wf_h1_head_t *h, size_t start, size_t at,
     return max_line < lim->max_head ? 414 : 431;
 }
 
+static unsigned h1_check_request_line(wf_h1_head_t *h, const char *buf,
+                                      size_t start, size_t end);
+
 /* Searches buf[h->scanned..len) for the LF of the empty line that ends the
  * head.  Returns the head length, 0 when more bytes are needed, or sets
  * *status.  Each LF is checked where it stands (the CR before it may be in
@@ -266,15 +277,18 @@ h1_find_head_end(wf_h1_head_t *h, const char *buf, size_t len, size_t start,
     while ((lf = memchr(p, '\n', (size_t)(buf + len - p))) != NULL) {
         at = (size_t)(lf - buf);
         *status = h1_prefix_status(h, start, at, lim);
+        if (*status == 0 && h->line_start == start) {
+            /* A bad request line is certain at its LF: answer now rather
+             * than wait for a head that may never end ("GET /\n"). */
+            *status = h1_check_request_line(h, buf, start, at + 1);
+        }
         if (*status != 0) {
             return 0;
         }
-        /* buf[start] is neither CR nor LF, so at > start. */
-        if (buf[at - 1] != '\r') {
-            *status = 400;
-            return 0;
-        }
-        if (at - h->line_start == 1) {
+        /* An empty line, "\n" or "\r\n", ends the head.  buf[start] is
+         * neither CR nor LF, so at > start. */
+        if (at == h->line_start
+            || (at - h->line_start == 1 && buf[at - 1] == '\r')) {
             if (at + 1 - start > lim->max_head) {
                 *status = 431;
                 return 0;
@@ -613,24 +627,56 @@ h1_parse_target(wf_h1_head_t *h)
     return h1_parse_absolute(h, p, last);
 }
 
-/* Parses "HTTP/d.d" CRLF. */
+/* Returns the length of the line end at p: 2 for CRLF, 1 for a bare LF, or
+ * 0 (a bare CR or any other byte). */
+static size_t
+h1_eol_len(const unsigned char *p)
+{
+    if (p[0] == '\n') {
+        return 1;
+    }
+    return p[0] == '\r' && p[1] == '\n' ? 2 : 0;
+}
+
+/* Parses "HTTP/d.d" and its line end; *pp then points to the next line.
+ * HTTP/1.2 and higher minor versions are served as HTTP/1.1 (RFC 9110
+ * 2.5: a recipient uses the highest minor version it implements). */
 static unsigned
-h1_parse_version(wf_h1_head_t *h, const unsigned char *p,
+h1_parse_version(wf_h1_head_t *h, const unsigned char **pp,
                  const unsigned char *last)
 {
-    if (last - p < 10 || memcmp(p, "HTTP/", 5) != 0 || p[5] < '0' || p[5] > '9'
-        || p[6] != '.' || p[7] < '0' || p[7] > '9' || p[8] != '\r'
-        || p[9] != '\n') {
+    const unsigned char *p = *pp;
+    size_t eol;
+
+    if (last - p < 9 || memcmp(p, "HTTP/", 5) != 0 || p[5] < '0' || p[5] > '9'
+        || p[6] != '.' || p[7] < '0' || p[7] > '9') {
+        return 400;
+    }
+    eol = h1_eol_len(p + 8);
+    if (eol == 0) {
         return 400;
     }
     if (p[5] >= '2') {
         return 505;
     }
-    if (p[5] != '1' || p[7] > '1') {
+    if (p[5] != '1') {
         return 400;
     }
-    h->version = p[7] == '1' ? 11 : 10;
+    h->version = p[7] == '0' ? 10 : 11;
+    *pp = p + 8 + eol;
     return 0;
+}
+
+/* Skips a fragment ("#" and what follows, up to SP): the client should not
+ * send it (RFC 9112 3.2), but Unit and nginx drop it, so it is not part of
+ * the target.  A '#' inside the fragment is tolerated as they do. */
+static const unsigned char *
+h1_skip_fragment(const unsigned char *p, const unsigned char *last)
+{
+    while (*p == '#') {
+        p = h1_skip_target(p + 1, last);
+    }
+    return p;
 }
 
 /* Parses method SP request-target SP HTTP-version CRLF; *pp then points to
@@ -654,18 +700,33 @@ h1_parse_request_line(wf_h1_head_t *h, const unsigned char **pp,
 
     start = ++p;
     p = h1_skip_target(p, last);
-    if (p == start || *p != ' ') {
-        return 400; /* also a fragment, a control or a byte >= 0x7F */
+    if (p == start) {
+        return 400; /* also a control, a byte >= 0x7F or a bare fragment */
     }
     h->target = wf_str_make((const char *)start, (size_t)(p - start));
+    p = h1_skip_fragment(p, last);
+    if (*p != ' ') {
+        return 400;
+    }
 
-    status = h1_parse_version(h, p + 1, last);
+    p++;
+    status = h1_parse_version(h, &p, last);
     if (status != 0) {
         return status;
     }
-    status = h1_parse_target(h);
-    *pp = p + 11;
-    return status;
+    *pp = p;
+    return h1_parse_target(h);
+}
+
+/* Checks the complete request line buf[start..end) (end is after its LF)
+ * as the parse phase will; returns its status or 0. */
+static unsigned
+h1_check_request_line(wf_h1_head_t *h, const char *buf, size_t start,
+                      size_t end)
+{
+    const unsigned char *p = (const unsigned char *)buf + start;
+
+    return h1_parse_request_line(h, &p, (const unsigned char *)buf + end);
 }
 
 /* Stores a field in h->headers[] unless it must be discarded. */
@@ -690,6 +751,7 @@ h1_parse_field(wf_h1_head_t *h, h1_fields_t *f, const unsigned char **pp,
     const unsigned char *p = *pp;
     const unsigned char *value, *end;
     unsigned classes = 0xFF;
+    size_t eol;
     h1_field_handler handler;
     wf_str_t name;
     unsigned status;
@@ -714,15 +776,15 @@ h1_parse_field(wf_h1_head_t *h, h1_fields_t *f, const unsigned char **pp,
     }
     value = p;
     p = h1_skip_field_value(p, last);
-    /* The scan phase made sure that each LF follows a CR, not the reverse:
-     * this rejects a bare CR, NUL and the other controls. */
-    if (p[0] != '\r' || p[1] != '\n') {
+    /* This rejects a bare CR, NUL and the other controls. */
+    eol = h1_eol_len(p);
+    if (eol == 0) {
         return 400;
     }
     for (end = p; end > value && h1_is_ows(end[-1]); end--) {
         /* Trailing OWS is not part of the value. */
     }
-    *pp = p + 2;
+    *pp = p + eol;
 
     handler = h1_known_field((const unsigned char *)name.data, name.len);
     if (handler != NULL) {
@@ -745,7 +807,8 @@ h1_parse_field(wf_h1_head_t *h, h1_fields_t *f, const unsigned char **pp,
 static unsigned
 h1_check_fields(wf_h1_head_t *h, const h1_fields_t *f)
 {
-    if (h->version == 11 && (f->nhost == 0 || h->host.len == 0)) {
+    /* An empty Host is valid (RFC 9110 7.2); a missing one is not. */
+    if (h->version == 11 && f->nhost == 0) {
         return 400;
     }
     if (f->te) {
@@ -772,14 +835,17 @@ h1_check_fields(wf_h1_head_t *h, const h1_fields_t *f)
     return 0;
 }
 
-/* Parses the complete head buf[start..end), which ends with CRLF CRLF, every
- * LF in it follows a CR, and its lines are within the limits. */
+/* Parses the complete head buf[start..end), which ends with an empty line
+ * ("\n" or "\r\n") and whose lines are within the limits. */
 static unsigned
 h1_parse_complete(wf_h1_head_t *h, const char *buf, size_t start, size_t end,
                   const wf_h1_limits_t *lim)
 {
     const unsigned char *p = (const unsigned char *)buf + start;
     const unsigned char *last = (const unsigned char *)buf + end;
+    /* The final empty line is "\r\n" exactly when a CR precedes its LF:
+     * otherwise last[-2] is the LF of the line before. */
+    const unsigned char *fields_end = last[-2] == '\r' ? last - 2 : last - 1;
     h1_fields_t f = {0};
     unsigned status;
 
@@ -798,9 +864,9 @@ h1_parse_complete(wf_h1_head_t *h, const char *buf, size_t start, size_t end,
     if (status != 0) {
         return status;
     }
-    /* A line that starts with a bare CR is not the end: that is the CRLF at
-     * last - 2, which the scan phase found. */
-    while (p != last - 2) {
+    /* A line that starts with a bare CR is not the end: that is the empty
+     * line at fields_end, which the scan phase found. */
+    while (p != fields_end) {
         status = h1_parse_field(h, &f, &p, last, lim);
         if (status != 0) {
             return status;
@@ -851,6 +917,59 @@ wf_h1_head_find(const wf_h1_head_t *h, wf_str_t name)
         }
     }
     return NULL;
+}
+
+/* ---- Host ------------------------------------------------------------- */
+
+/* Bytes a host name may hold (RFC 3986 reg-name, IP literals, a port);
+ * '/' and '\\' never, so that "$host" in a share cannot add path segments. */
+static const uint8_t h1_host_chars[256] = {
+    ['-'] = 1, ['.'] = 1,  ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1,
+    ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1,
+    [','] = 1, [';'] = 1,  ['='] = 1, ['%'] = 1, [':'] = 1, ['['] = 1,
+    [']'] = 1, ['0'] = 1,  ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1,
+    ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1,  ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1,  ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
+    ['t'] = 1, ['u'] = 1,  ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,
+    ['z'] = 1, ['A'] = 1,  ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1,  ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
+    ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1,
+    ['R'] = 1, ['S'] = 1,  ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1,  ['Z'] = 1,
+};
+
+int
+wf_h1_host_name(char *p, size_t n, wf_str_t *name)
+{
+    size_t len = n;
+
+    if (n == 0) {
+        *name = wf_null_str; /* HTTP/1.0 may omit Host */
+        return WF_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (h1_host_chars[(uint8_t)p[i]] == 0
+            || (p[i] == '.' && i > 0 && p[i - 1] == '.')) {
+            return WF_ERROR;
+        }
+        p[i] = wf_lower(p[i]);
+    }
+    if (n > 0 && p[0] == '[') {
+        const char *end = memchr(p, ']', n);
+
+        len = end != NULL ? (size_t)(end - p) + 1 : n;
+    } else {
+        const char *colon = memchr(p, ':', n);
+
+        len = colon != NULL ? (size_t)(colon - p) : n;
+    }
+    if (len > 0 && p[len - 1] == '.') {
+        len--;
+    }
+    *name = wf_str_make(p, len);
+    return WF_OK;
 }
 
 /* ---- Chunked body ------------------------------------------------------ */

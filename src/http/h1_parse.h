@@ -2,9 +2,10 @@
  *
  * The head parser is restartable rather than incremental: call it again on the
  * same (grown) buffer when it returns WF_AGAIN.  It only scans for the end of
- * the head (CRLF CRLF) from where the previous call stopped, so a client that
- * trickles bytes costs O(n) in total, and the fields are parsed once, when the
- * head is complete.  All wf_str_t results point into the caller's buffer. */
+ * the head (an empty line) from where the previous call stopped, so a client
+ * that trickles bytes costs O(n) in total, and the fields are parsed once, when
+ * the head is complete.  All wf_str_t results point into the caller's buffer.
+ */
 #ifndef WF_HTTP_H1_PARSE_H
 #define WF_HTTP_H1_PARSE_H
 
@@ -58,11 +59,12 @@ typedef struct wf_h1_head {
     wf_str_t authority;     /* host[:port] of an absolute-form target, or the
                                whole authority-form target of CONNECT; len 0
                                otherwise */
-    unsigned version;       /* 10 for HTTP/1.0, 11 for HTTP/1.1 */
+    unsigned version;       /* 10 for HTTP/1.0, 11 for HTTP/1.1 and any
+                               higher 1.x */
     wf_str_t host;          /* Host field value, or authority when
                                absolute-form (RFC 9112 3.2.2; the Host field
-                               is still required in HTTP/1.1); len 0 when
-                               none */
+                               is still required in HTTP/1.1, but may be
+                               empty); len 0 when none or empty */
     int64_t content_length; /* -1 when absent */
     bool chunked;           /* Transfer-Encoding: chunked (last coding) */
     bool keep_alive;        /* connection persists after this request:
@@ -70,7 +72,7 @@ typedef struct wf_h1_head {
     bool expect_continue;   /* Expect: 100-continue */
     unsigned nheaders;
     wf_h1_header_t headers[WF_H1_MAX_HEADERS];
-    size_t head_len; /* bytes of the head, final CRLF included */
+    size_t head_len; /* bytes of the head, final empty line included */
 
     /* Set by the parser when it returns WF_ERROR. */
     unsigned status; /* 400, 414, 431, 501 or 505 */
@@ -83,14 +85,16 @@ typedef struct wf_h1_head {
 /* Prepares h for a new request.  Cheap: the headers[] array is not cleared. */
 void wf_h1_head_init(wf_h1_head_t *h);
 
-/* Parses the request head at buf[0..len).  Leading empty lines (CRLF) before
- * the request line are skipped as RFC 9112 section 2.2 allows.
+/* Parses the request head at buf[0..len).  Leading empty lines before the
+ * request line are skipped, and a line may end in CRLF or a bare LF, as
+ * RFC 9112 section 2.2 allows.  A fragment ("#...") after the request-target
+ * is dropped: h->target stops before the '#'.
  * Returns WF_OK when the head is complete and valid (h filled, h->head_len
  * set), WF_AGAIN when more bytes are needed (h->scanned updated; call again
  * with the same buffer, grown), or WF_ERROR with h->status set when the
  * request must be rejected; the connection is then closed.  Checks, among
  * others: request line syntax (400), version (505 for HTTP/2+, 400 for
- * garbage), line lengths (414/431), obs-fold, bare CR or LF, NUL and CTL
+ * garbage), line lengths (414/431), obs-fold, bare CR, NUL and CTL
  * bytes (400), missing Host in HTTP/1.1 or several Host fields (400),
  * invalid or duplicate Content-Length (400), Content-Length together with
  * Transfer-Encoding (400), a transfer coding other than chunked (501).
@@ -129,6 +133,15 @@ void wf_h1_chunked_init(wf_h1_chunked_t *ch);
  * that overflow 63 bits are errors. */
 int wf_h1_chunked_decode(wf_h1_chunked_t *ch, const char *in, size_t len,
                          size_t *used, char *out, size_t *out_len);
+
+/* Validates a Host value (or absolute-form authority) in place, lowercases
+ * it, and sets *name to the host without its port and one trailing dot, as
+ * Unit's $host gives it; an empty value gives an empty name.  Any reg-name
+ * is accepted, a leading dot included (".localhost"); returns WF_ERROR for a
+ * byte outside reg-name, IP-literal and port ('#', '?', '/', '\\', ...) or
+ * for "..", so that "$host" in a share cannot climb or add segments.  *name
+ * points into p. */
+int wf_h1_host_name(char *p, size_t n, wf_str_t *name);
 
 /* Method id of a method token (case-sensitive, as RFC 9110 says). */
 wf_http_method_t wf_http_method_id(wf_str_t method);

@@ -43,14 +43,15 @@ handle_uri_reserve(wf_req_t *r, size_t n)
     return WF_OK;
 }
 
-/* Sets the request target to path (still encoded) and the request's own
- * query, for $request_uri; $request_line keeps the target received. */
+/* Sets the rewritten path (still encoded) with the request's own query in
+ * r->target, for the log and a share's directory redirect; $request_uri and
+ * $request_line keep the target received, as in Unit. */
 static int
 handle_set_target(wf_req_t *r, const char *path, size_t plen)
 {
     wf_h1_head_t *h = &r->head;
     size_t n = plen + (h->has_query ? 1 + h->query.len : 0);
-    char *t = malloc(n);
+    char *t = malloc(n + 1); /* + 1: n may be 0 */
 
     if (t == NULL) {
         return WF_ERROR;
@@ -62,55 +63,80 @@ handle_set_target(wf_req_t *r, const char *path, size_t plen)
     }
     free(r->target);
     r->target = t;
-    r->rq.target = wf_str_make(t, n);
     h->path = wf_str_make(t, plen);
+    if (r->hc->log_route) {
+        wf_log_notice(0, "URI rewritten to \"%.*s\"", (int)n, t);
+    }
+    return WF_OK;
+}
+
+/* Decodes and normalises the rewritten path buf[0..plen) into r->uri and
+ * r->rq.uri.  An empty path stays empty, as in Unit: "$uri" is then "" and
+ * a share of "/www$uri" names the directory itself. */
+static int
+handle_set_uri(wf_req_t *r, const char *buf, size_t plen)
+{
+    size_t len = 0;
+
+    if (plen != 0
+        && (buf[0] != '/' || handle_uri_reserve(r, plen) != WF_OK
+            || wf_uri_normalize(buf, plen, r->uri, &len) != WF_OK)) {
+        return WF_ERROR;
+    }
+    r->rq.uri = wf_str_make(r->uri, len);
     return WF_OK;
 }
 
 /* Unit's "rewrite": the rendered value's path (what precedes '?') becomes
- * the request's path, decoded and normalised for $uri and routing, and
- * still encoded in $request_uri; the query stays the request's own (a
- * query in the value is ignored, as in Unit 1.35).  Returns WF_OK or
- * WF_ERROR (the caller answers 500, as Unit). */
+ * the request's path, decoded and normalised for $uri and routing; the
+ * query stays the request's own (a query in the value is ignored, as in
+ * Unit 1.35).  The value is rendered into a buffer of its own.  Returns
+ * WF_OK or WF_ERROR (the caller answers 500, as Unit). */
 static int
 handle_rewrite(wf_req_t *r, const wf_tpl_t *tpl)
 {
-    char buf[PATH_MAX];
-    size_t n = wf_tpl_render(tpl, &r->rq, buf, sizeof(buf));
+    size_t n = wf_tpl_render(tpl, &r->rq, NULL, 0);
+    char *buf = malloc(n + 1);
     const char *q;
     size_t plen;
-    size_t len;
+    int rc;
 
-    if (n >= sizeof(buf)) {
+    if (buf == NULL) {
         return WF_ERROR;
     }
+    wf_tpl_render(tpl, &r->rq, buf, n + 1);
     q = memchr(buf, '?', n);
     plen = q != NULL ? (size_t)(q - buf) : n;
-    if (plen == 0 || buf[0] != '/' || handle_uri_reserve(r, plen) != WF_OK
-        || wf_uri_normalize(buf, plen, r->uri, &len) != WF_OK
-        || handle_set_target(r, buf, plen) != WF_OK) {
-        return WF_ERROR;
+    rc = handle_set_uri(r, buf, plen);
+    if (rc == WF_OK) {
+        rc = handle_set_target(r, buf, plen);
     }
-    r->rq.uri = wf_str_make(r->uri, len);
-    if (r->hc->log_route) {
-        wf_log_notice(0, "URI rewritten to \"%.*s\"", (int)r->rq.target.len,
-                      r->rq.target.data);
-    }
-    return WF_OK;
+    free(buf);
+    return rc;
 }
 
-/* Renders the Location of a return action into r->loc. */
+/* Renders the Location of a return action into r->loc, percent-encoded as
+ * Unit encodes it (wf_uri_encode_location()). */
 static int
 handle_render_location(wf_req_t *r, const wf_tpl_t *tpl)
 {
     size_t n = wf_tpl_render(tpl, &r->rq, NULL, 0);
+    char *raw = malloc(n + 1);
+    size_t len;
 
-    r->loc = malloc(n + 1);
-    if (r->loc == NULL) {
+    if (raw == NULL) {
         return WF_ERROR;
     }
-    wf_tpl_render(tpl, &r->rq, r->loc, n + 1);
-    r->resp.location = wf_str_make(r->loc, n);
+    wf_tpl_render(tpl, &r->rq, raw, n + 1);
+    len = wf_uri_encode_location(raw, n, NULL, 0);
+    r->loc = malloc(len + 1);
+    if (r->loc == NULL) {
+        free(raw);
+        return WF_ERROR;
+    }
+    wf_uri_encode_location(raw, n, r->loc, len);
+    free(raw);
+    r->resp.location = wf_str_make(r->loc, len);
     return WF_OK;
 }
 

@@ -37,8 +37,6 @@ struct wf_route_req {
     wf_str_t uri;             /* decoded, normalised path (starts with '/') */
     const wf_h1_head_t *head; /* all fields (raw target, query, headers);
                                  NULL in some unit tests */
-    wf_str_t target;          /* $request_uri after a "rewrite"; data
-                                 NULL: head->target */
     const wf_sockaddr_t *remote; /* the client; NULL in some unit tests */
     const wf_sockaddr_t *local;  /* the address it connected to */
     bool tls;                    /* scheme https (always false for now) */
@@ -46,6 +44,14 @@ struct wf_route_req {
                                  for $request_time; 0: unknown */
     unsigned status;          /* later: response status, for $status */
     uint64_t body_bytes_sent; /* later: body bytes sent, $body_bytes_sent */
+    wf_str_t resp_head;       /* the response head as written (status line
+                                 to the empty line), for
+                                 $response_header_NAME; len 0 until it is
+                                 built; borrowed from the request */
+    uint64_t request_id[2];   /* $request_id, drawn when first rendered so
+                                 that it is the same everywhere in one
+                                 request; both 0: not yet (zero it per
+                                 request); written only by tpl.c */
 };
 
 typedef enum wf_action_type {

@@ -11,8 +11,13 @@
 
 typedef struct tpl_part tpl_part_t;
 
+#define TPL_ABSENT SIZE_MAX
+
 /* Writes the part's value into out[0..cap) (a prefix when it does not fit)
- * and returns its full length. */
+ * and returns its full length, or TPL_ABSENT when the value does not exist
+ * (a field, argument or cookie that the request lacks): it then renders as
+ * "" in a template and as "-" in the access log, as in Unit, where an empty
+ * value that exists stays "". */
 typedef size_t (*tpl_render_fn)(const tpl_part_t *part,
                                 const wf_route_req_t *rq, char *out,
                                 size_t cap);
@@ -39,20 +44,33 @@ tpl_put(char *out, size_t cap, wf_str_t v)
     return v.len;
 }
 
+/* As tpl_put(), for a value that an empty string means is unknown (no
+ * method or target in a head that did not parse): TPL_ABSENT then. */
+static size_t
+tpl_put_known(char *out, size_t cap, wf_str_t v)
+{
+    return v.len == 0 ? TPL_ABSENT : tpl_put(out, cap, v);
+}
+
 /* ---- variables --------------------------------------------------------- */
 
 static size_t
 tpl_uri(const tpl_part_t *part, const wf_route_req_t *rq, char *out, size_t cap)
 {
     wf_unused(part);
-    return tpl_put(out, cap, rq->uri);
+    return tpl_put_known(out, cap, rq->uri);
 }
 
+/* An HTTP/1.0 request without Host has none; an empty Host is "". */
 static size_t
 tpl_host(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
          size_t cap)
 {
     wf_unused(part);
+    if (rq->host.len == 0 && rq->head != NULL
+        && wf_h1_head_find(rq->head, wf_string("host")) == NULL) {
+        return TPL_ABSENT;
+    }
     return tpl_put(out, cap, rq->host);
 }
 
@@ -61,18 +79,17 @@ tpl_method(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
            size_t cap)
 {
     wf_unused(part);
-    return tpl_put(out, cap, rq->method);
+    return tpl_put_known(out, cap, rq->method);
 }
 
+/* The target as received (without a fragment), also after a "rewrite". */
 static size_t
 tpl_request_uri(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
                 size_t cap)
 {
     wf_unused(part);
-    if (rq->target.data != NULL) {
-        return tpl_put(out, cap, rq->target);
-    }
-    return tpl_put(out, cap, rq->head != NULL ? rq->head->target : wf_null_str);
+    return tpl_put_known(out, cap,
+                         rq->head != NULL ? rq->head->target : wf_null_str);
 }
 
 static size_t
@@ -107,7 +124,7 @@ tpl_request_line(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
 
     wf_unused(part);
     if (h == NULL || h->method.len == 0) {
-        return 0; /* a head that did not parse */
+        return TPL_ABSENT; /* a head that did not parse */
     }
     if (h->version < 100) { /* the common case, without snprintf() */
         memcpy(ver, " HTTP/1.1", 9);
@@ -132,7 +149,7 @@ tpl_remote_addr(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
     char buf[64];
 
     wf_unused(part);
-    return tpl_put(
+    return tpl_put_known(
         out, cap,
         wf_str_make(buf, wf_var_addr_text(rq->remote, buf, sizeof(buf))));
 }
@@ -223,29 +240,46 @@ tpl_time_local(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
     return tpl_put(out, cap, wf_str_make(cache.text, (size_t)cache.len));
 }
 
-/* 32 random hex digits (xorshift per thread: an id, not a secret). */
-static size_t
-tpl_request_id(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
-               size_t cap)
+/* Draws 128 bits for rq->request_id (xorshift per thread: an id, not a
+ * secret; never both words 0). */
+static void
+tpl_request_id_draw(uint64_t id[2], const void *salt)
 {
     static __thread uint64_t s;
-    char buf[33];
 
-    wf_unused(part);
     if (s == 0) {
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
         s = (((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&s
-             ^ (uint64_t)(uintptr_t)rq)
+             ^ (uint64_t)(uintptr_t)salt)
             | 1u;
     }
     for (size_t i = 0; i < 2; i++) {
         s ^= s << 13;
         s ^= s >> 7;
         s ^= s << 17;
-        snprintf(buf + i * 16, 17, "%016llx", (unsigned long long)s);
+        id[i] = s; /* s is never 0 */
     }
+}
+
+/* 32 hex digits, the same wherever one request renders it (Unit draws it
+ * once per request too).  The id is drawn on first use and kept in rq:
+ * rq is const for every other variable, and this cache is the one field
+ * rendering writes. */
+static size_t
+tpl_request_id(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+               size_t cap)
+{
+    uint64_t *id = ((wf_route_req_t *)rq)->request_id;
+    char buf[33];
+
+    wf_unused(part);
+    if (id[0] == 0 && id[1] == 0) {
+        tpl_request_id_draw(id, rq);
+    }
+    snprintf(buf, sizeof(buf), "%016llx%016llx", (unsigned long long)id[0],
+             (unsigned long long)id[1]);
     return tpl_put(out, cap, wf_str_make(buf, 32));
 }
 
@@ -261,7 +295,7 @@ tpl_header(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
             return tpl_put(out, cap, f->value);
         }
     }
-    return 0;
+    return TPL_ABSENT;
 }
 
 /* $arg_NAME: the last argument of that (decoded) name, decoded. */
@@ -280,7 +314,10 @@ tpl_arg(const tpl_part_t *part, const wf_route_req_t *rq, char *out, size_t cap)
             found = true;
         }
     }
-    if (!found || last.len == 0) {
+    if (!found) {
+        return TPL_ABSENT;
+    }
+    if (last.len == 0) {
         return 0;
     }
     return wf_var_decode_n(out, cap, last.data, last.len, true);
@@ -300,7 +337,41 @@ tpl_cookie(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
             return tpl_put(out, cap, ck.value);
         }
     }
-    return 0;
+    return TPL_ABSENT;
+}
+
+/* $response_header_NAME: the first field of that name in the response
+ * head, once it is built (the access log); before that (response_headers,
+ * a Location) the response has no fields yet and the value is absent. */
+static size_t
+tpl_response_header(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+                    size_t cap)
+{
+    const char *p = rq->resp_head.data;
+    const char *last = p + rq->resp_head.len;
+    const char *eol;
+
+    /* Skip the status line; each field is "Name: value" CRLF. */
+    while (p != NULL && (eol = memchr(p, '\n', (size_t)(last - p))) != NULL) {
+        const char *colon;
+
+        p = eol + 1;
+        eol = memchr(p, '\r', (size_t)(last - p));
+        colon = eol != NULL ? memchr(p, ':', (size_t)(eol - p)) : NULL;
+        if (colon == NULL) {
+            break; /* the empty line */
+        }
+        if (wf_var_header_name_eq(wf_str_make(p, (size_t)(colon - p)),
+                                  part->text)) {
+            const char *v = colon + 1;
+
+            while (v < eol && *v == ' ') {
+                v++;
+            }
+            return tpl_put(out, cap, wf_str_make(v, (size_t)(eol - v)));
+        }
+    }
+    return TPL_ABSENT;
 }
 
 /* The variables we know.  A row with render == NULL is a variable Unit has
@@ -332,7 +403,7 @@ static const struct {
     {"header_", tpl_header},
     {"arg_", tpl_arg},
     {"cookie_", tpl_cookie},
-    {"response_header_", NULL},
+    {"response_header_", tpl_response_header},
 };
 
 /* ---- compiling --------------------------------------------------------- */
@@ -487,7 +558,7 @@ wf_tpl_is_const(const wf_tpl_t *t)
     return t->is_const;
 }
 
-/* Renders t; with dash, a variable whose value is empty renders as "-". */
+/* Renders t; with dash, a variable whose value is absent renders as "-". */
 static size_t
 tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out, size_t cap,
            bool dash)
@@ -501,8 +572,8 @@ tpl_render(const wf_tpl_t *t, const wf_route_req_t *rq, char *out, size_t cap,
         size_t n = part->render == NULL ? tpl_put(at, room, part->text)
                                         : part->render(part, rq, at, room);
 
-        if (n == 0 && dash && part->render != NULL) {
-            n = tpl_put(at, room, wf_string("-"));
+        if (n == TPL_ABSENT) {
+            n = dash ? tpl_put(at, room, wf_string("-")) : 0;
         }
         need += n;
     }

@@ -186,3 +186,91 @@ wf_uri_decode(const char *in, size_t len, char *out, size_t *out_len)
     *out_len = o;
     return WF_OK;
 }
+
+/* Bytes that a Location must not hold raw, as Unit's table (nxt_uri_escape):
+ * controls, SP, '"', '#', '%', '<', '>', '?', '\\', '^', '`', '{', '|',
+ * '}', DEL and every byte >= 0x80.  '#' and '?' are kept where they start
+ * the fragment and the query (see uri_loc_reserved()). */
+static bool
+uri_loc_escapes(unsigned char c)
+{
+    static const uint32_t bits[8] = {
+        0xffffffff, 0xd000002d, 0x50000000, 0xb8000001,
+        0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff,
+    };
+
+    return (bits[c >> 5] >> (c & 0x1f) & 1) != 0;
+}
+
+/* Whether c, a byte that uri_loc_escapes(), may stay raw here: the first '?'
+ * before any '#', and the first '#'.  *seen tracks them: 0 at the start,
+ * 1 after the query's '?', 2 after the fragment's '#'. */
+static bool
+uri_loc_reserved(unsigned char c, unsigned *seen)
+{
+    if (c == '?' && *seen == 0) {
+        *seen = 1;
+        return true;
+    }
+    if (c == '#' && *seen < 2) {
+        *seen = 2;
+        return true;
+    }
+    return false;
+}
+
+/* True when loc[0..len) needs no encoding: each byte that must be escaped
+ * is a valid "%XX" or a reserved '?' or '#'. */
+static bool
+uri_loc_is_encoded(const char *loc, size_t len)
+{
+    unsigned seen = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)loc[i];
+
+        if (!uri_loc_escapes(c)) {
+            continue;
+        }
+        if (c == '%') {
+            unsigned char ch;
+            size_t at = i;
+
+            if (uri_unescape(loc, len, &at, &ch) != WF_OK) {
+                return false;
+            }
+            i = at - 1;
+            continue;
+        }
+        if (!uri_loc_reserved(c, &seen)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+size_t
+wf_uri_encode_location(const char *loc, size_t len, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    bool keep = uri_loc_is_encoded(loc, len);
+    unsigned seen = 0;
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)loc[i];
+
+        char esc[3] = {'%', hex[c >> 4], hex[c & 0x0f]};
+        bool raw = keep || !uri_loc_escapes(c) || uri_loc_reserved(c, &seen);
+
+        if (raw) {
+            esc[0] = (char)c;
+        }
+        for (size_t k = 0; k < (raw ? 1u : 3u); k++, n++) {
+            if (n < cap) {
+                out[n] = esc[k];
+            }
+        }
+    }
+    return n;
+}

@@ -22,4 +22,14 @@ int wf_uri_normalize(const char *in, size_t len, char *out, size_t *out_len);
  * bad escape. */
 int wf_uri_decode(const char *in, size_t len, char *out, size_t *out_len);
 
+/* Percent-encodes a rendered Location as Unit does: when loc[0..len) holds
+ * a byte that must not appear raw (controls, SP, '"', '%', '<', '>', '\\',
+ * '^', '`', '{', '|', '}', DEL, bytes >= 0x80, a '?' after the first '?' or
+ * after a '#', a '#' after the first '#') other than a valid "%XX", every
+ * such byte is written as "%XX" (a '%' too); otherwise loc is copied as it
+ * is.  Writes at most cap bytes to out (a prefix when it does not fit; out
+ * may be NULL when cap is 0) and returns the full length. */
+size_t wf_uri_encode_location(const char *loc, size_t len, char *out,
+                              size_t cap);
+
 #endif

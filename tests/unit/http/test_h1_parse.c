@@ -30,7 +30,8 @@ typedef struct h1_case {
     const char *method;
     int mid;
     const char *path;
-    const char *query; /* non-NULL: has_query is expected too */
+    const char *target; /* NULL: not checked */
+    const char *query;  /* non-NULL: has_query is expected too */
     const char *host;
     const char *authority;
     unsigned version;
@@ -218,13 +219,31 @@ static const h1_case_t h1_cases[] = {
      IN("GET /0123456789abcdef0123\x80 HTTP/1.1\r\n" HOST "\r\n"),
      .rc = WF_ERROR, .status = 400},
     {"fragment deep in a long target",
-     IN("GET /0123456789abcdef01#x HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_ERROR,
+     IN("GET /0123456789abcdef01#x HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_OK,
+     .path = "/0123456789abcdef01", .target = "/0123456789abcdef01"},
+    {"fragment with a space", IN("GET /a#b c HTTP/1.1\r\n" HOST "\r\n"),
+     .rc = WF_ERROR, .status = 400},
+    {"fragment with a control", IN("GET /a#b\x01 HTTP/1.1\r\n" HOST "\r\n"),
+     .rc = WF_ERROR, .status = 400},
+    {"fragment alone", IN("GET #a HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_ERROR,
      .status = 400},
     {"del deep in a long target",
      IN("GET /0123456789abcdef012\x7f HTTP/1.1\r\n" HOST "\r\n"),
      .rc = WF_ERROR, .status = 400},
-    {"fragment", IN("GET /a#b HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_ERROR,
-     .status = 400},
+    /* A fragment is dropped, as Unit and nginx drop it. */
+    {"fragment", IN("GET /a#b HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_OK,
+     .path = "/a", .target = "/a"},
+    {"fragment at root", IN("GET /#x HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_OK,
+     .path = "/", .target = "/"},
+    {"fragment after query", IN("GET /9?q#a HTTP/1.1\r\n" HOST "\r\n"),
+     .rc = WF_OK, .path = "/9", .query = "q", .target = "/9?q"},
+    {"empty fragment", IN("GET /a?# HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_OK,
+     .path = "/a", .query = "", .target = "/a?"},
+    {"fragment with ? and #", IN("GET /a#b?c#d/e HTTP/1.1\r\n" HOST "\r\n"),
+     .rc = WF_OK, .path = "/a", .target = "/a"},
+    {"absolute fragment", IN("GET http://h/p#f HTTP/1.1\r\n" HOST "\r\n"),
+     .rc = WF_OK, .path = "/p", .host = "h", .authority = "h",
+     .target = "http://h/p"},
     {"relative target", IN("GET a/b HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_ERROR,
      .status = 400},
     {"asterisk not options", IN("GET * HTTP/1.1\r\n" HOST "\r\n"),
@@ -256,7 +275,12 @@ static const h1_case_t h1_cases[] = {
      .rc = WF_ERROR, .status = 400},
     {"version lowercase", IN("GET / http/1.1\r\n" HOST "\r\n"), .rc = WF_ERROR,
      .status = 400},
-    {"version 1.2", IN("GET / HTTP/1.2\r\n" HOST "\r\n"), .rc = WF_ERROR,
+    /* HTTP/1.2 and higher are served as 1.1 (RFC 9110 2.5). */
+    {"version 1.2", IN("GET / HTTP/1.2\r\n" HOST "\r\n"), .rc = WF_OK,
+     .version = 11, KA(true)},
+    {"version 1.9", IN("GET / HTTP/1.9\r\n" HOST "\r\n"), .rc = WF_OK,
+     .version = 11},
+    {"version 1.2 needs host", IN("GET / HTTP/1.2\r\n\r\n"), .rc = WF_ERROR,
      .status = 400},
     {"version 0.9", IN("GET / HTTP/0.9\r\n" HOST "\r\n"), .rc = WF_ERROR,
      .status = 400},
@@ -274,23 +298,47 @@ static const h1_case_t h1_cases[] = {
     {"http/9.9", IN("GET / HTTP/9.9\r\n" HOST "\r\n"), .rc = WF_ERROR,
      .status = 505},
 
-    /* Line endings: 400. */
-    {"bare lf request line", IN("GET / HTTP/1.1\n" HOST "\r\n"), .rc = WF_ERROR,
-     .status = 400},
-    {"bare lf head end", IN("GET / HTTP/1.1\r\n" HOST "\n"), .rc = WF_ERROR,
-     .status = 400},
+    /* Bare LF line endings are accepted (RFC 9112 2.2 MAY), as Unit and
+     * nginx accept them. */
+    {"bare lf everywhere", IN("GET /x HTTP/1.1\nHost: a\nX: 1\n\n"),
+     .rc = WF_OK, .path = "/x", .host = "a", .version = 11, NH(2)},
+    {"bare lf request line", IN("GET / HTTP/1.1\n" HOST "\r\n"), .rc = WF_OK,
+     .host = "a", .version = 11},
+    {"bare lf head end", IN("GET / HTTP/1.1\r\n" HOST "\n"), .rc = WF_OK,
+     .host = "a"},
     {"bare lf field", IN("GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n"),
-     .rc = WF_ERROR, .status = 400},
-    {"bare lf early", IN("GET / HTTP/1.1\r\nX: \n"), .rc = WF_ERROR,
+     .rc = WF_OK, .host = "a", NH(2)},
+    {"bare lf field ows", IN("GET / HTTP/1.1\nHost: a \t\nX:  1 \n\n"),
+     .rc = WF_OK, .host = "a", NH(2)},
+    {"bare lf then crlf end", IN("GET / HTTP/1.0\nX: 1\n\r\n"), .rc = WF_OK,
+     .version = 10, NH(1)},
+    {"crlf then bare lf end", IN("GET / HTTP/1.0\r\nX: 1\r\n\n"), .rc = WF_OK,
+     .version = 10, NH(1)},
+    {"bare lf http/1.0 only request line", IN("GET / HTTP/1.0\n\n"),
+     .rc = WF_OK, .version = 10, NH(0)},
+    {"bare lf pipelined",
+     IN("GET /1 HTTP/1.1\nHost: a\n\nGET /2 HTTP/1.1\nHost: a\n\n"),
+     .rc = WF_OK, .path = "/1", .head_len = 25},
+    {"bare lf early", IN("GET / HTTP/1.1\r\nX: \n"), .rc = WF_AGAIN},
+    {"leading bare lf", IN("\nGET / HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_OK,
+     .host = "a", .head_len = 0},
+    {"nine leading bare lf",
+     IN("\n\n\n\n\n\n\n\n\nGET / HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_ERROR,
      .status = 400},
+
+    /* A bare CR stays a 400. */
     {"bare cr in value", IN("GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"),
      .rc = WF_ERROR, .status = 400},
     {"bare cr line start", IN("GET / HTTP/1.1\r\n" HOST "\rX: 1\r\n\r\n"),
      .rc = WF_ERROR, .status = 400},
     {"bare cr request line", IN("GET /\r HTTP/1.1\r\n" HOST "\r\n"),
      .rc = WF_ERROR, .status = 400},
-    {"leading bare lf", IN("\nGET / HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_ERROR,
-     .status = 400},
+    {"bare cr after version", IN("GET / HTTP/1.1\r\r\n" HOST "\r\n"),
+     .rc = WF_ERROR, .status = 400},
+    {"bare cr before bare lf end", IN("GET / HTTP/1.1\n" HOST "\r\r\n\r\n"),
+     .rc = WF_ERROR, .status = 400},
+    {"bare cr end of value", IN("GET / HTTP/1.1\nHost: a\r\rX: 1\n\n"),
+     .rc = WF_ERROR, .status = 400},
     {"leading bare cr", IN("\rGET / HTTP/1.1\r\n" HOST "\r\n"), .rc = WF_ERROR,
      .status = 400},
     {"nine leading crlf",
@@ -339,8 +387,16 @@ static const h1_case_t h1_cases[] = {
      .rc = WF_ERROR, .status = 400},
     {"two hosts http/1.0", IN("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
      .rc = WF_ERROR, .status = 400},
-    {"empty host", IN("GET / HTTP/1.1\r\nHost:  \r\n\r\n"), .rc = WF_ERROR,
-     .status = 400},
+    {"empty host", IN("GET / HTTP/1.1\r\nHost:  \r\n\r\n"), .rc = WF_OK,
+     .host = "", .version = 11},
+    {"dot host", IN("GET / HTTP/1.1\r\nHost: .localhost\r\n\r\n"), .rc = WF_OK,
+     .host = ".localhost"},
+    {"host with hash", IN("GET / HTTP/1.1\r\nHost: a#b\r\n\r\n"),
+     .rc = WF_ERROR, .status = 400},
+    {"host with question mark", IN("GET / HTTP/1.1\r\nHost: a?b\r\n\r\n"),
+     .rc = WF_ERROR, .status = 400},
+    {"host with slash", IN("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"),
+     .rc = WF_ERROR, .status = 400},
     {"host with space", IN("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
      .rc = WF_ERROR, .status = 400},
     {"host with userinfo", IN("GET / HTTP/1.1\r\nHost: u@h\r\n\r\n"),
@@ -450,9 +506,17 @@ static const h1_case_t h1_cases[] = {
      IN("GET / HTTP/1.0\r\nX: 123456789abcd\r\nY: 123456789abcd\r\n"
         "Z: 123456\r\nW: 1"),
      .lim = &h1_lim_small, .rc = WF_ERROR, .status = 431},
-    {"long line before syntax error",
+    /* A bad request line is certain at its LF, before the long line. */
+    {"bad request line before long line",
      IN("G@T / HTTP/1.0\r\nX: 123456789abcdef0\r\n\r\n"), .lim = &h1_lim_small,
-     .rc = WF_ERROR, .status = 431},
+     .rc = WF_ERROR, .status = 400},
+    {"long line before syntax error",
+     IN("GET / HTTP/1.0\r\nX: 123456789abcdef0\r\nG@T:\r\n\r\n"),
+     .lim = &h1_lim_small, .rc = WF_ERROR, .status = 431},
+    {"bad request line without end of head", IN("GET /\n"), .rc = WF_ERROR,
+     .status = 400},
+    {"http/2 request line without end of head", IN("GET / HTTP/2.0\r\nHo"),
+     .rc = WF_ERROR, .status = 505},
 };
 
 /* Builds a request with n fields in a malloc'ed buffer. */
@@ -502,6 +566,9 @@ h1_check_fields(const h1_case_t *t, const wf_h1_head_t *h)
 
     h1_expect_str(n, "method", h->method, t->method);
     h1_expect_str(n, "path", h->path, t->path);
+    if (t->target != NULL) {
+        h1_expect_str(n, "target", h->target, t->target);
+    }
     h1_expect_str(n, "host", h->host, t->host);
     h1_expect_str(n, "authority", h->authority, t->authority);
     if (t->query != NULL) {
@@ -653,6 +720,53 @@ h1_test_find(void **state)
     h1_expect_str("find", "value", f->value, "1");
     h1_expect_str("find", "name", f->name, "X-Thing");
     assert_null(wf_h1_head_find(&h, wf_string("X-Other")));
+}
+
+/* Host values and the $host they give (Unit's nxt_http_validate_host
+ * keeps a leading dot, strips the port and one trailing dot, lowercases);
+ * want NULL: 400. */
+static const struct {
+    const char *in, *want;
+} h1_host_cases[] = {
+    {"", ""},
+    {"Example.COM", "example.com"},
+    {".localhost", ".localhost"},
+    {"a.b.", "a.b"},
+    {"a.b.:8080", "a.b"},
+    {"a:80", "a"},
+    {"a:", "a"},
+    {"[::1]:80", "[::1]"},
+    {"[::1]", "[::1]"},
+    {"x_y~z!$&'()*+,;=%41", "x_y~z!$&'()*+,;=%41"},
+    {"a..b", NULL},
+    {"..", NULL},
+    {"a#b", NULL},
+    {"a?b", NULL},
+    {"a/b", NULL},
+    {"a\\b", NULL},
+    {"a b", NULL},
+    {"a@b", NULL},
+};
+
+static void
+h1_test_host_name(void **state)
+{
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(h1_host_cases); i++) {
+        char buf[64];
+        size_t n = strlen(h1_host_cases[i].in);
+        wf_str_t name;
+        int rc;
+
+        memcpy(buf, h1_host_cases[i].in, n);
+        rc = wf_h1_host_name(buf, n, &name);
+        if (h1_host_cases[i].want == NULL) {
+            h1_expect_int(h1_host_cases[i].in, "rc", rc, WF_ERROR);
+            continue;
+        }
+        h1_expect_int(h1_host_cases[i].in, "rc", rc, WF_OK);
+        h1_expect_str(h1_host_cases[i].in, "name", name, h1_host_cases[i].want);
+    }
 }
 
 static void
@@ -840,6 +954,7 @@ wf_test_h1_parse(void)
         cmocka_unit_test(h1_test_pipelined),
         cmocka_unit_test(h1_test_find),
         cmocka_unit_test(h1_test_method_id),
+        cmocka_unit_test(h1_test_host_name),
         cmocka_unit_test(h1_test_chunked),
         cmocka_unit_test(h1_test_chunked_long_line),
     };

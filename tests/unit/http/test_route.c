@@ -1385,7 +1385,7 @@ static const struct {
     {"$header_accept", "", NULL, false},
     {"$arg_id", "", NULL, false},
     {"$cookie_sid", "", NULL, false},
-    {"$response_header_x", NULL, "not supported yet", false},
+    {"$response_header_x", "", NULL, false}, /* no response yet */
     {"`${uri}`", NULL, "not supported yet", false},
     {"$uri.bak", "/a/b.html.bak", NULL, false},
     {"$uri_x", NULL, "Unknown variable \"uri_x\"", false},

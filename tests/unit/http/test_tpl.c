@@ -92,7 +92,7 @@ static const struct {
     {"$args", NULL, "Unknown variable \"args\""},
     {"$http_host", NULL, "Unknown variable \"http_host\""},
     {"$Host", NULL, "Unknown variable \"Host\""},
-    {"$response_header_content_type", NULL, "not supported yet"},
+    {"[$response_header_content_type]", "[]", NULL}, /* no response yet */
     {"`${uri}`", NULL, "JavaScript templates are not supported yet"},
 };
 
@@ -174,6 +174,95 @@ test_tpl_rows(void **state)
     wf_arena_destroy(a);
 }
 
+/* The access log's rendering: "-" only for a value that does not exist; a
+ * field, argument or cookie that exists with an empty value stays "", as in
+ * Unit (nxt_var.c writes '-' for a null value only). */
+static const struct {
+    const char *tpl;
+    const char *out;
+} log_rows[] = {
+    {"[$header_accept]", "[]"},
+    {"[$header_missing]", "[-]"},
+    {"[$arg_flag]", "[]"},
+    {"[$arg_missing]", "[-]"},
+    {"[$cookie_empty]", "[]"},
+    {"[$cookie_missing]", "[-]"},
+    {"[$host]", "[example.com]"},
+    {"\"$header_referer\" \"$header_x_none\"", "\"http://r.example/\" \"-\""},
+};
+
+static void
+test_tpl_log_rows(void **state)
+{
+    static wf_h1_head_t h;
+    wf_arena_t *a = wf_arena_create(4096);
+    wf_route_req_t rq;
+    wf_sockaddr_t sa;
+
+    wf_unused(state);
+    tpl_req(&rq, &h, &sa);
+    for (size_t i = 0; i < wf_nitems(log_rows); i++) {
+        char err[256] = "";
+        char out[128];
+        wf_tpl_t *t = wf_tpl_compile(a, log_rows[i].tpl,
+                                     strlen(log_rows[i].tpl), err, 256);
+        size_t n;
+
+        assert_non_null(t);
+        n = wf_tpl_render_log(t, &rq, out, sizeof(out) - 1);
+        assert_true(n < sizeof(out));
+        out[n] = '\0';
+        if (strcmp(out, log_rows[i].out) != 0) {
+            print_message("row %zu: %s -> \"%s\"\n", i, log_rows[i].tpl, out);
+        }
+        assert_string_equal(out, log_rows[i].out);
+    }
+    /* $response_header_NAME reads the response head once it is built. */
+    rq.resp_head = wf_string("HTTP/1.1 200 OK\r\nServer: Wharf/0.1.0\r\n"
+                             "X-Empty:\r\nContent-Length: 12\r\n"
+                             "Content-Type: text/plain\r\n\r\n");
+    {
+        static const struct {
+            const char *tpl, *out;
+        } resp_rows[] = {
+            {"[$response_header_content_length]", "[12]"},
+            {"[$response_header_Content_Type]", "[text/plain]"},
+            {"[$response_header_server]", "[Wharf/0.1.0]"},
+            {"[$response_header_x_empty]", "[]"},
+            {"[$response_header_x_missing]", "[-]"},
+        };
+
+        for (size_t i = 0; i < wf_nitems(resp_rows); i++) {
+            const char *src = resp_rows[i].tpl;
+            wf_tpl_t *t = wf_tpl_compile(a, src, strlen(src), NULL, 0);
+            char out[64];
+            size_t n;
+
+            assert_non_null(t);
+            n = wf_tpl_render_log(t, &rq, out, sizeof(out) - 1);
+            out[n] = '\0';
+            assert_string_equal(out, resp_rows[i].out);
+        }
+    }
+    rq.resp_head = wf_null_str;
+
+    /* An HTTP/1.0 request without Host has no $host; an empty Host has "". */
+    h.nheaders = 0;
+    rq.host = wf_null_str;
+    {
+        wf_tpl_t *t = wf_tpl_compile(a, "[$host]", 7, NULL, 0);
+        char out[16];
+        size_t n;
+
+        assert_non_null(t);
+        n = wf_tpl_render_log(t, &rq, out, sizeof(out));
+        assert_int_equal(n, 3);
+        assert_memory_equal(out, "[-]", 3);
+        assert_int_equal(wf_tpl_render(t, &rq, out, sizeof(out)), 2);
+    }
+    wf_arena_destroy(a);
+}
+
 /* Values that depend on the clock or on chance: check their shape. */
 static void
 test_tpl_shapes(void **state)
@@ -207,8 +296,17 @@ test_tpl_shapes(void **state)
     assert_non_null(t);
     assert_int_equal(wf_tpl_render(t, &rq, out, sizeof(out)), 32);
     assert_int_equal(wf_tpl_render(t, &rq, out2, sizeof(out2)), 32);
-    assert_true(memcmp(out, out2, 32) != 0);
+    /* The same within one request, in any template... */
+    assert_memory_equal(out, out2, 32);
+    t = wf_tpl_compile(a, "x${request_id}", 14, err, sizeof(err));
+    assert_non_null(t);
+    assert_int_equal(wf_tpl_render(t, &rq, out2, sizeof(out2)), 33);
+    assert_memory_equal(out, out2 + 1, 32);
     assert_int_equal(strspn(out, "0123456789abcdef"), 32);
+    /* ... and new for the next request (rq zeroed again). */
+    memset(rq.request_id, 0, sizeof(rq.request_id));
+    assert_int_equal(wf_tpl_render(t, &rq, out2, sizeof(out2)), 33);
+    assert_true(memcmp(out, out2 + 1, 32) != 0);
     wf_arena_destroy(a);
 }
 
@@ -241,6 +339,7 @@ wf_test_tpl(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tpl_rows),
+        cmocka_unit_test(test_tpl_log_rows),
         cmocka_unit_test(test_tpl_shapes),
         cmocka_unit_test(test_tpl_remote_addr),
     };

@@ -269,6 +269,50 @@ test_uri_normalize_random(void **state)
     }
 }
 
+/* Unit 1.35's Location for each value (checked against unitd). */
+static const struct {
+    const char *in, *want;
+} uri_loc_cases[] = {
+    {"/a?b?c", "/a?b%3Fc"},
+    {"/a#b#c", "/a#b%23c"},
+    {"/a#b?c", "/a#b%3Fc"},
+    {"/a?b#c?d#e", "/a?b#c%3Fd%23e"},
+    {"/a|b", "/a%7Cb"},
+    {"/a%20b", "/a%20b"},
+    {"/a%2", "/a%252"},
+    {"/a%20b c", "/a%2520b%20c"},
+    {"/q\"<>\\^`{}", "/q%22%3C%3E%5C%5E%60%7B%7D"},
+    {"/\xc3\xbc", "/%C3%BC"},
+    {"/a\x7f\x01", "/a%7F%01"},
+    {"/%41?x#y", "/%41?x#y"},
+    {"/a?b%", "/a?b%25"},
+    {"/a~!&'()*+,;=:@[]", "/a~!&'()*+,;=:@[]"},
+    {"", ""},
+};
+
+static void
+test_uri_encode_location(void **state)
+{
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(uri_loc_cases); i++) {
+        const char *in = uri_loc_cases[i].in;
+        const char *want = uri_loc_cases[i].want;
+        char out[64];
+        size_t n = wf_uri_encode_location(in, strlen(in), NULL, 0);
+
+        assert_int_equal(n, strlen(want));
+        assert_int_equal(wf_uri_encode_location(in, strlen(in), out, n), n);
+        assert_memory_equal(out, want, n);
+        /* A short buffer gets a prefix and the same length. */
+        if (n > 2) {
+            memset(out, 'Z', sizeof(out));
+            assert_int_equal(wf_uri_encode_location(in, strlen(in), out, 2), n);
+            assert_memory_equal(out, want, 2);
+            assert_int_equal(out[2], 'Z');
+        }
+    }
+}
+
 int
 wf_test_uri(void)
 {
@@ -276,6 +320,7 @@ wf_test_uri(void)
         cmocka_unit_test(test_uri_normalize_table),
         cmocka_unit_test(test_uri_decode_table),
         cmocka_unit_test(test_uri_normalize_random),
+        cmocka_unit_test(test_uri_encode_location),
     };
 
     return cmocka_run_group_tests_name("uri", tests, NULL, NULL);
