@@ -24,8 +24,8 @@ typedef struct wf_arena_cleanup {
 struct wf_arena {
     size_t block_size;
     wf_arena_cleanup_t *cleanups; /* newest first; in the arena's blocks */
-    wf_arena_block_t *head;  /* current block */
-    wf_arena_block_t *first; /* kept by wf_arena_reset(); NULL in debug */
+    wf_arena_block_t *head;       /* current block */
+    wf_arena_block_t *first;      /* kept by wf_arena_reset(); NULL in debug */
 };
 
 static wf_arena_block_t *

@@ -96,8 +96,7 @@ route_re_free(void *re)
 
 /* Returns the compiled form of s[0..n), owned by a: freed with it. */
 static const pcre2_code *
-route_re_get(wf_arena_t *a, const char *s, size_t n, char *err,
-             size_t errlen)
+route_re_get(wf_arena_t *a, const char *s, size_t n, char *err, size_t errlen)
 {
     pcre2_code *re = route_re_new(s, n, err, errlen);
 
