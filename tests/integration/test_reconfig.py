@@ -422,6 +422,8 @@ def test_10000_puts_with_distinct_regexes_leak_nothing(wharf):
         == 200 + LEAK_PUTS % 2
     assert fetch(int(listen.rsplit(":", 1)[1]), "/r%d" % (LEAK_PUTS - 1))[0] \
         == 404
+    if SAN:
+        return  # ASan's quarantine keeps freed memory; LSan checks at exit
     grown = {p: end[p] - start[p] for p in procs}
     assert all(g <= LEAK_SLACK_KIB for g in grown.values()), \
         ("RSS growth in KiB (main, controller, router)", grown, start)
