@@ -161,6 +161,29 @@ def test_invoked_as_unitd_titles_as_unit(tmp_path):
         assert wait_until(lambda: not running(pid)), cmdline(pid)
 
 
+def test_install_puts_wharf_and_a_unitd_link(tmp_path):
+    """meson install (what make install runs) with a DESTDIR: wharf, and
+    unitd a link to it, in the build's PREFIX/sbin."""
+    need_bin()
+    builddir = os.path.dirname(WHARF_BIN)
+    if not os.path.exists(os.path.join(builddir, "build.ninja")):
+        pytest.skip("WHARF_BIN is not in a meson build directory")
+    dest = str(tmp_path / "dest")
+    r = subprocess.run(["meson", "install", "-C", builddir, "--no-rebuild",
+                        "--destdir", dest], capture_output=True, text=True,
+                       timeout=scaled(120))
+    assert r.returncode == 0, r.stdout + r.stderr
+    found = {}
+    for root, dirs, files in os.walk(dest):
+        for name in files:
+            found[name] = os.path.join(root, name)
+    assert os.path.basename(os.path.dirname(found["wharf"])) == "sbin", found
+    link = os.path.join(os.path.dirname(found["wharf"]), "unitd")
+    assert os.readlink(link) == "wharf"
+    assert subprocess.run([link, "--version"], capture_output=True,
+                          timeout=scaled(10)).returncode == 0
+
+
 # -- restarts ---------------------------------------------------------------
 
 def test_router_killed_is_restarted_with_the_config(wharf):
