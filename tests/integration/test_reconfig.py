@@ -427,3 +427,64 @@ def test_10000_puts_with_distinct_regexes_leak_nothing(wharf):
     grown = {p: end[p] - start[p] for p in procs}
     assert all(g <= LEAK_SLACK_KIB for g in grown.values()), \
         ("RSS growth in KiB (main, controller, router)", grown, start)
+
+
+# -- section 1: removed listeners --------------------------------------------
+
+def read_until_close(s, timeout):
+    """Everything s receives until the server closes it (or timeout)."""
+    s.settimeout(timeout)
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return out, False
+        except ConnectionResetError:
+            return out, True
+        if not chunk:
+            return out, True
+        out += chunk
+
+
+def test_removed_listener_serves_no_new_request(wharf, roots):
+    """A connection whose listener a reconfiguration removed serves no new
+    request: an idle keep-alive one is closed; one with a request in
+    progress finishes it, and a request behind it answers 408 and closes
+    (Unit 1.35 does both).  A kept listener's connection goes on."""
+    gone, kept = free_port(), free_port()
+    both = share_conf(["127.0.0.1:%d" % gone, "127.0.0.1:%d" % kept],
+                      roots[0])
+    server = wharf(both)
+    req = b"GET /x.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    idle = socket.create_connection(("127.0.0.1", gone), timeout=scaled(10))
+    busy = socket.create_connection(("127.0.0.1", gone), timeout=scaled(10))
+    other = socket.create_connection(("127.0.0.1", kept), timeout=scaled(10))
+    try:
+        for s in (idle, other):
+            s.sendall(req)
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 "), s
+        busy.sendall(req[:-2])          # a head in progress
+        time.sleep(0.2)
+        r = server.api().put("/config", share_conf(["127.0.0.1:%d" % kept],
+                                                   roots[0]))
+        assert r.status == 200 and r.json == DONE, r
+        data, closed = read_until_close(idle, scaled(5))
+        assert (data, closed) == (b"", True)
+        busy.sendall(b"\r\n" + req)     # ends the first, pipelines another
+        data, closed = read_until_close(busy, scaled(10))
+        assert closed, data
+        first, _, rest = data.partition(b"\r\n\r\n")
+        assert first.startswith(b"HTTP/1.1 200 "), data
+        body = rest[:len(b"content ") + 11]
+        assert body == b"content " + b"A" * 10 + b"\n", data
+        rest = rest[len(body):]
+        assert rest.startswith(b"HTTP/1.1 408 "), data
+        assert b"\r\nConnection: close\r\n" in rest, data
+        assert rest.count(b"HTTP/1.1 ") == 1, data
+        other.sendall(req)
+        assert other.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert refused(gone)
+    finally:
+        for s in (idle, busy, other):
+            s.close()
