@@ -6,11 +6,15 @@
 #                   reconfiguration figures (not tests)
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make format-check
+#   make install    PREFIX/sbin/wharf and a unitd link to it (PREFIX
+#                   /usr/local by default; DESTDIR is honoured)
 
 PYTHON   ?= /usr/bin/python3
 SAN      ?= 0
 CC       ?= cc
 FUZZ_SECONDS ?= 60
+PREFIX   ?= /usr/local
+DESTDIR  ?=
 
 ifeq ($(SAN),1)
 BUILDDIR := build-san
@@ -29,13 +33,17 @@ DEB_BENCH := wrk nginx-light
 DEB_FUZZ  := clang node-llhttp libclang-rt-14-dev
 
 .PHONY: all deps deps-bench deps-fuzz run test unit integration bench fuzz \
-        format format-check clean
+        format format-check clean install
 
 all: deps $(BUILDDIR)/build.ninja
 	ninja -C $(BUILDDIR)
 
 $(BUILDDIR)/build.ninja:
 	meson setup $(BUILDDIR) $(MESON_OPTS)
+
+install: all
+	meson configure $(BUILDDIR) -Dprefix=$(PREFIX)
+	DESTDIR=$(DESTDIR) meson install -C $(BUILDDIR)
 
 deps:
 	@./scripts/deps.sh $(DEB_BUILD) $(DEB_TEST)

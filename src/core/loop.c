@@ -450,6 +450,9 @@ loop_sync_arrive(wf_task_t *task)
     loop_sync_visit_t *v = wf_container_of(task, loop_sync_visit_t, task);
     wf_sync_t *sync = v->sync;
 
+    if (sync->visit != NULL) {
+        sync->visit(sync);
+    }
     if (atomic_fetch_sub(&sync->left, 1) == 1) {
         wf_task_post(sync->origin, &sync->finish);
     }

@@ -132,6 +132,8 @@ struct wf_sync {
     _Atomic unsigned left;
     wf_task_t finish; /* posted to origin */
     void *visits;     /* owned by loop.c: one task per loop */
+    wf_sync_cb visit; /* optional (NULL): runs on each loop, at its safe
+                         point, before that loop arrives */
 };
 
 /* Starts sync (caller-owned, alive until done ran).  Returns WF_OK or

@@ -15,10 +15,17 @@ typedef struct wf_arena_block {
     char data[]; /* aligned by the allocation below */
 } wf_arena_block_t;
 
+typedef struct wf_arena_cleanup {
+    struct wf_arena_cleanup *next;
+    wf_arena_cleanup_cb fn;
+    void *data;
+} wf_arena_cleanup_t;
+
 struct wf_arena {
     size_t block_size;
-    wf_arena_block_t *head;  /* current block */
-    wf_arena_block_t *first; /* kept by wf_arena_reset(); NULL in debug */
+    wf_arena_cleanup_t *cleanups; /* newest first; in the arena's blocks */
+    wf_arena_block_t *head;       /* current block */
+    wf_arena_block_t *first;      /* kept by wf_arena_reset(); NULL in debug */
 };
 
 static wf_arena_block_t *
@@ -46,6 +53,7 @@ wf_arena_create(size_t block_size)
         return NULL;
     }
     a->block_size = block_size;
+    a->cleanups = NULL;
 #ifdef WF_POOL_DEBUG
     a->head = NULL;
 #else
@@ -59,11 +67,26 @@ wf_arena_create(size_t block_size)
     return a;
 }
 
+/* Runs the cleanup hooks before the blocks that hold their records go. */
+static void
+arena_run_cleanups(wf_arena_t *a)
+{
+    while (a->cleanups != NULL) {
+        wf_arena_cleanup_t *cl = a->cleanups;
+
+        a->cleanups = cl->next;
+        cl->fn(cl->data);
+    }
+}
+
 /* Frees every block but keep (NULL: all of them). */
 static void
 arena_free_blocks(wf_arena_t *a, wf_arena_block_t *keep)
 {
-    wf_arena_block_t *blk = a->head;
+    wf_arena_block_t *blk;
+
+    arena_run_cleanups(a);
+    blk = a->head;
 
     while (blk != NULL) {
         wf_arena_block_t *next = blk->next;
@@ -166,6 +189,21 @@ wf_arena_strndup(wf_arena_t *a, const char *s, size_t n)
         p[n] = '\0';
     }
     return p;
+}
+
+int
+wf_arena_cleanup_add(wf_arena_t *a, wf_arena_cleanup_cb fn, void *data)
+{
+    wf_arena_cleanup_t *cl = wf_arena_alloc(a, sizeof(*cl));
+
+    if (cl == NULL) {
+        return WF_ERROR;
+    }
+    cl->fn = fn;
+    cl->data = data;
+    cl->next = a->cleanups;
+    a->cleanups = cl;
+    return WF_OK;
 }
 
 void

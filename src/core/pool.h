@@ -2,7 +2,9 @@
  *
  * wf_arena_t: a bump allocator for objects that die together (a request, a
  * config snapshot); everything is freed by wf_arena_destroy() or
- * wf_arena_reset().
+ * wf_arena_reset(), which first run the cleanup hooks registered with
+ * wf_arena_cleanup_add() for what the arena does not hold itself (PCRE2
+ * code, JIT memory).
  * wf_fpool_t: a free list of fixed-size objects (connections, buffers), owned
  * by one thread and never locked.
  *
@@ -19,10 +21,12 @@ typedef struct wf_arena wf_arena_t;
  * block of their own).  Returns NULL when out of memory. */
 wf_arena_t *wf_arena_create(size_t block_size);
 
-/* Frees the arena and everything allocated from it.  Accepts NULL. */
+/* Runs a's cleanup hooks, newest first, then frees the arena and everything
+ * allocated from it.  Accepts NULL. */
 void wf_arena_destroy(wf_arena_t *a);
 
-/* Frees everything allocated from a, keeping its first block for reuse. */
+/* Runs a's cleanup hooks, newest first, then frees everything allocated
+ * from a, keeping its first block for reuse. */
 void wf_arena_reset(wf_arena_t *a);
 
 /* Returns n bytes aligned to 16, or NULL when out of memory. */
@@ -33,6 +37,14 @@ void *wf_arena_calloc(wf_arena_t *a, size_t n);
 
 /* Copies n bytes of s and a terminating NUL into a. */
 char *wf_arena_strndup(wf_arena_t *a, const char *s, size_t n);
+
+/* A cleanup hook: releases data, which the arena does not own. */
+typedef void (*wf_arena_cleanup_cb)(void *data);
+
+/* Registers fn(data) to run when a is destroyed or reset.  The record lives
+ * in a.  Returns WF_OK, or WF_ERROR when out of memory: then fn has not been
+ * registered, and the caller still owns data. */
+int wf_arena_cleanup_add(wf_arena_t *a, wf_arena_cleanup_cb fn, void *data);
 
 typedef struct wf_fpool {
     size_t size;       /* object size in bytes */

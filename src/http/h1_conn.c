@@ -835,12 +835,21 @@ h1_site_update(wf_h1_conn_t *c)
 static void
 h1_begin(wf_h1_conn_t *c)
 {
+    bool removed = atomic_load(&c->srv->removed);
+
     if (c->req == NULL) {
-        h1_site_update(c);
+        if (!removed) {
+            h1_site_update(c); /* a removed one's site may be gone */
+        }
         h1_stat_add(&h1_stats_cell(c)->requests, 1);
         c->req = h1_req_create(c);
         if (c->req == NULL) {
             h1_close(c);
+            return;
+        }
+        if (removed) {
+            c->keep_alive = false; /* as Unit: 408, then close */
+            wf_req_respond_error(c->req, 408);
             return;
         }
     }
@@ -1037,6 +1046,10 @@ h1_request_done(wf_h1_conn_t *c)
         h1_poll(c, EPOLLIN);
     }
     more = c->rbuf != NULL && c->rstart < c->rend;
+    if (!more && atomic_load(&c->srv->removed)) {
+        h1_close(c); /* the sweep has passed: it would stay idle */
+        return;
+    }
     if (!more) {
         h1_rbuf_free(c);
         h1_set_state(c, WF_H1_IDLE);
@@ -1581,7 +1594,34 @@ wf_h1_server_init(wf_h1_server_t *srv, const wf_h1_site_t *site,
     srv->listener.on_accept = h1_on_accept;
     atomic_store(&srv->site, site);
     atomic_store(&srv->refs, 1);
+    atomic_store(&srv->removed, false);
     srv->release = release;
+}
+
+void
+wf_h1_server_remove(wf_h1_server_t *srv)
+{
+    atomic_store(&srv->removed, true);
+}
+
+void
+wf_h1_sweep_removed(void)
+{
+    wf_list_t *next;
+
+    if (!h1_thr.ready) {
+        return;
+    }
+    for (wf_list_t *l = h1_thr.all.next; l != &h1_thr.all; l = next) {
+        wf_h1_conn_t *c = wf_container_of(l, wf_h1_conn_t, link);
+
+        next = l->next;
+        if (atomic_load(&c->srv->removed)
+            && (c->state == WF_H1_IDLE
+                || (c->state == WF_H1_HEAD && c->req == NULL))) {
+            h1_close(c);
+        }
+    }
 }
 
 /* A graceful stop closes the connections that wait between requests; the

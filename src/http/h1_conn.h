@@ -49,6 +49,7 @@ struct wf_h1_server {
     _Atomic(const wf_h1_site_t *) site; /* current; never NULL */
     _Atomic unsigned refs;
     void (*release)(wf_h1_server_t *srv); /* refs dropped to 0 */
+    _Atomic bool removed; /* by a reconfiguration: no new request */
 };
 
 /* Sets srv's accept callback and first site; refs starts at 1 (the
@@ -60,6 +61,17 @@ void wf_h1_server_init(wf_h1_server_t *srv, const wf_h1_site_t *site,
  * still load the old site until every loop passed a safe point: keep the old
  * snapshot referenced until wf_loops_sync() completes. */
 void wf_h1_server_set_site(wf_h1_server_t *srv, const wf_h1_site_t *site);
+
+/* Marks srv removed by a reconfiguration (any thread; its listener is
+ * closed): its connections serve no new request.  One that starts a request
+ * gets a 408 and closes, as in Unit; a request in progress finishes, then
+ * its connection closes.  Idle ones close at wf_h1_sweep_removed(). */
+void wf_h1_server_remove(wf_h1_server_t *srv);
+
+/* Closes this thread's connections of removed servers that wait between
+ * requests.  Call on each I/O thread at a safe point after
+ * wf_h1_server_remove() (wf_sync_t's visit).  Never calls back. */
+void wf_h1_sweep_removed(void);
 
 /* Drops a reference; the last one calls srv->release(). */
 void wf_h1_server_unref(wf_h1_server_t *srv);

@@ -38,27 +38,17 @@ struct wf_pattern_set {
 
 /* ---- regular expressions ----------------------------------------------- */
 
-/* Compiled expressions are kept for the life of the process, shared by
- * every config that uses the same text: the config arena has no cleanup
- * hook to free PCRE2 code (JIT code is not arena memory), and configs
- * mostly repeat their expressions across reloads.  Beyond
- * ROUTE_RE_MAX distinct texts, compilation fails rather than grow. */
-#define ROUTE_RE_BUCKETS 1024
-#define ROUTE_RE_MAX     65536
-
-typedef struct route_re {
-    struct route_re *next;
-    pcre2_code *code;
-    size_t len;
-    char text[]; /* the expression, not NUL-terminated */
-} route_re_t;
-
-static pthread_mutex_t route_re_lock = PTHREAD_MUTEX_INITIALIZER;
-static route_re_t *route_re_table[ROUTE_RE_BUCKETS];
-static size_t route_re_count;
+/* Each compiled expression belongs to the arena of the config that compiled
+ * it: a cleanup hook on that arena frees the PCRE2 code (and its JIT code,
+ * which is not arena memory) when the snapshot's last reference goes, so a
+ * reconfiguration leaves nothing behind.  Match data does not refer to any
+ * code (see route_regex_match()), so freeing code never leaves it dangling.
+ * docs/internals/reconfiguration.md, "What a snapshot owns". */
 
 /* Per thread: the match data for every expression (one ovector pair is
- * enough, since only "did it match" is asked). */
+ * enough, since only "did it match" is asked).  It is created with
+ * pcre2_match_data_create(), not from a code, and matching uses PCRE2's
+ * default JIT stack, so it outlives every expression safely. */
 static pthread_key_t route_md_key;
 static pthread_once_t route_md_once = PTHREAD_ONCE_INIT;
 static __thread pcre2_match_data *route_md;
@@ -73,17 +63,6 @@ static void
 route_md_key_create(void)
 {
     (void)pthread_key_create(&route_md_key, route_md_free);
-}
-
-static size_t
-route_re_hash(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    }
-    return (size_t)(h % ROUTE_RE_BUCKETS);
 }
 
 static pcre2_code *
@@ -109,39 +88,27 @@ route_re_new(const char *s, size_t n, char *err, size_t errlen)
     return re;
 }
 
-/* Returns the shared compiled form of s[0..n). */
-static const pcre2_code *
-route_re_get(const char *s, size_t n, char *err, size_t errlen)
+static void
+route_re_free(void *re)
 {
-    size_t b = route_re_hash(s, n);
-    route_re_t *e;
+    pcre2_code_free(re);
+}
 
-    pthread_mutex_lock(&route_re_lock);
-    for (e = route_re_table[b]; e != NULL; e = e->next) {
-        if (e->len == n && memcmp(e->text, s, n) == 0) {
-            pthread_mutex_unlock(&route_re_lock);
-            return e->code;
-        }
-    }
-    e = route_re_count < ROUTE_RE_MAX ? malloc(sizeof(*e) + n) : NULL;
-    if (e == NULL) {
-        pthread_mutex_unlock(&route_re_lock);
-        snprintf(err, errlen, "Too many regular expressions.");
+/* Returns the compiled form of s[0..n), owned by a: freed with it. */
+static const pcre2_code *
+route_re_get(wf_arena_t *a, const char *s, size_t n, char *err, size_t errlen)
+{
+    pcre2_code *re = route_re_new(s, n, err, errlen);
+
+    if (re == NULL) {
         return NULL;
     }
-    e->code = route_re_new(s, n, err, errlen);
-    if (e->code == NULL) {
-        pthread_mutex_unlock(&route_re_lock);
-        free(e);
+    if (wf_arena_cleanup_add(a, route_re_free, re) != WF_OK) {
+        pcre2_code_free(re);
+        snprintf(err, errlen, "Out of memory.");
         return NULL;
     }
-    e->len = n;
-    memcpy(e->text, s, n);
-    e->next = route_re_table[b];
-    route_re_table[b] = e;
-    route_re_count++;
-    pthread_mutex_unlock(&route_re_lock);
-    return e->code;
+    return re;
 }
 
 /* The first call on a thread allocates its match data; later calls do
@@ -387,7 +354,7 @@ route_pattern_compile(route_pattern_t *p, wf_arena_t *a, const json_t *v,
         n--;
     }
     if (n > 0 && s[0] == '~') {
-        p->re = route_re_get(s + 1, n - 1, err, errlen);
+        p->re = route_re_get(a, s + 1, n - 1, err, errlen);
         return p->re != NULL ? WF_OK : WF_ERROR;
     }
     if (n > 1 && memmem(s, n, "**", 2) != NULL) {

@@ -262,7 +262,7 @@ wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd)
 {
     bool graceful;
 
-    wf_proc_title_set(opts->argv, "wharf: controller");
+    wf_proc_title_set(opts->argv, "%s: controller", wf_proc_name());
     if (ctl_start(opts, main_fd, router_fd) != WF_OK) {
         return EXIT_FAILURE;
     }

@@ -750,7 +750,7 @@ main_version(void)
 static void
 main_set_title(const wf_opts_t *opts, int argc, char **argv)
 {
-    char cmd[512];
+    char cmd[2048];
     size_t n = 0;
 
     cmd[0] = '\0';
@@ -759,6 +759,11 @@ main_set_title(const wf_opts_t *opts, int argc, char **argv)
                          argv[i]);
 
         n += w > 0 ? (size_t)w : 0;
+    }
+    if (wf_proc_is_unit()) {
+        wf_proc_title_set(opts->argv, "unit: main v" WF_UNIT_VERSION " [%s]",
+                          cmd);
+        return;
     }
     wf_proc_title_set(opts->argv, "wharf: main v" WF_VERSION " [%s]", cmd);
 }
@@ -859,6 +864,7 @@ main(int argc, char **argv)
         opts.log = WF_DEFAULT_LOG; /* stderr goes away with the terminal */
     }
     main_opts_dup(&opts);
+    wf_proc_title_init(argv);
     if ((opts.log != NULL && wf_mkdir_parents(opts.log) != WF_OK)
         || wf_log_open(opts.log) != WF_OK) {
         return EXIT_FAILURE;

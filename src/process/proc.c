@@ -1,7 +1,9 @@
 /* Helpers every Wharf process uses: the title and the signals. */
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -10,30 +12,93 @@
 #include "core/log.h"
 #include "process/process.h"
 
+/* The memory a title may fill: argv's strings, then the environment's
+ * strings when they follow contiguously (Unit's and nginx's way to fit a long
+ * title); see wf_proc_title_init(). */
+static char *proc_title_start;
+static size_t proc_title_room;
+static bool proc_as_unit;
+
+/* Returns the bytes of the strings that lie end to end from `from`. */
+static size_t
+proc_contiguous(char **strs, const char *from)
+{
+    size_t room = 0;
+
+    for (char **a = strs; *a != NULL; a++) {
+        if (*a != from + room) {
+            break;
+        }
+        room += strlen(*a) + 1;
+    }
+    return room;
+}
+
+/* Moves the environment's strings to the heap so that their memory may
+ * hold the title.  Returns the bytes freed for it, 0 on failure. */
+static size_t
+proc_environ_move(void)
+{
+    size_t room = proc_contiguous(environ, environ[0]);
+
+    for (char **e = environ; *e != NULL; e++) {
+        char *copy = strdup(*e);
+
+        if (copy == NULL) {
+            return 0; /* the copies made so far stay valid */
+        }
+        *e = copy;
+    }
+    return room;
+}
+
+void
+wf_proc_title_init(char **argv)
+{
+    const char *base;
+    size_t room;
+
+    if (argv == NULL || argv[0] == NULL) {
+        return;
+    }
+    base = strrchr(argv[0], '/');
+    base = base != NULL ? base + 1 : argv[0];
+    proc_as_unit = strcmp(base, "unitd") == 0;
+    room = proc_contiguous(argv, argv[0]);
+    if (environ != NULL && environ[0] != NULL && environ[0] == argv[0] + room) {
+        room += proc_environ_move();
+    }
+    proc_title_start = argv[0];
+    proc_title_room = room;
+}
+
+bool
+wf_proc_is_unit(void)
+{
+    return proc_as_unit;
+}
+
 void
 wf_proc_title_set(char **argv, const char *fmt, ...)
 {
-    char title[256];
-    size_t room;
+    char title[2048];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(title, sizeof(title), fmt, ap);
     va_end(ap);
-    prctl(PR_SET_NAME, title, 0, 0, 0);
+    if (!proc_as_unit) {
+        /* Unit leaves comm alone: pgrep unitd finds every process. */
+        prctl(PR_SET_NAME, title, 0, 0, 0);
+    }
     if (argv == NULL || argv[0] == NULL) {
         return;
     }
-    /* The title replaces the arguments, which lie end to end. */
-    room = 0;
-    for (char **a = argv; *a != NULL; a++) {
-        if (a != argv && *a != argv[0] + room) {
-            break;
-        }
-        room += strlen(*a) + 1;
+    if (proc_title_start != argv[0]) {
+        wf_proc_title_init(argv); /* main did not call it (unit tests) */
     }
-    memset(argv[0], 0, room);
-    snprintf(argv[0], room, "%s", title);
+    memset(proc_title_start, 0, proc_title_room);
+    snprintf(proc_title_start, proc_title_room, "%s", title);
     argv[1] = NULL;
 }
 

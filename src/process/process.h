@@ -11,6 +11,10 @@
 #define WF_VERSION "0.1.0"
 #define WF_VERNUM  100 /* major * 10000 + minor * 100 + patch */
 
+/* The Unit release whose behaviour Wharf reproduces; a Wharf invoked as
+ * unitd shows it in its main title, as Unit does (docs/compatibility.md). */
+#define WF_UNIT_VERSION "1.35.0"
+
 /* Unit's command line, plus Wharf's own flags. */
 typedef struct wf_opts {
     bool daemon;
@@ -58,8 +62,23 @@ bool wf_proc_port_replace(wf_port_t **slot, wf_port_msg_t *msg,
                           const wf_port_type_t *types, size_t ntypes,
                           wf_port_owner_t *owner);
 
+/* Reads the program name (a basename of "unitd" makes this a Unit-named
+ * process, see wf_proc_is_unit()) and makes room for long titles: the
+ * environment strings that follow argv's move to the heap.  Call once in
+ * main, before any thread starts and before argv's strings are overwritten
+ * (after the options pointing into argv are copied). */
+void wf_proc_title_init(char **argv);
+
+/* True when invoked as unitd: titles read "unit: ...", as Unit's. */
+bool wf_proc_is_unit(void);
+
+/* The title prefix: "unit" when invoked as unitd, "wharf" otherwise. */
+#define wf_proc_name() (wf_proc_is_unit() ? "unit" : "wharf")
+
 /* Sets the process title shown by ps ("wharf: router"); argv is the
- * process's original argv, whose memory holds the title. */
+ * process's original argv, whose memory holds the title (with the room that
+ * wf_proc_title_init() found).  Under the name wharf, also sets comm; as
+ * unitd, comm stays "unitd" as Unit's does. */
 void wf_proc_title_set(char **argv, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

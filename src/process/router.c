@@ -66,6 +66,7 @@ struct wf_router {
 };
 
 static void router_next_job(wf_router_t *rt);
+static void router_on_visit(wf_sync_t *sync);
 
 static void
 router_snap_release(wf_h1_snap_t *h1)
@@ -138,6 +139,7 @@ wf_router_create(const wf_router_ops_t *ops, wf_loop_t *loop)
     wf_list_init(&rt->listeners);
     wf_list_init(&rt->queue);
     wf_list_init(&rt->retiring);
+    rt->sync.visit = router_on_visit;
     return rt;
 }
 
@@ -184,6 +186,14 @@ router_abort(wf_router_t *rt)
     wf_h1_snap_unref(&rt->next->h1);
     wf_log_error(0, "reconfiguration failed: %s", rt->error);
     router_finish(rt, rt->error);
+}
+
+/* On each I/O thread, once the new listeners are committed. */
+static void
+router_on_visit(wf_sync_t *sync)
+{
+    wf_unused(sync);
+    wf_h1_sweep_removed();
 }
 
 static void
@@ -263,6 +273,7 @@ router_commit(wf_router_t *rt)
         next = l->next;
         if (!rl->keep) {
             wf_listener_close(&rl->srv.listener);
+            wf_h1_server_remove(&rl->srv); /* idle ones go at the visit */
             wf_list_del(l);
             wf_list_add_tail(&rt->retiring, l);
             rt->ops->socket_release(rt, rl->name);

@@ -231,7 +231,7 @@ wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd)
 {
     bool graceful;
 
-    wf_proc_title_set(opts->argv, "wharf: router");
+    wf_proc_title_set(opts->argv, "%s: router", wf_proc_name());
     if (router_start(opts, main_fd, ctrl_fd) != WF_OK) {
         return EXIT_FAILURE;
     }

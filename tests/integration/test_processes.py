@@ -105,6 +105,85 @@ def test_three_processes_with_titles(wharf):
         assert line in log, log
 
 
+def raw_cmdline(pid):
+    """The title exactly: NUL padding after it dropped, nothing else."""
+    return read("/proc/%d/cmdline" % pid).rstrip("\0")
+
+
+def test_wharf_title_is_whole(wharf):
+    """The main title holds the whole command line, however long (it takes
+    the environment's room, as Unit's does), with the closing bracket."""
+    server = wharf(return_config(),
+                   extra_args=["--tmpdir", "/tmp/" + "x" * 60])
+    cmd = " ".join(server.command())
+    assert raw_cmdline(server.pid) == "wharf: main v0.1.0 [%s]" % cmd
+
+
+class UnitdNamed(Wharf):
+    """A Wharf started through a symlink named unitd."""
+
+    def __init__(self, workdir, config, link):
+        super().__init__(workdir, config)
+        self.link = link
+
+    def command(self):
+        return [self.link] + super().command()[1:]
+
+
+def test_invoked_as_unitd_titles_as_unit(tmp_path):
+    """Under the name unitd, every process is titled exactly as Unit 1.35
+    titles it, and comm stays "unitd" (Unit never sets it), so tools and
+    probes written for Unit (ps, pgrep unitd, Unit's own test harness
+    filtering on "unit: main") find them."""
+    need_bin()
+    link = str(tmp_path / "bin" / "unitd")
+    os.makedirs(os.path.dirname(link))
+    os.symlink(WHARF_BIN, link)
+    server = UnitdNamed(tmp_path / "u", return_config(), link)
+    server.start()
+    try:
+        cmd = " ".join(server.command())
+        assert raw_cmdline(server.pid) == "unit: main v1.35.0 [%s]" % cmd
+        assert comm(server.pid) == "unitd"
+        kids = children_of(server.pid)
+        assert len(kids) == 2, kids
+        titles = wait_until(lambda: sorted(raw_cmdline(p) for p in kids)
+                            == ["unit: controller", "unit: router"])
+        assert titles, [raw_cmdline(p) for p in kids]
+        for pid in kids:
+            assert comm(pid) == "unitd", comm(pid)
+        # It serves as Wharf does.
+        assert status_of(server.port) == 200
+        assert server.bad_log_lines() == []
+    finally:
+        server.stop()
+    for pid in kids:
+        assert wait_until(lambda: not running(pid)), cmdline(pid)
+
+
+def test_install_puts_wharf_and_a_unitd_link(tmp_path):
+    """meson install (what make install runs) with a DESTDIR: wharf, and
+    unitd a link to it, in the build's PREFIX/sbin."""
+    need_bin()
+    builddir = os.path.dirname(WHARF_BIN)
+    if not os.path.exists(os.path.join(builddir, "build.ninja")):
+        pytest.skip("WHARF_BIN is not in a meson build directory")
+    dest = str(tmp_path / "dest")
+    r = subprocess.run(["meson", "install", "-C", builddir, "--no-rebuild",
+                        "--destdir", dest], capture_output=True, text=True,
+                       timeout=scaled(120))
+    assert r.returncode == 0, r.stdout + r.stderr
+    found = {}
+    for root, dirs, files in os.walk(dest):
+        for name in files:
+            found[name] = os.path.join(root, name)
+    assert os.path.basename(os.path.dirname(found["wharf"])) == "sbin", found
+    link = os.path.join(os.path.dirname(found["wharf"]), "unitd")
+    assert os.readlink(link) == "wharf"
+    assert subprocess.run([link, "--version"], capture_output=True,
+                          timeout=scaled(10)).returncode == 0
+
+
 # -- restarts ---------------------------------------------------------------
 
 def test_router_killed_is_restarted_with_the_config(wharf):

@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "core/pool.h"
 #include "unit.h"
 
@@ -90,6 +91,40 @@ test_fpool_minimum_size(void **state)
     wf_fpool_fini(&p);
 }
 
+static void
+pool_record(void *data)
+{
+    int *log = data;
+
+    log[log[0]++ + 1] = log[9];
+    log[9]++;
+}
+
+/* Hooks run newest first, once, on reset and on destroy; reset keeps none. */
+static void
+test_arena_cleanup_hooks(void **state)
+{
+    int a1[10] = {0}, a2[10] = {0};
+    wf_arena_t *a = wf_arena_create(64);
+
+    (void)state;
+    assert_int_equal(wf_arena_cleanup_add(a, pool_record, a1), WF_OK);
+    a2[9] = 100;
+    assert_int_equal(wf_arena_cleanup_add(a, pool_record, a2), WF_OK);
+    wf_arena_reset(a);
+    assert_int_equal(a1[0], 1);
+    assert_int_equal(a2[0], 1);
+    assert_int_equal(a2[1], 100); /* a2 ran first (its count started at 100) */
+    wf_arena_reset(a);
+    assert_int_equal(a1[0], 1); /* not run again */
+    for (int i = 0; i < 5; i++) {
+        (void)wf_arena_alloc(a, 200); /* push the record into later blocks */
+        assert_int_equal(wf_arena_cleanup_add(a, pool_record, a1), WF_OK);
+    }
+    wf_arena_destroy(a);
+    assert_int_equal(a1[0], 6);
+}
+
 int
 wf_test_pool(void)
 {
@@ -98,6 +133,7 @@ wf_test_pool(void)
         cmocka_unit_test(test_arena_large_and_strndup),
         cmocka_unit_test(test_fpool_recycles_up_to_max),
         cmocka_unit_test(test_fpool_minimum_size),
+        cmocka_unit_test(test_arena_cleanup_hooks),
     };
 
     return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
