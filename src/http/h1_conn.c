@@ -1658,13 +1658,15 @@ static void
 h1_on_exit(wf_loop_t *loop)
 {
     wf_unused(loop);
+    /* Endpoints set up their thread state at loop start, so it exists even
+     * on a thread that never accepted a connection. */
+    wf_http_thread_exit();
+    wf_access_log_thread_exit();
     if (!h1_thr.ready) {
         return;
     }
     /* Connections whose helper job is still out are leaked on purpose: the
      * job may still write into them. */
-    wf_http_thread_exit();
-    wf_access_log_thread_exit();
     wf_fpool_fini(&h1_thr.conns);
     wf_fpool_fini(&h1_thr.reqs);
     wf_fpool_fini(&h1_thr.rbufs);
