@@ -28,6 +28,39 @@ enum {
     /* controller -> router: send the /status object.  Answer: WF_MSG_OK
      * with JSON text. */
     WF_MSG_STATUS_GET,
+    /* router -> main: start one app process.  Payload: JSON text
+     * {"name": NAME, "conf": {the app's config object, as validated},
+     *  "slots": T, "router_threads": N}; fds: the N * T app ends of the
+     * app's sockets, in apps/app_proto.h's order (up to WF_APP_MAX_FDS, in
+     * one message).  main forks the process (user, group, environment,
+     * working directory, stdout/stderr, title), closes its copies of the
+     * fds and answers WF_MSG_APP_PID, or WF_MSG_FAIL with the reason.
+     * Whether the app then loads is told by the app itself (READY on its
+     * sockets) or by WF_MSG_APP_EXIT. */
+    WF_MSG_APP_START,
+    /* main -> router: the answer to WF_MSG_APP_START.  Payload: the pid as
+     * decimal text. */
+    WF_MSG_APP_PID,
+    /* main -> router, stream 0: an app process started for this router
+     * ended.  Payload: JSON text {"pid": P, "name": NAME, "code": C} (exit
+     * code) or {"pid": P, "name": NAME, "signal": S}.  No answer. */
+    WF_MSG_APP_EXIT,
+    /* router -> main: kill this app process (SIGKILL), e.g. one that did
+     * not exit within the graceful bound after its sockets closed.
+     * Payload: the pid as decimal text; main ignores a pid that is not one
+     * of this router's app processes.  No answer. */
+    WF_MSG_APP_KILL,
+    /* main -> controller and router, stream 0, once at start (and to a
+     * restarted child): the language modules found in the modules
+     * directory.  Payload: JSON text [{"type": "python", "version":
+     * "3.11.2", "file": "/path/python3.11.wharf.so"}, ...] (may be []).
+     * No answer. */
+    WF_MSG_MODULES,
+    /* controller -> router: GET /control/applications/NAME/restart.
+     * Payload: the name.  Answer: WF_MSG_OK once new processes serve the
+     * app (the old ones finish their requests), or WF_MSG_FAIL with
+     * Unit's error text. */
+    WF_MSG_APP_RESTART,
     WF_MSG_NTYPES /* must stay last */
 };
 
