@@ -701,6 +701,7 @@ rt_req_get(wf_app_worker_t *w)
     if (!wf_list_is_empty(&w->idle)) {
         r = wf_container_of(w->idle.next, wf_app_req_t, link);
         wf_list_del(&r->link);
+        w->nidle--;
         return r;
     }
     r = calloc(1, sizeof(*r));
@@ -769,12 +770,14 @@ rt_on_head(wf_app_worker_t *w, rt_sock_t *s, wf_app_req_t **newreq)
     r->aborted = r->abort_told = r->responded = r->want_write = false;
     r->data = NULL;
     err = rt_head_decode(r, m->size);
+    if (err != NULL) {
+        wf_list_add_tail(&w->idle, &r->link); /* never active */
+        w->nidle++;
+        return rt_garbage(w, s, err);
+    }
     wf_list_add_tail(&w->reqs, &r->link);
     s->active++;
     w->nactive++;
-    if (err != NULL) {
-        return rt_garbage(w, s, err);
-    }
     *newreq = r;
     return WF_OK;
 }

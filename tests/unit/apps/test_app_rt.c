@@ -874,6 +874,10 @@ static const garbage_case_t garbage_cases[] = {
     {"fd attached", HDR(WF_APP_MSG_REQ_END, 1, 0), "", 0, true, false},
     {"short head", HDR(WF_APP_MSG_REQ_HEAD, 1, 0), "abc", 3, false, false},
     {"head on stream 0", HDR(WF_APP_MSG_REQ_HEAD, 0, 0), "", 0, false, false},
+    {"truncated string", HDR(WF_APP_MSG_REQ_HEAD, 1, 0),
+     "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+     "\x64\0\0\0abcd",
+     32, false, false},
     {"second head, concurrency 1", HDR(WF_APP_MSG_REQ_HEAD, 2, 0), "", 0, false,
      true},
     {"empty body piece", HDR(WF_APP_MSG_REQ_BODY, 1, 0), "", 0, false, true},
@@ -958,6 +962,39 @@ test_garbage(void **state)
     }
 }
 
+/* The same garbage reaches an event worker: dispatch() says DONE (no
+ * half-decoded request is left counted as active). */
+static void
+test_garbage_dispatch(void **state)
+{
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(garbage_cases); i++) {
+        const garbage_case_t *c = &garbage_cases[i];
+        wf_app_worker_t *w;
+        evlog_t e = {0};
+        int rc = WF_APP_OK;
+        fix_t f;
+
+        if (c->after_get) {
+            continue;
+        }
+        fix_open(&f, 1, 1);
+        w = rt->worker(f.app, 0);
+        rt->set_concurrency(w, 8);
+        garbage_send(f.router[0], c);
+        for (int k = 0; k < 100 && rc == WF_APP_OK; k++) {
+            struct pollfd p = {.fd = rt->worker_fd(w), .events = POLLIN};
+
+            poll(&p, 1, 10);
+            rc = rt->dispatch(w, &ev_table, &e);
+        }
+        if (rc != WF_APP_DONE || e.nreqs != 0) {
+            fail_msg("case \"%s\": dispatch() went on", c->name);
+        }
+        fix_close(&f);
+    }
+}
+
 /* The router closing every socket ends the worker; a stop request ends an
  * idle one at once. */
 static void
@@ -1000,6 +1037,7 @@ wf_test_app_rt(void)
         cmocka_unit_test(test_dispatch_two_streams),
         cmocka_unit_test(test_dispatch_abort),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_garbage_dispatch),
         cmocka_unit_test(test_eof_and_stop),
     };
 
