@@ -125,7 +125,8 @@ struct wf_app_worker {
     wf_list_t idle;  /* ended requests kept for reuse (buffers) */
     unsigned nactive;
     unsigned nidle;
-    bool dispatching; /* the module uses dispatch(), not next() */
+    bool dispatching;   /* the module uses dispatch(), not next() */
+    bool abort_pending; /* some request is aborted and not yet told */
 
     /* Output batch: packets for one socket, sent by rt_out_flush(). */
     rt_sock_t *osock;
@@ -360,6 +361,7 @@ rt_sock_close(rt_sock_t *s)
 
         if (r->s == s) {
             r->aborted = true;
+            w->abort_pending = true;
         }
     }
     if (w->nopen == 0) {
@@ -856,6 +858,7 @@ rt_handle(wf_app_worker_t *w, rt_sock_t *s, wf_app_req_t **newreq)
         return WF_OK;
     case WF_APP_MSG_REQ_ABORT:
         r->aborted = true;
+        w->abort_pending = true;
         return WF_OK;
     default: /* WF_APP_MSG_RESP_ACK */
         if (m->size != sizeof(ack)) {
@@ -1013,9 +1016,10 @@ rt_next(wf_app_worker_t *w, wf_app_req_t **req, int timeout_ms)
 static void
 rt_fire_aborts(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx)
 {
-    bool again = true;
+    bool again = w->abort_pending;
 
     /* A callback may end any request: rescan after each one. */
+    w->abort_pending = false;
     while (again) {
         again = false;
         wf_list_for_each(l, &w->reqs)
@@ -1097,6 +1101,7 @@ rt_dispatch(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx)
         wf_app_req_t *r = wf_container_of(w->ready.next, wf_app_req_t, qlink);
 
         wf_list_del(&r->qlink);
+        w->abort_pending = w->abort_pending || r->aborted;
         ev->on_request(ctx, r);
     }
     n = epoll_wait(w->epfd, w->evs, RT_EVENTS, 0);
@@ -1115,6 +1120,7 @@ rt_dispatch(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx)
         {
             wf_container_of(l, wf_app_req_t, link)->aborted = true;
         }
+        w->abort_pending = true;
     }
     rt_fire_aborts(w, ev, ctx);
     rt_out_flush(w);
@@ -1343,66 +1349,92 @@ rt_write_nb(wf_app_req_t *r, const void *data, size_t len)
     return rt_write_common(r, data, len, false);
 }
 
-/* respond(): a complete small response stays in the batch, so that end()
- * sends it and RESP_END with one sendmmsg(); anything else goes now. */
+/* A complete response that fits one fragment: copied into the batch and
+ * held there, so that end() sends it and RESP_END with one sendmmsg(). */
+static int
+rt_respond_held(wf_app_req_t *r, unsigned status, const wf_app_field_t *fields,
+                size_t nfields, size_t hlen, const void *body, size_t len)
+{
+    unsigned char *p = rt_out_reserve(r->w, r->s, hlen + len);
+    struct iovec iov;
+
+    if (p == NULL) {
+        return WF_APP_ERROR;
+    }
+    rt_resp_head_encode(p, status, fields, nfields, WF_APP_RESP_END, len);
+    if (len > 0) {
+        memcpy(p + hlen, body, len);
+    }
+    iov = (struct iovec){p, hlen + len};
+    r->out_flight += len;
+    if (rt_out_msg(r->w, r->s, WF_APP_MSG_RESP_HEAD, r->stream, &iov, 1,
+                   hlen + len, -1)
+        != WF_OK) {
+        return WF_APP_ERROR;
+    }
+    return WF_APP_OK;
+}
+
+/* Any other head goes now, with up to a window of body referenced in
+ * place (it is borrowed: flushed before returning). */
+static int
+rt_respond_now(wf_app_req_t *r, unsigned status, const wf_app_field_t *fields,
+               size_t nfields, size_t hlen, const void *body, size_t len,
+               bool end)
+{
+    unsigned char *p, *heap = NULL;
+    struct iovec iov[2];
+    int rc;
+
+    /* A head larger than the batch buffer (huge fields) is rare. */
+    p = hlen <= RT_OBUF_SIZE ? rt_out_reserve(r->w, r->s, hlen)
+                             : (heap = malloc(hlen));
+    if (p == NULL) {
+        return WF_APP_ERROR;
+    }
+    rt_resp_head_encode(p, status, fields, nfields, end ? WF_APP_RESP_END : 0,
+                        len);
+    iov[0] = (struct iovec){p, hlen};
+    iov[1] = (struct iovec){(void *)body, len};
+    rc = rt_out_msg(r->w, r->s, WF_APP_MSG_RESP_HEAD, r->stream, iov, 2,
+                    hlen + len, -1);
+    if (rc == WF_OK) {
+        rc = rt_out_flush(r->w);
+    }
+    free(heap);
+    if (rc != WF_OK) {
+        return WF_APP_ERROR;
+    }
+    r->out_flight += len;
+    return WF_APP_OK;
+}
+
 static int
 rt_respond(wf_app_req_t *r, unsigned status, const wf_app_field_t *fields,
            size_t nfields, const void *body, size_t len, int last)
 {
-    wf_app_worker_t *w = r->w;
     size_t hlen = rt_resp_head_size(fields, nfields);
     size_t inbody = wf_min(len, (size_t)WF_APP_WINDOW);
     bool end = last != 0 && inbody == len;
-    unsigned char *p, *heap = NULL;
-    struct iovec iov[2];
-    int rc;
 
     if (r->responded || r->aborted || r->s->fd == -1) {
         return WF_APP_ERROR;
     }
     if (status < 100 || status > 999 || nfields > WF_APP_MAX_FIELDS || hlen == 0
-        || (len > 0 && body == NULL)) {
+        || (len > 0 && body == NULL) || (nfields > 0 && fields == NULL)) {
         wf_log_error(0, "app: bad response head (status %u, %zu fields)",
                      status, nfields);
         return WF_APP_ERROR;
     }
     r->responded = true;
     if (end && hlen + len <= WF_APP_MAX_SIZE) {
-        p = rt_out_reserve(w, r->s, hlen + len);
-        if (p == NULL) {
-            return WF_APP_ERROR;
-        }
-        rt_resp_head_encode(p, status, fields, nfields, WF_APP_RESP_END, len);
-        if (len > 0) {
-            memcpy(p + hlen, body, len);
-        }
-        iov[0] = (struct iovec){p, hlen + len};
-        r->out_flight += len;
-        return rt_out_msg(w, r->s, WF_APP_MSG_RESP_HEAD, r->stream, iov, 1,
-                          hlen + len, -1)
-                       == WF_OK
-                   ? WF_APP_OK
-                   : WF_APP_ERROR;
+        return rt_respond_held(r, status, fields, nfields, hlen, body, len);
     }
-    p = hlen <= RT_OBUF_SIZE ? rt_out_reserve(w, r->s, hlen)
-                             : (heap = malloc(hlen));
-    if (p == NULL) {
+    if (rt_respond_now(r, status, fields, nfields, hlen, body, inbody, end)
+        != WF_APP_OK) {
         return WF_APP_ERROR;
     }
-    rt_resp_head_encode(p, status, fields, nfields, end ? WF_APP_RESP_END : 0,
-                        inbody);
-    iov[0] = (struct iovec){p, hlen};
-    iov[1] = (struct iovec){(void *)body, inbody};
-    rc = rt_out_msg(w, r->s, WF_APP_MSG_RESP_HEAD, r->stream, iov, 2,
-                    hlen + inbody, -1);
-    if (rc == WF_OK) {
-        rc = rt_out_flush(w);
-    }
-    free(heap);
-    if (rc != WF_OK) {
-        return WF_APP_ERROR;
-    }
-    r->out_flight += inbody;
+    /* More than a window: the rest streams, blocking on acks. */
     if (len > inbody
         && rt_write(r, (const unsigned char *)body + inbody, len - inbody)
                < 0) {
@@ -1575,6 +1607,22 @@ rt_worker_init(wf_app_t *app, wf_app_worker_t *w, unsigned k)
     return WF_OK;
 }
 
+/* The fields every later step (and destroy()) relies on. */
+static void
+rt_worker_preset(wf_app_t *app, wf_app_worker_t *w, unsigned k, unsigned n)
+{
+    *w = (wf_app_worker_t){.app = app,
+                           .index = k,
+                           .concurrency = 1,
+                           .epfd = -1,
+                           .wakefd = -1,
+                           .nsocks = n,
+                           .nopen = n};
+    wf_list_init(&w->reqs);
+    wf_list_init(&w->ready);
+    wf_list_init(&w->idle);
+}
+
 wf_app_t *
 wf_app_rt_create(const wf_app_conf_t *conf, unsigned slots,
                  unsigned router_threads, const int *fds)
@@ -1600,20 +1648,11 @@ wf_app_rt_create(const wf_app_conf_t *conf, unsigned slots,
     app->pid = (uint32_t)getpid();
     atomic_init(&app->quit, RT_RUN);
     for (unsigned k = 0; k < slots; k++) {
-        app->workers[k] = (wf_app_worker_t){.app = app,
-                                            .index = k,
-                                            .concurrency = 1,
-                                            .epfd = -1,
-                                            .wakefd = -1,
-                                            .nsocks = router_threads,
-                                            .nopen = router_threads};
+        rt_worker_preset(app, &app->workers[k], k, router_threads);
     }
     for (unsigned k = 0; k < slots; k++) {
         wf_app_worker_t *w = &app->workers[k];
 
-        wf_list_init(&w->reqs);
-        wf_list_init(&w->ready);
-        wf_list_init(&w->idle);
         w->socks = calloc(router_threads, sizeof(*w->socks));
         if (w->socks == NULL) {
             wf_log_alert(errno, "app: calloc() failed");
