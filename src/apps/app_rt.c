@@ -444,8 +444,10 @@ rt_recv_packet(wf_app_worker_t *w, rt_sock_t *s, wf_port_hdr_t *h, size_t off,
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return WF_AGAIN;
         }
-        wf_log(errno == ECONNRESET ? WF_LOG_INFO : WF_LOG_ERR, errno,
-               "app: recvmsg() from the router failed");
+        if (errno == ECONNRESET) {
+            return 0; /* the router closed with our data unread: EOF */
+        }
+        wf_log_error(errno, "app: recvmsg() from the router failed");
         return WF_ERROR;
     }
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL;

@@ -7,15 +7,18 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "apps/app_api.h"
+#include "apps/app_main.h"
 #include "apps/app_proto.h"
 #include "apps/app_rt.h"
 #include "core/common.h"
@@ -150,6 +153,8 @@ router_expect(int fd, uint32_t type, uint64_t stream, rmsg_t *m)
     assert_int_equal(m->stream, stream);
 }
 
+static pid_t ready_pid; /* the pid READY must carry; 0: ours */
+
 static void
 router_expect_ready(int fd, unsigned concurrency)
 {
@@ -160,7 +165,7 @@ router_expect_ready(int fd, unsigned concurrency)
     assert_int_equal(m.size, sizeof(rd));
     memcpy(&rd, m.data, sizeof(rd));
     assert_int_equal(rd.concurrency, concurrency);
-    assert_int_equal(rd.pid, getpid());
+    assert_int_equal(rd.pid, ready_pid != 0 ? ready_pid : getpid());
     rmsg_free(&m);
 }
 
@@ -1025,6 +1030,256 @@ test_eof_and_stop(void **state)
     fix_close(&f);
 }
 
+/* ---- wf_app_main() with a real module, in a child process -----------------
+ */
+
+typedef struct child {
+    pid_t pid;
+    int router[WF_APP_MAX_FDS];
+    unsigned n;
+} child_t;
+
+static void
+child_start(child_t *c, unsigned slots, unsigned threads, const char *json,
+            const char *module)
+{
+    int app_fds[WF_APP_MAX_FDS];
+
+    memset(c, 0, sizeof(*c));
+    c->n = slots * threads;
+    for (unsigned i = 0; i < c->n; i++) {
+        int sv[2];
+
+        assert_int_equal(
+            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        c->router[i] = sv[0];
+        app_fds[i] = sv[1];
+    }
+    c->pid = fork();
+    assert_true(c->pid != -1);
+    if (c->pid == 0) {
+        wf_app_start_t st = {.name = "t",
+                             .conf_json = json,
+                             .module_file = module,
+                             .tmpdir = "/tmp",
+                             .slots = slots,
+                             .router_threads = threads,
+                             .fds = app_fds};
+
+        for (unsigned i = 0; i < c->n; i++) {
+            close(c->router[i]);
+        }
+        _exit(wf_app_main(&st));
+    }
+    for (unsigned i = 0; i < c->n; i++) {
+        close(app_fds[i]);
+    }
+    ready_pid = c->pid;
+}
+
+/* Waits for the child's exit status; kills it and fails after WAIT_MS. */
+static int
+child_wait(child_t *c)
+{
+    int status;
+
+    for (int i = 0; i < WAIT_MS / 10; i++) {
+        pid_t p = waitpid(c->pid, &status, WNOHANG);
+
+        if (p == c->pid) {
+            for (unsigned k = 0; k < c->n; k++) {
+                if (c->router[k] != -1) {
+                    close(c->router[k]);
+                }
+            }
+            ready_pid = 0;
+            assert_true(WIFEXITED(status));
+            return WEXITSTATUS(status);
+        }
+        usleep(10 * 1000);
+    }
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, &status, 0);
+    fail_msg("the app process did not exit");
+    return -1;
+}
+
+static void
+expect_body(int fd, uint64_t stream, const char *body)
+{
+    wf_app_resp_hdr_t rh;
+    rmsg_t m;
+
+    router_expect(fd, WF_APP_MSG_RESP_HEAD, stream, &m);
+    memcpy(&rh, m.data, sizeof(rh));
+    assert_int_equal(rh.status, 200);
+    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    assert_int_equal(rh.body_size, strlen(body));
+    assert_memory_equal(m.data + m.size - rh.body_size, body, rh.body_size);
+    rmsg_free(&m);
+    router_expect_end(fd, stream, 0);
+}
+
+static void
+send_path(int fd, uint64_t stream, const char *method, const char *path)
+{
+    unsigned char buf[1024];
+    size_t n = head_encode(buf, method, path, 0, NULL, NULL, NULL, 0,
+                           WF_APP_REQ_BODY_END, WF_APP_LEN_NONE);
+
+    router_send(fd, WF_APP_MSG_REQ_HEAD, stream, buf, n);
+}
+
+/* 300 KiB through /echo: windows and acks both ways, between processes. */
+static void
+echo_big(int fd, uint64_t stream)
+{
+    const size_t total = 300 * 1024;
+    unsigned char *buf = malloc(WF_APP_MAX_SIZE);
+    size_t sent = 0, got = 0, req_unacked = 0, resp_unacked = 0;
+    uint64_t sum_in = 0, sum_out = 0;
+    bool ended = false, head = false;
+
+    {
+        unsigned char hbuf[1024];
+        size_t n = head_encode(hbuf, "POST", "/echo", 0, NULL, NULL, NULL, 0, 0,
+                               total);
+
+        router_send(fd, WF_APP_MSG_REQ_HEAD, stream, hbuf, n);
+    }
+    while (!ended) {
+        rmsg_t m;
+
+        while (sent < total && req_unacked < WF_APP_WINDOW) {
+            size_t k = wf_min(wf_min(total - sent, (size_t)WF_APP_MAX_SIZE),
+                              WF_APP_WINDOW - req_unacked);
+
+            pattern_fill(buf, k, sent);
+            sum_in = pattern_sum(k, sent, sum_in);
+            router_send(fd, WF_APP_MSG_REQ_BODY, stream, buf, k);
+            sent += k;
+            req_unacked += k;
+            if (sent == total) {
+                router_send(fd, WF_APP_MSG_REQ_END, stream, NULL, 0);
+            }
+        }
+        router_recv(fd, &m);
+        assert_int_equal(m.stream, stream);
+        if (m.type == WF_APP_MSG_REQ_ACK) {
+            uint64_t a;
+
+            memcpy(&a, m.data, sizeof(a));
+            assert_true(a <= req_unacked);
+            req_unacked -= a;
+        } else if (m.type == WF_APP_MSG_RESP_HEAD) {
+            head = true;
+        } else if (m.type == WF_APP_MSG_RESP_BODY) {
+            assert_true(head);
+            for (size_t i = 0; i < m.size; i++) {
+                sum_out = sum_out * 31 + m.data[i];
+            }
+            got += m.size;
+            resp_unacked += m.size;
+            assert_true(resp_unacked <= WF_APP_WINDOW);
+            if (resp_unacked >= WF_APP_WINDOW / 2) {
+                router_send_u64(fd, WF_APP_MSG_RESP_ACK, stream, resp_unacked);
+                resp_unacked = 0;
+            }
+        } else {
+            uint32_t code;
+
+            assert_int_equal(m.type, WF_APP_MSG_RESP_END);
+            memcpy(&code, m.data, sizeof(code));
+            assert_int_equal(code, 0);
+            ended = true;
+        }
+        rmsg_free(&m);
+    }
+    assert_int_equal(got, total);
+    assert_true(sum_in == sum_out);
+    free(buf);
+}
+
+/* Two workers of two sockets each: READY on every socket, requests on
+ * any of them, a body echoed both ways, then QUIT lets a slow request
+ * finish before the process exits with 0. */
+static void
+test_app_main_serves(void **state)
+{
+    child_t c;
+
+    wf_unused(state);
+    child_start(&c, 2, 2, "{\"type\": \"test\", \"threads\": 2}",
+                WF_TEST_MODULE);
+    for (unsigned i = 0; i < c.n; i++) {
+        router_expect_ready(c.router[i], 1);
+    }
+    send_path(c.router[3], 1, "GET", "/");
+    expect_body(c.router[3], 1, "hello");
+    send_path(c.router[0], 2, "GET", "/");
+    expect_body(c.router[0], 2, "hello");
+    echo_big(c.router[1], 3);
+    send_path(c.router[2], 4, "GET", "/slow");
+    usleep(50 * 1000);
+    kill(c.pid, SIGQUIT);
+    expect_body(c.router[2], 4, "slow");
+    assert_int_equal(child_wait(&c), 0);
+}
+
+/* The router closing every socket ends the process, status 0. */
+static void
+test_app_main_eof(void **state)
+{
+    child_t c;
+
+    wf_unused(state);
+    child_start(&c, 1, 2, "{}", WF_TEST_MODULE);
+    router_expect_ready(c.router[0], 1);
+    router_expect_ready(c.router[1], 1);
+    close(c.router[0]);
+    close(c.router[1]);
+    c.router[0] = c.router[1] = -1;
+    assert_int_equal(child_wait(&c), 0);
+}
+
+/* TERM stops an idle process at once. */
+static void
+test_app_main_term(void **state)
+{
+    child_t c;
+
+    wf_unused(state);
+    child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
+    router_expect_ready(c.router[0], 1);
+    kill(c.pid, SIGTERM);
+    assert_int_equal(child_wait(&c), 0);
+}
+
+/* A module or an application that fails to load: status 1, and the
+ * router never hears READY (its sockets just close). */
+static void
+test_app_main_load_fails(void **state)
+{
+    static const struct {
+        const char *json, *module;
+    } cases[] = {
+        {"{\"fail\": true}", WF_TEST_MODULE},
+        {"{}", "/nonexistent/module.wharf.so"},
+        {"{}", "/dev/null"},
+        {"[1]", WF_TEST_MODULE},
+    };
+
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(cases); i++) {
+        child_t c;
+        char b;
+
+        child_start(&c, 1, 1, cases[i].json, cases[i].module);
+        assert_int_equal(recv(c.router[0], &b, 1, 0), 0);
+        assert_int_equal(child_wait(&c), 1);
+    }
+}
+
 int
 wf_test_app_rt(void)
 {
@@ -1039,6 +1294,10 @@ wf_test_app_rt(void)
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_garbage_dispatch),
         cmocka_unit_test(test_eof_and_stop),
+        cmocka_unit_test(test_app_main_serves),
+        cmocka_unit_test(test_app_main_eof),
+        cmocka_unit_test(test_app_main_term),
+        cmocka_unit_test(test_app_main_load_fails),
     };
 
     rt = wf_app_rt_table();
