@@ -22,6 +22,7 @@ static const struct {
     {"route", wf_test_route},
     {"uri", wf_test_uri},
     {"conf", wf_test_conf},
+    {"conf_app", wf_test_conf_app},
     {"conf_store", wf_test_conf_store},
     {"api", wf_test_api},
     {"tpl", wf_test_tpl},

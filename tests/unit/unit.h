@@ -34,6 +34,7 @@ int wf_test_range(void);
 int wf_test_route(void);
 int wf_test_uri(void);
 int wf_test_conf(void);
+int wf_test_conf_app(void);
 int wf_test_conf_store(void);
 int wf_test_api(void);
 int wf_test_tpl(void);
