@@ -461,3 +461,14 @@ def test_home_is_a_virtualenv(tmp_path, venv):
 def test_without_home_the_venv_module_is_not_found(tmp_path, venv):
     _, log = run(tmp_path, {"module": "venvapp"}, [], expect_setup=False)
     assert 'Python failed to import module "venvapp"' in log
+
+
+def test_long_traceback_is_logged_in_pieces(tmp_path):
+    """A log line holds about 2 KiB: a long traceback is cut at line ends
+    into several, none lost."""
+    _, log = run(tmp_path, dict(BAD, callable="long_traceback"), [req()])
+    records = log.split("\n[error] ")
+    assert len(records) >= 4
+    assert all(len(r) <= 1536 + 100 for r in records)
+    for i in range(400):
+        assert "message line %03d\n" % i in log + "\n"

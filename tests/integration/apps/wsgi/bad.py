@@ -115,3 +115,7 @@ def latin1(environ, start_response):
 def nonlatin1(environ, start_response):
     start_response("200 OK", [("X-Bad", "\u20ac")])
     return [b"x"]
+
+
+def long_traceback(environ, start_response):
+    raise ValueError("\n".join("message line %03d" % i for i in range(400)))
