@@ -300,7 +300,9 @@ static void
 harness_body_add(wf_app_req_t *r, const char *how, const void *data, size_t len)
 {
     r->body = realloc(r->body, r->body_len + len + 1);
-    memcpy(r->body + r->body_len, data, len);
+    if (len > 0) {
+        memcpy(r->body + r->body_len, data, len);
+    }
     r->body_len += len;
     json_array_append_new(json_object_get(r->out, "pieces"),
                           json_pack("[s, I]", how, (json_int_t)len));

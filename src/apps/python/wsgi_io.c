@@ -71,8 +71,10 @@ input_fill(wf_py_wsgi_t *ww, char *buf, size_t len)
     if (got > len) {
         got = len;
     }
-    memcpy(buf, ww->ibuf + ww->ipos, got);
-    ww->ipos += got;
+    if (got > 0) {
+        memcpy(buf, ww->ibuf + ww->ipos, got);
+        ww->ipos += got;
+    }
 
     while (got < len && !ww->ieof) {
         n = input_read_rt(ww, buf + got, len - got);
