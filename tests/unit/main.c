@@ -28,6 +28,7 @@ static const struct {
     {"port", wf_test_port},
     {"forwarded", wf_test_forwarded},
     {"access_log", wf_test_access_log},
+    {"ws_frame", wf_test_ws_frame},
 };
 
 int
