@@ -11,6 +11,7 @@
 
 #include "core/json.h"
 #include "core/pool.h"
+#include "http/app_desc.h"
 #include "http/http_conf.h"
 #include "http/route.h"
 
@@ -29,7 +30,10 @@ typedef struct wf_conf {
     wf_route_t **routes; /* every route, in config order; the
                             array form is one route named "" */
     size_t nroutes;
-    json_t *json; /* the source tree; a reference */
+    json_t *json;        /* the source tree; a reference */
+    wf_app_desc_t *apps; /* "applications", in config order; the router
+                            sets each desc's live pointer */
+    size_t napps;
 } wf_conf_t;
 
 /* Validation or parse failure, in the shape of Unit's control API errors. */

@@ -29,7 +29,7 @@ typedef struct wf_app_desc {
     uint64_t max_requests; /* 0: none */
 
     /* "queue" (Wharf): requests waiting for a free process. */
-    unsigned queue_length;    /* default 1024 */
+    unsigned queue_length;     /* default 1024 */
     uint64_t queue_timeout_ms; /* default 30 s */
 
     unsigned threads; /* worker slots per process ("threads", default 1) */
@@ -48,5 +48,12 @@ typedef void (*wf_http_app_fn)(wf_req_t *r, const wf_app_desc_t *app,
                                unsigned target);
 
 void wf_http_app_set_handler(wf_http_app_fn fn);
+
+/* Called on r's loop when the mux frees a request whose r->app is set (the
+ * application endpoint's exchange); never calls back into r.  Installed
+ * with the handler. */
+typedef void (*wf_http_app_release_fn)(wf_req_t *r);
+
+void wf_http_app_set_release(wf_http_app_release_fn fn);
 
 #endif

@@ -58,6 +58,7 @@ typedef enum wf_action_type {
     WF_ACTION_SHARE = 0,
     WF_ACTION_RETURN,
     WF_ACTION_PASS,
+    WF_ACTION_APP,   /* "pass": "applications/NAME[/TARGET]" */
     WF_ACTION_NTYPES /* must stay last */
 } wf_action_type_t;
 
@@ -113,6 +114,11 @@ typedef struct wf_action {
     wf_route_t *const *routes;
     size_t nroutes;
     bool routes_is_array;
+
+    /* WF_ACTION_APP: the application (in the same snapshot) and the index
+     * of the target in app->targets (0 without targets). */
+    const struct wf_app_desc *app;
+    unsigned app_target;
 } wf_action_t;
 
 /* Compiles a pattern set from a JSON string or array of strings (Unit's
