@@ -199,6 +199,12 @@ class UnitRef:
             time.sleep(0.05)
 
 
+def is_unit(server):
+    """True for the reference Unit: a test may then accept the few answers
+    where Unit is known to differ from Wharf (each one says why)."""
+    return isinstance(server, UnitRef)
+
+
 def app_pids(server, name):
     """PIDs of the processes of server titled as app `name`'s processes
     (Unit's title: `unit: "NAME" application`; Wharf titles its app

@@ -109,6 +109,33 @@ async def stream(request):
     return StreamingResponse(gen(), media_type="text/plain")
 
 
+GATES = {}
+
+
+def _gate(key):
+    if key not in GATES:
+        GATES[key] = asyncio.Event()
+    return GATES[key]
+
+
+async def gated(request):
+    """Sends "first", then waits until /release/KEY is requested on another
+    connection, then sends "second": the first line can only reach the
+    client before the release if the response is streamed."""
+    gate = _gate(request.path_params["key"])
+
+    async def gen():
+        yield b"first\n"
+        await asyncio.wait_for(gate.wait(), 60)
+        yield b"second\n"
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+async def release(request):
+    _gate(request.path_params["key"]).set()
+    return PlainTextResponse("released\n")
+
+
 async def big(request):
     size = int(request.path_params["size"])
     piece = b"y" * 65536
@@ -190,6 +217,8 @@ routes = [
     Route("/digest", echo_digest, methods=["POST", "PUT"]),
     Route("/echo", echo_body, methods=["POST"]),
     Route("/stream/{n:int}", stream),
+    Route("/gated/{key}", gated),
+    Route("/release/{key}", release),
     Route("/big/{size:int}", big),
     Route("/boom", boom),
     WebSocketRoute("/ws/echo", ws_echo),
