@@ -79,7 +79,7 @@ bench: deps-bench all
 	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf
 	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf --routes
 	$(PYTHON) bench/reconf.py --wharf $(CURDIR)/build/wharf
-	$(PYTHON) bench/apps.py --wharf $(CURDIR)/build/wharf
+	$(PYTHON) bench/apps.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
 
 fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \
