@@ -786,12 +786,33 @@ rt_on_head(wf_app_worker_t *w, rt_sock_t *s, wf_app_req_t **newreq)
     return WF_OK;
 }
 
-/* Appends a REQ_BODY piece to r's queue (the module reads it from there). */
+/* Appends a REQ_BODY piece, w->msg, to r's queue (the module reads it
+ * from there).  An empty queue takes the receive buffer itself and gives
+ * its own in exchange, so the usual piece is never copied here. */
 static int
-rt_body_queue(wf_app_req_t *r, const unsigned char *p, size_t n)
+rt_body_queue(wf_app_worker_t *w, wf_app_req_t *r)
 {
+    const unsigned char *p = w->msg.data;
+    size_t n = w->msg.size;
+
     if (r->bpos == r->blen) {
         r->bpos = r->blen = 0;
+        if (r->bbuf == NULL) {
+            r->bbuf = malloc(RT_RBUF_SIZE);
+            r->bcap = r->bbuf != NULL ? RT_RBUF_SIZE : 0;
+        }
+        if (r->bcap >= RT_RBUF_SIZE && p == w->rbuf) {
+            unsigned char *b = r->bbuf;
+            size_t cap = r->bcap;
+
+            r->bbuf = w->rbuf;
+            r->bcap = w->rcap;
+            r->blen = n;
+            w->rbuf = b;
+            w->rcap = cap;
+            w->msg.data = NULL; /* it is the request's now */
+            return WF_OK;
+        }
     }
     if (r->blen + n > r->bcap && r->bpos > 0) {
         memmove(r->bbuf, r->bbuf + r->bpos, r->blen - r->bpos);
@@ -847,7 +868,7 @@ rt_handle(wf_app_worker_t *w, rt_sock_t *s, wf_app_req_t **newreq)
             || r->in_flight + m->size > WF_APP_WINDOW) {
             return rt_garbage(w, s, "request body beyond the window");
         }
-        if (rt_body_queue(r, m->data, m->size) != WF_OK) {
+        if (rt_body_queue(w, r) != WF_OK) {
             return rt_garbage(w, s, "no memory for the request body");
         }
         r->in_flight += m->size;
