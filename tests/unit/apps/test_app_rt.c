@@ -1242,17 +1242,21 @@ test_app_main_eof(void **state)
     assert_int_equal(child_wait(&c), 0);
 }
 
-/* TERM stops an idle process at once. */
+/* TERM (and INT) stops an idle process at once. */
 static void
 test_app_main_term(void **state)
 {
-    child_t c;
+    static const int sigs[] = {SIGTERM, SIGINT};
 
     wf_unused(state);
-    child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
-    router_expect_ready(c.router[0], 1);
-    kill(c.pid, SIGTERM);
-    assert_int_equal(child_wait(&c), 0);
+    for (size_t i = 0; i < wf_nitems(sigs); i++) {
+        child_t c;
+
+        child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
+        router_expect_ready(c.router[0], 1);
+        kill(c.pid, sigs[i]);
+        assert_int_equal(child_wait(&c), 0);
+    }
 }
 
 /* A module or an application that fails to load: status 1, and the
