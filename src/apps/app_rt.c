@@ -342,13 +342,16 @@ static void
 rt_sock_close(rt_sock_t *s)
 {
     wf_app_worker_t *w = s->w;
+    int fd;
 
     if (s->fd == -1) {
         return;
     }
-    epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->fd, NULL);
-    close(s->fd);
-    s->fd = -1;
+    fd = s->fd;
+    __atomic_store_n(&s->fd, -1, __ATOMIC_RELAXED); /* before the close:
+                                                       wf_app_rt_stop() */
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
     w->nopen--;
     if (w->osock == s) {
         w->nout = 0;
@@ -1762,6 +1765,24 @@ wf_app_rt_stop(wf_app_t *app, bool graceful)
            && !atomic_compare_exchange_weak(&app->quit, &cur, want)) {
     }
     for (unsigned k = 0; k < app->nworkers; k++) {
-        rt_worker_wake(&app->workers[k]);
+        wf_app_worker_t *w = &app->workers[k];
+
+        rt_worker_wake(w);
+        if (graceful) {
+            continue;
+        }
+        /* A thread blocked in recvmsg() inside a request is not woken by
+         * the eventfd: shutting the sockets down makes that wait an EOF,
+         * so its request fails and the worker ends.  (A socket closed
+         * meanwhile by its worker leaves -1 here first; the window where
+         * its number is reused by another fd is the price of a fast
+         * stop.) */
+        for (unsigned t = 0; t < w->nsocks; t++) {
+            int fd = __atomic_load_n(&w->socks[t].fd, __ATOMIC_RELAXED);
+
+            if (fd != -1) {
+                shutdown(fd, SHUT_RDWR);
+            }
+        }
     }
 }

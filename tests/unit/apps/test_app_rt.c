@@ -1259,6 +1259,30 @@ test_app_main_term(void **state)
     }
 }
 
+/* TERM while a worker waits inside a request (for body that never
+ * comes): the request fails (cut short) and the process exits soon. */
+static void
+test_app_main_term_in_request(void **state)
+{
+    unsigned char buf[1024];
+    size_t n;
+    child_t c;
+
+    wf_unused(state);
+    child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
+    router_expect_ready(c.router[0], 1);
+    n = head_encode(buf, "POST", "/echo", 0, NULL, NULL, NULL, 0, 0, 100);
+    router_send(c.router[0], WF_APP_MSG_REQ_HEAD, 5, buf, n);
+    {
+        rmsg_t m;
+
+        router_expect(c.router[0], WF_APP_MSG_RESP_HEAD, 5, &m);
+        rmsg_free(&m);
+    }
+    kill(c.pid, SIGTERM);
+    assert_int_equal(child_wait(&c), 0);
+}
+
 /* A module or an application that fails to load: status 1, and the
  * router never hears READY (its sockets just close). */
 static void
@@ -1301,6 +1325,7 @@ wf_test_app_rt(void)
         cmocka_unit_test(test_app_main_serves),
         cmocka_unit_test(test_app_main_eof),
         cmocka_unit_test(test_app_main_term),
+        cmocka_unit_test(test_app_main_term_in_request),
         cmocka_unit_test(test_app_main_load_fails),
     };
 
