@@ -29,6 +29,8 @@ static const struct {
     {"port", wf_test_port},
     {"forwarded", wf_test_forwarded},
     {"access_log", wf_test_access_log},
+    {"app_rt", wf_test_app_rt},
+    {"ws_frame", wf_test_ws_frame},
 };
 
 int

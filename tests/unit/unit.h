@@ -41,5 +41,7 @@ int wf_test_tpl(void);
 int wf_test_port(void);
 int wf_test_forwarded(void);
 int wf_test_access_log(void);
+int wf_test_app_rt(void);
+int wf_test_ws_frame(void);
 
 #endif
