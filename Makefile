@@ -27,7 +27,7 @@ MESON_OPTS := -Dbuildtype=release
 endif
 
 DEB_BUILD := meson ninja-build gcc clang pkg-config libjansson-dev \
-             libcmocka-dev libpcre2-dev
+             libcmocka-dev libpcre2-dev python3-dev
 DEB_TEST  := python3 python3-pytest python3-requests curl
 DEB_BENCH := wrk nginx-light
 DEB_FUZZ  := clang node-llhttp libclang-rt-14-dev

@@ -215,6 +215,7 @@ wf_http_run_action(wf_req_t *r, const wf_action_t *a)
     case WF_ACTION_PASS:
         handle_pass(r, a);
         return;
+    case WF_ACTION_APP: /* the router's application manager wires it */
     case WF_ACTION_NTYPES:
         break;
     }
