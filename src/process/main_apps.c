@@ -540,7 +540,8 @@ wf_main_app_on_start(wf_port_t *p, wf_port_msg_t *msg)
         snprintf(text, sizeof(text), "%d", (int)pid);
         wf_port_reply(p, msg, WF_MSG_APP_PID, text, strlen(text));
     } else {
-        wf_log_alert(0, "%s", why);
+        /* Unit's alert for bad names; a stopping main is no fault. */
+        wf_log(apps.stopping ? WF_LOG_INFO : WF_LOG_ALERT, 0, "%s", why);
         wf_port_reply(p, msg, WF_MSG_FAIL, why, strlen(why));
     }
     json_decref(rq.root);
