@@ -8,13 +8,13 @@ gcc: a real module (it sees only apps/app_api.h) that declares itself
 $SPAWN_REPORT and answers every request with its pid.
 """
 
-import json
 import os
+import pathlib
 import re
 import shutil
 import signal
-import stat
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -37,11 +37,20 @@ def build_module(path, version="9.9.1"):
 
 
 @pytest.fixture
-def modules(tmp_path):
+def public_dir():
+    """A directory under /tmp that every user can reach (pytest's own tmp
+    dirs are private to root, and apps may run as nobody)."""
+    d = tempfile.mkdtemp(prefix="wf-spawn-")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def modules(public_dir):
     """A world-readable modules dir with one spawn module (python 9.9.1)."""
-    d = tmp_path / "modules"
+    d = public_dir / "modules"
     d.mkdir()
-    os.chmod(str(tmp_path), 0o755)
     os.chmod(str(d), 0o755)
     build_module(str(d / "spawn9.9.wharf.so"))
     return d
@@ -73,6 +82,13 @@ def put_app(server, name, app):
                          {"pass": "applications/%s" % name}}
     conf["applications"] = {name: app}
     return control(server).put("/config", conf)
+
+
+def rebaseline(server):
+    """The router holds a port to each app process: once the apps a test
+    added run, their sockets are part of the baseline."""
+    wait_for(lambda: server.app_pids())
+    server.fd_baseline = server.settled_fd_count()
 
 
 def read_report(path, timeout=10.0):
@@ -141,6 +157,7 @@ def test_discovery_list_reaches_the_controller(wharf, modules):
     app["type"] = "python 9.9"
     r = api.put("/config/applications", {"a": app})
     assert r.status == 200, r
+    rebaseline(server)
 
 
 def test_discovery_without_modules(wharf, tmp_path):
@@ -164,3 +181,159 @@ def test_python_module_found_and_never_loaded_in_main(wharf):
         with open("/proc/%d/maps" % pid) as f:
             maps = f.read()
         assert "libpython" not in maps and "wharf.so" not in maps, pid
+
+
+# -- app processes -------------------------------------------------------------
+
+@pytest.fixture
+def shared(public_dir):
+    """A directory any user can write (app processes may run as nobody)."""
+    d = public_dir / "shared"
+    d.mkdir()
+    os.chmod(str(d), 0o1777)
+    return d
+
+
+def start_app(wharf, modules, shared, extra=None, env=None, name="a",
+              **kwargs):
+    """A server with one app on the spawn module; returns (server, report,
+    the app's pid)."""
+    report = shared / ("report-%s" % name)
+    server = wharf(listen_conf(), modulesdir=str(modules), **kwargs)
+    r = put_app(server, name, app_conf(report, extra, env))
+    assert r.status == 200, r
+    rep = read_report(report)
+    assert rep is not None, server.log_text()
+    pids = wait_for(lambda: server.app_pids(name))
+    assert pids, server.log_text()
+    rebaseline(server)
+    return server, rep, pids[0]
+
+
+def get_pid(server):
+    import urllib.request
+    with urllib.request.urlopen(server.url("/"), timeout=scaled(10)) as r:
+        return int(r.read())
+
+
+def test_app_process_is_set_up_as_configured(wharf, modules, shared):
+    """environment (added to the inherited one), working_directory,
+    stdout/stderr appended to files with --no-daemon, title, parent, and
+    the request reaches the module in that process."""
+    out = shared / "out.log"
+    err = shared / "err.log"
+    out.write_text("before\n")
+    os.chmod(str(out), 0o666)
+    server, rep, pid = start_app(
+        wharf, modules, shared,
+        extra={"working_directory": str(shared), "stdout": str(out),
+               "stderr": str(err)},
+        env={"FOO": "bar"})
+    assert rep["env:FOO"] == "bar"
+    assert rep["env:HOME"] == os.environ.get("HOME", "(unset)")
+    assert rep["cwd"] == str(shared)
+    assert int(rep["ppid"]) == server.pid   # a child of main
+    assert cmdline(pid).strip() == 'wharf: "a" application'
+    assert rep["uid"] == "0" and rep["gid"] == "0"   # the harness's --user root
+    assert wait_for(lambda: "spawn-stdout" in out.read_text())
+    assert out.read_text().startswith("before\n")    # appended
+    assert wait_for(lambda: "spawn-stderr" in err.read_text())
+    assert get_pid(server) == pid
+    with open("/proc/%d/status" % pid) as f:
+        status = f.read()
+    assert re.search(r"^Uid:\s+0\s+0\s+0\s+0$", status, re.M), status
+    # No fd of main's (its ports, listening sockets, signalfd) in the app.
+    main_socks = {t for t in (os.readlink("/proc/%d/fd/%s" % (server.pid, fd))
+                              for fd in os.listdir("/proc/%d/fd" % server.pid))
+                  if t.startswith("socket:") or t.startswith("anon_inode")}
+    app_fds = {os.readlink("/proc/%d/fd/%s" % (pid, fd))
+               for fd in os.listdir("/proc/%d/fd" % pid)}
+    assert not (main_socks & app_fds), main_socks & app_fds
+
+
+def test_app_runs_as_nobody_by_default(wharf, modules, shared):
+    """Started as root without --user: nobody and its primary group, as
+    Unit; "user"/"group" in the app override it."""
+    server, rep, pid = start_app(wharf, modules, shared, user=None, group=None)
+    assert (rep["uid"], rep["gid"], rep["groups"]) == ("65534", "65534", "65534")
+    with open("/proc/%d/status" % pid) as f:
+        assert re.search(r"^Uid:\s+65534\s+65534\s+65534\s+65534$", f.read(),
+                         re.M)
+    r = put_app(server, "b", app_conf(shared / "report-b",
+                                      {"user": "nobody", "group": "root"}))
+    assert r.status == 200, r
+    rep = read_report(shared / "report-b")
+    assert rep is not None, server.log_text()
+    assert (rep["uid"], rep["gid"], rep["groups"]) == ("65534", "0", "0")
+    rebaseline(server)
+
+
+def test_unknown_user_fails_the_start(wharf, modules, shared):
+    server = wharf(listen_conf(), modulesdir=str(modules))
+    server.log_ignore.append(r'getpwnam\("wf-no-such-user"\) failed')
+    put_app(server, "a", app_conf(shared / "r", {"user": "wf-no-such-user"}))
+    assert server.wait_log(r'\[alert\] .*getpwnam\("wf-no-such-user"\) failed, '
+                           r'user "wf-no-such-user" not found')
+    assert server.app_pids() == []
+
+
+def test_app_exit_is_logged_and_reported(wharf, modules, shared):
+    """A crash is logged as Unit logs it, and the router hears of it (it
+    starts a replacement)."""
+    server, rep, pid = start_app(wharf, modules, shared)
+    server.log_ignore.append(r"app process %d exited on signal 9" % pid)
+    os.kill(pid, signal.SIGKILL)
+    assert server.wait_log(r"\[alert\] .*app process %d exited on signal 9"
+                           % pid)
+    assert wait_for(lambda: [p for p in server.app_pids("a") if p != pid]), \
+        server.log_text()
+
+
+def test_router_death_kills_its_apps(wharf, modules, shared):
+    server, rep, pid = start_app(wharf, modules, shared)
+    router = [p for p in server.children() if "router" in cmdline(p)][0]
+    server.log_ignore.append(r"process %d exited on signal 9" % router)
+    server.log_ignore.append(r"app process \d+ exited on signal 9")
+    os.kill(router, signal.SIGKILL)
+    assert wait_for(lambda: not pid_alive(pid)), "app outlived its router"
+    assert server.wait_log(r"restarting the router")
+    server.child_pids = None  # the router was replaced on purpose
+
+
+def test_quit_during_app_start_stops_everything(wharf, modules, shared):
+    """An app still loading (its setup() sleeps a minute) when main gets
+    QUIT: main, its children and the app are all gone soon after."""
+    server, rep, pid = start_app(wharf, modules, shared,
+                                 env={"SPAWN_SETUP_SLEEP_MS": "60000"})
+    tree = [server.pid] + children_of(server.pid)
+    server.stopped_by_test = True
+    os.kill(server.pid, signal.SIGQUIT)
+    server.proc.wait(scaled(40))
+    assert wait_for(lambda: not any(pid_alive(p) for p in tree)), \
+        [cmdline(p) for p in tree if pid_alive(p)]
+
+
+def test_term_stops_apps(wharf, modules, shared):
+    server, rep, pid = start_app(wharf, modules, shared)
+    server.stopped_by_test = True
+    os.kill(server.pid, signal.SIGTERM)
+    server.proc.wait(scaled(20))
+    assert wait_for(lambda: not pid_alive(pid))
+    assert re.search(r"app process %d exited" % pid, server.log_text())
+
+
+def test_app_title_under_unitd(wharf, modules, shared, tmp_path):
+    link = tmp_path / "bin" / "unitd"
+    link.parent.mkdir()
+    os.symlink(os.environ["WHARF_BIN"], str(link))
+    from lib.wharf import Wharf
+    server = Wharf(tmp_path / "u", listen_conf(), modulesdir=str(modules))
+    server.command = (lambda base=server.command: [str(link)] + base()[1:])
+    wharf.servers.append(server)
+    server.start()
+    put_app(server, "a", app_conf(shared / "r"))
+    rep = read_report(shared / "r")
+    assert rep is not None, server.log_text()
+    assert rep["cmdline"].strip() == 'unit: "a" application'
+    assert rep["comm"].strip() == "unitd"
+    rebaseline(server)
