@@ -61,8 +61,8 @@ def control(server):
 
 
 def listen_conf():
-    return {"listeners": {"127.0.0.1:{port}": {"pass": "routes"}},
-            "routes": [{"action": {"return": 204}}]}
+    return {"listeners": {"127.0.0.1:{port}": {"pass": "routes/main"}},
+            "routes": {"main": [{"action": {"return": 204}}]}}
 
 
 def app_conf(report, extra=None, env=None):
