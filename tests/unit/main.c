@@ -28,6 +28,7 @@ static const struct {
     {"port", wf_test_port},
     {"forwarded", wf_test_forwarded},
     {"access_log", wf_test_access_log},
+    {"app_xchg", wf_test_app_xchg},
 };
 
 int

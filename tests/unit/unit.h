@@ -40,5 +40,6 @@ int wf_test_tpl(void);
 int wf_test_port(void);
 int wf_test_forwarded(void);
 int wf_test_access_log(void);
+int wf_test_app_xchg(void);
 
 #endif
