@@ -79,6 +79,7 @@ typedef struct ta_app {
     unsigned open;
     ta_req_t reqs[16];
     pthread_t thread;
+    wf_task_t exit; /* main's APP_EXIT, posted to loop 0 */
 } ta_app_t;
 
 static struct {
@@ -154,7 +155,9 @@ ta_send_head(ta_app_t *app, ta_req_t *rq, uint16_t status, uint64_t len,
         hdr.nfields = 2;
     }
     memcpy(buf, &hdr, sizeof(hdr));
-    memcpy(buf + n, body, body_size);
+    if (body_size > 0) {
+        memcpy(buf + n, body, body_size);
+    }
     n += body_size;
     wf_port_send(app->ports[rq->sock], WF_APP_MSG_RESP_HEAD, rq->stream, buf, n,
                  NULL, 0);
@@ -364,19 +367,13 @@ ta_on_close(wf_port_t *p)
     app->open--;
 }
 
-typedef struct ta_exit {
-    wf_task_t task;
-    int pid;
-} ta_exit_t;
-
 static void
 ta_on_exit_task(wf_task_t *task)
 {
-    ta_exit_t *e = wf_container_of(task, ta_exit_t, task);
+    ta_app_t *app = wf_container_of(task, ta_app_t, exit);
 
-    wf_app_mgr_on_exit(e->pid, 0, 0);
+    wf_app_mgr_on_exit(app->pid, 0, 0);
     atomic_fetch_add(&ta.exits, 1);
-    free(e);
 }
 
 /* The app process: READY on every socket, then serve until every socket
@@ -386,7 +383,6 @@ ta_app_run(void *arg)
 {
     ta_app_t *app = arg;
     wf_app_ready_t rd = {.concurrency = 1, .pid = (uint32_t)app->pid};
-    ta_exit_t *e = calloc(1, sizeof(*e));
 
     app->owner.on_close = ta_on_close;
     for (unsigned i = 0; i < app->n; i++) {
@@ -429,9 +425,8 @@ ta_app_run(void *arg)
     for (size_t i = 0; i < wf_nitems(app->reqs); i++) {
         free(app->reqs[i].echo);
     }
-    e->pid = app->pid;
-    e->task.handler = ta_on_exit_task;
-    wf_task_post(wf_loop_get(0), &e->task);
+    app->exit.handler = ta_on_exit_task;
+    wf_task_post(wf_loop_get(0), &app->exit);
     return NULL;
 }
 
