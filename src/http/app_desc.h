@@ -16,7 +16,9 @@ typedef struct wf_req wf_req_t;
  * restarts it gracefully. */
 typedef struct wf_app_desc {
     wf_str_t name;
-    const char *json; /* the app object, compact JSON text, NUL-ended */
+    const char *json; /* the app object, compact JSON text, NUL-ended:
+                         keys sorted, except the members of "targets",
+                         which keep config order (wf_conf_app_json()) */
     const char *type; /* as configured: "python 3.11" */
 
     /* "processes": an integer n is {max: n, spare: n}. */
@@ -40,6 +42,30 @@ typedef struct wf_app_desc {
      * application object.  The http layer never reads it. */
     void *live;
 } wf_app_desc_t;
+
+/* Splits a "pass" value into Unit's segments (nxt_http_pass_segments()):
+ * at most three, none empty, each percent-decoded strictly into buf
+ * (cap >= pass.len + 1; each segment NUL-ended there).  Unused segments
+ * get len 0.  Returns WF_OK, or WF_DECLINED when pass is not a valid
+ * value (Unit's 'Request "pass" value "..." is invalid.'). */
+int wf_app_desc_pass_split(wf_str_t pass, char *buf, size_t cap,
+                           wf_str_t seg[3]);
+
+/* The application named name (decoded bytes) in apps[0..n), or NULL. */
+const wf_app_desc_t *wf_app_desc_find(const wf_app_desc_t *apps, unsigned n,
+                                      wf_str_t name);
+
+/* The index of target in app->targets, or -1. */
+int wf_app_desc_target(const wf_app_desc_t *app, wf_str_t target);
+
+/* Resolves a rendered "pass" ("applications/NAME" or
+ * "applications/NAME/TARGET", segments percent-decoded) against
+ * apps[0..n): returns the application and sets *target (0 without a
+ * TARGET segment, as Unit), or NULL when pass names no application or
+ * target there (the caller answers 404).  Does not allocate. */
+const wf_app_desc_t *wf_app_desc_find_pass(const wf_app_desc_t *apps,
+                                           unsigned n, wf_str_t pass,
+                                           unsigned *target);
 
 /* Serves r with app (target: index in app->targets, 0 without).  Takes
  * over r like every action.  Installed by the router at start; NULL (the

@@ -108,9 +108,13 @@ typedef struct wf_action {
 
     /* WF_ACTION_PASS: route, or a template resolved per request against
      * the snapshot's routes (routes[0..nroutes), the array form when
-     * routes_is_array). */
+     * routes_is_array) and applications (apps[0..napps), with
+     * wf_app_desc_find_pass(): an "applications/..." value that names
+     * none answers 404). */
     const wf_route_t *route;
     const wf_tpl_t *pass;
+    const struct wf_app_desc *apps;
+    unsigned napps;
     wf_route_t *const *routes;
     size_t nroutes;
     bool routes_is_array;
