@@ -31,6 +31,7 @@ static const struct {
     {"access_log", wf_test_access_log},
     {"app_rt", wf_test_app_rt},
     {"ws_frame", wf_test_ws_frame},
+    {"py_wsgi", wf_test_py_wsgi},
 };
 
 int

@@ -43,5 +43,6 @@ int wf_test_forwarded(void);
 int wf_test_access_log(void);
 int wf_test_app_rt(void);
 int wf_test_ws_frame(void);
+int wf_test_py_wsgi(void);
 
 #endif
