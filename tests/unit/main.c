@@ -33,6 +33,7 @@ static const struct {
     {"app_xchg", wf_test_app_xchg},
     {"app_rt", wf_test_app_rt},
     {"ws_frame", wf_test_ws_frame},
+    {"py_wsgi", wf_test_py_wsgi},
 };
 
 int

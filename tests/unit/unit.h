@@ -45,5 +45,6 @@ int wf_test_access_log(void);
 int wf_test_app_xchg(void);
 int wf_test_app_rt(void);
 int wf_test_ws_frame(void);
+int wf_test_py_wsgi(void);
 
 #endif
