@@ -6,6 +6,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "http/app_desc.h"
 #include "http/req.h"
 #include "http/respond.h"
 #include "http/route.h"
@@ -14,6 +15,35 @@
 #include "http/uri.h"
 
 #define HANDLE_PASS_MAX 512 /* a rendered "pass" value, at most */
+
+/* The router's application manager, installed once at start before any
+ * thread serves requests (so read without a lock). */
+static wf_http_app_fn handle_app_fn;
+static wf_http_app_release_fn handle_app_release_fn;
+
+void
+wf_http_app_set_handler(wf_http_app_fn fn)
+{
+    handle_app_fn = fn;
+}
+
+void
+wf_http_app_set_release(wf_http_app_release_fn fn)
+{
+    handle_app_release_fn = fn;
+}
+
+/* An "applications/NAME[/TARGET]" pass: the application manager takes r,
+ * or 503 when there is none (a process that serves no applications). */
+static void
+handle_app(wf_req_t *r, const wf_app_desc_t *app, unsigned target)
+{
+    if (handle_app_fn == NULL || app == NULL) {
+        wf_req_respond_error(r, 503);
+        return;
+    }
+    handle_app_fn(r, app, target);
+}
 
 static const wf_action_t *
 handle_match(wf_req_t *r, const wf_route_t *route)
@@ -215,6 +245,9 @@ wf_http_run_action(wf_req_t *r, const wf_action_t *a)
     case WF_ACTION_PASS:
         handle_pass(r, a);
         return;
+    case WF_ACTION_APP:
+        handle_app(r, a->app, a->app_target);
+        return;
     case WF_ACTION_NTYPES:
         break;
     }
@@ -236,6 +269,10 @@ wf_http_thread_exit(void)
 void
 wf_http_req_release(wf_req_t *r)
 {
+    if (r->app != NULL && handle_app_release_fn != NULL) {
+        handle_app_release_fn(r);
+        r->app = NULL;
+    }
     wf_static_req_release(r);
 }
 

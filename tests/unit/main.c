@@ -22,12 +22,15 @@ static const struct {
     {"route", wf_test_route},
     {"uri", wf_test_uri},
     {"conf", wf_test_conf},
+    {"conf_app", wf_test_conf_app},
     {"conf_store", wf_test_conf_store},
     {"api", wf_test_api},
     {"tpl", wf_test_tpl},
     {"port", wf_test_port},
     {"forwarded", wf_test_forwarded},
     {"access_log", wf_test_access_log},
+    {"app_rt", wf_test_app_rt},
+    {"ws_frame", wf_test_ws_frame},
 };
 
 int
