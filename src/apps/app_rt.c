@@ -1500,6 +1500,7 @@ rt_send_file(wf_app_req_t *r, int fd, off_t off, off_t len)
 }
 
 #define RT_IDLE_MAX 8 /* request objects kept per worker */
+#define RT_KEEP_MAX (WF_APP_WINDOW + RT_RBUF_SIZE) /* buffer kept with one */
 
 static void
 rt_end(wf_app_req_t *r, int ok)
@@ -1519,6 +1520,17 @@ rt_end(wf_app_req_t *r, int ok)
     s->active--;
     w->nactive--;
     if (w->nidle < RT_IDLE_MAX) {
+        /* Keep the usual buffers, not those one huge message grew. */
+        if (r->hcap > RT_KEEP_MAX) {
+            free(r->hbuf);
+            r->hbuf = NULL;
+            r->hcap = 0;
+        }
+        if (r->bcap > RT_KEEP_MAX) {
+            free(r->bbuf);
+            r->bbuf = NULL;
+            r->bcap = 0;
+        }
         wf_list_add_tail(&w->idle, &r->link);
         w->nidle++;
     } else {
