@@ -75,4 +75,11 @@ typedef void (*wf_http_app_fn)(wf_req_t *r, const wf_app_desc_t *app,
 
 void wf_http_app_set_handler(wf_http_app_fn fn);
 
+/* Called on r's loop when the mux frees a request whose r->app is set (the
+ * application endpoint's exchange); never calls back into r.  Installed
+ * with the handler. */
+typedef void (*wf_http_app_release_fn)(wf_req_t *r);
+
+void wf_http_app_set_release(wf_http_app_release_fn fn);
+
 #endif
