@@ -359,3 +359,30 @@ def test_requests_reach_the_compiled_targets(wharf, tmp_path):
     assert r.status_code == 200, r.text
     assert r.text == "other /t /x"
     drop_apps(server.api())
+
+
+def test_pass_with_variables_to_applications(wharf, tmp_path):
+    """A "pass" with variables is resolved per request against the
+    snapshot's applications; one that names none answers 404."""
+    path = write_app(tmp_path)
+    server = wharf({
+        "listeners": {"127.0.0.1:{port}": {"pass": "applications/$arg_a"}},
+        "applications": {
+            "app": app_config(path),
+            "tg": {"type": "python", "path": path,
+                   "processes": {"spare": 0},
+                   "targets": {"one": {"module": "wsgi"},
+                               "two": {"module": "other"}}}}})
+    need_python(server)
+    need_app_manager(server)
+    for query, status, text in (("a=app", 200, "hello from /p"),
+                                ("a=tg%2Ftwo", 200, "other  /p"),
+                                ("a=tg", 200, "hello from /p"),
+                                ("a=tg%2Fthree", 404, None),
+                                ("a=nope", 404, None),
+                                ("a=", 404, None)):
+        r = requests.get(server.url("/p?" + query), timeout=scaled(30))
+        assert r.status_code == status, (query, r.status_code, r.text)
+        if text is not None:
+            assert r.text == text, query
+    drop_apps(server.api())
