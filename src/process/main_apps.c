@@ -280,6 +280,9 @@ void
 wf_main_apps_router_lost(void)
 {
     apps.router = NULL;
+    if (apps.stopping) {
+        return; /* they got QUIT or TERM and the stop bound */
+    }
     for (unsigned i = 0; i < apps.nprocs; i++) {
         apps_proc_t *a = &apps.procs[i];
 

@@ -337,3 +337,20 @@ def test_app_title_under_unitd(wharf, modules, shared, tmp_path):
     assert rep["cmdline"].strip() == 'unit: "a" application'
     assert rep["comm"].strip() == "unitd"
     rebaseline(server)
+
+
+def test_quit_stops_apps_gracefully(wharf, modules, shared):
+    """QUIT reaches a running app as QUIT: it stops on its own (code 0),
+    and main waits for it before exiting."""
+    server, rep, pid = start_app(wharf, modules, shared)
+    assert get_pid(server) == pid
+    server.stopped_by_test = True
+    os.kill(server.pid, signal.SIGQUIT)
+    server.proc.wait(scaled(30))
+    assert re.search(r"\[notice\] .*app process %d exited with code 0" % pid,
+                     server.log_text()), server.log_text()
+    assert not pid_alive(pid)
+    lines = server.log_text().splitlines()
+    app_exit = [i for i, l in enumerate(lines) if "app process %d exited" % pid in l]
+    main_exit = [i for i, l in enumerate(lines) if "wharf 0.1.0 exited" in l]
+    assert app_exit and main_exit and app_exit[0] < main_exit[0]
