@@ -160,6 +160,20 @@ def test_discovery_list_reaches_the_controller(wharf, modules):
     rebaseline(server)
 
 
+def test_discovery_list_reaches_the_router_sorted(wharf, modules):
+    """The router shows main's list in /status/modules, highest version
+    first (numerically: 9.10 above 9.9), as Unit sorts it."""
+    for v in ("9.10.0", "9.2.0"):
+        build_module(str(modules / ("spawn%s.wharf.so" % v)), v)
+    server = wharf(listen_conf(), modulesdir=str(modules))
+    r = control(server).get("/status/modules")
+    assert r.status == 200, r
+    got = [(m["version"], os.path.basename(m["lib"])) for m in r.json["python"]]
+    assert got == [("9.10.0", "spawn9.10.0.wharf.so"),
+                   ("9.9.1", "spawn9.9.wharf.so"),
+                   ("9.2.0", "spawn9.2.0.wharf.so")], r.json
+
+
 def test_discovery_without_modules(wharf, tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()
