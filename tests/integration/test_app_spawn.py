@@ -368,3 +368,39 @@ def test_quit_stops_apps_gracefully(wharf, modules, shared):
     app_exit = [i for i, l in enumerate(lines) if "app process %d exited" % pid in l]
     main_exit = [i for i, l in enumerate(lines) if "wharf 0.1.0 exited" in l]
     assert app_exit and main_exit and app_exit[0] < main_exit[0]
+
+
+BAD_MODULE_C = r"""
+#include <signal.h>
+#include <unistd.h>
+__attribute__((constructor)) static void bad_init(void) { %s; }
+"""
+
+
+def build_bad_module(path, body):
+    src = path + ".c"
+    with open(src, "w") as f:
+        f.write(BAD_MODULE_C % body)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", path, src], check=True)
+
+
+def test_discovery_survives_crashing_and_hanging_modules(wharf, modules,
+                                                        monkeypatch):
+    """A module that crashes while loading, or never finishes loading, is
+    skipped (its probe is killed after 10 s); the others are found and
+    Wharf starts."""
+    import lib.wharf
+    build_bad_module(str(modules / "crash.wharf.so"), "raise(SIGSEGV)")
+    build_bad_module(str(modules / "hang.wharf.so"), "for (;;) pause()")
+    monkeypatch.setattr(lib.wharf, "START_TIMEOUT", 60.0)
+    server = wharf(listen_conf(), modulesdir=str(modules))
+    server.log_ignore += [r'module ".*crash\.wharf\.so" crashed its probe',
+                          r'module ".*hang\.wharf\.so" did not load within']
+    log = server.log_text()
+    assert re.search(r'\[alert\] .*module ".*/crash\.wharf\.so" crashed its '
+                     r'probe \(signal 11\)', log), log
+    assert re.search(r'\[alert\] .*module ".*/hang\.wharf\.so" did not load '
+                     r'within 10 s, skipped', log), log
+    assert re.search(r'module: python 9\.9\.1 ".*/spawn9\.9\.wharf\.so"', log)
+    r = control(server).get("/status/modules")
+    assert r.json["python"]["version"] == "9.9.1", r.json  # one: an object
