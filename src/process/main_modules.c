@@ -39,9 +39,17 @@ modules_probe_child(const char *file, int fd)
 {
     const wf_app_module_t *m;
     char buf[MODULES_TEXT];
+    sigset_t all;
     void *dl;
     int n;
 
+    /* A module loads with default signals, as in an app process; a
+     * crash then ends the probe with its signal. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        signal(sig, SIG_DFL);
+    }
+    sigfillset(&all);
+    sigprocmask(SIG_UNBLOCK, &all, NULL);
     dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         wf_log_alert(0, "dlopen(\"%s\"), failed: \"%s\"", file, dlerror());
