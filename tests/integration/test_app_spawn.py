@@ -404,3 +404,27 @@ def test_discovery_survives_crashing_and_hanging_modules(wharf, modules,
     assert re.search(r'module: python 9\.9\.1 ".*/spawn9\.9\.wharf\.so"', log)
     r = control(server).get("/status/modules")
     assert r.json["python"]["version"] == "9.9.1", r.json  # one: an object
+
+
+def test_unknown_user_option_refuses_to_start(tmp_path, modules):
+    """Started as root, --user and --group must name a real user and
+    group, as in Unit: main logs why and exits non-zero."""
+    from lib.wharf import Wharf
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    for args, why in (
+            ({"user": "wf-no-such-user"},
+             'getpwnam("wf-no-such-user") failed, user "wf-no-such-user" '
+             'not found'),
+            ({"user": "nobody", "group": "wf-no-such-group"},
+             'getgrnam("wf-no-such-group") failed, group "wf-no-such-group" '
+             'not found')):
+        w = Wharf(tmp_path / args.get("group", args["user"]), listen_conf(),
+                  modulesdir=str(modules), **args)
+        w._write_config()
+        os.makedirs(w.statedir, exist_ok=True)
+        proc = subprocess.run(w.command(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=scaled(30))
+        assert proc.returncode != 0
+        assert why in w.log_text(), w.log_text()
