@@ -224,7 +224,8 @@ def test_scaling_spare_max_idle_timeout(wharf):
     wait_status(srv, lambda s: s["processes"] == {"running": 1,
                                                   "starting": 0, "idle": 1},
                 "back to the spare")
-    assert len(apps.app_pids(srv, "t")) == 1
+    apps.wait_for(lambda: len(apps.app_pids(srv, "t")) == 1, 15,
+                  "the stopped processes to exit")
 
 
 def test_limits_requests_recycles_gracefully(wharf):
@@ -278,3 +279,34 @@ def test_changed_config_restarts_removed_app_stops(wharf):
     assert srv.api().put("/config", conf).status == 200
     apps.wait_for(lambda: apps.app_pids(srv, "t") == [], 15,
                   "the removed app's processes to exit")
+
+
+def test_failed_start_refuses_the_config_old_one_serves(wharf):
+    srv = wharf(config(processes=1, environment={"ROUTER_TEST": "old"}))
+    srv.log_ignore.append(r"failed to import module")
+    pid = get(srv, "/").headers["X-Pid"]
+    good = srv.config
+    bad = {"listeners": good["listeners"], "settings": good["settings"],
+           "applications": {"t": {"type": "python", "processes": 1,
+                                  "path": os.path.join(os.path.dirname(
+                                      APP_DIR), "wsgi"),
+                                  "module": "broken_import"}}}
+    reply = srv.api().put("/config", bad)
+    assert reply.status == 500, reply
+    assert reply.json["error"] == "Failed to apply new configuration."
+    r = get(srv, "/")
+    assert r.status_code == 200
+    assert r.headers["X-Pid"] == pid and r.headers["X-Env"] == "old"
+    assert srv.api().get("/config").json == good
+    # A new application that fails to start is refused too, and goes.
+    bad["applications"] = dict(good["applications"], u=bad["applications"]["t"])
+    assert srv.api().put("/config", bad).status == 500
+    assert get(srv, "/").headers["X-Pid"] == pid
+    assert "u" not in status_all(srv)["applications"]
+    # Each refused start was tried once, not retried.
+    assert srv.log_text().count("failed to import module") == 2
+    apps.wait_for(lambda: apps.app_pids(srv, "u") == [], 15, "u to go")
+
+
+def status_all(srv):
+    return srv.api().get("/status").json

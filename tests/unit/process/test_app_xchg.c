@@ -910,11 +910,21 @@ ta_release_srv(wf_h1_server_t *srv)
 }
 
 static void
+ta_on_settled(void *arg, const char *error)
+{
+    wf_unused(arg);
+    assert_null(error);
+    wf_app_mgr_commit(&ta.desc, 1);
+    sem_post(&tas.done);
+}
+
+static void
 ta_on_reconcile(wf_task_t *task)
 {
     wf_unused(task);
-    assert_int_equal(wf_app_mgr_reconcile(&ta.desc, 1), WF_OK);
-    sem_post(&tas.done);
+    /* spare 1: the configuration waits for the first READY. */
+    assert_int_equal(wf_app_mgr_reconcile(&ta.desc, 1, ta_on_settled, NULL),
+                     WF_AGAIN);
 }
 
 static int
