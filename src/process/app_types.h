@@ -160,7 +160,12 @@ struct app_xchg {
     uint64_t resp_len;   /* the app's Content-Length; WF_APP_LEN_NONE */
     uint64_t resp_got;   /* body bytes written to r->resp_body */
     uint64_t resp_acked; /* resp_got - queued at the last RESP_ACK */
-    char *mem;           /* response fields and memory body */
+    bool head_pending;   /* RESP_HEAD without END is held until the next
+                            message says how the body comes */
+    int file_fd;         /* a RESP_FILE held the same way; -1: none */
+    uint64_t file_off;
+    uint64_t file_len;
+    char *mem; /* response fields and memory body */
     size_t mem_cap;
 };
 
