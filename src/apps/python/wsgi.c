@@ -74,6 +74,9 @@ static PyObject *wsgi_template;
 /* A header name's byte as an environ key's: upper case, '-' as '_'. */
 static unsigned char wsgi_key_map[256];
 
+/* 1 for the bytes of an RFC 9110 token (a field name). */
+static unsigned char wsgi_tchar[256];
+
 static PyObject *wsgi_start_response(PyObject *self, PyObject *const *args,
                                      Py_ssize_t nargs);
 static PyObject *wsgi_write(PyObject *self, PyObject *data);
@@ -139,8 +142,16 @@ wsgi_template_create(wf_py_app_t *app)
 int
 wf_py_wsgi_init(wf_py_app_t *app)
 {
+    /* ASCII only, whatever locale Python's start set (Unit maps a-z). */
     for (unsigned c = 0; c < 256; c++) {
-        wsgi_key_map[c] = c == '-' ? '_' : (unsigned char)toupper((int)c);
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+
+        wsgi_key_map[c] = c == '-'                 ? '_'
+                          : (c >= 'a' && c <= 'z') ? (unsigned char)(c - 32)
+                                                   : (unsigned char)c;
+        wsgi_tchar[c] =
+            alpha || (c >= '0' && c <= '9')
+            || (c != 0 && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL);
     }
     for (int i = 0; i < WSGI_NSTR; i++) {
         wsgi_str[i] = PyUnicode_InternFromString(wsgi_str_text[i]);
@@ -307,6 +318,26 @@ wsgi_env_fields(wf_py_wsgi_t *ww, PyObject *env)
     return 0;
 }
 
+/* A port's decimal text in buf (8 bytes); its length.  No printf: it
+ * shows in a hello world's profile. */
+static int
+wsgi_port_text(char *buf, unsigned port)
+{
+    char tmp[8];
+    int n = 0, len;
+
+    port &= 0xffff;
+    do {
+        tmp[n++] = (char)('0' + port % 10);
+        port /= 10;
+    } while (port > 0);
+    len = n;
+    for (int i = 0; i < len; i++) {
+        buf[i] = tmp[--n];
+    }
+    return len;
+}
+
 /* The request's environ: a new reference, or NULL with an exception. */
 static PyObject *
 wsgi_environ(wf_py_wsgi_t *ww, const wf_py_target_t *t)
@@ -339,7 +370,7 @@ wsgi_environ(wf_py_wsgi_t *ww, const wf_py_target_t *t)
         path_len -= t->prefix_len;
     }
 
-    port_len = snprintf(port, sizeof(port), "%u", h->local_port);
+    port_len = wsgi_port_text(port, h->local_port);
 
     if (wsgi_env_cached(ww, env, WSGI_S_REQUEST_METHOD, WF_PY_WSGI_C_METHOD,
                         h->method.data, h->method.len)
@@ -466,15 +497,11 @@ wsgi_str_bytes(wf_py_wsgi_t *ww, PyObject *o, wf_app_str_t *s)
 static bool
 wsgi_field_ok(const wf_app_str_t *name, const wf_app_str_t *value)
 {
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
-
     if (name->len == 0) {
         return false;
     }
     for (size_t i = 0; i < name->len; i++) {
-        unsigned char c = (unsigned char)name->data[i];
-
-        if (!isalnum(c) && (c == 0 || strchr(tchar, c) == NULL)) {
+        if (!wsgi_tchar[(unsigned char)name->data[i]]) {
             return false;
         }
     }
