@@ -56,9 +56,8 @@ def site_data():
         apps.remove_tree(data)
 
 
-def django_config(data, env, prefix=None):
-    app = apps.python_app("django_site", module="site_project.wsgi",
-                          environment=env)
+def django_config(data, env, prefix=None, module="site_project.wsgi"):
+    app = apps.python_app("django_site", module=module, environment=env)
     static = {"match": {"uri": "/static/*"},
               "action": {"share": data + "$uri"}}
     to_app = {"action": {"pass": "applications/django"}}
@@ -243,3 +242,30 @@ def test_prefix(app_server, site_data):
     r = get(srv, "/site/admin/")
     assert r.status_code == 302
     assert r.headers["Location"] == "/site/admin/login/?next=/site/admin/"
+
+
+def test_django_over_asgi(app_server, site_data):
+    """The same project through Django's ASGI handler (site_project.asgi;
+    the protocol is detected): the page, the admin login and the form."""
+    data, env = site_data
+    srv = app_server.start(django_config(data, env,
+                                         module="site_project.asgi"))
+    r = get(srv, "/?name=ASGI")
+    assert r.status_code == 200, r.text[:2000]
+    assert "<h1>Hello, ASGI!</h1>" in r.text
+    assert get(srv, "/static/pages/site.css").status_code == 200
+    with requests.Session() as s:
+        r = admin_login(srv, s)
+        assert r.status_code == 302 and r.headers["Location"] == "/admin/"
+        assert "Site administration" in get(srv, "/admin/", session=s).text
+        token = csrf_token(get(srv, "/contact/", session=s).text)
+        r = s.post(srv.url("/contact/"),
+                   data={"csrfmiddlewaretoken": token, "name": "Bo",
+                         "email": "bo@example.com", "body": "over asgi"},
+                   timeout=TIMEOUT, allow_redirects=False)
+        assert r.status_code == 302, r.text[:2000]
+        r = get(srv, r.headers["Location"], session=s)
+        assert "<h1>Thanks, Bo</h1>" in r.text
+    r = get(srv, "/env/")
+    assert r.json()["path_info"] == "/env/"
+    assert r.json()["remote_addr"] == "127.0.0.1"

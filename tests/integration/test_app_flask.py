@@ -217,6 +217,24 @@ def test_keep_alive_one_process(flask):
     assert len(pids) == 1       # "processes" defaults to 1
 
 
+def test_threads(app_server):
+    """"threads": 4 runs four requests of one process at once (each waits
+    on a barrier that opens only when all four are in)."""
+    import concurrent.futures
+    srv = app_server.start(flask_config(threads=4))
+    key = "b%d" % os.getpid()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(
+            lambda _: get(srv, "/barrier/%s/4" % key), range(4)))
+    assert [r.status_code for r in replies] == [200] * 4, \
+        [r.text for r in replies]
+    got = [r.json() for r in replies]
+    assert sorted(g["index"] for g in got) == [0, 1, 2, 3]
+    assert len({g["thread"] for g in got}) == 4
+    assert len({g["pid"] for g in got}) == 1
+    assert all(g["multithread"] is True for g in got)
+
+
 def test_exception_is_500_and_logged(flask):
     pid = get(flask, "/info").json()["pid"]
     r = get(flask, "/boom")

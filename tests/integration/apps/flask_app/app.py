@@ -11,6 +11,7 @@ responses, error handlers, and an exception that Flask turns into a 500.
 
 import hashlib
 import os
+import threading
 
 from flask import (Flask, Response, abort, jsonify, redirect, request,
                    session, stream_with_context, url_for)
@@ -126,6 +127,25 @@ def big(size):
 def status(code):
     return Response("status %d\n" % code, status=code,
                     headers={"X-Custom": "custom-%d" % code})
+
+
+BARRIERS = {}
+BARRIERS_LOCK = threading.Lock()
+
+
+@app.route("/barrier/<key>/<int:n>")
+def barrier(key, n):
+    """Answers only once n requests with this key wait at once: n requests
+    can pass only if the process runs n of them concurrently ("threads")."""
+    with BARRIERS_LOCK:
+        b = BARRIERS.setdefault(key, threading.Barrier(n, timeout=20))
+    try:
+        index = b.wait()
+    except threading.BrokenBarrierError:
+        return jsonify(error="only some of %d requests ran at once" % n), 504
+    return jsonify(index=index, thread=threading.get_ident(),
+                   multithread=request.environ.get("wsgi.multithread"),
+                   pid=os.getpid())
 
 
 @app.route("/boom")
