@@ -486,3 +486,25 @@ def test_werkzeug_reads_a_body_of_unknown_length(tmp_path, chunked):
         r["headers"].append(["Content-Length", "3000"])
     result, log = run(tmp_path, {"module": "werkzeug_body"}, [r])
     assert body_of(result["responses"][0]) == b"got 3000 bytes: 0123456789"
+
+
+def test_calls_after_the_request_raise(tmp_path):
+    """start_response, write() and wsgi.input kept past their request and
+    called at exit (atexit, as Unit's ctx_iter_atexit test does) raise
+    RuntimeError; the process ends with 0."""
+    out = tmp_path / "late.txt"
+    result, _ = run(tmp_path, dict(BAD, callable="atexit_start"),
+                    [req(headers=[["X-Out", str(out)]])])
+    assert body_of(result["responses"][0]) == b"registered"
+    assert out.read_text().splitlines() == [
+        "start_response() is called outside of WSGI request processing",
+        "write() is called outside of WSGI request processing",
+        "wsgi.input.read() is called outside of WSGI request processing"]
+
+
+def test_exit_in_the_app_is_a_500(tmp_path):
+    """SystemExit from the app is an error like another (Unit: 500); the
+    worker goes on."""
+    result, log = run(tmp_path, dict(BAD, callable="exits"), [req(), req()])
+    assert [r["status"] for r in result["responses"]] == [500, 500]
+    assert "SystemExit" in log
