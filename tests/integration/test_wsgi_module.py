@@ -508,3 +508,17 @@ def test_exit_in_the_app_is_a_500(tmp_path):
     result, log = run(tmp_path, dict(BAD, callable="exits"), [req(), req()])
     assert [r["status"] for r in result["responses"]] == [500, 500]
     assert "SystemExit" in log
+
+
+def test_environ_field_names_long_and_cased(tmp_path):
+    """Names past the key cache's 32 bytes, and the same name in another
+    case, still make one HTTP_ key each, joined when repeated."""
+    long_name = "X-" + "Long-" * 10
+    key = "HTTP_" + long_name.upper().replace("-", "_")
+    reqs = [req(headers=[[long_name, "a"], [long_name.lower(), "b"],
+                         ["Accept", "1"], ["ACCEPT", "2"]]),
+            req(headers=[[long_name, "c"], ["accept", "3"]])]
+    result, _ = run(tmp_path, {"module": "environ"}, reqs)
+    e1, e2 = [json.loads(r["body"]) for r in result["responses"]]
+    assert e1[key] == "a, b" and e1["HTTP_ACCEPT"] == "1, 2"
+    assert e2[key] == "c" and e2["HTTP_ACCEPT"] == "3"

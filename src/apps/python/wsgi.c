@@ -203,30 +203,34 @@ wsgi_env_cached(wf_py_wsgi_t *ww, PyObject *env, int key, int slot,
     return PyDict_SetItem(env, wsgi_str[key], v);
 }
 
-/* The key for a header field name: borrowed from the worker's cache. */
+/* A cache slot for a name: from its length and a few of its bytes, case
+ * folded (most fields differ there; a collision only costs a new key). */
+static unsigned
+wsgi_key_slot(const char *name, size_t len)
+{
+    unsigned h = (unsigned)len * 7;
+
+    if (len > 0) {
+        h ^= ((unsigned char)name[0] | 0x20) << 1;
+        h ^= ((unsigned char)name[len - 1] | 0x20) << 2;
+        h ^= ((unsigned char)name[len / 2] | 0x20) * 3;
+    }
+    return h & (WF_PY_WSGI_NKEYS - 1);
+}
+
+/* The key for a header field name: borrowed from the worker's cache
+ * (names longer than WF_PY_WSGI_NAME_MAX get a new key each time, kept
+ * in the slot until the next one). */
 static wf_py_wsgi_key_t *
 wsgi_key_get(wf_py_wsgi_t *ww, const char *name, size_t len)
 {
-    uint32_t h = 2166136261u;
-    wf_py_wsgi_key_t *k;
+    wf_py_wsgi_key_t *k = &ww->keys[wsgi_key_slot(name, len)];
     PyObject *key;
     Py_UCS1 *p;
 
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ wsgi_key_map[(unsigned char)name[i]]) * 16777619u;
-    }
-    k = &ww->keys[h & (WF_PY_WSGI_NKEYS - 1)];
-
-    if (k->key != NULL && (size_t)PyUnicode_GET_LENGTH(k->key) == len + 5) {
-        p = PyUnicode_1BYTE_DATA(k->key) + 5;
-        size_t i = 0;
-
-        while (i < len && p[i] == wsgi_key_map[(unsigned char)name[i]]) {
-            i++;
-        }
-        if (i == len) {
-            return k;
-        }
+    if (k->key != NULL && k->name_len == len && len <= WF_PY_WSGI_NAME_MAX
+        && memcmp(k->name, name, len) == 0) {
+        return k;
     }
 
     key = PyUnicode_New((Py_ssize_t)len + 5, 255);
@@ -240,6 +244,10 @@ wsgi_key_get(wf_py_wsgi_t *ww, const char *name, size_t len)
     }
     Py_XSETREF(k->key, key);
     Py_CLEAR(k->val.obj);
+    k->name_len = len <= WF_PY_WSGI_NAME_MAX ? len : SIZE_MAX;
+    if (len <= WF_PY_WSGI_NAME_MAX) {
+        memcpy(k->name, name, len);
+    }
     return k;
 }
 
