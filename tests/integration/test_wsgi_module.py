@@ -522,3 +522,21 @@ def test_environ_field_names_long_and_cased(tmp_path):
     e1, e2 = [json.loads(r["body"]) for r in result["responses"]]
     assert e1[key] == "a, b" and e1["HTTP_ACCEPT"] == "1, 2"
     assert e2[key] == "c" and e2["HTTP_ACCEPT"] == "3"
+
+
+def test_client_gone_mid_response(tmp_path):
+    """A write the runtime refuses (the client left) stops the iteration
+    (close() is called) or raises in write(); the request is cut short and
+    the worker serves the next one."""
+    conf = {"targets": {
+        "endless": {"module": "bad", "callable": "endless"},
+        "write": {"module": "bad", "callable": "write_forever"},
+        "closed": {"module": "bad", "callable": "closed"}}}
+    result, log = run(tmp_path, conf, [req(target_index=0, gone_after=3),
+                                       req(target_index=1, gone_after=2),
+                                       req(target_index=2)])
+    endless, write, closed = result["responses"]
+    assert endless["ok"] is False and len(endless["pieces"]) == 3
+    assert write["ok"] is False and len(write["pieces"]) == 2
+    assert "failed to send the response" in log
+    assert body_of(closed) == b"endless"

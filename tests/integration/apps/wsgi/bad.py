@@ -147,3 +147,25 @@ def atexit_start(environ, start_response):
 def exits(environ, start_response):
     start_response("200", [("Content-Length", "1")])
     exit()
+
+
+class Endless:
+    """Streams until the client is gone; counts its close() calls."""
+
+    def __iter__(self):
+        while True:
+            yield b"tick"
+
+    def close(self):
+        CLOSED.append("endless")
+
+
+def endless(environ, start_response):
+    start_response("200 OK", [])
+    return Endless()
+
+
+def write_forever(environ, start_response):
+    write = start_response("200 OK", [])
+    while True:
+        write(b"tock")
