@@ -540,3 +540,11 @@ def test_client_gone_mid_response(tmp_path):
     assert write["ok"] is False and len(write["pieces"]) == 2
     assert "failed to send the response" in log
     assert body_of(closed) == b"endless"
+
+
+def test_list_too_big_to_join_goes_in_pieces(tmp_path):
+    result, _ = run(tmp_path, dict(BAD, callable="biglist"), [req()])
+    resp = result["responses"][0]
+    assert body_of(resp) == b"".join(b"%04d" % i * 250 for i in range(40))
+    assert resp["pieces"] == [["respond", 1000]] + [["write", 1000]] * 39
+    assert resp["ok"] and resp["last"] is False

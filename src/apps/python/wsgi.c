@@ -823,11 +823,20 @@ wsgi_send_seq(wf_py_wsgi_t *ww, PyObject *seq)
         return wsgi_body_send(ww, buf, total, 1) < 0 ? -1 : 0;
     }
 
-    for (Py_ssize_t i = 0; i < n && !ww->complete; i++) {
-        /* items may change under the app's code: hold the item */
-        PyObject *item = items[i];
+    /* While a write waits (the GIL released), another of the app's
+     * threads may change a list: read it afresh and hold each item. */
+    for (Py_ssize_t i = 0; !ww->complete; i++) {
+        PyObject *item;
         int rc;
 
+        n = PySequence_Fast_GET_SIZE(seq);
+        if (i >= n) {
+            break;
+        }
+        item = PySequence_Fast_GET_ITEM(seq, i);
+        if (wsgi_item_check(item) != 0) {
+            return -1;
+        }
         Py_INCREF(item);
         rc = wsgi_body_send(ww, PyBytes_AS_STRING(item),
                             (size_t)PyBytes_GET_SIZE(item), i == n - 1);

@@ -169,3 +169,8 @@ def write_forever(environ, start_response):
     write = start_response("200 OK", [])
     while True:
         write(b"tock")
+
+
+def biglist(environ, start_response):
+    start_response("200 OK", [])
+    return [b"%04d" % i * 250 for i in range(40)]
