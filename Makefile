@@ -3,7 +3,8 @@
 #   make run        build and run in the foreground on conf/default.json
 #   make test       unit tests + integration tests (make SAN=1 test: ASan+UBSan)
 #   make bench      Wharf beside nginx with wrk, 1000-route and
-#                   reconfiguration figures (not tests)
+#                   reconfiguration figures, then Python apps beside
+#                   Unit, uWSGI, gunicorn and uvicorn (not tests)
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make format-check
 #   make install    PREFIX/sbin/wharf and a unitd link to it (PREFIX
@@ -29,7 +30,13 @@ endif
 DEB_BUILD := meson ninja-build gcc clang pkg-config libjansson-dev \
              libcmocka-dev libpcre2-dev python3-dev
 DEB_TEST  := python3 python3-pytest python3-requests curl
+# The real apps of the application tests (tests/integration/apps/).
+DEB_APPS  := python3-flask python3-django python3-starlette \
+             python3-websockets python3-venv
 DEB_BENCH := wrk nginx-light
+# The peers of bench/apps.py.
+DEB_BENCH_APPS := uwsgi uwsgi-plugin-python3 gunicorn python3-uvicorn \
+                  python3-uvloop python3-httptools
 DEB_FUZZ  := clang node-llhttp libclang-rt-14-dev
 
 .PHONY: all deps deps-bench deps-fuzz run test unit integration bench fuzz \
@@ -46,10 +53,10 @@ install: all
 	DESTDIR=$(DESTDIR) meson install -C $(BUILDDIR)
 
 deps:
-	@./scripts/deps.sh $(DEB_BUILD) $(DEB_TEST)
+	@./scripts/deps.sh $(DEB_BUILD) $(DEB_TEST) $(DEB_APPS)
 
 deps-bench:
-	@./scripts/deps.sh $(DEB_BENCH)
+	@./scripts/deps.sh $(DEB_BENCH) $(DEB_BENCH_APPS)
 
 deps-fuzz:
 	@./scripts/deps.sh $(DEB_FUZZ)
@@ -58,6 +65,7 @@ run: all
 	mkdir -p var
 	sed 's|@WELCOME@|$(CURDIR)/conf/welcome|' conf/default.json > var/default.json
 	$(BUILDDIR)/wharf --no-daemon --statedir var --control unix:var/control.unit.sock \
+	    --modulesdir $(BUILDDIR)/modules \
 	    --pid var/wharf.pid --config var/default.json
 
 test: all
@@ -72,6 +80,7 @@ bench: deps-bench all
 	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf
 	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf --routes
 	$(PYTHON) bench/reconf.py --wharf $(CURDIR)/build/wharf
+	$(PYTHON) bench/apps.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
 
 fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \

@@ -1,6 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages named on the command line that are missing.
 # Runs apt-get update first, and only when something is missing.
+# The lists are the Makefile's DEB_* variables: `make deps` (hence `make
+# test` and CI) installs DEB_BUILD, DEB_TEST and DEB_APPS (python3-dev and
+# the real apps' frameworks: Flask, Django, Starlette, websockets, venv);
+# `make deps-bench` installs DEB_BENCH and DEB_BENCH_APPS (uWSGI with its
+# python3 plugin, gunicorn, uvicorn with uvloop and httptools).
 set -eu
 missing=""
 for p in "$@"; do

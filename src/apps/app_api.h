@@ -73,14 +73,14 @@ typedef struct wf_app_field {
 
 /* What the module knows of its process, from the config. */
 typedef struct wf_app_conf {
-    const char *name;      /* the application's name in the config */
-    const char *json;      /* the application's config object, JSON text
-                              as validated by the controller */
-    unsigned threads;      /* worker slots: rt->worker(app, 0..threads-1) */
-    const char *tmpdir;    /* --tmpdir */
-    unsigned ntargets;     /* entries of "targets"; 0 without */
-    const char **targets;  /* their names, in the order of
-                              wf_app_head_t.target */
+    const char *name;     /* the application's name in the config */
+    const char *json;     /* the application's config object, JSON text
+                             as validated by the controller */
+    unsigned threads;     /* worker slots: rt->worker(app, 0..threads-1) */
+    const char *tmpdir;   /* --tmpdir */
+    unsigned ntargets;    /* entries of "targets"; 0 without */
+    const char **targets; /* their names, in the order of
+                             wf_app_head_t.target */
 } wf_app_conf_t;
 
 /* A request head, as the router received it. */
@@ -147,8 +147,7 @@ typedef struct wf_app_rt {
      * WF_APP_OK, or WF_APP_DONE once the worker stops (after every request
      * of the worker ended).  The first call announces the worker ready. */
     int (*worker_fd)(wf_app_worker_t *w);
-    int (*dispatch)(wf_app_worker_t *w, const wf_app_events_t *ev,
-                    void *ctx);
+    int (*dispatch)(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx);
 
     const wf_app_head_t *(*head)(wf_app_req_t *req);
 

@@ -23,6 +23,9 @@
  * not acknowledged.  The receiver acknowledges (WF_APP_MSG_REQ_ACK,
  * WF_APP_MSG_RESP_ACK) once its consumer took at least half the window
  * since its last acknowledgement, so a small exchange needs no ack at all.
+ * Body bytes carried in REQ_HEAD or RESP_HEAD count against the window like
+ * those of REQ_BODY/RESP_BODY (so a head carries at most WF_APP_WINDOW of
+ * body), and acknowledgements count them too.
  * Nothing else may make a reader stop reading its socket. */
 #ifndef WF_APPS_APP_PROTO_H
 #define WF_APPS_APP_PROTO_H
@@ -80,14 +83,16 @@ typedef struct wf_app_ready {
 } wf_app_ready_t;
 
 /* wf_app_req_hdr_t.flags */
-#define WF_APP_REQ_BODY_END 0x1 /* no REQ_BODY/REQ_END follow: the body in
-                                   this message is all of it (maybe 0) */
-#define WF_APP_REQ_TLS      0x2 /* arrived over TLS (scheme https) */
-#define WF_APP_REQ_UPGRADE  0x4 /* a WebSocket handshake (RFC 6455 4.1 was
-                                   checked by the router); a 101 answer turns
-                                   the exchange into a two-way byte tunnel:
-                                   client bytes come as REQ_BODY, bytes the
-                                   app sends as RESP_BODY go out raw */
+#define WF_APP_REQ_BODY_END                                           \
+    0x1                    /* no REQ_BODY/REQ_END follow: the body in \
+                              this message is all of it (maybe 0) */
+#define WF_APP_REQ_TLS 0x2 /* arrived over TLS (scheme https) */
+#define WF_APP_REQ_UPGRADE                            \
+    0x4 /* a WebSocket handshake (RFC 6455 4.1 was    \
+           checked by the router); a 101 answer turns \
+           the exchange into a two-way byte tunnel:   \
+           client bytes come as REQ_BODY, bytes the   \
+           app sends as RESP_BODY go out raw */
 
 /* WF_APP_MSG_REQ_HEAD's fixed part, followed by WF_APP_REQ_NSTR strings and
  * then 2 * nfields strings (name, value), in the order below.  A string
@@ -121,8 +126,9 @@ enum {
 };
 
 /* wf_app_resp_hdr_t.flags */
-#define WF_APP_RESP_END 0x1 /* the body in this message is all of it: no
-                               RESP_BODY/RESP_FILE follow (RESP_END does) */
+#define WF_APP_RESP_END                              \
+    0x1 /* the body in this message is all of it: no \
+           RESP_BODY/RESP_FILE follow (RESP_END does) */
 
 /* WF_APP_MSG_RESP_HEAD's fixed part, followed by 2 * nfields strings
  * (encoded as above) and body_size bytes of body.  The router adds

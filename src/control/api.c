@@ -10,6 +10,7 @@
 #include "control/conf_store.h"
 #include "core/common.h"
 #include "core/json.h"
+#include "http/var.h"
 
 /* Routes and messages follow Unit's nxt_controller.c: a request path loses
  * its query and one trailing slash, then the first route whose prefix
@@ -36,6 +37,17 @@ typedef struct api_req {
     wf_api_reply_t *reply;
 } api_req_t;
 
+/* The WF_MSG_MODULES list (a reference), NULL until main sent it.  The
+ * controller runs one thread. */
+static json_t *api_modules;
+
+void
+wf_api_modules_set(json_t *modules)
+{
+    json_decref(api_modules);
+    api_modules = json_incref(modules);
+}
+
 /* ---- replies ----------------------------------------------------------- */
 
 void
@@ -60,6 +72,8 @@ wf_api_reply_fini(wf_api_reply_t *reply)
     reply->body = NULL;
     json_decref(reply->conf);
     reply->conf = NULL;
+    free(reply->restart);
+    reply->restart = NULL;
 }
 
 /* A 200 whose body is a value of the tree (borrowed here). */
@@ -386,9 +400,8 @@ static void
 api_commit(api_req_t *rq, json_t *next)
 {
     wf_conf_error_t err;
-    wf_conf_t *snap = wf_conf_compile(next, &err);
 
-    if (snap == NULL) {
+    if (wf_conf_check(next, api_modules, &err) != WF_OK) {
         wf_api_reply_set(rq->reply, 400,
                          err.error[0] != '\0' ? err.error
                                               : "Invalid configuration.",
@@ -396,7 +409,6 @@ api_commit(api_req_t *rq, json_t *next)
         json_decref(next);
         return;
     }
-    wf_conf_destroy(snap);
     wf_api_reply_set(rq->reply, 200, WF_API_DONE, NULL);
     if (json_equal(next, rq->conf)) {
         json_decref(next); /* Unit: a change that changes nothing is done */
@@ -537,8 +549,9 @@ api_has_prefix(wf_str_t s, const char *prefix)
     return s.len >= n && memcmp(s.data, prefix, n) == 0;
 }
 
-/* "/control/applications/NAME/restart": no application runs in Wharf yet,
- * so no NAME is found. */
+/* "/control/applications/NAME/restart" (NAME percent-decoded, as Unit's
+ * parser decodes the path): the router restarts NAME, and the reply waits
+ * for it.  Unit's order: the method, the path's shape, then the name. */
 static void
 api_control(api_req_t *rq)
 {
@@ -547,7 +560,8 @@ api_control(api_req_t *rq)
     wf_str_t s = rq->sub;
     size_t head = sizeof(apps) - 1;
     size_t tail = sizeof(restart) - 1;
-    json_t *list;
+    size_t n;
+    char *name;
 
     if (rq->op != WF_CONF_OP_GET) {
         wf_api_reply_set(rq->reply, 405, API_NOT_ALLOWED, NULL);
@@ -558,13 +572,20 @@ api_control(api_req_t *rq)
         wf_api_reply_set(rq->reply, 404, API_NOT_FOUND, NULL);
         return;
     }
-    list = json_object_get(rq->conf, "applications");
-    if (json_object_getn(list, s.data + head, s.len - head - tail) == NULL) {
+    name = malloc(s.len - head - tail + 1);
+    if (name == NULL) {
+        return; /* wf_api_handle() answers 500 */
+    }
+    n = wf_var_decode(name, s.data + head, s.len - head - tail, false);
+    name[n] = '\0';
+    if (json_object_getn(json_object_get(rq->conf, "applications"), name, n)
+        == NULL) {
+        free(name);
         wf_api_reply_set(rq->reply, 404, API_NOT_FOUND, NULL);
         return;
     }
-    wf_api_reply_set(rq->reply, 500, "Failed to restart app.",
-                     "Applications are not supported yet.");
+    wf_api_reply_set(rq->reply, 200, "Ok", NULL);
+    rq->reply->restart = name;
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -669,6 +690,8 @@ wf_api_handle(json_t *conf, json_t *status, wf_str_t method, wf_str_t target,
     if (reply->body == NULL) {
         json_decref(reply->conf);
         reply->conf = NULL;
+        free(reply->restart);
+        reply->restart = NULL;
         wf_api_reply_set(reply, 500, API_NOMEM, NULL);
     }
     json_decref(empty);

@@ -29,7 +29,15 @@ typedef struct wf_api_reply {
                         WF_API_DONE}: send it only once the router applied
                         conf, else reply 500 "Failed to apply new
                         configuration." */
+    char *restart;   /* owned (malloc); the application to restart, or
+                        NULL.  With restart set, body is {"success": "Ok"}:
+                        send it only once the router answered that new
+                        processes serve it (WF_MSG_APP_RESTART), else
+                        reply 500 WF_API_RESTART_FAILED. */
 } wf_api_reply_t;
+
+/* Unit's title of a restart the router did not confirm. */
+#define WF_API_RESTART_FAILED "Failed to restart app."
 
 /* Handles one control request.  conf (borrowed; NULL reads as {}) is the
  * current config tree; status (borrowed; NULL: Unit's shape with zeros) is
@@ -42,14 +50,21 @@ void wf_api_handle(json_t *conf, json_t *status, wf_str_t method,
                    wf_str_t target, const char *body, size_t len,
                    wf_api_reply_t *reply);
 
+/* Sets the language modules main found (the WF_MSG_MODULES array; takes
+ * a reference, NULL drops it): a change is accepted only if every
+ * application's "type" names one of them.  Until the first call no module
+ * is known, so every application is refused, as Unit refuses a type it has
+ * no module for.  A config loaded at start is not checked against it. */
+void wf_api_modules_set(json_t *modules);
+
 /* Sets *reply (whose body and conf must be NULL or already released) to
  * Unit's {"success": title} for status < 400, else {"error": title} plus
  * "detail" when detail is not NULL. */
 void wf_api_reply_set(wf_api_reply_t *reply, unsigned status, const char *title,
                       const char *detail);
 
-/* Releases reply's body and conf and sets them to NULL.  Accepts a reply
- * that was never filled if it was zeroed. */
+/* Releases reply's body, conf and restart and sets them to NULL.  Accepts
+ * a reply that was never filled if it was zeroed. */
 void wf_api_reply_fini(wf_api_reply_t *reply);
 
 /* Serialises v the way Unit's controller does: tab indentation, CRLF line

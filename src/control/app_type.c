@@ -26,27 +26,49 @@ app_type_lang_is(const char *lang, const char *type, size_t n)
     return strlen(lang) == n && strncmp(lang, type, n) == 0;
 }
 
-bool
-wf_app_type_known(const char *type)
+const char *
+wf_app_type_lang(const char *type)
 {
     const char *version;
     size_t n = app_type_split(type, &version);
 
     for (size_t i = 0; i < wf_nitems(app_type_langs); i++) {
         if (app_type_lang_is(app_type_langs[i], type, n)) {
-            return true;
+            return app_type_langs[i];
         }
     }
-    return false;
+    return NULL;
 }
 
-/* "3.11" matches "3.11" and "3.11.2", not "3.111"; "" matches all. */
+bool
+wf_app_type_known(const char *type)
+{
+    return wf_app_type_lang(type) != NULL;
+}
+
+static bool
+app_type_is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Unit's nxt_strvers_match(): want is a prefix of have that ends at a
+ * version part boundary, where a digit meets a non-digit.  "3.11" matches
+ * "3.11" and "3.11.2", "3." matches "3.11.2", "3.1" does not match "3.11";
+ * "" matches all. */
 static bool
 app_type_version_match(const char *have, const char *want)
 {
     size_t n = strlen(want);
 
-    return strncmp(have, want, n) == 0 && (have[n] == '\0' || have[n] == '.');
+    if (n == 0) {
+        return true;
+    }
+    if (strncmp(have, want, n) != 0) {
+        return false;
+    }
+    return have[n] == '\0'
+           || app_type_is_digit(have[n - 1]) != app_type_is_digit(have[n]);
 }
 
 /* Compares dotted versions numerically, component by component. */
@@ -80,7 +102,8 @@ wf_app_type_find(const json_t *modules, const char *type)
     json_t *m;
     int best = -1;
 
-    json_array_foreach (modules, i, m) {
+    json_array_foreach(modules, i, m)
+    {
         const char *lang = json_string_value(json_object_get(m, "type"));
         const char *have = json_string_value(json_object_get(m, "version"));
 

@@ -9,8 +9,10 @@
 #include <strings.h>
 #include <sys/un.h>
 
+#include "control/conf_app.h"
 #include "core/common.h"
 #include "http/access_log.h"
+#include "http/app_desc.h"
 #include "http/forwarded.h"
 #include "http/mime.h"
 #include "http/route_pattern.h"
@@ -61,10 +63,13 @@ struct conf_ctx {
     wf_conf_t *conf;
     wf_arena_t *a;
     json_t *root;
+    const json_t *modules; /* WF_MSG_MODULES to check types against; NULL:
+                              no check (wf_conf_compile()) */
     wf_conf_error_t *err;
     json_t **route_json;  /* the steps array of conf->routes[i] */
     bool routes_is_array; /* "routes" is the array form */
     const char **pass;    /* the "pass" of conf->listeners[i] */
+    const char **lapp;    /* its "application" (Unit's older form) */
     wf_action_t *action;  /* the action being compiled */
     json_t *step_match;   /* members of the step being compiled */
     json_t *step_action;
@@ -227,24 +232,6 @@ conf_bool(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     return WF_OK;
 }
 
-/* Unit's "chunked_transform": true makes Unit read a chunked request body
- * whole and hand it to the application with a Content-Length instead.
- * Without applications that has no effect (Wharf reads chunked bodies for
- * every action anyway), so true is refused until applications land rather
- * than accepted and ignored; false, the default, is accepted. */
-static int
-conf_chunked_transform(conf_ctx_t *cx, const char *key, json_t *value,
-                       const void *data)
-{
-    if (json_is_true(value)) {
-        return conf_fail(cx,
-                         "The \"chunked_transform\" option is not supported "
-                         "yet: it converts chunked request bodies for "
-                         "applications, which Wharf does not run yet.");
-    }
-    return conf_bool(cx, key, value, data);
-}
-
 /* Unit refuses one extension mapped to two types in the same config. */
 static int
 conf_mime_ext(conf_ctx_t *cx, json_t *ext)
@@ -367,7 +354,7 @@ static const conf_member_t conf_http_members[] = {
     {"body_temp_path", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
     {"websocket", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
     {"log_route", WF_JSON_BOOLEAN, conf_bool, CONF_OFFSET(log_route), 0},
-    {"chunked_transform", WF_JSON_BOOLEAN, conf_chunked_transform,
+    {"chunked_transform", WF_JSON_BOOLEAN, conf_bool,
      CONF_OFFSET(chunked_transform), 0},
     {"compression", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
     {"body_min_rate", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
@@ -504,6 +491,28 @@ conf_listener_pass(conf_ctx_t *cx, const char *key, json_t *value,
     return cx->pass[cx->conf->nlisteners] != NULL ? WF_OK : conf_nomem(cx);
 }
 
+/* "application": NAME, the form before "pass" (Unit 1.8); a "pass" beside
+ * it wins, but the name must exist all the same, as in Unit. */
+static int
+conf_listener_app(conf_ctx_t *cx, const char *key, json_t *value,
+                  const void *data)
+{
+    json_t *apps = json_object_get(cx->root, "applications");
+
+    wf_unused(key);
+    wf_unused(data);
+    if (json_object_getn(apps, json_string_value(value),
+                         json_string_length(value))
+        == NULL) {
+        return conf_fail(cx,
+                         "Listening socket is assigned for a non existing "
+                         "application \"%.200s\".",
+                         json_string_value(value));
+    }
+    cx->lapp[cx->conf->nlisteners] = conf_strdup(cx, value);
+    return cx->lapp[cx->conf->nlisteners] != NULL ? WF_OK : conf_nomem(cx);
+}
+
 /* ---- forwarded --------------------------------------------------------- */
 
 static int
@@ -608,7 +617,7 @@ conf_listener_forwarded(conf_ctx_t *cx, const char *key, json_t *value,
 
 static const conf_member_t conf_listener_members[] = {
     {"pass", WF_JSON_STRING, conf_listener_pass, NULL, 0},
-    {"application", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
+    {"application", WF_JSON_STRING, conf_listener_app, NULL, 0},
     {"tls", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
     {"forwarded", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
     {"client_ip", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
@@ -659,8 +668,10 @@ conf_listeners(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     cx->conf->listeners =
         wf_arena_calloc(cx->a, n * sizeof(wf_conf_listener_t));
     cx->pass = wf_arena_calloc(cx->a, n * sizeof(const char *));
+    cx->lapp = wf_arena_calloc(cx->a, n * sizeof(const char *));
     cx->fwds = wf_arena_calloc(cx->a, n * sizeof(wf_forwarded_t));
-    if (cx->conf->listeners == NULL || cx->pass == NULL || cx->fwds == NULL) {
+    if (cx->conf->listeners == NULL || cx->pass == NULL || cx->lapp == NULL
+        || cx->fwds == NULL) {
         return conf_nomem(cx);
     }
     cx->conf->http.fwd = cx->fwds;
@@ -675,44 +686,24 @@ conf_listeners(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
 
 /* ---- passes ------------------------------------------------------------ */
 
-/* Splits "a/b/c" into at most three segments; false when there are more. */
-static bool
-conf_pass_split(const char *pass, char seg[3][256])
-{
-    size_t k = 0;
-    size_t n = 0;
-
-    memset(seg, 0, 3 * sizeof(seg[0]));
-    for (const char *p = pass; *p != '\0'; p++) {
-        if (*p == '/') {
-            if (++k == 3) {
-                return false;
-            }
-            n = 0;
-            continue;
-        }
-        if (n + 1 >= sizeof(seg[0])) {
-            return false;
-        }
-        seg[k][n++] = *p;
-    }
-    return true;
-}
-
 static const wf_route_t *
-conf_route_lookup(conf_ctx_t *cx, const char *name, bool array)
+conf_route_lookup(conf_ctx_t *cx, wf_str_t name, bool array)
 {
-    if (array != cx->routes_is_array || (!array && name[0] == '\0')) {
+    if (array != cx->routes_is_array || (!array && name.len == 0)
+        || (name.len > 0 && memchr(name.data, '\0', name.len) != NULL)) {
         return NULL;
     }
-    return wf_conf_route(cx->conf, name);
+    /* NUL-ended by the split; "routes" alone names the array, route "" */
+    return wf_conf_route(cx->conf, name.len > 0 ? name.data : "");
 }
 
 static int conf_tpl_str(conf_ctx_t *cx, const char *key, const char *s,
                         size_t len, wf_tpl_t **out);
+static bool conf_has_var(const char *s);
 
-/* A "pass" with variables: compiled, and resolved per request against the
- * snapshot's routes (an unknown route then answers 404, as Unit). */
+/* A "pass" with variables: compiled, and resolved per request against
+ * the snapshot's routes and applications (an unknown one then answers 404,
+ * as Unit). */
 static int
 conf_pass_var(conf_ctx_t *cx, const char *pass, wf_action_t *act)
 {
@@ -732,37 +723,78 @@ conf_pass_var(conf_ctx_t *cx, const char *pass, wf_action_t *act)
     act->routes = cx->conf->routes;
     act->nroutes = cx->conf->nroutes;
     act->routes_is_array = cx->routes_is_array;
+    act->apps = cx->conf->apps;
+    act->napps = cx->conf->napps;
     return WF_OK;
 }
 
-/* Resolves a "pass" value to a route.  Applications and upstreams exist in
- * Unit's schema, but Wharf cannot run them yet. */
-static int
-conf_pass_resolve(conf_ctx_t *cx, const char *pass, const wf_route_t **out)
+/* "applications/NAME[/TARGET]": an application action.  Without TARGET an
+ * application with targets runs its first one, as in Unit. */
+static bool
+conf_pass_app(conf_ctx_t *cx, const wf_str_t seg[3], wf_action_t *act)
 {
-    char seg[3][256];
-    json_t *section;
+    const wf_app_desc_t *app =
+        wf_app_desc_find(cx->conf->apps, cx->conf->napps, seg[1]);
+    int target =
+        app != NULL && seg[2].len > 0 ? wf_app_desc_target(app, seg[2]) : 0;
 
-    if (!conf_pass_split(pass, seg)) {
+    if (app == NULL || target < 0) {
+        return false;
+    }
+    act->type = WF_ACTION_APP;
+    act->app = app;
+    act->app_target = (unsigned)target;
+    return true;
+}
+
+/* Resolves a fixed "pass" value into act: a route (WF_ACTION_PASS) or an
+ * application (WF_ACTION_APP).  Upstreams exist in Unit's schema, but
+ * Wharf cannot proxy to them yet. */
+static int
+conf_pass_resolve(conf_ctx_t *cx, const char *pass, wf_action_t *act)
+{
+    size_t len = strlen(pass);
+    char *buf = wf_arena_alloc(cx->a, len + 1);
+    wf_str_t seg[3];
+
+    if (buf == NULL) {
+        return conf_nomem(cx);
+    }
+    if (wf_app_desc_pass_split(wf_str_make(pass, len), buf, len + 1, seg)
+        != WF_OK) {
         return conf_fail(cx, "Request \"pass\" value \"%.200s\" is invalid.",
                          pass);
     }
-    if (strcmp(seg[0], "routes") == 0 && seg[2][0] == '\0') {
-        *out = conf_route_lookup(cx, seg[1], seg[1][0] == '\0');
-        if (*out != NULL) {
+    if (wf_str_eq(seg[0], wf_string("routes")) && seg[2].len == 0) {
+        act->type = WF_ACTION_PASS;
+        act->route = conf_route_lookup(cx, seg[1], seg[1].len == 0);
+        if (act->route != NULL) {
             return WF_OK;
         }
-    } else if ((strcmp(seg[0], "applications") == 0
-                || strcmp(seg[0], "upstreams") == 0)
-               && seg[1][0] != '\0') {
-        section = json_object_get(cx->root, seg[0]);
-        if (json_object_get(section, seg[1]) != NULL) {
-            return conf_fail(
-                cx, "A \"pass\" to \"%.200s\" is not supported yet.", pass);
+    } else if (wf_str_eq(seg[0], wf_string("applications")) && seg[1].len > 0) {
+        if (conf_pass_app(cx, seg, act)) {
+            return WF_OK;
         }
+    } else if (wf_str_eq(seg[0], wf_string("upstreams")) && seg[1].len > 0
+               && seg[2].len == 0
+               && json_object_getn(json_object_get(cx->root, "upstreams"),
+                                   seg[1].data, seg[1].len)
+                      != NULL) {
+        return conf_fail(cx, "A \"pass\" to \"%.200s\" is not supported yet.",
+                         pass);
     }
     return conf_fail(
         cx, "Request \"pass\" points to invalid location \"%.200s\".", pass);
+}
+
+/* Compiles a "pass" value into act, whatever it reaches. */
+static int
+conf_pass_compile(conf_ctx_t *cx, const char *pass, wf_action_t *act)
+{
+    if (conf_has_var(pass)) {
+        return conf_pass_var(cx, pass, act);
+    }
+    return conf_pass_resolve(cx, pass, act);
 }
 
 /* ---- actions ----------------------------------------------------------- */
@@ -903,10 +935,7 @@ conf_action_pass(conf_ctx_t *cx, const char *key, json_t *value,
 
     wf_unused(key);
     wf_unused(data);
-    if (conf_has_var(pass)) {
-        return conf_pass_var(cx, pass, cx->action);
-    }
-    return conf_pass_resolve(cx, pass, &cx->action->route);
+    return conf_pass_compile(cx, pass, cx->action);
 }
 
 static int
@@ -1229,39 +1258,69 @@ conf_routes_compile(conf_ctx_t *cx)
     return WF_OK;
 }
 
-/* A listener whose "pass" has variables routes through a route of its own
- * with one unconditional step: that pass. */
+/* A listener whose "pass" is not a fixed route (it has variables, or it
+ * names an application) routes through a route of its own with one
+ * unconditional step: that action. */
 static int
-conf_listener_pass_var(conf_ctx_t *cx, const char *pass, const wf_route_t **out)
+conf_listener_route(conf_ctx_t *cx, const wf_action_t *act,
+                    const wf_route_t **out)
 {
-    wf_action_t *act = wf_arena_calloc(cx->a, sizeof(*act));
     wf_route_t *route = wf_route_create(cx->a, "");
 
-    if (act == NULL || route == NULL) {
+    if (route == NULL) {
         return conf_nomem(cx);
     }
-    act->follow_symlinks = true;
-    act->traverse_mounts = true;
-    if (conf_pass_var(cx, pass, act) != WF_OK
-        || wf_route_add_step(route, cx->a, NULL, act, cx->err->detail,
-                             sizeof(cx->err->detail))
-               != WF_OK) {
+    if (wf_route_add_step(route, cx->a, NULL, act, cx->err->detail,
+                          sizeof(cx->err->detail))
+        != WF_OK) {
         return WF_ERROR;
     }
     *out = route;
     return WF_OK;
 }
 
+/* Compiles listener i's "pass" (or "application") into its route. */
+static int
+conf_listener_resolve(conf_ctx_t *cx, size_t i)
+{
+    wf_action_t *act = wf_arena_calloc(cx->a, sizeof(*act));
+    const char *name = cx->lapp[i];
+    int rc;
+
+    if (act == NULL) {
+        return conf_nomem(cx);
+    }
+    act->follow_symlinks = true;
+    act->traverse_mounts = true;
+    if (cx->pass[i] != NULL) {
+        rc = conf_pass_compile(cx, cx->pass[i], act);
+    } else {
+        /* conf_listener_app() found it in the tree: it is compiled. */
+        act->type = WF_ACTION_APP;
+        act->app = wf_app_desc_find(cx->conf->apps, cx->conf->napps,
+                                    wf_str_make(name, strlen(name)));
+        rc = act->app != NULL
+                 ? WF_OK
+                 : conf_fail(cx,
+                             "Listening socket is assigned for a non "
+                             "existing application \"%.200s\".",
+                             name);
+    }
+    if (rc != WF_OK) {
+        return WF_ERROR;
+    }
+    if (act->type == WF_ACTION_PASS && act->pass == NULL) {
+        cx->conf->listeners[i].pass = act->route;
+        return WF_OK;
+    }
+    return conf_listener_route(cx, act, &cx->conf->listeners[i].pass);
+}
+
 static int
 conf_listeners_resolve(conf_ctx_t *cx)
 {
     for (size_t i = 0; i < cx->conf->nlisteners; i++) {
-        const wf_route_t **out = &cx->conf->listeners[i].pass;
-        int rc = conf_has_var(cx->pass[i])
-                     ? conf_listener_pass_var(cx, cx->pass[i], out)
-                     : conf_pass_resolve(cx, cx->pass[i], out);
-
-        if (rc != WF_OK) {
+        if (conf_listener_resolve(cx, i) != WF_OK) {
             return WF_ERROR;
         }
     }
@@ -1403,12 +1462,24 @@ conf_access_log(conf_ctx_t *cx, const char *key, json_t *value,
 
 /* ---- root -------------------------------------------------------------- */
 
+/* "applications": see control/conf_app.c.  Compiled during the walk of the
+ * root, so before any step or listener "pass" resolves against them. */
+static int
+conf_applications(conf_ctx_t *cx, const char *key, json_t *value,
+                  const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    return wf_conf_apps_compile(cx->a, value, cx->modules, &cx->conf->apps,
+                                &cx->conf->napps, cx->err->detail,
+                                sizeof(cx->err->detail));
+}
+
 static const conf_member_t conf_root_members[] = {
     {"settings", WF_JSON_OBJECT, conf_nested, conf_settings_members, 0},
     {"listeners", WF_JSON_OBJECT, conf_listeners, NULL, 0},
     {"routes", WF_JSON_ARRAY | WF_JSON_OBJECT, conf_routes, NULL, 0},
-    {"applications", WF_JSON_OBJECT, NULL, NULL,
-     CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
+    {"applications", WF_JSON_OBJECT, conf_applications, NULL, 0},
     {"upstreams", WF_JSON_OBJECT, NULL, NULL,
      CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
     {"access_log", WF_JSON_STRING | WF_JSON_OBJECT, conf_access_log, NULL, 0},
@@ -1433,8 +1504,8 @@ conf_root(conf_ctx_t *cx)
     return WF_OK;
 }
 
-wf_conf_t *
-wf_conf_compile(json_t *root, wf_conf_error_t *err)
+static wf_conf_t *
+conf_compile(json_t *root, const json_t *modules, wf_conf_error_t *err)
 {
     conf_ctx_t cx;
     wf_arena_t *a;
@@ -1453,7 +1524,8 @@ wf_conf_compile(json_t *root, wf_conf_error_t *err)
     conf_http_defaults(&conf->http);
     conf->http.mime = wf_mime_table_create(a);
     memset(&cx, 0, sizeof(cx));
-    cx = (conf_ctx_t){.conf = conf, .a = a, .root = root, .err = err};
+    cx = (conf_ctx_t){
+        .conf = conf, .a = a, .root = root, .modules = modules, .err = err};
     if (conf->http.mime == NULL) {
         conf_nomem(&cx);
         goto fail;
@@ -1469,6 +1541,30 @@ fail:
     wf_access_log_destroy(conf->http.access_log);
     wf_arena_destroy(a);
     return NULL;
+}
+
+wf_conf_t *
+wf_conf_compile(json_t *root, wf_conf_error_t *err)
+{
+    return conf_compile(root, NULL, err);
+}
+
+int
+wf_conf_check(json_t *root, const json_t *modules, wf_conf_error_t *err)
+{
+    json_t *none = modules == NULL ? json_array() : NULL;
+    wf_conf_t *conf;
+
+    if (modules == NULL && none == NULL) {
+        memset(err, 0, sizeof(*err));
+        snprintf(err->error, sizeof(err->error), "Invalid configuration.");
+        snprintf(err->detail, sizeof(err->detail), "Out of memory.");
+        return WF_ERROR;
+    }
+    conf = conf_compile(root, modules != NULL ? modules : none, err);
+    json_decref(none);
+    wf_conf_destroy(conf);
+    return conf != NULL ? WF_OK : WF_ERROR;
 }
 
 wf_conf_t *

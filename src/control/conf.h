@@ -11,6 +11,7 @@
 
 #include "core/json.h"
 #include "core/pool.h"
+#include "http/app_desc.h"
 #include "http/http_conf.h"
 #include "http/route.h"
 
@@ -29,6 +30,12 @@ typedef struct wf_conf {
     wf_route_t **routes; /* every route, in config order; the
                             array form is one route named "" */
     size_t nroutes;
+    wf_app_desc_t *apps; /* "applications", in config order; NULL when
+                            napps is 0.  The router sets each live
+                            before it publishes the snapshot, and
+                            reconciles its applications by name and
+                            json text across snapshots. */
+    unsigned napps;
     json_t *json; /* the source tree; a reference */
 } wf_conf_t;
 
@@ -45,10 +52,19 @@ typedef struct wf_conf_error {
 wf_conf_t *wf_conf_load(const char *text, size_t len, wf_conf_error_t *err);
 
 /* Validates and compiles a config tree (borrowed; the snapshot takes a
- * reference).  Anything not supported yet (applications, upstreams, proxy,
- * TLS, access_log, ...) is rejected with a detail that says so.  Returns a
- * new snapshot or NULL with err filled. */
+ * reference).  Anything not supported yet (upstreams, proxy, TLS, ...) is
+ * rejected with a detail that says so.  Application types are checked
+ * against the languages Wharf knows, not against the modules installed
+ * (see wf_conf_check()).  Returns a new snapshot or NULL with err
+ * filled. */
 wf_conf_t *wf_conf_compile(json_t *root, wf_conf_error_t *err);
+
+/* Validates root (borrowed) as the controller must before it accepts a
+ * change: wf_conf_compile()'s checks, and each application's "type"
+ * against modules, the WF_MSG_MODULES array (borrowed; NULL: none known
+ * yet, so every type is refused with Unit's "The module to run ... is not
+ * found" message).  Returns WF_OK, or WF_ERROR with err filled. */
+int wf_conf_check(json_t *root, const json_t *modules, wf_conf_error_t *err);
 
 /* Returns the route that a "pass" of "routes" (name "") or "routes/NAME"
  * reaches, or NULL when conf has none of that name. */

@@ -15,6 +15,7 @@ wf_xchg_init(wf_req_t *r, wf_mux_t *mux, wf_loop_t *loop)
     r->mux = mux;
     r->body_wanted = false;
     r->on_abort = NULL;
+    r->app = NULL;
     wf_chan_init(&r->req_body, loop, WF_XCHG_CHAN_LIMIT);
     wf_chan_init(&r->resp_body, loop, WF_XCHG_CHAN_LIMIT);
 }
@@ -51,7 +52,9 @@ wf_xchg_stream_start(wf_req_t *r, wf_chan_cb on_writable)
 {
     wf_chan_set_writable(&r->resp_body, on_writable);
     r->resp.stream = true;
-    r->resp.content_length = 0;
+    if (!r->resp.stream_length) {
+        r->resp.content_length = 0;
+    }
     wf_req_respond(r);
 }
 

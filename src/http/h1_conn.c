@@ -1333,10 +1333,10 @@ static void
 h1_stream_setup(wf_h1_conn_t *c, wf_req_t *r)
 {
     h1_x(c)->streaming = true;
-    h1_x(c)->stream_chunked = r->head.version != 10;
+    h1_x(c)->stream_chunked = r->head.version != 10 && !r->resp.stream_length;
     h1_x(c)->stream_last = false;
     h1_x(c)->chunk_len = h1_x(c)->chunk_off = 0;
-    if (!h1_x(c)->stream_chunked) {
+    if (r->head.version == 10 && !r->resp.stream_length) {
         c->keep_alive = false;
     }
     wf_chan_set_readable(&r->resp_body, h1_on_resp_data);

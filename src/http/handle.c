@@ -6,6 +6,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "http/app_desc.h"
 #include "http/req.h"
 #include "http/respond.h"
 #include "http/route.h"
@@ -14,6 +15,35 @@
 #include "http/uri.h"
 
 #define HANDLE_PASS_MAX 512 /* a rendered "pass" value, at most */
+
+/* The router's application manager, installed once at start before any
+ * thread serves requests (so read without a lock). */
+static wf_http_app_fn handle_app_fn;
+static wf_http_app_release_fn handle_app_release_fn;
+
+void
+wf_http_app_set_handler(wf_http_app_fn fn)
+{
+    handle_app_fn = fn;
+}
+
+void
+wf_http_app_set_release(wf_http_app_release_fn fn)
+{
+    handle_app_release_fn = fn;
+}
+
+/* An "applications/NAME[/TARGET]" pass: the application manager takes r,
+ * or 503 when there is none (a process that serves no applications). */
+static void
+handle_app(wf_req_t *r, const wf_app_desc_t *app, unsigned target)
+{
+    if (handle_app_fn == NULL || app == NULL) {
+        wf_req_respond_error(r, 503);
+        return;
+    }
+    handle_app_fn(r, app, target);
+}
 
 static const wf_action_t *
 handle_match(wf_req_t *r, const wf_route_t *route)
@@ -158,19 +188,26 @@ handle_return(wf_req_t *r, const wf_action_t *a)
     wf_req_respond(r);
 }
 
-/* The route a "pass" reaches: fixed, or named by variables ("routes/$host")
- * and looked up in the request's snapshot.  NULL: no such route. */
+/* A "pass" named by variables ("routes/$host", "applications/$x"),
+ * rendered and looked up in the request's snapshot: a route (*app NULL),
+ * an application (*app set), or neither (404). */
 static const wf_route_t *
-handle_pass_route(const wf_req_t *r, const wf_action_t *a)
+handle_pass_find(const wf_req_t *r, const wf_action_t *a,
+                 const wf_app_desc_t **app, unsigned *target)
 {
+    static const char prefix[] = "applications/";
     char buf[HANDLE_PASS_MAX];
     size_t n;
 
-    if (a->pass == NULL) {
-        return a->route;
-    }
+    *app = NULL;
     n = wf_tpl_render(a->pass, &r->rq, buf, sizeof(buf));
     if (n >= sizeof(buf)) {
+        return NULL;
+    }
+    if (n >= sizeof(prefix) - 1
+        && memcmp(buf, prefix, sizeof(prefix) - 1) == 0) {
+        *app = wf_app_desc_find_pass(a->apps, a->napps, wf_str_make(buf, n),
+                                     target);
         return NULL;
     }
     return wf_route_find(a->routes, a->nroutes, a->routes_is_array,
@@ -180,12 +217,19 @@ handle_pass_route(const wf_req_t *r, const wf_action_t *a)
 static void
 handle_pass(wf_req_t *r, const wf_action_t *a)
 {
-    const wf_route_t *route = handle_pass_route(r, a);
+    const wf_app_desc_t *app = NULL;
+    unsigned target = 0;
+    const wf_route_t *route =
+        a->pass == NULL ? a->route : handle_pass_find(r, a, &app, &target);
     const wf_action_t *next;
 
     if (++r->passes > WF_REQ_MAX_PASSES) {
         /* Routes that pass to each other in a loop. */
         wf_req_respond_error(r, 500);
+        return;
+    }
+    if (app != NULL) {
+        handle_app(r, app, target);
         return;
     }
     next = route != NULL ? handle_match(r, route) : NULL;
@@ -215,6 +259,9 @@ wf_http_run_action(wf_req_t *r, const wf_action_t *a)
     case WF_ACTION_PASS:
         handle_pass(r, a);
         return;
+    case WF_ACTION_APP:
+        handle_app(r, a->app, a->app_target);
+        return;
     case WF_ACTION_NTYPES:
         break;
     }
@@ -236,6 +283,10 @@ wf_http_thread_exit(void)
 void
 wf_http_req_release(wf_req_t *r)
 {
+    if (r->app != NULL && handle_app_release_fn != NULL) {
+        handle_app_release_fn(r);
+        r->app = NULL;
+    }
     wf_static_req_release(r);
 }
 

@@ -40,6 +40,13 @@ typedef struct wf_resp {
     uint64_t content_length; /* body bytes (file or memory) */
     bool stream;             /* the body comes through r->resp_body, of
                                 unknown length (content_length unused) */
+    bool stream_length;      /* with stream: the body has content_length
+                                bytes exactly, sent unframed after a
+                                Content-Length (an application's) */
+    wf_str_t raw_fields;     /* "Name: value\r\n" lines an endpoint (an
+                                application) rendered, written as they
+                                are; borrowed, must outlive r; len 0:
+                                none */
     bool head_only;          /* HEAD: send the fields, not the body */
     bool close;              /* close the connection after this response */
 
@@ -76,6 +83,8 @@ struct wf_req {
     unsigned passes;         /* route passes so far */
     const wf_action_t *last; /* the last action run (response_headers) */
     wf_share_state_t *share; /* static.c's state; NULL unless a share ran */
+    void *app; /* the application endpoint's exchange (process/app_xchg.c),
+                  released through wf_http_req_release(); NULL: none */
 
     /* Blocking work on a helper thread (static.c's open()+fstat()). */
     wf_job_t job;

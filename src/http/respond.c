@@ -165,7 +165,7 @@ wf_resp_head_size(const wf_resp_t *resp)
 {
     /* Fixed fields and numbers fit in 512 bytes; the strings are added. */
     return 512 + resp->content_type.len + resp->location.len + resp->etag.len
-           + resp->content_range.len
+           + resp->content_range.len + resp->raw_fields.len
            + (resp->fields != NULL ? resp_fields_size(resp) : 0);
 }
 
@@ -277,7 +277,8 @@ wf_resp_head_write(char *out, size_t cap, const wf_resp_t *resp,
     if (resp->content_type.len > 0 && (skip & WF_RESP_F_CONTENT_TYPE) == 0) {
         p = resp_put_field(p, "Content-Type: ", 14, resp->content_type);
     }
-    if (resp_has_body_fields(resp->status) && resp->stream) {
+    if (resp_has_body_fields(resp->status) && resp->stream
+        && !resp->stream_length) {
         /* Unknown length: chunked, or close-delimited for HTTP/1.0 (the
          * caller then passes keep_alive false). */
         if (version != 10) {
@@ -304,6 +305,9 @@ wf_resp_head_write(char *out, size_t cap, const wf_resp_t *resp,
     }
     if (resp->location.len > 0 && (skip & WF_RESP_F_LOCATION) == 0) {
         p = resp_put_field(p, "Location: ", 10, resp->location);
+    }
+    if (resp->raw_fields.len > 0) {
+        p = resp_put(p, resp->raw_fields.data, resp->raw_fields.len);
     }
     if (resp->fields != NULL) {
         /* 64: room for Connection and the final CRLF. */

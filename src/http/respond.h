@@ -18,9 +18,10 @@ size_t wf_resp_head_size(const wf_resp_t *resp);
  * add fields; Date, Server, Content-Length, Connection and
  * Transfer-Encoding are never theirs to change.  resp->stream writes
  * Transfer-Encoding: chunked instead of Content-Length (nothing for
- * HTTP/1.0, whose body the close delimits).  keep_alive and the
- * request's version (10 or 11) decide the Connection field; server_version
- * whether Server carries the version.  Returns the length.  Never
+ * HTTP/1.0, whose body the close delimits), unless resp->stream_length
+ * says the length is known.  resp->raw_fields go out as they are.  keep_alive
+ * and the request's version (10 or 11) decide the Connection field;
+ * server_version whether Server carries the version.  Returns the length. Never
  * allocates. */
 size_t wf_resp_head_write(char *out, size_t cap, const wf_resp_t *resp,
                           wf_loop_t *loop, bool keep_alive, unsigned version,

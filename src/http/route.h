@@ -58,6 +58,7 @@ typedef enum wf_action_type {
     WF_ACTION_SHARE = 0,
     WF_ACTION_RETURN,
     WF_ACTION_PASS,
+    WF_ACTION_APP,   /* "pass": "applications/NAME[/TARGET]" */
     WF_ACTION_NTYPES /* must stay last */
 } wf_action_type_t;
 
@@ -107,12 +108,21 @@ typedef struct wf_action {
 
     /* WF_ACTION_PASS: route, or a template resolved per request against
      * the snapshot's routes (routes[0..nroutes), the array form when
-     * routes_is_array). */
+     * routes_is_array) and applications (apps[0..napps), with
+     * wf_app_desc_find_pass(): an "applications/..." value that names
+     * none answers 404). */
     const wf_route_t *route;
     const wf_tpl_t *pass;
+    const struct wf_app_desc *apps;
+    unsigned napps;
     wf_route_t *const *routes;
     size_t nroutes;
     bool routes_is_array;
+
+    /* WF_ACTION_APP: the application (in the same snapshot) and the index
+     * of the target in app->targets (0 without targets). */
+    const struct wf_app_desc *app;
+    unsigned app_target;
 } wf_action_t;
 
 /* Compiles a pattern set from a JSON string or array of strings (Unit's

@@ -30,6 +30,7 @@ typedef enum ctl_state {
     CTL_READ = 0, /* reading the head and body */
     CTL_STATUS,   /* waiting for the router's /status */
     CTL_APPLY,    /* waiting for the router to apply the new config */
+    CTL_RESTART,  /* waiting for the router to restart an application */
     CTL_WRITE,    /* writing the reply */
     CTL_CLOSED,   /* fd closed; freed at the end of the tick, or when the
                      controller is done with it */
@@ -58,6 +59,7 @@ struct wf_ctl_conn {
     wf_h1_chunked_t ch;
 
     wf_port_request_t status_req;
+    wf_port_request_t restart_req;
     wf_api_reply_t reply;
 
     char *out; /* owned: the reply */
@@ -91,6 +93,9 @@ ctl_conn_close(wf_ctl_conn_t *c)
     }
     if (c->state == CTL_STATUS && wf_ctl_router_port() != NULL) {
         wf_port_request_del(wf_ctl_router_port(), &c->status_req);
+    }
+    if (c->state == CTL_RESTART && wf_ctl_router_port() != NULL) {
+        wf_port_request_del(wf_ctl_router_port(), &c->restart_req);
     }
     wf_timer_stop(c->loop, &c->timer);
     wf_io_del(c->loop, &c->io);
@@ -207,6 +212,50 @@ wf_ctl_conn_take_conf(wf_ctl_conn_t *c)
     return conf;
 }
 
+/* The router answered the restart (or went away). */
+static void
+ctl_on_restarted(wf_port_request_t *req, wf_port_msg_t *msg, int status)
+{
+    wf_ctl_conn_t *c = wf_container_of(req, wf_ctl_conn_t, restart_req);
+    const char *why = "the router is gone";
+
+    if (status == WF_OK && msg->type == WF_MSG_OK) {
+        ctl_conn_reply(c);
+        return;
+    }
+    if (status == WF_OK) {
+        why = (const char *)wf_port_msg_flatten(msg);
+    }
+    wf_log_error(0, "application \"%s\" not restarted: %s", c->reply.restart,
+                 why != NULL ? why : "?");
+    ctl_conn_error(c, 500, WF_API_RESTART_FAILED);
+}
+
+/* Unit's GET /control/applications/NAME/restart: the router starts new
+ * processes, the old ones finish their requests, and only then does the
+ * client hear "Ok".  It is not queued behind config changes: the router
+ * reads its port in order, so a restart sent after a change runs after
+ * it. */
+static void
+ctl_conn_restart(wf_ctl_conn_t *c)
+{
+    wf_port_t *rp = wf_ctl_router_port();
+    const char *name = c->reply.restart;
+
+    c->state = CTL_RESTART;
+    c->restart_req.handler = ctl_on_restarted;
+    if (rp == NULL || wf_port_request_add(rp, &c->restart_req) != WF_OK) {
+        ctl_conn_error(c, 500, "Send restart failed.");
+        return;
+    }
+    if (wf_port_send(rp, WF_MSG_APP_RESTART, c->restart_req.stream, name,
+                     strlen(name), NULL, 0)
+        != WF_OK) {
+        wf_port_request_del(rp, &c->restart_req);
+        ctl_conn_error(c, 500, "Send restart failed.");
+    }
+}
+
 static void
 ctl_conn_handle(wf_ctl_conn_t *c, json_t *status)
 {
@@ -214,6 +263,10 @@ ctl_conn_handle(wf_ctl_conn_t *c, json_t *status)
 
     wf_api_handle(wf_ctl_conf(), status, h->method, h->target,
                   c->buf + c->body_start, c->body_len, &c->reply);
+    if (c->reply.restart != NULL) {
+        ctl_conn_restart(c);
+        return;
+    }
     if (c->reply.conf == NULL) {
         ctl_conn_reply(c);
         return;

@@ -48,11 +48,13 @@ typedef struct ctl_proc {
 static ctl_proc_t ctl;
 
 static void ctl_on_peer_port(wf_port_t *p, wf_port_msg_t *msg);
+static void ctl_on_modules(wf_port_t *p, wf_port_msg_t *msg);
 static void ctl_apply_next(void);
 
 static const wf_port_type_t ctl_main_types[] = {
     {WF_MSG_PEER_PORT, "peer_port", ctl_on_peer_port,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_MODULES, "modules", ctl_on_modules, WF_PORT_FROM(WF_PORT_MAIN), 0},
 };
 
 static const wf_port_type_t ctl_router_types[] = {
@@ -62,6 +64,8 @@ static const wf_port_type_t ctl_router_types[] = {
     {WF_MSG_CONF_APPLY, "conf_apply", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_STATUS_GET, "status_get", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_APP_RESTART, "app_restart", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
@@ -210,6 +214,26 @@ ctl_on_peer_port(wf_port_t *p, wf_port_msg_t *msg)
     }
 }
 
+/* The language modules main found, for validating application types.  A
+ * list that is not an array is logged and ignored (the last good one
+ * stays). */
+static void
+ctl_on_modules(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text =
+        msg->size > 0 ? (const char *)wf_port_msg_flatten(msg) : "[]";
+    json_t *modules = text != NULL ? json_loads(text, 0, NULL) : NULL;
+
+    wf_unused(p);
+    if (!json_is_array(modules)) {
+        wf_log_error(0, "the module list from main is not a JSON array");
+        json_decref(modules);
+        return;
+    }
+    wf_api_modules_set(modules);
+    json_decref(modules);
+}
+
 /* The config at start: --config FILE, else STATEDIR/conf.json; an invalid
  * stored config is logged and Wharf starts empty. */
 static json_t *
@@ -275,6 +299,7 @@ wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd)
     wf_port_destroy(ctl.router_port);
     json_decref(ctl.conf);
     json_decref(ctl.pending_conf);
+    wf_api_modules_set(NULL);
     wf_loops_destroy();
     return EXIT_SUCCESS;
 }

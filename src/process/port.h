@@ -22,7 +22,7 @@
 #include "core/loop.h"
 
 #define WF_PORT_VERSION          1
-#define WF_PORT_MAX_FDS          4                  /* per message */
+#define WF_PORT_MAX_FDS          64 /* per message: WF_APP_MAX_FDS app sockets */
 #define WF_PORT_MAX_SIZE_DEFAULT (16 * 1024)        /* payload per fragment */
 #define WF_PORT_MAX_SIZE_MIN     1024               /* non-final fragments */
 #define WF_PORT_MAX_SIZE_MAX     (64 * 1024)        /* fits any SO_SNDBUF */

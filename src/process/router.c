@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "http/access_log.h"
 #include "http/h1_conn.h"
+#include "process/app_mgr.h"
 
 #define ROUTER_FD_KEEP (-2) /* the listener exists already */
 
@@ -73,6 +74,7 @@ router_snap_release(wf_h1_snap_t *h1)
 {
     router_snap_t *snap = wf_container_of(h1, router_snap_t, h1);
 
+    wf_app_mgr_release(snap->conf->apps, snap->conf->napps);
     wf_conf_destroy(snap->conf);
     free(snap->sites);
     free(snap);
@@ -294,6 +296,11 @@ router_check_done(wf_router_t *rt)
     if (rt->pending > 0) {
         return;
     }
+    if (rt->error[0] == '\0'
+        && wf_app_mgr_reconcile(rt->next->conf->apps, rt->next->conf->napps)
+               != WF_OK) {
+        snprintf(rt->error, sizeof(rt->error), "Out of memory.");
+    }
     if (rt->error[0] != '\0') {
         router_abort(rt);
         return;
@@ -429,6 +436,64 @@ wf_router_destroy(wf_router_t *rt)
     free(rt);
 }
 
+static json_t *router_modules; /* Unit's "modules" object; loop 0 */
+
+/* Unit's shape: {"python": {"version": V, "lib": FILE}}, an array of
+ * such objects when one type has several versions. */
+void
+wf_router_modules_set(const char *text, size_t len)
+{
+    json_error_t jerr;
+    json_t *list = json_loadb(text, len, 0, &jerr);
+    json_t *mods = json_object();
+    size_t i;
+    json_t *m;
+
+    json_array_foreach(list, i, m)
+    {
+        const char *type = json_string_value(json_object_get(m, "type"));
+        json_t *one =
+            json_pack("{s:O?,s:O?}", "version", json_object_get(m, "version"),
+                      "lib", json_object_get(m, "file"));
+        json_t *prev;
+
+        if (type == NULL || one == NULL) {
+            json_decref(one);
+            continue;
+        }
+        prev = json_object_get(mods, type);
+        if (prev == NULL) {
+            json_object_set_new(mods, type, one);
+        } else if (json_is_array(prev)) {
+            json_array_append_new(prev, one);
+        } else {
+            json_object_set_new(mods, type, json_pack("[O,o]", prev, one));
+        }
+    }
+    json_decref(list);
+    json_decref(router_modules);
+    router_modules = mods;
+}
+
+/* Unit puts "modules" first. */
+static json_t *
+router_status_modules_first(json_t *root)
+{
+    json_t *ordered = json_object();
+
+    if (ordered == NULL) {
+        return root;
+    }
+    if (router_modules != NULL) {
+        json_object_set(ordered, "modules", router_modules);
+    } else {
+        json_object_set_new(ordered, "modules", json_object());
+    }
+    json_object_update(ordered, root);
+    json_decref(root);
+    return ordered;
+}
+
 char *
 wf_router_status_json(void)
 {
@@ -445,6 +510,8 @@ wf_router_status_json(void)
     if (root == NULL) {
         return NULL;
     }
+    wf_app_mgr_status(json_object_get(root, "applications"));
+    root = router_status_modules_first(root);
     /* Wharf's key: access-log lines written, and dropped (the writer was
      * stuck behind a stalled file system, or a write failed). */
     json_object_set_new(

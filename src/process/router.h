@@ -50,6 +50,10 @@ void wf_router_stop_listening(wf_router_t *rt);
  * loops stopped). */
 void wf_router_destroy(wf_router_t *rt);
 
+/* Keeps the language modules main found (WF_MSG_MODULES: a JSON array
+ * of {"type", "version", "file"}) for /status.  Loop 0. */
+void wf_router_modules_set(const char *text, size_t len);
+
 /* Writes Unit's /status object as JSON text into a malloc'd string. */
 char *wf_router_status_json(void);
 

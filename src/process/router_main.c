@@ -1,6 +1,8 @@
 /* The router process: I/O threads serving requests, ports to main (for
  * listening sockets) and to the controller (for configurations). */
+#include <jansson.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include "core/tpool.h"
 #include "http/access_log.h"
 #include "http/h1_conn.h"
+#include "process/app_mgr.h"
 #include "process/port.h"
 #include "process/port_msg_types.h"
 #include "process/process.h"
@@ -41,6 +44,9 @@ static router_proc_t rproc;
 static void router_on_conf_apply(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_status_get(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_peer_port(wf_port_t *p, wf_port_msg_t *msg);
+static void router_on_app_exit(wf_port_t *p, wf_port_msg_t *msg);
+static void router_on_modules(wf_port_t *p, wf_port_msg_t *msg);
+static void router_on_app_restart(wf_port_t *p, wf_port_msg_t *msg);
 
 /* Sorted by type.  Types only this process sends have the reply handler:
  * the senders mask keeps the peer from ever sending them. */
@@ -54,6 +60,16 @@ static const wf_port_type_t router_main_types[] = {
      WF_PORT_FROM(WF_PORT_ROUTER), 0},
     {WF_MSG_PEER_PORT, "peer_port", router_on_peer_port,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_APP_START, "app_start", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_ROUTER), WF_PORT_MAX_FDS},
+    {WF_MSG_APP_PID, "app_pid", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_APP_EXIT, "app_exit", router_on_app_exit,
+     WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_APP_KILL, "app_kill", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_MODULES, "modules", router_on_modules, WF_PORT_FROM(WF_PORT_MAIN),
+     0},
 };
 
 static const wf_port_type_t router_ctrl_types[] = {
@@ -63,6 +79,8 @@ static const wf_port_type_t router_ctrl_types[] = {
     {WF_MSG_CONF_APPLY, "conf_apply", router_on_conf_apply,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_STATUS_GET, "status_get", router_on_status_get,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_APP_RESTART, "app_restart", router_on_app_restart,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
@@ -144,6 +162,104 @@ static const wf_router_ops_t router_proc_ops = {
     .applied = router_applied,
 };
 
+static int
+router_app_start(wf_port_request_t *req, const char *payload, size_t len,
+                 const int *fds, unsigned nfds)
+{
+    if (rproc.main_port == NULL
+        || wf_port_request_add(rproc.main_port, req) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (wf_port_send(rproc.main_port, WF_MSG_APP_START, req->stream, payload,
+                     len, fds, nfds)
+        != WF_OK) {
+        /* The request stays registered: the port's close fails it. */
+        wf_port_request_del(rproc.main_port, req);
+        return WF_ERROR;
+    }
+    return WF_OK;
+}
+
+static void
+router_app_kill(pid_t pid)
+{
+    char text[24];
+    int n = snprintf(text, sizeof(text), "%d", (int)pid);
+
+    if (rproc.main_port != NULL) {
+        wf_port_send(rproc.main_port, WF_MSG_APP_KILL, 0, text, (size_t)n, NULL,
+                     0);
+    }
+}
+
+static void
+router_app_restarted(uint64_t stream, const char *error)
+{
+    if (rproc.ctrl_port == NULL) {
+        return;
+    }
+    if (error == NULL) {
+        wf_port_send(rproc.ctrl_port, WF_MSG_OK, stream, NULL, 0, NULL, 0);
+    } else {
+        wf_port_send(rproc.ctrl_port, WF_MSG_FAIL, stream, error, strlen(error),
+                     NULL, 0);
+    }
+}
+
+static const wf_app_mgr_ops_t router_app_ops = {
+    .start = router_app_start,
+    .kill = router_app_kill,
+    .restarted = router_app_restarted,
+};
+
+/* {"pid": P, "name": NAME, "code": C} or {..., "signal": S} */
+static void
+router_on_app_exit(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text = (const char *)wf_port_msg_flatten(msg);
+    json_int_t pid = 0;
+    json_int_t code = 0;
+    json_int_t signo = 0;
+    json_error_t jerr;
+    json_t *root = text != NULL ? json_loads(text, 0, &jerr) : NULL;
+
+    wf_unused(p);
+    if (root == NULL
+        || json_unpack(root, "{s:I,s?I,s?I}", "pid", &pid, "code", &code,
+                       "signal", &signo)
+               != 0) {
+        wf_log_error(0, "bad app exit message from main");
+        json_decref(root);
+        return;
+    }
+    json_decref(root);
+    wf_app_mgr_on_exit((pid_t)pid, (int)code, (int)signo);
+}
+
+static void
+router_on_modules(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text = (const char *)wf_port_msg_flatten(msg);
+
+    wf_unused(p);
+    if (text != NULL) {
+        wf_router_modules_set(text, msg->size);
+    }
+}
+
+static void
+router_on_app_restart(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *name = (const char *)wf_port_msg_flatten(msg);
+
+    wf_unused(p);
+    if (name == NULL) {
+        router_app_restarted(msg->stream, "Out of memory.");
+        return;
+    }
+    wf_app_mgr_restart(name, msg->stream);
+}
+
 static void
 router_on_conf_apply(wf_port_t *p, wf_port_msg_t *msg)
 {
@@ -212,6 +328,7 @@ router_start(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     }
     rproc.main_owner.on_close = router_on_main_close;
     rproc.ctrl_owner.on_close = router_on_ctrl_close;
+    wf_app_mgr_init(&router_app_ops);
     rproc.rt = wf_router_create(&router_proc_ops, wf_loop_get(0));
     rproc.main_port = wf_proc_port_open(
         main_fd, WF_PORT_ROUTER, WF_PORT_MAIN, router_main_types,
@@ -246,6 +363,7 @@ wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     wf_port_destroy(rproc.main_port);
     wf_port_destroy(rproc.ctrl_port);
     wf_router_destroy(rproc.rt);
+    wf_app_mgr_shutdown(); /* after the snapshots' references went */
     wf_loops_destroy();
     return EXIT_SUCCESS;
 }

@@ -113,14 +113,11 @@ def test_invalid_config_rejected(tmp_path, name):
 ROUTE_OK = {"action": {"return": 200}}
 
 UNSUPPORTED = {
-    "applications": {"applications": {"app": {"type": "python",
-                                              "path": "/tmp", "module": "wsgi"}}},
+    "isolation": {"applications": {"app": {
+        "type": "python", "path": "/tmp", "module": "wsgi",
+        "isolation": {"namespaces": {"credential": True}}}}},
     "upstreams": {"upstreams": {"up": {"servers": {"127.0.0.1:1": {}}}}},
     "proxy": {"routes": [{"action": {"proxy": "http://127.0.0.1:1"}}]},
-    "pass_application": {
-        "applications": {"app": {"type": "python", "path": "/tmp",
-                                 "module": "wsgi"}},
-        "routes": [{"action": {"pass": "applications/app"}}]},
     "tls": {"listeners": {"127.0.0.1:{port}": {
         "pass": "routes", "tls": {"certificate": "bundle"}}}},
 }

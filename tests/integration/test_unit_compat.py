@@ -324,16 +324,15 @@ def test_response_header_variables(wharf, tmp_path, docroot):
 
 # -- chunked_transform ---------------------------------------------------------------
 
-def test_chunked_transform_true_is_refused_false_accepted(wharf):
-    """Unit's chunked_transform converts chunked bodies for applications;
-    until Wharf runs applications, true is refused with a clear message
-    rather than accepted with no effect."""
+def test_chunked_transform_accepted(wharf):
+    """Unit's chunked_transform converts chunked bodies for applications
+    (the router hands them over with a Content-Length); both values are
+    accepted, and other actions read chunked bodies either way."""
     server = wharf(routes_config([{"action": {"return": 204}}]))
     api = server.api()
     r = api.put("/config/settings", {"http": {"chunked_transform": True}})
-    assert r.status == 400, r
-    assert "chunked_transform" in r.json["detail"]
-    assert "not supported yet" in r.json["detail"]
+    assert r.status == 200, r
+    assert api.get("/config/settings/http/chunked_transform").json is True
     r = api.put("/config/settings", {"http": {"chunked_transform": False}})
     assert r.status == 200, r
     # Chunked bodies are read for every action whatever the setting.

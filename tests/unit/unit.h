@@ -34,12 +34,17 @@ int wf_test_range(void);
 int wf_test_route(void);
 int wf_test_uri(void);
 int wf_test_conf(void);
+int wf_test_conf_app(void);
 int wf_test_conf_store(void);
 int wf_test_api(void);
 int wf_test_tpl(void);
 int wf_test_port(void);
+int wf_test_main_apps(void);
 int wf_test_forwarded(void);
 int wf_test_access_log(void);
+int wf_test_app_xchg(void);
+int wf_test_app_rt(void);
 int wf_test_ws_frame(void);
+int wf_test_py_wsgi(void);
 
 #endif

@@ -35,6 +35,43 @@ __attribute__((visibility("default"))) const wf_app_module_t wf_app_module = {
 /* traceback.format_exception, for wf_py_log_exception(). */
 static PyObject *python_format_exception;
 
+/* A log line holds about 2 KiB (core/log.c): a longer traceback goes in
+ * several, cut at line ends. */
+#define PYTHON_LOG_PIECE 1536
+
+/* Logs what, then the n bytes of text below it (several calls when
+ * long). */
+static void
+python_log_text(wf_py_app_t *app, wf_app_log_level_t level, const char *what,
+                const char *text, size_t n)
+{
+    int first = 1;
+
+    do {
+        size_t take = n, shown;
+
+        if (take > PYTHON_LOG_PIECE) {
+            /* Cut after the last '\n' that fits, if there is one. */
+            while (take > PYTHON_LOG_PIECE
+                   || (take > 1 && text[take - 1] != '\n')) {
+                take--;
+            }
+            if (take <= 1) {
+                take = PYTHON_LOG_PIECE;
+            }
+        }
+        shown = take > 0 && text[take - 1] == '\n' ? take - 1 : take;
+        if (first) {
+            app->rt->log(level, "%s\n%.*s", what, (int)shown, text);
+            first = 0;
+        } else {
+            app->rt->log(level, "%.*s", (int)shown, text);
+        }
+        text += take;
+        n -= take;
+    } while (n > 0);
+}
+
 void
 wf_py_log_exception(wf_py_app_t *app, wf_app_log_level_t level,
                     const char *what, ...)
@@ -92,7 +129,7 @@ wf_py_log_exception(wf_py_app_t *app, wf_app_log_level_t level,
         while (n > 0 && s[n - 1] == '\n') {
             n--;
         }
-        app->rt->log(level, "%s\n%.*s", line, (int)n, s);
+        python_log_text(app, level, line, s, n);
     }
 
     Py_XDECREF(text);

@@ -132,8 +132,12 @@ static const struct {
      NULL},
     {"PUT", "/config", "[]", 400,
      API_CONF("The configuration must be an object, but not an array."), NULL},
-    {"PUT", "/config/applications", "{\"app\": {\"type\": \"python\"}}", 400,
-     API_CONF("The \\\"applications\\\" option is not supported yet."), NULL},
+    /* no module list from main yet: every type is refused, as Unit's */
+    {"PUT", "/config/applications",
+     "{\"app\": {\"type\": \"python\", \"module\": \"m\"}}", 400,
+     API_CONF("The module to run \\\"python\\\" is not found among the "
+              "available application modules."),
+     NULL},
     /* accepted changes */
     {"PUT", "/config", "{}", 200, API_DONE, "{}"},
     {"PUT", "/config/", "// Unit's lenient JSON\n{\"listeners\": {},}", 200,
@@ -240,6 +244,7 @@ api_run_row(json_t *conf, size_t i)
     } else {
         api_expect(what, reply.conf, api_rows[i].conf);
     }
+    assert_null(reply.restart);
     wf_api_reply_fini(&reply);
 }
 
@@ -364,7 +369,7 @@ test_text(void **state)
     wf_unused(state);
     for (size_t i = 0; i < wf_nitems(api_texts); i++) {
         json_t *v = wf_test_json_parse(api_texts[i].json);
-        wf_api_reply_t reply = {200, v, NULL};
+        wf_api_reply_t reply = {200, v, NULL, NULL};
         size_t len = 0;
         char *text = wf_api_reply_text(&reply, &len);
 
@@ -410,6 +415,75 @@ api_put_config(const char *name, const char *text, size_t len)
     json_decref(conf);
 }
 
+/* With the modules main found, applications are accepted when their
+ * type names one; "GET /control/applications/NAME/restart" asks the router
+ * for a restart of an existing NAME. */
+static void
+test_applications(void **state)
+{
+    static const char app[] =
+        "{\"type\": \"python 3.11\", \"module\": \"wsgi\"}";
+    json_t *modules = wf_test_json_parse(
+        "[{\"type\": \"python\", \"version\": \"3.11.2\", \"file\": \"/m\"}]");
+    json_t *conf = wf_test_json_parse(
+        "{\"listeners\": {\"127.0.0.1:8080\": {\"pass\": "
+        "\"applications/a b\"}}, \"applications\": {\"a b\": {\"type\": "
+        "\"python\", \"module\": \"wsgi\"}}}");
+    wf_api_reply_t reply;
+
+    wf_unused(state);
+    wf_api_modules_set(modules);
+    api_call(conf, NULL, "PUT", "/config/applications/c", app, strlen(app),
+             &reply);
+    assert_int_equal(reply.status, 200);
+    api_expect("put app", reply.body, API_DONE);
+    assert_non_null(
+        json_object_get(json_object_get(reply.conf, "applications"), "c"));
+    wf_api_reply_fini(&reply);
+    api_call(conf, NULL, "PUT", "/config/applications/a%20b/type",
+             "\"python 3.9\"", 12, &reply);
+    assert_int_equal(reply.status, 400);
+    api_expect("absent version", reply.body,
+               API_CONF("The module to run \\\"python 3.9\\\" is not found "
+                        "among the available application modules."));
+    wf_api_reply_fini(&reply);
+    api_call(conf, NULL, "GET", "/control/applications/a%20b/restart", NULL, 0,
+             &reply);
+    assert_int_equal(reply.status, 200);
+    api_expect("restart", reply.body, "{\"success\": \"Ok\"}");
+    assert_string_equal(reply.restart, "a b");
+    assert_null(reply.conf);
+    wf_api_reply_fini(&reply);
+    assert_null(reply.restart);
+    api_call(conf, NULL, "GET", "/control/applications/a%20b/restart/?x", NULL,
+             0, &reply);
+    assert_string_equal(reply.restart, "a b");
+    wf_api_reply_fini(&reply);
+    api_call(conf, NULL, "GET", "/control/applications/ab/restart", NULL, 0,
+             &reply);
+    assert_int_equal(reply.status, 404);
+    api_expect("unknown app", reply.body, API_NOT_FOUND);
+    assert_null(reply.restart);
+    wf_api_reply_fini(&reply);
+    api_call(conf, NULL, "PUT", "/control/applications/a%20b/restart", NULL, 0,
+             &reply);
+    assert_int_equal(reply.status, 405);
+    api_expect("put restart", reply.body, API_NOT_ALLOWED);
+    assert_null(reply.restart);
+    wf_api_reply_fini(&reply);
+    api_call(conf, NULL, "GET", "/control/applications/a%20b/restartx", NULL, 0,
+             &reply);
+    assert_int_equal(reply.status, 404);
+    wf_api_reply_fini(&reply);
+    wf_api_modules_set(NULL);
+    api_call(conf, NULL, "PUT", "/config/applications/c", app, strlen(app),
+             &reply);
+    assert_int_equal(reply.status, 400);
+    wf_api_reply_fini(&reply);
+    json_decref(modules);
+    json_decref(conf);
+}
+
 static void
 test_unit_configs(void **state)
 {
@@ -420,10 +494,18 @@ test_unit_configs(void **state)
     DIR *d = NULL;
 
     wf_unused(state);
+    json_t *modules =
+        wf_test_json_parse("[{\"type\": \"python\", \"version\": \"3.12.1\"},"
+                           " {\"type\": \"python\", \"version\": \"3.11.2\"},"
+                           " {\"type\": \"php\", \"version\": \"8.2.7\"}]");
+
     if (!wf_test_unit_configs_dir(dir, sizeof(dir))
         || (d = opendir(dir)) == NULL) {
+        json_decref(modules);
         skip();
     }
+    wf_api_modules_set(modules);
+    json_decref(modules);
     while ((de = readdir(d)) != NULL) {
         size_t nlen = strlen(de->d_name);
         size_t len = 0;
@@ -440,6 +522,7 @@ test_unit_configs(void **state)
         seen++;
     }
     closedir(d);
+    wf_api_modules_set(NULL);
     assert_true(seen > 0);
 }
 
@@ -451,6 +534,7 @@ wf_test_api(void)
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_status_and_null_conf),
         cmocka_unit_test(test_text),
+        cmocka_unit_test(test_applications),
         cmocka_unit_test(test_unit_configs),
     };
 

@@ -285,8 +285,7 @@ static const struct {
      "The \"settings\" value must be an object, but not a null."},
     /* not supported yet */
     {"{\"applications\": {\"a\": {\"type\": \"python\"}}}",
-     "Invalid configuration.",
-     "The \"applications\" option is not supported yet."},
+     "Invalid configuration.", "Required parameter \"module\" is missing."},
     {"{\"upstreams\": {\"u\": {\"servers\": {}}}}", "Invalid configuration.",
      "The \"upstreams\" option is not supported yet."},
     /* access_log */
@@ -329,9 +328,6 @@ static const struct {
     {"{\"settings\": {\"http\": {\"chunked_transform\": \"y\"}}}",
      "Invalid configuration.",
      "The \"chunked_transform\" value must be a boolean"},
-    {"{\"settings\": {\"http\": {\"chunked_transform\": true}}}",
-     "Invalid configuration.",
-     "The \"chunked_transform\" option is not supported yet: it converts"},
     {"{\"settings\": {\"http\": {\"websocket\": {}}}}",
      "Invalid configuration.", "not supported yet"},
     {"{\"settings\": {\"http\": {\"body_temp_path\": \"/tmp\"}}}",
@@ -458,7 +454,8 @@ static const struct {
      "\"routes\": []}",
      "Invalid configuration.", "\"backlog\" option is not supported yet"},
     {"{\"listeners\": {\"*:80\": {\"application\": \"a\"}}}",
-     "Invalid configuration.", "\"application\" option is not supported yet"},
+     "Invalid configuration.",
+     "Listening socket is assigned for a non existing application \"a\"."},
     /* passes */
     {"{\"listeners\": {\"*:80\": {\"pass\": \"routes\"}}}",
      "Invalid configuration.",
@@ -710,7 +707,8 @@ static const char *const conf_unit_keys[] = {
     "{\"header\": \"X\", \"source\": \"1.1.1.1\"}}}, \"routes\": []}",
     "{\"listeners\": {\"*:80\": {\"pass\": \"routes\", \"tls\": "
     "{\"certificate\": \"c\"}}}, \"routes\": []}",
-    "{\"listeners\": {\"*:80\": {\"application\": \"a\"}}}",
+    "{\"listeners\": {\"*:80\": {\"application\": \"a\"}}, "
+    "\"applications\": {\"a\": {\"type\": \"python\", \"module\": \"m\"}}}",
     "{\"access_log\": {\"path\": \"/tmp/wf-unit-keys.log\", \"format\": "
     "\"f\", \"if\": \"a\"}}",
     "{\"upstreams\": {\"u\": {\"servers\": {\"127.0.0.1:1\": {}}}}}",

@@ -412,6 +412,44 @@ test_port_fd_passing(void **state)
     side_fini(&b);
 }
 
+/* An app process's sockets travel in one message (WF_APP_MAX_FDS of
+ * them, process/port_msg_types.h): every one of the WF_PORT_MAX_FDS fds
+ * arrives, in order, and one more is refused at the sender. */
+static void
+test_port_many_fds(void **state)
+{
+    side_t a, b;
+    int fds[WF_PORT_MAX_FDS + 1];
+    int pipes[WF_PORT_MAX_FDS][2];
+
+    (void)state;
+    assert_true(WF_PORT_MAX_FDS >= 64);
+    pair_open(&a, &b, 0);
+    for (unsigned i = 0; i < WF_PORT_MAX_FDS; i++) {
+        assert_int_equal(pipe2(pipes[i], O_CLOEXEC | O_NONBLOCK), 0);
+        fds[i] = pipes[i][1];
+    }
+    fds[WF_PORT_MAX_FDS] = pipes[0][1];
+    assert_int_equal(
+        wf_port_send(a.port, T_FDS, 0, NULL, 0, fds, WF_PORT_MAX_FDS + 1),
+        WF_ERROR);
+    assert_int_equal(
+        wf_port_send(a.port, T_FDS, 0, "many", 4, fds, WF_PORT_MAX_FDS), WF_OK);
+    pump(&a, &b);
+    assert_int_equal(atomic_load(&b.nrecs), 1);
+    assert_int_equal(b.recs[0].nfds, WF_PORT_MAX_FDS);
+    /* The received duplicates were closed after the handler: once our
+     * write ends close too, every reader sees EOF (none leaked). */
+    for (unsigned i = 0; i < WF_PORT_MAX_FDS; i++) {
+        close(pipes[i][1]);
+        assert_true(pipe_is_closed(pipes[i][0]));
+        close(pipes[i][0]);
+    }
+    assert_int_equal(a.nclosed + b.nclosed, 0);
+    side_fini(&a);
+    side_fini(&b);
+}
+
 /* ---- the write queue ---------------------------------------------------- */
 
 /* Fill the socket until it refuses, queue more, then drain as the peer
@@ -557,11 +595,11 @@ raw_send(int fd, const raw_pkt_t *pkt, int wfd)
     static unsigned char out[sizeof(wf_port_hdr_t) + 2 * M];
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * 8)];
+        char buf[CMSG_SPACE(sizeof(int) * (WF_PORT_MAX_FDS + 1))];
     } cbuf;
     struct iovec iov = {.iov_base = out};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    int fds[8];
+    int fds[WF_PORT_MAX_FDS + 1];
 
     assert_true(pkt->n <= 2 * M);
     memcpy(out, &pkt->h, sizeof(pkt->h));
@@ -634,7 +672,9 @@ static const raw_case_t raw_cases[] = {
     {"too many fds",
      true,
      1,
-     {{.h = HDR(T_FDS, 0, 1, 1, 0, 5), .n = 1, .nfds = 5}}},
+     {{.h = HDR(T_FDS, 0, 1, 1, 0, WF_PORT_MAX_FDS + 1),
+       .n = 1,
+       .nfds = WF_PORT_MAX_FDS + 1}}},
     {"fds on a continuation",
      true,
      2,
@@ -968,6 +1008,7 @@ test_port_on_loop(void **state)
 
     wf_loops_stop(false, 0);
     wf_loops_join();
+    wf_loops_destroy(); /* later groups create loops of their own */
     side_fini(&a);
     side_fini(&b);
 }
@@ -981,6 +1022,7 @@ wf_test_port(void)
         cmocka_unit_test(test_port_wire_format),
         cmocka_unit_test(test_port_order),
         cmocka_unit_test(test_port_fd_passing),
+        cmocka_unit_test(test_port_many_fds),
         cmocka_unit_test(test_port_full_socket),
         cmocka_unit_test(test_port_threads),
         cmocka_unit_test(test_port_garbage),

@@ -1,0 +1,859 @@
+/* The exchange with an app process, on the request's I/O thread.  See
+ * app_xchg.h and docs/internals/apps.md. */
+#include "process/app_xchg.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "http/app_desc.h"
+#include "http/exchange.h"
+#include "process/app_types.h"
+
+#define XCHG_ADDR_MAX 64 /* an address as text, NUL included */
+#define XCHG_MEM_MIN  1024
+
+/* Per thread: request heads and body pieces are built here, then copied
+ * by the port; a head that does not fit is built in a malloc'd buffer. */
+static __thread char xchg_scratch[WF_APP_MAX_SIZE];
+
+static void xchg_pump_body(app_xchg_t *x);
+
+/* ---- Encoding ------------------------------------------------------ */
+
+static size_t
+xchg_str_size(size_t n)
+{
+    return 4 + ((n + 1 + 3) & ~(size_t)3);
+}
+
+static char *
+xchg_str_put(char *p, const char *s, size_t n)
+{
+    uint32_t len = (uint32_t)n;
+    size_t pad = ((n + 1 + 3) & ~(size_t)3) - n;
+
+    memcpy(p, &len, 4);
+    if (n > 0) {
+        memcpy(p + 4, s, n);
+    }
+    memset(p + 4 + n, 0, pad);
+    return p + 4 + n + pad;
+}
+
+/* addr as text ("127.0.0.1", "::1"; "" for a unix socket) and its port. */
+static size_t
+xchg_addr_text(const wf_sockaddr_t *sa, char *buf, uint16_t *port)
+{
+    *port = 0;
+    buf[0] = '\0';
+    if (sa == NULL) {
+        return 0;
+    }
+    if (sa->sa.sa_family == AF_INET) {
+        inet_ntop(AF_INET, &sa->sin.sin_addr, buf, XCHG_ADDR_MAX);
+        *port = ntohs(sa->sin.sin_port);
+    } else if (sa->sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &sa->sin6.sin6_addr, buf, XCHG_ADDR_MAX);
+        *port = ntohs(sa->sin6.sin6_port);
+    }
+    return strlen(buf);
+}
+
+bool
+wf_app_str_get(const unsigned char *msg, size_t len, size_t *off,
+               const char **s, uint32_t *slen)
+{
+    uint32_t n;
+
+    if (len - *off < 4) {
+        return false;
+    }
+    memcpy(&n, msg + *off, 4);
+    if (n > len || xchg_str_size(n) > len - *off) {
+        return false;
+    }
+    *s = (const char *)msg + *off + 4;
+    *slen = n;
+    *off += xchg_str_size(n);
+    return true;
+}
+
+size_t
+wf_app_req_encode(const wf_req_t *r, unsigned target, uint32_t flags,
+                  const char *body, uint32_t body_size, char *out, size_t cap)
+{
+    const wf_h1_head_t *h = &r->head;
+    char remote[XCHG_ADDR_MAX];
+    char local[XCHG_ADDR_MAX];
+    wf_app_req_hdr_t hdr = {.flags = flags, .target = (uint16_t)target};
+    wf_str_t strs[WF_APP_REQ_NSTR];
+    size_t need = sizeof(hdr) + body_size;
+    unsigned nfields = wf_min(h->nheaders, (unsigned)WF_APP_MAX_FIELDS);
+    char *p = out;
+
+    strs[WF_APP_STR_METHOD] = h->method;
+    strs[WF_APP_STR_TARGET] = h->target;
+    strs[WF_APP_STR_PATH] = r->rq.uri;
+    strs[WF_APP_STR_QUERY] = h->query;
+    strs[WF_APP_STR_VERSION] =
+        h->version == 10 ? wf_string("HTTP/1.0") : wf_string("HTTP/1.1");
+    strs[WF_APP_STR_HOST] = h->host;
+    strs[WF_APP_STR_REMOTE] = wf_str_make(
+        remote, xchg_addr_text(r->rq.remote, remote, &hdr.remote_port));
+    strs[WF_APP_STR_LOCAL] =
+        wf_str_make(local, xchg_addr_text(r->rq.local, local, &hdr.local_port));
+    strs[WF_APP_STR_SERVER] =
+        r->rq.host.len > 0 ? r->rq.host : strs[WF_APP_STR_LOCAL];
+    hdr.nfields = (uint16_t)nfields;
+    hdr.content_length = h->content_length >= 0 && !h->chunked
+                             ? (uint64_t)h->content_length
+                             : WF_APP_LEN_NONE;
+    hdr.body_size = body_size;
+    for (unsigned i = 0; i < WF_APP_REQ_NSTR; i++) {
+        need += xchg_str_size(strs[i].len);
+    }
+    for (unsigned i = 0; i < nfields; i++) {
+        need += xchg_str_size(h->headers[i].name.len)
+                + xchg_str_size(h->headers[i].value.len);
+    }
+    if (need > cap) {
+        return need;
+    }
+    memcpy(p, &hdr, sizeof(hdr));
+    p += sizeof(hdr);
+    for (unsigned i = 0; i < WF_APP_REQ_NSTR; i++) {
+        p = xchg_str_put(p, strs[i].data, strs[i].len);
+    }
+    for (unsigned i = 0; i < nfields; i++) {
+        p = xchg_str_put(p, h->headers[i].name.data, h->headers[i].name.len);
+        p = xchg_str_put(p, h->headers[i].value.data, h->headers[i].value.len);
+    }
+    if (body != NULL && body_size > 0) {
+        memcpy(p, body, body_size); /* NULL: the caller puts it there */
+    }
+    return need;
+}
+
+/* ---- Life of an exchange ------------------------------------------- */
+
+static void
+xchg_free(app_xchg_t *x)
+{
+    wf_timer_stop(x->loop, &x->timer);
+    free(x->mem);
+    free(x);
+}
+
+/* Every entry point (a callback from the mux, the loop, the port or the
+ * manager) brackets its work with these: answering r may free r at once,
+ * and x with it, so x is freed only once the entry is done with it. */
+static void
+xchg_enter(app_xchg_t *x)
+{
+    x->busy = true;
+}
+
+/* Frees x if neither side needs it any more: r is gone and the app's side
+ * is over (or never began). */
+static void
+xchg_leave(app_xchg_t *x)
+{
+    x->busy = false;
+    if (x->r == NULL && (x->state == APP_X_DONE || x->state == APP_X_NEW)) {
+        xchg_free(x);
+    }
+}
+
+/* Sends a message about x on its socket (no fds).  A closed socket is
+ * noticed by its on_close, which fails x. */
+static void
+xchg_send(app_xchg_t *x, uint32_t type, const void *data, size_t len)
+{
+    if (x->sock->port != NULL) {
+        wf_port_send(x->sock->port, type, x->stream, data, len, NULL, 0);
+    }
+}
+
+/* May r still be touched: not freed, and not handed back to the mux. */
+static bool
+xchg_has_r(const app_xchg_t *x)
+{
+    return x->r != NULL && (!x->responded || x->streaming);
+}
+
+/* Answers r with an error page, if nothing was answered yet; a stream
+ * under way is cut (its length cannot be kept). */
+static void
+xchg_fail(app_xchg_t *x, unsigned status)
+{
+    if (!xchg_has_r(x)) {
+        return;
+    }
+    if (x->streaming) {
+        x->streaming = false;
+        wf_chan_abort(&x->r->resp_body);
+        return;
+    }
+    x->responded = true;
+    wf_req_respond_error(x->r, status);
+}
+
+static void
+xchg_abort_app(app_xchg_t *x)
+{
+    if (x->state == APP_X_SENT && !x->abort_sent) {
+        x->abort_sent = true;
+        xchg_send(x, WF_APP_MSG_REQ_ABORT, NULL, 0);
+    }
+}
+
+static void
+xchg_on_timer(wf_timer_t *t)
+{
+    app_xchg_t *x = wf_container_of(t, app_xchg_t, timer);
+
+    if (x->state == APP_X_QUEUED) {
+        if (wf_app_queue_del(x)) {
+            /* queue.timeout: no process became free in time. */
+            x->state = APP_X_NEW;
+            xchg_fail(x, 503);
+        }
+        return;
+    }
+    if (x->state == APP_X_SENT) {
+        /* limits.timeout: the app took too long on this request. */
+        wf_log_warn(0, "application \"%s\": request timed out", x->app->name);
+        x->timed_out = true;
+        xchg_fail(x, 503);
+        xchg_abort_app(x);
+    }
+}
+
+/* Takes the first n body bytes queued in ch (at most cap) into out. */
+static size_t
+xchg_body_take(wf_chan_t *ch, char *out, size_t cap)
+{
+    size_t got = 0;
+
+    while (got < cap) {
+        const char *p;
+        size_t n = wf_min(wf_chan_peek(ch, &p), cap - got);
+
+        if (n == 0) {
+            break;
+        }
+        memcpy(out + got, p, n);
+        wf_chan_consume(ch, n);
+        got += n;
+    }
+    return got;
+}
+
+/* How much of the body goes with the head: all of it when it is read
+ * already and small (the head then says BODY_END), else none. */
+static uint32_t
+xchg_head_body(app_xchg_t *x, uint32_t *flags)
+{
+    wf_chan_t *ch = &x->r->req_body;
+
+    if (!x->body) {
+        *flags |= WF_APP_REQ_BODY_END;
+        return 0;
+    }
+    if (ch->state == WF_CHAN_EOF && wf_chan_queued(ch) <= WF_APP_MAX_SIZE / 2) {
+        *flags |= WF_APP_REQ_BODY_END;
+        return (uint32_t)wf_chan_queued(ch);
+    }
+    return 0;
+}
+
+/* Sends the head (one message, with the body when it is small and read
+ * already), then puts x on its socket. */
+static void
+xchg_send_head(app_xchg_t *x)
+{
+    wf_req_t *r = x->r;
+    uint32_t flags = r->rq.tls ? WF_APP_REQ_TLS : 0;
+    uint32_t body_size;
+    size_t need;
+    char *buf = xchg_scratch;
+
+    if (x->sock->port == NULL || wf_port_is_closed(x->sock->port)) {
+        /* The process went between the slot and now. */
+        x->state = APP_X_DONE;
+        wf_app_slot_put(x);
+        xchg_fail(x, 503);
+        return;
+    }
+    body_size = xchg_head_body(x, &flags);
+    need = wf_app_req_encode(r, x->target, flags, NULL, body_size, buf,
+                             sizeof(xchg_scratch));
+    if (need > sizeof(xchg_scratch)) {
+        buf = malloc(need);
+        if (buf == NULL) {
+            x->state = APP_X_DONE;
+            wf_app_slot_put(x);
+            xchg_fail(x, 503);
+            return;
+        }
+        wf_app_req_encode(r, x->target, flags, NULL, body_size, buf, need);
+    }
+    if (body_size > 0) {
+        xchg_body_take(&r->req_body, buf + need - body_size, body_size);
+    }
+    x->req_end_sent = (flags & WF_APP_REQ_BODY_END) != 0;
+    x->req_sent = body_size;
+    x->stream = wf_port_stream_new();
+    x->state = APP_X_SENT;
+    wf_list_add_tail(&x->sock->xchgs, &x->link);
+    wf_port_send(x->sock->port, WF_APP_MSG_REQ_HEAD, x->stream, buf, need, NULL,
+                 0);
+    if (buf != xchg_scratch) {
+        free(buf);
+    }
+    if (x->app->timeout_ms > 0) {
+        wf_timer_set(x->loop, &x->timer, x->app->timeout_ms);
+    }
+    if (!x->req_end_sent) {
+        xchg_pump_body(x);
+    }
+}
+
+static void
+xchg_dispatch(app_xchg_t *x)
+{
+    int rc = wf_app_slot_get(x);
+
+    if (rc == WF_OK) {
+        xchg_send_head(x);
+        return;
+    }
+    if (rc == WF_AGAIN) {
+        wf_timer_set(x->loop, &x->timer, x->app->queue_timeout_ms);
+        return;
+    }
+    wf_log_warn(0, "application \"%s\": queue is full", x->app->name);
+    xchg_fail(x, 503);
+}
+
+void
+wf_app_xchg_assigned(wf_task_t *task)
+{
+    app_xchg_t *x = wf_container_of(task, app_xchg_t, assign);
+
+    xchg_enter(x);
+    wf_timer_stop(x->loop, &x->timer);
+    if (x->proc == NULL) {
+        /* No process can serve the app (it failed to start or left). */
+        x->state = APP_X_NEW;
+        xchg_fail(x, 503);
+    } else if (x->r == NULL) {
+        x->state = APP_X_DONE;
+        wf_app_slot_put(x);
+    } else {
+        xchg_send_head(x);
+    }
+    xchg_leave(x);
+}
+
+/* Streams the request body within the window. */
+static void
+xchg_pump_body(app_xchg_t *x)
+{
+    wf_chan_t *ch;
+
+    if (x->state != APP_X_SENT || x->req_end_sent || x->abort_sent
+        || x->responded || x->r == NULL) {
+        return;
+    }
+    ch = &x->r->req_body;
+    if (wf_chan_is_aborted(ch)) {
+        /* The mux answers the error (400, 408, 413) itself. */
+        x->responded = true;
+        xchg_abort_app(x);
+        return;
+    }
+    while (x->req_sent - x->req_acked < WF_APP_WINDOW) {
+        size_t room =
+            wf_min((size_t)(WF_APP_WINDOW - (x->req_sent - x->req_acked)),
+                   sizeof(xchg_scratch));
+        size_t n = xchg_body_take(ch, xchg_scratch, room);
+
+        if (n == 0) {
+            break;
+        }
+        xchg_send(x, WF_APP_MSG_REQ_BODY, xchg_scratch, n);
+        x->req_sent += n;
+    }
+    if (wf_chan_is_done(ch)) {
+        x->req_end_sent = true;
+        xchg_send(x, WF_APP_MSG_REQ_END, NULL, 0);
+    }
+}
+
+static void
+xchg_on_req_body(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, req_body);
+    app_xchg_t *x = r->app;
+
+    xchg_enter(x);
+    if (x->state == APP_X_NEW && !x->responded) {
+        if (wf_chan_is_aborted(ch)) {
+            x->responded = true; /* the mux answers */
+        } else {
+            xchg_dispatch(x); /* the first bytes (or all) are here */
+        }
+    } else {
+        xchg_pump_body(x);
+    }
+    xchg_leave(x);
+}
+
+static void
+xchg_on_handle(wf_req_t *r, const wf_app_desc_t *desc, unsigned target)
+{
+    app_xchg_t *x;
+
+    if (desc->live == NULL) {
+        wf_req_respond_error(r, 503);
+        return;
+    }
+    x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        wf_req_respond_error(r, 503);
+        return;
+    }
+    x->r = r;
+    x->app = desc->live;
+    x->loop = r->loop;
+    x->target = target;
+    x->resp_len = WF_APP_LEN_NONE;
+    wf_timer_init(&x->timer, xchg_on_timer);
+    x->assign.handler = wf_app_xchg_assigned;
+    wf_list_init(&x->link);
+    r->app = x;
+    x->body = wf_xchg_has_body(r);
+    xchg_enter(x);
+    if (x->body) {
+        /* Dispatched on the first bytes, so that a small body goes with
+         * the head. */
+        x->body_started = true;
+        wf_xchg_body_read(r, xchg_on_req_body);
+    } else {
+        xchg_dispatch(x);
+    }
+    xchg_leave(x);
+}
+
+/* The mux frees r. */
+static void
+xchg_on_release(wf_req_t *r)
+{
+    app_xchg_t *x = r->app;
+
+    x->r = NULL;
+    switch (x->state) {
+    case APP_X_QUEUED:
+        if (!wf_app_queue_del(x)) {
+            return; /* assigned meanwhile: the task frees x */
+        }
+        x->state = APP_X_NEW;
+        break;
+    case APP_X_ASSIGNED:
+        return; /* the task frees x */
+    case APP_X_SENT:
+        if (!x->responded || x->streaming) {
+            /* The client left before the response was out. */
+            wf_timer_stop(x->loop, &x->timer);
+            xchg_abort_app(x);
+        }
+        return; /* RESP_END frees x */
+    case APP_X_NEW:
+    case APP_X_DONE:
+    case APP_X_NSTATES:
+        break;
+    }
+    if (!x->busy) {
+        xchg_free(x);
+    }
+}
+
+void
+wf_app_xchg_sock_lost(app_xchg_t *x)
+{
+    xchg_enter(x);
+    x->state = APP_X_DONE;
+    wf_timer_stop(x->loop, &x->timer);
+    wf_app_slot_put(x);
+    if (xchg_has_r(x)) {
+        wf_log_error(0,
+                     "application \"%s\": process exited with a request "
+                     "in progress",
+                     x->app->name);
+    }
+    xchg_fail(x, 502);
+    xchg_leave(x);
+}
+
+/* ---- The response ---------------------------------------------------- */
+
+/* Fields the router writes itself or that are hop-by-hop: never passed
+ * from the app as they are. */
+#define XCHG_FIELD(s)    \
+    {                    \
+        sizeof(s) - 1, s \
+    }
+static const wf_str_t xchg_skip_fields[] = {
+    XCHG_FIELD("Connection"),        XCHG_FIELD("Date"),
+    XCHG_FIELD("Keep-Alive"),        XCHG_FIELD("Server"),
+    XCHG_FIELD("Transfer-Encoding"),
+};
+
+static bool
+xchg_field_skipped(const char *name, uint32_t n)
+{
+    for (size_t i = 0; i < wf_nitems(xchg_skip_fields); i++) {
+        if (xchg_skip_fields[i].len == n
+            && strncasecmp(xchg_skip_fields[i].data, name, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+xchg_field_ok(const char *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Parses a uint64 Content-Length; false when it is not one. */
+static bool
+xchg_parse_length(const char *s, uint32_t n, uint64_t *v)
+{
+    *v = 0;
+    if (n == 0 || n > 19) {
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return false;
+        }
+        *v = *v * 10 + (uint64_t)(s[i] - '0');
+    }
+    return true;
+}
+
+static int
+xchg_mem_reserve(app_xchg_t *x, size_t n)
+{
+    if (n <= x->mem_cap) {
+        return WF_OK;
+    }
+    free(x->mem);
+    x->mem = malloc(wf_max(n, (size_t)XCHG_MEM_MIN));
+    x->mem_cap = x->mem != NULL ? wf_max(n, (size_t)XCHG_MEM_MIN) : 0;
+    return x->mem != NULL ? WF_OK : WF_ERROR;
+}
+
+/* Renders the app's fields as "Name: value\r\n" lines into x->mem
+ * (followed by room for body_size bytes) and notes its Content-Length.
+ * Returns the offset of the body in x->mem, or -1 on bad input. */
+static ssize_t
+xchg_resp_fields(app_xchg_t *x, const unsigned char *m, size_t len, size_t *off,
+                 unsigned nfields, uint32_t body_size)
+{
+    size_t start = *off;
+    size_t need = body_size;
+    char *p;
+
+    for (unsigned i = 0; i < 2 * nfields; i++) {
+        const char *sv;
+        uint32_t n;
+
+        if (!wf_app_str_get(m, len, off, &sv, &n)) {
+            return -1;
+        }
+        need += n + 2;
+    }
+    if (xchg_mem_reserve(x, need) != WF_OK) {
+        return -1;
+    }
+    p = x->mem;
+    *off = start;
+    for (unsigned i = 0; i < nfields; i++) {
+        const char *name;
+        const char *value;
+        uint32_t nlen;
+        uint32_t vlen;
+
+        wf_app_str_get(m, len, off, &name, &nlen);
+        wf_app_str_get(m, len, off, &value, &vlen);
+        if (nlen == 14 && strncasecmp(name, "Content-Length", 14) == 0) {
+            if (!xchg_parse_length(value, vlen, &x->resp_len)) {
+                return -1;
+            }
+            continue;
+        }
+        if (nlen == 0 || xchg_field_skipped(name, nlen)
+            || !xchg_field_ok(name, nlen) || !xchg_field_ok(value, vlen)) {
+            continue;
+        }
+        memcpy(p, name, nlen);
+        p += nlen;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, value, vlen);
+        p += vlen;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return p - x->mem;
+}
+
+/* Acknowledges the body bytes the client took since the last ack, once
+ * they are half a window; else asks to be woken when it takes more. */
+static void
+xchg_resp_ack(app_xchg_t *x)
+{
+    wf_chan_t *ch = &x->r->resp_body;
+    uint64_t taken = x->resp_got - wf_chan_queued(ch);
+    uint64_t n = taken - x->resp_acked;
+
+    if (n >= WF_APP_WINDOW / 2) {
+        x->resp_acked = taken;
+        xchg_send(x, WF_APP_MSG_RESP_ACK, &n, sizeof(n));
+        return;
+    }
+    if (x->resp_got - x->resp_acked >= WF_APP_WINDOW / 2) {
+        wf_chan_wait_room(ch);
+    }
+}
+
+static void
+xchg_on_resp_room(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, resp_body);
+    app_xchg_t *x = r->app;
+
+    xchg_enter(x);
+    if (x->streaming && !wf_chan_is_aborted(ch)) {
+        xchg_resp_ack(x);
+    }
+    xchg_leave(x);
+}
+
+/* Writes body bytes of the app into the response channel, holding the
+ * app to its Content-Length.  Bytes for a client that is gone are
+ * acknowledged at once, so that the app never waits on them. */
+static void
+xchg_resp_write(app_xchg_t *x, const char *p, size_t n)
+{
+    wf_chan_t *ch;
+    ssize_t k;
+
+    if (n == 0) {
+        return;
+    }
+    if (!xchg_has_r(x) || !x->streaming) {
+        uint64_t v = n;
+
+        xchg_send(x, WF_APP_MSG_RESP_ACK, &v, sizeof(v));
+        return;
+    }
+    ch = &x->r->resp_body;
+    if (x->resp_len != WF_APP_LEN_NONE && n > x->resp_len - x->resp_got) {
+        wf_log_error(0,
+                     "application \"%s\" sent more than its "
+                     "Content-Length",
+                     x->app->name);
+        xchg_fail(x, 502);
+        xchg_abort_app(x);
+        return;
+    }
+    k = wf_chan_write(ch, p, n);
+    if (k != (ssize_t)n) {
+        /* Over the window, or the client is gone. */
+        xchg_fail(x, 502);
+        xchg_abort_app(x);
+        return;
+    }
+    x->resp_got += n;
+    xchg_resp_ack(x);
+}
+
+/* RESP_HEAD with the whole body: a memory response.  The app's
+ * Content-Length must be the body's (or it is a HEAD). */
+static void
+xchg_resp_simple(app_xchg_t *x, char *body, uint32_t body_size)
+{
+    wf_resp_t *resp = &x->r->resp;
+
+    resp->body = wf_str_make(body, body_size);
+    resp->content_length = body_size;
+    if (x->resp_len != WF_APP_LEN_NONE && x->resp_len != body_size) {
+        if (!resp->head_only) {
+            wf_log_error(0,
+                         "application \"%s\" sent %u bytes for a "
+                         "Content-Length of %llu",
+                         x->app->name, body_size,
+                         (unsigned long long)x->resp_len);
+            xchg_fail(x, 502);
+            return;
+        }
+        resp->content_length = x->resp_len;
+    }
+    x->responded = true;
+    wf_req_respond(x->r);
+}
+
+static void
+xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
+{
+    const unsigned char *m = wf_port_msg_flatten(msg);
+    wf_app_resp_hdr_t hdr;
+    size_t off = sizeof(hdr);
+    ssize_t boff;
+    wf_resp_t *resp;
+
+    if (m == NULL || msg->size < sizeof(hdr) || x->resp_head) {
+        xchg_fail(x, 502);
+        xchg_abort_app(x);
+        return;
+    }
+    memcpy(&hdr, m, sizeof(hdr));
+    x->resp_head = true;
+    if (!xchg_has_r(x) || x->responded) {
+        return; /* answered already (a timeout): the app finishes */
+    }
+    boff = xchg_resp_fields(x, m, msg->size, &off, hdr.nfields, hdr.body_size);
+    if (boff < 0 || hdr.status < 100 || hdr.status > 999
+        || msg->size - off != hdr.body_size) {
+        wf_log_error(0, "application \"%s\" sent a bad response head",
+                     x->app->name);
+        xchg_fail(x, 502);
+        xchg_abort_app(x);
+        return;
+    }
+    memcpy(x->mem + boff, m + off, hdr.body_size);
+    resp = &x->r->resp;
+    resp->status = hdr.status;
+    resp->raw_fields = wf_str_make(x->mem, (size_t)boff);
+    if (hdr.flags & WF_APP_RESP_END) {
+        wf_timer_stop(x->loop, &x->timer); /* only RESP_END is to come */
+        xchg_resp_simple(x, x->mem + boff, hdr.body_size);
+        return;
+    }
+    if (x->resp_len != WF_APP_LEN_NONE) {
+        resp->stream_length = true;
+        resp->content_length = x->resp_len;
+    }
+    x->r->resp_body.limit = WF_APP_WINDOW;
+    x->responded = true;
+    x->streaming = true;
+    wf_xchg_stream_start(x->r, xchg_on_resp_room);
+    xchg_resp_write(x, x->mem + boff, hdr.body_size);
+}
+
+static void
+xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
+{
+    uint32_t cut = 1;
+
+    if (msg->size == sizeof(cut)) {
+        memcpy(&cut, wf_port_msg_flatten(msg), sizeof(cut));
+    }
+    wf_list_del(&x->link);
+    wf_list_init(&x->link);
+    x->state = APP_X_DONE;
+    wf_timer_stop(x->loop, &x->timer);
+    wf_app_slot_put(x);
+    if (x->streaming && xchg_has_r(x)) {
+        if (cut != 0
+            || (x->resp_len != WF_APP_LEN_NONE && x->resp_got != x->resp_len)) {
+            xchg_fail(x, 502);
+        } else {
+            x->streaming = false;
+            wf_chan_close(&x->r->resp_body);
+        }
+    } else if (!x->responded) {
+        xchg_fail(x, 502);
+    }
+    wf_app_sock_idle(x->sock);
+}
+
+static app_xchg_t *
+xchg_find(app_sock_t *s, uint64_t stream)
+{
+    wf_list_for_each(l, &s->xchgs)
+    {
+        app_xchg_t *x = wf_container_of(l, app_xchg_t, link);
+
+        if (x->stream == stream) {
+            return x;
+        }
+    }
+    return NULL;
+}
+
+void
+wf_app_xchg_on_msg(app_sock_t *s, wf_port_msg_t *msg)
+{
+    app_xchg_t *x = xchg_find(s, msg->stream);
+    uint64_t v;
+
+    if (x == NULL) {
+        return; /* a request that ended here already */
+    }
+    xchg_enter(x);
+    if (x->app->timeout_ms > 0 && !x->timed_out) {
+        /* limits.timeout bounds the app's silence, as in Unit. */
+        wf_timer_set(x->loop, &x->timer, x->app->timeout_ms);
+    }
+    switch (msg->type) {
+    case WF_APP_MSG_RESP_HEAD:
+        xchg_on_resp_head(x, msg);
+        break;
+    case WF_APP_MSG_RESP_BODY:
+        if (!x->resp_head) {
+            xchg_fail(x, 502);
+            xchg_abort_app(x);
+            break;
+        }
+        xchg_resp_write(x, (const char *)wf_port_msg_flatten(msg), msg->size);
+        break;
+    case WF_APP_MSG_RESP_END:
+        xchg_on_resp_end(x, msg);
+        break;
+    case WF_APP_MSG_REQ_ACK:
+        if (msg->size == sizeof(v)) {
+            memcpy(&v, wf_port_msg_flatten(msg), sizeof(v));
+            x->req_acked += wf_min(v, x->req_sent - x->req_acked);
+            xchg_pump_body(x);
+        }
+        break;
+    default:
+        wf_log_error(0, "application \"%s\": unexpected message %u",
+                     x->app->name, (unsigned)msg->type);
+        break;
+    }
+    xchg_leave(x);
+}
+
+void
+wf_app_xchg_install(void)
+{
+    wf_http_app_set_handler(xchg_on_handle);
+    wf_http_app_set_release(xchg_on_release);
+}

@@ -1,0 +1,121 @@
+"""Applications that misbehave, one per callable (used as targets)."""
+import sys
+
+CLOSED = []
+
+
+def raises(environ, start_response):
+    raise ValueError("boom from raises")
+
+
+def garbage(environ, start_response):
+    start_response("200 OK", [])
+    return 42
+
+
+def notbytes(environ, start_response):
+    start_response("200 OK", [])
+    return ["a str, not bytes"]
+
+
+def late(environ, start_response):
+    start_response("200 OK", [])
+    yield b"part1"
+    raise ValueError("boom after the head")
+
+
+def nostart(environ, start_response):
+    return [b"never started"]
+
+
+def badstatus(environ, start_response):
+    start_response("abc", [])
+    return [b"x"]
+
+
+def badheader(environ, start_response):
+    start_response("200 OK", [("X-Split", "a\r\nSet-Cookie: evil=1")])
+    return [b"x"]
+
+
+def excinfo(environ, start_response):
+    start_response("200 OK", [("X-First", "1")])
+    try:
+        raise KeyError("k")
+    except KeyError:
+        start_response("500 Oops", [("X-Second", "2")], sys.exc_info())
+    return [b"replaced"]
+
+
+def excinfo_late(environ, start_response):
+    write = start_response("200 OK", [])
+    write(b"sent")
+    try:
+        raise KeyError("too late")
+    except KeyError:
+        start_response("500 Oops", [], sys.exc_info())
+    return [b"never"]
+
+
+def twice(environ, start_response):
+    start_response("200 OK", [("X-A", "1")])
+    start_response("201 Created", [("X-B", "2")])
+    return [b"t"]
+
+
+def empty(environ, start_response):
+    start_response("204 No Content", [])
+    return []
+
+
+def writeapp(environ, start_response):
+    write = start_response("200 OK", [])
+    write(b"via write;")
+    return [b"then ", b"iter"]
+
+
+def cl_truncate(environ, start_response):
+    start_response("200 OK", [("Content-Length", "3")])
+    return iter([b"ab", b"cd", b"ef"])
+
+
+class Closing:
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def __iter__(self):
+        yield b"closing body"
+        if self.fail:
+            raise RuntimeError("iteration failed")
+
+    def close(self):
+        CLOSED.append("closed")
+
+
+def closing(environ, start_response):
+    start_response("200 OK", [])
+    return Closing()
+
+
+def closing_fail(environ, start_response):
+    start_response("200 OK", [])
+    return Closing(fail=True)
+
+
+def closed(environ, start_response):
+    start_response("200 OK", [])
+    return [(",".join(CLOSED)).encode()]
+
+
+def latin1(environ, start_response):
+    start_response("200 OK", [("X-Latin", "caf\u00e9"), (b"X-Bytes", b"b")])
+    return [environ.get("HTTP_X_IN", "").encode("latin-1")]
+
+
+def nonlatin1(environ, start_response):
+    start_response("200 OK", [("X-Bad", "\u20ac")])
+    return [b"x"]
+
+
+def long_traceback(environ, start_response):
+    raise ValueError("\n".join("message line %03d" % i for i in range(400)))
