@@ -237,3 +237,20 @@ def test_pathsend_through_the_server(asgi, tmp_path):
     shutil.rmtree(d, ignore_errors=True)
     assert r.status_code == 200 and r.content == data
     assert r.headers["content-length"] == str(len(data))
+
+
+def test_threads_each_with_its_loop_and_lifespan(asgi):
+    # Two worker threads, each with its own event loop and lifespan: every
+    # request sees its thread's startup state.
+    server = asgi("lifespan", threads=2)
+    results = []
+
+    def one():
+        results.append(get(server, "/").text.split()[0])
+
+    threads = [threading.Thread(target=one) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(scaled(60))
+    assert results == ["42"] * 40
