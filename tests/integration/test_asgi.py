@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -254,3 +255,18 @@ def test_threads_each_with_its_loop_and_lifespan(asgi):
     for t in threads:
         t.join(scaled(60))
     assert results == ["42"] * 40
+
+
+def test_lifespan_shutdown_on_graceful_stop(asgi):
+    d = tempfile.mkdtemp(prefix="wharf-asgi-")
+    os.chmod(d, 0o777)  # the app process may run as nobody
+    mark = os.path.join(d, "shutdown")
+    server = asgi("lifespan", environment={"ASGI_SHUTDOWN_FILE": mark})
+    assert get(server, "/").text.split()[0] == "42"
+    assert not os.path.exists(mark)
+    server.stopped_by_test = True
+    server.proc.send_signal(signal.SIGQUIT)
+    server.proc.wait(scaled(30))
+    with open(mark) as f:
+        assert f.read() == "shutdown"
+    shutil.rmtree(d, ignore_errors=True)
