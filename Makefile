@@ -65,6 +65,7 @@ run: all
 	mkdir -p var
 	sed 's|@WELCOME@|$(CURDIR)/conf/welcome|' conf/default.json > var/default.json
 	$(BUILDDIR)/wharf --no-daemon --statedir var --control unix:var/control.unit.sock \
+	    --modulesdir $(BUILDDIR)/modules \
 	    --pid var/wharf.pid --config var/default.json
 
 test: all

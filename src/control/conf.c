@@ -690,7 +690,7 @@ static const wf_route_t *
 conf_route_lookup(conf_ctx_t *cx, wf_str_t name, bool array)
 {
     if (array != cx->routes_is_array || (!array && name.len == 0)
-        || memchr(name.data, '\0', name.len) != NULL) {
+        || (name.len > 0 && memchr(name.data, '\0', name.len) != NULL)) {
         return NULL;
     }
     /* NUL-ended by the split; "routes" alone names the array, route "" */
@@ -1295,11 +1295,16 @@ conf_listener_resolve(conf_ctx_t *cx, size_t i)
     if (cx->pass[i] != NULL) {
         rc = conf_pass_compile(cx, cx->pass[i], act);
     } else {
-        /* Checked when the listener was: the application exists. */
+        /* conf_listener_app() found it in the tree: it is compiled. */
         act->type = WF_ACTION_APP;
         act->app = wf_app_desc_find(cx->conf->apps, cx->conf->napps,
                                     wf_str_make(name, strlen(name)));
-        rc = act->app != NULL ? WF_OK : conf_nomem(cx);
+        rc = act->app != NULL
+                 ? WF_OK
+                 : conf_fail(cx,
+                             "Listening socket is assigned for a non "
+                             "existing application \"%.200s\".",
+                             name);
     }
     if (rc != WF_OK) {
         return WF_ERROR;

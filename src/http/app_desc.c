@@ -18,8 +18,8 @@ wf_app_desc_pass_split(wf_str_t pass, char *buf, size_t cap, wf_str_t seg[3])
     size_t used = 0;
 
     memset(seg, 0, 3 * sizeof(seg[0]));
-    if (cap < pass.len + 1) {
-        return WF_DECLINED;
+    if (pass.len == 0 || cap < pass.len + 1) {
+        return WF_DECLINED; /* an empty value is one empty segment */
     }
     for (unsigned k = 0;; k++) {
         const char *slash = memchr(p, '/', (size_t)(end - p));

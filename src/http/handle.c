@@ -188,19 +188,26 @@ handle_return(wf_req_t *r, const wf_action_t *a)
     wf_req_respond(r);
 }
 
-/* The route a "pass" reaches: fixed, or named by variables ("routes/$host")
- * and looked up in the request's snapshot.  NULL: no such route. */
+/* A "pass" named by variables ("routes/$host", "applications/$x"),
+ * rendered and looked up in the request's snapshot: a route (*app NULL),
+ * an application (*app set), or neither (404). */
 static const wf_route_t *
-handle_pass_route(const wf_req_t *r, const wf_action_t *a)
+handle_pass_find(const wf_req_t *r, const wf_action_t *a,
+                 const wf_app_desc_t **app, unsigned *target)
 {
+    static const char prefix[] = "applications/";
     char buf[HANDLE_PASS_MAX];
     size_t n;
 
-    if (a->pass == NULL) {
-        return a->route;
-    }
+    *app = NULL;
     n = wf_tpl_render(a->pass, &r->rq, buf, sizeof(buf));
     if (n >= sizeof(buf)) {
+        return NULL;
+    }
+    if (n >= sizeof(prefix) - 1
+        && memcmp(buf, prefix, sizeof(prefix) - 1) == 0) {
+        *app = wf_app_desc_find_pass(a->apps, a->napps, wf_str_make(buf, n),
+                                     target);
         return NULL;
     }
     return wf_route_find(a->routes, a->nroutes, a->routes_is_array,
@@ -210,12 +217,19 @@ handle_pass_route(const wf_req_t *r, const wf_action_t *a)
 static void
 handle_pass(wf_req_t *r, const wf_action_t *a)
 {
-    const wf_route_t *route = handle_pass_route(r, a);
+    const wf_app_desc_t *app = NULL;
+    unsigned target = 0;
+    const wf_route_t *route =
+        a->pass == NULL ? a->route : handle_pass_find(r, a, &app, &target);
     const wf_action_t *next;
 
     if (++r->passes > WF_REQ_MAX_PASSES) {
         /* Routes that pass to each other in a loop. */
         wf_req_respond_error(r, 500);
+        return;
+    }
+    if (app != NULL) {
+        handle_app(r, app, target);
         return;
     }
     next = route != NULL ? handle_match(r, route) : NULL;

@@ -23,8 +23,10 @@ typedef struct wf_http_conf {
     bool discard_unsafe_fields;      /* default true */
     bool server_version;             /* default true */
     bool log_route;                  /* default false */
-    bool chunked_transform;          /* always false until applications
-                                        land (true is refused) */
+    bool chunked_transform;          /* default false; true: a chunked
+                                        request body for an application
+                                        is read whole and passed with a
+                                        Content-Length (Unit) */
     const wf_mime_table_t *mime;     /* owned by the snapshot */
 
     /* The listeners' "forwarded" (or "client_ip") objects, each with its

@@ -141,6 +141,9 @@ struct app_xchg {
     bool responded;     /* r was handed to the mux (simple or stream) */
     bool streaming;     /* r->resp_body carries the body */
     bool timed_out;
+    bool busy;           /* in one of our entry points: a release that
+                            happens meanwhile (a response sent at once)
+                            leaves the free to the entry's end */
     uint64_t resp_len;   /* the app's Content-Length; WF_APP_LEN_NONE */
     uint64_t resp_got;   /* body bytes written to r->resp_body */
     uint64_t resp_acked; /* resp_got - queued at the last RESP_ACK */

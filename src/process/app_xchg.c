@@ -149,6 +149,26 @@ xchg_free(app_xchg_t *x)
     free(x);
 }
 
+/* Every entry point (a callback from the mux, the loop, the port or the
+ * manager) brackets its work with these: answering r may free r at once,
+ * and x with it, so x is freed only once the entry is done with it. */
+static void
+xchg_enter(app_xchg_t *x)
+{
+    x->busy = true;
+}
+
+/* Frees x if neither side needs it any more: r is gone and the app's side
+ * is over (or never began). */
+static void
+xchg_leave(app_xchg_t *x)
+{
+    x->busy = false;
+    if (x->r == NULL && (x->state == APP_X_DONE || x->state == APP_X_NEW)) {
+        xchg_free(x);
+    }
+}
+
 /* Sends a message about x on its socket (no fds).  A closed socket is
  * noticed by its on_close, which fails x. */
 static void
@@ -326,24 +346,19 @@ wf_app_xchg_assigned(wf_task_t *task)
 {
     app_xchg_t *x = wf_container_of(task, app_xchg_t, assign);
 
+    xchg_enter(x);
     wf_timer_stop(x->loop, &x->timer);
     if (x->proc == NULL) {
         /* No process can serve the app (it failed to start or left). */
         x->state = APP_X_NEW;
-        if (x->r == NULL) {
-            xchg_free(x);
-            return;
-        }
         xchg_fail(x, 503);
-        return;
-    }
-    if (x->r == NULL) {
+    } else if (x->r == NULL) {
         x->state = APP_X_DONE;
         wf_app_slot_put(x);
-        xchg_free(x);
-        return;
+    } else {
+        xchg_send_head(x);
     }
-    xchg_send_head(x);
+    xchg_leave(x);
 }
 
 /* Streams the request body within the window. */
@@ -387,15 +402,17 @@ xchg_on_req_body(wf_chan_t *ch)
     wf_req_t *r = wf_container_of(ch, wf_req_t, req_body);
     app_xchg_t *x = r->app;
 
+    xchg_enter(x);
     if (x->state == APP_X_NEW && !x->responded) {
         if (wf_chan_is_aborted(ch)) {
             x->responded = true; /* the mux answers */
-            return;
+        } else {
+            xchg_dispatch(x); /* the first bytes (or all) are here */
         }
-        xchg_dispatch(x); /* the first bytes (or all) are here */
-        return;
+    } else {
+        xchg_pump_body(x);
     }
-    xchg_pump_body(x);
+    xchg_leave(x);
 }
 
 static void
@@ -422,14 +439,16 @@ xchg_on_handle(wf_req_t *r, const wf_app_desc_t *desc, unsigned target)
     wf_list_init(&x->link);
     r->app = x;
     x->body = wf_xchg_has_body(r);
+    xchg_enter(x);
     if (x->body) {
         /* Dispatched on the first bytes, so that a small body goes with
          * the head. */
         x->body_started = true;
         wf_xchg_body_read(r, xchg_on_req_body);
-        return;
+    } else {
+        xchg_dispatch(x);
     }
-    xchg_dispatch(x);
+    xchg_leave(x);
 }
 
 /* The mux frees r. */
@@ -444,24 +463,31 @@ xchg_on_release(wf_req_t *r)
         if (!wf_app_queue_del(x)) {
             return; /* assigned meanwhile: the task frees x */
         }
+        x->state = APP_X_NEW;
         break;
     case APP_X_ASSIGNED:
-        return;
+        return; /* the task frees x */
     case APP_X_SENT:
-        wf_timer_stop(x->loop, &x->timer);
-        xchg_abort_app(x);
-        return;
+        if (!x->responded || x->streaming) {
+            /* The client left before the response was out. */
+            wf_timer_stop(x->loop, &x->timer);
+            xchg_abort_app(x);
+        }
+        return; /* RESP_END frees x */
     case APP_X_NEW:
     case APP_X_DONE:
     case APP_X_NSTATES:
         break;
     }
-    xchg_free(x);
+    if (!x->busy) {
+        xchg_free(x);
+    }
 }
 
 void
 wf_app_xchg_sock_lost(app_xchg_t *x)
 {
+    xchg_enter(x);
     x->state = APP_X_DONE;
     wf_timer_stop(x->loop, &x->timer);
     wf_app_slot_put(x);
@@ -472,9 +498,7 @@ wf_app_xchg_sock_lost(app_xchg_t *x)
                      x->app->name);
     }
     xchg_fail(x, 502);
-    if (x->r == NULL) {
-        xchg_free(x);
-    }
+    xchg_leave(x);
 }
 
 /* ---- The response ---------------------------------------------------- */
@@ -623,9 +647,11 @@ xchg_on_resp_room(wf_chan_t *ch)
     wf_req_t *r = wf_container_of(ch, wf_req_t, resp_body);
     app_xchg_t *x = r->app;
 
+    xchg_enter(x);
     if (x->streaming && !wf_chan_is_aborted(ch)) {
         xchg_resp_ack(x);
     }
+    xchg_leave(x);
 }
 
 /* Writes body bytes of the app into the response channel, holding the
@@ -725,6 +751,7 @@ xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
     resp->status = hdr.status;
     resp->raw_fields = wf_str_make(x->mem, (size_t)boff);
     if (hdr.flags & WF_APP_RESP_END) {
+        wf_timer_stop(x->loop, &x->timer); /* only RESP_END is to come */
         xchg_resp_simple(x, x->mem + boff, hdr.body_size);
         return;
     }
@@ -764,9 +791,6 @@ xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
         xchg_fail(x, 502);
     }
     wf_app_sock_idle(x->sock);
-    if (x->r == NULL) {
-        xchg_free(x);
-    }
 }
 
 static app_xchg_t *
@@ -792,33 +816,39 @@ wf_app_xchg_on_msg(app_sock_t *s, wf_port_msg_t *msg)
     if (x == NULL) {
         return; /* a request that ended here already */
     }
+    xchg_enter(x);
+    if (x->app->timeout_ms > 0 && !x->timed_out) {
+        /* limits.timeout bounds the app's silence, as in Unit. */
+        wf_timer_set(x->loop, &x->timer, x->app->timeout_ms);
+    }
     switch (msg->type) {
     case WF_APP_MSG_RESP_HEAD:
         xchg_on_resp_head(x, msg);
-        return;
+        break;
     case WF_APP_MSG_RESP_BODY:
         if (!x->resp_head) {
             xchg_fail(x, 502);
             xchg_abort_app(x);
-            return;
+            break;
         }
         xchg_resp_write(x, (const char *)wf_port_msg_flatten(msg), msg->size);
-        return;
+        break;
     case WF_APP_MSG_RESP_END:
         xchg_on_resp_end(x, msg);
-        return;
+        break;
     case WF_APP_MSG_REQ_ACK:
         if (msg->size == sizeof(v)) {
             memcpy(&v, wf_port_msg_flatten(msg), sizeof(v));
             x->req_acked += wf_min(v, x->req_sent - x->req_acked);
             xchg_pump_body(x);
         }
-        return;
+        break;
     default:
         wf_log_error(0, "application \"%s\": unexpected message %u",
                      x->app->name, (unsigned)msg->type);
-        return;
+        break;
     }
+    xchg_leave(x);
 }
 
 void

@@ -18,10 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apps/app_proto.h"
 #include "control/conf.h"
 #include "core/common.h"
 #include "core/listen.h"
 #include "core/log.h"
+#include "process/main_apps.h"
 #include "process/port.h"
 #include "process/port_msg_types.h"
 #include "process/process.h"
@@ -31,9 +33,12 @@
 #define WF_DEFAULT_PID      "/usr/local/var/run/wharf/wharf.pid"
 #define WF_DEFAULT_CONTROL  "unix:/usr/local/var/run/wharf/control.wharf.sock"
 #define WF_DEFAULT_LOG      "/usr/local/var/log/wharf/wharf.log"
-#define MAIN_STOP_MS        15000 /* children get this long to exit */
-#define MAIN_RESTART_MS     100   /* at least this between two starts */
-#define MAIN_MAX_SOCKETS    256   /* listening sockets kept for the router */
+#ifndef WF_MODULESDIR
+#define WF_MODULESDIR "/usr/local/lib/wharf/modules" /* meson sets it */
+#endif
+#define MAIN_STOP_MS     15000 /* children get this long to exit */
+#define MAIN_RESTART_MS  100   /* at least this between two starts */
+#define MAIN_MAX_SOCKETS 256   /* listening sockets kept for the router */
 
 typedef wf_opts_t main_opts_t;
 
@@ -285,6 +290,8 @@ typedef struct main_state {
     bool graceful;
     main_socket_t sockets[MAIN_MAX_SOCKETS];
     unsigned nsockets;
+    json_t *modules;    /* WF_MSG_MODULES's list, found at start */
+    char *modules_text; /* its JSON text, sent to every new child */
 } main_state_t;
 
 static main_state_t mst;
@@ -303,11 +310,23 @@ static const wf_port_type_t main_router_types[] = {
      WF_PORT_FROM(WF_PORT_ROUTER), 0},
     {WF_MSG_PEER_PORT, "peer_port", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_APP_START, "app_start", wf_main_app_on_start,
+     WF_PORT_FROM(WF_PORT_ROUTER), WF_APP_MAX_FDS},
+    {WF_MSG_APP_PID, "app_pid", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_APP_EXIT, "app_exit", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_APP_KILL, "app_kill", wf_main_app_on_kill,
+     WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_MODULES, "modules", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 0},
 };
 
 static const wf_port_type_t main_ctrl_types[] = {
     {WF_MSG_PEER_PORT, "peer_port", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_MODULES, "modules", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 0},
 };
 
 static uint64_t
@@ -491,6 +510,11 @@ main_child_fork(main_child_t *child, int main_fd, int child_fd, int peer_fd)
     child->pid = pid;
     close(child_fd);
     close(peer_fd);
+    if (child->role == WF_PORT_ROUTER) {
+        wf_main_apps_router_set(child->port);
+    }
+    wf_port_send(child->port, WF_MSG_MODULES, 0, mst.modules_text,
+                 strlen(mst.modules_text), NULL, 0);
     return WF_OK;
 
 fail:
@@ -571,6 +595,11 @@ main_child_exited(main_child_t *child, int status)
                WEXITSTATUS(status));
     }
     child->pid = 0;
+    if (child->role == WF_PORT_ROUTER) {
+        /* Its app processes would be orphans: kill them before a new
+         * router starts (DESIGN.md section 2). */
+        wf_main_apps_router_lost();
+    }
     if (child->port != NULL) {
         wf_port_destroy(child->port);
         child->port = NULL;
@@ -620,6 +649,8 @@ main_reap(void)
             main_child_exited(&mst.ctrl, status);
         } else if (pid == mst.router.pid) {
             main_child_exited(&mst.router, status);
+        } else {
+            wf_main_apps_reap(pid, status);
         }
     }
 }
@@ -635,6 +666,7 @@ main_stop(bool graceful)
         main_socket_close(&mst.sockets[0]);
     }
     main_signal_children(graceful ? SIGQUIT : SIGTERM);
+    wf_main_apps_stop(graceful ? SIGQUIT : SIGTERM);
 }
 
 static void
@@ -684,14 +716,15 @@ main_port_io(main_child_t *child, short revents)
     }
 }
 
-/* main's loop: signals and the two ports, until both children are gone
- * after a stop. */
+/* main's loop: signals and the two ports, until every child (app
+ * processes too) is gone after a stop. */
 static void
 main_loop(void)
 {
     uint64_t deadline = 0;
 
-    while (!mst.stopping || mst.ctrl.pid != 0 || mst.router.pid != 0) {
+    while (!mst.stopping || mst.ctrl.pid != 0 || mst.router.pid != 0
+           || wf_main_apps_count() > 0) {
         struct pollfd pfd[3] = {
             {mst.sigfd, POLLIN, 0},
             {mst.ctrl.fd, POLLIN, 0},
@@ -704,6 +737,7 @@ main_loop(void)
         if (mst.stopping && main_now_ms() >= deadline) {
             wf_log_alert(0, "children did not stop in time, killing them");
             main_signal_children(SIGKILL);
+            wf_main_apps_stop(SIGKILL);
             deadline = main_now_ms() + MAIN_STOP_MS;
         }
         if (poll(pfd, 3, 1000) < 0 && errno != EINTR) {
@@ -831,6 +865,29 @@ main_prepare(main_opts_t *opts)
     return WF_OK;
 }
 
+/* Discovers the language modules (before any child starts, as Unit), so
+ * that every child gets the list in its first message. */
+static int
+main_modules_load(const main_opts_t *opts)
+{
+    const char *dir =
+        opts->modulesdir != NULL ? opts->modulesdir : WF_MODULESDIR;
+    /* App processes may chdir() before they load a module: absolute. */
+    char *abs = realpath(dir, NULL);
+
+    mst.modules = wf_main_modules_discover(abs != NULL ? abs : dir);
+    free(abs);
+    if (mst.modules == NULL) {
+        return WF_ERROR;
+    }
+    mst.modules_text = json_dumps(mst.modules, JSON_COMPACT);
+    if (mst.modules_text == NULL) {
+        wf_log_alert(ENOMEM, "no memory for the module list");
+        return WF_ERROR;
+    }
+    return wf_main_apps_init(opts, mst.modules);
+}
+
 static void
 main_cleanup(const main_opts_t *opts)
 {
@@ -841,6 +898,10 @@ main_cleanup(const main_opts_t *opts)
     if (opts->pid != NULL) {
         unlink(opts->pid);
     }
+    free(mst.modules_text);
+    mst.modules_text = NULL;
+    json_decref(mst.modules);
+    mst.modules = NULL;
 }
 
 int
@@ -879,6 +940,10 @@ main(int argc, char **argv)
         .role = WF_PORT_CONTROLLER, .name = "controller", .fd = -1};
     mst.router =
         (main_child_t){.role = WF_PORT_ROUTER, .name = "router", .fd = -1};
+    if (main_modules_load(&opts) != WF_OK) {
+        main_report_ready(&ready_fd, false);
+        return EXIT_FAILURE;
+    }
     wf_log_info("wharf " WF_VERSION " started");
     if (main_children_start() != WF_OK) {
         main_report_ready(&ready_fd, false);

@@ -12,7 +12,8 @@
  * A request: {"method", "target", "path", "query", "version", "headers":
  * [[name, value]...], "body": [piece...] (strings, latin-1), "chunked":
  * bool (no Content-Length), "target_index", "tls", "remote", "local",
- * "server", "local_port", "abort_after": n (read() fails after n pieces)}.
+ * "server", "local_port", "abort_after": n (read() fails after n pieces),
+ * "repeat": n (served n times; the last response is printed)}.
  * Exit status: run()'s, or 1 when setup() failed. */
 #include <dlfcn.h>
 #include <errno.h>
@@ -55,6 +56,7 @@ struct wf_app {
     pthread_mutex_t lock;
     json_t *script;
     size_t next;
+    size_t repeated; /* times script[next] was served */
     struct wf_app_worker workers[HARNESS_MAX_WORKERS];
     unsigned nworkers;
     json_t *results; /* array, by request index */
@@ -234,7 +236,15 @@ harness_next(wf_app_worker_t *w, wf_app_req_t **req, int timeout_ms)
     pthread_mutex_lock(&app->lock);
     id = app->next;
     if (id < json_array_size(app->script)) {
-        app->next++;
+        /* "repeat": n serves the same request n times (for profiling);
+         * the last one's response is kept. */
+        json_t *spec = json_array_get(app->script, id);
+        json_int_t n = json_integer_value(json_object_get(spec, "repeat"));
+
+        if (++app->repeated >= (size_t)(n > 1 ? n : 1)) {
+            app->next++;
+            app->repeated = 0;
+        }
     }
     pthread_mutex_unlock(&app->lock);
 
@@ -370,7 +380,7 @@ harness_end(wf_app_req_t *r, int ok)
         r->out, "body",
         harness_json_bytes(r->body != NULL ? r->body : "", r->body_len));
     pthread_mutex_lock(&app->lock);
-    json_array_set_new(app->results, r->id, r->out);
+    json_array_set_new(app->results, r->id, r->out); /* frees an earlier */
     pthread_mutex_unlock(&app->lock);
 
     for (int i = 0; i < 9; i++) {

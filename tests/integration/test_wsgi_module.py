@@ -102,6 +102,7 @@ def test_environ_has_units_keys(tmp_path):
         "wsgi.multithread": False, "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "wsgi.input": "<wsgi_input>", "wsgi.errors": "<wsgi_errors>",
+        "wsgi.input_terminated": True,
         # ...and Wharf's: PEP 3333 wants SCRIPT_NAME, file_wrapper is
         # offered, and the server says who it is.
         "SCRIPT_NAME": "", "wsgi.file_wrapper": "<type>",
@@ -472,3 +473,16 @@ def test_long_traceback_is_logged_in_pieces(tmp_path):
     assert all(len(r) <= 1536 + 100 for r in records)
     for i in range(400):
         assert "message line %03d\n" % i in log + "\n"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_werkzeug_reads_a_body_of_unknown_length(tmp_path, chunked):
+    """wsgi.input_terminated: Werkzeug (Flask) reads a chunked body rather
+    than taking it as empty."""
+    pytest.importorskip("werkzeug")
+    body = ["0123456789" * 100] * 3
+    r = req("/", method="POST", body=body, chunked=chunked)
+    if not chunked:
+        r["headers"].append(["Content-Length", "3000"])
+    result, log = run(tmp_path, {"module": "werkzeug_body"}, [r])
+    assert body_of(result["responses"][0]) == b"got 3000 bytes: 0123456789"

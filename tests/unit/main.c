@@ -27,10 +27,13 @@ static const struct {
     {"api", wf_test_api},
     {"tpl", wf_test_tpl},
     {"port", wf_test_port},
+    {"main_apps", wf_test_main_apps},
     {"forwarded", wf_test_forwarded},
     {"access_log", wf_test_access_log},
+    {"app_xchg", wf_test_app_xchg},
     {"app_rt", wf_test_app_rt},
     {"ws_frame", wf_test_ws_frame},
+    {"py_wsgi", wf_test_py_wsgi},
 };
 
 int

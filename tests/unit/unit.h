@@ -39,9 +39,12 @@ int wf_test_conf_store(void);
 int wf_test_api(void);
 int wf_test_tpl(void);
 int wf_test_port(void);
+int wf_test_main_apps(void);
 int wf_test_forwarded(void);
 int wf_test_access_log(void);
+int wf_test_app_xchg(void);
 int wf_test_app_rt(void);
 int wf_test_ws_frame(void);
+int wf_test_py_wsgi(void);
 
 #endif

@@ -332,7 +332,7 @@ asgi_app_coro(wf_py_target_t *t, PyObject *scope, PyObject *receive,
 
 int
 wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
-                 PyObject *obj)
+                 PyObject *obj, wf_app_log_level_t level, const char *what)
 {
     PyObject *receive, *send = NULL, *done = NULL, *coro = NULL;
     PyObject *task = NULL, *res = NULL;
@@ -360,8 +360,7 @@ wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
                                         done);
     }
     if (res == NULL) {
-        wf_py_log_exception(wk->app, WF_APP_LOG_ERR,
-                            "Python failed to call the application");
+        wf_py_log_exception(wk->app, level, "%s", what);
     }
     Py_XDECREF(res);
     Py_XDECREF(task);

@@ -88,10 +88,11 @@ void wf_asgi_future_fail(wf_asgi_worker_t *wk, PyObject *fut,
 /* Calls the target's application with (scope, receive, send) of obj
  * (an object with receive, send and _done methods), as ASGI 3 or, for
  * t->asgi_legacy, ASGI 2, and runs the coroutine as a task of the loop
- * whose done callback is obj._done.  Returns 0, or -1 after logging why
- * (the exception is cleared).  Borrows everything. */
+ * whose done callback is obj._done.  Returns 0, or -1 after logging
+ * what and the traceback at level (the exception is cleared).  Borrows
+ * everything. */
 int wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
-                     PyObject *obj);
+                     PyObject *obj, wf_app_log_level_t level, const char *what);
 
 /* Ends req (rt->end()) and accounts for it in the worker. */
 void wf_asgi_req_end(wf_asgi_worker_t *wk, wf_app_req_t *req, int ok);

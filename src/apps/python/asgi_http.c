@@ -719,7 +719,9 @@ wf_asgi_http_start(wf_asgi_worker_t *wk, wf_app_req_t *req, wf_py_target_t *t,
         http_end(h, 0);
         return;
     }
-    if (wf_asgi_app_call(wk, t, scope, (PyObject *)h) != 0) {
+    if (wf_asgi_app_call(wk, t, scope, (PyObject *)h, WF_APP_LOG_ERR,
+                         "Python failed to call the application")
+        != 0) {
         h->responded = 1;
         if (wk->rt->respond(req, 500, NULL, 0, NULL, 0, 1) == WF_APP_OK) {
             h->complete = 1;

@@ -232,7 +232,12 @@ lifespan_target_startup(wf_asgi_worker_t *wk, wf_py_target_t *t)
                             "Python failed to create the lifespan scope");
         goto done;
     }
-    if (wf_asgi_app_call(wk, t, scope, (PyObject *)ls) != 0) {
+    if (wf_asgi_app_call(wk, t, scope, (PyObject *)ls,
+                         t->asgi_legacy ? WF_APP_LOG_INFO : WF_APP_LOG_ERR,
+                         t->asgi_legacy
+                             ? "ASGI Lifespan processing exception"
+                             : "Python failed to call the application")
+        != 0) {
         /* An ASGI 2 app that raised at once: no lifespan (Unit). */
         ls->disabled = t->asgi_legacy;
         rc = ls->disabled ? 0 : -1;

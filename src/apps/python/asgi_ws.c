@@ -809,7 +809,9 @@ wf_asgi_ws_start(wf_asgi_worker_t *wk, wf_app_req_t *req, wf_py_target_t *t,
         ws_end(ws, 0);
         return;
     }
-    if (wf_asgi_app_call(wk, t, scope, (PyObject *)ws) != 0) {
+    if (wf_asgi_app_call(wk, t, scope, (PyObject *)ws, WF_APP_LOG_ERR,
+                         "Python failed to call the application")
+        != 0) {
         ws_refuse(ws);
     }
     Py_DECREF(scope);

@@ -120,6 +120,11 @@ wsgi_template_create(wf_py_app_t *app)
                != 0
         || wsgi_template_add(d, "wsgi.multiprocess", PyBool_FromLong(1)) != 0
         || wsgi_template_add(d, "wsgi.run_once", PyBool_FromLong(0)) != 0
+        /* wsgi.input ends with the body, whether its length is known or
+         * not (chunked): frameworks (Werkzeug) then read a body without
+         * CONTENT_LENGTH instead of taking it as empty. */
+        || wsgi_template_add(d, "wsgi.input_terminated", PyBool_FromLong(1))
+               != 0
         || wsgi_template_add(d, "wsgi.errors", errors) != 0
         || PyDict_SetItemString(d, "wsgi.file_wrapper",
                                 (PyObject *)&wf_py_wsgi_file_type)

@@ -16,6 +16,18 @@ import time
 WHARF_BIN = os.environ.get("WHARF_BIN", "")
 SAN = os.environ.get("WHARF_SAN", "0") == "1"
 
+# The language modules the build made (build/modules beside build/wharf);
+# WHARF_MODULESDIR overrides.
+MODULESDIR = os.environ.get("WHARF_MODULESDIR") or (
+    os.path.join(os.path.dirname(WHARF_BIN), "modules") if WHARF_BIN else "")
+
+# The harness runs as root and its temp dirs are private to root, so by
+# default the servers it starts run every process as root too.  A test
+# that wants Unit's default (nobody and its group) passes user=None,
+# group=None and makes its files world-readable.
+DEFAULT_USER = "root"
+DEFAULT_GROUP = "root"
+
 # ASan/UBSan builds run several times slower: stretch every timeout.
 TIME_SCALE = 3.0 if SAN else 1.0
 
@@ -116,6 +128,20 @@ def fd_targets(pid):
     return out
 
 
+def cmdline(pid):
+    """The process title of pid ("" once it is gone)."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def is_app_process(pid):
+    """True for an app process ('wharf: "NAME" application')."""
+    return '" application' in cmdline(pid)
+
+
 def children_of(pid):
     """Direct children of pid (from /proc/PID/task/*/children)."""
     out = []
@@ -137,10 +163,13 @@ class Wharf:
 
     def __init__(self, workdir, config, threads=None, maxconn=None,
                  maxaccept=None, extra_args=(), statedir=None, control=None,
-                 env=None):
+                 env=None, user=DEFAULT_USER, group=DEFAULT_GROUP,
+                 modulesdir=None):
         """config None: start without --config (from STATEDIR/conf.json).
         control: the --control value (default unix:WORKDIR/control.sock).
-        env: extra environment variables for the server."""
+        env: extra environment variables for the server.
+        user, group: --user/--group (None: no flag, Unit's default).
+        modulesdir: --modulesdir (default MODULESDIR)."""
         if not WHARF_BIN:
             raise WharfError("WHARF_BIN is not set")
         self.workdir = str(workdir)
@@ -163,6 +192,9 @@ class Wharf:
         self.control_path = os.path.join(self.workdir, "control.sock")
         self.control = control or "unix:" + self.control_path
         self.env = env
+        self.user = user
+        self.group = group
+        self.modulesdir = modulesdir or MODULESDIR
         self.log_ignore = []        # regexes of expected [alert] lines
         self.child_pids = None      # controller and router after start
 
@@ -176,7 +208,10 @@ class Wharf:
                 "--pid", self.pid_path, "--control", self.control]
         for flag, value in (("--threads", self.threads),
                             ("--maxconn", self.maxconn),
-                            ("--maxaccept", self.maxaccept)):
+                            ("--maxaccept", self.maxaccept),
+                            ("--user", self.user),
+                            ("--group", self.group),
+                            ("--modulesdir", self.modulesdir or None)):
             if value is not None:
                 cmd += [flag, str(value)]
         return cmd + self.extra_args
@@ -337,13 +372,21 @@ class Wharf:
         return Control(self.control, timeout=timeout)
 
     def children(self):
-        """PIDs of main's direct children."""
-        return children_of(self.pid)
+        """PIDs of main's direct children but its app processes (the
+        controller and the router)."""
+        return [p for p in children_of(self.pid) if not is_app_process(p)]
+
+    def app_pids(self, name=None):
+        """PIDs of the app processes (of app NAME), children of main."""
+        tag = '"%s" application' % name if name is not None else '" application'
+        return sorted(p for p in children_of(self.pid) if tag in cmdline(p))
 
     # -- file descriptors ------------------------------------------------
 
     def fd_count(self):
-        return sum(len(fd_targets(p)) for p in process_tree(self.pid))
+        """fds of main, the controller and the router (app processes come
+        and go with scaling; they are not part of the baseline)."""
+        return sum(len(fd_targets(p)) for p in [self.pid] + self.children())
 
     def settled_fd_count(self, quiet=0.3, timeout=3.0):
         """The fd count once it stayed unchanged for `quiet` seconds."""

@@ -13,6 +13,8 @@
 #define wf_h1_server_set_site xt_h1_server_set_site
 #define wf_h1_server_init     xt_h1_server_init
 #define wf_h1_init            xt_h1_init
+#define wf_h1_server_remove   xt_h1_server_remove
+#define wf_h1_sweep_removed   xt_h1_sweep_removed
 #include "http/h1_conn.c"
 
 #include <fcntl.h>

@@ -1,12 +1,17 @@
-"""Each request waits for 4 at once: fails unless 4 workers run together."""
+"""Each request waits until X-Parties (default 4) requests are in the app
+at once: it fails unless that many workers run Python together."""
 import threading
 
-BARRIER = threading.Barrier(4)
+LOCK = threading.Lock()
+BARRIERS = {}
 
 
 def application(environ, start_response):
+    parties = int(environ.get("HTTP_X_PARTIES", "4"))
+    with LOCK:
+        barrier = BARRIERS.setdefault(parties, threading.Barrier(parties))
     try:
-        BARRIER.wait(timeout=30)
+        barrier.wait(timeout=30)
         status = "200 OK"
     except threading.BrokenBarrierError:
         status = "500 Not Concurrent"
