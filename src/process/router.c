@@ -182,7 +182,10 @@ router_abort(wf_router_t *rt)
 
     for (size_t i = 0; i < n; i++) {
         if (rt->fds[i] >= 0) {
+            /* main opened it for this configuration only: its copy goes
+             * too, or a refused configuration would leave it open. */
             close(rt->fds[i]);
+            rt->ops->socket_release(rt, rt->next->conf->listeners[i].name);
         }
     }
     wf_h1_snap_unref(&rt->next->h1);
