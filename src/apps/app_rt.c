@@ -1182,6 +1182,12 @@ rt_body_consumed(wf_app_req_t *r, size_t n)
         r->in_flight -= ack;
         r->in_read = 0;
     }
+    /* A pull worker sends it before its next wait; an event worker may
+     * read from a task outside dispatch() and then wait in its loop for
+     * bytes that only this ack lets the router send: send it now. */
+    if (r->w->dispatching) {
+        rt_out_flush(r->w);
+    }
 }
 
 /* Copies buffered body bytes out; returns how many (0: none buffered). */
