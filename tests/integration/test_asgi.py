@@ -222,8 +222,6 @@ def test_websocket_invalid_utf8_from_a_raw_client(asgi):
     s.close()
 
 
-@pytest.mark.xfail(reason="the router does not take WF_APP_MSG_RESP_FILE yet "
-                   "(\"unexpected message 108\")", strict=False)
 def test_pathsend_through_the_server(asgi, tmp_path):
     # The app process may run as nobody: a directory it can read.
     d = tempfile.mkdtemp(prefix="wharf-asgi-")

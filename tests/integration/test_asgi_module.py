@@ -6,16 +6,20 @@ disconnects, concurrency, lifespan and state, errors, and WebSocket
 framing with the checks of RFC 6455.  test_asgi.py runs the same apps
 through the whole server."""
 
+import asyncio
 import hashlib
 import json
 import os
+import select
+import socket
 import struct
+import threading
 
 import pytest
 
-from lib.app_router import (AppProcess, LEN_NONE, REQ_ABORT, REQ_ACK,
-                            REQ_END, REQ_UPGRADE, RESP_ACK, RESP_BODY,
-                            RESP_END, Response)
+from lib.app_router import (TIMEOUT, AppProcess, LEN_NONE, REQ_ABORT,
+                            REQ_ACK, REQ_END, REQ_UPGRADE, RESP_ACK,
+                            RESP_BODY, RESP_END, Response)
 from lib.wharf import SAN, WHARF_BIN
 
 APPS = os.path.join(os.path.dirname(__file__), "apps", "asgi")
@@ -379,3 +383,95 @@ def test_ws_close_refuse_subprotocol_raise_abort(app):
     rc, log = a.close()
     assert rc == 0 and "RuntimeError: boom in a websocket" in log
     assert "Sanitizer" not in log and "runtime error" not in log
+
+
+# ---- a standard client through a minimal router ----------------------------
+
+def ws_bridge(a, listener):
+    """Plays the router for one WebSocket connection: the client's
+    handshake goes to the app as REQ_HEAD with REQ_UPGRADE, its bytes as
+    REQ_BODY, the app's RESP_BODY bytes go out raw."""
+    conn, _ = listener.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += conn.recv(4096)
+    raw, rest = head.split(b"\r\n\r\n", 1)
+    lines = raw.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ")
+    fields = [tuple(line.split(": ", 1)) for line in lines[1:]]
+    st = a.request(method, target, headers=fields, flags=REQ_UPGRADE,
+                   content_length=LEN_NONE)
+    r = a.head(st)
+    conn.sendall(b"HTTP/1.1 %d Switching Protocols\r\n" % r.status
+                 + b"".join(n + b": " + v + b"\r\n" for n, v in r.headers)
+                 + b"\r\n")
+    if rest:
+        a.body(st, rest)
+    unacked = 0
+    while True:
+        if not any(m[1] == st for m in a.pending):
+            ready, _, _ = select.select([conn, a.sock], [], [], TIMEOUT)
+            if conn in ready:
+                data = conn.recv(65536)
+                if not data:
+                    a.send(REQ_ABORT, st)
+                    break
+                a.body(st, data)
+                continue
+        type_, _, payload, _ = a.recv_for(st)
+        if type_ == REQ_ACK:
+            a.inflight[st] -= struct.unpack("<Q", payload)[0]
+        elif type_ == RESP_BODY:
+            conn.sendall(payload)
+            unacked += len(payload)
+            if unacked >= 128 * 1024:
+                a.send(RESP_ACK, st, struct.pack("<Q", unacked))
+                unacked = 0
+        elif type_ == RESP_END:
+            break
+    conn.close()
+
+
+def test_ws_standard_client(app):
+    """python3-websockets against the module, through a minimal router."""
+    websockets = pytest.importorskip("websockets")
+    a = app("websocket")
+    a.ready()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    url = "ws://127.0.0.1:%d" % listener.getsockname()[1]
+
+    async def echo():
+        async with websockets.connect(url + "/echo", max_size=None) as ws:
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            await ws.send(["frag", "ment", "ed"])  # sent as fragments
+            assert await ws.recv() == "fragmented"
+            big = os.urandom(700000)
+            await ws.send(big)
+            assert await ws.recv() == big
+            await asyncio.wait_for(await ws.ping(b"p"), TIMEOUT)
+        assert ws.close_code == 1000
+
+    async def app_close():
+        async with websockets.connect(url + "/close?code=4001") as ws:
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await ws.recv()
+            assert e.value.code == 4001 and e.value.reason == "bye"
+
+    async def too_big():
+        async with websockets.connect(url + "/echo", max_size=None) as ws:
+            await ws.send(b"x" * (1024 * 1024 + 1))
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await ws.recv()
+            assert e.value.code == 1009
+
+    for session in (echo, app_close, too_big):
+        t = threading.Thread(target=ws_bridge, args=(a, listener))
+        t.start()
+        asyncio.new_event_loop().run_until_complete(session())
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+    listener.close()
+    assert a.close()[0] == 0
