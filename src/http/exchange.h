@@ -57,4 +57,9 @@ int wf_xchg_ctl(wf_req_t *r, int op, void *arg);
 int wf_file_fd(const wf_file_t *f);
 void wf_file_unref(wf_file_t *f);
 
+/* A file object of its own around fd (taken; closed with the last
+ * reference), outside the cache: an application's open file.  Returns a
+ * new reference, or NULL when out of memory (fd is then left open). */
+wf_file_t *wf_file_from_fd(int fd);
+
 #endif

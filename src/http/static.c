@@ -112,6 +112,19 @@ wf_file_fd(const wf_file_t *f)
     return f->fd;
 }
 
+wf_file_t *
+wf_file_from_fd(int fd)
+{
+    wf_file_t *f = calloc(1, sizeof(*f) + 1);
+
+    if (f == NULL) {
+        return NULL;
+    }
+    f->fd = fd;
+    f->refs = 1;
+    return f;
+}
+
 void
 wf_file_unref(wf_file_t *f)
 {

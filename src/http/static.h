@@ -28,6 +28,7 @@ void wf_file_unref(wf_file_t *f);
 
 /* The descriptor of an open file, for sendfile(). */
 int wf_file_fd(const wf_file_t *f);
+wf_file_t *wf_file_from_fd(int fd); /* see http/exchange.h */
 
 /* Creates the calling I/O thread's file cache and its inotify descriptor
  * (at thread start, so the descriptor count stays flat afterwards).  On

@@ -29,13 +29,43 @@ typedef struct app_restart {
     unsigned gen;
 } app_restart_t;
 
+#define APP_SETTLE_MS                                \
+    60000 /* a configuration waits this long at most \
+             for its new processes */
+
 static struct {
     const wf_app_mgr_ops_t *ops;
     wf_list_t apps; /* wf_app_t, loop 0 */
     wf_timer_t tick;
     bool ticking;
     bool inited;
+
+    /* The configuration waiting for its applications (loop 0). */
+    bool settling;
+    wf_app_mgr_settled_cb settle_cb;
+    void *settle_arg;
+    char settle_error[256]; /* "" while none failed */
+    wf_timer_t settle_timer;
+    wf_task_t settle_task; /* posted by a READY on any thread */
+    _Atomic bool settle_posted;
 } app_mgr;
+
+static void app_settle_check(void);
+
+/* A process of generation gen failed to start: a configuration waiting
+ * for it fails.  Loop 0, under app->lock. */
+static void
+app_settle_fail(wf_app_t *app, unsigned gen, const char *why)
+{
+    if (!app->settling || gen != app->settle_gen || app->settle_failed) {
+        return;
+    }
+    app->settle_failed = true;
+    if (app_mgr.settle_error[0] == '\0') {
+        snprintf(app_mgr.settle_error, sizeof(app_mgr.settle_error),
+                 "application \"%s\" failed to start: %s", app->name, why);
+    }
+}
 
 static void app_sock_on_msg(wf_port_t *p, wf_port_msg_t *msg);
 static void app_scale(wf_app_t *app);
@@ -300,6 +330,15 @@ proc_on_ready(app_sock_t *s, wf_port_msg_t *msg)
             }
             app_restarts_settle(app, proc->gen, NULL);
         }
+        if (app->settling && proc->gen == app->settle_gen) {
+            bool expected = false;
+
+            atomic_store(&app->settle_ready, true);
+            if (atomic_compare_exchange_strong(&app_mgr.settle_posted,
+                                               &expected, true)) {
+                wf_task_post(wf_loop_get(0), &app_mgr.settle_task);
+            }
+        }
         wf_app_queue_drain(app);
     }
     pthread_mutex_unlock(&app->lock);
@@ -334,11 +373,29 @@ static void
 sock_on_close(wf_port_t *p)
 {
     app_sock_t *s = wf_container_of(wf_port_get_owner(p), app_sock_t, owner);
-    wf_app_t *app = s->proc->app;
+    app_proc_t *proc = s->proc;
+    wf_app_t *app = proc->app;
+    bool early = false;
 
     pthread_mutex_lock(&app->lock);
-    proc_stop(s->proc);
+    proc_stop(proc);
+    if (!proc->was_ready && !proc->died_early) {
+        /* Dead before READY: that start failed (main's APP_EXIT may come
+         * later); no spare is started again until one succeeds. */
+        proc->died_early = true;
+        app->nfailed++;
+        early = app->settling && proc->gen == app->settle_gen;
+    }
     pthread_mutex_unlock(&app->lock);
+    if (early) {
+        bool expected = false;
+
+        atomic_store(&app->settle_dead, true);
+        if (atomic_compare_exchange_strong(&app_mgr.settle_posted, &expected,
+                                           true)) {
+            wf_task_post(wf_loop_get(0), &app_mgr.settle_task);
+        }
+    }
     while (!wf_list_is_empty(&s->xchgs)) {
         app_xchg_t *x = wf_container_of(s->xchgs.next, app_xchg_t, link);
 
@@ -430,17 +487,23 @@ proc_on_start_reply(wf_port_request_t *req, wf_port_msg_t *msg, int status)
                  : text != NULL  ? text
                                  : "unknown error");
     proc->exited = true;
-    app->nfailed++;
+    if (!proc->died_early) {
+        proc->died_early = true;
+        app->nfailed++;
+    }
     proc_stop(proc);
     app_queue_fail_if_hopeless(app);
     if (proc->gen == app->gen) {
         app_restarts_settle(app, proc->gen, "Failed to start application.");
     }
+    app_settle_fail(app, proc->gen,
+                    status != WF_OK ? "main process is gone" : "not started");
     done = proc_unlink_if_done(proc);
     pthread_mutex_unlock(&app->lock);
     if (done) {
         proc_free(proc);
     }
+    app_settle_check();
 }
 
 /* {"name": NAME, "conf": {...}, "slots": T, "router_threads": N} */
@@ -907,7 +970,8 @@ app_in(const wf_app_t *app, const wf_app_desc_t *apps, size_t napps)
 }
 
 /* Makes desc live: an existing application of its name (restarted if its
- * config changed) or a new one. */
+ * config changed) or a new one.  A new or changed one with spare
+ * processes makes the configuration wait for its first one. */
 static int
 app_attach(wf_app_desc_t *desc)
 {
@@ -921,26 +985,95 @@ app_attach(wf_app_desc_t *desc)
         }
         app->scale.handler = app_on_scale;
         wf_list_add_tail(&app_mgr.apps, &app->link);
+        app->settle_new = true;
+        app->settling = app->spare_processes > 0;
     } else {
         pthread_mutex_lock(&app->lock);
         if (app->removed || strcmp(app->json, desc->json) != 0) {
+            app->prev_gen = app->gen;
             rc = app_settings_set(app, desc);
             app->gen++;
             app->removed = false;
             app->nfailed = 0;
+            app->settling = app->spare_processes > 0;
         }
         pthread_mutex_unlock(&app->lock);
     }
+    app->settle_gen = app->gen;
+    app->settle_failed = false;
+    atomic_store(&app->settle_ready, false);
+    atomic_store(&app->settle_dead, false);
     app_ref(app);
     desc->live = app;
     return rc;
 }
 
-int
-wf_app_mgr_reconcile(wf_app_desc_t *apps, size_t napps)
+/* Ends the wait of the configuration once every application settled. */
+static void
+app_settle_check(void)
 {
+    wf_app_mgr_settled_cb cb = app_mgr.settle_cb;
+
+    if (!app_mgr.settling) {
+        return;
+    }
+    wf_list_for_each(l, &app_mgr.apps)
+    {
+        wf_app_t *app = wf_container_of(l, wf_app_t, link);
+
+        if (app->settling && atomic_load(&app->settle_dead)) {
+            pthread_mutex_lock(&app->lock);
+            app_settle_fail(app, app->settle_gen, "its process exited");
+            pthread_mutex_unlock(&app->lock);
+        }
+    }
+    wf_list_for_each(l, &app_mgr.apps)
+    {
+        wf_app_t *app = wf_container_of(l, wf_app_t, link);
+
+        if (app->settling && !app->settle_failed
+            && !atomic_load(&app->settle_ready)
+            && app_mgr.settle_error[0] == '\0') {
+            return; /* still starting */
+        }
+    }
+    app_mgr.settling = false;
+    wf_timer_stop(wf_loop_get(0), &app_mgr.settle_timer);
+    cb(app_mgr.settle_arg,
+       app_mgr.settle_error[0] != '\0' ? app_mgr.settle_error : NULL);
+}
+
+static void
+app_on_settle_task(wf_task_t *task)
+{
+    wf_unused(task);
+    atomic_store(&app_mgr.settle_posted, false);
+    app_settle_check();
+}
+
+static void
+app_on_settle_timer(wf_timer_t *t)
+{
+    wf_unused(t);
+    if (app_mgr.settle_error[0] == '\0') {
+        snprintf(app_mgr.settle_error, sizeof(app_mgr.settle_error),
+                 "applications did not start in time");
+    }
+    app_settle_check();
+}
+
+int
+wf_app_mgr_reconcile(wf_app_desc_t *apps, size_t napps,
+                     wf_app_mgr_settled_cb cb, void *arg)
+{
+    bool wait = false;
+
     if (!app_mgr.inited) {
         return WF_OK; /* no manager (tests of the router alone): 503 */
+    }
+    wf_list_for_each(l, &app_mgr.apps)
+    {
+        wf_container_of(l, wf_app_t, link)->settling = false;
     }
     for (size_t i = 0; i < napps; i++) {
         if (app_attach(&apps[i]) != WF_OK) {
@@ -948,6 +1081,48 @@ wf_app_mgr_reconcile(wf_app_desc_t *apps, size_t napps)
                          (int)apps[i].name.len, apps[i].name.data);
             return WF_ERROR;
         }
+        wait |= ((wf_app_t *)apps[i].live)->settling;
+    }
+    app_mgr.settle_error[0] = '\0';
+    app_mgr.settle_cb = cb;
+    app_mgr.settle_arg = arg;
+    app_mgr.settling = false; /* no callback from inside this call */
+    for (size_t i = 0; i < napps; i++) {
+        app_scale(apps[i].live);
+    }
+    if (!app_mgr.ticking) {
+        app_mgr.ticking = true;
+        wf_timer_set(wf_loop_get(0), &app_mgr.tick, APP_TICK_MS);
+    }
+    if (!wait) {
+        return WF_OK;
+    }
+    app_mgr.settling = true;
+    wf_timer_set(wf_loop_get(0), &app_mgr.settle_timer, APP_SETTLE_MS);
+    /* A start may have failed already: look on the next tick. */
+    atomic_store(&app_mgr.settle_posted, true);
+    wf_task_post(wf_loop_get(0), &app_mgr.settle_task);
+    return WF_AGAIN;
+}
+
+static void
+app_settle_clear(void)
+{
+    wf_list_for_each(l, &app_mgr.apps)
+    {
+        wf_app_t *app = wf_container_of(l, wf_app_t, link);
+
+        app->settling = false;
+        app->settle_new = false;
+        app->prev_gen = app->gen;
+    }
+}
+
+void
+wf_app_mgr_commit(const wf_app_desc_t *apps, size_t napps)
+{
+    if (!app_mgr.inited) {
+        return;
     }
     wf_list_for_each(l, &app_mgr.apps)
     {
@@ -957,15 +1132,58 @@ wf_app_mgr_reconcile(wf_app_desc_t *apps, size_t napps)
             app_remove(app);
         }
     }
+    app_settle_clear();
+}
+
+static const wf_app_desc_t *
+app_desc_of(const wf_app_t *app, const wf_app_desc_t *descs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (descs[i].name.len == strlen(app->name)
+            && memcmp(descs[i].name.data, app->name, descs[i].name.len) == 0) {
+            return &descs[i];
+        }
+    }
+    return NULL;
+}
+
+void
+wf_app_mgr_rollback(const wf_app_desc_t *old, size_t nold)
+{
+    if (!app_mgr.inited) {
+        return;
+    }
+    app_mgr.settling = false;
+    wf_timer_stop(wf_loop_get(0), &app_mgr.settle_timer);
     wf_list_for_each(l, &app_mgr.apps)
     {
-        app_scale(wf_container_of(l, wf_app_t, link));
+        wf_app_t *app = wf_container_of(l, wf_app_t, link);
+        const wf_app_desc_t *desc = app_desc_of(app, old, nold);
+
+        if (app->settle_new || desc == NULL) {
+            if (app->settle_new) {
+                app_remove(app);
+            }
+            continue;
+        }
+        pthread_mutex_lock(&app->lock);
+        if (app->gen != app->prev_gen) {
+            /* Back to the running config: the new processes go. */
+            app_settings_set(app, desc);
+            app->gen = app->prev_gen;
+            app->nfailed = 0; /* the failures were the refused config's */
+            wf_list_for_each(pl, &app->procs)
+            {
+                app_proc_t *proc = wf_container_of(pl, app_proc_t, link);
+
+                if (proc->gen > app->gen) {
+                    proc_stop(proc);
+                }
+            }
+        }
+        pthread_mutex_unlock(&app->lock);
     }
-    if (!app_mgr.ticking && !wf_list_is_empty(&app_mgr.apps)) {
-        app_mgr.ticking = true;
-        wf_timer_set(wf_loop_get(0), &app_mgr.tick, APP_TICK_MS);
-    }
-    return WF_OK;
+    app_settle_clear();
 }
 
 void
@@ -995,17 +1213,21 @@ wf_app_mgr_on_exit(pid_t pid, int code, int signo)
             }
             proc->exited = true;
             if (!proc->was_ready) {
+                if (!proc->died_early) {
+                    proc->died_early = true;
+                    app->nfailed++;
+                }
                 wf_log_error(0,
                              "application \"%s\" failed to start: process "
                              "%d exited %s %d",
                              app->name, (int)pid,
                              signo != 0 ? "on signal" : "with code",
                              signo != 0 ? signo : code);
-                app->nfailed++;
                 if (proc->gen == app->gen) {
                     app_restarts_settle(app, proc->gen,
                                         "Failed to start application.");
                 }
+                app_settle_fail(app, proc->gen, "its process exited");
             }
             proc_stop(proc);
             app_queue_fail_if_hopeless(app);
@@ -1014,6 +1236,9 @@ wf_app_mgr_on_exit(pid_t pid, int code, int signo)
             if (done) {
                 proc_free(proc);
             }
+            /* A refused configuration first goes back to the old
+             * settings: no new process of the refused one starts. */
+            app_settle_check();
             app_scale(app);
             return;
         }
@@ -1089,6 +1314,8 @@ wf_app_mgr_init(const wf_app_mgr_ops_t *ops)
     app_mgr.ops = ops;
     wf_list_init(&app_mgr.apps);
     wf_timer_init(&app_mgr.tick, app_mgr_on_tick);
+    wf_timer_init(&app_mgr.settle_timer, app_on_settle_timer);
+    app_mgr.settle_task.handler = app_on_settle_task;
     app_mgr.inited = true;
     wf_app_xchg_install();
 }

@@ -38,13 +38,32 @@ typedef struct wf_app_mgr_ops {
  * application hooks.  Call once at start, before the loops run. */
 void wf_app_mgr_init(const wf_app_mgr_ops_t *ops);
 
+/* The outcome of a reconciliation that had to wait: error NULL when
+ * every new or changed application has a ready process, else the reason
+ * one failed to start.  Loop 0. */
+typedef void (*wf_app_mgr_settled_cb)(void *arg, const char *error);
+
 /* Makes apps[0..napps) (a new snapshot's) live: each gets desc->live, a
  * new reference to the application of that name, created if new; a
- * changed json restarts it gracefully; its spare processes start.
- * Applications no longer in the list stop once every snapshot that has
- * them is gone (wf_app_mgr_release()).  Returns WF_OK or WF_ERROR (out
- * of memory, logged: the snapshot must not be published). */
-int wf_app_mgr_reconcile(wf_app_desc_t *apps, size_t napps);
+ * changed json restarts it gracefully (new processes start, the old ones
+ * serve until one is ready); spare processes start.  Returns WF_OK when
+ * nothing needs waiting for, WF_AGAIN when cb(arg) will tell whether the
+ * first process of each new or changed application (with spare
+ * processes) became ready, as Unit waits before it confirms a
+ * configuration, or WF_ERROR (out of memory, logged).  After WF_AGAIN
+ * or WF_ERROR the caller ends with wf_app_mgr_commit() or
+ * wf_app_mgr_rollback(). */
+int wf_app_mgr_reconcile(wf_app_desc_t *apps, size_t napps,
+                         wf_app_mgr_settled_cb cb, void *arg);
+
+/* The snapshot of apps[0..napps) is published: applications not in it
+ * stop (their processes finish their requests). */
+void wf_app_mgr_commit(const wf_app_desc_t *apps, size_t napps);
+
+/* The configuration was refused: the applications of this
+ * reconciliation go back to their settings in old[0..nold) (the current
+ * snapshot's), and new ones stop. */
+void wf_app_mgr_rollback(const wf_app_desc_t *old, size_t nold);
 
 /* Drops the references apps[0..napps) hold (a retired snapshot's).  Any
  * thread. */

@@ -71,6 +71,7 @@ struct app_proc {
     unsigned nopen;    /* sockets not closed yet */
     bool exited;       /* main reported the exit (or it never started) */
     bool was_ready;
+    bool died_early;     /* its sockets closed before READY */
     unsigned active;     /* requests in flight, every slot */
     uint64_t served;     /* requests ended, for limits.requests */
     uint64_t idle_since; /* loop ms when active last dropped to 0 */
@@ -104,7 +105,19 @@ struct wf_app {
     unsigned nqueued;
     unsigned nfailed;   /* starts in a row that failed */
     wf_list_t restarts; /* app_restart_t waiting for a new process */
-    wf_task_t scale;    /* posted to loop 0 */
+
+    /* A configuration being applied waits for this application's first
+     * process of generation settle_gen (new or changed apps with spare
+     * processes), as Unit does: loop 0, except settle_ready. */
+    bool settling;
+    bool settle_failed;
+    _Atomic bool settle_ready; /* set by READY on any thread */
+    _Atomic bool settle_dead;  /* a process of settle_gen closed its
+                                  sockets before READY (any thread) */
+    bool settle_new;           /* created by this configuration */
+    unsigned settle_gen;
+    unsigned prev_gen; /* the generation to go back to if it fails */
+    wf_task_t scale;   /* posted to loop 0 */
     _Atomic bool scale_posted;
 };
 
@@ -147,7 +160,12 @@ struct app_xchg {
     uint64_t resp_len;   /* the app's Content-Length; WF_APP_LEN_NONE */
     uint64_t resp_got;   /* body bytes written to r->resp_body */
     uint64_t resp_acked; /* resp_got - queued at the last RESP_ACK */
-    char *mem;           /* response fields and memory body */
+    bool head_pending;   /* RESP_HEAD without END is held until the next
+                            message says how the body comes */
+    int file_fd;         /* a RESP_FILE held the same way; -1: none */
+    uint64_t file_off;
+    uint64_t file_len;
+    char *mem; /* response fields and memory body */
     size_t mem_cap;
 };
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "core/log.h"
@@ -14,8 +15,9 @@
 #include "http/exchange.h"
 #include "process/app_types.h"
 
-#define XCHG_ADDR_MAX 64 /* an address as text, NUL included */
-#define XCHG_MEM_MIN  1024
+#define XCHG_ADDR_MAX       64 /* an address as text, NUL included */
+#define XCHG_MEM_MIN        1024
+#define XCHG_FILE_PIECE_MAX (8u << 20) /* a file piece read into a stream */
 
 /* Per thread: request heads and body pieces are built here, then copied
  * by the port; a head that does not fit is built in a malloc'd buffer. */
@@ -144,6 +146,9 @@ wf_app_req_encode(const wf_req_t *r, unsigned target, uint32_t flags,
 static void
 xchg_free(app_xchg_t *x)
 {
+    if (x->file_fd >= 0) {
+        close(x->file_fd);
+    }
     wf_timer_stop(x->loop, &x->timer);
     free(x->mem);
     free(x);
@@ -434,6 +439,7 @@ xchg_on_handle(wf_req_t *r, const wf_app_desc_t *desc, unsigned target)
     x->loop = r->loop;
     x->target = target;
     x->resp_len = WF_APP_LEN_NONE;
+    x->file_fd = -1;
     wf_timer_init(&x->timer, xchg_on_timer);
     x->assign.handler = wf_app_xchg_assigned;
     wf_list_init(&x->link);
@@ -629,7 +635,7 @@ xchg_resp_ack(app_xchg_t *x)
 {
     wf_chan_t *ch = &x->r->resp_body;
     uint64_t taken = x->resp_got - wf_chan_queued(ch);
-    uint64_t n = taken - x->resp_acked;
+    uint64_t n = taken > x->resp_acked ? taken - x->resp_acked : 0;
 
     if (n >= WF_APP_WINDOW / 2) {
         x->resp_acked = taken;
@@ -691,6 +697,135 @@ xchg_resp_write(app_xchg_t *x, const char *p, size_t n)
     }
     x->resp_got += n;
     xchg_resp_ack(x);
+}
+
+/* Sends a file piece inside a stream: read into the channel (the window
+ * does not count it; it is acknowledged as if taken).  A big piece there
+ * is refused rather than held in memory: the whole body as one file is
+ * the sendfile() path. */
+static void
+xchg_stream_file(app_xchg_t *x, int fd, uint64_t off, uint64_t len)
+{
+    wf_chan_t *ch = &x->r->resp_body;
+
+    if (len > XCHG_FILE_PIECE_MAX
+        || (x->resp_len != WF_APP_LEN_NONE
+            && len > x->resp_len - x->resp_got)) {
+        wf_log_error(0,
+                     "application \"%s\": a file piece of %llu bytes "
+                     "inside a streamed body is not supported",
+                     x->app->name, (unsigned long long)len);
+        xchg_fail(x, 502);
+        xchg_abort_app(x);
+        return;
+    }
+    ch->limit += len;
+    while (len > 0 && xchg_has_r(x) && x->streaming) {
+        ssize_t n = pread(fd, xchg_scratch,
+                          (size_t)wf_min(len, (uint64_t)sizeof(xchg_scratch)),
+                          (off_t)off);
+
+        if (n <= 0 || wf_chan_write(ch, xchg_scratch, (size_t)n) != n) {
+            xchg_fail(x, 502);
+            xchg_abort_app(x);
+            return;
+        }
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+        x->resp_got += (uint64_t)n;
+        x->resp_acked += (uint64_t)n;
+    }
+}
+
+/* Starts the streamed response held since RESP_HEAD (the body comes in
+ * pieces), with a file piece held meanwhile first. */
+static void
+xchg_stream_begin(app_xchg_t *x)
+{
+    wf_resp_t *resp;
+
+    if (!x->head_pending) {
+        return;
+    }
+    x->head_pending = false;
+    if (!xchg_has_r(x)) {
+        return;
+    }
+    resp = &x->r->resp;
+    if (x->resp_len != WF_APP_LEN_NONE) {
+        resp->stream_length = true;
+        resp->content_length = x->resp_len;
+    }
+    x->r->resp_body.limit = WF_APP_WINDOW;
+    x->responded = true;
+    x->streaming = true;
+    wf_xchg_stream_start(x->r, xchg_on_resp_room);
+    if (x->file_fd >= 0) {
+        xchg_stream_file(x, x->file_fd, x->file_off, x->file_len);
+        close(x->file_fd);
+        x->file_fd = -1;
+    }
+}
+
+/* The whole body is one file: the simple object the I/O thread pumps
+ * with sendfile().  The app's Content-Length must be the file's. */
+static void
+xchg_resp_file(app_xchg_t *x)
+{
+    wf_resp_t *resp = &x->r->resp;
+    wf_file_t *f;
+
+    if (x->resp_len != WF_APP_LEN_NONE && x->resp_len != x->file_len
+        && !resp->head_only) {
+        wf_log_error(0,
+                     "application \"%s\" sent a file of %llu bytes for "
+                     "a Content-Length of %llu",
+                     x->app->name, (unsigned long long)x->file_len,
+                     (unsigned long long)x->resp_len);
+        xchg_fail(x, 502);
+        return;
+    }
+    f = wf_file_from_fd(x->file_fd);
+    if (f == NULL) {
+        xchg_fail(x, 503);
+        return;
+    }
+    x->file_fd = -1;
+    resp->file = f;
+    resp->file_off = x->file_off;
+    resp->content_length =
+        x->resp_len != WF_APP_LEN_NONE ? x->resp_len : x->file_len;
+    x->responded = true;
+    wf_req_respond(x->r);
+}
+
+static void
+xchg_on_resp_file(app_xchg_t *x, wf_port_msg_t *msg)
+{
+    wf_app_resp_file_t rf;
+    int fd = wf_port_msg_take_fd(msg, 0);
+
+    if (fd < 0 || msg->size != sizeof(rf) || !x->resp_head) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        xchg_fail(x, 502);
+        xchg_abort_app(x);
+        return;
+    }
+    memcpy(&rf, wf_port_msg_flatten(msg), sizeof(rf));
+    if (x->head_pending && x->file_fd < 0) {
+        /* Maybe the whole body: RESP_END will tell. */
+        x->file_fd = fd;
+        x->file_off = rf.offset;
+        x->file_len = rf.length;
+        return;
+    }
+    xchg_stream_begin(x);
+    if (xchg_has_r(x) && x->streaming) {
+        xchg_stream_file(x, fd, rf.offset, rf.length);
+    }
+    close(fd);
 }
 
 /* RESP_HEAD with the whole body: a memory response.  The app's
@@ -755,15 +890,11 @@ xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
         xchg_resp_simple(x, x->mem + boff, hdr.body_size);
         return;
     }
-    if (x->resp_len != WF_APP_LEN_NONE) {
-        resp->stream_length = true;
-        resp->content_length = x->resp_len;
+    x->head_pending = true;
+    if (hdr.body_size > 0) {
+        xchg_stream_begin(x);
+        xchg_resp_write(x, x->mem + boff, hdr.body_size);
     }
-    x->r->resp_body.limit = WF_APP_WINDOW;
-    x->responded = true;
-    x->streaming = true;
-    wf_xchg_stream_start(x->r, xchg_on_resp_room);
-    xchg_resp_write(x, x->mem + boff, hdr.body_size);
 }
 
 static void
@@ -779,7 +910,15 @@ xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
     x->state = APP_X_DONE;
     wf_timer_stop(x->loop, &x->timer);
     wf_app_slot_put(x);
-    if (x->streaming && xchg_has_r(x)) {
+    if (x->head_pending && cut == 0 && xchg_has_r(x)) {
+        /* The body was one file, or nothing. */
+        x->head_pending = false;
+        if (x->file_fd >= 0) {
+            xchg_resp_file(x);
+        } else {
+            xchg_resp_simple(x, NULL, 0);
+        }
+    } else if (x->streaming && xchg_has_r(x)) {
         if (cut != 0
             || (x->resp_len != WF_APP_LEN_NONE && x->resp_got != x->resp_len)) {
             xchg_fail(x, 502);
@@ -831,7 +970,11 @@ wf_app_xchg_on_msg(app_sock_t *s, wf_port_msg_t *msg)
             xchg_abort_app(x);
             break;
         }
+        xchg_stream_begin(x);
         xchg_resp_write(x, (const char *)wf_port_msg_flatten(msg), msg->size);
+        break;
+    case WF_APP_MSG_RESP_FILE:
+        xchg_on_resp_file(x, msg);
         break;
     case WF_APP_MSG_RESP_END:
         xchg_on_resp_end(x, msg);

@@ -290,21 +290,58 @@ router_commit(wf_router_t *rt)
     }
 }
 
+/* The current snapshot's applications (none before the first). */
+static void
+router_apps_rollback(wf_router_t *rt)
+{
+    if (rt->current != NULL) {
+        wf_app_mgr_rollback(rt->current->conf->apps, rt->current->conf->napps);
+    } else {
+        wf_app_mgr_rollback(NULL, 0);
+    }
+}
+
+/* The new and changed applications have their first process ready, or
+ * one failed: the configuration is applied or refused, as in Unit. */
+static void
+router_on_apps_settled(void *arg, const char *error)
+{
+    wf_router_t *rt = arg;
+
+    if (error != NULL) {
+        snprintf(rt->error, sizeof(rt->error), "%s", error);
+        router_apps_rollback(rt);
+        router_abort(rt);
+        return;
+    }
+    wf_app_mgr_commit(rt->next->conf->apps, rt->next->conf->napps);
+    router_commit(rt);
+}
+
 static void
 router_check_done(wf_router_t *rt)
 {
+    int rc;
+
     if (rt->pending > 0) {
         return;
-    }
-    if (rt->error[0] == '\0'
-        && wf_app_mgr_reconcile(rt->next->conf->apps, rt->next->conf->napps)
-               != WF_OK) {
-        snprintf(rt->error, sizeof(rt->error), "Out of memory.");
     }
     if (rt->error[0] != '\0') {
         router_abort(rt);
         return;
     }
+    rc = wf_app_mgr_reconcile(rt->next->conf->apps, rt->next->conf->napps,
+                              router_on_apps_settled, rt);
+    if (rc == WF_AGAIN) {
+        return; /* router_on_apps_settled() follows */
+    }
+    if (rc != WF_OK) {
+        snprintf(rt->error, sizeof(rt->error), "Out of memory.");
+        router_apps_rollback(rt);
+        router_abort(rt);
+        return;
+    }
+    wf_app_mgr_commit(rt->next->conf->apps, rt->next->conf->napps);
     router_commit(rt);
 }
 

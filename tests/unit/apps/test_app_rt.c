@@ -1242,15 +1242,43 @@ test_app_main_eof(void **state)
     assert_int_equal(child_wait(&c), 0);
 }
 
-/* TERM stops an idle process at once. */
+/* TERM (and INT) stops an idle process at once. */
 static void
 test_app_main_term(void **state)
 {
+    static const int sigs[] = {SIGTERM, SIGINT};
+
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(sigs); i++) {
+        child_t c;
+
+        child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
+        router_expect_ready(c.router[0], 1);
+        kill(c.pid, sigs[i]);
+        assert_int_equal(child_wait(&c), 0);
+    }
+}
+
+/* TERM while a worker waits inside a request (for body that never
+ * comes): the request fails (cut short) and the process exits soon. */
+static void
+test_app_main_term_in_request(void **state)
+{
+    unsigned char buf[1024];
+    size_t n;
     child_t c;
 
     wf_unused(state);
     child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
     router_expect_ready(c.router[0], 1);
+    n = head_encode(buf, "POST", "/echo", 0, NULL, NULL, NULL, 0, 0, 100);
+    router_send(c.router[0], WF_APP_MSG_REQ_HEAD, 5, buf, n);
+    {
+        rmsg_t m;
+
+        router_expect(c.router[0], WF_APP_MSG_RESP_HEAD, 5, &m);
+        rmsg_free(&m);
+    }
     kill(c.pid, SIGTERM);
     assert_int_equal(child_wait(&c), 0);
 }
@@ -1297,6 +1325,7 @@ wf_test_app_rt(void)
         cmocka_unit_test(test_app_main_serves),
         cmocka_unit_test(test_app_main_eof),
         cmocka_unit_test(test_app_main_term),
+        cmocka_unit_test(test_app_main_term_in_request),
         cmocka_unit_test(test_app_main_load_fails),
     };
 

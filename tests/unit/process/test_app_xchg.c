@@ -42,6 +42,7 @@
 
 #define TA_MAX_SOCKS 8
 #define TA_PID_BASE  900000
+#define TA_FILE_SIZE (1u << 20) /* the file the app sends as an fd */
 
 static uint8_t
 ta_byte(uint64_t i)
@@ -92,7 +93,8 @@ static struct {
     ta_app_t *apps[64];
     unsigned napps;
     pthread_mutex_t lock;
-    int port; /* the listener's */
+    int port;    /* the listener's */
+    int file_fd; /* TA_FILE_SIZE pattern bytes */
 } ta;
 
 static ta_app_t *
@@ -223,6 +225,23 @@ ta_answer(ta_app_t *app, ta_req_t *rq)
                      rq->path[1] == 'd' ? rq->to_send : WF_APP_LEN_NONE, false,
                      NULL, 0);
         ta_pump(app, rq);
+    } else if (strcmp(rq->path, "/file") == 0
+               || strcmp(rq->path, "/filepiece") == 0) {
+        bool piece = rq->path[5] == 'p';
+        wf_app_resp_file_t rf = {.offset = piece ? 3 : 0,
+                                 .length = TA_FILE_SIZE - (piece ? 3 : 0)};
+
+        ta_send_head(app, rq, 200, TA_FILE_SIZE, false, NULL, 0);
+        if (piece) {
+            char first[3] = {(char)ta_byte(0), (char)ta_byte(1),
+                             (char)ta_byte(2)};
+
+            wf_port_send(app->ports[rq->sock], WF_APP_MSG_RESP_BODY, rq->stream,
+                         first, 3, NULL, 0);
+        }
+        wf_port_send(app->ports[rq->sock], WF_APP_MSG_RESP_FILE, rq->stream,
+                     &rf, sizeof(rf), &ta.file_fd, 1);
+        ta_send_end(app, rq, 0);
     } else if (strcmp(rq->path, "/short") == 0) {
         ta_send_head(app, rq, 200, 100, false, "abc", 3);
         ta_send_end(app, rq, 0);
@@ -779,6 +798,29 @@ test_app_stream_without_length(void **state)
     assert_true(rs.pattern_ok);
 }
 
+/* RESP_FILE as the whole body: the simple object, sent with sendfile();
+ * as a piece after body bytes: inside the stream.  Either way the bytes
+ * and the app's Content-Length arrive. */
+static void
+test_app_file_whole_and_piece(void **state)
+{
+    ta_resp_t rs;
+
+    wf_unused(state);
+    ta_request("GET", "/file", 0, &rs);
+    assert_int_equal(rs.status, 200);
+    assert_int_equal(rs.length, TA_FILE_SIZE);
+    assert_true(rs.complete);
+    assert_true(rs.pattern_ok);
+    assert_int_equal(rs.body_len, TA_FILE_SIZE);
+    ta_request("GET", "/filepiece", 0, &rs);
+    assert_int_equal(rs.status, 200);
+    assert_false(rs.chunked);
+    assert_int_equal(rs.length, TA_FILE_SIZE);
+    assert_true(rs.complete);
+    assert_true(rs.pattern_ok);
+}
+
 static void
 test_app_short_body_cut(void **state)
 {
@@ -910,11 +952,21 @@ ta_release_srv(wf_h1_server_t *srv)
 }
 
 static void
+ta_on_settled(void *arg, const char *error)
+{
+    wf_unused(arg);
+    assert_null(error);
+    wf_app_mgr_commit(&ta.desc, 1);
+    sem_post(&tas.done);
+}
+
+static void
 ta_on_reconcile(wf_task_t *task)
 {
     wf_unused(task);
-    assert_int_equal(wf_app_mgr_reconcile(&ta.desc, 1), WF_OK);
-    sem_post(&tas.done);
+    /* spare 1: the configuration waits for the first READY. */
+    assert_int_equal(wf_app_mgr_reconcile(&ta.desc, 1, ta_on_settled, NULL),
+                     WF_AGAIN);
 }
 
 static int
@@ -925,8 +977,18 @@ ta_setup(void **state)
     char err[256];
     wf_route_t *route;
 
+    static char data[TA_FILE_SIZE];
+    char path[] = "/tmp/wharf-test-app-XXXXXX";
+
     wf_unused(state);
     pthread_mutex_init(&ta.lock, NULL);
+    ta.file_fd = mkstemp(path);
+    assert_true(ta.file_fd >= 0);
+    unlink(path);
+    for (size_t i = 0; i < sizeof(data); i++) {
+        data[i] = (char)ta_byte(i);
+    }
+    assert_int_equal(write(ta.file_fd, data, sizeof(data)), sizeof(data));
     ta.desc = (wf_app_desc_t){.name = wf_string("t"),
                               .json = "{\"type\":\"test\"}",
                               .type = "test",
@@ -991,6 +1053,7 @@ ta_teardown(void **state)
     }
     wf_loops_destroy();
     wf_arena_destroy(tas.arena);
+    close(ta.file_fd);
     return 0;
 }
 
@@ -1004,6 +1067,7 @@ wf_test_app_xchg(void)
         cmocka_unit_test(test_app_echo_with_length),
         cmocka_unit_test(test_app_big_download),
         cmocka_unit_test(test_app_stream_without_length),
+        cmocka_unit_test(test_app_file_whole_and_piece),
         cmocka_unit_test(test_app_short_body_cut),
         cmocka_unit_test(test_app_timeout_and_queue),
         cmocka_unit_test(test_app_crash_502_then_replaced),
