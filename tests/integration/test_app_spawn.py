@@ -314,17 +314,35 @@ def test_router_death_kills_its_apps(wharf, modules, shared):
     server.child_pids = None  # the router was replaced on purpose
 
 
+def _put_quietly(server, app):
+    try:
+        put_app(server, "a", app)
+    except OSError:
+        pass  # the server stopped before it answered
+
+
 def test_quit_during_app_start_stops_everything(wharf, modules, shared):
     """An app still loading (its setup() sleeps a minute) when main gets
     QUIT: main, its children and the app are all gone soon after."""
-    server, rep, pid = start_app(wharf, modules, shared,
-                                 env={"SPAWN_SETUP_SLEEP_MS": "60000"})
+    import threading
+    report = shared / "report-a"
+    server = wharf(listen_conf(), modulesdir=str(modules))
+    # The router may answer the PUT only once the app is ready: in the
+    # background, while the app still loads.
+    put = threading.Thread(target=lambda: _put_quietly(
+        server, app_conf(report, env={"SPAWN_SETUP_SLEEP_MS": "60000"})),
+        daemon=True)
+    put.start()
+    assert read_report(report) is not None, server.log_text()
+    pid = wait_for(lambda: server.app_pids("a"))[0]
     tree = [server.pid] + children_of(server.pid)
     server.stopped_by_test = True
     os.kill(server.pid, signal.SIGQUIT)
     server.proc.wait(scaled(40))
     assert wait_for(lambda: not any(pid_alive(p) for p in tree)), \
         [cmdline(p) for p in tree if pid_alive(p)]
+    assert not pid_alive(pid)
+    put.join(scaled(30))
 
 
 def test_term_stops_apps(wharf, modules, shared):
