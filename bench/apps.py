@@ -426,11 +426,41 @@ def run_one(cls, case, paths, base, args):
     try:
         server.start()
         static_bench.run_wrk(server, "", 1, args.conns)  # warm-up
+        pids = server.pids()
+        before = {pid: static_bench.proc_cpu_seconds([pid]) for pid in pids}
         res = static_bench.run_wrk(server, "", args.duration, args.conns)
+        res["split"] = cpu_split(pids, before)
     finally:
         server.stop()
     res["per_cpu"] = res["requests"] / max(res["cpu_s"], 1e-9)
     return res
+
+
+def process_role(pid):
+    """A short name for a server process, from its title: "router",
+    "app", "main", "controller", "prototype", "worker"..."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            title = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return "?"
+    for word in ("router", "controller", "prototype", "application",
+                 "main"):
+        if word in title:
+            return "app" if word == "application" else word
+    return os.path.basename(title.split(" ", 1)[0]) or "?"
+
+
+def cpu_split(pids, before):
+    """CPU seconds per process role over the run, largest first: where the
+    server spends its CPU (Wharf's and Unit's router against their app
+    process, say)."""
+    split = {}
+    for pid in pids:
+        used = static_bench.proc_cpu_seconds([pid]) - before.get(pid, 0.0)
+        role = process_role(pid)
+        split[role] = split.get(role, 0.0) + max(used, 0.0)
+    return sorted(split.items(), key=lambda kv: -kv[1])
 
 
 def fmt_run(res):
@@ -439,6 +469,10 @@ def fmt_run(res):
     text = (f"{res['rps']:>9.0f} req/s {res['p99_ms']:>8.3f}ms p99 "
             f"{res['per_cpu']:>9.0f} req/CPU-s  cpu {res['cpu_s']:.2f}s "
             f"(wrk {res['client_s']:.2f}s)")
+    split = [f"{role} {sec:.2f}s" for role, sec in res.get("split", ())
+             if sec >= 0.01]
+    if len(split) > 1:
+        text += "  (" + ", ".join(split) + ")"
     if res["errors"]:
         text += f"  [{res['errors']}]"
     return text

@@ -27,7 +27,8 @@ app_main_on_signal(int signo)
 {
     wf_app_t *app = app_main_app;
 
-    if (signo == SIGTERM && !atomic_load(&app_main_running)) {
+    /* INT is a fast stop too (DESIGN.md §2), e.g. ^C with --no-daemon. */
+    if (signo != SIGQUIT && !atomic_load(&app_main_running)) {
         _exit(1); /* still loading: nothing in flight to finish */
     }
     if (app != NULL) {
@@ -46,7 +47,8 @@ app_main_signals(void)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART; /* waits are woken by the runtime's eventfd */
     if (sigaction(SIGQUIT, &sa, NULL) == -1
-        || sigaction(SIGTERM, &sa, NULL) == -1) {
+        || sigaction(SIGTERM, &sa, NULL) == -1
+        || sigaction(SIGINT, &sa, NULL) == -1) {
         wf_log_alert(errno, "app: sigaction() failed");
         return WF_ERROR;
     }
@@ -55,6 +57,7 @@ app_main_signals(void)
     sigemptyset(&set);
     sigaddset(&set, SIGQUIT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
     sigaddset(&set, SIGPIPE);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     return WF_OK;

@@ -342,13 +342,16 @@ static void
 rt_sock_close(rt_sock_t *s)
 {
     wf_app_worker_t *w = s->w;
+    int fd;
 
     if (s->fd == -1) {
         return;
     }
-    epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->fd, NULL);
-    close(s->fd);
-    s->fd = -1;
+    fd = s->fd;
+    __atomic_store_n(&s->fd, -1, __ATOMIC_RELAXED); /* before the close:
+                                                       wf_app_rt_stop() */
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
     w->nopen--;
     if (w->osock == s) {
         w->nout = 0;
@@ -786,12 +789,33 @@ rt_on_head(wf_app_worker_t *w, rt_sock_t *s, wf_app_req_t **newreq)
     return WF_OK;
 }
 
-/* Appends a REQ_BODY piece to r's queue (the module reads it from there). */
+/* Appends a REQ_BODY piece, w->msg, to r's queue (the module reads it
+ * from there).  An empty queue takes the receive buffer itself and gives
+ * its own in exchange, so the usual piece is never copied here. */
 static int
-rt_body_queue(wf_app_req_t *r, const unsigned char *p, size_t n)
+rt_body_queue(wf_app_worker_t *w, wf_app_req_t *r)
 {
+    const unsigned char *p = w->msg.data;
+    size_t n = w->msg.size;
+
     if (r->bpos == r->blen) {
         r->bpos = r->blen = 0;
+        if (r->bbuf == NULL) {
+            r->bbuf = malloc(RT_RBUF_SIZE);
+            r->bcap = r->bbuf != NULL ? RT_RBUF_SIZE : 0;
+        }
+        if (r->bcap >= RT_RBUF_SIZE && p == w->rbuf) {
+            unsigned char *b = r->bbuf;
+            size_t cap = r->bcap;
+
+            r->bbuf = w->rbuf;
+            r->bcap = w->rcap;
+            r->blen = n;
+            w->rbuf = b;
+            w->rcap = cap;
+            w->msg.data = NULL; /* it is the request's now */
+            return WF_OK;
+        }
     }
     if (r->blen + n > r->bcap && r->bpos > 0) {
         memmove(r->bbuf, r->bbuf + r->bpos, r->blen - r->bpos);
@@ -847,7 +871,7 @@ rt_handle(wf_app_worker_t *w, rt_sock_t *s, wf_app_req_t **newreq)
             || r->in_flight + m->size > WF_APP_WINDOW) {
             return rt_garbage(w, s, "request body beyond the window");
         }
-        if (rt_body_queue(r, m->data, m->size) != WF_OK) {
+        if (rt_body_queue(w, r) != WF_OK) {
             return rt_garbage(w, s, "no memory for the request body");
         }
         r->in_flight += m->size;
@@ -1157,6 +1181,12 @@ rt_body_consumed(wf_app_req_t *r, size_t n)
         == WF_OK) {
         r->in_flight -= ack;
         r->in_read = 0;
+    }
+    /* A pull worker sends it before its next wait; an event worker may
+     * read from a task outside dispatch() and then wait in its loop for
+     * bytes that only this ack lets the router send: send it now. */
+    if (r->w->dispatching) {
+        rt_out_flush(r->w);
     }
 }
 
@@ -1476,6 +1506,7 @@ rt_send_file(wf_app_req_t *r, int fd, off_t off, off_t len)
 }
 
 #define RT_IDLE_MAX 8 /* request objects kept per worker */
+#define RT_KEEP_MAX (WF_APP_WINDOW + RT_RBUF_SIZE) /* buffer kept with one */
 
 static void
 rt_end(wf_app_req_t *r, int ok)
@@ -1495,6 +1526,17 @@ rt_end(wf_app_req_t *r, int ok)
     s->active--;
     w->nactive--;
     if (w->nidle < RT_IDLE_MAX) {
+        /* Keep the usual buffers, not those one huge message grew. */
+        if (r->hcap > RT_KEEP_MAX) {
+            free(r->hbuf);
+            r->hbuf = NULL;
+            r->hcap = 0;
+        }
+        if (r->bcap > RT_KEEP_MAX) {
+            free(r->bbuf);
+            r->bbuf = NULL;
+            r->bcap = 0;
+        }
         wf_list_add_tail(&w->idle, &r->link);
         w->nidle++;
     } else {
@@ -1741,6 +1783,24 @@ wf_app_rt_stop(wf_app_t *app, bool graceful)
            && !atomic_compare_exchange_weak(&app->quit, &cur, want)) {
     }
     for (unsigned k = 0; k < app->nworkers; k++) {
-        rt_worker_wake(&app->workers[k]);
+        wf_app_worker_t *w = &app->workers[k];
+
+        rt_worker_wake(w);
+        if (graceful) {
+            continue;
+        }
+        /* A thread blocked in recvmsg() inside a request is not woken by
+         * the eventfd: shutting the sockets down makes that wait an EOF,
+         * so its request fails and the worker ends.  (A socket closed
+         * meanwhile by its worker leaves -1 here first; the window where
+         * its number is reused by another fd is the price of a fast
+         * stop.) */
+        for (unsigned t = 0; t < w->nsocks; t++) {
+            int fd = __atomic_load_n(&w->socks[t].fd, __ATOMIC_RELAXED);
+
+            if (fd != -1) {
+                shutdown(fd, SHUT_RDWR);
+            }
+        }
     }
 }

@@ -219,6 +219,13 @@ listen_resume(void)
 }
 
 void
+wf_listen_conn_add(wf_loop_t *loop)
+{
+    atomic_fetch_add(&loop->nconn, 1);
+    atomic_fetch_add(&listen_nconn, 1);
+}
+
+void
 wf_listen_conn_release(wf_loop_t *loop)
 {
     atomic_fetch_sub(&loop->nconn, 1);

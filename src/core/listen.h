@@ -51,6 +51,12 @@ int wf_listener_start(wf_listener_t *l);
  * that is not open. */
 void wf_listener_close(wf_listener_t *l);
 
+/* Counts a connection that did not come through accept() (a socket handed
+ * in, a test's socketpair) as if a listener had accepted it on loop, so
+ * that its wf_listen_conn_release() balances.  Callable on loop's
+ * thread, or before loop runs. */
+void wf_listen_conn_add(wf_loop_t *loop);
+
 /* A connection accepted through any listener ended; loop is its owner.
  * Resumes full listeners.  Callable on the owner's thread. */
 void wf_listen_conn_release(wf_loop_t *loop);

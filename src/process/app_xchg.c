@@ -881,7 +881,9 @@ xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
         xchg_abort_app(x);
         return;
     }
-    memcpy(x->mem + boff, m + off, hdr.body_size);
+    if (hdr.body_size > 0) { /* x->mem is NULL for an empty response */
+        memcpy(x->mem + boff, m + off, hdr.body_size);
+    }
     resp = &x->r->resp;
     resp->status = hdr.status;
     resp->raw_fields = wf_str_make(x->mem, (size_t)boff);

@@ -443,7 +443,11 @@ main_on_port_close(wf_port_t *p)
     main_child_t *child =
         wf_container_of(wf_port_get_owner(p), main_child_t, owner);
 
-    /* The child is exiting; SIGCHLD does the rest. */
+    /* The child is exiting; SIGCHLD does the rest.  The port goes now:
+     * nothing may send on it. */
+    if (child->role == WF_PORT_ROUTER) {
+        wf_main_apps_router_lost();
+    }
     child->port = NULL;
     child->fd = -1;
     wf_port_destroy(p);

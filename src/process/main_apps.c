@@ -220,7 +220,8 @@ apps_req_parse(wf_port_msg_t *msg, apps_req_t *rq, char *why, size_t whylen)
     threads = json_integer_value(json_object_get(rq->root, "router_threads"));
     type = json_string_value(json_object_get(rq->conf, "type"));
     if (rq->name == NULL || !json_is_object(rq->conf) || type == NULL
-        || slots < 1 || threads < 1 || slots * threads > WF_APP_MAX_FDS
+        || slots < 1 || threads < 1 || slots > WF_APP_MAX_FDS
+        || threads > WF_APP_MAX_FDS || slots * threads > WF_APP_MAX_FDS
         || msg->nfds != (unsigned)(slots * threads)) {
         snprintf(why, whylen, "invalid application start request");
         return WF_ERROR;
@@ -280,6 +281,9 @@ void
 wf_main_apps_router_lost(void)
 {
     apps.router = NULL;
+    if (apps.stopping) {
+        return; /* they got QUIT or TERM and the stop bound */
+    }
     for (unsigned i = 0; i < apps.nprocs; i++) {
         apps_proc_t *a = &apps.procs[i];
 

@@ -42,8 +42,10 @@ void wf_main_app_on_kill(wf_port_t *p, wf_port_msg_t *msg);
  * (wf_main_apps_router_lost()). */
 void wf_main_apps_router_set(wf_port_t *p);
 
-/* The router is gone: SIGKILL every app process it started (they would
- * be orphans) and stop telling it about exits. */
+/* The router is gone (its port closed, or it was reaped; calling it
+ * twice is harmless): stop telling it about exits and, unless main is
+ * stopping (the apps then have their own bound), SIGKILL every app
+ * process it started, which would be orphans. */
 void wf_main_apps_router_lost(void);
 
 /* SIGCHLD: if pid is an app process, logs its end as Unit does, tells the

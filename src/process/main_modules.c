@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +21,10 @@
 #include "core/common.h"
 #include "core/log.h"
 
-#define MODULES_SUFFIX "*.wharf.so"
-#define MODULES_MAX    64  /* modules kept; more are ignored (logged) */
-#define MODULES_TEXT   256 /* type and version as the child reports them */
+#define MODULES_SUFFIX   "*.wharf.so"
+#define MODULES_MAX      64    /* modules kept; more are ignored (logged) */
+#define MODULES_TEXT     256   /* type and version as the child reports them */
+#define MODULES_PROBE_MS 10000 /* a probe that takes longer is killed */
 
 typedef struct modules_entry {
     char type[32];
@@ -37,9 +39,17 @@ modules_probe_child(const char *file, int fd)
 {
     const wf_app_module_t *m;
     char buf[MODULES_TEXT];
+    sigset_t all;
     void *dl;
     int n;
 
+    /* A module loads with default signals, as in an app process; a
+     * crash then ends the probe with its signal. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        signal(sig, SIG_DFL);
+    }
+    sigfillset(&all);
+    sigprocmask(SIG_UNBLOCK, &all, NULL);
     dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         wf_log_alert(0, "dlopen(\"%s\"), failed: \"%s\"", file, dlerror());
@@ -65,15 +75,29 @@ modules_probe_child(const char *file, int fd)
     _exit(0);
 }
 
-/* Reads the child's report; returns the bytes read or -1. */
+/* Reads the child's report until EOF; returns the bytes read, or -1 on
+ * an error or when the child takes longer than MODULES_PROBE_MS (a module
+ * whose loading hangs must not hold main's start forever). */
 static ssize_t
 modules_read_report(int fd, char *buf, size_t size)
 {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
     size_t got = 0;
 
     while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
+        ssize_t n;
+        int rc = poll(&pfd, 1, MODULES_PROBE_MS);
 
+        if (rc == 0) {
+            return -1;
+        }
+        if (rc < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        n = read(fd, buf + got, size - got);
         if (n == 0) {
             break;
         }
@@ -100,9 +124,11 @@ modules_wait(pid_t pid, const char *file)
             return false;
         }
     }
-    if (WIFSIGNALED(status)) {
+    if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
         wf_log_alert(0, "module \"%s\" crashed its probe (signal %d)", file,
                      WTERMSIG(status));
+    }
+    if (WIFSIGNALED(status)) {
         return false;
     }
     return WEXITSTATUS(status) == 0;
@@ -136,6 +162,11 @@ modules_probe(const char *file, modules_entry_t *e)
     close(fds[1]);
     n = modules_read_report(fds[0], buf, MODULES_TEXT);
     close(fds[0]);
+    if (n < 0) {
+        wf_log_alert(0, "module \"%s\" did not load within %d s, skipped", file,
+                     MODULES_PROBE_MS / 1000);
+        kill(pid, SIGKILL);
+    }
     ok = modules_wait(pid, file);
     if (!ok || n <= 0 || buf[n - 1] != '\0') {
         return WF_ERROR;

@@ -182,9 +182,8 @@ router_abort(wf_router_t *rt)
 
     for (size_t i = 0; i < n; i++) {
         if (rt->fds[i] >= 0) {
-            /* Opened for this config only: main drops its copy too (a
-             * config refused after its sockets came, e.g. an app that
-             * failed to start). */
+            /* main opened it for this configuration only: its copy goes
+             * too, or a refused configuration would leave it open. */
             close(rt->fds[i]);
             rt->ops->socket_release(rt, rt->next->conf->listeners[i].name);
         }

@@ -20,12 +20,22 @@ static const char fuzz_conf_text[] =
     "   \"action\": {\"share\": \"/srv$uri\", \"fallback\": {\"return\": "
     "404}}},"
     "  {\"action\": {\"return\": 301, \"location\": \"/\"}}]},"
+    " \"applications\": {\"app\": {\"type\": \"python 3\", \"module\": "
+    "\"wsgi\", \"processes\": {\"max\": 4, \"spare\": 1}},"
+    "  \"tg\": {\"type\": \"python\", \"targets\": {\"a\": {\"module\": "
+    "\"m\"}, \"b b\": {\"module\": \"m\", \"prefix\": \"/b\"}}}},"
     " \"settings\": {\"http\": {\"idle_timeout\": 30}}}";
+
+/* What main would send: application types are checked against it. */
+static const char fuzz_modules_text[] =
+    "[{\"type\": \"python\", \"version\": \"3.11.2\", \"file\": \"/p\"},"
+    " {\"type\": \"php\", \"version\": \"8.2.7\", \"file\": \"/q\"}]";
 
 static const char *const fuzz_methods[] = {"GET",    "PUT",   "POST",
                                            "DELETE", "PATCH", ""};
 
 static json_t *fuzz_conf;
+static json_t *fuzz_modules;
 
 static void
 fuzz_check(const wf_api_reply_t *reply)
@@ -38,6 +48,13 @@ fuzz_check(const wf_api_reply_t *reply)
         abort();
     }
     free(text);
+    if (reply->restart != NULL
+        && (reply->status != 200 || reply->conf != NULL
+            || json_object_get(json_object_get(fuzz_conf, "applications"),
+                               reply->restart)
+                   == NULL)) {
+        abort(); /* a restart names an application of the config */
+    }
     if (reply->conf == NULL) {
         return;
     }
@@ -45,7 +62,8 @@ fuzz_check(const wf_api_reply_t *reply)
         abort(); /* a change to apply is always a real, accepted change */
     }
     snap = wf_conf_compile(reply->conf, &err);
-    if (snap == NULL) {
+    if (snap == NULL
+        || wf_conf_check(reply->conf, fuzz_modules, &err) != WF_OK) {
         abort();
     }
     wf_conf_destroy(snap);
@@ -61,9 +79,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (fuzz_conf == NULL) {
         fuzz_conf = json_loads(fuzz_conf_text, 0, NULL);
-        if (fuzz_conf == NULL) {
+        fuzz_modules = json_loads(fuzz_modules_text, 0, NULL);
+        if (fuzz_conf == NULL || fuzz_modules == NULL) {
             abort();
         }
+        wf_api_modules_set(fuzz_modules);
     }
     if (size == 0) {
         return 0;

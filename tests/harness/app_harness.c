@@ -13,7 +13,8 @@
  * [[name, value]...], "body": [piece...] (strings, latin-1), "chunked":
  * bool (no Content-Length), "target_index", "tls", "remote", "local",
  * "server", "local_port", "abort_after": n (read() fails after n pieces),
- * "repeat": n (served n times; the last response is printed)}.
+ * "repeat": n (served n times; the last response is printed), "gone_after":
+ * n (write() fails once n pieces were sent: the client left)}.
  * Exit status: run()'s, or 1 when setup() failed. */
 #include <dlfcn.h>
 #include <errno.h>
@@ -348,6 +349,14 @@ harness_write(wf_app_req_t *r, const void *data, size_t len)
 {
     if (!r->responded) {
         harness_log(WF_APP_LOG_ALERT, "harness: write() before respond()");
+        return WF_APP_ERROR;
+    }
+    /* "gone_after": n: the client is gone after n writes. */
+    json_t *gone = json_object_get(r->spec, "gone_after");
+
+    if (json_is_integer(gone)
+        && json_array_size(json_object_get(r->out, "pieces"))
+               >= (size_t)json_integer_value(gone)) {
         return WF_APP_ERROR;
     }
     harness_body_add(r, "write", data, len);

@@ -14,6 +14,7 @@ import re
 import time
 
 import pytest
+import requests
 
 from lib.wharf import scaled
 
@@ -36,7 +37,13 @@ def write_app(tmp_path, name="app"):
         "def application(environ, start_response):\n"
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         "    return [b'hello from ' + environ['PATH_INFO'].encode()]\n")
+    (d / "other.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [('other %s %s' % (environ['SCRIPT_NAME'],\n"
+        "                              environ['PATH_INFO'])).encode()]\n")
     (d / "wsgi.py").chmod(0o644)
+    (d / "other.py").chmod(0o644)
     tmp_path.chmod(0o755)
     return str(d)
 
@@ -54,11 +61,20 @@ def need_python(server):
     return version
 
 
-def app_config(path, **extra):
+def app_config(path, extra=None, **kw):
+    """A valid application (no process started before a request), with
+    extra's and kw's members set over it."""
     app = {"type": "python", "path": path, "module": "wsgi",
            "processes": {"spare": 0}}
-    app.update(extra)
+    app.update(extra or {})
+    app.update(kw)
     return app
+
+
+def drop_apps(api):
+    """Stop the test's app processes: the post-test check wants the fds of
+    the start back."""
+    assert api.put("/config", {}).status == 200
 
 
 # -- refused whatever modules exist ---------------------------------------------
@@ -123,12 +139,17 @@ def start_with_apps(wharf, tmp_path):
             "tg": {"type": "python 3", "path": path,
                    "processes": {"spare": 0, "max": 2},
                    "targets": {"one": {"module": "wsgi"},
-                               "two": {"module": "wsgi",
+                               "two": {"module": "other",
                                        "callable": "application",
                                        "prefix": "/t"}}},
         },
     }
     return wharf(conf)
+
+
+def need_app_manager(server, name="app"):
+    if server.api().get("/status/applications/" + name).status != 200:
+        pytest.skip("the router has no application manager yet")
 
 
 def test_config_with_applications_is_returned_unchanged(wharf, tmp_path):
@@ -211,11 +232,12 @@ def test_valid_application_accepted(wharf, tmp_path, extra):
     server = wharf(None)
     need_python(server)
     api = server.api()
-    app = app_config(write_app(tmp_path), **extra)
-    r = api.put("/config/applications/a", app)
+    app = app_config(write_app(tmp_path), extra)
+    r = api.put("/config/applications", {"a": app})
     assert r.status == 200, r
     assert r.json == DONE
     assert api.config("/config/applications/a") == app
+    drop_apps(api)
 
 
 INVALID_ROWS = [
@@ -257,8 +279,8 @@ def test_invalid_application_refused(wharf, tmp_path, extra, detail):
     server = wharf(None)
     need_python(server)
     api = server.api()
-    r = api.put("/config/applications/a",
-                app_config(write_app(tmp_path), **extra))
+    r = api.put("/config/applications",
+                {"a": app_config(write_app(tmp_path), extra)})
     assert r.status == 400, r
     assert r.json == invalid(detail)
     assert api.config() == {}
@@ -275,14 +297,14 @@ def test_module_versions(wharf, tmp_path):
     for t in ("python", "python " + major, "python %s." % major,
               "python %s.%s" % (major, minor), "python%s.%s" % (major, minor),
               "python " + version):
-        r = api.put("/config/applications/a", app_config(path, type=t))
+        r = api.put("/config/applications", {"a": app_config(path, type=t)})
         assert r.status == 200, (t, r)
     refused = ["python %s.%s" % (major, int(minor) + 1), "python 2",
                "python  3", "Python"]
     if len(minor) > 1:
         refused.append("python %s.%s" % (major, minor[:-1]))
     for t in refused:
-        r = api.put("/config/applications/a", app_config(path, type=t))
+        r = api.put("/config/applications", {"a": app_config(path, type=t)})
         assert r.status == 400, (t, r)
         assert r.json == invalid(NOT_FOUND % t)
 
@@ -313,11 +335,54 @@ def test_passes_to_targets(wharf, tmp_path):
 def test_restart_answers_ok(wharf, tmp_path):
     server = start_with_apps(wharf, tmp_path)
     need_python(server)
+    need_app_manager(server)
     api = server.api()
-    if api.get("/status/applications/app").status != 200:
-        pytest.skip("the router has no application manager yet")
     r = api.get("/control/applications/app/restart")
     assert r.status == 200, r
     assert r.json == {"success": "Ok"}
     r = api.get("/control/applications/tg/restart/?x=1")
     assert r.json == {"success": "Ok"}, r
+    drop_apps(api)
+
+
+def test_requests_reach_the_compiled_targets(wharf, tmp_path):
+    """The router's action and the module agree on what a target index
+    means: "applications/tg/two" runs other.py with its prefix, the
+    listener's pass runs the plain application."""
+    server = start_with_apps(wharf, tmp_path)
+    need_python(server)
+    need_app_manager(server)
+    r = requests.get(server.url("/hello"), timeout=scaled(30))
+    assert r.status_code == 200, r.text
+    assert r.text == "hello from /hello"
+    r = requests.get(server.url("/t/x"), timeout=scaled(30))
+    assert r.status_code == 200, r.text
+    assert r.text == "other /t /x"
+    drop_apps(server.api())
+
+
+def test_pass_with_variables_to_applications(wharf, tmp_path):
+    """A "pass" with variables is resolved per request against the
+    snapshot's applications; one that names none answers 404."""
+    path = write_app(tmp_path)
+    server = wharf({
+        "listeners": {"127.0.0.1:{port}": {"pass": "applications/$arg_a"}},
+        "applications": {
+            "app": app_config(path),
+            "tg": {"type": "python", "path": path,
+                   "processes": {"spare": 0},
+                   "targets": {"one": {"module": "wsgi"},
+                               "two": {"module": "other"}}}}})
+    need_python(server)
+    need_app_manager(server)
+    for query, status, text in (("a=app", 200, "hello from /p"),
+                                ("a=tg%2Ftwo", 200, "other  /p"),
+                                ("a=tg", 200, "hello from /p"),
+                                ("a=tg%2Fthree", 404, None),
+                                ("a=nope", 404, None),
+                                ("a=", 404, None)):
+        r = requests.get(server.url("/p?" + query), timeout=scaled(30))
+        assert r.status_code == status, (query, r.status_code, r.text)
+        if text is not None:
+            assert r.text == text, query
+    drop_apps(server.api())

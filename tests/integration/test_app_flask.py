@@ -122,11 +122,11 @@ def test_form_post(flask):
 def test_multipart_upload(flask):
     blob = os.urandom(300 * 1024)
     text = b"line one\r\nline two\r\n"
-    r = requests.post(
+    r = apps.bounded(lambda: requests.post(
         flask.url("/upload"),
         files={"blob": ("blob.bin", blob, "application/octet-stream"),
                "text": ("notes.txt", text, "text/plain")},
-        data={"title": "two files"}, timeout=TIMEOUT)
+        data={"title": "two files"}, timeout=TIMEOUT), 60)
     assert r.status_code == 200
     got = r.json()
     assert got["form"] == {"title": "two files"}
@@ -141,7 +141,8 @@ def test_multipart_upload(flask):
 def test_large_body_read_in_pieces(flask):
     """8 MiB with a Content-Length, read by the app 64 KiB at a time."""
     body = os.urandom(8 * 1024 * 1024)
-    r = requests.put(flask.url("/body-sha256"), data=body, timeout=TIMEOUT)
+    r = apps.bounded(lambda: requests.put(flask.url("/body-sha256"),
+                                          data=body, timeout=TIMEOUT), 60)
     assert r.status_code == 200
     assert r.json() == {"size": len(body),
                         "sha256": hashlib.sha256(body).hexdigest()}

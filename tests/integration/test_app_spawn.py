@@ -160,6 +160,20 @@ def test_discovery_list_reaches_the_controller(wharf, modules):
     rebaseline(server)
 
 
+def test_discovery_list_reaches_the_router_sorted(wharf, modules):
+    """The router shows main's list in /status/modules, highest version
+    first (numerically: 9.10 above 9.9), as Unit sorts it."""
+    for v in ("9.10.0", "9.2.0"):
+        build_module(str(modules / ("spawn%s.wharf.so" % v)), v)
+    server = wharf(listen_conf(), modulesdir=str(modules))
+    r = control(server).get("/status/modules")
+    assert r.status == 200, r
+    got = [(m["version"], os.path.basename(m["lib"])) for m in r.json["python"]]
+    assert got == [("9.10.0", "spawn9.10.0.wharf.so"),
+                   ("9.9.1", "spawn9.9.wharf.so"),
+                   ("9.2.0", "spawn9.2.0.wharf.so")], r.json
+
+
 def test_discovery_without_modules(wharf, tmp_path):
     empty = tmp_path / "none"
     empty.mkdir()
@@ -345,3 +359,80 @@ def test_app_title_under_unitd(wharf, modules, shared, tmp_path):
     assert rep["cmdline"].strip() == 'unit: "a" application'
     assert rep["comm"].strip() == "unitd"
     rebaseline(server)
+
+
+def test_quit_stops_apps_gracefully(wharf, modules, shared):
+    """QUIT reaches a running app as QUIT: it stops on its own (code 0),
+    and main waits for it before exiting."""
+    server, rep, pid = start_app(wharf, modules, shared)
+    assert get_pid(server) == pid
+    server.stopped_by_test = True
+    os.kill(server.pid, signal.SIGQUIT)
+    server.proc.wait(scaled(30))
+    assert re.search(r"\[notice\] .*app process %d exited with code 0" % pid,
+                     server.log_text()), server.log_text()
+    assert not pid_alive(pid)
+    lines = server.log_text().splitlines()
+    app_exit = [i for i, l in enumerate(lines) if "app process %d exited" % pid in l]
+    main_exit = [i for i, l in enumerate(lines) if "wharf 0.1.0 exited" in l]
+    assert app_exit and main_exit and app_exit[0] < main_exit[0]
+
+
+BAD_MODULE_C = r"""
+#include <signal.h>
+#include <unistd.h>
+__attribute__((constructor)) static void bad_init(void) { %s; }
+"""
+
+
+def build_bad_module(path, body):
+    src = path + ".c"
+    with open(src, "w") as f:
+        f.write(BAD_MODULE_C % body)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", path, src], check=True)
+
+
+def test_discovery_survives_crashing_and_hanging_modules(wharf, modules,
+                                                        monkeypatch):
+    """A module that crashes while loading, or never finishes loading, is
+    skipped (its probe is killed after 10 s); the others are found and
+    Wharf starts."""
+    import lib.wharf
+    build_bad_module(str(modules / "crash.wharf.so"), "raise(SIGSEGV)")
+    build_bad_module(str(modules / "hang.wharf.so"), "for (;;) pause()")
+    monkeypatch.setattr(lib.wharf, "START_TIMEOUT", 60.0)
+    server = wharf(listen_conf(), modulesdir=str(modules))
+    server.log_ignore += [r'module ".*crash\.wharf\.so" crashed its probe',
+                          r'module ".*hang\.wharf\.so" did not load within']
+    log = server.log_text()
+    assert re.search(r'\[alert\] .*module ".*/crash\.wharf\.so" crashed its '
+                     r'probe \(signal 11\)', log), log
+    assert re.search(r'\[alert\] .*module ".*/hang\.wharf\.so" did not load '
+                     r'within 10 s, skipped', log), log
+    assert re.search(r'module: python 9\.9\.1 ".*/spawn9\.9\.wharf\.so"', log)
+    r = control(server).get("/status/modules")
+    assert r.json["python"]["version"] == "9.9.1", r.json  # one: an object
+
+
+def test_unknown_user_option_refuses_to_start(tmp_path, modules):
+    """Started as root, --user and --group must name a real user and
+    group, as in Unit: main logs why and exits non-zero."""
+    from lib.wharf import Wharf
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    for args, why in (
+            ({"user": "wf-no-such-user"},
+             'getpwnam("wf-no-such-user") failed, user "wf-no-such-user" '
+             'not found'),
+            ({"user": "nobody", "group": "wf-no-such-group"},
+             'getgrnam("wf-no-such-group") failed, group "wf-no-such-group" '
+             'not found')):
+        w = Wharf(tmp_path / args.get("group", args["user"]), listen_conf(),
+                  modulesdir=str(modules), **args)
+        w._write_config()
+        os.makedirs(w.statedir, exist_ok=True)
+        proc = subprocess.run(w.command(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=scaled(30))
+        assert proc.returncode != 0
+        assert why in w.log_text(), w.log_text()

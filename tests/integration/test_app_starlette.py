@@ -115,7 +115,8 @@ def test_scope(star):
 
 def test_request_body_streamed_in(star):
     body = os.urandom(8 * 1024 * 1024)
-    r = requests.post(star.url("/digest"), data=body, timeout=TIMEOUT)
+    r = apps.bounded(lambda: requests.post(star.url("/digest"), data=body,
+                                           timeout=TIMEOUT), 60)
     assert r.status_code == 200
     got = r.json()
     assert got["size"] == len(body)
@@ -137,8 +138,9 @@ def test_request_body_chunked(app_server, marks):
         pytest.skip("Unit 1.35's chunked_transform fails on large chunks")
     star = app_server.start(conf)
     pieces = [os.urandom(100000) for _ in range(20)]
-    r = requests.post(star.url("/digest"), data=iter(pieces),
-                      timeout=TIMEOUT)       # a generator: chunked
+    r = apps.bounded(lambda: requests.post(
+        star.url("/digest"), data=iter(pieces),     # a generator: chunked
+        timeout=TIMEOUT), 60)
     assert r.status_code == 200
     whole = b"".join(pieces)
     assert r.json()["size"] == len(whole)
@@ -147,7 +149,8 @@ def test_request_body_chunked(app_server, marks):
 
 def test_echo_body(star):
     body = bytes(range(256)) * 1000
-    r = requests.post(star.url("/echo"), data=body, timeout=TIMEOUT)
+    r = apps.bounded(lambda: requests.post(star.url("/echo"), data=body,
+                                           timeout=TIMEOUT), 60)
     assert r.status_code == 200
     assert r.headers["X-Body-Length"] == str(len(body))
     assert r.content == body

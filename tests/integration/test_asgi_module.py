@@ -6,17 +6,21 @@ disconnects, concurrency, lifespan and state, errors, and WebSocket
 framing with the checks of RFC 6455.  test_asgi.py runs the same apps
 through the whole server."""
 
+import asyncio
 import hashlib
 import json
 import os
+import select
+import socket
 import struct
+import threading
 
 import pytest
 
-from lib.app_router import (AppProcess, LEN_NONE, REQ_ABORT, REQ_ACK,
-                            REQ_END, REQ_UPGRADE, RESP_BODY, RESP_END,
-                            RESP_HEAD, Response)
-from lib.wharf import WHARF_BIN
+from lib.app_router import (TIMEOUT, AppProcess, LEN_NONE, REQ_ABORT,
+                            REQ_ACK, REQ_END, REQ_UPGRADE, RESP_ACK,
+                            RESP_BODY, RESP_END, Response)
+from lib.wharf import SAN, WHARF_BIN
 
 APPS = os.path.join(os.path.dirname(__file__), "apps", "asgi")
 BUILD = os.path.dirname(WHARF_BIN) if WHARF_BIN else ""
@@ -36,6 +40,9 @@ def app(tmp_path):
         c.update(conf)
         env = dict(os.environ)
         env.update(conf.get("environment", {}))
+        if SAN:
+            # libpython is not instrumented and keeps its memory at exit.
+            env["ASAN_OPTIONS"] = "detect_leaks=0"
         p = AppProcess(HOST, MODULE, c, str(tmp_path / ("app%d.log"
                                                         % len(started))),
                        env=env)
@@ -113,7 +120,8 @@ def test_response_streams_within_the_window(app):
         assert type_ == RESP_BODY, type_
         got += len(payload)
     assert 0 < got <= 256 * 1024
-    r = a.response(st, r=Response())  # now acknowledge, and it goes on
+    a.send(RESP_ACK, st, struct.pack("<Q", got))  # it goes on
+    r = a.response(st, r=Response())
     assert got + len(r.body) == 2000000 and r.end == 0
     st = a.request("GET", "/?n=3&size=10&length=1")
     r = a.response(st)
@@ -225,7 +233,10 @@ def frame(op, payload, fin=True, mask=b"\x11\x22\x33\x44", rsv=0):
         head += bytes([0x80 | 127]) + struct.pack(">Q", n)
     if mask is None:
         return bytes([head[0], head[1] & 0x7f]) + head[2:] + payload
-    return head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+    key = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big")
+              ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+    return head + mask + masked
 
 
 def parse_frames(buf):
@@ -254,6 +265,7 @@ class WS:
                             content_length=LEN_NONE)
         self.head = a.head(self.st)
         self.buf = b""
+        self.unacked = 0
         self.end = None
 
     def send(self, data):
@@ -262,12 +274,14 @@ class WS:
     def frames(self, want=1):
         out = []
         while len(out) < want and self.end is None:
-            type_, st, payload, _ = self.a.recv()
-            if st != self.st:
-                self.a.pending.append((type_, st, payload, None))
-                continue
+            type_, st, payload, _ = self.a.recv_for(self.st)
             if type_ == RESP_BODY:
                 self.buf += payload
+                self.unacked += len(payload)
+                if self.unacked >= 128 * 1024:  # the window reopens
+                    self.a.send(RESP_ACK, self.st,
+                                struct.pack("<Q", self.unacked))
+                    self.unacked = 0
                 got, self.buf = parse_frames(self.buf)
                 out += got
             elif type_ == RESP_END:
@@ -296,7 +310,7 @@ def test_ws_handshake_echo_fragments_ping(app):
     ws.send(frame(1, b"fr\xc3", fin=False) + frame(9, b"are you there")
             + frame(0, b"\xa9g", fin=False) + frame(10, b"unsolicited")
             + frame(0, b"ment"))
-    assert ws.frames(2) == [(10, b"are you there"), (1, "fréagment".encode())]
+    assert ws.frames(2) == [(10, b"are you there"), (1, "frégment".encode())]
     big = os.urandom(600000)  # over two windows, in one frame
     ws.send(frame(2, big))
     assert ws.frames() == [(2, big)]
@@ -322,7 +336,10 @@ def test_ws_handshake_echo_fragments_ping(app):
     (frame(8, struct.pack(">H", 999)), 1002),
     (frame(8, struct.pack(">H", 1000) + b"\xff"), 1007),  # bad reason
     (frame(2, b"x" * (1024 * 1024 + 1)), 1009),     # over max frame size
-])
+], ids=["bad-utf8", "bad-utf8-fragments", "rsv1", "opcode-3", "unmasked",
+        "lone-continuation", "interleaved", "big-ping", "fragmented-ping",
+        "close-1-byte", "close-1005", "close-999", "close-bad-reason",
+        "frame-too-big"])
 def test_ws_protocol_errors_close_with_their_code(app, data, code):
     a = app("websocket")
     a.ready()
@@ -339,10 +356,9 @@ def test_ws_message_limit_over_fragments(app):
     a.ready()
     ws = WS(a, "/echo")
     piece = b"z" * (1024 * 1024)  # each frame within the frame limit
-    for _ in range(16):
-        if not ws.send(frame(0 if _ else 2, piece, fin=False)):
+    for i in range(17):  # the 17th fragment goes past 16 MiB
+        if not ws.send(frame(0 if i else 2, piece, fin=False)):
             break
-    ws.send(frame(0, b"!", fin=True))
     f = ws.frames(5)
     assert [(op, close_code(p)) for op, p in f] == [(8, 1009)]
     assert a.close()[0] == 0
@@ -366,3 +382,96 @@ def test_ws_close_refuse_subprotocol_raise_abort(app):
     assert [(op, close_code(p)) for op, p in f] == [(8, 1011)]
     rc, log = a.close()
     assert rc == 0 and "RuntimeError: boom in a websocket" in log
+    assert "Sanitizer" not in log and "runtime error" not in log
+
+
+# ---- a standard client through a minimal router ----------------------------
+
+def ws_bridge(a, listener):
+    """Plays the router for one WebSocket connection: the client's
+    handshake goes to the app as REQ_HEAD with REQ_UPGRADE, its bytes as
+    REQ_BODY, the app's RESP_BODY bytes go out raw."""
+    conn, _ = listener.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += conn.recv(4096)
+    raw, rest = head.split(b"\r\n\r\n", 1)
+    lines = raw.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ")
+    fields = [tuple(line.split(": ", 1)) for line in lines[1:]]
+    st = a.request(method, target, headers=fields, flags=REQ_UPGRADE,
+                   content_length=LEN_NONE)
+    r = a.head(st)
+    conn.sendall(b"HTTP/1.1 %d Switching Protocols\r\n" % r.status
+                 + b"".join(n + b": " + v + b"\r\n" for n, v in r.headers)
+                 + b"\r\n")
+    if rest:
+        a.body(st, rest)
+    unacked = 0
+    while True:
+        if not any(m[1] == st for m in a.pending):
+            ready, _, _ = select.select([conn, a.sock], [], [], TIMEOUT)
+            if conn in ready:
+                data = conn.recv(65536)
+                if not data:
+                    a.send(REQ_ABORT, st)
+                    break
+                a.body(st, data)
+                continue
+        type_, _, payload, _ = a.recv_for(st)
+        if type_ == REQ_ACK:
+            a.inflight[st] -= struct.unpack("<Q", payload)[0]
+        elif type_ == RESP_BODY:
+            conn.sendall(payload)
+            unacked += len(payload)
+            if unacked >= 128 * 1024:
+                a.send(RESP_ACK, st, struct.pack("<Q", unacked))
+                unacked = 0
+        elif type_ == RESP_END:
+            break
+    conn.close()
+
+
+def test_ws_standard_client(app):
+    """python3-websockets against the module, through a minimal router."""
+    websockets = pytest.importorskip("websockets")
+    a = app("websocket")
+    a.ready()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    url = "ws://127.0.0.1:%d" % listener.getsockname()[1]
+
+    async def echo():
+        async with websockets.connect(url + "/echo", max_size=None) as ws:
+            await ws.send("héllo")
+            assert await ws.recv() == "héllo"
+            await ws.send(["frag", "ment", "ed"])  # sent as fragments
+            assert await ws.recv() == "fragmented"
+            big = os.urandom(700000)
+            await ws.send(big)
+            assert await ws.recv() == big
+            await asyncio.wait_for(await ws.ping(b"p"), TIMEOUT)
+        assert ws.close_code == 1000
+
+    async def app_close():
+        async with websockets.connect(url + "/close?code=4001") as ws:
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await ws.recv()
+            assert e.value.code == 4001 and e.value.reason == "bye"
+
+    async def too_big():
+        async with websockets.connect(url + "/echo", max_size=None) as ws:
+            await ws.send(b"x" * (1024 * 1024 + 1))
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await ws.recv()
+            assert e.value.code == 1009
+
+    for session in (echo, app_close, too_big):
+        t = threading.Thread(target=ws_bridge, args=(a, listener))
+        t.start()
+        asyncio.new_event_loop().run_until_complete(session())
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+    listener.close()
+    assert a.close()[0] == 0

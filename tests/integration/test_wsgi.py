@@ -13,10 +13,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import pytest
 
-from lib.wharf import WHARF_BIN, scaled
+from lib.wharf import WHARF_BIN, children_of, scaled
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "wsgi")
 MODULES = os.path.join(os.path.dirname(WHARF_BIN), "modules") if WHARF_BIN \
@@ -65,7 +66,7 @@ class PyServer:
         """PIDs of the app processes (main's children titled as an
         application)."""
         pids = []
-        for pid in self.server.children():
+        for pid in children_of(self.server.pid):
             try:
                 with open("/proc/%d/cmdline" % pid, "rb") as f:
                     title = f.read()
@@ -83,7 +84,25 @@ def py(wharf):
     server = wharf(ROUTED, extra_args=["--modulesdir", MODULES])
     if "module: python" not in server.log_text():
         pytest.skip("this wharf does not discover language modules yet")
-    return PyServer(server)
+    py = PyServer(server)
+    yield py
+    # The router holds sockets to each app process: remove the apps so
+    # that the post-test check finds the fd counts back at the baseline.
+    if server.alive():
+        routes = {"listeners": {"127.0.0.1:%d" % server.port:
+                                {"pass": "routes"}},
+                  "routes": ROUTED["routes"]}
+        pids = py.app_pids()
+        py.api.put("/config", routes)
+        # Gone from main's children: exited and reaped, not a zombie.
+        wait_until(lambda: not set(pids) & set(children_of(server.pid)), 30)
+
+
+def wait_until(pred, timeout):
+    deadline = time.monotonic() + scaled(timeout)
+    while not pred() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pred()
 
 
 def logged(py, text):
@@ -150,9 +169,8 @@ def test_streamed_upload(py):
         for _ in range(128):
             yield piece
 
-    status, _, body = py.request("POST", "/size", body=chunks(),
-                                 headers={"Transfer-Encoding": "chunked"},
-                                 timeout=120)
+    # http.client sends an iterable body chunked (no Content-Length).
+    status, _, body = py.request("POST", "/size", body=chunks(), timeout=120)
     assert status == 200 and json.loads(body) == [str(128 * 65536)]
 
 

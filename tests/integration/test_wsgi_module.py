@@ -486,3 +486,65 @@ def test_werkzeug_reads_a_body_of_unknown_length(tmp_path, chunked):
         r["headers"].append(["Content-Length", "3000"])
     result, log = run(tmp_path, {"module": "werkzeug_body"}, [r])
     assert body_of(result["responses"][0]) == b"got 3000 bytes: 0123456789"
+
+
+def test_calls_after_the_request_raise(tmp_path):
+    """start_response, write() and wsgi.input kept past their request and
+    called at exit (atexit, as Unit's ctx_iter_atexit test does) raise
+    RuntimeError; the process ends with 0."""
+    out = tmp_path / "late.txt"
+    result, _ = run(tmp_path, dict(BAD, callable="atexit_start"),
+                    [req(headers=[["X-Out", str(out)]])])
+    assert body_of(result["responses"][0]) == b"registered"
+    assert out.read_text().splitlines() == [
+        "start_response() is called outside of WSGI request processing",
+        "write() is called outside of WSGI request processing",
+        "wsgi.input.read() is called outside of WSGI request processing"]
+
+
+def test_exit_in_the_app_is_a_500(tmp_path):
+    """SystemExit from the app is an error like another (Unit: 500); the
+    worker goes on."""
+    result, log = run(tmp_path, dict(BAD, callable="exits"), [req(), req()])
+    assert [r["status"] for r in result["responses"]] == [500, 500]
+    assert "SystemExit" in log
+
+
+def test_environ_field_names_long_and_cased(tmp_path):
+    """Names past the key cache's 32 bytes, and the same name in another
+    case, still make one HTTP_ key each, joined when repeated."""
+    long_name = "X-" + "Long-" * 10
+    key = "HTTP_" + long_name.upper().replace("-", "_")
+    reqs = [req(headers=[[long_name, "a"], [long_name.lower(), "b"],
+                         ["Accept", "1"], ["ACCEPT", "2"]]),
+            req(headers=[[long_name, "c"], ["accept", "3"]])]
+    result, _ = run(tmp_path, {"module": "environ"}, reqs)
+    e1, e2 = [json.loads(r["body"]) for r in result["responses"]]
+    assert e1[key] == "a, b" and e1["HTTP_ACCEPT"] == "1, 2"
+    assert e2[key] == "c" and e2["HTTP_ACCEPT"] == "3"
+
+
+def test_client_gone_mid_response(tmp_path):
+    """A write the runtime refuses (the client left) stops the iteration
+    (close() is called) or raises in write(); the request is cut short and
+    the worker serves the next one."""
+    conf = {"targets": {
+        "endless": {"module": "bad", "callable": "endless"},
+        "write": {"module": "bad", "callable": "write_forever"},
+        "closed": {"module": "bad", "callable": "closed"}}}
+    result, log = run(tmp_path, conf, [req(target_index=0, gone_after=3),
+                                       req(target_index=1, gone_after=2),
+                                       req(target_index=2)])
+    endless, write, closed = result["responses"]
+    assert endless["ok"] is False and len(endless["pieces"]) == 3
+    assert write["ok"] is False and len(write["pieces"]) == 2
+    assert "failed to send the response" in log
+    assert body_of(closed) == b"endless"
+
+
+def test_list_too_big_to_join_goes_in_pieces(tmp_path):
+    result, _ = run(tmp_path, dict(BAD, callable="biglist"), [req()])
+    resp = result["responses"][0]
+    assert body_of(resp) == b"".join(b"%04d" % i * 250 for i in range(40))
+    assert resp["pieces"] == [["respond", 1000]] + [["write", 1000]] * 39
+    assert resp["ok"] and resp["last"] is False

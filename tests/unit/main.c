@@ -1,5 +1,6 @@
 /* One runner for every unit-test group: `unit-tests [--tap] [FILTER]` runs
  * the groups whose names contain FILTER. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,21 +40,26 @@ static const struct {
 int
 main(int argc, char **argv)
 {
-    const char *filter = NULL;
+    const char *filters[64];
+    int nfilters = 0;
     int failed = 0;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--tap") == 0) {
             cmocka_set_message_output(CM_OUTPUT_TAP);
-        } else {
-            filter = argv[i];
+        } else if (nfilters < 64) {
+            filters[nfilters++] = argv[i];
         }
     }
     for (size_t i = 0; i < sizeof(unit_groups) / sizeof(unit_groups[0]); i++) {
-        if (filter != NULL && strstr(unit_groups[i].name, filter) == NULL) {
-            continue;
+        bool run = nfilters == 0;
+
+        for (int f = 0; f < nfilters && !run; f++) {
+            run = strstr(unit_groups[i].name, filters[f]) != NULL;
         }
-        failed += unit_groups[i].run();
+        if (run) {
+            failed += unit_groups[i].run();
+        }
     }
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

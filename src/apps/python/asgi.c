@@ -374,14 +374,15 @@ wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
 /* Runs rt->dispatch() again on the next loop iteration: the runtime says
  * WF_APP_DONE only from dispatch(), and a worker that is stopping may see
  * no more readiness once its last request ended. */
-static void
-asgi_dispatch_soon(wf_asgi_worker_t *wk)
+void
+wf_asgi_dispatch_soon(wf_asgi_worker_t *wk)
 {
     PyObject *res;
 
-    if (wk->done) {
+    if (wk->done || wk->dispatch_soon) {
         return;
     }
+    wk->dispatch_soon = 1;
     res = PyObject_CallOneArg(wk->call_soon, wk->dispatch);
     if (res == NULL) {
         wf_py_log_exception(wk->app, WF_APP_LOG_ALERT,
@@ -400,7 +401,7 @@ wf_asgi_req_end(wf_asgi_worker_t *wk, wf_app_req_t *req, int ok)
     wk->active--;
     Py_XDECREF(obj); /* the reference on_request gave the runtime */
     if (wk->active == 0) {
-        asgi_dispatch_soon(wk);
+        wf_asgi_dispatch_soon(wk);
     }
 }
 
@@ -609,6 +610,7 @@ asgi_dispatch(PyObject *self, PyObject *args)
     if (wk == NULL || wk->done) {
         Py_RETURN_NONE;
     }
+    wk->dispatch_soon = 0;
     rc = wk->rt->dispatch(wk->w, &asgi_events, wk);
     if (rc == WF_APP_OK) {
         Py_RETURN_NONE;
@@ -710,7 +712,7 @@ asgi_worker_serve(wf_asgi_worker_t *wk)
         return -1;
     }
     Py_DECREF(res);
-    asgi_dispatch_soon(wk); /* the first dispatch() announces readiness */
+    wf_asgi_dispatch_soon(wk); /* the first dispatch() announces readiness */
     res = PyObject_CallMethod(wk->loop, "run_until_complete", "O", wk->quit);
     if (res == NULL) {
         wf_py_log_exception(wk->app, WF_APP_LOG_ALERT,

@@ -29,6 +29,7 @@ typedef struct wf_asgi_worker {
     PyObject **lifespans;    /* ntargets lifespan objects, or NULL */
     unsigned active;         /* requests taken and not ended */
     int done;                /* rt->dispatch() said WF_APP_DONE */
+    int dispatch_soon;       /* a dispatch is scheduled (call_soon) */
 } wf_asgi_worker_t;
 
 /* Interned strings, created once by wf_py_asgi_detect() or run(). */
@@ -93,6 +94,12 @@ void wf_asgi_future_fail(wf_asgi_worker_t *wk, PyObject *fut,
  * everything. */
 int wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
                      PyObject *obj, wf_app_log_level_t level, const char *what);
+
+/* Runs rt->dispatch() on the next loop iteration (once, however often it
+ * is asked).  Called after reading body bytes outside dispatch(): the
+ * runtime may batch the acknowledgement they cause until its next
+ * dispatch(), and the router sends nothing more until it has it. */
+void wf_asgi_dispatch_soon(wf_asgi_worker_t *wk);
 
 /* Ends req (rt->end()) and accounts for it in the worker. */
 void wf_asgi_req_end(wf_asgi_worker_t *wk, wf_app_req_t *req, int ok);

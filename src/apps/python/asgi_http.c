@@ -127,6 +127,9 @@ http_read_msg(asgi_http_t *h)
         got += (size_t)n;
     }
     h->received += got;
+    if (got > 0 && !end) {
+        wf_asgi_dispatch_soon(h->wk); /* the acknowledgement goes out */
+    }
     if (len != UINT64_MAX && h->received == len) {
         end = true; /* no need to wait for the end message */
     }

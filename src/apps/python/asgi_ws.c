@@ -259,6 +259,7 @@ ws_pump(asgi_ws_t *ws)
             break;
         }
         wf_ws_reader_commit(&ws->reader, (size_t)n);
+        wf_asgi_dispatch_soon(ws->wk); /* the acknowledgement goes out */
     }
     if (ws->req != NULL && ws_flush(ws) < 0 && msg == NULL) {
         msg = ws_disconnect_msg(ws);

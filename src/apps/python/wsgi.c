@@ -74,6 +74,9 @@ static PyObject *wsgi_template;
 /* A header name's byte as an environ key's: upper case, '-' as '_'. */
 static unsigned char wsgi_key_map[256];
 
+/* 1 for the bytes of an RFC 9110 token (a field name). */
+static unsigned char wsgi_tchar[256];
+
 static PyObject *wsgi_start_response(PyObject *self, PyObject *const *args,
                                      Py_ssize_t nargs);
 static PyObject *wsgi_write(PyObject *self, PyObject *data);
@@ -139,8 +142,16 @@ wsgi_template_create(wf_py_app_t *app)
 int
 wf_py_wsgi_init(wf_py_app_t *app)
 {
+    /* ASCII only, whatever locale Python's start set (Unit maps a-z). */
     for (unsigned c = 0; c < 256; c++) {
-        wsgi_key_map[c] = c == '-' ? '_' : (unsigned char)toupper((int)c);
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+
+        wsgi_key_map[c] = c == '-'                 ? '_'
+                          : (c >= 'a' && c <= 'z') ? (unsigned char)(c - 32)
+                                                   : (unsigned char)c;
+        wsgi_tchar[c] =
+            alpha || (c >= '0' && c <= '9')
+            || (c != 0 && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL);
     }
     for (int i = 0; i < WSGI_NSTR; i++) {
         wsgi_str[i] = PyUnicode_InternFromString(wsgi_str_text[i]);
@@ -192,30 +203,34 @@ wsgi_env_cached(wf_py_wsgi_t *ww, PyObject *env, int key, int slot,
     return PyDict_SetItem(env, wsgi_str[key], v);
 }
 
-/* The key for a header field name: borrowed from the worker's cache. */
+/* A cache slot for a name: from its length and a few of its bytes, case
+ * folded (most fields differ there; a collision only costs a new key). */
+static unsigned
+wsgi_key_slot(const char *name, size_t len)
+{
+    unsigned h = (unsigned)len * 7;
+
+    if (len > 0) {
+        h ^= ((unsigned char)name[0] | 0x20) << 1;
+        h ^= ((unsigned char)name[len - 1] | 0x20) << 2;
+        h ^= ((unsigned char)name[len / 2] | 0x20) * 3;
+    }
+    return h & (WF_PY_WSGI_NKEYS - 1);
+}
+
+/* The key for a header field name: borrowed from the worker's cache
+ * (names longer than WF_PY_WSGI_NAME_MAX get a new key each time, kept
+ * in the slot until the next one). */
 static wf_py_wsgi_key_t *
 wsgi_key_get(wf_py_wsgi_t *ww, const char *name, size_t len)
 {
-    uint32_t h = 2166136261u;
-    wf_py_wsgi_key_t *k;
+    wf_py_wsgi_key_t *k = &ww->keys[wsgi_key_slot(name, len)];
     PyObject *key;
     Py_UCS1 *p;
 
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ wsgi_key_map[(unsigned char)name[i]]) * 16777619u;
-    }
-    k = &ww->keys[h & (WF_PY_WSGI_NKEYS - 1)];
-
-    if (k->key != NULL && (size_t)PyUnicode_GET_LENGTH(k->key) == len + 5) {
-        p = PyUnicode_1BYTE_DATA(k->key) + 5;
-        size_t i = 0;
-
-        while (i < len && p[i] == wsgi_key_map[(unsigned char)name[i]]) {
-            i++;
-        }
-        if (i == len) {
-            return k;
-        }
+    if (k->key != NULL && k->name_len == len && len <= WF_PY_WSGI_NAME_MAX
+        && memcmp(k->name, name, len) == 0) {
+        return k;
     }
 
     key = PyUnicode_New((Py_ssize_t)len + 5, 255);
@@ -229,6 +244,10 @@ wsgi_key_get(wf_py_wsgi_t *ww, const char *name, size_t len)
     }
     Py_XSETREF(k->key, key);
     Py_CLEAR(k->val.obj);
+    k->name_len = len <= WF_PY_WSGI_NAME_MAX ? len : SIZE_MAX;
+    if (len <= WF_PY_WSGI_NAME_MAX) {
+        memcpy(k->name, name, len);
+    }
     return k;
 }
 
@@ -307,6 +326,26 @@ wsgi_env_fields(wf_py_wsgi_t *ww, PyObject *env)
     return 0;
 }
 
+/* A port's decimal text in buf (8 bytes); its length.  No printf: it
+ * shows in a hello world's profile. */
+static int
+wsgi_port_text(char *buf, unsigned port)
+{
+    char tmp[8];
+    int n = 0, len;
+
+    port &= 0xffff;
+    do {
+        tmp[n++] = (char)('0' + port % 10);
+        port /= 10;
+    } while (port > 0);
+    len = n;
+    for (int i = 0; i < len; i++) {
+        buf[i] = tmp[--n];
+    }
+    return len;
+}
+
 /* The request's environ: a new reference, or NULL with an exception. */
 static PyObject *
 wsgi_environ(wf_py_wsgi_t *ww, const wf_py_target_t *t)
@@ -339,7 +378,7 @@ wsgi_environ(wf_py_wsgi_t *ww, const wf_py_target_t *t)
         path_len -= t->prefix_len;
     }
 
-    port_len = snprintf(port, sizeof(port), "%u", h->local_port);
+    port_len = wsgi_port_text(port, h->local_port);
 
     if (wsgi_env_cached(ww, env, WSGI_S_REQUEST_METHOD, WF_PY_WSGI_C_METHOD,
                         h->method.data, h->method.len)
@@ -466,15 +505,11 @@ wsgi_str_bytes(wf_py_wsgi_t *ww, PyObject *o, wf_app_str_t *s)
 static bool
 wsgi_field_ok(const wf_app_str_t *name, const wf_app_str_t *value)
 {
-    static const char tchar[] = "!#$%&'*+-.^_`|~";
-
     if (name->len == 0) {
         return false;
     }
     for (size_t i = 0; i < name->len; i++) {
-        unsigned char c = (unsigned char)name->data[i];
-
-        if (!isalnum(c) && (c == 0 || strchr(tchar, c) == NULL)) {
+        if (!wsgi_tchar[(unsigned char)name->data[i]]) {
             return false;
         }
     }
@@ -788,11 +823,20 @@ wsgi_send_seq(wf_py_wsgi_t *ww, PyObject *seq)
         return wsgi_body_send(ww, buf, total, 1) < 0 ? -1 : 0;
     }
 
-    for (Py_ssize_t i = 0; i < n && !ww->complete; i++) {
-        /* items may change under the app's code: hold the item */
-        PyObject *item = items[i];
+    /* While a write waits (the GIL released), another of the app's
+     * threads may change a list: read it afresh and hold each item. */
+    for (Py_ssize_t i = 0; !ww->complete; i++) {
+        PyObject *item;
         int rc;
 
+        n = PySequence_Fast_GET_SIZE(seq);
+        if (i >= n) {
+            break;
+        }
+        item = PySequence_Fast_GET_ITEM(seq, i);
+        if (wsgi_item_check(item) != 0) {
+            return -1;
+        }
         Py_INCREF(item);
         rc = wsgi_body_send(ww, PyBytes_AS_STRING(item),
                             (size_t)PyBytes_GET_SIZE(item), i == n - 1);

@@ -14,11 +14,16 @@ typedef struct wf_py_wsgi_cstr {
     PyObject *obj; /* owned; NULL when empty */
 } wf_py_wsgi_cstr_t;
 
+#define WF_PY_WSGI_NAME_MAX 32 /* longer names are not cached */
+
 /* A header field's environ key ("HTTP_X_FOO") cached by the name as
- * received, and its last value. */
+ * received (its bytes, so that a client repeating its names costs a
+ * memcmp), and its last value. */
 typedef struct wf_py_wsgi_key {
     PyObject *key;         /* owned; NULL when the slot is free */
     wf_py_wsgi_cstr_t val; /* the last value seen under this name */
+    size_t name_len;
+    char name[WF_PY_WSGI_NAME_MAX]; /* the name as received */
 } wf_py_wsgi_key_t;
 
 #define WF_PY_WSGI_NKEYS 64 /* header name cache slots (a power of 2) */

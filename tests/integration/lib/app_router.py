@@ -108,6 +108,17 @@ class AppProcess:
             return self.pending.pop(0)
         return self._recv_raw(timeout)
 
+    def recv_for(self, stream, timeout=TIMEOUT):
+        """The next message about stream; others wait in pending."""
+        for i, msg in enumerate(self.pending):
+            if msg[1] == stream:
+                return self.pending.pop(i)
+        while True:
+            msg = self._recv_raw(timeout)
+            if msg[1] == stream:
+                return msg
+            self.pending.append(msg)
+
     # ---- requests ---------------------------------------------------------
 
     def ready(self):
@@ -158,10 +169,8 @@ class AppProcess:
         """Waits for the response head only."""
         r = Response()
         while True:
-            type_, st, payload, fd = self.recv()
-            if st != stream or type_ == REQ_ACK:
-                if type_ != REQ_ACK:
-                    self.pending.append((type_, st, payload, fd))
+            type_, st, payload, fd = self.recv_for(stream)
+            if type_ == REQ_ACK:
                 continue
             assert type_ == RESP_HEAD, type_
             self._parse_head(r, payload)
@@ -184,10 +193,7 @@ class AppProcess:
         r = r or Response()
         acked = 0
         while True:
-            type_, st, payload, fd = self.recv()
-            if st != stream:
-                self.pending.append((type_, st, payload, fd))
-                continue
+            type_, st, payload, fd = self.recv_for(stream)
             if type_ == RESP_HEAD:
                 self._parse_head(r, payload)
             elif type_ == RESP_BODY:
@@ -215,4 +221,6 @@ class AppProcess:
             self.proc.wait()
         self.log.close()
         with open(self.log_path) as f:
-            return self.proc.returncode, f.read()
+            log = f.read()
+        assert "Sanitizer" not in log and "runtime error:" not in log, log
+        return self.proc.returncode, log

@@ -284,6 +284,24 @@ def server_fixture():
     return app_server
 
 
+def bounded(fn, seconds, what="the request"):
+    """fn() on a helper thread, failing the test if it has not returned
+    within seconds (scaled): a client's per-operation timeouts add up over
+    a long upload, and a stalled upload must fail, not hang the run.  The
+    thread ends when the server closes the connection at teardown."""
+    import concurrent.futures
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        future = pool.submit(fn)
+        try:
+            return future.result(scaled(seconds))
+        except concurrent.futures.TimeoutError:
+            raise AssertionError("%s took more than %.0f s"
+                                 % (what, scaled(seconds))) from None
+    finally:
+        pool.shutdown(wait=False)
+
+
 def run_python(args, env=None, cwd=None, timeout=300):
     """Runs Debian's Python with args; fails the test with its output on a
     non-zero exit."""

@@ -845,6 +845,86 @@ test_dispatch_abort(void **state)
     fix_close(&f);
 }
 
+static void
+ev_ignore(void *ctx, wf_app_req_t *r)
+{
+    wf_unused(ctx);
+    wf_unused(r);
+}
+
+static const wf_app_events_t ev_record = {ev_on_request, ev_ignore, ev_ignore,
+                                          ev_ignore};
+
+/* An event module that reads body from a task, outside dispatch(): the
+ * ack must reach the router without another dispatch() (the router sends
+ * nothing more until it comes, so nothing would call dispatch()). */
+static void
+test_dispatch_ack_outside(void **state)
+{
+    unsigned char *buf = malloc(WF_APP_WINDOW);
+    wf_app_worker_t *w;
+    evlog_t e = {0};
+    size_t n, got = 0;
+    fix_t f;
+
+    wf_unused(state);
+    fix_open(&f, 1, 1);
+    w = rt->worker(f.app, 0);
+    rt->set_concurrency(w, 2);
+    n = head_encode(buf, "POST", "/", 0, NULL, NULL, NULL, 0, 0,
+                    2 * WF_APP_WINDOW);
+    router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 41, buf, n);
+    for (int i = 0; i < 4; i++) {
+        memset(buf, i, WF_APP_MAX_SIZE);
+        router_send(f.router[0], WF_APP_MSG_REQ_BODY, 41, buf, WF_APP_MAX_SIZE);
+    }
+    for (int i = 0; i < 100 && e.nreqs == 0; i++) {
+        struct pollfd p = {.fd = rt->worker_fd(w), .events = POLLIN};
+
+        poll(&p, 1, 10);
+        rt->dispatch(w, &ev_record, &e);
+    }
+    assert_int_equal(e.nreqs, 1);
+    rt->dispatch(w, &ev_record, &e); /* the rest of the body, if any */
+    router_expect_ready(f.router[0], 2);
+    while (got < WF_APP_WINDOW) {
+        ssize_t k = rt->read_nb(e.reqs[0], buf, WF_APP_WINDOW - got);
+
+        if (k == WF_APP_AGAIN) {
+            rt->dispatch(w, &ev_record, &e);
+            continue;
+        }
+        assert_true(k > 0);
+        got += (size_t)k;
+    }
+    /* No dispatch() after the last read: the ack is out already. */
+    assert_true(router_wait(f.router[0], 2000));
+    {
+        rmsg_t m;
+        uint64_t ack;
+
+        router_expect(f.router[0], WF_APP_MSG_REQ_ACK, 41, &m);
+        memcpy(&ack, m.data, sizeof(ack));
+        assert_true(ack >= WF_APP_WINDOW / 2);
+        rmsg_free(&m);
+    }
+    rt->end(e.reqs[0], 0);
+    for (;;) {
+        rmsg_t m;
+
+        router_recv(f.router[0], &m);
+        assert_int_equal(m.stream, 41);
+        if (m.type == WF_APP_MSG_RESP_END) {
+            rmsg_free(&m);
+            break;
+        }
+        assert_int_equal(m.type, WF_APP_MSG_REQ_ACK); /* a later one */
+        rmsg_free(&m);
+    }
+    fix_close(&f);
+    free(buf);
+}
+
 /* ---- garbage and the end of a worker
  * -------------------------------------------- */
 
@@ -1242,15 +1322,43 @@ test_app_main_eof(void **state)
     assert_int_equal(child_wait(&c), 0);
 }
 
-/* TERM stops an idle process at once. */
+/* TERM (and INT) stops an idle process at once. */
 static void
 test_app_main_term(void **state)
 {
+    static const int sigs[] = {SIGTERM, SIGINT};
+
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(sigs); i++) {
+        child_t c;
+
+        child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
+        router_expect_ready(c.router[0], 1);
+        kill(c.pid, sigs[i]);
+        assert_int_equal(child_wait(&c), 0);
+    }
+}
+
+/* TERM while a worker waits inside a request (for body that never
+ * comes): the request fails (cut short) and the process exits soon. */
+static void
+test_app_main_term_in_request(void **state)
+{
+    unsigned char buf[1024];
+    size_t n;
     child_t c;
 
     wf_unused(state);
     child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
     router_expect_ready(c.router[0], 1);
+    n = head_encode(buf, "POST", "/echo", 0, NULL, NULL, NULL, 0, 0, 100);
+    router_send(c.router[0], WF_APP_MSG_REQ_HEAD, 5, buf, n);
+    {
+        rmsg_t m;
+
+        router_expect(c.router[0], WF_APP_MSG_RESP_HEAD, 5, &m);
+        rmsg_free(&m);
+    }
     kill(c.pid, SIGTERM);
     assert_int_equal(child_wait(&c), 0);
 }
@@ -1291,12 +1399,14 @@ wf_test_app_rt(void)
         cmocka_unit_test(test_abort_mid_body),
         cmocka_unit_test(test_dispatch_two_streams),
         cmocka_unit_test(test_dispatch_abort),
+        cmocka_unit_test(test_dispatch_ack_outside),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_garbage_dispatch),
         cmocka_unit_test(test_eof_and_stop),
         cmocka_unit_test(test_app_main_serves),
         cmocka_unit_test(test_app_main_eof),
         cmocka_unit_test(test_app_main_term),
+        cmocka_unit_test(test_app_main_term_in_request),
         cmocka_unit_test(test_app_main_load_fails),
     };
 

@@ -403,6 +403,7 @@ h1x_run_case(const h1x_case_t *tc, wf_loop_t *loop)
     assert_non_null(cl.req);
     assert_non_null(cl.resp);
     cl.req_len = h1x_request(tc, cl.req, 2 * tc->body_len + 4096, &cl.head_len);
+    wf_listen_conn_add(loop); /* the connection's end releases it */
     srv.listener.on_accept(&srv.listener, loop, sv[0], (struct sockaddr *)&peer,
                            sizeof(sa_family_t));
 

@@ -119,3 +119,58 @@ def nonlatin1(environ, start_response):
 
 def long_traceback(environ, start_response):
     raise ValueError("\n".join("message line %03d" % i for i in range(400)))
+
+
+def atexit_start(environ, start_response):
+    """Keeps start_response and write() past the request: called at exit
+    they raise (the request is over), and the process still ends well."""
+    import atexit
+
+    write = start_response("200 OK", [])
+    inp = environ["wsgi.input"]
+    out = environ["HTTP_X_OUT"]
+
+    def late():
+        with open(out, "w") as f:
+            for call in (lambda: start_response("200 OK", []),
+                         lambda: write(b"late"), lambda: inp.read()):
+                try:
+                    call()
+                    f.write("no error\n")
+                except RuntimeError as e:
+                    f.write("%s\n" % e)
+
+    atexit.register(late)
+    return [b"registered"]
+
+
+def exits(environ, start_response):
+    start_response("200", [("Content-Length", "1")])
+    exit()
+
+
+class Endless:
+    """Streams until the client is gone; counts its close() calls."""
+
+    def __iter__(self):
+        while True:
+            yield b"tick"
+
+    def close(self):
+        CLOSED.append("endless")
+
+
+def endless(environ, start_response):
+    start_response("200 OK", [])
+    return Endless()
+
+
+def write_forever(environ, start_response):
+    write = start_response("200 OK", [])
+    while True:
+        write(b"tock")
+
+
+def biglist(environ, start_response):
+    start_response("200 OK", [])
+    return [b"%04d" % i * 250 for i in range(40)]
