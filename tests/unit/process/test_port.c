@@ -1011,6 +1011,7 @@ test_port_on_loop(void **state)
     wf_loops_destroy(); /* later groups create loops of their own */
     side_fini(&a);
     side_fini(&b);
+    wf_loops_destroy(); /* later groups create loops of their own */
 }
 
 int
