@@ -16,6 +16,7 @@
 #include "http/forwarded.h"
 #include "http/mime.h"
 #include "http/route_pattern.h"
+#include "http/upstream.h"
 
 /* Validation and compilation are one walk over the tree: every object is
  * checked against a table of its members (conf_member_t), and each member's
@@ -747,9 +748,22 @@ conf_pass_app(conf_ctx_t *cx, const wf_str_t seg[3], wf_action_t *act)
     return true;
 }
 
-/* Resolves a fixed "pass" value into act: a route (WF_ACTION_PASS) or an
- * application (WF_ACTION_APP).  Upstreams exist in Unit's schema, but
- * Wharf cannot proxy to them yet. */
+static wf_upstream_t *
+conf_upstream_find(conf_ctx_t *cx, wf_str_t name)
+{
+    for (size_t i = 0; i < cx->conf->nupstreams; i++) {
+        wf_upstream_t *u = &cx->conf->upstreams[i];
+
+        if (name.len > 0 && strlen(u->name) == name.len
+            && memcmp(u->name, name.data, name.len) == 0) {
+            return u;
+        }
+    }
+    return NULL;
+}
+
+/* Resolves a fixed "pass" value into act: a route (WF_ACTION_PASS), an
+ * application (WF_ACTION_APP) or an upstream (WF_ACTION_PROXY). */
 static int
 conf_pass_resolve(conf_ctx_t *cx, const char *pass, wf_action_t *act)
 {
@@ -775,13 +789,12 @@ conf_pass_resolve(conf_ctx_t *cx, const char *pass, wf_action_t *act)
         if (conf_pass_app(cx, seg, act)) {
             return WF_OK;
         }
-    } else if (wf_str_eq(seg[0], wf_string("upstreams")) && seg[1].len > 0
-               && seg[2].len == 0
-               && json_object_getn(json_object_get(cx->root, "upstreams"),
-                                   seg[1].data, seg[1].len)
-                      != NULL) {
-        return conf_fail(cx, "A \"pass\" to \"%.200s\" is not supported yet.",
-                         pass);
+    } else if (wf_str_eq(seg[0], wf_string("upstreams")) && seg[2].len == 0) {
+        act->upstream = conf_upstream_find(cx, seg[1]);
+        if (act->upstream != NULL) {
+            act->type = WF_ACTION_PROXY;
+            return WF_OK;
+        }
     }
     return conf_fail(
         cx, "Request \"pass\" points to invalid location \"%.200s\".", pass);
@@ -1100,8 +1113,41 @@ static const conf_member_t conf_pass_members[] = {
     CONF_ACTION_COMMON,
 };
 
+/* "proxy": "http://ADDR", ADDR as a listener's ("IP:PORT", "[IPv6]:PORT",
+ * "unix:PATH"): an upstream of its own with one server. */
+static int
+conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    const char *s = json_string_value(value);
+    bool http = strncmp(s, "http://", 7) == 0;
+    wf_upstream_t *u = wf_arena_calloc(cx->a, sizeof(*u));
+    wf_upstream_server_t *srv = wf_arena_calloc(cx->a, sizeof(*srv));
+
+    wf_unused(key);
+    wf_unused(data);
+    if (u == NULL || srv == NULL) {
+        return conf_nomem(cx);
+    }
+    if (!http || strlen(s) != json_string_length(value)
+        || !wf_conf_addr_parse(s + 7, &srv->addr, &srv->addrlen)) {
+        return conf_fail(cx, "The \"proxy\" address is invalid \"%.200s\"",
+                         http ? s + 7 : s);
+    }
+    srv->name = conf_strdup(cx, value);
+    if (srv->name == NULL) {
+        return conf_nomem(cx);
+    }
+    srv->name += 7;
+    srv->weight = srv->effective = 1;
+    pthread_mutex_init(&u->lock, NULL);
+    u->servers = srv;
+    u->nservers = 1;
+    cx->action->upstream = u;
+    return WF_OK;
+}
+
 static const conf_member_t conf_proxy_members[] = {
-    {"proxy", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
+    {"proxy", WF_JSON_STRING, conf_proxy, NULL, 0},
     CONF_ACTION_COMMON,
 };
 
@@ -1114,7 +1160,7 @@ static const struct {
     {"pass", WF_ACTION_PASS, conf_pass_members},
     {"return", WF_ACTION_RETURN, conf_return_members},
     {"share", WF_ACTION_SHARE, conf_share_members},
-    {"proxy", WF_ACTION_NTYPES, conf_proxy_members},
+    {"proxy", WF_ACTION_PROXY, conf_proxy_members},
 };
 
 /* Compiles an "action" (or "fallback") object into a new action. */
@@ -1475,13 +1521,142 @@ conf_applications(conf_ctx_t *cx, const char *key, json_t *value,
                                 sizeof(cx->err->detail));
 }
 
+/* ---- upstreams --------------------------------------------------------- */
+
+static int
+conf_server_weight(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    double w = json_number_value(value);
+
+    wf_unused(key);
+    wf_unused(data);
+    if (w < 0) {
+        return conf_fail(cx, "The \"weight\" number must be positive.");
+    }
+    if (w > 1000000) {
+        return conf_fail(cx, "The \"weight\" number must not exceed "
+                             "1,000,000");
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_server_members[] = {
+    {"weight", WF_JSON_NUMBER, conf_server_weight, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* One member of "servers": its address and weight into srv, w. */
+static int
+conf_server(conf_ctx_t *cx, const char *name, json_t *value,
+            wf_upstream_server_t *srv, double *w)
+{
+    json_t *weight;
+
+    if (!wf_json_type_check(value, WF_JSON_OBJECT, name, cx->err->detail,
+                            sizeof(cx->err->detail))) {
+        return WF_ERROR;
+    }
+    if (!wf_conf_addr_parse(name, &srv->addr, &srv->addrlen)) {
+        return conf_fail(cx, "The \"%.200s\" is not valid server address.",
+                         name);
+    }
+    if (conf_object(cx, value, conf_server_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    srv->name = wf_arena_strndup(cx->a, name, strlen(name));
+    weight = json_object_get(value, "weight");
+    *w = weight != NULL ? json_number_value(weight) : 1.0;
+    return srv->name != NULL ? WF_OK : conf_nomem(cx);
+}
+
+static int
+conf_servers(conf_ctx_t *cx, wf_upstream_t *u, json_t *servers)
+{
+    size_t n = json_object_size(servers);
+    double *w = wf_arena_calloc(cx->a, (n + 1) * sizeof(double));
+    const char *name;
+    json_t *v;
+
+    u->servers = wf_arena_calloc(cx->a, (n + 1) * sizeof(*u->servers));
+    if (w == NULL || u->servers == NULL) {
+        return conf_nomem(cx);
+    }
+    json_object_foreach(servers, name, v)
+    {
+        if (conf_server(cx, name, v, &u->servers[u->nservers], &w[u->nservers])
+            != WF_OK) {
+            return WF_ERROR;
+        }
+        u->nservers++;
+    }
+    wf_upstream_weights(u, w);
+    return WF_OK;
+}
+
+static const conf_member_t conf_upstream_members[] = {
+    {"servers", WF_JSON_OBJECT, NULL, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+static int
+conf_upstream(conf_ctx_t *cx, const char *name, json_t *value)
+{
+    wf_upstream_t *u = &cx->conf->upstreams[cx->conf->nupstreams];
+    json_t *servers;
+
+    if (!wf_json_type_check(value, WF_JSON_OBJECT, name, cx->err->detail,
+                            sizeof(cx->err->detail))
+        || conf_object(cx, value, conf_upstream_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    servers = json_object_get(value, "servers");
+    if (servers == NULL) {
+        return conf_fail(cx,
+                         "The \"%.200s\" upstream must contain \"servers\" "
+                         "object value.",
+                         name);
+    }
+    u->name = wf_arena_strndup(cx->a, name, strlen(name));
+    if (u->name == NULL) {
+        return conf_nomem(cx);
+    }
+    pthread_mutex_init(&u->lock, NULL);
+    cx->conf->nupstreams++;
+    return conf_servers(cx, u, servers);
+}
+
+/* "upstreams": compiled during the walk of the root, before any step or
+ * listener "pass" resolves against them. */
+static int
+conf_upstreams(conf_ctx_t *cx, const char *key, json_t *value,
+               const void *data)
+{
+    const char *name;
+    json_t *v;
+
+    wf_unused(key);
+    wf_unused(data);
+    cx->conf->upstreams = wf_arena_calloc(
+        cx->a, (json_object_size(value) + 1) * sizeof(wf_upstream_t));
+    if (cx->conf->upstreams == NULL) {
+        return conf_nomem(cx);
+    }
+    json_object_foreach(value, name, v)
+    {
+        if (conf_upstream(cx, name, v) != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    return WF_OK;
+}
+
 static const conf_member_t conf_root_members[] = {
     {"settings", WF_JSON_OBJECT, conf_nested, conf_settings_members, 0},
     {"listeners", WF_JSON_OBJECT, conf_listeners, NULL, 0},
     {"routes", WF_JSON_ARRAY | WF_JSON_OBJECT, conf_routes, NULL, 0},
     {"applications", WF_JSON_OBJECT, conf_applications, NULL, 0},
-    {"upstreams", WF_JSON_OBJECT, NULL, NULL,
-     CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
+    {"upstreams", WF_JSON_OBJECT, conf_upstreams, NULL, 0},
     {"access_log", WF_JSON_STRING | WF_JSON_OBJECT, conf_access_log, NULL, 0},
     {NULL, 0, NULL, NULL, 0},
 };

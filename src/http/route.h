@@ -59,6 +59,7 @@ typedef enum wf_action_type {
     WF_ACTION_RETURN,
     WF_ACTION_PASS,
     WF_ACTION_APP,   /* "pass": "applications/NAME[/TARGET]" */
+    WF_ACTION_PROXY, /* "proxy", or "pass": "upstreams/NAME" */
     WF_ACTION_NTYPES /* must stay last */
 } wf_action_type_t;
 
@@ -123,6 +124,14 @@ typedef struct wf_action {
      * of the target in app->targets (0 without targets). */
     const struct wf_app_desc *app;
     unsigned app_target;
+
+    /* WF_ACTION_PROXY: the upstream (in the same snapshot; a "proxy"
+     * action's own one-server upstream, or a named one) and Wharf's
+     * timeouts of the "proxy" action, in ms (0: Unit's defaults). */
+    struct wf_upstream *upstream;
+    uint32_t proxy_connect_ms;
+    uint32_t proxy_read_ms;
+    uint32_t proxy_send_ms;
 } wf_action_t;
 
 /* Compiles a pattern set from a JSON string or array of strings (Unit's

@@ -1,0 +1,713 @@
+/* The proxy endpoint (see http/proxy.h and docs/internals/proxy.md).
+ *
+ * One px_t per request, owned by r (r->proxy) and freed with it.  The
+ * backend socket is polled on r's loop; what it reads goes into
+ * r->resp_body only while the channel has room, and the request body is
+ * taken from r->req_body only while the socket takes it, so neither side
+ * can make the proxy buffer more than its channel and one staging buffer.
+ *
+ * States:
+ *   CONNECT  connect() in progress (EPOLLOUT), connect timeout
+ *   SEND     sending the head and the body; the response head may arrive
+ *            meanwhile (EPOLLIN too), read timeout armed once all is sent
+ *   HEAD     reading the response head
+ *   BODY     relaying the response body
+ *   DONE     backend closed; r no longer touched */
+#include "http/proxy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "http/exchange.h"
+#include "http/proxy_parse.h"
+#include "http/upstream.h"
+
+#define PX_STAGE (16 * 1024) /* request bytes staged for the backend */
+
+typedef enum px_state {
+    PX_CONNECT = 0,
+    PX_SEND,
+    PX_HEAD,
+    PX_BODY,
+    PX_DONE,
+} px_state_t;
+
+typedef enum px_body {
+    PX_BODY_NONE = 0,
+    PX_BODY_LENGTH, /* Content-Length: exactly remaining more bytes */
+    PX_BODY_CHUNKED,
+    PX_BODY_CLOSE, /* until the backend closes */
+} px_body_t;
+
+typedef struct px {
+    wf_req_t *r; /* NULL once r may not be touched */
+    wf_loop_t *loop;
+    wf_io_t io;
+    wf_timer_t timer;
+    const wf_action_t *a;
+    const wf_upstream_server_t *srv;
+    px_state_t state;
+    bool req_chunked; /* the body goes to the backend chunked */
+    bool req_body;    /* a body is read from r->req_body */
+    bool req_eof;     /* the whole request was staged */
+    char *out;        /* staged request bytes: out[out_off..out_len) */
+    size_t out_off;
+    size_t out_len;
+    char *in; /* response head, then body bytes read */
+    size_t in_len;
+    px_body_t body;
+    uint64_t remaining;
+    wf_h1_chunked_t dec;
+    wf_proxy_resp_t resp;
+    char *fields; /* raw_fields for the client */
+} px_t;
+
+static void px_on_io(wf_io_t *io, uint32_t events);
+static void px_pump(px_t *px);
+
+static uint32_t
+px_ms(uint32_t v, uint32_t def)
+{
+    return v != 0 ? v : def;
+}
+
+/* Polls what the state needs. */
+static void
+px_poll(px_t *px)
+{
+    uint32_t ev = 0;
+
+    if (px->state == PX_CONNECT
+        || (px->state == PX_SEND && px->out_off < px->out_len)) {
+        ev |= EPOLLOUT;
+    }
+    if (px->state == PX_SEND || px->state == PX_HEAD
+        || (px->state == PX_BODY && wf_chan_room(&px->r->resp_body) > 0)) {
+        ev |= EPOLLIN | EPOLLRDHUP;
+    }
+    if (ev != px->io.events) {
+        wf_io_mod(px->loop, &px->io, ev);
+    }
+}
+
+/* Closes the backend side: socket, timer, staging buffers. */
+static void
+px_close(px_t *px)
+{
+    if (px->io.fd >= 0) {
+        wf_io_del(px->loop, &px->io);
+        close(px->io.fd);
+        px->io.fd = -1;
+    }
+    wf_timer_stop(px->loop, &px->timer);
+    free(px->out);
+    px->out = NULL;
+    free(px->in);
+    px->in = NULL;
+    px->state = PX_DONE;
+}
+
+/* The request failed: an error status while nothing was sent to the
+ * client, else the client connection ends (the channel aborts). */
+static void
+px_fail(px_t *px, unsigned status, const char *why)
+{
+    wf_req_t *r = px->r;
+
+    if (px->srv != NULL) {
+        wf_log_error(0, "proxy to \"%s\": %s", px->srv->name, why);
+    }
+    px_close(px);
+    if (r == NULL) {
+        return;
+    }
+    px->r = NULL;
+    r->on_abort = NULL;
+    if (px->resp.head_len > 0 && px->body != PX_BODY_NONE) {
+        wf_chan_abort(&r->resp_body);
+        return;
+    }
+    if (px->req_body) {
+        wf_chan_abort(&r->req_body);
+    }
+    wf_req_respond_error(r, status);
+}
+
+static void
+px_on_timer(wf_timer_t *t)
+{
+    px_t *px = wf_container_of(t, px_t, timer);
+
+    px_fail(px, 504, "timed out");
+}
+
+static void
+px_on_abort(wf_req_t *r)
+{
+    px_t *px = r->proxy;
+
+    px->r = NULL;
+    px_close(px);
+}
+
+/* ---- the request head -------------------------------------------------- */
+
+static bool
+px_skip_field(const wf_h1_head_t *h, wf_str_t name, const wf_str_t *conn,
+              size_t nconn)
+{
+    return wf_proxy_hop_by_hop(name, conn, nconn)
+           || wf_str_eq_nocase(name, wf_string("content-length"))
+           || wf_str_eq_nocase(name, wf_string("expect"))
+           || (h->nheaders == 0);
+}
+
+static char *
+px_put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Re-serialises the request head into px->out: origin-form target (the
+ * rewritten path if any, with the query), every end-to-end field as
+ * parsed, framing of the proxy's own and "Connection: close". */
+static int
+px_head_build(px_t *px)
+{
+    const wf_h1_head_t *h = &px->r->head;
+    wf_str_t conn[WF_H1_MAX_HEADERS];
+    size_t nconn = 0, size = 128 + h->method.len + h->path.len + h->query.len;
+    char *p;
+
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        size += h->headers[i].name.len + h->headers[i].value.len + 4;
+        if (wf_str_eq_nocase(h->headers[i].name, wf_string("connection"))) {
+            conn[nconn++] = h->headers[i].value;
+        }
+    }
+    px->out = malloc(wf_max(size, (size_t)PX_STAGE + 32));
+    if (px->out == NULL) {
+        return WF_ERROR;
+    }
+    p = px_put(px->out, h->method.data, h->method.len);
+    p = px_put(p, " ", 1);
+    p = px_put(p, h->path.data, h->path.len);
+    if (h->has_query) {
+        p = px_put(p, "?", 1);
+        p = px_put(p, h->query.data, h->query.len);
+    }
+    p = px_put(p, " HTTP/1.1\r\n", 11);
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        const wf_h1_header_t *f = &h->headers[i];
+
+        if (px_skip_field(h, f->name, conn, nconn)) {
+            continue;
+        }
+        p = px_put(p, f->name.data, f->name.len);
+        p = px_put(p, ": ", 2);
+        p = px_put(p, f->value.data, f->value.len);
+        p = px_put(p, "\r\n", 2);
+    }
+    if (h->chunked) {
+        p = px_put(p, "Transfer-Encoding: chunked\r\n", 28);
+    } else if (h->content_length >= 0) {
+        p += sprintf(p, "Content-Length: %lld\r\n",
+                     (long long)h->content_length);
+    }
+    p = px_put(p, "Connection: close\r\n\r\n", 21);
+    px->out_len = (size_t)(p - px->out);
+    px->req_chunked = h->chunked;
+    return WF_OK;
+}
+
+/* Stages the next request body bytes (chunk-framed when chunked) from
+ * r->req_body into the empty px->out. */
+static void
+px_stage_body(px_t *px)
+{
+    wf_chan_t *ch = &px->r->req_body;
+    const char *d;
+    size_t n = wf_min(wf_chan_peek(ch, &d), (size_t)PX_STAGE);
+    char *p = px->out;
+
+    px->out_off = 0;
+    px->out_len = 0;
+    if (n > 0) {
+        if (px->req_chunked) {
+            p += sprintf(p, "%zx\r\n", n);
+        }
+        p = px_put(p, d, n);
+        if (px->req_chunked) {
+            p = px_put(p, "\r\n", 2);
+        }
+        wf_chan_consume(ch, n);
+    } else if (wf_chan_is_done(ch)) {
+        if (px->req_chunked) {
+            p = px_put(p, "0\r\n\r\n", 5);
+        }
+        px->req_eof = true;
+    }
+    px->out_len = (size_t)(p - px->out);
+}
+
+/* Writes what is staged; stages more.  Returns WF_OK, or WF_ERROR when the
+ * backend refused the bytes. */
+static int
+px_send(px_t *px)
+{
+    for (;;) {
+        ssize_t n;
+
+        if (px->out_off == px->out_len) {
+            if (px->req_eof || !px->req_body) {
+                px->req_eof = true;
+                return WF_OK;
+            }
+            px_stage_body(px);
+            if (px->out_len == 0 && !px->req_eof) {
+                return WF_OK; /* on_readable of req_body follows */
+            }
+            continue;
+        }
+        n = send(px->io.fd, px->out + px->out_off, px->out_len - px->out_off,
+                 MSG_NOSIGNAL);
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_OK : WF_ERROR;
+        }
+        px->out_off += (size_t)n;
+        wf_timer_set(px->loop, &px->timer,
+                     px_ms(px->a->proxy_send_ms, WF_PROXY_SEND_MS));
+    }
+}
+
+static void
+px_on_req_body(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, req_body);
+    px_t *px = r->proxy;
+
+    if (wf_chan_is_aborted(ch)) {
+        /* The mux answers (400, 408, 413) or the client is gone. */
+        px->r = NULL;
+        r->on_abort = NULL;
+        px_close(px);
+        return;
+    }
+    if (px->state == PX_SEND) {
+        px_pump(px);
+    }
+}
+
+/* ---- the response ------------------------------------------------------ */
+
+/* Renders the backend's end-to-end fields for the client, without those
+ * Wharf writes itself (Server, Date, framing). */
+static int
+px_fields_build(px_t *px)
+{
+    const wf_proxy_resp_t *h = &px->resp;
+    wf_str_t conn[WF_H1_MAX_HEADERS];
+    size_t nconn = 0, size = 1;
+    char *p;
+
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        size += h->headers[i].name.len + h->headers[i].value.len + 4;
+        if (wf_str_eq_nocase(h->headers[i].name, wf_string("connection"))) {
+            conn[nconn++] = h->headers[i].value;
+        }
+    }
+    px->fields = malloc(size);
+    if (px->fields == NULL) {
+        return WF_ERROR;
+    }
+    p = px->fields;
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        const wf_h1_header_t *f = &h->headers[i];
+
+        if (wf_proxy_hop_by_hop(f->name, conn, nconn)
+            || wf_str_eq_nocase(f->name, wf_string("content-length"))
+            || wf_str_eq_nocase(f->name, wf_string("server"))
+            || wf_str_eq_nocase(f->name, wf_string("date"))) {
+            continue;
+        }
+        p = px_put(p, f->name.data, f->name.len);
+        p = px_put(p, ": ", 2);
+        p = px_put(p, f->value.data, f->value.len);
+        p = px_put(p, "\r\n", 2);
+    }
+    px->r->resp.raw_fields = wf_str_make(px->fields, (size_t)(p - px->fields));
+    return WF_OK;
+}
+
+static bool
+px_no_body(const px_t *px)
+{
+    unsigned s = px->resp.status;
+
+    return px->r->head.method_id == WF_HTTP_HEAD || s == 204 || s == 304
+           || (s >= 100 && s < 200);
+}
+
+static void px_on_resp_room(wf_chan_t *ch);
+
+/* The response head is in px->in[0..head_len): answer the client. */
+static void
+px_respond(px_t *px)
+{
+    wf_req_t *r = px->r;
+    wf_resp_t *resp = &r->resp;
+    const wf_proxy_resp_t *h = &px->resp;
+
+    if (px_fields_build(px) != WF_OK) {
+        px_fail(px, 500, "out of memory");
+        return;
+    }
+    resp->status = h->status;
+    if (px_no_body(px) || h->content_length == 0) {
+        resp->content_length = h->content_length > 0 ? (uint64_t)h->content_length
+                                                     : 0;
+        px->body = PX_BODY_NONE;
+        px_close(px);
+        px->r = NULL;
+        r->on_abort = NULL;
+        wf_req_respond(r);
+        return;
+    }
+    resp->stream = true;
+    if (h->chunked) {
+        px->body = PX_BODY_CHUNKED;
+        wf_h1_chunked_init(&px->dec);
+    } else if (h->content_length > 0) {
+        px->body = PX_BODY_LENGTH;
+        px->remaining = (uint64_t)h->content_length;
+        resp->stream_length = true;
+        resp->content_length = px->remaining;
+    } else {
+        px->body = PX_BODY_CLOSE;
+    }
+    px->state = PX_BODY;
+    memmove(px->in, px->in + h->head_len, px->in_len - h->head_len);
+    px->in_len -= h->head_len;
+    wf_xchg_stream_start(r, px_on_resp_room);
+}
+
+/* Parses what px->in holds; skips interim 1xx heads. */
+static void
+px_head(px_t *px)
+{
+    for (;;) {
+        int rc = wf_proxy_resp_parse(&px->resp, px->in, px->in_len,
+                                     WF_PROXY_HEAD_MAX);
+
+        if (rc == WF_AGAIN) {
+            return;
+        }
+        if (rc != WF_OK || px->resp.status == 101) {
+            px->resp.head_len = 0;
+            px_fail(px, 502, "invalid response head");
+            return;
+        }
+        if (px->resp.status >= 200) {
+            px_respond(px);
+            return;
+        }
+        memmove(px->in, px->in + px->resp.head_len,
+                px->in_len - px->resp.head_len);
+        px->in_len -= px->resp.head_len;
+        memset(&px->resp, 0, sizeof(px->resp));
+    }
+}
+
+/* Reads the response head.  Returns WF_OK or WF_ERROR (failed). */
+static int
+px_read_head(px_t *px)
+{
+    ssize_t n;
+
+    if (px->in == NULL) {
+        px->in = malloc(WF_PROXY_HEAD_MAX);
+        if (px->in == NULL) {
+            px_fail(px, 500, "out of memory");
+            return WF_ERROR;
+        }
+    }
+    n = recv(px->io.fd, px->in + px->in_len, WF_PROXY_HEAD_MAX - px->in_len,
+             0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return WF_OK;
+    }
+    if (n <= 0) {
+        px_fail(px, 502, n == 0 ? "closed before the response head"
+                                : "read failed");
+        return WF_ERROR;
+    }
+    px->in_len += (size_t)n;
+    wf_timer_set(px->loop, &px->timer,
+                 px_ms(px->a->proxy_read_ms, WF_PROXY_READ_MS));
+    px_head(px);
+    return WF_OK;
+}
+
+/* The response body is complete: the channel closes, the backend too. */
+static void
+px_finish(px_t *px)
+{
+    wf_req_t *r = px->r;
+
+    px_close(px);
+    px->r = NULL;
+    r->on_abort = NULL;
+    wf_chan_close(&r->resp_body);
+}
+
+/* Writes body bytes d[0..n) (already decoded) into the channel; the
+ * caller made sure they fit. */
+static void
+px_emit(px_t *px, const char *d, size_t n)
+{
+    if (n > 0 && wf_chan_write(&px->r->resp_body, d, n) != (ssize_t)n) {
+        px_fail(px, 502, "channel refused the body");
+    }
+}
+
+/* Moves body bytes from px->in (n read bytes at its start) into the
+ * channel.  Returns WF_OK, or WF_DECLINED once the body is complete (or
+ * failed). */
+static int
+px_body_bytes(px_t *px, size_t n)
+{
+    size_t used, out;
+    int rc;
+
+    if (px->body == PX_BODY_CHUNKED) {
+        rc = wf_h1_chunked_decode(&px->dec, px->in, n, &used, px->in, &out);
+        if (rc == WF_ERROR) {
+            px_fail(px, 502, "invalid chunked body");
+            return WF_DECLINED;
+        }
+        px_emit(px, px->in, out);
+        if (rc == WF_OK && px->r != NULL) {
+            px_finish(px);
+        }
+        return px->r != NULL ? WF_OK : WF_DECLINED;
+    }
+    if (px->body == PX_BODY_LENGTH) {
+        n = (size_t)wf_min((uint64_t)n, px->remaining);
+        px->remaining -= n;
+    }
+    px_emit(px, px->in, n);
+    if (px->r != NULL && px->body == PX_BODY_LENGTH && px->remaining == 0) {
+        px_finish(px);
+    }
+    return px->r != NULL ? WF_OK : WF_DECLINED;
+}
+
+/* Relays the response body while the channel has room. */
+static void
+px_read_body(px_t *px)
+{
+    while (px->r != NULL) {
+        size_t room = wf_chan_room(&px->r->resp_body);
+        size_t n = px->in_len;
+        ssize_t k;
+
+        px->in_len = 0;
+        if (n > 0) {
+            /* Bytes read with the head: they fit in a fresh channel. */
+            if (px_body_bytes(px, n) != WF_OK) {
+                return;
+            }
+            continue;
+        }
+        if (room == 0) {
+            wf_chan_wait_room(&px->r->resp_body);
+            return;
+        }
+        /* A chunked body's framing is dropped in place, so reading no
+         * more than the room keeps the channel's bound. */
+        k = recv(px->io.fd, px->in, wf_min(room, (size_t)WF_PROXY_HEAD_MAX),
+                 0);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        if (k <= 0) {
+            if (k == 0 && px->body == PX_BODY_CLOSE) {
+                px_finish(px);
+            } else {
+                px_fail(px, 502, "response body cut short");
+            }
+            return;
+        }
+        wf_timer_set(px->loop, &px->timer,
+                     px_ms(px->a->proxy_read_ms, WF_PROXY_READ_MS));
+        if (px_body_bytes(px, (size_t)k) != WF_OK) {
+            return;
+        }
+    }
+}
+
+static void
+px_on_resp_room(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, resp_body);
+    px_t *px = r->proxy;
+
+    if (px->state == PX_BODY && px->r != NULL) {
+        px_pump(px);
+    }
+}
+
+/* ---- the connection ---------------------------------------------------- */
+
+/* Runs the state machine as far as the socket lets it. */
+static void
+px_pump(px_t *px)
+{
+    if (px->state == PX_SEND) {
+        if (px_send(px) != WF_OK) {
+            /* The backend may have answered before reading it all. */
+            px->req_eof = true;
+            px->out_off = px->out_len;
+            shutdown(px->io.fd, SHUT_WR);
+        }
+        if (px->req_eof && px->out_off == px->out_len) {
+            px->state = PX_HEAD;
+            wf_timer_set(px->loop, &px->timer,
+                         px_ms(px->a->proxy_read_ms, WF_PROXY_READ_MS));
+        }
+    }
+    if (px->state == PX_BODY) {
+        px_read_body(px);
+    }
+    if (px->state != PX_DONE) {
+        px_poll(px);
+    }
+}
+
+static void
+px_on_connect(px_t *px)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(px->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0
+        || err != 0) {
+        px_fail(px, 502, "connect failed");
+        return;
+    }
+    px->state = PX_SEND;
+    wf_timer_set(px->loop, &px->timer,
+                 px_ms(px->a->proxy_send_ms, WF_PROXY_SEND_MS));
+    px_pump(px);
+}
+
+static void
+px_on_io(wf_io_t *io, uint32_t events)
+{
+    px_t *px = wf_container_of(io, px_t, io);
+
+    if (px->state == PX_CONNECT) {
+        px_on_connect(px);
+        return;
+    }
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0
+        && (px->state == PX_SEND || px->state == PX_HEAD)) {
+        if (px_read_head(px) != WF_OK || px->state == PX_DONE) {
+            return;
+        }
+    }
+    if (px->state != PX_DONE) {
+        px_pump(px);
+    }
+}
+
+/* Opens the backend socket and starts connecting. */
+static int
+px_connect(px_t *px)
+{
+    const wf_upstream_server_t *s = px->srv;
+    int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+
+    if (fd < 0) {
+        return WF_ERROR;
+    }
+    px->io.fd = fd;
+    px->io.handler = px_on_io;
+    px->io.events = 0;
+    if (connect(fd, (const struct sockaddr *)&s->addr, s->addrlen) != 0
+        && errno != EINPROGRESS) {
+        close(fd);
+        px->io.fd = -1;
+        return WF_ERROR;
+    }
+    if (wf_io_add(px->loop, &px->io, EPOLLOUT) != WF_OK) {
+        close(fd);
+        px->io.fd = -1;
+        return WF_ERROR;
+    }
+    wf_timer_set(px->loop, &px->timer,
+                 px_ms(px->a->proxy_connect_ms, WF_PROXY_CONNECT_MS));
+    return WF_OK;
+}
+
+void
+wf_proxy_run(wf_req_t *r, const wf_action_t *a)
+{
+    px_t *px;
+
+    if (r->head.method_id == WF_HTTP_CONNECT || r->head.path.len == 0) {
+        wf_req_respond_error(r, 501);
+        return;
+    }
+    px = calloc(1, sizeof(*px));
+    if (px == NULL) {
+        wf_req_respond_error(r, 500);
+        return;
+    }
+    r->proxy = px;
+    px->r = r;
+    px->a = a;
+    px->loop = r->loop;
+    px->io.fd = -1;
+    wf_timer_init(&px->timer, px_on_timer);
+    px->srv = wf_upstream_pick(a->upstream);
+    if (px->srv == NULL) {
+        px_fail(px, 502, "no server");
+        return;
+    }
+    if (px_head_build(px) != WF_OK) {
+        px_fail(px, 500, "out of memory");
+        return;
+    }
+    if (px_connect(px) != WF_OK) {
+        px_fail(px, 502, strerror(errno));
+        return;
+    }
+    r->on_abort = px_on_abort;
+    px->req_body = wf_xchg_has_body(r);
+    if (px->req_body) {
+        wf_xchg_body_read(r, px_on_req_body);
+    }
+}
+
+void
+wf_proxy_req_release(wf_req_t *r)
+{
+    px_t *px = r->proxy;
+
+    if (px == NULL) {
+        return;
+    }
+    px_close(px);
+    free(px->fields);
+    free(px);
+    r->proxy = NULL;
+}

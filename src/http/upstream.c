@@ -1,0 +1,56 @@
+#include "http/upstream.h"
+
+#include <math.h>
+
+void
+wf_upstream_weights(wf_upstream_t *u, const double *w)
+{
+    double total = 0.0;
+    double k;
+
+    for (size_t i = 0; i < u->nservers; i++) {
+        total += w[i];
+    }
+    /* The sum of the scaled weights stays below INT32_MAX, so that
+     * wf_upstream_pick() cannot overflow. */
+    k = total == 0.0 ? 0.0 : (INT32_MAX / 2) / total;
+    if (isinf(k)) {
+        k = 1.0;
+    }
+    for (size_t i = 0; i < u->nservers; i++) {
+        double s = k * w[i];
+        int32_t wt = s > 1.0 || s == 0.0 ? (int32_t)round(s) : 1;
+
+        u->servers[i].weight = wt;
+        u->servers[i].effective = wt;
+        u->servers[i].current = 0;
+    }
+}
+
+const wf_upstream_server_t *
+wf_upstream_pick(wf_upstream_t *u)
+{
+    wf_upstream_server_t *best = NULL;
+    int32_t total = 0;
+
+    pthread_mutex_lock(&u->lock);
+    for (size_t i = 0; i < u->nservers; i++) {
+        wf_upstream_server_t *s = &u->servers[i];
+
+        s->current += s->effective;
+        total += s->effective;
+        if (s->effective < s->weight) {
+            s->effective++;
+        }
+        if (best == NULL || s->current > best->current) {
+            best = s;
+        }
+    }
+    if (best != NULL && total != 0) {
+        best->current -= total;
+    } else {
+        best = NULL;
+    }
+    pthread_mutex_unlock(&u->lock);
+    return best;
+}

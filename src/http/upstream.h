@@ -1,0 +1,43 @@
+/* Upstreams: the backend servers a "proxy" action or a "pass" to
+ * "upstreams/NAME" reaches (Unit's "upstreams", weighted round robin).
+ *
+ * A "proxy": "http://ADDR" action compiles into an upstream of its own
+ * with one server of weight 1, so the engine (http/proxy.c) sees only
+ * upstreams.  The server list is immutable in the snapshot; only the
+ * round-robin weights move, under the upstream's lock. */
+#ifndef WF_HTTP_UPSTREAM_H
+#define WF_HTTP_UPSTREAM_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct wf_upstream_server {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    const char *name;  /* as configured ("127.0.0.1:8080", "unix:/p") */
+    int32_t weight;    /* scaled as Unit scales it; 0: never chosen */
+    int32_t effective; /* smooth round robin state (under lock) */
+    int32_t current;
+} wf_upstream_server_t;
+
+typedef struct wf_upstream {
+    const char *name; /* NULL for a "proxy" action's own upstream */
+    wf_upstream_server_t *servers;
+    size_t nservers;
+    pthread_mutex_t lock; /* guards the round-robin state */
+} wf_upstream_t;
+
+/* Scales the configured weights w[0..n) (doubles, 0..1e6) into
+ * servers[i].weight as Unit does: their sum is brought near INT32_MAX/2,
+ * each non-zero weight stays at least 1. */
+void wf_upstream_weights(wf_upstream_t *u, const double *w);
+
+/* Picks a server by smooth weighted round robin (Unit's algorithm: each
+ * pick adds every server's weight to its current weight, takes the
+ * highest and subtracts the total from it).  Returns NULL when no server
+ * has a weight (none configured, or all 0).  Any thread. */
+const wf_upstream_server_t *wf_upstream_pick(wf_upstream_t *u);
+
+#endif
