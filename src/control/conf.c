@@ -67,12 +67,13 @@ struct conf_ctx {
     const json_t *modules; /* WF_MSG_MODULES to check types against; NULL:
                               no check (wf_conf_compile()) */
     wf_conf_error_t *err;
-    json_t **route_json;  /* the steps array of conf->routes[i] */
-    bool routes_is_array; /* "routes" is the array form */
-    const char **pass;    /* the "pass" of conf->listeners[i] */
-    const char **lapp;    /* its "application" (Unit's older form) */
-    wf_action_t *action;  /* the action being compiled */
-    json_t *step_match;   /* members of the step being compiled */
+    json_t **route_json;     /* the steps array of conf->routes[i] */
+    bool routes_is_array;    /* "routes" is the array form */
+    const char **pass;       /* the "pass" of conf->listeners[i] */
+    const char **lapp;       /* its "application" (Unit's older form) */
+    wf_action_t *action;     /* the action being compiled */
+    wf_upstream_t *upstream; /* the upstream being compiled, or NULL */
+    json_t *step_match;      /* members of the step being compiled */
     json_t *step_action;
     unsigned depth;        /* "fallback" nesting of the current action */
     const char *mime_type; /* the type whose extensions are checked */
@@ -726,6 +727,8 @@ conf_pass_var(conf_ctx_t *cx, const char *pass, wf_action_t *act)
     act->routes_is_array = cx->routes_is_array;
     act->apps = cx->conf->apps;
     act->napps = cx->conf->napps;
+    act->upstreams = cx->conf->upstreams;
+    act->nupstreams = cx->conf->nupstreams;
     return WF_OK;
 }
 
@@ -746,20 +749,6 @@ conf_pass_app(conf_ctx_t *cx, const wf_str_t seg[3], wf_action_t *act)
     act->app = app;
     act->app_target = (unsigned)target;
     return true;
-}
-
-static wf_upstream_t *
-conf_upstream_find(conf_ctx_t *cx, wf_str_t name)
-{
-    for (size_t i = 0; i < cx->conf->nupstreams; i++) {
-        wf_upstream_t *u = &cx->conf->upstreams[i];
-
-        if (name.len > 0 && strlen(u->name) == name.len
-            && memcmp(u->name, name.data, name.len) == 0) {
-            return u;
-        }
-    }
-    return NULL;
 }
 
 /* Resolves a fixed "pass" value into act: a route (WF_ACTION_PASS), an
@@ -790,7 +779,8 @@ conf_pass_resolve(conf_ctx_t *cx, const char *pass, wf_action_t *act)
             return WF_OK;
         }
     } else if (wf_str_eq(seg[0], wf_string("upstreams")) && seg[2].len == 0) {
-        act->upstream = conf_upstream_find(cx, seg[1]);
+        act->upstream =
+            wf_upstream_find(cx->conf->upstreams, cx->conf->nupstreams, seg[1]);
         if (act->upstream != NULL) {
             act->type = WF_ACTION_PROXY;
             return WF_OK;
@@ -1113,6 +1103,28 @@ static const conf_member_t conf_pass_members[] = {
     CONF_ACTION_COMMON,
 };
 
+/* The upstream the proxy options being compiled go into: the named
+ * upstream being compiled, else the proxy action's own one (created by
+ * whichever of its members comes first). */
+static wf_upstream_t *
+conf_proxy_upstream(conf_ctx_t *cx)
+{
+    wf_upstream_t *u;
+
+    if (cx->upstream != NULL) {
+        return cx->upstream;
+    }
+    if (cx->action->upstream == NULL) {
+        u = wf_arena_calloc(cx->a, sizeof(*u));
+        if (u == NULL) {
+            return NULL;
+        }
+        wf_upstream_init(u);
+        cx->action->upstream = u;
+    }
+    return cx->action->upstream;
+}
+
 /* "proxy": "http://ADDR", ADDR as a listener's ("IP:PORT", "[IPv6]:PORT",
  * "unix:PATH"): an upstream of its own with one server. */
 static int
@@ -1120,7 +1132,7 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
 {
     const char *s = json_string_value(value);
     bool http = strncmp(s, "http://", 7) == 0;
-    wf_upstream_t *u = wf_arena_calloc(cx->a, sizeof(*u));
+    wf_upstream_t *u = conf_proxy_upstream(cx);
     wf_upstream_server_t *srv = wf_arena_calloc(cx->a, sizeof(*srv));
 
     wf_unused(key);
@@ -1139,15 +1151,53 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     }
     srv->name += 7;
     srv->weight = srv->effective = 1;
-    pthread_mutex_init(&u->lock, NULL);
     u->servers = srv;
     u->nservers = 1;
-    cx->action->upstream = u;
     return WF_OK;
 }
 
+/* A timeout of Wharf's proxy options: seconds (a fraction is allowed),
+ * more than 0, stored in ms at data's offset in wf_upstream_t. */
+static int
+conf_proxy_timeout(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    double v = json_number_value(value);
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (!(v * 1000 >= 1) || v > INT32_MAX / 1000) {
+        return conf_fail(cx,
+                         "The \"%s\" number must be greater than 0 and at "
+                         "most %d.",
+                         key, INT32_MAX / 1000);
+    }
+    *(uint32_t *)((char *)u + *(const size_t *)data) = (uint32_t)(v * 1000);
+    return WF_OK;
+}
+
+#define CONF_UP_OFFSET(field) (&(const size_t){offsetof(wf_upstream_t, field)})
+
+/* Wharf's options of a proxy (docs/internals/proxy.md): "proxy_settings"
+ * beside a "proxy", "settings" beside an upstream's "servers". */
+static const conf_member_t conf_proxy_settings_members[] = {
+    {"connect_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(connect_ms), 0},
+    {"send_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(send_ms), 0},
+    {"header_read_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(head_ms), 0},
+    {"body_read_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(read_ms), 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
 static const conf_member_t conf_proxy_members[] = {
     {"proxy", WF_JSON_STRING, conf_proxy, NULL, 0},
+    {"proxy_settings", WF_JSON_OBJECT, conf_nested, conf_proxy_settings_members,
+     0},
     CONF_ACTION_COMMON,
 };
 
@@ -1594,51 +1644,65 @@ conf_servers(conf_ctx_t *cx, wf_upstream_t *u, json_t *servers)
     return WF_OK;
 }
 
+static int
+conf_upstream_servers(conf_ctx_t *cx, const char *key, json_t *value,
+                      const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    return conf_servers(cx, cx->upstream, value);
+}
+
 static const conf_member_t conf_upstream_members[] = {
-    {"servers", WF_JSON_OBJECT, NULL, NULL, 0},
+    {"servers", WF_JSON_OBJECT, conf_upstream_servers, NULL, 0},
+    {"settings", WF_JSON_OBJECT, conf_nested, conf_proxy_settings_members, 0},
     {NULL, 0, NULL, NULL, 0},
 };
 
+/* One member of "upstreams", into the next slot of conf->upstreams. */
 static int
 conf_upstream(conf_ctx_t *cx, const char *name, json_t *value)
 {
     wf_upstream_t *u = &cx->conf->upstreams[cx->conf->nupstreams];
-    json_t *servers;
+    int rc;
 
     if (!wf_json_type_check(value, WF_JSON_OBJECT, name, cx->err->detail,
-                            sizeof(cx->err->detail))
-        || conf_object(cx, value, conf_upstream_members) != WF_OK) {
+                            sizeof(cx->err->detail))) {
         return WF_ERROR;
     }
-    servers = json_object_get(value, "servers");
-    if (servers == NULL) {
+    wf_upstream_init(u);
+    u->name = wf_arena_strndup(cx->a, name, strlen(name));
+    if (u->name == NULL) {
+        return conf_nomem(cx);
+    }
+    cx->upstream = u;
+    rc = conf_object(cx, value, conf_upstream_members);
+    cx->upstream = NULL;
+    if (rc != WF_OK) {
+        return WF_ERROR;
+    }
+    if (json_object_get(value, "servers") == NULL) {
         return conf_fail(cx,
                          "The \"%.200s\" upstream must contain \"servers\" "
                          "object value.",
                          name);
     }
-    u->name = wf_arena_strndup(cx->a, name, strlen(name));
-    if (u->name == NULL) {
-        return conf_nomem(cx);
-    }
-    pthread_mutex_init(&u->lock, NULL);
     cx->conf->nupstreams++;
-    return conf_servers(cx, u, servers);
+    return WF_OK;
 }
 
 /* "upstreams": compiled during the walk of the root, before any step or
  * listener "pass" resolves against them. */
 static int
-conf_upstreams(conf_ctx_t *cx, const char *key, json_t *value,
-               const void *data)
+conf_upstreams(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
 {
     const char *name;
     json_t *v;
 
     wf_unused(key);
     wf_unused(data);
-    cx->conf->upstreams = wf_arena_calloc(
-        cx->a, (json_object_size(value) + 1) * sizeof(wf_upstream_t));
+    cx->conf->upstreams = wf_arena_calloc(cx->a, (json_object_size(value) + 1)
+                                                     * sizeof(wf_upstream_t));
     if (cx->conf->upstreams == NULL) {
         return conf_nomem(cx);
     }

@@ -50,7 +50,7 @@ typedef struct px {
     wf_loop_t *loop;
     wf_io_t io;
     wf_timer_t timer;
-    const wf_action_t *a;
+    const wf_upstream_t *u;
     const wf_upstream_server_t *srv;
     px_state_t state;
     bool req_chunked; /* the body goes to the backend chunked */
@@ -71,17 +71,34 @@ typedef struct px {
 static void px_on_io(wf_io_t *io, uint32_t events);
 static void px_pump(px_t *px);
 
+/* The timeout that runs in the current state, in ms; 0 while the proxy
+ * waits on the client (a body byte to send, room in the response
+ * channel), which is the mux's to time. */
 static uint32_t
-px_ms(uint32_t v, uint32_t def)
+px_timeout(const px_t *px)
 {
-    return v != 0 ? v : def;
+    switch (px->state) {
+    case PX_CONNECT:
+        return px->u->connect_ms;
+    case PX_SEND:
+        return px->out_off < px->out_len ? px->u->send_ms : 0;
+    case PX_HEAD:
+        return px->u->head_ms;
+    case PX_BODY:
+        return wf_chan_room(&px->r->resp_body) > 0 ? px->u->read_ms : 0;
+    case PX_DONE:
+        break;
+    }
+    return 0;
 }
 
-/* Polls what the state needs. */
+/* Polls what the state needs and arms its timeout (progress re-arms it
+ * where it happens). */
 static void
 px_poll(px_t *px)
 {
     uint32_t ev = 0;
+    uint32_t ms = px_timeout(px);
 
     if (px->state == PX_CONNECT
         || (px->state == PX_SEND && px->out_off < px->out_len)) {
@@ -93,6 +110,11 @@ px_poll(px_t *px)
     }
     if (ev != px->io.events) {
         wf_io_mod(px->loop, &px->io, ev);
+    }
+    if (ms == 0) {
+        wf_timer_stop(px->loop, &px->timer);
+    } else if (!wf_timer_is_armed(&px->timer)) {
+        wf_timer_set(px->loop, &px->timer, ms);
     }
 }
 
@@ -158,14 +180,15 @@ px_on_abort(wf_req_t *r)
 
 /* ---- the request head -------------------------------------------------- */
 
+/* Fields of the client's request the proxy does not copy: hop-by-hop
+ * ones, and the framing and expectation it handles itself (the mux
+ * answered "Expect: 100-continue"; the body is re-framed). */
 static bool
-px_skip_field(const wf_h1_head_t *h, wf_str_t name, const wf_str_t *conn,
-              size_t nconn)
+px_skip_field(wf_str_t name, const wf_str_t *conn, size_t nconn)
 {
     return wf_proxy_hop_by_hop(name, conn, nconn)
            || wf_str_eq_nocase(name, wf_string("content-length"))
-           || wf_str_eq_nocase(name, wf_string("expect"))
-           || (h->nheaders == 0);
+           || wf_str_eq_nocase(name, wf_string("expect"));
 }
 
 static char *
@@ -207,7 +230,7 @@ px_head_build(px_t *px)
     for (unsigned i = 0; i < h->nheaders; i++) {
         const wf_h1_header_t *f = &h->headers[i];
 
-        if (px_skip_field(h, f->name, conn, nconn)) {
+        if (px_skip_field(f->name, conn, nconn)) {
             continue;
         }
         p = px_put(p, f->name.data, f->name.len);
@@ -282,8 +305,7 @@ px_send(px_t *px)
             return errno == EAGAIN || errno == EINTR ? WF_OK : WF_ERROR;
         }
         px->out_off += (size_t)n;
-        wf_timer_set(px->loop, &px->timer,
-                     px_ms(px->a->proxy_send_ms, WF_PROXY_SEND_MS));
+        wf_timer_set(px->loop, &px->timer, px->u->send_ms);
     }
 }
 
@@ -371,8 +393,8 @@ px_respond(px_t *px)
     }
     resp->status = h->status;
     if (px_no_body(px) || h->content_length == 0) {
-        resp->content_length = h->content_length > 0 ? (uint64_t)h->content_length
-                                                     : 0;
+        resp->content_length =
+            h->content_length > 0 ? (uint64_t)h->content_length : 0;
         px->body = PX_BODY_NONE;
         px_close(px);
         px->r = NULL;
@@ -438,19 +460,17 @@ px_read_head(px_t *px)
             return WF_ERROR;
         }
     }
-    n = recv(px->io.fd, px->in + px->in_len, WF_PROXY_HEAD_MAX - px->in_len,
-             0);
+    n = recv(px->io.fd, px->in + px->in_len, WF_PROXY_HEAD_MAX - px->in_len, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return WF_OK;
     }
     if (n <= 0) {
-        px_fail(px, 502, n == 0 ? "closed before the response head"
-                                : "read failed");
+        px_fail(px, 502,
+                n == 0 ? "closed before the response head" : "read failed");
         return WF_ERROR;
     }
     px->in_len += (size_t)n;
-    wf_timer_set(px->loop, &px->timer,
-                 px_ms(px->a->proxy_read_ms, WF_PROXY_READ_MS));
+    wf_timer_set(px->loop, &px->timer, px->u->head_ms);
     px_head(px);
     return WF_OK;
 }
@@ -532,8 +552,7 @@ px_read_body(px_t *px)
         }
         /* A chunked body's framing is dropped in place, so reading no
          * more than the room keeps the channel's bound. */
-        k = recv(px->io.fd, px->in, wf_min(room, (size_t)WF_PROXY_HEAD_MAX),
-                 0);
+        k = recv(px->io.fd, px->in, wf_min(room, (size_t)WF_PROXY_HEAD_MAX), 0);
         if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
             return;
         }
@@ -545,8 +564,7 @@ px_read_body(px_t *px)
             }
             return;
         }
-        wf_timer_set(px->loop, &px->timer,
-                     px_ms(px->a->proxy_read_ms, WF_PROXY_READ_MS));
+        wf_timer_set(px->loop, &px->timer, px->u->read_ms);
         if (px_body_bytes(px, (size_t)k) != WF_OK) {
             return;
         }
@@ -579,8 +597,7 @@ px_pump(px_t *px)
         }
         if (px->req_eof && px->out_off == px->out_len) {
             px->state = PX_HEAD;
-            wf_timer_set(px->loop, &px->timer,
-                         px_ms(px->a->proxy_read_ms, WF_PROXY_READ_MS));
+            wf_timer_set(px->loop, &px->timer, px->u->head_ms);
         }
     }
     if (px->state == PX_BODY) {
@@ -603,8 +620,7 @@ px_on_connect(px_t *px)
         return;
     }
     px->state = PX_SEND;
-    wf_timer_set(px->loop, &px->timer,
-                 px_ms(px->a->proxy_send_ms, WF_PROXY_SEND_MS));
+    wf_timer_set(px->loop, &px->timer, px->u->send_ms);
     px_pump(px);
 }
 
@@ -633,8 +649,8 @@ static int
 px_connect(px_t *px)
 {
     const wf_upstream_server_t *s = px->srv;
-    int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
+    int fd = socket(s->addr.ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd < 0) {
         return WF_ERROR;
@@ -653,13 +669,12 @@ px_connect(px_t *px)
         px->io.fd = -1;
         return WF_ERROR;
     }
-    wf_timer_set(px->loop, &px->timer,
-                 px_ms(px->a->proxy_connect_ms, WF_PROXY_CONNECT_MS));
+    wf_timer_set(px->loop, &px->timer, px->u->connect_ms);
     return WF_OK;
 }
 
 void
-wf_proxy_run(wf_req_t *r, const wf_action_t *a)
+wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
 {
     px_t *px;
 
@@ -674,11 +689,11 @@ wf_proxy_run(wf_req_t *r, const wf_action_t *a)
     }
     r->proxy = px;
     px->r = r;
-    px->a = a;
+    px->u = u;
     px->loop = r->loop;
     px->io.fd = -1;
     wf_timer_init(&px->timer, px_on_timer);
-    px->srv = wf_upstream_pick(a->upstream);
+    px->srv = wf_upstream_pick(u);
     if (px->srv == NULL) {
         px_fail(px, 502, "no server");
         return;

@@ -5,19 +5,16 @@
 #define WF_HTTP_PROXY_H
 
 #include "http/req.h"
-#include "http/route.h"
 
-#define WF_PROXY_CONNECT_MS (60 * 1000) /* Unit's proxy_timeout */
-#define WF_PROXY_READ_MS    (60 * 1000) /* Unit's, for the head and body */
-#define WF_PROXY_SEND_MS    (30 * 1000) /* Unit's proxy_send_timeout */
-#define WF_PROXY_HEAD_MAX   (16 * 1024) /* longest backend response head */
+#define WF_PROXY_HEAD_MAX (16 * 1024) /* longest backend response head */
 
-/* Runs a WF_ACTION_PROXY action: picks a server of a->upstream, connects,
+/* Runs a proxy action: picks a server of u (a->upstream, or the upstream
+ * a variable "pass" named; u gives the options too), connects,
  * sends the re-serialised request head and streams the body, then relays
  * the response.  502 when no server can be reached or the response is
  * invalid, 504 on a timeout before the response head; after the head, a
  * failure ends the client connection.  Takes over r. */
-void wf_proxy_run(wf_req_t *r, const wf_action_t *a);
+void wf_proxy_run(wf_req_t *r, struct wf_upstream *u);
 
 /* Frees the proxy state of r (closing the backend connection if still
  * open).  Called when r is destroyed; never calls back. */

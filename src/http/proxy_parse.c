@@ -9,7 +9,8 @@ static bool
 pp_tchar(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-           || (c >= '0' && c <= '9') || (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
+           || (c >= '0' && c <= '9')
+           || (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 /* field-vchar, SP, HTAB or obs-text. */
@@ -55,8 +56,8 @@ pp_status_line(wf_proxy_resp_t *h, const char *p, const char *e)
             return WF_ERROR;
         }
     }
-    h->status = (unsigned)((p[9] - '0') * 100 + (p[10] - '0') * 10
-                           + (p[11] - '0'));
+    h->status =
+        (unsigned)((p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0'));
     if (h->status < 100 || (e - p > 12 && p[12] != ' ')) {
         return WF_ERROR;
     }
@@ -104,8 +105,8 @@ pp_list_has(wf_str_t v, wf_str_t tok)
     while (i < v.len) {
         size_t s, e;
 
-        while (i < v.len && (v.data[i] == ' ' || v.data[i] == '\t'
-                             || v.data[i] == ',')) {
+        while (i < v.len
+               && (v.data[i] == ' ' || v.data[i] == '\t' || v.data[i] == ',')) {
             i++;
         }
         s = i;
@@ -180,8 +181,7 @@ pp_field(wf_proxy_resp_t *h, const char *p, const char *e)
 }
 
 int
-wf_proxy_resp_parse(wf_proxy_resp_t *h, const char *buf, size_t len,
-                    size_t max)
+wf_proxy_resp_parse(wf_proxy_resp_t *h, const char *buf, size_t len, size_t max)
 {
     size_t end = pp_head_end(h, buf, len < max ? len : max);
     const char *p = buf;
@@ -225,11 +225,10 @@ wf_proxy_resp_parse(wf_proxy_resp_t *h, const char *buf, size_t len,
 }
 
 static const wf_str_t pp_hop[] = {
-    wf_string("connection"),          wf_string("keep-alive"),
-    wf_string("proxy-connection"),    wf_string("te"),
-    wf_string("trailer"),             wf_string("transfer-encoding"),
-    wf_string("upgrade"),             wf_string("proxy-authenticate"),
-    wf_string("proxy-authorization"),
+    wf_string("connection"),       wf_string("keep-alive"),
+    wf_string("proxy-connection"), wf_string("te"),
+    wf_string("trailer"),          wf_string("transfer-encoding"),
+    wf_string("upgrade"),
 };
 
 bool

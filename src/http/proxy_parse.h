@@ -15,11 +15,11 @@
 
 typedef struct wf_proxy_resp {
     /* Set when wf_proxy_resp_parse() returns WF_OK. */
-    unsigned version; /* 10 or 11 (any higher 1.x) */
-    unsigned status;  /* 100..999 */
+    unsigned version;       /* 10 or 11 (any higher 1.x) */
+    unsigned status;        /* 100..999 */
     int64_t content_length; /* -1 when absent */
-    bool chunked;    /* Transfer-Encoding: chunked */
-    bool keep_alive; /* 1.1 without "close", 1.0 with "keep-alive" */
+    bool chunked;           /* Transfer-Encoding: chunked */
+    bool keep_alive;        /* 1.1 without "close", 1.0 with "keep-alive" */
     unsigned nheaders;
     wf_h1_header_t headers[WF_H1_MAX_HEADERS];
     size_t head_len; /* bytes of the head, final empty line included */

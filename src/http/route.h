@@ -119,6 +119,8 @@ typedef struct wf_action {
     wf_route_t *const *routes;
     size_t nroutes;
     bool routes_is_array;
+    struct wf_upstream *upstreams; /* "upstreams/..." passes */
+    size_t nupstreams;
 
     /* WF_ACTION_APP: the application (in the same snapshot) and the index
      * of the target in app->targets (0 without targets). */
@@ -126,12 +128,9 @@ typedef struct wf_action {
     unsigned app_target;
 
     /* WF_ACTION_PROXY: the upstream (in the same snapshot; a "proxy"
-     * action's own one-server upstream, or a named one) and Wharf's
-     * timeouts of the "proxy" action, in ms (0: Unit's defaults). */
+     * action's own one-server upstream with the action's options, or a
+     * named one). */
     struct wf_upstream *upstream;
-    uint32_t proxy_connect_ms;
-    uint32_t proxy_read_ms;
-    uint32_t proxy_send_ms;
 } wf_action_t;
 
 /* Compiles a pattern set from a JSON string or array of strings (Unit's

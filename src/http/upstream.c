@@ -1,6 +1,17 @@
 #include "http/upstream.h"
 
 #include <math.h>
+#include <string.h>
+
+void
+wf_upstream_init(wf_upstream_t *u)
+{
+    pthread_mutex_init(&u->lock, NULL);
+    u->connect_ms = WF_UPSTREAM_CONNECT_MS;
+    u->head_ms = WF_UPSTREAM_HEAD_MS;
+    u->send_ms = WF_UPSTREAM_SEND_MS;
+    u->read_ms = WF_UPSTREAM_READ_MS;
+}
 
 void
 wf_upstream_weights(wf_upstream_t *u, const double *w)
@@ -19,7 +30,8 @@ wf_upstream_weights(wf_upstream_t *u, const double *w)
     }
     for (size_t i = 0; i < u->nservers; i++) {
         double s = k * w[i];
-        int32_t wt = s > 1.0 || s == 0.0 ? (int32_t)round(s) : 1;
+        int32_t wt = s > 1.0 || s == 0.0 ? (int32_t)(s + 0.5)
+                                         : 1; /* round() without libm */
 
         u->servers[i].weight = wt;
         u->servers[i].effective = wt;
@@ -53,4 +65,16 @@ wf_upstream_pick(wf_upstream_t *u)
     }
     pthread_mutex_unlock(&u->lock);
     return best;
+}
+
+wf_upstream_t *
+wf_upstream_find(wf_upstream_t *ups, size_t n, wf_str_t name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (name.len > 0 && strlen(ups[i].name) == name.len
+            && memcmp(ups[i].name, name.data, name.len) == 0) {
+            return &ups[i];
+        }
+    }
+    return NULL;
 }

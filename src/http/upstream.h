@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/str.h"
+
 typedef struct wf_upstream_server {
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -27,7 +29,26 @@ typedef struct wf_upstream {
     wf_upstream_server_t *servers;
     size_t nservers;
     pthread_mutex_t lock; /* guards the round-robin state */
+
+    /* Timeouts in ms (Unit's fixed ones unless configured): connecting
+     * and waiting for the response head (Unit's proxy_timeout), sending
+     * the request, reading the response body between two reads. */
+    uint32_t connect_ms;
+    uint32_t head_ms;
+    uint32_t send_ms;
+    uint32_t read_ms;
 } wf_upstream_t;
+
+#define WF_UPSTREAM_CONNECT_MS (60 * 1000) /* Unit's proxy_timeout */
+#define WF_UPSTREAM_HEAD_MS    (60 * 1000) /* Unit's proxy_timeout */
+#define WF_UPSTREAM_SEND_MS    (30 * 1000) /* Unit's proxy_send_timeout */
+#define WF_UPSTREAM_READ_MS    (30 * 1000) /* Unit's proxy_read_timeout */
+
+/* Sets u's defaults (Unit's timeouts) and its lock; u is zeroed. */
+void wf_upstream_init(wf_upstream_t *u);
+
+/* The upstream named name in ups[0..n), or NULL. */
+wf_upstream_t *wf_upstream_find(wf_upstream_t *ups, size_t n, wf_str_t name);
 
 /* Scales the configured weights w[0..n) (doubles, 0..1e6) into
  * servers[i].weight as Unit does: their sum is brought near INT32_MAX/2,

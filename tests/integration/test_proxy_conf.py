@@ -1,0 +1,148 @@
+"""Validation of Unit's "proxy" action and "upstreams" (Unit 1.35's rules
+and messages, measured against a real unitd on the same configs), and the
+"pass" forms that reach an upstream."""
+
+import json
+
+import pytest
+
+from lib.configs import routes_config
+
+LISTEN = "LISTEN"  # replaced by the server's own listener
+
+U = {"u": {"servers": {"127.0.0.1:9": {}}}}
+
+
+def conf(routes=(), upstreams=None, listeners=None):
+    c = {"listeners": listeners or {LISTEN: {"pass": "routes"}},
+         "routes": list(routes)}
+    if upstreams is not None:
+        c["upstreams"] = upstreams
+    return c
+
+
+def act(**a):
+    return [{"action": a}]
+
+
+ACCEPTED = {
+    "proxy_ipv4": conf(act(proxy="http://127.0.0.1:9")),
+    "proxy_ipv6": conf(act(proxy="http://[::1]:9")),
+    "proxy_unix": conf(act(proxy="http://unix:/tmp/x.sock")),
+    "proxy_any": conf(act(proxy="http://*:9")),
+    "proxy_with_common": conf(act(proxy="http://127.0.0.1:9",
+                                  response_headers={"A": "b"},
+                                  rewrite="/x")),
+    "upstream_weights": conf(act(pass_="upstreams/u"), {
+        "u": {"servers": {"127.0.0.1:9": {}, "[::1]:9": {"weight": 2}}}}),
+    "upstream_unix": conf(act(pass_="upstreams/u"), {
+        "u": {"servers": {"unix:/tmp/x": {}}}}),
+    "upstream_no_servers": conf(act(pass_="upstreams/u"), {
+        "u": {"servers": {}}}),
+    "weight_zero": conf(act(pass_="upstreams/u"), {
+        "u": {"servers": {"127.0.0.1:9": {"weight": 0}}}}),
+    "weight_fraction": conf(act(pass_="upstreams/u"), {
+        "u": {"servers": {"127.0.0.1:9": {"weight": 0.5}}}}),
+    "pass_variable": conf(act(pass_="upstreams/$host"), U),
+    "listener_pass": conf(upstreams=U, listeners={
+        LISTEN: {"pass": "upstreams/u"}}),
+    "empty_name": conf(upstreams={"": {"servers": {"127.0.0.1:9": {}}}}),
+}
+
+REFUSED = {
+    "proxy_no_port": (conf(act(proxy="http://127.0.0.1")),
+                      'The "proxy" address is invalid "127.0.0.1"'),
+    "proxy_hostname": (conf(act(proxy="http://localhost:80")),
+                       'The "proxy" address is invalid "localhost:80"'),
+    "proxy_https": (conf(act(proxy="https://127.0.0.1:9")),
+                    'The "proxy" address is invalid "https://127.0.0.1:9"'),
+    "proxy_path": (conf(act(proxy="http://127.0.0.1:9/x")),
+                   'The "proxy" address is invalid "127.0.0.1:9/x"'),
+    "proxy_port_0": (conf(act(proxy="http://127.0.0.1:0")),
+                     'The "proxy" address is invalid "127.0.0.1:0"'),
+    "proxy_number": (conf(act(proxy=1)),
+                     'The "proxy" value must be a string, but not an '
+                     'integer number.'),
+    "proxy_unknown_key": (conf(act(proxy="http://127.0.0.1:9", foo=1)),
+                          'Unknown parameter "foo".'),
+    "proxy_and_share": (conf(act(proxy="http://127.0.0.1:9", share="/x")),
+                        'The "action" object must have just one of "pass", '
+                        '"return", "share", or "proxy" options set.'),
+    "upstream_without_servers": (conf(upstreams={"u": {}}),
+                                 'The "u" upstream must contain "servers" '
+                                 'object value.'),
+    "servers_array": (conf(upstreams={"u": {"servers": []}}),
+                      'The "servers" value must be an object, but not an '
+                      'array.'),
+    "upstream_number": (conf(upstreams={"u": 1}),
+                        'The "u" value must be an object, but not an '
+                        'integer number.'),
+    "upstreams_array": (conf(upstreams=[]),
+                        'The "upstreams" value must be an object, but not '
+                        'an array.'),
+    "server_hostname": (conf(upstreams={"u": {"servers": {
+        "localhost:9": {}}}}),
+        'The "localhost:9" is not valid server address.'),
+    "server_no_port": (conf(upstreams={"u": {"servers": {
+        "127.0.0.1": {}}}}),
+        'The "127.0.0.1" is not valid server address.'),
+    "server_number": (conf(upstreams={"u": {"servers": {
+        "127.0.0.1:9": 1}}}),
+        'The "127.0.0.1:9" value must be an object, but not an integer '
+        'number.'),
+    "weight_negative": (conf(upstreams={"u": {"servers": {
+        "127.0.0.1:9": {"weight": -1}}}}),
+        'The "weight" number must be positive.'),
+    "weight_too_big": (conf(upstreams={"u": {"servers": {
+        "127.0.0.1:9": {"weight": 1000001}}}}),
+        'The "weight" number must not exceed 1,000,000'),
+    "weight_string": (conf(upstreams={"u": {"servers": {
+        "127.0.0.1:9": {"weight": "1"}}}}),
+        'The "weight" value must be either an integer number or a '
+        'fractional number, but not a string.'),
+    "server_unknown_key": (conf(upstreams={"u": {"servers": {
+        "127.0.0.1:9": {"backup": True}}}}),
+        'Unknown parameter "backup".'),
+    "upstream_unknown_key": (conf(upstreams={"u": {
+        "servers": {"127.0.0.1:9": {}}, "x": 1}}),
+        'Unknown parameter "x".'),
+    "pass_missing": (conf(act(pass_="upstreams/v"), U),
+                     'Request "pass" points to invalid location '
+                     '"upstreams/v".'),
+    "pass_three_segments": (conf(act(pass_="upstreams/u/x"), U),
+                            'Request "pass" points to invalid location '
+                            '"upstreams/u/x".'),
+    "pass_no_name": (conf(act(pass_="upstreams"), U),
+                     'Request "pass" points to invalid location '
+                     '"upstreams".'),
+}
+
+
+def fix(c, server):
+    """pass_ (a Python keyword dodge) back to "pass", and the server's
+    listener (the same socket in every config, so fds do not move)."""
+    text = json.dumps(c).replace('"pass_"', '"pass"')
+    return json.loads(text.replace(LISTEN, server.listeners()[0]))
+
+
+@pytest.fixture
+def server(wharf):
+    return wharf(routes_config([{"action": {"return": 204}}]))
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_accepted(server, name):
+    api = server.api()
+    c = fix(ACCEPTED[name], server)
+    r = api.put("/config", c)
+    assert r.status == 200, r.json
+    assert api.config() == c
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_with_units_message(server, name):
+    api = server.api()
+    c, detail = REFUSED[name]
+    r = api.put("/config", fix(c, server))
+    assert r.status == 400, r.json
+    assert r.json == {"error": "Invalid configuration.", "detail": detail}
