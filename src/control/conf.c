@@ -1178,6 +1178,59 @@ conf_proxy_timeout(conf_ctx_t *cx, const char *key, json_t *value,
     return WF_OK;
 }
 
+static int
+conf_proxy_flag(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    wf_unused(key);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    *(bool *)((char *)u + *(const size_t *)data) = json_is_true(value);
+    return WF_OK;
+}
+
+static int
+conf_proxy_trusted(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    wf_unused(key);
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    u->trusted = wf_addr_set_compile(cx->a, value, cx->err->detail,
+                                     sizeof(cx->err->detail));
+    return u->trusted != NULL ? WF_OK : WF_ERROR;
+}
+
+static int
+conf_proxy_host(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    wf_tpl_t *t;
+
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (json_string_length(value) == 0) {
+        return conf_fail(cx, "The \"host\" value must not be empty.");
+    }
+    if (conf_tpl_str(cx, key, json_string_value(value),
+                     json_string_length(value), &t)
+        != WF_OK) {
+        return WF_ERROR;
+    }
+    u->host = t;
+    return WF_OK;
+}
+
 #define CONF_UP_OFFSET(field) (&(const size_t){offsetof(wf_upstream_t, field)})
 
 /* Wharf's options of a proxy (docs/internals/proxy.md): "proxy_settings"
@@ -1191,6 +1244,13 @@ static const conf_member_t conf_proxy_settings_members[] = {
      CONF_UP_OFFSET(head_ms), 0},
     {"body_read_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
      CONF_UP_OFFSET(read_ms), 0},
+    {"x_forwarded", WF_JSON_BOOLEAN, conf_proxy_flag,
+     CONF_UP_OFFSET(x_forwarded), 0},
+    {"forwarded", WF_JSON_BOOLEAN, conf_proxy_flag, CONF_UP_OFFSET(forwarded),
+     0},
+    {"trusted_sources", WF_JSON_STRING | WF_JSON_ARRAY, conf_proxy_trusted,
+     NULL, 0},
+    {"host", WF_JSON_STRING, conf_proxy_host, NULL, 0},
     {NULL, 0, NULL, NULL, 0},
 };
 

@@ -15,6 +15,7 @@
  *   DONE     backend closed; r no longer touched */
 #include "http/proxy.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +27,13 @@
 #include "core/log.h"
 #include "http/exchange.h"
 #include "http/proxy_parse.h"
+#include "http/route_pattern.h"
+#include "http/tpl.h"
 #include "http/upstream.h"
 
-#define PX_STAGE (16 * 1024) /* request bytes staged for the backend */
+#define PX_STAGE    (16 * 1024) /* request bytes staged for the backend */
+#define PX_FWD_MAX  1024        /* Wharf's forwarding fields, at most */
+#define PX_HOST_MAX 1024        /* a rendered "host", at most */
 
 typedef enum px_state {
     PX_CONNECT = 0,
@@ -180,17 +185,6 @@ px_on_abort(wf_req_t *r)
 
 /* ---- the request head -------------------------------------------------- */
 
-/* Fields of the client's request the proxy does not copy: hop-by-hop
- * ones, and the framing and expectation it handles itself (the mux
- * answered "Expect: 100-continue"; the body is re-framed). */
-static bool
-px_skip_field(wf_str_t name, const wf_str_t *conn, size_t nconn)
-{
-    return wf_proxy_hop_by_hop(name, conn, nconn)
-           || wf_str_eq_nocase(name, wf_string("content-length"))
-           || wf_str_eq_nocase(name, wf_string("expect"));
-}
-
 static char *
 px_put(char *p, const char *s, size_t n)
 {
@@ -198,55 +192,132 @@ px_put(char *p, const char *s, size_t n)
     return p + n;
 }
 
-/* Re-serialises the request head into px->out: origin-form target (the
- * rewritten path if any, with the query), every end-to-end field as
- * parsed, framing of the proxy's own and "Connection: close". */
+/* Does the client's head carry a field named name? */
+static bool
+px_has_field(const wf_h1_head_t *h, wf_str_t name)
+{
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        if (wf_str_eq_nocase(h->headers[i].name, name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The client's address as text ("192.0.2.1", "2001:db8::1"); false for a
+ * unix socket client. */
+static bool
+px_client_ip(const wf_req_t *r, char *buf, size_t cap)
+{
+    const wf_sockaddr_t *sa = r->rq.remote;
+
+    if (sa == NULL) {
+        return false;
+    }
+    if (sa->sa.sa_family == AF_INET) {
+        return inet_ntop(AF_INET, &sa->sin.sin_addr, buf, (socklen_t)cap)
+               != NULL;
+    }
+    if (sa->sa.sa_family == AF_INET6) {
+        return inet_ntop(AF_INET6, &sa->sin6.sin6_addr, buf, (socklen_t)cap)
+               != NULL;
+    }
+    return false;
+}
+
+/* Is host a token (RFC 7230 tchar), or does Forwarded need it quoted? */
+static bool
+px_is_token(wf_str_t s)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c))) {
+            return false;
+        }
+    }
+    return s.len > 0;
+}
+
+/* The forwarding fields Wharf adds (u->x_forwarded, u->forwarded), into
+ * buf (PX_FWD_MAX bytes).  From a trusted source (u->trusted) the client's
+ * own fields stay and ours follow them (X-Forwarded-Proto and -Host only
+ * when it sent none); from any other, the client's are dropped. */
+static size_t
+px_forwarding(const px_t *px, char *buf, bool trusted)
+{
+    const wf_req_t *r = px->r;
+    const wf_h1_head_t *h = &r->head;
+    const char *proto = r->rq.tls ? "https" : "http";
+    char ip[INET6_ADDRSTRLEN];
+    bool has_ip = px_client_ip(r, ip, sizeof(ip));
+    bool v6 = has_ip && strchr(ip, ':') != NULL;
+    /* (a host Forwarded could not quote is left out of both) */
+    bool host_ok = h->host.len <= 255
+                   && memchr(h->host.data, '"', h->host.len) == NULL
+                   && memchr(h->host.data, '\\', h->host.len) == NULL;
+    wf_str_t host = host_ok ? h->host : wf_str_make("", 0);
+    char *p = buf;
+
+    if (px->u->x_forwarded) {
+        if (has_ip) {
+            p += sprintf(p, "X-Forwarded-For: %s\r\n", ip);
+        }
+        if (!trusted || !px_has_field(h, wf_string("x-forwarded-proto"))) {
+            p += sprintf(p, "X-Forwarded-Proto: %s\r\n", proto);
+        }
+        if (host.len > 0
+            && (!trusted || !px_has_field(h, wf_string("x-forwarded-host")))) {
+            p += sprintf(p, "X-Forwarded-Host: %.*s\r\n", (int)host.len,
+                         host.data);
+        }
+    }
+    if (px->u->forwarded) {
+        p += has_ip ? sprintf(
+                 p, v6 ? "Forwarded: for=\"[%s]\"" : "Forwarded: for=%s", ip)
+                    : sprintf(p, "Forwarded: for=unknown");
+        p += sprintf(p, ";proto=%s", proto);
+        if (host.len > 0) {
+            p += sprintf(p, px_is_token(host) ? ";host=%.*s" : ";host=\"%.*s\"",
+                         (int)host.len, host.data);
+        }
+        p = px_put(p, "\r\n", 2);
+    }
+    return (size_t)(p - buf);
+}
+
+/* Re-serialises the request head into px->out (http/proxy_parse.h), with
+ * Wharf's Host and forwarding fields when configured. */
 static int
 px_head_build(px_t *px)
 {
-    const wf_h1_head_t *h = &px->r->head;
-    wf_str_t conn[WF_H1_MAX_HEADERS];
-    size_t nconn = 0, size = 128 + h->method.len + h->path.len + h->query.len;
-    char *p;
+    const wf_upstream_t *u = px->u;
+    wf_req_t *r = px->r;
+    char fwd[PX_FWD_MAX], host[PX_HOST_MAX];
+    bool forwarding = u->x_forwarded || u->forwarded;
+    bool trusted = forwarding && u->trusted != NULL && r->rq.remote != NULL
+                   && wf_addr_set_match(u->trusted, r->rq.remote);
+    wf_proxy_req_opts_t o = {
+        .drop_forwarding = forwarding && !trusted,
+        .keep_alive = false,
+    };
+    size_t n;
 
-    for (unsigned i = 0; i < h->nheaders; i++) {
-        size += h->headers[i].name.len + h->headers[i].value.len + 4;
-        if (wf_str_eq_nocase(h->headers[i].name, wf_string("connection"))) {
-            conn[nconn++] = h->headers[i].value;
-        }
+    if (u->host != NULL) {
+        n = wf_tpl_render(u->host, &r->rq, host, sizeof(host));
+        o.host = wf_str_make(host, wf_min(n, sizeof(host) - 1));
     }
-    px->out = malloc(wf_max(size, (size_t)PX_STAGE + 32));
+    if (forwarding) {
+        o.extra = wf_str_make(fwd, px_forwarding(px, fwd, trusted));
+    }
+    n = wf_proxy_req_head_size(&r->head, &o);
+    px->out = malloc(wf_max(n, (size_t)PX_STAGE + 32));
     if (px->out == NULL) {
         return WF_ERROR;
     }
-    p = px_put(px->out, h->method.data, h->method.len);
-    p = px_put(p, " ", 1);
-    p = px_put(p, h->path.data, h->path.len);
-    if (h->has_query) {
-        p = px_put(p, "?", 1);
-        p = px_put(p, h->query.data, h->query.len);
-    }
-    p = px_put(p, " HTTP/1.1\r\n", 11);
-    for (unsigned i = 0; i < h->nheaders; i++) {
-        const wf_h1_header_t *f = &h->headers[i];
-
-        if (px_skip_field(f->name, conn, nconn)) {
-            continue;
-        }
-        p = px_put(p, f->name.data, f->name.len);
-        p = px_put(p, ": ", 2);
-        p = px_put(p, f->value.data, f->value.len);
-        p = px_put(p, "\r\n", 2);
-    }
-    if (h->chunked) {
-        p = px_put(p, "Transfer-Encoding: chunked\r\n", 28);
-    } else if (h->content_length >= 0) {
-        p += sprintf(p, "Content-Length: %lld\r\n",
-                     (long long)h->content_length);
-    }
-    p = px_put(p, "Connection: close\r\n\r\n", 21);
-    px->out_len = (size_t)(p - px->out);
-    px->req_chunked = h->chunked;
+    px->out_len = wf_proxy_req_head_write(px->out, &r->head, &o);
+    px->req_chunked = r->head.chunked;
     return WF_OK;
 }
 

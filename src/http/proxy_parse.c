@@ -1,5 +1,6 @@
 #include "http/proxy_parse.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -245,4 +246,132 @@ wf_proxy_hop_by_hop(wf_str_t name, const wf_str_t *conn, size_t n)
         }
     }
     return false;
+}
+
+/* ---- the request head for a backend ------------------------------------ */
+
+static const wf_str_t pp_forwarding[] = {
+    wf_string("x-forwarded-for"),
+    wf_string("x-forwarded-proto"),
+    wf_string("x-forwarded-host"),
+    wf_string("forwarded"),
+};
+
+bool
+wf_proxy_is_forwarding(wf_str_t name)
+{
+    for (size_t i = 0; i < wf_nitems(pp_forwarding); i++) {
+        if (wf_str_eq_nocase(name, pp_forwarding[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The values of h's Connection fields into conn[]; returns their count. */
+static size_t
+pp_connection(const wf_h1_head_t *h, wf_str_t *conn)
+{
+    size_t n = 0;
+
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        if (wf_str_eq_nocase(h->headers[i].name, wf_string("connection"))) {
+            conn[n++] = h->headers[i].value;
+        }
+    }
+    return n;
+}
+
+/* Is the client's field f one the proxy does not copy? */
+static bool
+pp_req_skip(const wf_h1_header_t *f, const wf_str_t *conn, size_t nconn,
+            const wf_proxy_req_opts_t *o)
+{
+    return wf_proxy_hop_by_hop(f->name, conn, nconn)
+           || wf_str_eq_nocase(f->name, wf_string("content-length"))
+           || wf_str_eq_nocase(f->name, wf_string("expect"))
+           || wf_str_eq_nocase(f->name, wf_string("host"))
+           || (o->drop_forwarding && wf_proxy_is_forwarding(f->name));
+}
+
+size_t
+wf_proxy_req_head_size(const wf_h1_head_t *h, const wf_proxy_req_opts_t *o)
+{
+    size_t n = h->method.len + h->path.len + h->query.len + h->host.len
+               + o->host.len + o->extra.len + 128;
+
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        n += h->headers[i].name.len + h->headers[i].value.len + 4;
+    }
+    return n;
+}
+
+static char *
+pp_put(char *p, wf_str_t s)
+{
+    memcpy(p, s.data, s.len);
+    return p + s.len;
+}
+
+#define pp_put_lit(p, lit) pp_put((p), wf_string(lit))
+
+/* The Host value to send: o->host, an absolute-form target's authority,
+ * the client's Host field (as received, port included), or empty. */
+static wf_str_t
+pp_host(const wf_h1_head_t *h, const wf_proxy_req_opts_t *o)
+{
+    if (o->host.len > 0) {
+        return o->host;
+    }
+    if (h->authority.len > 0) {
+        return h->authority;
+    }
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        if (wf_str_eq_nocase(h->headers[i].name, wf_string("host"))) {
+            return h->headers[i].value;
+        }
+    }
+    return wf_str_make("", 0);
+}
+
+size_t
+wf_proxy_req_head_write(char *out, const wf_h1_head_t *h,
+                        const wf_proxy_req_opts_t *o)
+{
+    wf_str_t conn[WF_H1_MAX_HEADERS];
+    size_t nconn = pp_connection(h, conn);
+    char *p = pp_put(out, h->method);
+
+    p = pp_put_lit(p, " ");
+    p = pp_put(p, h->path);
+    if (h->has_query) {
+        p = pp_put_lit(p, "?");
+        p = pp_put(p, h->query);
+    }
+    p = pp_put_lit(p, " HTTP/1.1\r\nHost: ");
+    p = pp_put(p, pp_host(h, o));
+    p = pp_put_lit(p, "\r\n");
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        const wf_h1_header_t *f = &h->headers[i];
+
+        if (pp_req_skip(f, conn, nconn, o)) {
+            continue;
+        }
+        p = pp_put(p, f->name);
+        p = pp_put_lit(p, ": ");
+        p = pp_put(p, f->value);
+        p = pp_put_lit(p, "\r\n");
+    }
+    if (h->chunked) {
+        p = pp_put_lit(p, "Transfer-Encoding: chunked\r\n");
+    } else if (h->content_length >= 0) {
+        p += sprintf(p, "Content-Length: %lld\r\n",
+                     (long long)h->content_length);
+    }
+    p = pp_put(p, o->extra);
+    if (!o->keep_alive) {
+        p = pp_put_lit(p, "Connection: close\r\n");
+    }
+    p = pp_put_lit(p, "\r\n");
+    return (size_t)(p - out);
 }

@@ -1,9 +1,13 @@
-/* Strict parser of a backend's HTTP/1.x response head (RFC 9112), the
- * proxy's counterpart of the request parser (http/h1_parse.h) with the
- * same rules for fields: token names, no space before the colon, no
- * obs-fold, no bare CR, NUL or other CTL in values.  Anything it refuses
- * is a 502 for the client.  Parses in place: strings point into the
- * caller's buffer. */
+/* The proxy's message syntax, apart from any socket (so that unit tests
+ * and the fuzzer reach it):
+ * - a strict parser of a backend's HTTP/1.x response head (RFC 9112), the
+ *   counterpart of the request parser (http/h1_parse.h) with the same
+ *   rules for fields: token names, no space before the colon, no
+ *   obs-fold, no bare CR, NUL or other CTL in values.  Anything it
+ *   refuses is a 502 for the client.  Parses in place: strings point into
+ *   the caller's buffer;
+ * - the serialiser of the request head sent to a backend (never the
+ *   client's bytes forwarded raw). */
 #ifndef WF_HTTP_PROXY_PARSE_H
 #define WF_HTTP_PROXY_PARSE_H
 
@@ -41,5 +45,35 @@ int wf_proxy_resp_parse(wf_proxy_resp_t *h, const char *buf, size_t len,
  * either direction, and the names a Connection field lists: true when the
  * field named name must be dropped, given the Connection values conn[0..n). */
 bool wf_proxy_hop_by_hop(wf_str_t name, const wf_str_t *conn, size_t n);
+
+/* How the request head sent to a backend departs from the client's. */
+typedef struct wf_proxy_req_opts {
+    wf_str_t host;        /* Host to send instead of the client's; len 0:
+                             the client's (the authority of an absolute-form
+                             target, else its Host field, else empty) */
+    bool drop_forwarding; /* drop the client's X-Forwarded-For, -Proto,
+                             -Host and Forwarded fields */
+    bool keep_alive;      /* HTTP/1.1 persistence: no "Connection: close" */
+    wf_str_t extra;       /* "Name: value\r\n" lines appended; borrowed */
+} wf_proxy_req_opts_t;
+
+/* The most bytes wf_proxy_req_head_write() writes for h and o. */
+size_t wf_proxy_req_head_size(const wf_h1_head_t *h,
+                              const wf_proxy_req_opts_t *o);
+
+/* Writes the head of the request h (as parsed and possibly rewritten) for
+ * a backend into out (wf_proxy_req_head_size() bytes of room): "METHOD
+ * path[?query] HTTP/1.1", the client's end-to-end fields in their order
+ * (hop-by-hop ones, Content-Length, Transfer-Encoding and Expect dropped,
+ * see wf_proxy_hop_by_hop()), one Host, the framing of the body
+ * (Transfer-Encoding: chunked for a chunked body, else Content-Length when
+ * the client sent a body), o->extra and, unless o->keep_alive,
+ * "Connection: close".  Returns the bytes written. */
+size_t wf_proxy_req_head_write(char *out, const wf_h1_head_t *h,
+                               const wf_proxy_req_opts_t *o);
+
+/* True for the fields that carry forwarding information: X-Forwarded-For,
+ * X-Forwarded-Proto, X-Forwarded-Host and Forwarded. */
+bool wf_proxy_is_forwarding(wf_str_t name);
 
 #endif

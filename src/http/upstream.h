@@ -37,6 +37,16 @@ typedef struct wf_upstream {
     uint32_t head_ms;
     uint32_t send_ms;
     uint32_t read_ms;
+
+    /* Forwarding (Wharf's "proxy_settings"): add X-Forwarded-For, -Proto
+     * and -Host, and/or Forwarded (RFC 7239); the client's own ones are
+     * kept only from a trusted source (NULL: none is).  host: the Host
+     * sent, rendered per request (NULL: the client's).  All borrowed from
+     * the snapshot. */
+    bool x_forwarded;
+    bool forwarded;
+    const struct wf_addr_set *trusted;
+    const struct wf_tpl *host;
 } wf_upstream_t;
 
 #define WF_UPSTREAM_CONNECT_MS (60 * 1000) /* Unit's proxy_timeout */

@@ -465,3 +465,85 @@ def test_client_gone_while_waiting_for_head(wharf, backends):
     s.close()
     hold.set()
     assert ask(server).status == 502  # that backend closes without answer
+
+
+# -- forwarding fields and Host ----------------------------------------------
+
+SPOOF = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https"),
+         ("X-Forwarded-Host", "evil"), ("Forwarded", "for=6.6.6.6")]
+
+
+def test_no_forwarding_fields_by_default(wharf, backends):
+    """Unit adds none and passes the client's through."""
+    b = backends()
+    server = wharf(proxy_config(b.url))
+    assert ask(server, headers=SPOOF).status == 200
+    req = b.last()
+    assert req.header_all("X-Forwarded-For") == ["6.6.6.6"]
+    assert req.header_all("Forwarded") == ["for=6.6.6.6"]
+
+
+def test_x_forwarded_from_untrusted_client(wharf, backends):
+    b = backends()
+    server = wharf(proxy_config(b.url, proxy_settings={"x_forwarded": True}))
+    assert ask(server, headers=SPOOF, host="site.test").status == 200
+    req = b.last()
+    assert req.header_all("X-Forwarded-For") == ["127.0.0.1"]
+    assert req.header_all("X-Forwarded-Proto") == ["http"]
+    assert req.header_all("X-Forwarded-Host") == ["site.test"]
+    assert req.header_all("Forwarded") == []  # dropped, not added
+
+
+def test_x_forwarded_from_trusted_source_appends(wharf, backends):
+    b = backends()
+    server = wharf(proxy_config(b.url, proxy_settings={
+        "x_forwarded": True, "trusted_sources": ["127.0.0.0/8"]}))
+    assert ask(server, headers=SPOOF, host="site.test").status == 200
+    req = b.last()
+    assert req.header_all("X-Forwarded-For") == ["6.6.6.6", "127.0.0.1"]
+    assert req.header_all("X-Forwarded-Proto") == ["https"]
+    assert req.header_all("X-Forwarded-Host") == ["evil"]
+
+
+def test_forwarded_rfc7239(wharf, backends):
+    b = backends()
+    server = wharf(proxy_config(b.url, proxy_settings={"forwarded": True}))
+    assert ask(server, headers=SPOOF, host="site.test:8080").status == 200
+    req = b.last()
+    assert req.header_all("Forwarded") == [
+        'for=127.0.0.1;proto=http;host="site.test:8080"']
+    assert req.header("X-Forwarded-For") is None
+
+
+def test_host_rewritten_with_template(wharf, backends):
+    b = backends()
+    server = wharf(proxy_config(b.url, proxy_settings={
+        "host": "backend.internal"}))
+    assert ask(server, host="site.test").status == 200
+    assert b.last().header_all("Host") == ["backend.internal"]
+    server.api().put("/config/routes/0/action/proxy_settings/host",
+                     "${host}.inner")
+    assert ask(server, host="site.test").status == 200
+    assert b.last().header_all("Host") == ["site.test.inner"]
+
+
+def test_http10_client_without_host_gets_one(wharf, backends):
+    b = backends()
+    server = wharf(proxy_config(b.url))
+    with server.connect() as s:
+        r = exchange(s, request(version="HTTP/1.0", host=None))
+    assert r.status == 200
+    assert b.last().request_line == "GET / HTTP/1.1"
+    assert b.last().header_all("Host") == [""]
+
+
+def test_upstream_settings_apply(wharf, backends):
+    b = backends()
+    conf = routes_config([{"action": {"pass": "upstreams/u"}}])
+    conf["upstreams"] = {"u": {"servers": {b.address: {}},
+                               "settings": {"x_forwarded": True,
+                                            "host": "up.internal"}}}
+    server = wharf(conf)
+    assert ask(server).status == 200
+    assert b.last().header("X-Forwarded-For") == "127.0.0.1"
+    assert b.last().header("Host") == "up.internal"

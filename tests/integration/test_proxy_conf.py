@@ -47,7 +47,18 @@ ACCEPTED = {
     "listener_pass": conf(upstreams=U, listeners={
         LISTEN: {"pass": "upstreams/u"}}),
     "empty_name": conf(upstreams={"": {"servers": {"127.0.0.1:9": {}}}}),
+    # Wharf's extensions
+    "proxy_settings": conf(act(proxy="http://127.0.0.1:9", proxy_settings={
+        "connect_timeout": 1.5, "send_timeout": 2, "header_read_timeout": 3,
+        "body_read_timeout": 4, "x_forwarded": True, "forwarded": False,
+        "trusted_sources": ["10.0.0.0/8", "127.0.0.1"],
+        "host": "$host"})),
+    "upstream_settings": conf(act(pass_="upstreams/u"), {"u": {
+        "servers": {"127.0.0.1:9": {}},
+        "settings": {"connect_timeout": 1, "forwarded": True}}}),
 }
+
+EXT = "http://127.0.0.1:9"
 
 REFUSED = {
     "proxy_no_port": (conf(act(proxy="http://127.0.0.1")),
@@ -115,6 +126,33 @@ REFUSED = {
     "pass_no_name": (conf(act(pass_="upstreams"), U),
                      'Request "pass" points to invalid location '
                      '"upstreams".'),
+    # Wharf's extensions
+    "settings_unknown": (conf(act(proxy=EXT, proxy_settings={"x": 1})),
+                         'Unknown parameter "x".'),
+    "settings_not_object": (conf(act(proxy=EXT, proxy_settings=1)),
+                            'The "proxy_settings" value must be an object, '
+                            'but not an integer number.'),
+    "timeout_zero": (conf(act(proxy=EXT, proxy_settings={
+        "connect_timeout": 0})),
+        'The "connect_timeout" number must be greater than 0 and at most '
+        '2147483.'),
+    "timeout_string": (conf(act(proxy=EXT, proxy_settings={
+        "send_timeout": "1"})),
+        'The "send_timeout" value must be either an integer number or a '
+        'fractional number, but not a string.'),
+    "x_forwarded_string": (conf(act(proxy=EXT, proxy_settings={
+        "x_forwarded": "yes"})),
+        'The "x_forwarded" value must be a boolean, but not a string.'),
+    "host_empty": (conf(act(proxy=EXT, proxy_settings={"host": ""})),
+                   'The "host" value must not be empty.'),
+    "trusted_bad": (conf(act(proxy=EXT, proxy_settings={
+        "trusted_sources": "nonsense"})), None),
+    "settings_on_pass": (conf(act(pass_="upstreams/u",
+                                  proxy_settings={}), U),
+                         'Unknown parameter "proxy_settings".'),
+    "upstream_settings_unknown": (conf(upstreams={"u": {
+        "servers": {"127.0.0.1:9": {}}, "settings": {"y": 1}}}),
+        'Unknown parameter "y".'),
 }
 
 
@@ -145,4 +183,6 @@ def test_refused_with_units_message(server, name):
     c, detail = REFUSED[name]
     r = api.put("/config", fix(c, server))
     assert r.status == 400, r.json
-    assert r.json == {"error": "Invalid configuration.", "detail": detail}
+    assert r.json["error"] == "Invalid configuration.", r.json
+    if detail is not None:
+        assert r.json["detail"] == detail, r.json
