@@ -87,7 +87,7 @@ fuzz: deps deps-fuzz
 	    -Dbuildtype=debugoptimized -Dfuzz=true -Db_sanitize=address,undefined \
 	    -Db_lundef=false -Dpool_debug=true
 	ninja -C build-fuzz fuzz_h1_parse fuzz_json fuzz_route fuzz_port fuzz_api \
-	    fuzz_fields
+	    fuzz_fields fuzz_proxy_parse
 	./scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 format:

@@ -309,6 +309,9 @@ wf_proxy_req_head_size(const wf_h1_head_t *h, const wf_proxy_req_opts_t *o)
 static char *
 pp_put(char *p, wf_str_t s)
 {
+    if (s.len == 0) {
+        return p; /* s.data may be NULL */
+    }
     memcpy(p, s.data, s.len);
     return p + s.len;
 }
