@@ -1231,6 +1231,25 @@ conf_proxy_host(conf_ctx_t *cx, const char *key, json_t *value,
     return WF_OK;
 }
 
+static int
+conf_proxy_idle(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    json_int_t v = json_integer_value(value);
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (v < 0 || v > WF_UPSTREAM_IDLE_MAX) {
+        return conf_fail(cx, "The \"%s\" number must be between 0 and %d.", key,
+                         WF_UPSTREAM_IDLE_MAX);
+    }
+    u->idle_max = (unsigned)v;
+    return WF_OK;
+}
+
 #define CONF_UP_OFFSET(field) (&(const size_t){offsetof(wf_upstream_t, field)})
 
 /* Wharf's options of a proxy (docs/internals/proxy.md): "proxy_settings"
@@ -1251,6 +1270,9 @@ static const conf_member_t conf_proxy_settings_members[] = {
     {"trusted_sources", WF_JSON_STRING | WF_JSON_ARRAY, conf_proxy_trusted,
      NULL, 0},
     {"host", WF_JSON_STRING, conf_proxy_host, NULL, 0},
+    {"idle_connections", WF_JSON_INTEGER, conf_proxy_idle, NULL, 0},
+    {"idle_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(idle_ms), 0},
     {NULL, 0, NULL, NULL, 0},
 };
 

@@ -299,6 +299,7 @@ void
 wf_http_thread_exit(void)
 {
     wf_static_thread_exit();
+    wf_proxy_thread_exit();
 }
 
 void

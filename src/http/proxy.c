@@ -25,8 +25,10 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "core/pool.h"
 #include "http/exchange.h"
 #include "http/proxy_parse.h"
+#include "http/proxy_pool.h"
 #include "http/route_pattern.h"
 #include "http/tpl.h"
 #include "http/upstream.h"
@@ -61,6 +63,9 @@ typedef struct px {
     bool req_chunked; /* the body goes to the backend chunked */
     bool req_body;    /* a body is read from r->req_body */
     bool req_eof;     /* the whole request was staged */
+    bool body_taken;  /* request body bytes were taken from r->req_body */
+    bool reused;      /* the connection came from the keep-alive pool */
+    bool extra;       /* the backend sent bytes past the response */
     char *out;        /* staged request bytes: out[out_off..out_len) */
     size_t out_off;
     size_t out_len;
@@ -138,6 +143,34 @@ px_close(px_t *px)
     free(px->in);
     px->in = NULL;
     px->state = PX_DONE;
+}
+
+/* May the backend connection serve another request?  Both sides must have
+ * agreed to keep it (HTTP/1.1, no "close"), the request must be sent
+ * whole and the response read to its exact end. */
+static bool
+px_reusable(const px_t *px)
+{
+    return px->u->idle_max > 0 && px->io.fd >= 0 && px->resp.keep_alive
+           && px->resp.version == 11 && px->req_eof
+           && px->out_off == px->out_len && !px->extra
+           && px->body != PX_BODY_CLOSE;
+}
+
+/* The exchange with the backend is over: its connection goes to the
+ * thread's keep-alive pool when it can serve again, else it is closed. */
+static void
+px_close_or_keep(px_t *px)
+{
+    int fd = px->io.fd;
+
+    if (px_reusable(px)) {
+        wf_io_del(px->loop, &px->io);
+        px->io.fd = -1;
+        wf_proxy_pool_put(px->loop, fd, (const struct sockaddr *)&px->srv->addr,
+                          px->srv->addrlen, px->u->idle_max, px->u->idle_ms);
+    }
+    px_close(px);
 }
 
 /* The request failed: an error status while nothing was sent to the
@@ -300,7 +333,7 @@ px_head_build(px_t *px)
                    && wf_addr_set_match(u->trusted, r->rq.remote);
     wf_proxy_req_opts_t o = {
         .drop_forwarding = forwarding && !trusted,
-        .keep_alive = false,
+        .keep_alive = u->idle_max > 0,
     };
     size_t n;
 
@@ -342,6 +375,7 @@ px_stage_body(px_t *px)
             p = px_put(p, "\r\n", 2);
         }
         wf_chan_consume(ch, n);
+        px->body_taken = true;
     } else if (wf_chan_is_done(ch)) {
         if (px->req_chunked) {
             p = px_put(p, "0\r\n\r\n", 5);
@@ -467,7 +501,8 @@ px_respond(px_t *px)
         resp->content_length =
             h->content_length > 0 ? (uint64_t)h->content_length : 0;
         px->body = PX_BODY_NONE;
-        px_close(px);
+        px->extra = px->in_len > h->head_len;
+        px_close_or_keep(px);
         px->r = NULL;
         r->on_abort = NULL;
         wf_req_respond(r);
@@ -518,6 +553,46 @@ px_head(px_t *px)
     }
 }
 
+static int px_connect(px_t *px, bool pooled);
+
+/* A reused connection failed before any response byte: the server had
+ * closed it while it was idle (the request never reached it, or it was
+ * not processed).  Only an idempotent request whose body was not taken
+ * yet is sent again, on a new connection (RFC 9110 9.2.2). */
+static bool
+px_can_retry(const px_t *px)
+{
+    static const bool idempotent[WF_HTTP_NMETHODS] = {
+        [WF_HTTP_GET] = true,     [WF_HTTP_HEAD] = true,
+        [WF_HTTP_PUT] = true,     [WF_HTTP_DELETE] = true,
+        [WF_HTTP_OPTIONS] = true, [WF_HTTP_TRACE] = true,
+    };
+
+    return px->reused && px->in_len == 0 && !px->body_taken
+           && idempotent[px->r->head.method_id];
+}
+
+/* Returns WF_OK (a new connection is under way) or WF_ERROR (failed). */
+static int
+px_retry(px_t *px)
+{
+    wf_io_del(px->loop, &px->io);
+    close(px->io.fd);
+    px->io.fd = -1;
+    free(px->out);
+    px->out = NULL;
+    px->out_off = 0;
+    px->req_eof = false;
+    px->reused = false;
+    px->state = PX_CONNECT;
+    wf_timer_stop(px->loop, &px->timer);
+    if (px_head_build(px) != WF_OK || px_connect(px, false) != WF_OK) {
+        px_fail(px, 502, "retry failed");
+        return WF_ERROR;
+    }
+    return WF_OK;
+}
+
 /* Reads the response head.  Returns WF_OK or WF_ERROR (failed). */
 static int
 px_read_head(px_t *px)
@@ -535,6 +610,9 @@ px_read_head(px_t *px)
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return WF_OK;
     }
+    if (n <= 0 && px_can_retry(px)) {
+        return px_retry(px);
+    }
     if (n <= 0) {
         px_fail(px, 502,
                 n == 0 ? "closed before the response head" : "read failed");
@@ -546,13 +624,14 @@ px_read_head(px_t *px)
     return WF_OK;
 }
 
-/* The response body is complete: the channel closes, the backend too. */
+/* The response body is complete: the channel closes, the backend
+ * connection is kept or closed. */
 static void
 px_finish(px_t *px)
 {
     wf_req_t *r = px->r;
 
-    px_close(px);
+    px_close_or_keep(px);
     px->r = NULL;
     r->on_abort = NULL;
     wf_chan_close(&r->resp_body);
@@ -584,12 +663,14 @@ px_body_bytes(px_t *px, size_t n)
             return WF_DECLINED;
         }
         px_emit(px, px->in, out);
+        px->extra = rc == WF_OK && used < n;
         if (rc == WF_OK && px->r != NULL) {
             px_finish(px);
         }
         return px->r != NULL ? WF_OK : WF_DECLINED;
     }
     if (px->body == PX_BODY_LENGTH) {
+        px->extra = n > px->remaining;
         n = (size_t)wf_min((uint64_t)n, px->remaining);
         px->remaining -= n;
     }
@@ -655,21 +736,32 @@ px_on_resp_room(wf_chan_t *ch)
 
 /* ---- the connection ---------------------------------------------------- */
 
+/* The backend refused request bytes (a reset, or it closed after an early
+ * answer): a reused connection may be retried; otherwise the response it
+ * may have sent is still read, and the rest of the request is given up. */
+static int
+px_send_failed(px_t *px)
+{
+    if (px_can_retry(px)) {
+        return px_retry(px);
+    }
+    px->req_eof = true;
+    px->out_off = px->out_len;
+    shutdown(px->io.fd, SHUT_WR);
+    return WF_OK;
+}
+
 /* Runs the state machine as far as the socket lets it. */
 static void
 px_pump(px_t *px)
 {
-    if (px->state == PX_SEND) {
-        if (px_send(px) != WF_OK) {
-            /* The backend may have answered before reading it all. */
-            px->req_eof = true;
-            px->out_off = px->out_len;
-            shutdown(px->io.fd, SHUT_WR);
-        }
-        if (px->req_eof && px->out_off == px->out_len) {
-            px->state = PX_HEAD;
-            wf_timer_set(px->loop, &px->timer, px->u->head_ms);
-        }
+    if (px->state == PX_SEND && px_send(px) != WF_OK
+        && px_send_failed(px) != WF_OK) {
+        return;
+    }
+    if (px->state == PX_SEND && px->req_eof && px->out_off == px->out_len) {
+        px->state = PX_HEAD;
+        wf_timer_set(px->loop, &px->timer, px->u->head_ms);
     }
     if (px->state == PX_BODY) {
         px_read_body(px);
@@ -715,14 +807,50 @@ px_on_io(wf_io_t *io, uint32_t events)
     }
 }
 
-/* Opens the backend socket and starts connecting. */
-static int
-px_connect(px_t *px)
+/* Takes an idle connection to the server from the thread's pool: the
+ * request is sent as soon as the socket says it is writable. */
+static bool
+px_connect_pooled(px_t *px)
 {
     const wf_upstream_server_t *s = px->srv;
-    int fd = socket(s->addr.ss_family,
-                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd;
 
+    if (px->u->idle_max == 0) {
+        return false;
+    }
+    fd = wf_proxy_pool_get(px->loop, (const struct sockaddr *)&s->addr,
+                           s->addrlen);
+    if (fd < 0) {
+        return false;
+    }
+    px->io.fd = fd;
+    px->io.handler = px_on_io;
+    px->io.events = 0;
+    if (wf_io_add(px->loop, &px->io, EPOLLOUT | EPOLLIN | EPOLLRDHUP)
+        != WF_OK) {
+        close(fd);
+        px->io.fd = -1;
+        return false;
+    }
+    px->reused = true;
+    px->state = PX_SEND;
+    wf_timer_set(px->loop, &px->timer, px->u->send_ms);
+    return true;
+}
+
+/* Opens the backend socket and starts connecting, or reuses an idle
+ * connection when pooled.  Returns WF_OK or WF_ERROR (errno set). */
+static int
+px_connect(px_t *px, bool pooled)
+{
+    const wf_upstream_server_t *s = px->srv;
+    int fd;
+
+    if (pooled && px_connect_pooled(px)) {
+        return WF_OK;
+    }
+    fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
     if (fd < 0) {
         return WF_ERROR;
     }
@@ -744,6 +872,37 @@ px_connect(px_t *px)
     return WF_OK;
 }
 
+/* The thread's free list of px_t (DESIGN 3: hot fixed-size objects come
+ * from per-thread pools). */
+static __thread wf_fpool_t px_pool;
+static __thread bool px_pool_ready;
+
+static px_t *
+px_alloc(void)
+{
+    px_t *px;
+
+    if (!px_pool_ready) {
+        wf_fpool_init(&px_pool, sizeof(px_t), 256);
+        px_pool_ready = true;
+    }
+    px = wf_fpool_get(&px_pool);
+    if (px != NULL) {
+        memset(px, 0, sizeof(*px));
+    }
+    return px;
+}
+
+void
+wf_proxy_thread_exit(void)
+{
+    wf_proxy_pool_thread_exit();
+    if (px_pool_ready) {
+        wf_fpool_fini(&px_pool);
+        px_pool_ready = false;
+    }
+}
+
 void
 wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
 {
@@ -753,7 +912,7 @@ wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
         wf_req_respond_error(r, 501);
         return;
     }
-    px = calloc(1, sizeof(*px));
+    px = px_alloc();
     if (px == NULL) {
         wf_req_respond_error(r, 500);
         return;
@@ -773,7 +932,7 @@ wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
         px_fail(px, 500, "out of memory");
         return;
     }
-    if (px_connect(px) != WF_OK) {
+    if (px_connect(px, true) != WF_OK) {
         px_fail(px, 502, strerror(errno));
         return;
     }
@@ -794,6 +953,6 @@ wf_proxy_req_release(wf_req_t *r)
     }
     px_close(px);
     free(px->fields);
-    free(px);
+    wf_fpool_put(&px_pool, px);
     r->proxy = NULL;
 }

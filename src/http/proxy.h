@@ -20,4 +20,8 @@ void wf_proxy_run(wf_req_t *r, struct wf_upstream *u);
  * open).  Called when r is destroyed; never calls back. */
 void wf_proxy_req_release(wf_req_t *r);
 
+/* Closes the calling thread's idle backend connections and frees its
+ * pools (at I/O thread exit). */
+void wf_proxy_thread_exit(void);
+
 #endif

@@ -11,6 +11,7 @@ wf_upstream_init(wf_upstream_t *u)
     u->head_ms = WF_UPSTREAM_HEAD_MS;
     u->send_ms = WF_UPSTREAM_SEND_MS;
     u->read_ms = WF_UPSTREAM_READ_MS;
+    u->idle_ms = WF_UPSTREAM_IDLE_MS;
 }
 
 void

@@ -38,6 +38,11 @@ typedef struct wf_upstream {
     uint32_t send_ms;
     uint32_t read_ms;
 
+    /* Keep-alive (Wharf's): idle connections kept per thread and server
+     * address (0: none, Unit's "Connection: close"), and for how long. */
+    unsigned idle_max;
+    uint32_t idle_ms;
+
     /* Forwarding (Wharf's "proxy_settings"): add X-Forwarded-For, -Proto
      * and -Host, and/or Forwarded (RFC 7239); the client's own ones are
      * kept only from a trusted source (NULL: none is).  host: the Host
@@ -53,6 +58,8 @@ typedef struct wf_upstream {
 #define WF_UPSTREAM_HEAD_MS    (60 * 1000) /* Unit's proxy_timeout */
 #define WF_UPSTREAM_SEND_MS    (30 * 1000) /* Unit's proxy_send_timeout */
 #define WF_UPSTREAM_READ_MS    (30 * 1000) /* Unit's proxy_read_timeout */
+#define WF_UPSTREAM_IDLE_MS    (60 * 1000) /* "idle_timeout" by default */
+#define WF_UPSTREAM_IDLE_MAX   1024        /* "idle_connections" at most */
 
 /* Sets u's defaults (Unit's timeouts) and its lock; u is zeroed. */
 void wf_upstream_init(wf_upstream_t *u);

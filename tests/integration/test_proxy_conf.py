@@ -52,7 +52,7 @@ ACCEPTED = {
         "connect_timeout": 1.5, "send_timeout": 2, "header_read_timeout": 3,
         "body_read_timeout": 4, "x_forwarded": True, "forwarded": False,
         "trusted_sources": ["10.0.0.0/8", "127.0.0.1"],
-        "host": "$host"})),
+        "host": "$host", "idle_connections": 8, "idle_timeout": 0.5})),
     "upstream_settings": conf(act(pass_="upstreams/u"), {"u": {
         "servers": {"127.0.0.1:9": {}},
         "settings": {"connect_timeout": 1, "forwarded": True}}}),
@@ -143,6 +143,13 @@ REFUSED = {
     "x_forwarded_string": (conf(act(proxy=EXT, proxy_settings={
         "x_forwarded": "yes"})),
         'The "x_forwarded" value must be a boolean, but not a string.'),
+    "idle_negative": (conf(act(proxy=EXT, proxy_settings={
+        "idle_connections": -1})),
+        'The "idle_connections" number must be between 0 and 1024.'),
+    "idle_fraction": (conf(act(proxy=EXT, proxy_settings={
+        "idle_connections": 1.5})),
+        'The "idle_connections" value must be an integer number, but not a '
+        'fractional number.'),
     "host_empty": (conf(act(proxy=EXT, proxy_settings={"host": ""})),
                    'The "host" value must not be empty.'),
     "trusted_bad": (conf(act(proxy=EXT, proxy_settings={

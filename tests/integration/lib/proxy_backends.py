@@ -90,6 +90,7 @@ class RawBackend:
         self.read_body = read_body
         self.requests = []
         self.accepted = 0
+        self.open = 0          # connections not closed yet
         self.lock = threading.Lock()
         self.conns = []
         if family == socket.AF_UNIX:
@@ -121,6 +122,7 @@ class RawBackend:
                 return
             with self.lock:
                 self.accepted += 1
+                self.open += 1
                 self.conns.append(sock)
             threading.Thread(target=self._serve, args=(sock,),
                              daemon=True).start()
@@ -143,6 +145,7 @@ class RawBackend:
 
     def _serve(self, sock):
         conn = _Conn(sock)
+        nth = 0
         try:
             while True:
                 head = conn.until(b"\r\n\r\n")
@@ -150,6 +153,8 @@ class RawBackend:
                                  if self.read_body else (b"", False))
                 req = Request(head, body)
                 req.chunked = chunked
+                req.nth = nth          # requests before it on its connection
+                nth += 1
                 with self.lock:
                     self.requests.append(req)
                 out = self.handler(req, sock)
@@ -164,6 +169,8 @@ class RawBackend:
                 sock.close()
             except OSError:
                 pass
+            with self.lock:
+                self.open -= 1
 
     def last(self):
         with self.lock:
