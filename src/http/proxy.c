@@ -57,7 +57,7 @@ typedef struct px {
     wf_loop_t *loop;
     wf_io_t io;
     wf_timer_t timer;
-    const wf_upstream_t *u;
+    wf_upstream_t *u;
     const wf_upstream_server_t *srv;
     px_state_t state;
     bool req_chunked; /* the body goes to the backend chunked */
@@ -66,6 +66,8 @@ typedef struct px {
     bool body_taken;  /* request body bytes were taken from r->req_body */
     bool reused;      /* the connection came from the keep-alive pool */
     bool extra;       /* the backend sent bytes past the response */
+    bool busy;        /* a callback of ours is running (px_enter()) */
+    bool released;    /* r let px go while busy: px_leave() frees it */
     char *out;        /* staged request bytes: out[out_off..out_len) */
     size_t out_off;
     size_t out_len;
@@ -199,12 +201,35 @@ px_fail(px_t *px, unsigned status, const char *why)
     wf_req_respond_error(r, status);
 }
 
+/* Every entry point (event callbacks, wf_proxy_run()) brackets its work
+ * with px_enter() and px_leave(): answering the client may destroy r at
+ * once, and with it px (wf_proxy_req_release()); px then lives on until
+ * px_leave(), its last access. */
+static void
+px_enter(px_t *px)
+{
+    px->busy = true;
+}
+
+static void px_free(px_t *px);
+
+static void
+px_leave(px_t *px)
+{
+    px->busy = false;
+    if (px->released) {
+        px_free(px);
+    }
+}
+
 static void
 px_on_timer(wf_timer_t *t)
 {
     px_t *px = wf_container_of(t, px_t, timer);
 
+    px_enter(px);
     px_fail(px, 504, "timed out");
+    px_leave(px);
 }
 
 static void
@@ -428,7 +453,9 @@ px_on_req_body(wf_chan_t *ch)
         return;
     }
     if (px->state == PX_SEND) {
+        px_enter(px);
         px_pump(px);
+        px_leave(px);
     }
 }
 
@@ -730,7 +757,9 @@ px_on_resp_room(wf_chan_t *ch)
     px_t *px = r->proxy;
 
     if (px->state == PX_BODY && px->r != NULL) {
+        px_enter(px);
         px_pump(px);
+        px_leave(px);
     }
 }
 
@@ -788,10 +817,8 @@ px_on_connect(px_t *px)
 }
 
 static void
-px_on_io(wf_io_t *io, uint32_t events)
+px_io(px_t *px, uint32_t events)
 {
-    px_t *px = wf_container_of(io, px_t, io);
-
     if (px->state == PX_CONNECT) {
         px_on_connect(px);
         return;
@@ -805,6 +832,16 @@ px_on_io(wf_io_t *io, uint32_t events)
     if (px->state != PX_DONE) {
         px_pump(px);
     }
+}
+
+static void
+px_on_io(wf_io_t *io, uint32_t events)
+{
+    px_t *px = wf_container_of(io, px_t, io);
+
+    px_enter(px);
+    px_io(px, events);
+    px_leave(px);
 }
 
 /* Takes an idle connection to the server from the thread's pool: the
@@ -903,6 +940,8 @@ wf_proxy_thread_exit(void)
     }
 }
 
+static void px_start(px_t *px);
+
 void
 wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
 {
@@ -923,7 +962,18 @@ wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
     px->loop = r->loop;
     px->io.fd = -1;
     wf_timer_init(&px->timer, px_on_timer);
-    px->srv = wf_upstream_pick(u);
+    px_enter(px);
+    px_start(px);
+    px_leave(px);
+}
+
+/* Picks the server, builds the head, connects, asks for the body. */
+static void
+px_start(px_t *px)
+{
+    wf_req_t *r = px->r;
+
+    px->srv = wf_upstream_pick(px->u);
     if (px->srv == NULL) {
         px_fail(px, 502, "no server");
         return;
@@ -951,8 +1001,19 @@ wf_proxy_req_release(wf_req_t *r)
     if (px == NULL) {
         return;
     }
+    r->proxy = NULL;
+    px->r = NULL;
     px_close(px);
+    if (px->busy) {
+        px->released = true; /* px_leave() frees it */
+        return;
+    }
+    px_free(px);
+}
+
+static void
+px_free(px_t *px)
+{
     free(px->fields);
     wf_fpool_put(&px_pool, px);
-    r->proxy = NULL;
 }
