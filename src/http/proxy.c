@@ -17,6 +17,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -894,6 +896,10 @@ px_connect(px_t *px, bool pooled)
     px->io.fd = fd;
     px->io.handler = px_on_io;
     px->io.events = 0;
+    if (s->addr.ss_family != AF_UNIX) {
+        /* The head and the body go out as separate sends. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
+    }
     if (connect(fd, (const struct sockaddr *)&s->addr, s->addrlen) != 0
         && errno != EINPROGRESS) {
         close(fd);
