@@ -166,13 +166,12 @@ px_reusable(const px_t *px)
 static void
 px_close_or_keep(px_t *px)
 {
-    int fd = px->io.fd;
-
     if (px_reusable(px)) {
-        wf_io_del(px->loop, &px->io);
-        px->io.fd = -1;
-        wf_proxy_pool_put(px->loop, fd, (const struct sockaddr *)&px->srv->addr,
+        wf_proxy_pool_put(px->loop, &px->io,
+                          (const struct sockaddr *)&px->srv->addr,
                           px->srv->addrlen, px->u->idle_max, px->u->idle_ms);
+        px->io.fd = -1;
+        px->io.events = 0;
     }
     px_close(px);
 }
@@ -846,31 +845,19 @@ px_on_io(wf_io_t *io, uint32_t events)
     px_leave(px);
 }
 
-/* Takes an idle connection to the server from the thread's pool: the
- * request is sent as soon as the socket says it is writable. */
+/* Takes an idle connection to the server from the thread's pool; the
+ * caller sends the request at once (such a socket is writable). */
 static bool
 px_connect_pooled(px_t *px)
 {
     const wf_upstream_server_t *s = px->srv;
-    int fd;
 
-    if (px->u->idle_max == 0) {
+    if (px->u->idle_max == 0
+        || !wf_proxy_pool_get(px->loop, (const struct sockaddr *)&s->addr,
+                              s->addrlen, &px->io)) {
         return false;
     }
-    fd = wf_proxy_pool_get(px->loop, (const struct sockaddr *)&s->addr,
-                           s->addrlen);
-    if (fd < 0) {
-        return false;
-    }
-    px->io.fd = fd;
     px->io.handler = px_on_io;
-    px->io.events = 0;
-    if (wf_io_add(px->loop, &px->io, EPOLLOUT | EPOLLIN | EPOLLRDHUP)
-        != WF_OK) {
-        close(fd);
-        px->io.fd = -1;
-        return false;
-    }
     px->reused = true;
     px->state = PX_SEND;
     wf_timer_set(px->loop, &px->timer, px->u->send_ms);
@@ -988,14 +975,17 @@ px_start(px_t *px)
         px_fail(px, 500, "out of memory");
         return;
     }
+    px->req_body = wf_xchg_has_body(r);
     if (px_connect(px, true) != WF_OK) {
         px_fail(px, 502, strerror(errno));
         return;
     }
     r->on_abort = px_on_abort;
-    px->req_body = wf_xchg_has_body(r);
     if (px->req_body) {
         wf_xchg_body_read(r, px_on_req_body);
+    }
+    if (px->state == PX_SEND) {
+        px_pump(px); /* a pooled connection: no need to wait for EPOLLOUT */
     }
 }
 

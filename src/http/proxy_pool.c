@@ -63,11 +63,11 @@ pool_same(const pool_conn_t *pc, const struct sockaddr *addr, socklen_t len)
     return pc->len == len && memcmp(&pc->addr, addr, len) == 0;
 }
 
-int
-wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr, socklen_t len)
+bool
+wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr, socklen_t len,
+                  wf_io_t *io)
 {
     wf_list_t *head = pool_list();
-    int fd;
 
     for (wf_list_t *l = head->prev; l != head; l = l->prev) {
         pool_conn_t *pc = wf_container_of(l, pool_conn_t, link);
@@ -75,15 +75,16 @@ wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr, socklen_t len)
         if (pc->loop != loop || !pool_same(pc, addr, len)) {
             continue;
         }
-        fd = pc->io.fd;
+        io->fd = pc->io.fd;
+        io->events = pc->io.events;
+        wf_io_table_set(io); /* cannot fail: the fd is in the table */
         wf_list_del(&pc->link);
         pool_n--;
         wf_timer_stop(loop, &pc->timer);
-        wf_io_del(loop, &pc->io);
         free(pc);
-        return fd;
+        return true;
     }
-    return -1;
+    return false;
 }
 
 /* Closes the oldest idle connection to addr when max are idle already. */
@@ -108,29 +109,27 @@ pool_trim(const struct sockaddr *addr, socklen_t len, unsigned max)
 }
 
 void
-wf_proxy_pool_put(wf_loop_t *loop, int fd, const struct sockaddr *addr,
+wf_proxy_pool_put(wf_loop_t *loop, wf_io_t *io, const struct sockaddr *addr,
                   socklen_t len, unsigned max, uint32_t idle_ms)
 {
-    pool_conn_t *pc;
+    pool_conn_t *pc = len <= sizeof(pc->addr) ? malloc(sizeof(*pc)) : NULL;
 
-    if (max == 0 || len > sizeof(pc->addr)) {
-        close(fd);
+    if (pc == NULL) {
+        wf_io_del(loop, io);
+        close(io->fd);
         return;
     }
     pool_trim(addr, len, max);
-    pc = malloc(sizeof(*pc));
-    if (pc == NULL) {
-        close(fd);
-        return;
-    }
     pc->loop = loop;
-    pc->io.fd = fd;
-    pc->io.events = 0;
+    pc->io.fd = io->fd;
+    pc->io.events = io->events;
     pc->io.handler = pool_on_io;
+    wf_io_table_set(&pc->io);
     memcpy(&pc->addr, addr, len);
     pc->len = len;
-    if (wf_io_add(loop, &pc->io, EPOLLIN | EPOLLRDHUP) != WF_OK) {
-        close(fd);
+    if (wf_io_mod(loop, &pc->io, EPOLLIN | EPOLLRDHUP) != WF_OK) {
+        wf_io_del(loop, &pc->io);
+        close(pc->io.fd);
         free(pc);
         return;
     }

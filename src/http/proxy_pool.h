@@ -10,23 +10,28 @@
 #ifndef WF_HTTP_PROXY_POOL_H
 #define WF_HTTP_PROXY_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "core/loop.h"
 
 /* Takes the most recently idle connection to addr out of the calling
- * thread's pool.  Returns its fd (now the caller's: not polled, no timer)
- * or -1 when there is none. */
-int wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr,
-                      socklen_t len);
+ * thread's pool into io: io->fd and io->events are set and the fd table
+ * points to io (the caller sets io->handler before the loop runs again;
+ * the fd stays registered in loop's epoll, polled for EPOLLIN and
+ * EPOLLRDHUP, so that taking it costs no system call).  Returns false when
+ * there is none. */
+bool wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr,
+                       socklen_t len, wf_io_t *io);
 
-/* Gives fd, connected to addr and no longer polled by the caller, to the
- * calling thread's pool for at most idle_ms; when max connections to addr
- * are idle already (or out of memory), the oldest one is closed.  Takes
- * ownership of fd in every case. */
-void wf_proxy_pool_put(wf_loop_t *loop, int fd, const struct sockaddr *addr,
-                       socklen_t len, unsigned max, uint32_t idle_ms);
+/* Gives io's connection (to addr, registered in loop's epoll) to the
+ * calling thread's pool for at most idle_ms; the caller forgets io's fd
+ * (io is not touched again).  When max connections to addr are idle
+ * already, the oldest one is closed; when out of memory, this one is. */
+void wf_proxy_pool_put(wf_loop_t *loop, wf_io_t *io,
+                       const struct sockaddr *addr, socklen_t len, unsigned max,
+                       uint32_t idle_ms);
 
 /* Idle connections of the calling thread (for tests and /status). */
 unsigned wf_proxy_pool_count(void);
