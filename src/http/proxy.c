@@ -549,6 +549,7 @@ px_respond(px_t *px)
         px->body = PX_BODY_CLOSE;
     }
     px->state = PX_BODY;
+    wf_timer_set(px->loop, &px->timer, px->u->read_ms);
     memmove(px->in, px->in + h->head_len, px->in_len - h->head_len);
     px->in_len -= h->head_len;
     wf_xchg_stream_start(r, px_on_resp_room);

@@ -222,7 +222,7 @@ def test_connect_timeout_is_504(wharf):
         server = wharf(proxy_config(
             "http://127.0.0.1:%d" % ls.getsockname()[1],
             proxy_settings={"connect_timeout": 0.5}))
-        assert ask(server, timeout=20).status in (502, 504)
+        assert ask(server, timeout=20).status == 504
     finally:
         for f in fillers:
             f.close()
@@ -547,3 +547,70 @@ def test_upstream_settings_apply(wharf, backends):
     assert ask(server).status == 200
     assert b.last().header("X-Forwarded-For") == "127.0.0.1"
     assert b.last().header("Host") == "up.internal"
+
+
+# -- Wharf's timeouts --------------------------------------------------------
+
+def test_body_read_timeout_ends_the_connection(wharf, backends):
+    hold = threading.Event()
+
+    def handler(req, sock):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        hold.wait(30)
+        return None
+    b = backends(handler)
+    server = wharf(proxy_config(b.url, proxy_settings={
+        "body_read_timeout": 0.5}))
+    t = time.monotonic()
+    with server.connect() as s:
+        s.sendall(request(headers=[("Connection", "close")]))
+        data = Reader(s).read_to_eof(time.monotonic() + scaled(20))
+    hold.set()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\nabc")
+    assert time.monotonic() - t < scaled(15)
+
+
+def test_send_timeout_is_504(wharf, backends):
+    """A backend that reads nothing of a large body: the proxy gives up
+    sending after send_timeout (the client is not to blame)."""
+    hold = threading.Event()
+    b = backends(lambda req, sock: hold.wait(30) and None, read_body=False)
+    conf = proxy_config(b.url, proxy_settings={"send_timeout": 0.5})
+    conf["settings"] = {"http": {"max_body_size": 64 << 20}}
+    server = wharf(conf)
+    size = 32 << 20
+    with server.connect() as s:
+        s.sendall(request(method="POST", headers=[
+            ("Content-Length", str(size)), ("Connection", "close")]))
+        sender = threading.Thread(target=lambda: _send_quietly(s, size),
+                                  daemon=True)
+        sender.start()
+        r = Reader(s, timeout=30).read_response()
+    hold.set()
+    assert r.status == 504
+
+
+def _send_quietly(s, size):
+    block = b"z" * 65536
+    try:
+        while size > 0:
+            s.sendall(block)
+            size -= len(block)
+    except OSError:
+        pass
+
+
+def test_slow_client_body_is_not_a_backend_timeout(wharf, backends):
+    """While the proxy waits for the client's body, the backend timeouts
+    do not run: a client pausing longer than send_timeout still gets the
+    backend's answer."""
+    b = backends()
+    server = wharf(proxy_config(b.url, proxy_settings={
+        "send_timeout": 0.3, "header_read_timeout": 5}))
+    with server.connect() as s:
+        s.sendall(request(method="POST", headers=[
+            ("Content-Length", "6"), ("Connection", "close")]) + b"abc")
+        time.sleep(1.0)
+        s.sendall(b"def")
+        r = Reader(s).read_response()
+    assert r.status == 200 and b.last().body == b"abcdef"
