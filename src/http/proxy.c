@@ -462,8 +462,28 @@ px_on_req_body(wf_chan_t *ch)
 
 /* ---- the response ------------------------------------------------------ */
 
+/* Does the action's "response_headers" set or delete the field named
+ * name on this response?  (They apply to 2xx and 3xx, as in Unit, and
+ * replace the backend's field of that name.) */
+static bool
+px_overridden(const px_t *px, wf_str_t name)
+{
+    const wf_action_t *a = px->r->last;
+
+    if (a == NULL || px->resp.status < 200 || px->resp.status >= 400) {
+        return false;
+    }
+    for (size_t i = 0; i < a->nresp_fields; i++) {
+        if (wf_str_eq_nocase(a->resp_fields[i].name, name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Renders the backend's end-to-end fields for the client, without those
- * Wharf writes itself (Server, Date, framing). */
+ * Wharf writes itself (Server, Date, framing) and those "response_headers"
+ * replace. */
 static int
 px_fields_build(px_t *px)
 {
@@ -489,7 +509,8 @@ px_fields_build(px_t *px)
         if (wf_proxy_hop_by_hop(f->name, conn, nconn)
             || wf_str_eq_nocase(f->name, wf_string("content-length"))
             || wf_str_eq_nocase(f->name, wf_string("server"))
-            || wf_str_eq_nocase(f->name, wf_string("date"))) {
+            || wf_str_eq_nocase(f->name, wf_string("date"))
+            || px_overridden(px, f->name)) {
             continue;
         }
         p = px_put(p, f->name.data, f->name.len);

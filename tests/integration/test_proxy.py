@@ -105,10 +105,22 @@ def test_hop_by_hop_response_fields_removed(wharf, backends):
 
 
 def test_response_headers_apply_to_proxied_response(wharf, backends):
-    b = backends()
-    server = wharf(proxy_config(b.url, response_headers={"X-Added": "1"}))
+    """As in Unit: set fields replace the backend's, null deletes them; on
+    2xx and 3xx only."""
+    b = backends(lambda req, sock: response(
+        404 if req.target == "/404" else 200, b"hello",
+        [("X-B", "1"), ("X-Gone", "g"), ("Content-Type", "text/x-b")]))
+    server = wharf(proxy_config(b.url, response_headers={
+        "X-Added": "1", "X-B": "mine", "X-Gone": None,
+        "Content-Type": "text/plain"}))
     r = ask(server)
     assert r.status == 200 and r.header("X-Added") == "1"
+    assert r.header_all("X-B") == ["mine"]
+    assert r.header_all("X-Gone") == []
+    assert r.header_all("Content-Type") == ["text/plain"]
+    r = ask(server, "/404")
+    assert r.status == 404 and r.header_all("X-B") == ["1"]
+    assert r.header("X-Added") is None
 
 
 # -- addresses ---------------------------------------------------------------
