@@ -35,9 +35,12 @@
 #include "http/tpl.h"
 #include "http/upstream.h"
 
-#define PX_STAGE    (16 * 1024) /* request bytes staged for the backend */
-#define PX_FWD_MAX  1024        /* Wharf's forwarding fields, at most */
-#define PX_HOST_MAX 1024        /* a rendered "host", at most */
+#define PX_STAGE   (16 * 1024) /* request bytes staged for the backend */
+#define PX_FWD_MAX 1024        /* Wharf's forwarding fields, at most */
+/* Response bytes read at once: the head (WF_PROXY_HEAD_MAX at most) and
+ * what follows it must fit in a fresh response channel. */
+#define PX_IN_SIZE  WF_XCHG_CHAN_LIMIT
+#define PX_HOST_MAX 1024 /* a rendered "host", at most */
 
 typedef enum px_state {
     PX_CONNECT = 0,
@@ -83,6 +86,37 @@ typedef struct px {
 } px_t;
 
 static void px_on_io(wf_io_t *io, uint32_t events);
+
+/* The thread's free lists: px_t, and the PX_IN_SIZE read buffers (DESIGN
+ * 3: hot fixed-size objects come from per-thread pools). */
+static __thread wf_fpool_t px_pool;
+static __thread wf_fpool_t px_in_pool;
+static __thread bool px_pool_ready;
+
+static void
+px_pools_init(void)
+{
+    if (!px_pool_ready) {
+        wf_fpool_init(&px_pool, sizeof(px_t), 256);
+        wf_fpool_init(&px_in_pool, PX_IN_SIZE, 16);
+        px_pool_ready = true;
+    }
+}
+
+static char *
+px_in_get(void)
+{
+    px_pools_init();
+    return wf_fpool_get(&px_in_pool);
+}
+
+static void
+px_in_put(char *in)
+{
+    if (in != NULL) {
+        wf_fpool_put(&px_in_pool, in);
+    }
+}
 static void px_pump(px_t *px);
 
 /* The timeout that runs in the current state, in ms; 0 while the proxy
@@ -144,7 +178,7 @@ px_close(px_t *px)
     wf_timer_stop(px->loop, &px->timer);
     free(px->out);
     px->out = NULL;
-    free(px->in);
+    px_in_put(px->in);
     px->in = NULL;
     px->state = PX_DONE;
 }
@@ -650,13 +684,13 @@ px_read_head(px_t *px)
     ssize_t n;
 
     if (px->in == NULL) {
-        px->in = malloc(WF_PROXY_HEAD_MAX);
+        px->in = px_in_get();
         if (px->in == NULL) {
             px_fail(px, 500, "out of memory");
             return WF_ERROR;
         }
     }
-    n = recv(px->io.fd, px->in + px->in_len, WF_PROXY_HEAD_MAX - px->in_len, 0);
+    n = recv(px->io.fd, px->in + px->in_len, PX_IN_SIZE - px->in_len, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return WF_OK;
     }
@@ -754,7 +788,7 @@ px_read_body(px_t *px)
         }
         /* A chunked body's framing is dropped in place, so reading no
          * more than the room keeps the channel's bound. */
-        k = recv(px->io.fd, px->in, wf_min(room, (size_t)WF_PROXY_HEAD_MAX), 0);
+        k = recv(px->io.fd, px->in, wf_min(room, (size_t)PX_IN_SIZE), 0);
         if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
             return;
         }
@@ -924,20 +958,12 @@ px_connect(px_t *px, bool pooled)
     return WF_OK;
 }
 
-/* The thread's free list of px_t (DESIGN 3: hot fixed-size objects come
- * from per-thread pools). */
-static __thread wf_fpool_t px_pool;
-static __thread bool px_pool_ready;
-
 static px_t *
 px_alloc(void)
 {
     px_t *px;
 
-    if (!px_pool_ready) {
-        wf_fpool_init(&px_pool, sizeof(px_t), 256);
-        px_pool_ready = true;
-    }
+    px_pools_init();
     px = wf_fpool_get(&px_pool);
     if (px != NULL) {
         memset(px, 0, sizeof(*px));
@@ -951,6 +977,7 @@ wf_proxy_thread_exit(void)
     wf_proxy_pool_thread_exit();
     if (px_pool_ready) {
         wf_fpool_fini(&px_pool);
+        wf_fpool_fini(&px_in_pool);
         px_pool_ready = false;
     }
 }
