@@ -67,6 +67,7 @@ typedef struct px {
     px_state_t state;
     bool req_chunked; /* the body goes to the backend chunked */
     bool req_body;    /* a body is read from r->req_body */
+    bool body_asked;  /* wf_xchg_body_read() was called */
     bool req_eof;     /* the whole request was staged */
     bool body_taken;  /* request body bytes were taken from r->req_body */
     bool reused;      /* the connection came from the keep-alive pool */
@@ -857,6 +858,19 @@ px_pump(px_t *px)
     }
 }
 
+/* Asks the mux for the request body once a connection to the backend
+ * is there: a client that sent "Expect: 100-continue" gets its 100 only
+ * then, and a backend that cannot be reached answers 502 before the body
+ * was sent for nothing. */
+static void
+px_ask_body(px_t *px)
+{
+    if (px->req_body && !px->body_asked) {
+        px->body_asked = true;
+        wf_xchg_body_read(px->r, px_on_req_body);
+    }
+}
+
 static void
 px_on_connect(px_t *px)
 {
@@ -870,6 +884,7 @@ px_on_connect(px_t *px)
     }
     px->state = PX_SEND;
     wf_timer_set(px->loop, &px->timer, px->u->send_ms);
+    px_ask_body(px);
     px_pump(px);
 }
 
@@ -1030,11 +1045,10 @@ px_start(px_t *px)
         return;
     }
     r->on_abort = px_on_abort;
-    if (px->req_body) {
-        wf_xchg_body_read(r, px_on_req_body);
-    }
     if (px->state == PX_SEND) {
-        px_pump(px); /* a pooled connection: no need to wait for EPOLLOUT */
+        /* A pooled connection: no need to wait for EPOLLOUT. */
+        px_ask_body(px);
+        px_pump(px);
     }
 }
 

@@ -626,3 +626,32 @@ def test_slow_client_body_is_not_a_backend_timeout(wharf, backends):
         s.sendall(b"def")
         r = Reader(s).read_response()
     assert r.status == 200 and b.last().body == b"abcdef"
+
+
+def test_expect_100_continue_waits_for_the_backend(wharf):
+    """The 100 goes out only once the backend is connected: while the
+    connect hangs (a full backlog), the client is not asked for its body."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    fillers = []
+    try:
+        for _ in range(8):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(ls.getsockname())
+            fillers.append(f)
+        server = wharf(proxy_config(
+            "http://127.0.0.1:%d" % ls.getsockname()[1],
+            proxy_settings={"connect_timeout": 30}))
+        with server.connect() as s:
+            s.sendall(request(method="POST", headers=[
+                ("Content-Length", "4"), ("Expect", "100-continue"),
+                ("Connection", "close")]))
+            s.settimeout(1.0)
+            with pytest.raises(socket.timeout):
+                s.recv(100)
+    finally:
+        for f in fillers:
+            f.close()
+        ls.close()
