@@ -329,6 +329,16 @@ static const conf_member_t conf_static_members[] = {
     {NULL, 0, NULL, NULL, 0},
 };
 
+/* settings.http.websocket: the router does not frame WebSocket (the
+ * module does), so only read_timeout, which bounds the tunnel, applies. */
+static const conf_member_t conf_websocket_members[] = {
+    {"read_timeout", WF_JSON_INTEGER, conf_number,
+     CONF_SECONDS(ws_read_timeout_ms), 0},
+    {"keepalive_interval", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
+    {"max_frame_size", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
+    {NULL, 0, NULL, NULL, 0},
+};
+
 static const conf_member_t conf_http_members[] = {
     {"header_read_timeout", WF_JSON_INTEGER, conf_number,
      CONF_SECONDS(header_read_timeout_ms), 0},
@@ -352,7 +362,7 @@ static const conf_member_t conf_http_members[] = {
      0},
     {"static", WF_JSON_OBJECT, conf_nested, conf_static_members, 0},
     {"body_temp_path", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
-    {"websocket", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"websocket", WF_JSON_OBJECT, conf_nested, conf_websocket_members, 0},
     {"log_route", WF_JSON_BOOLEAN, conf_bool, CONF_OFFSET(log_route), 0},
     {"chunked_transform", WF_JSON_BOOLEAN, conf_bool,
      CONF_OFFSET(chunked_transform), 0},
