@@ -329,12 +329,13 @@ static const conf_member_t conf_static_members[] = {
     {NULL, 0, NULL, NULL, 0},
 };
 
-/* settings.http.websocket: the router does not frame WebSocket (the
- * module does), so only read_timeout, which bounds the tunnel, applies. */
+/* settings.http.websocket: the tunnel's timers.  Frames are the
+ * module's, which holds max_frame_size at Unit's default (1 MiB). */
 static const conf_member_t conf_websocket_members[] = {
     {"read_timeout", WF_JSON_INTEGER, conf_number,
      CONF_SECONDS(ws_read_timeout_ms), 0},
-    {"keepalive_interval", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
+    {"keepalive_interval", WF_JSON_INTEGER, conf_number,
+     CONF_SECONDS(ws_keepalive_ms), 0},
     {"max_frame_size", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
     {NULL, 0, NULL, NULL, 0},
 };
@@ -387,6 +388,8 @@ conf_http_defaults(wf_http_conf_t *http)
     http->body_read_timeout_ms = 30 * 1000;
     http->send_timeout_ms = 30 * 1000;
     http->idle_timeout_ms = 180 * 1000;
+    http->ws_read_timeout_ms = 60 * 1000;
+    http->ws_keepalive_ms = 30 * 1000;
     http->max_body_size = 8 * 1024 * 1024;
     http->body_buffer_size = 16 * 1024;
     http->large_header_buffer_size = 8 * 1024;

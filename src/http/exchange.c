@@ -15,6 +15,7 @@ wf_xchg_init(wf_req_t *r, wf_mux_t *mux, wf_loop_t *loop)
 {
     r->mux = mux;
     r->body_wanted = false;
+    r->websocket = false;
     r->on_abort = NULL;
     r->app = NULL;
     wf_chan_init(&r->req_body, loop, WF_XCHG_CHAN_LIMIT);
@@ -79,8 +80,9 @@ xchg_field_has_token(const wf_h1_head_t *h, const char *name, size_t nlen,
             size_t start;
             size_t end;
 
-            while (pos < v->len && (v->data[pos] == ' ' || v->data[pos] == '\t'
-                                    || v->data[pos] == ',')) {
+            while (pos < v->len
+                   && (v->data[pos] == ' ' || v->data[pos] == '\t'
+                       || v->data[pos] == ',')) {
                 pos++;
             }
             start = pos;
@@ -141,28 +143,33 @@ xchg_ws_key_ok(const wf_str_t *key)
     return true;
 }
 
-bool
-wf_xchg_is_websocket(const wf_req_t *r)
+unsigned
+wf_xchg_ws_check(const wf_req_t *r)
 {
     const wf_h1_head_t *h = &r->head;
     const wf_str_t *version;
 
+    if (!xchg_field_has_token(h, "Upgrade", 7, "websocket")
+        || !xchg_field_has_token(h, "Connection", 10, "upgrade")) {
+        return WF_OK;
+    }
     if (h->method_id != WF_HTTP_GET || h->version != 11 || wf_xchg_has_body(r)
-        || !xchg_field_has_token(h, "Upgrade", 7, "websocket")
-        || !xchg_field_has_token(h, "Connection", 10, "upgrade")
         || !xchg_ws_key_ok(xchg_field_one(h, "Sec-WebSocket-Key", 17))) {
-        return false;
+        return 400;
     }
     version = xchg_field_one(h, "Sec-WebSocket-Version", 21);
-    return version != NULL && version->len == 2
-           && memcmp(version->data, "13", 2) == 0;
+    if (version == NULL || version->len != 2
+        || memcmp(version->data, "13", 2) != 0) {
+        return 426;
+    }
+    return WF_XCHG_WS;
 }
 
 int
 wf_xchg_tunnel_start(wf_req_t *r, wf_chan_cb on_readable,
                      wf_chan_cb on_writable)
 {
-    if (r->body_wanted || r->mux->ops->ctl == NULL
+    if (!r->websocket || r->body_wanted || r->mux->ops->ctl == NULL
         || r->mux->ops->ctl(r->mux, MUX_CTL_TUNNEL, r) != WF_OK) {
         return WF_DECLINED;
     }

@@ -47,11 +47,15 @@ void wf_xchg_body_read(wf_req_t *r, wf_chan_cb on_readable);
  * and must not touch r after that call. */
 void wf_xchg_stream_start(wf_req_t *r, wf_chan_cb on_writable);
 
-/* The request is a WebSocket opening handshake as RFC 6455 4.1 asks of
- * a client: GET on HTTP/1.1 without a body, "Upgrade: websocket",
- * "Connection: upgrade" (tokens, any case), a Sec-WebSocket-Key that is
- * the base64 of 16 bytes and "Sec-WebSocket-Version: 13". */
-bool wf_xchg_is_websocket(const wf_req_t *r);
+/* What the request's head says of WebSocket (RFC 6455 4.1, 4.2.1), as
+ * Unit checks it: WF_OK when it asks for no upgrade ("Upgrade: websocket"
+ * and "Connection: upgrade", tokens in any case, are not both there);
+ * WF_XCHG_WS for a valid opening handshake (GET on HTTP/1.1 without a
+ * body, one Sec-WebSocket-Key that is the base64 of 16 bytes, one
+ * "Sec-WebSocket-Version: 13"); else the status to answer: 400, or 426
+ * for another version. */
+#define WF_XCHG_WS 101
+unsigned wf_xchg_ws_check(const wf_req_t *r);
 
 /* Turns the exchange into a two-way byte tunnel: sends r->resp's head
  * (a 101 whose raw_fields carry Upgrade and the accept key; the mux adds
@@ -63,7 +67,7 @@ bool wf_xchg_is_websocket(const wf_req_t *r);
  * close; wf_chan_abort() closes it at once.  A client that goes away
  * aborts both channels.  No HTTP timeout applies; the tunnel closes after
  * settings.http.websocket.read_timeout without client bytes, if set.
- * Only for a request that passed wf_xchg_is_websocket() and whose body
+ * Only for a request with r->websocket and whose body
  * was not asked for; like wf_req_respond(), the endpoint must not touch r
  * after a failure.  Returns WF_OK, or WF_DECLINED when the mux cannot
  * carry a tunnel (nothing was sent: answer otherwise). */

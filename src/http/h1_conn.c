@@ -35,6 +35,7 @@
 #define H1_TUNNEL_PIECE   (16 * 1024) /* client bytes read at once */
 #define H1_TUNNEL_BURST   16          /* reads per wake-up */
 #define H1_WS_CLOSE_MS    5000 /* bound on waiting for the client's Close */
+#define H1_WS_PING        "\x89\x00" /* an empty unmasked Ping frame */
 
 /* Who reads a request body (see docs/internals/h1_conn.md). */
 typedef enum h1_body_mode {
@@ -124,11 +125,12 @@ typedef struct h1_xchg {
 
     /* Tunnel (MUX_CTL_TUNNEL): after the head, raw bytes both ways. */
     bool tunnel;
-    bool tunnel_eof; /* the client's EOF closed req->req_body */
-    bool tunnel_end; /* the endpoint's side is over and out: only the
-                        client's Close (or EOF) is awaited */
-    wf_ws_scan_t ws; /* where the client's frames begin */
-    bool peer_bytes; /* h1_watch_peer() found input pending: not again */
+    bool tunnel_eof;     /* the client's EOF closed req->req_body */
+    wf_ws_scan_t ws;     /* where the client's frames begin */
+    wf_ws_scan_t ws_out; /* where the endpoint's frames begin */
+    bool ws_pinged;      /* a keepalive ping went out since client bytes */
+    uint8_t ping_off;    /* bytes of H1_WS_PING sent; 0: none pending */
+    bool peer_bytes;     /* h1_watch_peer() found input pending: not again */
 } h1_xchg_t;
 
 /* The exchange of c; only while c->req != NULL. */
@@ -151,6 +153,9 @@ static void h1_body_fail(wf_h1_conn_t *c, unsigned status);
 static void h1_job_submit(wf_h1_conn_t *c);
 static void h1_send_response(wf_h1_conn_t *c);
 static void h1_tunnel_pump(wf_h1_conn_t *c);
+static void h1_ws_close_read(wf_h1_conn_t *c);
+static int h1_ping_send(wf_h1_conn_t *c);
+static void h1_tunnel_timer(wf_h1_conn_t *c);
 
 /* Which field of wf_http_conf_t bounds each state (none for 0). */
 typedef enum h1_timeout {
@@ -161,6 +166,7 @@ typedef enum h1_timeout {
     H1_TIMEOUT_SEND,
     H1_TIMEOUT_LINGER,
     H1_TIMEOUT_TUNNEL,
+    H1_TIMEOUT_WS_CLOSE,
 } h1_timeout_t;
 
 static const struct {
@@ -175,6 +181,8 @@ static const struct {
     [WF_H1_RESPOND] = {"RESPOND", h1_ignore_input, H1_TIMEOUT_NONE, false},
     [WF_H1_SEND] = {"SEND", h1_send, H1_TIMEOUT_SEND, true},
     [WF_H1_TUNNEL] = {"TUNNEL", h1_tunnel_pump, H1_TIMEOUT_TUNNEL, true},
+    [WF_H1_WS_CLOSE] = {"WS_CLOSE", h1_ws_close_read, H1_TIMEOUT_WS_CLOSE,
+                        false},
     [WF_H1_LINGER] = {"LINGER", h1_linger_read, H1_TIMEOUT_LINGER, false},
     [WF_H1_CLOSING] = {"CLOSING", h1_ignore_input, H1_TIMEOUT_NONE, false},
 };
@@ -288,7 +296,13 @@ h1_timeout_ms(const wf_h1_conn_t *c, h1_timeout_t which)
     case H1_TIMEOUT_LINGER:
         return H1_LINGER_MS;
     case H1_TIMEOUT_TUNNEL:
-        return hc->ws_read_timeout_ms;
+        return hc->ws_keepalive_ms > 0
+                       && (hc->ws_keepalive_ms < hc->ws_read_timeout_ms
+                           || hc->ws_read_timeout_ms == 0)
+                   ? hc->ws_keepalive_ms
+                   : hc->ws_read_timeout_ms;
+    case H1_TIMEOUT_WS_CLOSE:
+        return H1_WS_CLOSE_MS;
     case H1_TIMEOUT_NONE:
         break;
     }
@@ -590,6 +604,10 @@ h1_on_timer(wf_timer_t *t)
 {
     wf_h1_conn_t *c = wf_container_of(t, wf_h1_conn_t, timer);
 
+    if (c->state == WF_H1_TUNNEL) {
+        h1_tunnel_timer(c);
+        return;
+    }
     if (c->state == WF_H1_BODY) {
         h1_body_fail(c, 408);
         return;
@@ -635,6 +653,7 @@ h1_req_prepare(wf_req_t *r)
 {
     wf_h1_head_t *h = &r->head;
     size_t len = h->path.len;
+    unsigned ws;
 
     if (len == 0 || h->path.data[0] != '/') {
         /* "*" (OPTIONS) or CONNECT's authority: nothing to serve here. */
@@ -656,6 +675,11 @@ h1_req_prepare(wf_req_t *r)
         != WF_OK) {
         return 400;
     }
+    ws = wf_xchg_ws_check(r);
+    if (ws != WF_OK && ws != WF_XCHG_WS) {
+        return ws;
+    }
+    r->websocket = ws == WF_XCHG_WS;
     r->rq.uri = wf_str_make(r->uri, len);
     r->rq.head = h;
     r->rq.remote = &h1_conn_of(r)->remote;
@@ -1328,6 +1352,16 @@ h1_on_resp_data(wf_chan_t *ch)
  * socket); the timer is settings.http.websocket.read_timeout, restarted
  * by client bytes. */
 
+/* Passes n client bytes on to the endpoint, noting where the client's
+ * WebSocket Close is. */
+static void
+h1_tunnel_put(wf_h1_conn_t *c, const char *p, size_t n)
+{
+    h1_x(c)->ws_pinged = false;
+    wf_ws_scan(&h1_x(c)->ws, p, n);
+    wf_chan_write(&c->req->req_body, p, n);
+}
+
 /* Moves client bytes into req_body: those read with the head first, then
  * the socket's.  Returns WF_AGAIN to wait for input, WF_DECLINED to wait
  * for room (or after EOF), WF_ERROR to close. */
@@ -1350,7 +1384,7 @@ h1_tunnel_in(wf_h1_conn_t *c)
             wf_chan_wait_room(ch);
             return WF_DECLINED;
         }
-        wf_chan_write(ch, c->rbuf + c->rstart, k);
+        h1_tunnel_put(c, c->rbuf + c->rstart, k);
         c->rstart += (uint32_t)k;
     }
     for (unsigned i = 0; i < H1_TUNNEL_BURST; i++) {
@@ -1363,7 +1397,7 @@ h1_tunnel_in(wf_h1_conn_t *c)
         }
         n = recv(c->io.fd, buf, room, 0);
         if (n > 0) {
-            wf_chan_write(ch, buf, (size_t)n);
+            h1_tunnel_put(c, buf, (size_t)n);
             h1_progress(c);
             continue;
         }
@@ -1385,6 +1419,9 @@ h1_tunnel_out(wf_h1_conn_t *c)
 {
     wf_chan_t *ch = &c->req->resp_body;
 
+    if (wf_unlikely(h1_x(c)->ping_off > 0) && h1_ping_send(c) != WF_OK) {
+        return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+    }
     for (;;) {
         const char *p;
         size_t n = wf_chan_peek(ch, &p);
@@ -1400,16 +1437,107 @@ h1_tunnel_out(wf_h1_conn_t *c)
         if (k < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
+        wf_ws_scan(&h1_x(c)->ws_out, p, (size_t)k);
         wf_chan_consume(ch, (size_t)k);
         h1_x(c)->body_sent += (size_t)k;
     }
 }
 
-/* Runs both directions and polls for what they wait on.  The endpoint's
- * end is the tunnel's: logged, then our side is shut and the client's
- * remaining bytes (its WebSocket Close) are drained for a bounded time
- * (RFC 6455 7.1.1: the server closes the TCP connection first, once both
- * Close frames were exchanged). */
+/* The Ping's rest.  WF_OK once it is all out, else WF_ERROR with errno. */
+static int
+h1_ping_send(wf_h1_conn_t *c)
+{
+    h1_xchg_t *x = h1_x(c);
+    size_t left = sizeof(H1_WS_PING) - 1 - x->ping_off;
+    ssize_t k = send(c->io.fd, &H1_WS_PING[x->ping_off], left, MSG_NOSIGNAL);
+
+    if (k < 0) {
+        return WF_ERROR;
+    }
+    x->ping_off = (size_t)k == left ? 0 : (uint8_t)(x->ping_off + k);
+    if (x->ping_off > 0) {
+        errno = EAGAIN;
+        return WF_ERROR;
+    }
+    return WF_OK;
+}
+
+/* The tunnel's timer: after keepalive_interval without client bytes a
+ * Ping goes to the client, as Unit sends one (its Pong is client bytes);
+ * after read_timeout the tunnel closes.  The Ping goes only between the
+ * endpoint's frames, with none waiting. */
+static void
+h1_tunnel_timer(wf_h1_conn_t *c)
+{
+    const wf_http_conf_t *hc = c->site->hc;
+    h1_xchg_t *x = h1_x(c);
+    const wf_ws_scan_t *o = &x->ws_out;
+    const char *queued;
+
+    if (x->ws_pinged || hc->ws_keepalive_ms == 0
+        || (hc->ws_read_timeout_ms > 0
+            && hc->ws_keepalive_ms >= hc->ws_read_timeout_ms)) {
+        h1_close(c);
+        return;
+    }
+    x->ws_pinged = true;
+    if (o->hlen == 0 && o->skip == 0 && !o->closed
+        && wf_chan_peek(&c->req->resp_body, &queued) == 0) {
+        x->ping_off = 0;
+        if (h1_ping_send(c) != WF_OK && errno != EAGAIN && errno != EINTR) {
+            h1_close(c);
+            return;
+        }
+        if (x->ping_off > 0) {
+            h1_poll(c, c->io.events | EPOLLOUT);
+        }
+    }
+    wf_timer_set(c->loop, &c->timer,
+                 hc->ws_read_timeout_ms > 0
+                     ? hc->ws_read_timeout_ms - hc->ws_keepalive_ms
+                     : 0);
+}
+
+/* The endpoint's side is over and out: the tunnel is logged and the
+ * connection closes once the client's Close came (RFC 6455 7.1.1: the
+ * server closes the TCP connection first, once both Close frames were
+ * exchanged).  Closing before a client sees our Close lets its stack
+ * drop it, and the client reports an abnormal closure. */
+static void
+h1_tunnel_end(wf_h1_conn_t *c)
+{
+    h1_access_log(c);
+    c->keep_alive = false;
+    if (h1_x(c)->ws.closed || h1_x(c)->tunnel_eof) {
+        h1_linger(c);
+        return;
+    }
+    h1_set_state(c, WF_H1_WS_CLOSE);
+    h1_poll(c, EPOLLIN);
+}
+
+/* WS_CLOSE: the client's bytes are dropped until its Close frame or its
+ * EOF; H1_WS_CLOSE_MS bounds the wait. */
+static void
+h1_ws_close_read(wf_h1_conn_t *c)
+{
+    char buf[H1_TUNNEL_PIECE];
+
+    for (unsigned i = 0; i < H1_TUNNEL_BURST; i++) {
+        ssize_t n = recv(c->io.fd, buf, sizeof(buf), 0);
+
+        if (n > 0 && !wf_ws_scan(&h1_x(c)->ws, buf, (size_t)n)) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        break; /* the Close, EOF or an error */
+    }
+    h1_linger(c);
+}
+
+/* Runs both directions and polls for what they wait on. */
 static void
 h1_tunnel_pump(wf_h1_conn_t *c)
 {
@@ -1422,9 +1550,7 @@ h1_tunnel_pump(wf_h1_conn_t *c)
         return;
     }
     if (out == WF_OK) {
-        h1_access_log(c);
-        c->keep_alive = false;
-        h1_linger(c);
+        h1_tunnel_end(c);
         return;
     }
     events = (in == WF_AGAIN ? EPOLLIN : 0) | (out == WF_AGAIN ? EPOLLOUT : 0);
@@ -1568,10 +1694,9 @@ h1_send_response(wf_h1_conn_t *c)
             return;
         }
     }
-    x->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop,
-                                    c->keep_alive || x->tunnel,
-                                    r->head.version == 10 ? 10 : 11,
-                                    c->site->hc->server_version);
+    x->out_len = wf_resp_head_write(
+        r->hbuf, need, resp, c->loop, c->keep_alive || x->tunnel,
+        r->head.version == 10 ? 10 : 11, c->site->hc->server_version);
     if (wf_unlikely(x->tunnel)) {
         /* "Connection" is hop-by-hop: the mux says it (RFC 6455 4.2.2). */
         static const char conn[] = "Connection: Upgrade\r\n\r\n";

@@ -298,7 +298,7 @@ xchg_send_head(app_xchg_t *x)
         xchg_fail(x, 503);
         return;
     }
-    x->upgrade = wf_xchg_is_websocket(r);
+    x->upgrade = r->websocket;
     if (x->upgrade) {
         flags |= WF_APP_REQ_UPGRADE; /* the body is the tunnel's, later */
         body_size = 0;

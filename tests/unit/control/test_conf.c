@@ -328,10 +328,10 @@ static const struct {
     {"{\"settings\": {\"http\": {\"chunked_transform\": \"y\"}}}",
      "Invalid configuration.",
      "The \"chunked_transform\" value must be a boolean"},
-    {"{\"settings\": {\"http\": {\"websocket\": {\"keepalive_interval\": "
+    {"{\"settings\": {\"http\": {\"websocket\": {\"max_frame_size\": "
      "30}}}}",
      "Invalid configuration.",
-     "The \"keepalive_interval\" option is not supported yet."},
+     "The \"max_frame_size\" option is not supported yet."},
     {"{\"settings\": {\"http\": {\"websocket\": {\"read_timeout\": -1}}}}",
      "Invalid configuration.",
      "The \"read_timeout\" number must not be negative."},
