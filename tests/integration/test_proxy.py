@@ -655,3 +655,70 @@ def test_expect_100_continue_waits_for_the_backend(wharf):
         for f in fillers:
             f.close()
         ls.close()
+
+
+# -- a backend process killed, and reconfiguration mid-response --------------
+
+def _http_server_process(port, directory):
+    import subprocess
+    import sys
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind",
+         "127.0.0.1", "--directory", directory],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL)
+    assert wait_for(lambda: _connects(port), scaled(10))
+    return proc
+
+
+def _connects(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_backend_process_killed_and_restarted(wharf, tmp_path):
+    import signal
+    (tmp_path / "f.txt").write_bytes(b"file body\n")
+    port = free_port()
+    server = wharf(proxy_config("http://127.0.0.1:%d" % port))
+    proc = _http_server_process(port, str(tmp_path))
+    try:
+        assert ask(server, "/f.txt").body == b"file body\n"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert ask(server, "/f.txt").status == 502
+        proc = _http_server_process(port, str(tmp_path))
+        assert ask(server, "/f.txt").body == b"file body\n"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_reconfiguration_keeps_a_response_in_flight(wharf, backends):
+    """A request keeps its snapshot (and upstream) while the config
+    changes under it."""
+    go = threading.Event()
+
+    def handler(req, sock):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc")
+        go.wait(20)
+        sock.sendall(b"def")
+        return None
+    b = backends(handler)
+    other = backends(named("other"))
+    conf = routes_config([{"action": {"pass": "upstreams/u"}}])
+    conf["upstreams"] = {"u": {"servers": {b.address: {}}}}
+    server = wharf(conf)
+    with server.connect() as s:
+        s.sendall(request(headers=[("Connection", "close")]))
+        assert wait_for(lambda: len(b.requests) == 1, scaled(10))
+        r = server.api().put("/config/upstreams/u/servers",
+                             {other.address: {}})
+        assert r.status == 200, r
+        go.set()
+        resp = Reader(s).read_response()
+    assert (resp.status, resp.body) == (200, b"abcdef")
+    assert ask(server).body == b"other"
