@@ -72,6 +72,7 @@ typedef struct px {
     bool body_taken;  /* request body bytes were taken from r->req_body */
     bool reused;      /* the connection came from the keep-alive pool */
     bool extra;       /* the backend sent bytes past the response */
+    bool in_held;     /* px->in holds the body r->resp.body points to */
     bool busy;        /* a callback of ours is running (px_enter()) */
     bool released;    /* r let px go while busy: px_leave() frees it */
     char *out;        /* staged request bytes: out[out_off..out_len) */
@@ -179,8 +180,10 @@ px_close(px_t *px)
     wf_timer_stop(px->loop, &px->timer);
     free(px->out);
     px->out = NULL;
-    px_in_put(px->in);
-    px->in = NULL;
+    if (!px->in_held) {
+        px_in_put(px->in);
+        px->in = NULL;
+    }
     px->state = PX_DONE;
 }
 
@@ -568,6 +571,33 @@ px_no_body(const px_t *px)
 
 static void px_on_resp_room(wf_chan_t *ch);
 
+/* A Content-Length body that came whole with the head (a small response)
+ * goes to the client as a memory body, written with the head in one
+ * writev: no channel, no second send.  px->in stays until r is released.
+ * Returns false when the body is not all there. */
+static bool
+px_respond_whole(px_t *px)
+{
+    wf_req_t *r = px->r;
+    const wf_proxy_resp_t *h = &px->resp;
+    size_t have = px->in_len - h->head_len;
+
+    if (h->chunked || h->content_length <= 0
+        || have < (uint64_t)h->content_length) {
+        return false;
+    }
+    r->resp.body = wf_str_make(px->in + h->head_len, (size_t)h->content_length);
+    r->resp.content_length = (uint64_t)h->content_length;
+    px->body = PX_BODY_NONE;
+    px->extra = have > (uint64_t)h->content_length;
+    px->in_held = true;
+    px_close_or_keep(px);
+    px->r = NULL;
+    r->on_abort = NULL;
+    wf_req_respond(r);
+    return true;
+}
+
 /* The response head is in px->in[0..head_len): answer the client. */
 static void
 px_respond(px_t *px)
@@ -590,6 +620,9 @@ px_respond(px_t *px)
         px->r = NULL;
         r->on_abort = NULL;
         wf_req_respond(r);
+        return;
+    }
+    if (px_respond_whole(px)) {
         return;
     }
     resp->stream = true;
@@ -1074,5 +1107,6 @@ static void
 px_free(px_t *px)
 {
     free(px->fields);
+    px_in_put(px->in);
     wf_fpool_put(&px_pool, px);
 }
