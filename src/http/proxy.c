@@ -589,7 +589,7 @@ px_respond_whole(px_t *px)
     r->resp.body = wf_str_make(px->in + h->head_len, (size_t)h->content_length);
     r->resp.content_length = (uint64_t)h->content_length;
     px->body = PX_BODY_NONE;
-    px->extra = have > (uint64_t)h->content_length;
+    px->extra |= have > (uint64_t)h->content_length;
     px->in_held = true;
     px_close_or_keep(px);
     px->r = NULL;
@@ -615,7 +615,7 @@ px_respond(px_t *px)
         resp->content_length =
             h->content_length > 0 ? (uint64_t)h->content_length : 0;
         px->body = PX_BODY_NONE;
-        px->extra = px->in_len > h->head_len;
+        px->extra |= px->in_len > h->head_len;
         px_close_or_keep(px);
         px->r = NULL;
         r->on_abort = NULL;
@@ -781,14 +781,14 @@ px_body_bytes(px_t *px, size_t n)
             return WF_DECLINED;
         }
         px_emit(px, px->in, out);
-        px->extra = rc == WF_OK && used < n;
+        px->extra |= rc == WF_OK && used < n;
         if (rc == WF_OK && px->r != NULL) {
             px_finish(px);
         }
         return px->r != NULL ? WF_OK : WF_DECLINED;
     }
     if (px->body == PX_BODY_LENGTH) {
-        px->extra = n > px->remaining;
+        px->extra |= n > px->remaining;
         n = (size_t)wf_min((uint64_t)n, px->remaining);
         px->remaining -= n;
     }
@@ -867,6 +867,7 @@ px_send_failed(px_t *px)
     }
     px->req_eof = true;
     px->out_off = px->out_len;
+    px->extra = true; /* half closed: never pooled */
     shutdown(px->io.fd, SHUT_WR);
     return WF_OK;
 }
