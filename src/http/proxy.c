@@ -6,13 +6,13 @@
  * taken from r->req_body only while the socket takes it, so neither side
  * can make the proxy buffer more than its channel and one staging buffer.
  *
- * States:
+ * States (their invariants: docs/internals/proxy.md):
  *   CONNECT  connect() in progress (EPOLLOUT), connect timeout
  *   SEND     sending the head and the body; the response head may arrive
- *            meanwhile (EPOLLIN too), read timeout armed once all is sent
+ *            meanwhile (EPOLLIN too)
  *   HEAD     reading the response head
  *   BODY     relaying the response body
- *   DONE     backend closed; r no longer touched */
+ *   DONE     backend connection closed or pooled; r no longer touched */
 #include "http/proxy.h"
 
 #include <arpa/inet.h>
@@ -119,6 +119,7 @@ px_in_put(char *in)
         wf_fpool_put(&px_in_pool, in);
     }
 }
+
 static void px_pump(px_t *px);
 
 /* The timeout that runs in the current state, in ms; 0 while the proxy
@@ -234,8 +235,8 @@ px_fail(px_t *px, unsigned status, const char *why)
         wf_chan_abort(&r->resp_body);
         return;
     }
-    if (px->req_body) {
-        wf_chan_abort(&r->req_body);
+    if (px->body_asked) {
+        wf_chan_abort(&r->req_body); /* the mux drains the rest */
     }
     wf_req_respond_error(r, status);
 }
