@@ -722,3 +722,20 @@ def test_reconfiguration_keeps_a_response_in_flight(wharf, backends):
         resp = Reader(s).read_response()
     assert (resp.status, resp.body) == (200, b"abcdef")
     assert ask(server).body == b"other"
+
+
+def test_forwarding_fields_for_an_ipv6_client(wharf, backends):
+    b = backends()
+    conf = routes_config([{"action": {"proxy": b.url, "proxy_settings": {
+        "x_forwarded": True, "forwarded": True}}}],
+        listener="[::1]:{port}")
+    server = wharf(conf)
+    with socket.create_connection(("::1", server.port),
+                                  timeout=scaled(10)) as s:
+        r = exchange(s, request(host="v6.test",
+                                headers=[("Connection", "close")]))
+    assert r.status == 200
+    req = b.last()
+    assert req.header_all("X-Forwarded-For") == ["::1"]
+    assert req.header_all("Forwarded") == [
+        'for="[::1]";proto=http;host=v6.test']
