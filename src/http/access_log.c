@@ -193,10 +193,10 @@ wf_access_log_destroy(wf_access_log_t *al)
 }
 
 void
-wf_access_log_defer_open(void)
+wf_access_log_defer_open(bool on)
 {
     pthread_mutex_lock(&alog.mu);
-    alog.deferred = true;
+    alog.deferred = on;
     pthread_mutex_unlock(&alog.mu);
 }
 

@@ -49,13 +49,13 @@ wf_access_log_t *wf_access_log_create(wf_arena_t *a,
                                       const wf_access_log_spec_t *spec,
                                       char *err, size_t errlen);
 
-/* From now on (for the life of the process) wf_access_log_create() opens
- * no file: a file not already open gets its descriptor later from
- * wf_access_log_set_fd().  For processes that may not open the files
- * themselves: the router asks main for them (Unit's
+/* on: from now on wf_access_log_create() opens no file; a file not
+ * already open gets its descriptor later from wf_access_log_set_fd().
+ * off (the default): it opens its file itself.  For processes that may not open
+ * the files themselves: the router asks main for them (Unit's
  * NXT_PORT_MSG_ACCESS_LOG), and the controller, which only validates,
  * needs none. */
-void wf_access_log_defer_open(void);
+void wf_access_log_defer_open(bool on);
 
 /* al's path when its file still needs a descriptor (deferred, and no live
  * access log of that path had one), else NULL (al NULL too).  The string

@@ -335,7 +335,7 @@ ctl_start(const wf_opts_t *opts, int main_fd, int router_fd, int control_fd)
     ctl.opts = opts;
     wf_list_init(&ctl.waiting);
     /* Validating opens no access log: the router gets them from main. */
-    wf_access_log_defer_open();
+    wf_access_log_defer_open(true);
     /* Read as root (Unit's controller prefork): conf.json is main's. */
     ctl.conf = ctl_initial_conf(opts, &from_file);
     if (wf_proc_drop_privileges(opts) != WF_OK) {

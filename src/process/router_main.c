@@ -428,7 +428,7 @@ router_start(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     if (wf_proc_drop_privileges(opts) != WF_OK) {
         return WF_ERROR;
     }
-    wf_access_log_defer_open();
+    wf_access_log_defer_open(true);
     wf_listen_set_limits(opts->maxconn, opts->maxaccept);
     wf_h1_init();
     if (wf_loops_create(router_threads(opts)) != WF_OK
