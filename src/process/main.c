@@ -1065,11 +1065,13 @@ main(int argc, char **argv)
     mst.control.io.fd = -1;
     if (main_modules_load(&opts) != WF_OK
         || main_privileges_prepare(&opts) != WF_OK) {
+        wf_ctl_http_close(&mst.control, &opts); /* no stale socket file */
         main_report_ready(&ready_fd, false);
         return EXIT_FAILURE;
     }
     wf_log_info("wharf " WF_VERSION " started");
     if (main_children_start() != WF_OK) {
+        wf_ctl_http_close(&mst.control, &opts);
         main_report_ready(&ready_fd, false);
         return EXIT_FAILURE;
     }

@@ -191,6 +191,7 @@ def test_unknown_user_refused_at_start(tmp_path):
             proc.kill()
             proc.wait(30)
     assert rc != 0
+    assert not os.path.exists(w.control_path)   # main removed its socket
     assert ('getpwnam("wf-no-such-user-x") failed, user "wf-no-such-user-x"'
             ' not found') in w.log_text(), w.log_text()
 
