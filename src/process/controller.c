@@ -42,7 +42,6 @@ typedef struct ctl_proc {
     wf_list_t waiting;       /* requests queued behind it */
     wf_port_request_t apply_req;
     wf_port_request_t store_req; /* WF_MSG_CONF_STORE to main */
-    const char *apply_error;     /* the router's verdict, while storing */
     bool apply_busy;
     bool resend;           /* a new router waits for the config */
     bool persist;          /* store the config once applied */
