@@ -263,6 +263,26 @@ def test_controller_restart_keeps_the_control_socket(wharf):
     assert get(server.port).status_code == 202
 
 
+def test_control_socket_on_a_port_below_1024(wharf):
+    port = low_port()
+    server = start(wharf, return_config(200),
+                   control="127.0.0.1:%d" % port)
+    server.log_ignore.append(SIGKILL_LINE)
+    api = server.api()
+    assert api.wait_ready(), server.log_text()
+    assert api.put("/config/routes/0/action/return", 203).status == 200
+    before = both_roles(server)
+    os.kill(before["controller"], signal.SIGKILL)
+    assert server.wait_log(r"restarting the controller")
+    # nobody could not bind it again: the new controller gets main's
+    assert wait_until(lambda: (roles(server).get("controller")
+                               not in (None, before["controller"]))), \
+        server.log_text()
+    assert api.wait_ready(), server.log_text()
+    assert api.config("/config/routes/0/action/return") == 203
+    assert get(server.port).status_code == 203
+
+
 def test_config_changes_persist_across_a_restart(wharf, tmp_path):
     server = start(wharf, return_config(200))
     api = server.api()
