@@ -995,6 +995,11 @@ main_privileges_prepare(main_opts_t *opts)
     }
     wf_statedir_store_version(opts->statedir);
     if (geteuid() != 0) {
+        /* Unit's warning, word for word but the name. */
+        wf_log_warn(0,
+                    "%s is running unprivileged, then it cannot use "
+                    "arbitrary user and group.",
+                    wf_proc_is_unit() ? "Unit" : "Wharf");
         return WF_OK;
     }
     if (wf_cred_get(opts->user != NULL ? opts->user : MAIN_DEFAULT_USER,

@@ -433,5 +433,8 @@ def test_started_unprivileged_everyone_stays_as_is(public_dir):
         assert json.loads(read(stored))["routes"][0]["action"] == {
             "return": 204}
         assert server.bad_log_lines() == [], server.log_text()
+        assert ("[warn]" in server.log_text() and "Wharf is running "
+                "unprivileged, then it cannot use arbitrary user and group."
+                in server.log_text()), server.log_text()
     finally:
         server.stop()
