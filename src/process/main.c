@@ -840,8 +840,12 @@ main_loop(void)
         if (pfd[0].revents != 0) {
             main_on_signal();
         }
-        main_port_io(&mst.ctrl, pfd[1].revents);
+        /* The router's port first: what it sent before it told the
+         * controller a change is applied (a socket released) is done
+         * before the controller's store of that change, and so before
+         * the client hears 200. */
         main_port_io(&mst.router, pfd[2].revents);
+        main_port_io(&mst.ctrl, pfd[1].revents);
     }
 }
 
