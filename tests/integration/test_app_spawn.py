@@ -350,6 +350,8 @@ def test_quit_during_app_start_stops_everything(wharf, modules, shared):
     assert wait_for(lambda: not any(pid_alive(p) for p in tree)), \
         [cmdline(p) for p in tree if pid_alive(p)]
     assert not pid_alive(pid)
+    # Stopped, not killed after main's 15 s stop deadline (an [alert]).
+    assert not server.bad_log_lines(), server.log_text()
     put.join(scaled(30))
 
 
