@@ -13,8 +13,8 @@
  *   comm and cmdline (the title; NULs shown as spaces).
  * It also writes "spawn-stdout" to fd 1 and "spawn-stderr" to fd 2.  With
  * $SPAWN_SETUP_SLEEP_MS it then sleeps that long, signals or not (an app
- * that loads slowly); with SPAWN_FAIL=1 it fails.  Workers answer every request with
- * the pid. */
+ * that loads slowly); with SPAWN_FAIL=1 it fails.  Workers answer every request
+ * with the pid. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
