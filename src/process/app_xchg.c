@@ -109,8 +109,9 @@ wf_app_req_encode(const wf_req_t *r, unsigned target, uint32_t flags,
         remote, xchg_addr_text(r->rq.remote, remote, &hdr.remote_port));
     strs[WF_APP_STR_LOCAL] =
         wf_str_make(local, xchg_addr_text(r->rq.local, local, &hdr.local_port));
+    /* Unit's SERVER_NAME without a Host (nxt_http_application_handler) */
     strs[WF_APP_STR_SERVER] =
-        r->rq.host.len > 0 ? r->rq.host : strs[WF_APP_STR_LOCAL];
+        r->rq.host.len > 0 ? r->rq.host : wf_string("localhost");
     hdr.nfields = (uint16_t)nfields;
     hdr.content_length = h->content_length >= 0 && !h->chunked
                              ? (uint64_t)h->content_length

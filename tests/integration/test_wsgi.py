@@ -160,6 +160,50 @@ def test_environ_through_the_server(py):
     assert env["wsgi.multithread"] is False
 
 
+def raw_request(port, head, timeout=30):
+    """Sends head (bytes, a whole request) on a new connection and returns
+    (status line, body) once the server closes it: a client library would
+    add its own Host."""
+    with socket.create_connection(("127.0.0.1", port),
+                                  timeout=scaled(timeout)) as s:
+        s.sendall(head)
+        out = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            out += data
+    status, _, rest = out.partition(b"\r\n")
+    _, _, body = rest.partition(b"\r\n\r\n")
+    return status.decode(), body
+
+
+# Unit 1.35's values: HTTP_HOST as sent (case and port kept), SERVER_NAME
+# the Host lowercased without its port ("localhost" without one), and
+# SERVER_PORT the listener's port.
+HOST_ROWS = [
+    (b"GET / HTTP/1.0\r\n\r\n", None, "localhost"),
+    (b"GET / HTTP/1.1\r\nHost: ExAmple.COM\r\nConnection: close\r\n\r\n",
+     "ExAmple.COM", "example.com"),
+    (b"GET / HTTP/1.1\r\nHost: Example.com:8080\r\nConnection: close"
+     b"\r\n\r\n", "Example.com:8080", "example.com"),
+    (b"GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n", "",
+     "localhost"),
+]
+
+
+@pytest.mark.parametrize("head,http_host,server_name", HOST_ROWS,
+                         ids=["no-host", "mixed-case", "port", "empty"])
+def test_host_and_server_name(py, head, http_host, server_name):
+    configured(py, wsgi_app("environ"))
+    status, body = raw_request(py.server.port, head)
+    assert " 200 " in status, (status, body)
+    env = json.loads(body)  # environ.py sends a Content-Length
+    assert env.get("HTTP_HOST") == http_host
+    assert env["SERVER_NAME"] == server_name
+    assert env["SERVER_PORT"] == str(py.server.port)
+
+
 def test_streamed_upload(py):
     """8 MiB sent chunked (no Content-Length) arrives whole."""
     configured(py, wsgi_app("body"))
