@@ -189,11 +189,15 @@ HOST_ROWS = [
      b"\r\n\r\n", "Example.com:8080", "example.com"),
     (b"GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n", "",
      "localhost"),
+    # longer than the request's inline buffer for the lowercased name
+    (b"GET / HTTP/1.1\r\nHost: " + b"Ab" * 200 + b".Org:81\r\n"
+     b"Connection: close\r\n\r\n", "Ab" * 200 + ".Org:81",
+     "ab" * 200 + ".org"),
 ]
 
 
 @pytest.mark.parametrize("head,http_host,server_name", HOST_ROWS,
-                         ids=["no-host", "mixed-case", "port", "empty"])
+                         ids=["no-host", "mixed-case", "port", "empty", "long"])
 def test_host_and_server_name(py, head, http_host, server_name):
     configured(py, wsgi_app("environ"))
     status, body = raw_request(py.server.port, head)
