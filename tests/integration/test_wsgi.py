@@ -333,6 +333,55 @@ def test_home_virtualenv(py, shared_tmp):
     assert py.get()[2] == venv.encode()
 
 
+def test_prefix_ignores_path_python3(wharf, shared_tmp):
+    """Without "home", the embedded Python takes Debian's prefix (that of
+    the libpython the module is built against), not the prefix of the first
+    python3 in PATH (a pyenv shim, /usr/local): here a python3 whose
+    directory has a stdlib landmark (lib/python3.11/os.py) first in the
+    server's PATH.  Unit follows PATH there (docs/compatibility.md)."""
+    if not os.path.exists(os.path.join(MODULES, "python3.11.wharf.so")):
+        pytest.skip("the Python module is not built")
+    fake = os.path.join(shared_tmp, "fakepy")
+    os.makedirs(os.path.join(fake, "bin"))
+    os.makedirs(os.path.join(fake, "lib", "python3.11", "lib-dynload"))
+    with open(os.path.join(fake, "bin", "python3"), "w") as f:
+        f.write("#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n")
+    open(os.path.join(fake, "lib", "python3.11", "os.py"), "w").close()
+    subprocess.run(["chmod", "-R", "a+rX", shared_tmp], check=True)
+    os.chmod(os.path.join(fake, "bin", "python3"), 0o755)
+    server = wharf(ROUTED, extra_args=["--modulesdir", MODULES],
+                   env={"PATH": os.path.join(fake, "bin") + ":"
+                        + os.environ.get("PATH", "/usr/bin:/bin")})
+    py = PyServer(server)
+    with open(os.path.join(shared_tmp, "sysinfo.py"), "w") as f:
+        f.write("import json, os, sys\n"
+                "def application(environ, start_response):\n"
+                "    start_response('200 OK', [])\n"
+                "    return [json.dumps([sys.prefix, sys.exec_prefix,\n"
+                "                        sys.executable, os.__file__,\n"
+                "                        sys.path]).encode()]\n")
+    os.chmod(os.path.join(shared_tmp, "sysinfo.py"), 0o644)
+    configured(py, {"type": "python", "path": shared_tmp,
+                    "module": "sysinfo"})
+    status, _, body = py.get()
+    assert status == 200, body
+    prefix, exec_prefix, executable, os_file, path = json.loads(body)
+    want = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(sys.prefix)"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    assert (prefix, exec_prefix) == (want, want)
+    assert not executable.startswith(fake) and os_file.startswith(want)
+    assert not any(p.startswith(fake) for p in path), path
+    pids = py.app_pids()
+    assert py.api.put("/config", routed_at(server.port)).status == 200
+    wait_until(lambda: not set(pids) & set(children_of(server.pid)), 30)
+
+
+def routed_at(port):
+    return {"listeners": {"127.0.0.1:%d" % port: {"pass": "routes"}},
+            "routes": ROUTED["routes"]}
+
+
 def test_import_failure_rejects_the_config(py):
     py.server.log_ignore.append(r"Python failed to import module")
     py.server.log_ignore.append(r"failed to apply")
