@@ -93,6 +93,13 @@ typedef struct wf_app_ready {
            the exchange into a two-way byte tunnel:   \
            client bytes come as REQ_BODY, bytes the   \
            app sends as RESP_BODY go out raw */
+/* With WF_APP_REQ_UPGRADE the head has content_length 0 (a handshake has
+ * no body) and never BODY_END: after a 101 (a RESP_HEAD without
+ * WF_APP_RESP_END) client bytes come as REQ_BODY and the client's EOF as
+ * REQ_END; after any other answer the router sends REQ_END at once.  The
+ * tunnel ends with the app's RESP_END (the router closes the connection
+ * once the bytes are out) or the client's going (REQ_ABORT); no
+ * limits.timeout bounds it. */
 
 /* WF_APP_MSG_REQ_HEAD's fixed part, followed by WF_APP_REQ_NSTR strings and
  * then 2 * nfields strings (name, value), in the order below.  A string

@@ -329,6 +329,17 @@ static const conf_member_t conf_static_members[] = {
     {NULL, 0, NULL, NULL, 0},
 };
 
+/* settings.http.websocket: the tunnel's timers.  Frames are the
+ * module's, which holds max_frame_size at Unit's default (1 MiB). */
+static const conf_member_t conf_websocket_members[] = {
+    {"read_timeout", WF_JSON_INTEGER, conf_number,
+     CONF_SECONDS(ws_read_timeout_ms), 0},
+    {"keepalive_interval", WF_JSON_INTEGER, conf_number,
+     CONF_SECONDS(ws_keepalive_ms), 0},
+    {"max_frame_size", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
+    {NULL, 0, NULL, NULL, 0},
+};
+
 static const conf_member_t conf_http_members[] = {
     {"header_read_timeout", WF_JSON_INTEGER, conf_number,
      CONF_SECONDS(header_read_timeout_ms), 0},
@@ -352,7 +363,7 @@ static const conf_member_t conf_http_members[] = {
      0},
     {"static", WF_JSON_OBJECT, conf_nested, conf_static_members, 0},
     {"body_temp_path", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
-    {"websocket", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"websocket", WF_JSON_OBJECT, conf_nested, conf_websocket_members, 0},
     {"log_route", WF_JSON_BOOLEAN, conf_bool, CONF_OFFSET(log_route), 0},
     {"chunked_transform", WF_JSON_BOOLEAN, conf_bool,
      CONF_OFFSET(chunked_transform), 0},
@@ -377,6 +388,8 @@ conf_http_defaults(wf_http_conf_t *http)
     http->body_read_timeout_ms = 30 * 1000;
     http->send_timeout_ms = 30 * 1000;
     http->idle_timeout_ms = 180 * 1000;
+    http->ws_read_timeout_ms = 60 * 1000;
+    http->ws_keepalive_ms = 30 * 1000;
     http->max_body_size = 8 * 1024 * 1024;
     http->body_buffer_size = 16 * 1024;
     http->large_header_buffer_size = 8 * 1024;

@@ -47,6 +47,33 @@ void wf_xchg_body_read(wf_req_t *r, wf_chan_cb on_readable);
  * and must not touch r after that call. */
 void wf_xchg_stream_start(wf_req_t *r, wf_chan_cb on_writable);
 
+/* What the request's head says of WebSocket (RFC 6455 4.1, 4.2.1), as
+ * Unit checks it: WF_OK when it asks for no upgrade ("Upgrade: websocket"
+ * and "Connection: upgrade", tokens in any case, are not both there);
+ * WF_XCHG_WS for a valid opening handshake (GET on HTTP/1.1 without a
+ * body, one Sec-WebSocket-Key that is the base64 of 16 bytes, one
+ * "Sec-WebSocket-Version: 13"); else the status to answer: 400, or 426
+ * for another version. */
+#define WF_XCHG_WS 101
+unsigned wf_xchg_ws_check(const wf_req_t *r);
+
+/* Turns the exchange into a two-way byte tunnel: sends r->resp's head
+ * (a 101 whose raw_fields carry Upgrade and the accept key; the mux adds
+ * "Connection: Upgrade"), then the client's bytes come into r->req_body
+ * (on_readable; the client's EOF closes it) and what the endpoint writes
+ * into r->resp_body goes out raw (on_writable when room frees).  The
+ * endpoint ends with wf_chan_close(&r->resp_body): the connection closes
+ * once the bytes are out, after a bounded wait for the client's own
+ * close; wf_chan_abort() closes it at once.  A client that goes away
+ * aborts both channels.  No HTTP timeout applies; the tunnel closes after
+ * settings.http.websocket.read_timeout without client bytes, if set.
+ * Only for a request with r->websocket and whose body
+ * was not asked for; like wf_req_respond(), the endpoint must not touch r
+ * after a failure.  Returns WF_OK, or WF_DECLINED when the mux cannot
+ * carry a tunnel (nothing was sent: answer otherwise). */
+int wf_xchg_tunnel_start(wf_req_t *r, wf_chan_cb on_readable,
+                         wf_chan_cb on_writable);
+
 /* Calls the mux's ctl operation op (MUX_CTL_* from http/mux.h as an int,
  * so that endpoints need not include it).  Returns its value, or
  * WF_DECLINED. */

@@ -24,6 +24,7 @@
 #include "http/req.h"
 #include "http/respond.h"
 #include "http/uri.h"
+#include "http/ws_scan.h"
 
 #define H1_RBUF_SIZE      4096 /* pooled read buffers; heads grow beyond */
 #define H1_LINGER_MS      2000 /* bound on draining input before close */
@@ -31,6 +32,10 @@
 #define H1_SENDFILE_MAX   (1u << 30)
 #define H1_BIG_FILE       (1u << 20) /* bodies from here get H1_BIG_SNDBUF */
 #define H1_BIG_SNDBUF     (4 << 20)
+#define H1_TUNNEL_PIECE   (16 * 1024) /* client bytes read at once */
+#define H1_TUNNEL_BURST   16          /* reads per wake-up */
+#define H1_WS_CLOSE_MS    5000 /* bound on waiting for the client's Close */
+#define H1_WS_PING        "\x89\x00" /* an empty unmasked Ping frame */
 
 /* Who reads a request body (see docs/internals/h1_conn.md). */
 typedef enum h1_body_mode {
@@ -117,6 +122,15 @@ typedef struct h1_xchg {
     size_t chunk_len;    /* data bytes of the chunk being written */
     size_t chunk_off;    /* bytes of [head | data | CRLF] written */
     char chunk_head[20];
+
+    /* Tunnel (MUX_CTL_TUNNEL): after the head, raw bytes both ways. */
+    bool tunnel;
+    bool tunnel_eof;     /* the client's EOF closed req->req_body */
+    wf_ws_scan_t ws;     /* where the client's frames begin */
+    wf_ws_scan_t ws_out; /* where the endpoint's frames begin */
+    bool ws_pinged;      /* a keepalive ping went out since client bytes */
+    uint8_t ping_off;    /* bytes of H1_WS_PING sent; 0: none pending */
+    bool peer_bytes;     /* h1_watch_peer() found input pending: not again */
 } h1_xchg_t;
 
 /* The exchange of c; only while c->req != NULL. */
@@ -138,6 +152,10 @@ static void h1_access_log(wf_h1_conn_t *c);
 static void h1_body_fail(wf_h1_conn_t *c, unsigned status);
 static void h1_job_submit(wf_h1_conn_t *c);
 static void h1_send_response(wf_h1_conn_t *c);
+static void h1_tunnel_pump(wf_h1_conn_t *c);
+static void h1_ws_close_read(wf_h1_conn_t *c);
+static int h1_ping_send(wf_h1_conn_t *c);
+static void h1_tunnel_timer(wf_h1_conn_t *c);
 
 /* Which field of wf_http_conf_t bounds each state (none for 0). */
 typedef enum h1_timeout {
@@ -147,6 +165,8 @@ typedef enum h1_timeout {
     H1_TIMEOUT_BODY,
     H1_TIMEOUT_SEND,
     H1_TIMEOUT_LINGER,
+    H1_TIMEOUT_TUNNEL,
+    H1_TIMEOUT_WS_CLOSE,
 } h1_timeout_t;
 
 static const struct {
@@ -160,6 +180,9 @@ static const struct {
     [WF_H1_BODY] = {"BODY", h1_read_body, H1_TIMEOUT_BODY, true},
     [WF_H1_RESPOND] = {"RESPOND", h1_ignore_input, H1_TIMEOUT_NONE, false},
     [WF_H1_SEND] = {"SEND", h1_send, H1_TIMEOUT_SEND, true},
+    [WF_H1_TUNNEL] = {"TUNNEL", h1_tunnel_pump, H1_TIMEOUT_TUNNEL, true},
+    [WF_H1_WS_CLOSE] = {"WS_CLOSE", h1_ws_close_read, H1_TIMEOUT_WS_CLOSE,
+                        false},
     [WF_H1_LINGER] = {"LINGER", h1_linger_read, H1_TIMEOUT_LINGER, false},
     [WF_H1_CLOSING] = {"CLOSING", h1_ignore_input, H1_TIMEOUT_NONE, false},
 };
@@ -272,6 +295,14 @@ h1_timeout_ms(const wf_h1_conn_t *c, h1_timeout_t which)
         return hc->send_timeout_ms;
     case H1_TIMEOUT_LINGER:
         return H1_LINGER_MS;
+    case H1_TIMEOUT_TUNNEL:
+        return hc->ws_keepalive_ms > 0
+                       && (hc->ws_keepalive_ms < hc->ws_read_timeout_ms
+                           || hc->ws_read_timeout_ms == 0)
+                   ? hc->ws_keepalive_ms
+                   : hc->ws_read_timeout_ms;
+    case H1_TIMEOUT_WS_CLOSE:
+        return H1_WS_CLOSE_MS;
     case H1_TIMEOUT_NONE:
         break;
     }
@@ -506,7 +537,7 @@ h1_close(wf_h1_conn_t *c)
     if (c->state == WF_H1_CLOSING) {
         return;
     }
-    if (c->state == WF_H1_SEND) {
+    if (c->state == WF_H1_SEND || c->state == WF_H1_TUNNEL) {
         h1_access_log(c); /* the client went away mid-response */
     }
     if (c->exit_status == MUX_ES_UNKNOWN) {
@@ -577,6 +608,10 @@ h1_on_timer(wf_timer_t *t)
 {
     wf_h1_conn_t *c = wf_container_of(t, wf_h1_conn_t, timer);
 
+    if (c->state == WF_H1_TUNNEL) {
+        h1_tunnel_timer(c);
+        return;
+    }
     if (c->state == WF_H1_BODY) {
         h1_body_fail(c, 408);
         return;
@@ -622,6 +657,7 @@ h1_req_prepare(wf_req_t *r)
 {
     wf_h1_head_t *h = &r->head;
     size_t len = h->path.len;
+    unsigned ws;
 
     if (len == 0 || h->path.data[0] != '/') {
         /* "*" (OPTIONS) or CONNECT's authority: nothing to serve here. */
@@ -650,6 +686,11 @@ h1_req_prepare(wf_req_t *r)
         != WF_OK) {
         return 400;
     }
+    ws = wf_xchg_ws_check(r);
+    if (ws != WF_OK && ws != WF_XCHG_WS) {
+        return ws;
+    }
+    r->websocket = ws == WF_XCHG_WS;
     r->rq.uri = wf_str_make(r->uri, len);
     r->rq.head = h;
     r->rq.remote = &h1_conn_of(r)->remote;
@@ -677,15 +718,48 @@ h1_send_continue(wf_h1_conn_t *c)
     return n == (ssize_t)(sizeof(cont) - 1) ? WF_OK : WF_ERROR;
 }
 
+/* What to poll while the endpoint holds the request: nothing but the
+ * client's close (EPOLLRDHUP, see h1_watch_peer()) when no body is to be
+ * read; else nothing, and input waits in the kernel. */
+static uint32_t
+h1_hold_events(const wf_h1_conn_t *c)
+{
+    return c->req != NULL && h1_x(c)->body_mode == H1_BODY_NONE
+                   && !h1_x(c)->peer_bytes
+               ? EPOLLRDHUP
+               : 0;
+}
+
+/* The client shut its side while the endpoint holds the request (RESPOND,
+ * or SEND waiting for the endpoint).  With no byte pending it is gone:
+ * closing ends the exchange, so that the endpoint hears of it (an
+ * application gets REQ_ABORT).  Pending bytes (a pipelined request) wait
+ * in the kernel, unwatched. */
+static void
+h1_watch_peer(wf_h1_conn_t *c)
+{
+    char b;
+    ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK);
+
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        h1_close(c);
+        return;
+    }
+    if (c->req != NULL) {
+        h1_x(c)->peer_bytes = true;
+    }
+    h1_poll(c, 0);
+}
+
 static void
 h1_dispatch(wf_h1_conn_t *c)
 {
     h1_set_state(c, WF_H1_RESPOND);
     wf_http_handle(c->req); /* the handler now owns c->req */
-    if (c->state == WF_H1_RESPOND && c->io.events != 0) {
+    if (c->state == WF_H1_RESPOND && c->io.events != h1_hold_events(c)) {
         /* The endpoint holds the request: input (its unread body, a
          * pipelined request) waits in the kernel meanwhile. */
-        h1_poll(c, 0);
+        h1_poll(c, h1_hold_events(c));
     }
 }
 
@@ -750,7 +824,7 @@ h1_body_done(wf_h1_conn_t *c)
     if (mode == H1_BODY_STREAM) {
         wf_chan_close(&c->req->req_body);
         h1_set_state(c, WF_H1_RESPOND);
-        h1_poll(c, 0);
+        h1_poll(c, h1_hold_events(c));
         return;
     }
     if (parked == H1_PARKED_JOB) {
@@ -1283,6 +1357,253 @@ h1_on_resp_data(wf_chan_t *ch)
     }
 }
 
+/* ---- Tunnel: after a 101, the socket and c->req's channels are joined:
+ * client bytes go into req_body, resp_body's bytes go out as they are.
+ * Each direction stops on its own back-pressure (a full req_body, a full
+ * socket); the timer is settings.http.websocket.read_timeout, restarted
+ * by client bytes. */
+
+/* Passes n client bytes on to the endpoint, noting where the client's
+ * WebSocket Close is. */
+static void
+h1_tunnel_put(wf_h1_conn_t *c, const char *p, size_t n)
+{
+    h1_x(c)->ws_pinged = false;
+    wf_ws_scan(&h1_x(c)->ws, p, n);
+    wf_chan_write(&c->req->req_body, p, n);
+}
+
+/* Moves client bytes into req_body: those read with the head first, then
+ * the socket's.  Returns WF_AGAIN to wait for input, WF_DECLINED to wait
+ * for room (or after EOF), WF_ERROR to close. */
+static int
+h1_tunnel_in(wf_h1_conn_t *c)
+{
+    wf_chan_t *ch = &c->req->req_body;
+    char buf[H1_TUNNEL_PIECE];
+
+    if (h1_x(c)->tunnel_eof) {
+        return WF_DECLINED;
+    }
+    if (wf_chan_is_aborted(ch)) {
+        return WF_ERROR;
+    }
+    while (c->rbuf != NULL && c->rstart < c->rend) {
+        size_t k = wf_min((size_t)(c->rend - c->rstart), wf_chan_room(ch));
+
+        if (k == 0) {
+            wf_chan_wait_room(ch);
+            return WF_DECLINED;
+        }
+        h1_tunnel_put(c, c->rbuf + c->rstart, k);
+        c->rstart += (uint32_t)k;
+    }
+    for (unsigned i = 0; i < H1_TUNNEL_BURST; i++) {
+        size_t room = wf_min(wf_chan_room(ch), sizeof(buf));
+        ssize_t n;
+
+        if (room == 0) {
+            wf_chan_wait_room(ch);
+            return WF_DECLINED;
+        }
+        n = recv(c->io.fd, buf, room, 0);
+        if (n > 0) {
+            h1_tunnel_put(c, buf, (size_t)n);
+            h1_progress(c);
+            continue;
+        }
+        if (n == 0) {
+            h1_x(c)->tunnel_eof = true;
+            wf_chan_close(ch);
+            return WF_DECLINED;
+        }
+        return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+    }
+    return WF_AGAIN; /* more may be there: the poll says so */
+}
+
+/* Sends what resp_body holds.  Returns WF_OK when the endpoint closed it
+ * and all is out, WF_AGAIN when the socket is full, WF_DECLINED when
+ * waiting for the endpoint, WF_ERROR to close. */
+static int
+h1_tunnel_out(wf_h1_conn_t *c)
+{
+    wf_chan_t *ch = &c->req->resp_body;
+
+    if (wf_unlikely(h1_x(c)->ping_off > 0) && h1_ping_send(c) != WF_OK) {
+        return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+    }
+    for (;;) {
+        const char *p;
+        size_t n = wf_chan_peek(ch, &p);
+        ssize_t k;
+
+        if (n == 0) {
+            if (wf_chan_is_aborted(ch)) {
+                return WF_ERROR;
+            }
+            return wf_chan_is_done(ch) ? WF_OK : WF_DECLINED;
+        }
+        k = send(c->io.fd, p, n, MSG_NOSIGNAL);
+        if (k < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        wf_ws_scan(&h1_x(c)->ws_out, p, (size_t)k);
+        wf_chan_consume(ch, (size_t)k);
+        h1_x(c)->body_sent += (size_t)k;
+    }
+}
+
+/* The Ping's rest.  WF_OK once it is all out, else WF_ERROR with errno. */
+static int
+h1_ping_send(wf_h1_conn_t *c)
+{
+    h1_xchg_t *x = h1_x(c);
+    size_t left = sizeof(H1_WS_PING) - 1 - x->ping_off;
+    ssize_t k = send(c->io.fd, &H1_WS_PING[x->ping_off], left, MSG_NOSIGNAL);
+
+    if (k < 0) {
+        return WF_ERROR;
+    }
+    x->ping_off = (size_t)k == left ? 0 : (uint8_t)(x->ping_off + k);
+    if (x->ping_off > 0) {
+        errno = EAGAIN;
+        return WF_ERROR;
+    }
+    return WF_OK;
+}
+
+/* The tunnel's timer: after keepalive_interval without client bytes a
+ * Ping goes to the client, as Unit sends one (its Pong is client bytes);
+ * after read_timeout the tunnel closes.  The Ping goes only between the
+ * endpoint's frames, with none waiting. */
+static void
+h1_tunnel_timer(wf_h1_conn_t *c)
+{
+    const wf_http_conf_t *hc = c->site->hc;
+    h1_xchg_t *x = h1_x(c);
+    const wf_ws_scan_t *o = &x->ws_out;
+    const char *queued;
+
+    if (x->ws_pinged || hc->ws_keepalive_ms == 0
+        || (hc->ws_read_timeout_ms > 0
+            && hc->ws_keepalive_ms >= hc->ws_read_timeout_ms)) {
+        h1_close(c);
+        return;
+    }
+    x->ws_pinged = true;
+    if (o->hlen == 0 && o->skip == 0 && !o->closed
+        && wf_chan_peek(&c->req->resp_body, &queued) == 0) {
+        x->ping_off = 0;
+        if (h1_ping_send(c) != WF_OK && errno != EAGAIN && errno != EINTR) {
+            h1_close(c);
+            return;
+        }
+        if (x->ping_off > 0) {
+            h1_poll(c, c->io.events | EPOLLOUT);
+        }
+    }
+    wf_timer_set(c->loop, &c->timer,
+                 hc->ws_read_timeout_ms > 0
+                     ? hc->ws_read_timeout_ms - hc->ws_keepalive_ms
+                     : 0);
+}
+
+/* The endpoint's side is over and out: the tunnel is logged and the
+ * connection closes once the client's Close came (RFC 6455 7.1.1: the
+ * server closes the TCP connection first, once both Close frames were
+ * exchanged).  Closing before a client sees our Close lets its stack
+ * drop it, and the client reports an abnormal closure. */
+static void
+h1_tunnel_end(wf_h1_conn_t *c)
+{
+    h1_access_log(c);
+    c->keep_alive = false;
+    if (h1_x(c)->ws.closed || h1_x(c)->tunnel_eof) {
+        h1_linger(c);
+        return;
+    }
+    h1_set_state(c, WF_H1_WS_CLOSE);
+    h1_poll(c, EPOLLIN);
+}
+
+/* WS_CLOSE: the client's bytes are dropped until its Close frame or its
+ * EOF; H1_WS_CLOSE_MS bounds the wait. */
+static void
+h1_ws_close_read(wf_h1_conn_t *c)
+{
+    char buf[H1_TUNNEL_PIECE];
+
+    for (unsigned i = 0; i < H1_TUNNEL_BURST; i++) {
+        ssize_t n = recv(c->io.fd, buf, sizeof(buf), 0);
+
+        if (n > 0 && !wf_ws_scan(&h1_x(c)->ws, buf, (size_t)n)) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        break; /* the Close, EOF or an error */
+    }
+    h1_linger(c);
+}
+
+/* Runs both directions and polls for what they wait on. */
+static void
+h1_tunnel_pump(wf_h1_conn_t *c)
+{
+    int out = h1_tunnel_out(c);
+    int in = out == WF_ERROR ? WF_ERROR : h1_tunnel_in(c);
+    uint32_t events;
+
+    if (in == WF_ERROR || out == WF_ERROR) {
+        h1_close(c);
+        return;
+    }
+    if (out == WF_OK) {
+        h1_tunnel_end(c);
+        return;
+    }
+    events = (in == WF_AGAIN ? EPOLLIN : 0) | (out == WF_AGAIN ? EPOLLOUT : 0);
+    if (c->io.events != events) {
+        h1_poll(c, events);
+    }
+}
+
+/* The endpoint wrote to resp_body, or made room in req_body. */
+static void
+h1_on_tunnel_resp(wf_chan_t *ch)
+{
+    wf_h1_conn_t *c = h1_conn_of(wf_container_of(ch, wf_req_t, resp_body));
+
+    if (c->state == WF_H1_TUNNEL) {
+        h1_tunnel_pump(c);
+    }
+}
+
+static void
+h1_on_tunnel_req(wf_chan_t *ch)
+{
+    wf_h1_conn_t *c = h1_conn_of(wf_container_of(ch, wf_req_t, req_body));
+
+    if (c->state == WF_H1_TUNNEL) {
+        h1_tunnel_pump(c);
+    }
+}
+
+/* The 101 head is out: the connection becomes the tunnel. */
+static void
+h1_tunnel_begin(wf_h1_conn_t *c)
+{
+    wf_req_t *r = c->req;
+
+    c->keep_alive = false;
+    wf_chan_set_readable(&r->resp_body, h1_on_tunnel_resp);
+    wf_chan_set_writable(&r->req_body, h1_on_tunnel_req);
+    h1_set_state(c, WF_H1_TUNNEL);
+    h1_tunnel_pump(c);
+}
+
 static void
 h1_send(wf_h1_conn_t *c)
 {
@@ -1299,14 +1620,18 @@ h1_send(wf_h1_conn_t *c)
     }
     if (rc == WF_DECLINED) {
         /* Waiting for the endpoint, not for the client. */
-        if (c->io.events != 0) {
-            h1_poll(c, 0);
+        if (c->io.events != h1_hold_events(c)) {
+            h1_poll(c, h1_hold_events(c));
         }
         wf_timer_stop(c->loop, &c->timer);
         return;
     }
     if (rc == WF_ERROR) {
         h1_close(c);
+        return;
+    }
+    if (wf_unlikely(h1_x(c)->tunnel)) {
+        h1_tunnel_begin(c);
         return;
     }
     h1_request_done(c);
@@ -1360,7 +1685,7 @@ h1_send_response(wf_h1_conn_t *c)
     h1_xchg_t *x = h1_x(c);
     wf_req_t *r = c->req;
     wf_resp_t *resp = &r->resp;
-    size_t need = wf_resp_head_size(resp);
+    size_t need = wf_resp_head_size(resp) + 32; /* 32: a tunnel's field */
 
     if (resp->close) {
         c->keep_alive = false;
@@ -1380,9 +1705,16 @@ h1_send_response(wf_h1_conn_t *c)
             return;
         }
     }
-    x->out_len = wf_resp_head_write(r->hbuf, need, resp, c->loop, c->keep_alive,
-                                    r->head.version == 10 ? 10 : 11,
-                                    c->site->hc->server_version);
+    x->out_len = wf_resp_head_write(
+        r->hbuf, need, resp, c->loop, c->keep_alive || x->tunnel,
+        r->head.version == 10 ? 10 : 11, c->site->hc->server_version);
+    if (wf_unlikely(x->tunnel)) {
+        /* "Connection" is hop-by-hop: the mux says it (RFC 6455 4.2.2). */
+        static const char conn[] = "Connection: Upgrade\r\n\r\n";
+
+        memcpy(r->hbuf + x->out_len - 2, conn, sizeof(conn) - 1);
+        x->out_len += sizeof(conn) - 3;
+    }
     r->rq.resp_head = wf_str_make(r->hbuf, x->out_len); /* for templates */
     x->out_sent = 0;
     x->body = resp->head_only || resp->stream ? wf_null_str : resp->body;
@@ -1481,12 +1813,26 @@ h1_mux_job_start(wf_req_t *r)
     h1_job_submit(c);
 }
 
+/* MUX_CTL_TUNNEL: r, the request being handled, may become a tunnel
+ * once its response head is out (HTTP/1.1, no body read or pending, no
+ * response started, no helper job). */
+static int
+h1_tunnel_ok(wf_h1_conn_t *c, const wf_req_t *r)
+{
+    if (r == NULL || r != c->req || c->state != WF_H1_RESPOND
+        || r->head.version != 11 || h1_x(c)->body_mode != H1_BODY_NONE
+        || c->job_pending || r->resp.stream || r->resp.status != 101) {
+        return WF_DECLINED;
+    }
+    h1_x(c)->tunnel = true;
+    return WF_OK;
+}
+
 static int
 h1_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
 {
     wf_h1_conn_t *c = wf_container_of(m, wf_h1_conn_t, mux);
 
-    wf_unused(arg);
     switch (op) {
     case MUX_CTL_STATUS:
         return c->state == WF_H1_CLOSING ? 0 : MUX_STATUS_READY;
@@ -1496,6 +1842,8 @@ h1_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
         return c->req != NULL && c->state != WF_H1_IDLE ? 1 : 0;
     case MUX_CTL_GET_MAXSTRM:
         return 1; /* HTTP/1.x: one exchange at a time */
+    case MUX_CTL_TUNNEL:
+        return h1_tunnel_ok(c, arg);
     case MUX_CTL_REVERSE_CONN:
     case MUX_CTL_NOPS:
         break;
@@ -1516,8 +1864,16 @@ h1_on_io(wf_io_t *io, uint32_t events)
 {
     wf_h1_conn_t *c = wf_container_of(io, wf_h1_conn_t, io);
 
-    wf_unused(events);
     c->burst = 0;
+    if (wf_unlikely(c->io.events == EPOLLRDHUP)) {
+        h1_watch_peer(c);
+        return;
+    }
+    if (wf_unlikely(events & (EPOLLERR | EPOLLHUP))
+        && c->state == WF_H1_TUNNEL) {
+        h1_close(c); /* reset: a tunnel may poll for nothing else */
+        return;
+    }
     h1_states[c->state].on_input(c);
 }
 

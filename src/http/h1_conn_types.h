@@ -10,6 +10,10 @@ typedef enum wf_h1_state {
     WF_H1_BODY,     /* head parsed; the body is being read and dropped */
     WF_H1_RESPOND,  /* a handler owns c->req; input is not polled */
     WF_H1_SEND,     /* the response is being written */
+    WF_H1_TUNNEL,   /* after a 101: raw bytes both ways between the
+                       socket and c->req's channels */
+    WF_H1_WS_CLOSE, /* the tunnel's endpoint is done and out; the
+                       client's WebSocket Close is awaited */
     WF_H1_LINGER,   /* our side is shut; input is read and dropped */
     WF_H1_CLOSING,  /* fd closed; memory freed at the end of this tick */
     WF_H1_NSTATES   /* must stay last */

@@ -16,6 +16,13 @@ typedef struct wf_http_conf {
     uint32_t body_read_timeout_ms;   /* default 30 s */
     uint32_t send_timeout_ms;        /* default 30 s */
     uint32_t idle_timeout_ms;        /* default 180 s */
+    uint32_t ws_read_timeout_ms;     /* websocket.read_timeout: a tunnel
+                                        closes after this long without
+                                        client bytes; default 60 s, 0:
+                                        never */
+    uint32_t ws_keepalive_ms;        /* websocket.keepalive_interval: a
+                                        Ping to a client silent this
+                                        long; default 30 s, 0: none */
     uint64_t max_body_size;          /* bytes; default 8 MiB */
     size_t body_buffer_size;         /* bytes; default 16 KiB */
     size_t large_header_buffer_size; /* bytes; default 8 KiB */

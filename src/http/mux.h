@@ -16,6 +16,11 @@ typedef enum wf_mux_ctl {
     MUX_CTL_GET_NBSTRM,   /* returns the exchanges in progress */
     MUX_CTL_GET_MAXSTRM,  /* returns the exchanges allowed at once */
     MUX_CTL_REVERSE_CONN, /* reserved for reverse HTTP: WF_DECLINED today */
+    MUX_CTL_TUNNEL,       /* arg: the request (wf_req_t *).  Marks it for a
+                             two-way byte tunnel once its response head
+                             (a 101) is out; WF_OK, or WF_DECLINED when the
+                             mux cannot carry one.  wf_xchg_tunnel_start()
+                             uses it. */
     MUX_CTL_NOPS          /* must stay last */
 } wf_mux_ctl_t;
 

@@ -75,6 +75,8 @@ struct wf_req {
     wf_chan_t req_body;  /* request body; producer: mux, consumer: endpoint */
     wf_chan_t resp_body; /* streamed response body; the other way round */
     bool body_wanted;    /* the endpoint asked for the request body */
+    bool websocket;      /* a valid WebSocket opening handshake (see
+                            wf_xchg_ws_check()); set by the mux */
 
     /* Set by an endpoint that holds r while it waits on something of its
      * own (a backend, a stream): called once if the client side goes away

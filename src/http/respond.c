@@ -128,6 +128,11 @@ wf_resp_set_error_page(wf_resp_t *resp, unsigned status)
     resp->content_length = resp->body.len;
     resp->content_type =
         resp->body.len > 0 ? wf_string("text/html") : wf_null_str;
+    if (status == 426) {
+        /* Only a WebSocket handshake of another version gets it: the one
+         * this server speaks (RFC 6455 4.2.2). */
+        resp->raw_fields = wf_string("Sec-WebSocket-Version: 13\r\n");
+    }
 }
 
 static const char *

@@ -154,6 +154,8 @@ struct app_xchg {
     bool responded;     /* r was handed to the mux (simple or stream) */
     bool streaming;     /* r->resp_body carries the body */
     bool timed_out;
+    bool upgrade;        /* sent with WF_APP_REQ_UPGRADE */
+    bool tunnel;         /* the app said 101: a two-way byte tunnel */
     bool busy;           /* in one of our entry points: a release that
                             happens meanwhile (a response sent at once)
                             leaves the free to the entry's end */

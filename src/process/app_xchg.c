@@ -116,6 +116,9 @@ wf_app_req_encode(const wf_req_t *r, unsigned target, uint32_t flags,
     hdr.content_length = h->content_length >= 0 && !h->chunked
                              ? (uint64_t)h->content_length
                              : WF_APP_LEN_NONE;
+    if (flags & WF_APP_REQ_UPGRADE) {
+        hdr.content_length = 0; /* a handshake has no body; see app_proto.h */
+    }
     hdr.body_size = body_size;
     for (unsigned i = 0; i < WF_APP_REQ_NSTR; i++) {
         need += xchg_str_size(strs[i].len);
@@ -296,7 +299,13 @@ xchg_send_head(app_xchg_t *x)
         xchg_fail(x, 503);
         return;
     }
-    body_size = xchg_head_body(x, &flags);
+    x->upgrade = r->websocket;
+    if (x->upgrade) {
+        flags |= WF_APP_REQ_UPGRADE; /* the body is the tunnel's, later */
+        body_size = 0;
+    } else {
+        body_size = xchg_head_body(x, &flags);
+    }
     need = wf_app_req_encode(r, x->target, flags, NULL, body_size, buf,
                              sizeof(xchg_scratch));
     if (need > sizeof(xchg_scratch)) {
@@ -374,7 +383,7 @@ xchg_pump_body(app_xchg_t *x)
     wf_chan_t *ch;
 
     if (x->state != APP_X_SENT || x->req_end_sent || x->abort_sent
-        || x->responded || x->r == NULL) {
+        || (x->responded && !x->tunnel) || x->r == NULL) {
         return;
     }
     ch = &x->r->req_body;
@@ -854,6 +863,40 @@ xchg_resp_simple(app_xchg_t *x, char *body, uint32_t body_size)
     wf_req_respond(x->r);
 }
 
+/* The app accepted a WebSocket handshake: the exchange becomes a tunnel
+ * (client bytes as REQ_BODY, RESP_BODY out raw), which no
+ * limits.timeout bounds. */
+static void
+xchg_tunnel_begin(app_xchg_t *x, const char *body, uint32_t body_size)
+{
+    wf_timer_stop(x->loop, &x->timer);
+    x->r->resp_body.limit = WF_APP_WINDOW;
+    x->responded = x->streaming = x->tunnel = true;
+    if (wf_xchg_tunnel_start(x->r, xchg_on_req_body, xchg_on_resp_room)
+        != WF_OK) {
+        x->responded = x->streaming = x->tunnel = false;
+        xchg_fail(x, 502);
+        xchg_abort_app(x);
+        return;
+    }
+    xchg_resp_write(x, body, body_size);
+}
+
+/* The status of an answer to a handshake: a 101 only for one, and never
+ * complete; any other answer ends the body the app may wait for. */
+static bool
+xchg_upgrade_check(app_xchg_t *x, const wf_app_resp_hdr_t *hdr)
+{
+    if (hdr->status == 101) {
+        return x->upgrade && !(hdr->flags & WF_APP_RESP_END);
+    }
+    if (x->upgrade && !x->req_end_sent) {
+        x->req_end_sent = true;
+        xchg_send(x, WF_APP_MSG_REQ_END, NULL, 0);
+    }
+    return true;
+}
+
 static void
 xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
 {
@@ -875,7 +918,7 @@ xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
     }
     boff = xchg_resp_fields(x, m, msg->size, &off, hdr.nfields, hdr.body_size);
     if (boff < 0 || hdr.status < 100 || hdr.status > 999
-        || msg->size - off != hdr.body_size) {
+        || msg->size - off != hdr.body_size || !xchg_upgrade_check(x, &hdr)) {
         wf_log_error(0, "application \"%s\" sent a bad response head",
                      x->app->name);
         xchg_fail(x, 502);
@@ -888,6 +931,10 @@ xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
     resp = &x->r->resp;
     resp->status = hdr.status;
     resp->raw_fields = wf_str_make(x->mem, (size_t)boff);
+    if (wf_unlikely(hdr.status == 101)) {
+        xchg_tunnel_begin(x, x->mem + boff, hdr.body_size);
+        return;
+    }
     if (hdr.flags & WF_APP_RESP_END) {
         wf_timer_stop(x->loop, &x->timer); /* only RESP_END is to come */
         xchg_resp_simple(x, x->mem + boff, hdr.body_size);
@@ -959,7 +1006,7 @@ wf_app_xchg_on_msg(app_sock_t *s, wf_port_msg_t *msg)
         return; /* a request that ended here already */
     }
     xchg_enter(x);
-    if (x->app->timeout_ms > 0 && !x->timed_out) {
+    if (x->app->timeout_ms > 0 && !x->timed_out && !x->tunnel) {
         /* limits.timeout bounds the app's silence, as in Unit. */
         wf_timer_set(x->loop, &x->timer, x->app->timeout_ms);
     }

@@ -1,7 +1,8 @@
 /* libFuzzer target for the small parsers of untrusted request fields: the
  * request path (wf_uri_normalize), Range, HTTP dates, If-None-Match,
- * If-Range and X-Forwarded-For addresses.  The first byte picks the parser;
- * each call also checks the invariants the callers rely on. */
+ * If-Range, X-Forwarded-For addresses and WebSocket frame heads.  The
+ * first byte picks the parser; each call also checks the invariants the
+ * callers rely on. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "http/forwarded.h"
 #include "http/range.h"
 #include "http/uri.h"
+#include "http/ws_scan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -84,11 +86,31 @@ fuzz_forwarded(const char *p, size_t n)
     }
 }
 
+/* WebSocket frame scanning (the tunnel's): the same stream cut anywhere
+ * finds the same Close, at the same point. */
+static void
+fuzz_ws_scan(const char *p, size_t n)
+{
+    wf_ws_scan_t whole;
+    wf_ws_scan_t cut;
+    size_t at = n > 0 ? (uint8_t)p[0] % (n + 1) : 0;
+
+    wf_ws_scan_init(&whole);
+    wf_ws_scan_init(&cut);
+    (void)wf_ws_scan(&whole, p, n);
+    (void)wf_ws_scan(&cut, p, at);
+    (void)wf_ws_scan(&cut, p + at, n - at);
+    if (whole.closed != cut.closed || whole.skip != cut.skip
+        || whole.hlen != cut.hlen || whole.hlen > sizeof(whole.hdr)) {
+        abort();
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static void (*const parsers[])(const char *, size_t) = {
-        fuzz_uri, fuzz_range, fuzz_validators, fuzz_forwarded};
+        fuzz_uri, fuzz_range, fuzz_validators, fuzz_forwarded, fuzz_ws_scan};
 
     if (size == 0) {
         return 0;

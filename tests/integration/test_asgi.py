@@ -133,9 +133,6 @@ def test_errors_500_and_process_survives(asgi):
     assert "ValueError: boom before the head" in server.log_text()
 
 
-@pytest.mark.xfail(reason="the router does not abort an app request (REQ_ABORT) "
-                   "when its client closes while the app sends nothing",
-                   strict=False)
 def test_client_disconnect_reaches_app(asgi):
     server = asgi("disconnect")
     d = tempfile.mkdtemp(prefix="wharf-asgi-")
@@ -181,9 +178,6 @@ def ws_run(coro):
     return asyncio.new_event_loop().run_until_complete(coro)
 
 
-@pytest.mark.xfail(reason="the router does not pass WebSocket handshakes to "
-                   "applications yet (WF_APP_REQ_UPGRADE is never set)",
-                   strict=False)
 def test_websocket_with_a_standard_client(asgi):
     websockets = pytest.importorskip("websockets")
     server = asgi("websocket")
@@ -225,9 +219,6 @@ def test_websocket_with_a_standard_client(asgi):
     ws_run(session())
 
 
-@pytest.mark.xfail(reason="the router does not pass WebSocket handshakes to "
-                   "applications yet (WF_APP_REQ_UPGRADE is never set)",
-                   strict=False)
 def test_websocket_invalid_utf8_from_a_raw_client(asgi):
     server = asgi("websocket")
     s = server.connect()

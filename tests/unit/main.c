@@ -22,6 +22,7 @@ static const struct {
     {"range", wf_test_range},
     {"route", wf_test_route},
     {"uri", wf_test_uri},
+    {"ws_scan", wf_test_ws_scan},
     {"conf", wf_test_conf},
     {"conf_app", wf_test_conf_app},
     {"conf_store", wf_test_conf_store},

@@ -33,6 +33,7 @@ int wf_test_mime(void);
 int wf_test_range(void);
 int wf_test_route(void);
 int wf_test_uri(void);
+int wf_test_ws_scan(void);
 int wf_test_conf(void);
 int wf_test_conf_app(void);
 int wf_test_conf_store(void);
