@@ -8,6 +8,7 @@ import json
 import re
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -206,6 +207,41 @@ def test_host_and_server_name(py, head, http_host, server_name):
     assert env.get("HTTP_HOST") == http_host
     assert env["SERVER_NAME"] == server_name
     assert env["SERVER_PORT"] == str(py.server.port)
+
+
+def test_app_logs_follow_a_log_rotation(py):
+    """As on Unit: what app processes write (wsgi.errors, their stderr, a
+    traceback) goes to the error log, and after `mv log log.1` and USR1
+    to main, an app process that was already running writes to the new
+    log."""
+    py.server.log_ignore.append(r"traceback-")
+    configured(py, wsgi_app("logs"))
+    assert py.get("/?before")[0] == 200
+    log = py.server.log_path
+    for text in ("errors-before", "stderr-before"):
+        assert py.server.wait_log(re.escape(text)), py.server.log_text()
+    pids = py.app_pids()
+    os.rename(log, log + ".1")
+    try:
+        os.kill(py.server.pid, signal.SIGUSR1)
+        assert wait_until(lambda: os.path.exists(log), 10)
+        assert py.get("/?after")[0] == 200
+        assert py.get("/raise?after")[0] == 500
+        assert py.app_pids() == pids  # the same processes
+
+        def new_log():
+            with open(log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+
+        for text in ("errors-after", "stderr-after", "traceback-after"):
+            assert wait_until(lambda: text in new_log(), 10), new_log()
+        with open(log + ".1", encoding="utf-8", errors="replace") as f:
+            assert "-after" not in f.read()
+    finally:
+        # The post-test check reads the log: keep the earlier lines in it.
+        with open(log + ".1", "rb") as old, open(log, "ab") as new:
+            new.write(old.read())
+        os.unlink(log + ".1")
 
 
 def test_streamed_upload(py):
