@@ -818,10 +818,11 @@ main_loop(void)
 
     while (!mst.stopping || mst.ctrl.pid != 0 || mst.router.pid != 0
            || wf_main_apps_count() > 0) {
-        struct pollfd pfd[3] = {
+        struct pollfd pfd[4] = {
             {mst.sigfd, POLLIN, 0},
             {mst.ctrl.fd, POLLIN, 0},
             {mst.router.fd, POLLIN, 0},
+            {wf_main_apps_log_fd(), POLLIN, 0}, /* what apps log */
         };
 
         if (mst.stopping && deadline == 0) {
@@ -833,9 +834,12 @@ main_loop(void)
             wf_main_apps_stop(SIGKILL);
             deadline = main_now_ms() + MAIN_STOP_MS;
         }
-        if (poll(pfd, 3, 1000) < 0 && errno != EINTR) {
+        if (poll(pfd, 4, 1000) < 0 && errno != EINTR) {
             wf_log_alert(errno, "poll() failed");
             return;
+        }
+        if (pfd[3].revents != 0) {
+            wf_main_apps_log_drain(); /* before a USR1 reopens the log */
         }
         if (pfd[0].revents != 0) {
             main_on_signal();
@@ -847,6 +851,7 @@ main_loop(void)
         main_port_io(&mst.router, pfd[2].revents);
         main_port_io(&mst.ctrl, pfd[1].revents);
     }
+    wf_main_apps_log_drain(); /* the last lines of the last apps */
 }
 
 static int
