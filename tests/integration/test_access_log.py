@@ -427,8 +427,10 @@ def test_usr1_reopen_under_load_loses_no_line(wharf, docroot, tmp_path):
             break
         time.sleep(0.1)
     assert sorted(uris(lines)) == sorted(paths), (len(lines), n)
-    # The rotation happened while requests flowed: every file has lines.
-    assert all(wait_lines(f, 1, 0) for f in rotated + [log])
+    # The rotations happened while requests flowed: each renamed file has
+    # lines (the last file may have none when the load ended before the
+    # second reopen, which now goes through main).
+    assert all(wait_lines(f, 1, 0) for f in rotated)
 
 
 def test_stalled_file_system_does_not_stall_serving(wharf, docroot,
