@@ -215,6 +215,19 @@ proc_free(app_proc_t *proc)
     app_unref(app);
 }
 
+/* Runs task on loop: in this tick when loop is the calling thread's own
+ * (no eventfd write and wake-up, as for every request of a busy app on
+ * one router thread), else posted to it. */
+static void
+app_task_run(wf_loop_t *loop, wf_task_t *task)
+{
+    if (loop == wf_loop_current()) {
+        wf_task_schedule(loop, task);
+    } else {
+        wf_task_post(loop, task);
+    }
+}
+
 static void
 app_post_scale(wf_app_t *app)
 {
@@ -222,7 +235,7 @@ app_post_scale(wf_app_t *app)
 
     if (atomic_compare_exchange_strong(&app->scale_posted, &expected, true)) {
         app_ref(app);
-        wf_task_post(wf_loop_get(0), &app->scale);
+        app_task_run(wf_loop_get(0), &app->scale);
     }
 }
 
@@ -268,7 +281,7 @@ app_queue_fail_if_hopeless(wf_app_t *app)
         app->nqueued--;
         x->state = APP_X_ASSIGNED;
         x->proc = NULL; /* the assign task answers 503 */
-        wf_task_post(x->loop, &x->assign);
+        app_task_run(x->loop, &x->assign);
     }
 }
 
@@ -770,7 +783,7 @@ wf_app_queue_drain(wf_app_t *app)
         app->nqueued--;
         app_slot_take(x, proc, slot);
         x->state = APP_X_ASSIGNED;
-        wf_task_post(x->loop, &x->assign);
+        app_task_run(x->loop, &x->assign);
     }
 }
 
