@@ -136,6 +136,11 @@ enum {
 #define WF_APP_RESP_END                              \
     0x1 /* the body in this message is all of it: no \
            RESP_BODY/RESP_FILE follow (RESP_END does) */
+#define WF_APP_RESP_DONE                                 \
+    0x2 /* with WF_APP_RESP_END only: the request is     \
+           over too, as a RESP_END with 0 would say, and \
+           no RESP_END follows (a small complete answer  \
+           is one message each way) */
 
 /* WF_APP_MSG_RESP_HEAD's fixed part, followed by 2 * nfields strings
  * (encoded as above) and body_size bytes of body.  The router adds

@@ -3,6 +3,7 @@
 #include "process/app_xchg.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -897,7 +898,7 @@ xchg_upgrade_check(app_xchg_t *x, const wf_app_resp_hdr_t *hdr)
 }
 
 static void
-xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
+xchg_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
 {
     const unsigned char *m = wf_port_msg_flatten(msg);
     wf_app_resp_hdr_t hdr;
@@ -946,14 +947,10 @@ xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
     }
 }
 
+/* The request is over on the app's side; cut: RESP_END's payload. */
 static void
-xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
+xchg_resp_end(app_xchg_t *x, uint32_t cut)
 {
-    uint32_t cut = 1;
-
-    if (msg->size == sizeof(cut)) {
-        memcpy(&cut, wf_port_msg_flatten(msg), sizeof(cut));
-    }
     wf_list_del(&x->link);
     wf_list_init(&x->link);
     x->state = APP_X_DONE;
@@ -978,7 +975,39 @@ xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
     } else if (!x->responded) {
         xchg_fail(x, 502);
     }
+    if (wf_list_is_empty(&x->sock->xchgs) && x->sock->port != NULL) {
+        /* Nothing more to hear on the socket until the next head. */
+        wf_port_read_yield(x->sock->port);
+    }
     wf_app_sock_idle(x->sock);
+}
+
+static void
+xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
+{
+    uint32_t cut = 1;
+
+    if (msg->size == sizeof(cut)) {
+        memcpy(&cut, wf_port_msg_flatten(msg), sizeof(cut));
+    }
+    xchg_resp_end(x, cut);
+}
+
+/* RESP_HEAD, and the request's end with it when WF_APP_RESP_DONE says so
+ * (a DONE without END is a head cut short). */
+static void
+xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
+{
+    const unsigned char *m = wf_port_msg_flatten(msg);
+    uint32_t flags = 0;
+
+    if (m != NULL && msg->size >= sizeof(wf_app_resp_hdr_t)) {
+        memcpy(&flags, m + offsetof(wf_app_resp_hdr_t, flags), sizeof(flags));
+    }
+    xchg_resp_head(x, msg);
+    if (flags & WF_APP_RESP_DONE) {
+        xchg_resp_end(x, (flags & WF_APP_RESP_END) ? 0 : 1);
+    }
 }
 
 static app_xchg_t *

@@ -58,6 +58,7 @@ struct wf_port {
     const wf_port_type_t *in_type; /* NULL: the open message is dropped */
     uint32_t in_total;             /* its announced payload size */
     uint32_t in_got;               /* payload bytes received so far */
+    bool read_yield;               /* wf_port_read_yield(): batch over */
     wf_port_msg_t in;
 };
 
@@ -1043,15 +1044,24 @@ port_recv_one(wf_port_t *p)
     return port_input(p, &h, (size_t)n, fds, nfds, mh.msg_flags, cmsg_bad);
 }
 
+void
+wf_port_read_yield(wf_port_t *p)
+{
+    p->read_yield = true;
+}
+
 int
 wf_port_on_readable(wf_port_t *p)
 {
     int rc = WF_OK;
 
     wf_port_ref(p); /* a handler may destroy p */
-    for (unsigned i = 0; i < PORT_READ_BATCH && rc == WF_OK; i++) {
+    p->read_yield = false;
+    for (unsigned i = 0; i < PORT_READ_BATCH && rc == WF_OK && !p->read_yield;
+         i++) {
         rc = p->closed ? WF_ERROR : port_recv_one(p);
     }
+    p->read_yield = false;
     if (rc == WF_OK && p->closed) {
         rc = WF_ERROR;
     }

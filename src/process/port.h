@@ -197,6 +197,12 @@ int wf_port_post(wf_port_t *p, wf_task_t *task);
  * thread that drives the port. */
 int wf_port_on_readable(wf_port_t *p);
 
+/* From a message handler, on the owner thread: the handler expects
+ * nothing more on p for now, so the read batch ends after this message
+ * instead of with a recvmsg() that says EAGAIN.  A wrong guess costs
+ * nothing: what is queued keeps the socket readable for the next wait. */
+void wf_port_read_yield(wf_port_t *p);
+
 /* Writes queued packets.  Returns WF_OK when the queue is empty, WF_AGAIN
  * when the socket is full (a started port then polls for EPOLLOUT), or
  * WF_ERROR when p is closed (a write error calls owner->on_close).  Owner

@@ -343,21 +343,68 @@ test_one_request(void **state)
     assert_int_equal(rt->read(req, buf, sizeof(buf)), 0);
 
     assert_int_equal(rt->respond(req, 200, resp, 1, "hello", 5, 1), WF_APP_OK);
-    /* The complete response waits for end(): one batch with RESP_END. */
+    /* The complete response waits for end(): one message that says DONE
+     * (no RESP_END follows). */
     assert_false(router_wait(f.router[0], 50));
     rt->end(req, 1);
     router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, 7, &m);
     memcpy(&rh, m.data, sizeof(rh));
     assert_int_equal(rh.status, 200);
     assert_int_equal(rh.nfields, 1);
-    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
     assert_int_equal(rh.body_size, 5);
     memcpy(&len, m.data + sizeof(rh), 4);
     assert_int_equal(len, 12);
     assert_string_equal((char *)m.data + sizeof(rh) + 4, "Content-Type");
     assert_memory_equal(m.data + m.size - 5, "hello", 5);
     rmsg_free(&m);
-    router_expect_end(f.router[0], 7, 0);
+    assert_false(router_wait(f.router[0], 50));
+    fix_close(&f);
+}
+
+/* A complete head that went out before end() (a blocking read flushed
+ * it) cannot say DONE any more: end() sends RESP_END; and end() with a
+ * failure never says DONE. */
+static void
+test_held_head_flushed(void **state)
+{
+    unsigned char buf[1024];
+    wf_app_resp_hdr_t rh;
+    wf_app_worker_t *w;
+    wf_app_req_t *req;
+    rmsg_t m;
+    size_t n;
+    fix_t f;
+
+    wf_unused(state);
+    fix_open(&f, 1, 1);
+    w = rt->worker(f.app, 0);
+    n = head_encode(buf, "POST", "/", 0, NULL, NULL, NULL, 0, 0, 2);
+    router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 8, buf, n);
+    assert_int_equal(rt->next(w, &req, WAIT_MS), WF_APP_OK);
+    router_expect_ready(f.router[0], 1);
+    assert_int_equal(rt->respond(req, 200, NULL, 0, "ok", 2, 1), WF_APP_OK);
+    router_send(f.router[0], WF_APP_MSG_REQ_BODY, 8, "xy", 2);
+    router_send(f.router[0], WF_APP_MSG_REQ_END, 8, NULL, 0);
+    assert_int_equal(rt->read(req, buf, sizeof(buf)), 2);
+    router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, 8, &m);
+    memcpy(&rh, m.data, sizeof(rh));
+    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    rmsg_free(&m);
+    rt->end(req, 1);
+    router_expect_end(f.router[0], 8, 0);
+
+    n = head_encode(buf, "GET", "/", 0, NULL, NULL, NULL, 0,
+                    WF_APP_REQ_BODY_END, WF_APP_LEN_NONE);
+    router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 9, buf, n);
+    assert_int_equal(rt->next(w, &req, WAIT_MS), WF_APP_OK);
+    assert_int_equal(rt->respond(req, 200, NULL, 0, "ok", 2, 1), WF_APP_OK);
+    rt->end(req, 0);
+    router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, 9, &m);
+    memcpy(&rh, m.data, sizeof(rh));
+    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    rmsg_free(&m);
+    router_expect_end(f.router[0], 9, 1);
     fix_close(&f);
 }
 
@@ -793,8 +840,8 @@ test_dispatch_two_streams(void **state)
         assert_int_equal(rh.body_size, 8);
         assert_memory_equal(m.data + sizeof(rh),
                             k == 0 ? "got A1A2" : "got B1B2", 8);
+        assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
         seen[k] = true;
-        router_expect_end(f.router[1], m.stream, 0);
         rmsg_free(&m);
     }
     assert_true(seen[0] && seen[1]);
@@ -1193,11 +1240,10 @@ expect_body(int fd, uint64_t stream, const char *body)
     router_expect(fd, WF_APP_MSG_RESP_HEAD, stream, &m);
     memcpy(&rh, m.data, sizeof(rh));
     assert_int_equal(rh.status, 200);
-    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
     assert_int_equal(rh.body_size, strlen(body));
     assert_memory_equal(m.data + m.size - rh.body_size, body, rh.body_size);
     rmsg_free(&m);
-    router_expect_end(fd, stream, 0);
 }
 
 static void
@@ -1393,6 +1439,7 @@ wf_test_app_rt(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_request),
+        cmocka_unit_test(test_held_head_flushed),
         cmocka_unit_test(test_fragmented_head),
         cmocka_unit_test(test_body_acks),
         cmocka_unit_test(test_response_window),
