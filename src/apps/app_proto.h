@@ -80,6 +80,12 @@ enum {
 typedef struct wf_app_ready {
     uint32_t concurrency; /* requests at once on this socket's slot, >= 1 */
     uint32_t pid;
+    uint32_t queued; /* of concurrency, how many wait behind the one
+                        being served and are served in order (a pull
+                        worker's next request); the router sends those
+                        only once the app can start no more processes,
+                        and restarts their limits.timeout when the
+                        request before them ends.  0: all at once. */
 } wf_app_ready_t;
 
 /* wf_app_req_hdr_t.flags */

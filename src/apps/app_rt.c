@@ -109,6 +109,7 @@ struct wf_app_worker {
     wf_app_t *app;
     unsigned index;
     unsigned concurrency; /* announced in READY */
+    unsigned queued;      /* of which wait behind the one served (READY) */
     bool announced;
     bool broken;      /* garbage from the router: every socket closed */
     rt_sock_t *socks; /* N, owned */
@@ -915,7 +916,9 @@ static void
 rt_req_make_ready(wf_app_worker_t *w, wf_app_req_t *r)
 {
     wf_list_add_tail(&w->ready, &r->qlink);
-    rt_worker_wake(w); /* a dispatch()ing module must come back for it */
+    if (w->dispatching) {
+        rt_worker_wake(w); /* a dispatch()ing module must come back for it */
+    }
 }
 
 /* Flushes the output batch and handles the next message from r's socket,
@@ -944,12 +947,21 @@ rt_req_wait(wf_app_req_t *r)
 static void
 rt_announce(wf_app_worker_t *w)
 {
-    wf_app_ready_t rd = {.concurrency = w->concurrency, .pid = w->app->pid};
+    wf_app_ready_t rd;
 
     if (w->announced) {
         return;
     }
     w->announced = true;
+    if (!w->dispatching && w->concurrency == 1) {
+        /* A pull worker serves one request at a time, but takes the next
+         * one queued behind it: it finds it there when it asks, without
+         * a sleep and a wake-up between the two. */
+        w->concurrency = 1 + WF_APP_RT_QUEUED;
+        w->queued = WF_APP_RT_QUEUED;
+    }
+    rd = (wf_app_ready_t){
+        .concurrency = w->concurrency, .pid = w->app->pid, .queued = w->queued};
     for (unsigned i = 0; i < w->nsocks; i++) {
         if (w->socks[i].fd != -1) {
             rt_out_small(w, &w->socks[i], WF_APP_MSG_READY, 0, &rd, sizeof(rd));

@@ -133,7 +133,7 @@ class AppProcess:
     def ready(self):
         type_, stream, payload, _ = self.recv()
         assert (type_, stream) == (READY, 0), type_
-        return struct.unpack("<II", payload)  # concurrency, pid
+        return struct.unpack("<II", payload[:8])  # concurrency, pid
 
     def request(self, method="GET", target="/", headers=(), body=b"",
                 flags=REQ_BODY_END, content_length=None, tls=False):

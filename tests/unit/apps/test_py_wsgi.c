@@ -19,6 +19,7 @@
 
 #include "apps/app_main.h"
 #include "apps/app_proto.h"
+#include "apps/app_rt.h"
 #include "core/common.h"
 #include "process/port.h"
 #include "unit.h"
@@ -252,7 +253,9 @@ py_expect_ready(int fd)
     py_recv(fd, &m);
     assert_int_equal(m.type, WF_APP_MSG_READY);
     memcpy(&rd, m.data, sizeof(rd));
-    assert_int_equal(rd.concurrency, 1);
+    /* A pull worker: one at a time, the next one queued behind it. */
+    assert_int_equal(rd.concurrency, 1 + WF_APP_RT_QUEUED);
+    assert_int_equal(rd.queued, WF_APP_RT_QUEUED);
     py_msg_free(&m);
 }
 
