@@ -70,6 +70,20 @@ wf_log_reopen(void)
     return WF_OK;
 }
 
+int
+wf_log_redirect(int fd)
+{
+    int rc = WF_OK;
+
+    /* dup2 swaps the file under concurrent writers without a gap. */
+    if (log_fd != STDERR_FILENO && dup2(fd, log_fd) == -1) {
+        rc = WF_ERROR;
+        wf_log_alert(errno, "dup2(%d, %d) failed", fd, log_fd);
+    }
+    close(fd);
+    return rc;
+}
+
 void
 wf_log_set_level(wf_log_level_t level)
 {

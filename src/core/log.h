@@ -27,6 +27,11 @@ int wf_log_fd(void);
 /* Reopens the log file (USR1). */
 int wf_log_reopen(void);
 
+/* Puts fd (taken) in place of the log file, which main reopened for this
+ * process (an unprivileged one may not open it).  Ignored, fd closed,
+ * while the log is stderr.  Returns WF_OK or WF_ERROR (logged). */
+int wf_log_redirect(int fd);
+
 /* Lines above this level are dropped; WF_LOG_INFO by default. */
 void wf_log_set_level(wf_log_level_t level);
 

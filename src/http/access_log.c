@@ -32,8 +32,11 @@
 typedef struct alog_file {
     wf_list_t link; /* in alog.files */
     _Atomic unsigned refs;
-    int fd;      /* replaced in place (dup3) on reopen, by the writer only */
-    char path[]; /* NUL-terminated */
+    int fd;        /* replaced in place (dup3) on reopen, by the writer
+                      only; -1 until wf_access_log_set_fd() when deferred */
+    int reopen_fd; /* given by wf_access_log_reopen_fd(), for the writer to
+                      put in place of fd; -1: none (guarded by alog.mu) */
+    char path[];   /* NUL-terminated */
 } alog_file_t;
 
 struct wf_access_log {
@@ -65,7 +68,9 @@ static struct {
     bool started;
     bool stop;
     bool exited;
-    bool reopen;
+    bool reopen;       /* reopen every file by its path */
+    bool reopen_given; /* some file has a reopen_fd */
+    bool deferred;     /* files are opened by someone else (main) */
     pthread_t tid;
     _Atomic uint64_t written; /* lines, since start */
     _Atomic uint64_t dropped;
@@ -111,7 +116,12 @@ alog_file_unref(alog_file_t *f)
     pthread_mutex_lock(&alog.mu);
     wf_list_del(&f->link);
     pthread_mutex_unlock(&alog.mu);
-    close(f->fd);
+    if (f->fd != -1) {
+        close(f->fd);
+    }
+    if (f->reopen_fd != -1) {
+        close(f->reopen_fd);
+    }
     free(f);
 }
 
@@ -142,8 +152,9 @@ alog_file_get_locked(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "Out of memory.");
         return NULL;
     }
-    f->fd = alog_open(path);
-    if (f->fd == -1) {
+    f->reopen_fd = -1;
+    f->fd = alog.deferred ? -1 : alog_open(path);
+    if (f->fd == -1 && !alog.deferred) {
         snprintf(err, errlen, "Failed to open the access log \"%.200s\": %s.",
                  path, strerror(errno));
         free(f);
@@ -181,14 +192,98 @@ wf_access_log_destroy(wf_access_log_t *al)
     }
 }
 
-/* Opens f's path anew and puts the new file in place of f's descriptor,
- * so that buffers in flight need not know.  On the writer thread, which
- * alone writes to f->fd. */
-static void
-alog_file_reopen(alog_file_t *f)
+void
+wf_access_log_defer_open(bool on)
 {
-    int fd = alog_open(f->path);
+    pthread_mutex_lock(&alog.mu);
+    alog.deferred = on;
+    pthread_mutex_unlock(&alog.mu);
+}
 
+const char *
+wf_access_log_needs_fd(const wf_access_log_t *al)
+{
+    bool needs;
+
+    if (al == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&alog.mu);
+    needs = al->file->fd == -1;
+    pthread_mutex_unlock(&alog.mu);
+    return needs ? al->file->path : NULL;
+}
+
+void
+wf_access_log_set_fd(wf_access_log_t *al, int fd)
+{
+    pthread_mutex_lock(&alog.mu);
+    if (al->file->fd == -1) {
+        al->file->fd = fd;
+        fd = -1;
+    }
+    pthread_mutex_unlock(&alog.mu);
+    if (fd != -1) {
+        close(fd); /* the file got one meanwhile */
+    }
+}
+
+void
+wf_access_log_each_path(void (*fn)(const char *path, void *arg), void *arg)
+{
+    pthread_mutex_lock(&alog.mu);
+    alog_init_locked();
+    wf_list_for_each(l, &alog.files)
+    {
+        alog_file_t *f = wf_container_of(l, alog_file_t, link);
+
+        if (f->fd != -1) {
+            fn(f->path, arg);
+        }
+    }
+    pthread_mutex_unlock(&alog.mu);
+}
+
+void
+wf_access_log_reopen_fd(const char *path, int fd)
+{
+    alog_file_t *f = NULL;
+
+    pthread_mutex_lock(&alog.mu);
+    alog_init_locked();
+    wf_list_for_each(l, &alog.files)
+    {
+        alog_file_t *one = wf_container_of(l, alog_file_t, link);
+
+        if (one->fd != -1 && strcmp(one->path, path) == 0) {
+            f = one;
+            break;
+        }
+    }
+    if (f != NULL && alog_start_locked()) {
+        if (f->reopen_fd != -1) {
+            close(f->reopen_fd); /* two USR1 in a row: the newer wins */
+        }
+        f->reopen_fd = fd;
+        fd = -1;
+        alog.reopen_given = true;
+        pthread_cond_signal(&alog.cv);
+    }
+    pthread_mutex_unlock(&alog.mu);
+    if (fd != -1) {
+        close(fd); /* no longer logged to: nothing to reopen */
+    }
+}
+
+/* Puts fd (taken; -1: open f's path anew) in place of f's descriptor, so
+ * that buffers in flight need not know.  On the writer thread, which alone
+ * writes to f->fd. */
+static void
+alog_file_reopen(alog_file_t *f, int fd)
+{
+    if (fd == -1) {
+        fd = alog_open(f->path);
+    }
     if (fd == -1) {
         wf_log_alert(errno, "open(\"%s\") failed", f->path);
         return;
@@ -199,13 +294,15 @@ alog_file_reopen(alog_file_t *f)
     close(fd);
 }
 
-/* Reopens every file by its path.  open() may block on a stalled file
- * system, so it runs without alog.mu: the files are pinned by references
- * taken under it. */
+/* Reopens the files: those given a descriptor, and every other one by
+ * its path when by_path.  open() may block on a stalled file system, so it
+ * runs without alog.mu: the files are pinned by references taken under
+ * it. */
 static void
-alog_reopen_all(void)
+alog_reopen_all(bool by_path)
 {
     alog_file_t **files = NULL;
+    int *fds = NULL;
     size_t n = 0;
     size_t cap = 0;
 
@@ -215,25 +312,36 @@ alog_reopen_all(void)
         cap++;
     }
     files = cap > 0 ? malloc(cap * sizeof(*files)) : NULL;
+    fds = cap > 0 ? malloc(cap * sizeof(*fds)) : NULL;
     wf_list_for_each(l, &alog.files)
     {
-        if (files == NULL) {
+        alog_file_t *f = wf_container_of(l, alog_file_t, link);
+
+        if (files == NULL || fds == NULL) {
             break;
         }
-        files[n] = wf_container_of(l, alog_file_t, link);
-        atomic_fetch_add(&files[n]->refs, 1);
+        if (f->fd == -1 || (f->reopen_fd == -1 && !by_path)) {
+            continue;
+        }
+        files[n] = f;
+        fds[n] = f->reopen_fd;
+        f->reopen_fd = -1;
+        atomic_fetch_add(&f->refs, 1);
         n++;
     }
     pthread_mutex_unlock(&alog.mu);
-    if (files == NULL && cap > 0) {
+    if ((files == NULL || fds == NULL) && cap > 0) {
         wf_log_alert(ENOMEM, "cannot reopen the access logs");
+        free(files);
+        free(fds);
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        alog_file_reopen(files[i]);
+        alog_file_reopen(files[i], fds[i]);
         alog_file_unref(files[i]);
     }
     free(files);
+    free(fds);
 }
 
 void
@@ -576,10 +684,13 @@ alog_writer(void *arg)
             pthread_mutex_lock(&alog.mu);
             continue;
         }
-        if (alog.reopen) {
+        if (alog.reopen || alog.reopen_given) {
+            bool by_path = alog.reopen;
+
             alog.reopen = false;
+            alog.reopen_given = false;
             pthread_mutex_unlock(&alog.mu);
-            alog_reopen_all();
+            alog_reopen_all(by_path);
             pthread_mutex_lock(&alog.mu);
             continue;
         }

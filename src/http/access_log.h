@@ -49,6 +49,34 @@ wf_access_log_t *wf_access_log_create(wf_arena_t *a,
                                       const wf_access_log_spec_t *spec,
                                       char *err, size_t errlen);
 
+/* on: from now on wf_access_log_create() opens no file; a file not
+ * already open gets its descriptor later from wf_access_log_set_fd().
+ * off (the default): it opens its file itself.  For processes that may not open
+ * the files themselves: the router asks main for them (Unit's
+ * NXT_PORT_MSG_ACCESS_LOG), and the controller, which only validates,
+ * needs none. */
+void wf_access_log_defer_open(bool on);
+
+/* al's path when its file still needs a descriptor (deferred, and no live
+ * access log of that path had one), else NULL (al NULL too).  The string
+ * lives as long as al. */
+const char *wf_access_log_needs_fd(const wf_access_log_t *al);
+
+/* Gives al's file its descriptor fd (taken: O_APPEND, opened for this
+ * process).  Before any line is written for al. */
+void wf_access_log_set_fd(wf_access_log_t *al, int fd);
+
+/* Calls fn(path, arg) for the path of every open access log file, with an
+ * internal mutex held: fn must not call this module. */
+void wf_access_log_each_path(void (*fn)(const char *path, void *arg),
+                             void *arg);
+
+/* Makes the writer thread put fd (taken; the file at path opened anew, by
+ * main) in place of path's file, after it wrote every buffer already
+ * queued (to the old file), as wf_access_log_reopen() does.  fd is closed
+ * when no access log uses path any more.  Never blocks. */
+void wf_access_log_reopen_fd(const char *path, int fd);
+
 /* Drops al's file reference (the file closes when the writer has no more
  * lines for it).  Accepts NULL.  The memory belongs to the arena. */
 void wf_access_log_destroy(wf_access_log_t *al);

@@ -550,15 +550,25 @@ ctl_socket_mode(const char *path, const wf_opts_t *opts)
     return ctl_socket_owner(path, opts);
 }
 
+static int
+ctl_socket_addr(wf_listener_t *l, const wf_opts_t *opts)
+{
+    memset(l, 0, sizeof(*l));
+    l->io.fd = -1;
+    l->name = opts->control;
+    if (!wf_conf_addr_parse(opts->control, &l->addr, &l->addrlen)) {
+        wf_log_alert(0, "invalid --control address \"%s\"", opts->control);
+        return WF_ERROR;
+    }
+    return WF_OK;
+}
+
 int
 wf_ctl_http_open(wf_listener_t *l, const wf_opts_t *opts)
 {
     const char *path = NULL;
 
-    memset(l, 0, sizeof(*l));
-    l->name = opts->control;
-    if (!wf_conf_addr_parse(opts->control, &l->addr, &l->addrlen)) {
-        wf_log_alert(0, "invalid --control address \"%s\"", opts->control);
+    if (ctl_socket_addr(l, opts) != WF_OK) {
         return WF_ERROR;
     }
     if (l->addr.ss_family == AF_UNIX) {
@@ -572,9 +582,19 @@ wf_ctl_http_open(wf_listener_t *l, const wf_opts_t *opts)
     }
     if (path != NULL && path[0] != '\0'
         && ctl_socket_mode(path, opts) != WF_OK) {
-        wf_listener_close(l);
+        wf_ctl_http_close(l, opts);
         return WF_ERROR;
     }
+    return WF_OK;
+}
+
+int
+wf_ctl_http_start(wf_listener_t *l, const wf_opts_t *opts, int fd)
+{
+    if (ctl_socket_addr(l, opts) != WF_OK) {
+        return WF_ERROR;
+    }
+    l->io.fd = fd;
     l->on_accept = ctl_on_accept;
     return wf_listener_start(l);
 }

@@ -14,12 +14,20 @@
 typedef struct wf_ctl_conn wf_ctl_conn_t;
 
 /* Creates the control socket named by opts->control ("unix:PATH", with
- * missing parent directories created and mode --control-mode, 0600 by
- * default, or "IP:PORT") and starts accepting on it.  Call before the
- * loops start.  Returns WF_OK or WF_ERROR (logged). */
+ * missing parent directories created, mode --control-mode, 0600 by
+ * default, and owner --control-user/--control-group; or "IP:PORT"), not
+ * yet accepting.  main does it, as root when it is, and keeps the socket
+ * across controller restarts (as Unit's nxt_runtime_controller_socket()).
+ * Returns WF_OK or WF_ERROR (logged). */
 int wf_ctl_http_open(wf_listener_t *l, const wf_opts_t *opts);
 
-/* Closes the control socket and removes a unix socket's file. */
+/* In the controller: starts accepting on fd, the socket main opened with
+ * wf_ctl_http_open() (the controller's copy, taken: wf_listener_close()
+ * closes it).  Call before the loops start.  Returns WF_OK or WF_ERROR
+ * (logged). */
+int wf_ctl_http_start(wf_listener_t *l, const wf_opts_t *opts, int fd);
+
+/* In main: closes the control socket and removes a unix socket's file. */
 void wf_ctl_http_close(wf_listener_t *l, const wf_opts_t *opts);
 
 /* The connection's config was applied and stored (error == NULL), or not:

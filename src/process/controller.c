@@ -20,6 +20,7 @@
 #include "core/listen.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "http/access_log.h"
 #include "http/h1_parse.h"
 #include "http/respond.h"
 #include "process/control_http.h"
@@ -40,7 +41,9 @@ typedef struct ctl_proc {
     wf_ctl_conn_t *applying; /* the request waiting for the router */
     wf_list_t waiting;       /* requests queued behind it */
     wf_port_request_t apply_req;
+    wf_port_request_t store_req; /* WF_MSG_CONF_STORE to main */
     bool apply_busy;
+    bool resend;           /* a new router waits for the config */
     bool persist;          /* store the config once applied */
     wf_listener_t control; /* the control socket */
 } ctl_proc_t;
@@ -49,12 +52,20 @@ static ctl_proc_t ctl;
 
 static void ctl_on_peer_port(wf_port_t *p, wf_port_msg_t *msg);
 static void ctl_on_modules(wf_port_t *p, wf_port_msg_t *msg);
+static void ctl_on_log_reopen(wf_port_t *p, wf_port_msg_t *msg);
 static void ctl_apply_next(void);
+static void ctl_router_ready(void);
 
 static const wf_port_type_t ctl_main_types[] = {
+    {WF_MSG_OK, "ok", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_FAIL, "fail", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_MAIN), 0},
     {WF_MSG_PEER_PORT, "peer_port", ctl_on_peer_port,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
     {WF_MSG_MODULES, "modules", ctl_on_modules, WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_CONF_STORE, "conf_store", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_LOG_REOPEN, "log_reopen", ctl_on_log_reopen,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
 };
 
 static const wf_port_type_t ctl_router_types[] = {
@@ -93,26 +104,77 @@ ctl_send_conf(json_t *conf)
     return rc;
 }
 
+/* The change is over: reply (error NULL: done) and go on. */
+static void
+ctl_apply_done(const char *error)
+{
+    wf_ctl_conn_t *conn = ctl.applying;
+
+    ctl.apply_busy = false;
+    ctl.applying = NULL;
+    if (conn != NULL) {
+        wf_ctl_conn_applied(conn, error);
+    }
+    if (ctl.resend) {
+        ctl.resend = false;
+        ctl_router_ready();
+    }
+    ctl_apply_next();
+}
+
+/* main stored the config (or could not, or went away). */
+static void
+ctl_on_stored(wf_port_request_t *req, wf_port_msg_t *msg, int status)
+{
+    wf_unused(req);
+    if (status != WF_OK || msg->type != WF_MSG_OK) {
+        /* Live but not stored: a restart would bring back the old one,
+         * so the client must not hear "done". */
+        wf_log_error(0, "configuration applied but not stored");
+        ctl_apply_done("Failed to store the configuration.");
+        return;
+    }
+    ctl_apply_done(NULL);
+}
+
+/* main writes STATEDIR/conf.json (Unit's NXT_PORT_MSG_CONF_STORE): the
+ * controller may run as a user with no right on the state directory. */
+static int
+ctl_store(const json_t *conf)
+{
+    char *text = wf_statedir_conf_text(conf);
+    int rc = WF_ERROR;
+
+    if (text != NULL && ctl.main_port != NULL) {
+        ctl.store_req.handler = ctl_on_stored;
+        rc = wf_port_request_add(ctl.main_port, &ctl.store_req);
+    }
+    if (rc == WF_OK
+        && wf_port_send(ctl.main_port, WF_MSG_CONF_STORE, ctl.store_req.stream,
+                        text, strlen(text), NULL, 0)
+               != WF_OK) {
+        wf_port_request_del(ctl.main_port, &ctl.store_req);
+        rc = WF_ERROR;
+    }
+    free(text);
+    return rc;
+}
+
 /* The router answered (or went away): store, reply, go on. */
 static void
 ctl_on_applied(wf_port_request_t *req, wf_port_msg_t *msg, int status)
 {
-    wf_ctl_conn_t *conn = ctl.applying;
     bool ok = status == WF_OK && msg->type == WF_MSG_OK;
-    const char *error = ok ? NULL : "Failed to apply new configuration.";
 
     wf_unused(req);
-    ctl.apply_busy = false;
-    ctl.applying = NULL;
     if (ok) {
         json_decref(ctl.conf);
         ctl.conf = ctl.pending_conf;
         ctl.pending_conf = NULL;
-        if (ctl.persist
-            && wf_statedir_store_conf(ctl.opts->statedir, ctl.conf) != WF_OK) {
-            /* Live but not stored: a restart would bring back the old
-             * one, so the client must not hear "done". */
-            error = "Failed to store the configuration.";
+        if (!ctl.persist) {
+            ctl_apply_done(NULL);
+        } else if (ctl_store(ctl.conf) != WF_OK) {
+            ctl_apply_done("Failed to store the configuration.");
         }
     } else {
         const char *why = status == WF_OK
@@ -123,11 +185,8 @@ ctl_on_applied(wf_port_request_t *req, wf_port_msg_t *msg, int status)
                      why != NULL ? why : "?");
         json_decref(ctl.pending_conf);
         ctl.pending_conf = NULL;
+        ctl_apply_done("Failed to apply new configuration.");
     }
-    if (conn != NULL) {
-        wf_ctl_conn_applied(conn, error);
-    }
-    ctl_apply_next();
 }
 
 /* Starts the next queued change, if the router is there to take it. */
@@ -177,7 +236,10 @@ static void
 ctl_router_ready(void)
 {
     if (ctl.apply_busy) {
-        return; /* the failed request re-queues nothing; it was answered */
+        /* A change is being stored: the router that applied it is gone,
+         * and this one gets the config once main stored it. */
+        ctl.resend = true;
+        return;
     }
     ctl.pending_conf = json_incref(ctl.conf);
     ctl.applying = NULL;
@@ -234,11 +296,27 @@ ctl_on_modules(wf_port_t *p, wf_port_msg_t *msg)
     json_decref(modules);
 }
 
-/* The config at start: --config FILE, else STATEDIR/conf.json; an invalid
- * stored config is logged and Wharf starts empty. */
+/* main reopened the error log (USR1) and sent it: this process may not be
+ * allowed to open it. */
+static void
+ctl_on_log_reopen(wf_port_t *p, wf_port_msg_t *msg)
+{
+    int fd = wf_port_msg_take_fd(msg, 0);
+
+    wf_unused(p);
+    if (fd != -1) {
+        wf_log_redirect(fd);
+    }
+}
+
+/* The config at start: --config FILE, else STATEDIR/conf.json; without
+ * one (or with an invalid one, logged), Unit's default, which is not
+ * stored until the first change (nxt_controller_conf_default()). */
 static json_t *
 ctl_initial_conf(const wf_opts_t *opts, bool *from_file)
 {
+    static const char unit_default[] =
+        "{\"listeners\": {}, \"routes\": [], \"applications\": {}}";
     json_t *conf = NULL;
 
     *from_file = false;
@@ -248,17 +326,23 @@ ctl_initial_conf(const wf_opts_t *opts, bool *from_file)
     } else {
         conf = wf_statedir_load_stored(opts->statedir);
     }
-    return conf != NULL ? conf : json_object();
+    return conf != NULL ? conf : json_loads(unit_default, 0, NULL);
 }
 
 static int
-ctl_start(const wf_opts_t *opts, int main_fd, int router_fd)
+ctl_start(const wf_opts_t *opts, int main_fd, int router_fd, int control_fd)
 {
     bool from_file;
 
     ctl.opts = opts;
     wf_list_init(&ctl.waiting);
+    /* Validating opens no access log: the router gets them from main. */
+    wf_access_log_defer_open(true);
+    /* Read as root (Unit's controller prefork): conf.json is main's. */
     ctl.conf = ctl_initial_conf(opts, &from_file);
+    if (wf_proc_drop_privileges(opts) != WF_OK) {
+        return WF_ERROR;
+    }
     wf_listen_set_limits(0, 0);
     if (wf_loops_create(1) != WF_OK) {
         return WF_ERROR;
@@ -272,29 +356,30 @@ ctl_start(const wf_opts_t *opts, int main_fd, int router_fd)
         router_fd, WF_PORT_CONTROLLER, WF_PORT_ROUTER, ctl_router_types,
         wf_nitems(ctl_router_types), &ctl.router_owner);
     if (ctl.main_port == NULL || ctl.router_port == NULL
-        || wf_ctl_http_open(&ctl.control, opts) != WF_OK) {
+        || wf_ctl_http_start(&ctl.control, opts, control_fd) != WF_OK) {
         return WF_ERROR;
     }
     ctl_router_ready();
     ctl.persist = from_file;
-    wf_statedir_store_version(opts->statedir);
     return wf_loops_start();
 }
 
 int
-wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd)
+wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd,
+                   int control_fd)
 {
     bool graceful;
 
     wf_proc_title_set(opts->argv, "%s: controller", wf_proc_name());
-    if (ctl_start(opts, main_fd, router_fd) != WF_OK) {
+    if (ctl_start(opts, main_fd, router_fd, control_fd) != WF_OK) {
         return EXIT_FAILURE;
     }
     wf_log_info("controller started");
-    graceful = wf_proc_wait_stop(NULL);
+    graceful = wf_proc_wait_stop();
     wf_loops_stop(graceful, 1000);
     wf_loops_join();
-    wf_ctl_http_close(&ctl.control, opts);
+    /* The socket stays main's (its file too) for the next controller. */
+    wf_listener_close(&ctl.control);
     wf_port_destroy(ctl.main_port);
     wf_port_destroy(ctl.router_port);
     json_decref(ctl.conf);

@@ -23,6 +23,8 @@
 #include "core/common.h"
 #include "core/listen.h"
 #include "core/log.h"
+#include "process/control_http.h"
+#include "process/cred.h"
 #include "process/main_apps.h"
 #include "process/port.h"
 #include "process/port_msg_types.h"
@@ -36,9 +38,10 @@
 #ifndef WF_MODULESDIR
 #define WF_MODULESDIR "/usr/local/lib/wharf/modules" /* meson sets it */
 #endif
-#define MAIN_STOP_MS     15000 /* children get this long to exit */
-#define MAIN_RESTART_MS  100   /* at least this between two starts */
-#define MAIN_MAX_SOCKETS 256   /* listening sockets kept for the router */
+#define MAIN_STOP_MS      15000    /* children get this long to exit */
+#define MAIN_RESTART_MS   100      /* at least this between two starts */
+#define MAIN_MAX_SOCKETS  256      /* listening sockets kept for the router */
+#define MAIN_DEFAULT_USER "nobody" /* Unit's default --user */
 
 typedef wf_opts_t main_opts_t;
 
@@ -290,14 +293,18 @@ typedef struct main_state {
     bool graceful;
     main_socket_t sockets[MAIN_MAX_SOCKETS];
     unsigned nsockets;
-    json_t *modules;    /* WF_MSG_MODULES's list, found at start */
-    char *modules_text; /* its JSON text, sent to every new child */
+    json_t *modules;       /* WF_MSG_MODULES's list, found at start */
+    char *modules_text;    /* its JSON text, sent to every new child */
+    wf_listener_t control; /* the control socket, kept for controllers */
+    wf_cred_t cred;        /* --user/--group when root (opts->cred) */
 } main_state_t;
 
 static main_state_t mst;
 
 static void main_on_socket_open(wf_port_t *p, wf_port_msg_t *msg);
 static void main_on_socket_release(wf_port_t *p, wf_port_msg_t *msg);
+static void main_on_access_log_open(wf_port_t *p, wf_port_msg_t *msg);
+static void main_on_conf_store(wf_port_t *p, wf_port_msg_t *msg);
 
 /* Sorted by type; types main only sends have the reply handler. */
 static const wf_port_type_t main_router_types[] = {
@@ -320,13 +327,25 @@ static const wf_port_type_t main_router_types[] = {
      WF_PORT_FROM(WF_PORT_ROUTER), 0},
     {WF_MSG_MODULES, "modules", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_ACCESS_LOG_OPEN, "access_log_open", main_on_access_log_open,
+     WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_ACCESS_LOG, "access_log", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_LOG_REOPEN, "log_reopen", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
 };
 
 static const wf_port_type_t main_ctrl_types[] = {
+    {WF_MSG_OK, "ok", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_FAIL, "fail", wf_port_reply_handler, WF_PORT_FROM(WF_PORT_MAIN), 0},
     {WF_MSG_PEER_PORT, "peer_port", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
     {WF_MSG_MODULES, "modules", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_MAIN), 0},
+    {WF_MSG_CONF_STORE, "conf_store", main_on_conf_store,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_LOG_REOPEN, "log_reopen", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
 };
 
 static uint64_t
@@ -437,6 +456,52 @@ main_on_socket_release(wf_port_t *p, wf_port_msg_t *msg)
     }
 }
 
+/* The router's access log files are opened here, as root when main is
+ * (Unit's nxt_main_port_access_log_handler()): the router may not be
+ * allowed to. */
+static void
+main_on_access_log_open(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *path = (const char *)wf_port_msg_flatten(msg);
+    char why[300];
+    int fd;
+
+    if (path == NULL || path[0] == '\0' || strlen(path) != msg->size) {
+        wf_port_reply(p, msg, WF_MSG_FAIL, "Invalid access log path.", 24);
+        return;
+    }
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        int n = snprintf(why, sizeof(why),
+                         "Failed to open the access log \"%.200s\": %s.", path,
+                         strerror(errno));
+
+        wf_log_error(errno, "open(\"%s\") failed", path);
+        wf_port_reply(p, msg, WF_MSG_FAIL, why, (size_t)n);
+        return;
+    }
+    wf_port_send(p, WF_MSG_ACCESS_LOG, msg->stream, NULL, 0, &fd, 1);
+    close(fd); /* the port sent a duplicate */
+}
+
+/* The controller's config, stored as STATEDIR/conf.json (Unit's
+ * nxt_main_port_conf_store_handler()), with the atomic write of
+ * statedir.c: the controller needs no right on the state directory. */
+static void
+main_on_conf_store(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text = (const char *)wf_port_msg_flatten(msg);
+    static const char fail[] = "Failed to store the configuration.";
+
+    if (text == NULL
+        || wf_statedir_store_text(mst.opts->statedir, text, msg->size)
+               != WF_OK) {
+        wf_port_reply(p, msg, WF_MSG_FAIL, fail, sizeof(fail) - 1);
+        return;
+    }
+    wf_port_reply(p, msg, WF_MSG_OK, NULL, 0);
+}
+
 static void
 main_on_port_close(wf_port_t *p)
 {
@@ -473,17 +538,18 @@ main_child_port(main_child_t *child, int fd)
     return WF_OK;
 }
 
-/* In the new child: close every descriptor but its two ports and the
- * log, so that no other process keeps a port or a socket alive. */
+/* In the new child: close every descriptor but its two ports, the log
+ * and keep3 (the controller's control socket; -1: none), so that no other
+ * process keeps a port or a socket alive. */
 static void
-main_child_cleanup(int keep1, int keep2)
+main_child_cleanup(int keep1, int keep2, int keep3)
 {
     int log_fd = wf_log_fd();
     int max = (int)sysconf(_SC_OPEN_MAX);
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     for (int fd = STDERR_FILENO + 1; fd < max && fd < 65536; fd++) {
-        if (fd != keep1 && fd != keep2 && fd != log_fd) {
+        if (fd != keep1 && fd != keep2 && fd != keep3 && fd != log_fd) {
             close(fd);
         }
     }
@@ -506,10 +572,13 @@ main_child_fork(main_child_t *child, int main_fd, int child_fd, int peer_fd)
         goto fail;
     }
     if (pid == 0) {
-        main_child_cleanup(child_fd, peer_fd);
-        exit(child->role == WF_PORT_ROUTER
-                 ? wf_router_main(mst.opts, child_fd, peer_fd)
-                 : wf_controller_main(mst.opts, child_fd, peer_fd));
+        if (child->role == WF_PORT_ROUTER) {
+            main_child_cleanup(child_fd, peer_fd, -1);
+            exit(wf_router_main(mst.opts, child_fd, peer_fd));
+        }
+        main_child_cleanup(child_fd, peer_fd, mst.control.io.fd);
+        exit(
+            wf_controller_main(mst.opts, child_fd, peer_fd, mst.control.io.fd));
     }
     child->pid = pid;
     close(child_fd);
@@ -673,6 +742,27 @@ main_stop(bool graceful)
     wf_main_apps_stop(graceful ? SIGQUIT : SIGTERM);
 }
 
+/* USR1: main reopens the error log and hands it to the children, which
+ * may not be allowed to open it (Unit's NXT_PORT_MSG_CHANGE_FILE); the
+ * router then asks for its access logs anew. */
+static void
+main_reopen_logs(void)
+{
+    main_child_t *kids[2] = {&mst.ctrl, &mst.router};
+    int fd = wf_log_fd();
+    unsigned nfds = fd != STDERR_FILENO ? 1 : 0;
+
+    wf_log_notice(0, "signal %d (SIGUSR1) received, log files rotation",
+                  SIGUSR1);
+    wf_log_reopen();
+    for (int i = 0; i < 2; i++) {
+        if (kids[i]->port != NULL) {
+            wf_port_send(kids[i]->port, WF_MSG_LOG_REOPEN, 0, NULL, 0, &fd,
+                         nfds);
+        }
+    }
+}
+
 static void
 main_on_signal(void)
 {
@@ -695,8 +785,7 @@ main_on_signal(void)
             main_stop(false);
             break;
         case SIGUSR1:
-            wf_log_reopen();
-            main_signal_children(SIGUSR1);
+            main_reopen_logs();
             break;
         default:
             break;
@@ -729,10 +818,11 @@ main_loop(void)
 
     while (!mst.stopping || mst.ctrl.pid != 0 || mst.router.pid != 0
            || wf_main_apps_count() > 0) {
-        struct pollfd pfd[3] = {
+        struct pollfd pfd[4] = {
             {mst.sigfd, POLLIN, 0},
             {mst.ctrl.fd, POLLIN, 0},
             {mst.router.fd, POLLIN, 0},
+            {wf_main_apps_log_fd(), POLLIN, 0}, /* what apps log */
         };
 
         if (mst.stopping && deadline == 0) {
@@ -744,16 +834,24 @@ main_loop(void)
             wf_main_apps_stop(SIGKILL);
             deadline = main_now_ms() + MAIN_STOP_MS;
         }
-        if (poll(pfd, 3, 1000) < 0 && errno != EINTR) {
+        if (poll(pfd, 4, 1000) < 0 && errno != EINTR) {
             wf_log_alert(errno, "poll() failed");
             return;
+        }
+        if (pfd[3].revents != 0) {
+            wf_main_apps_log_drain(); /* before a USR1 reopens the log */
         }
         if (pfd[0].revents != 0) {
             main_on_signal();
         }
-        main_port_io(&mst.ctrl, pfd[1].revents);
+        /* The router's port first: what it sent before it told the
+         * controller a change is applied (a socket released) is done
+         * before the controller's store of that change, and so before
+         * the client hears 200. */
         main_port_io(&mst.router, pfd[2].revents);
+        main_port_io(&mst.ctrl, pfd[1].revents);
     }
+    wf_main_apps_log_drain(); /* the last lines of the last apps */
 }
 
 static int
@@ -892,12 +990,46 @@ main_modules_load(const main_opts_t *opts)
     return wf_main_apps_init(opts, mst.modules);
 }
 
+/* What the controller and the router need root for is done by main: the
+ * control socket (here), listening sockets, access log files and the
+ * state directory (on their request); they then run as --user/--group,
+ * as Unit's do.  Unprivileged, everyone stays as they are. */
+static int
+main_privileges_prepare(main_opts_t *opts)
+{
+    char why[512];
+
+    if (wf_ctl_http_open(&mst.control, opts) != WF_OK) {
+        return WF_ERROR;
+    }
+    wf_statedir_store_version(opts->statedir);
+    if (geteuid() != 0) {
+        /* Unit's warning, word for word but the name. */
+        wf_log_warn(0,
+                    "%s is running unprivileged, then it cannot use "
+                    "arbitrary user and group.",
+                    wf_proc_is_unit() ? "Unit" : "Wharf");
+        return WF_OK;
+    }
+    if (wf_cred_get(opts->user != NULL ? opts->user : MAIN_DEFAULT_USER,
+                    opts->group, &mst.cred, why, sizeof(why))
+        != WF_OK) {
+        wf_log_alert(0, "%s", why);
+        return WF_ERROR;
+    }
+    opts->cred = &mst.cred;
+    return WF_OK;
+}
+
 static void
-main_cleanup(const main_opts_t *opts)
+main_cleanup(main_opts_t *opts)
 {
     while (mst.nsockets > 0) {
         main_socket_close(&mst.sockets[0]);
     }
+    wf_ctl_http_close(&mst.control, opts);
+    opts->cred = NULL;
+    wf_cred_fini(&mst.cred);
     close(mst.sigfd);
     if (opts->pid != NULL) {
         unlink(opts->pid);
@@ -944,12 +1076,16 @@ main(int argc, char **argv)
         .role = WF_PORT_CONTROLLER, .name = "controller", .fd = -1};
     mst.router =
         (main_child_t){.role = WF_PORT_ROUTER, .name = "router", .fd = -1};
-    if (main_modules_load(&opts) != WF_OK) {
+    mst.control.io.fd = -1;
+    if (main_modules_load(&opts) != WF_OK
+        || main_privileges_prepare(&opts) != WF_OK) {
+        wf_ctl_http_close(&mst.control, &opts); /* no stale socket file */
         main_report_ready(&ready_fd, false);
         return EXIT_FAILURE;
     }
     wf_log_info("wharf " WF_VERSION " started");
     if (main_children_start() != WF_OK) {
+        wf_ctl_http_close(&mst.control, &opts);
         main_report_ready(&ready_fd, false);
         return EXIT_FAILURE;
     }

@@ -61,6 +61,25 @@ enum {
      * app (the old ones finish their requests), or WF_MSG_FAIL with
      * Unit's error text. */
     WF_MSG_APP_RESTART,
+    /* controller -> main: store this config as STATEDIR/conf.json (Unit's
+     * NXT_PORT_MSG_CONF_STORE; main writes it atomically, so that the
+     * controller needs no right on the state directory).  Payload: JSON
+     * text.  Answer: WF_MSG_OK once stored, or WF_MSG_FAIL with the
+     * reason (the previous file is intact). */
+    WF_MSG_CONF_STORE,
+    /* router -> main: open this access log file (O_APPEND, created 0644,
+     * as root when main is: Unit's NXT_PORT_MSG_ACCESS_LOG).  Payload: the
+     * path.  Answer: WF_MSG_ACCESS_LOG with the fd, or WF_MSG_FAIL with
+     * Unit's error text. */
+    WF_MSG_ACCESS_LOG_OPEN,
+    /* main -> router: the answer to WF_MSG_ACCESS_LOG_OPEN; one fd, no
+     * payload. */
+    WF_MSG_ACCESS_LOG,
+    /* main -> controller and router, stream 0: main got USR1 and reopened
+     * the error log (Unit's NXT_PORT_MSG_CHANGE_FILE).  fds: the new error
+     * log, or none when the log is stderr.  The router then asks for its
+     * access log files anew (WF_MSG_ACCESS_LOG_OPEN).  No answer. */
+    WF_MSG_LOG_REOPEN,
     WF_MSG_NTYPES /* must stay last */
 };
 

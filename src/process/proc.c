@@ -10,6 +10,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "process/cred.h"
 #include "process/process.h"
 
 /* The memory a title may fill: argv's strings, then the environment's
@@ -125,7 +126,7 @@ wf_proc_signals_block(void)
 }
 
 bool
-wf_proc_wait_stop(void (*reopen)(void))
+wf_proc_wait_stop(void)
 {
     sigset_t set;
 
@@ -139,14 +140,9 @@ wf_proc_wait_stop(void (*reopen)(void))
             return false;
         case SIGQUIT:
             return true;
-        case SIGUSR1:
-            wf_log_reopen();
-            if (reopen != NULL) {
-                reopen();
-            }
-            break;
         default:
-            /* SIGHUP is reserved; SIGCHLD is main's; EINTR retries. */
+            /* USR1 is main's (it reopens the logs); SIGHUP is reserved;
+             * SIGCHLD is main's; EINTR retries. */
             break;
         }
     }
@@ -200,4 +196,15 @@ wf_proc_port_replace(wf_port_t **slot, wf_port_msg_t *msg, wf_port_role_t self,
     wf_port_destroy(*slot);
     *slot = wf_proc_port_open(fd, self, peer, types, ntypes, owner);
     return *slot != NULL;
+}
+
+int
+wf_proc_drop_privileges(const wf_opts_t *opts)
+{
+    pid_t parent = getppid();
+
+    if (opts->cred == NULL) {
+        return WF_OK;
+    }
+    return wf_cred_apply(opts->cred, parent);
 }

@@ -8,6 +8,8 @@
 
 #include "process/port.h"
 
+struct wf_cred;
+
 #define WF_VERSION "0.1.0"
 #define WF_VERNUM  100 /* major * 10000 + minor * 100 + patch */
 
@@ -34,12 +36,24 @@ typedef struct wf_opts {
     unsigned maxconn;   /* Wharf */
     unsigned maxaccept; /* Wharf */
     char **argv;        /* for the process title */
+    /* Set by main when it runs as root: the controller and the router
+     * switch to it once main gave them what needs root (Unit's
+     * nxt_process_core_setup()).  NULL: they stay as they are. */
+    const struct wf_cred *cred;
 } wf_opts_t;
 
-/* Runs the controller: the control API on opts->control and the config
- * store in opts->statedir.  main_fd and router_fd are its ports (taken).
- * Returns the process exit status. */
-int wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd);
+/* Runs the controller: the control API on control_fd, the listening
+ * control socket main opened (opts->control; borrowed: main keeps it across
+ * controller restarts), and the config store in opts->statedir, which main
+ * writes for it (WF_MSG_CONF_STORE).  main_fd and router_fd are its ports
+ * (taken).  Returns the process exit status. */
+int wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd,
+                       int control_fd);
+
+/* Switches a child of main to opts->cred (nothing when NULL), as Unit's
+ * controller and router do after their prefork.  Before any thread
+ * starts.  Returns WF_OK or WF_ERROR (logged). */
+int wf_proc_drop_privileges(const wf_opts_t *opts);
 
 /* Runs the router: I/O threads, listeners, requests.  main_fd and ctrl_fd
  * are its ports (taken).  Returns the process exit status. */
@@ -87,8 +101,8 @@ void wf_proc_title_set(char **argv, const char *fmt, ...)
 void wf_proc_signals_block(void);
 
 /* Waits for TERM, INT or QUIT; returns true for QUIT (graceful).  USR1
- * meanwhile reopens the error log, then calls reopen (NULL: nothing) for
- * the process's other log files. */
-bool wf_proc_wait_stop(void (*reopen)(void));
+ * sent to a child is ignored, as in Unit: main reopens the log files (as
+ * root) and hands the new descriptors over (WF_MSG_LOG_REOPEN). */
+bool wf_proc_wait_stop(void);
 
 #endif

@@ -349,6 +349,30 @@ router_check_done(wf_router_t *rt)
 }
 
 void
+wf_router_access_log_done(wf_router_t *rt, uint32_t cookie, int fd,
+                          const char *error)
+{
+    wf_access_log_t *al;
+
+    if (!rt->busy || cookie != (rt->generation & 0xffff)) {
+        /* An answer to a configuration that was given up. */
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    al = rt->next->conf->http.access_log;
+    if (fd >= 0) {
+        wf_access_log_set_fd(al, fd);
+    } else if (rt->error[0] == '\0') {
+        snprintf(rt->error, sizeof(rt->error), "%s",
+                 error != NULL ? error : "access log failed");
+    }
+    rt->pending--;
+    router_check_done(rt);
+}
+
+void
 wf_router_socket_done(wf_router_t *rt, uint32_t cookie, int fd,
                       const char *error)
 {
@@ -373,14 +397,20 @@ wf_router_socket_done(wf_router_t *rt, uint32_t cookie, int fd,
     router_check_done(rt);
 }
 
-/* Asks for the sockets the new snapshot needs and are not open yet. */
+/* Asks for the sockets the new snapshot needs and are not open yet, and
+ * for its access log file when no live access log has it open. */
 static void
 router_request_sockets(wf_router_t *rt)
 {
     wf_conf_t *conf = rt->next->conf;
+    const char *alog = wf_access_log_needs_fd(conf->http.access_log);
 
     rt->generation++;
     rt->pending = 1; /* held until every request went out */
+    if (alog != NULL) {
+        rt->pending++;
+        rt->ops->access_log_open(rt, alog, rt->generation & 0xffff);
+    }
     for (size_t i = 0; i < conf->nlisteners; i++) {
         const wf_conf_listener_t *cl = &conf->listeners[i];
 
@@ -468,6 +498,19 @@ wf_router_destroy(wf_router_t *rt)
 
         wf_list_del(l);
         free(wf_container_of(l, router_job_t, link));
+    }
+    if (rt->retire != NULL) {
+        wf_h1_snap_unref(&rt->retire->h1); /* committed, not yet synced */
+    }
+    if (rt->next != NULL && rt->next != rt->current) {
+        /* Stopped while a change was being applied: what it got so far
+         * goes with it (main closes its own copies of the sockets). */
+        for (size_t i = 0; i < rt->next->conf->nlisteners; i++) {
+            if (rt->fds != NULL && rt->fds[i] >= 0) {
+                close(rt->fds[i]);
+            }
+        }
+        wf_h1_snap_unref(&rt->next->h1);
     }
     if (rt->current != NULL) {
         wf_h1_snap_unref(&rt->current->h1);

@@ -24,6 +24,11 @@ typedef struct wf_router_ops {
                         uint32_t cookie);
     /* The listener for name is gone from the configuration. */
     void (*socket_release)(wf_router_t *rt, const char *name);
+    /* Asks for the access log file at path (the router may not be allowed
+     * to open it); the answer must come back through
+     * wf_router_access_log_done() with the same cookie (possibly from
+     * within this call). */
+    void (*access_log_open)(wf_router_t *rt, const char *path, uint32_t cookie);
     /* A configuration was applied (error == NULL) or refused. */
     void (*applied)(wf_router_t *rt, uint64_t stream, const char *error);
 } wf_router_ops_t;
@@ -41,6 +46,11 @@ void wf_router_apply(wf_router_t *rt, const char *text, size_t len,
  * with error text. */
 void wf_router_socket_done(wf_router_t *rt, uint32_t cookie, int fd,
                            const char *error);
+
+/* The answer to ops->access_log_open: fd >= 0 (the router takes it), or -1
+ * with error text (the configuration is refused). */
+void wf_router_access_log_done(wf_router_t *rt, uint32_t cookie, int fd,
+                               const char *error);
 
 /* Closes every listening socket (any thread, at stop: no reconfiguration
  * may run concurrently); connections go on. */

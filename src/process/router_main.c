@@ -39,6 +39,16 @@ typedef struct router_sock_req {
     uint32_t cookie;
 } router_sock_req_t;
 
+/* An access log file asked of main: for a configuration (reopen false)
+ * or after USR1. */
+typedef struct router_alog_req {
+    wf_port_request_t req;
+    wf_router_t *rt;
+    uint32_t cookie;
+    bool reopen;
+    char path[]; /* NUL-terminated */
+} router_alog_req_t;
+
 static router_proc_t rproc;
 
 static void router_on_conf_apply(wf_port_t *p, wf_port_msg_t *msg);
@@ -47,6 +57,7 @@ static void router_on_peer_port(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_app_exit(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_modules(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_app_restart(wf_port_t *p, wf_port_msg_t *msg);
+static void router_on_log_reopen(wf_port_t *p, wf_port_msg_t *msg);
 
 /* Sorted by type.  Types only this process sends have the reply handler:
  * the senders mask keeps the peer from ever sending them. */
@@ -70,6 +81,12 @@ static const wf_port_type_t router_main_types[] = {
      WF_PORT_FROM(WF_PORT_ROUTER), 0},
     {WF_MSG_MODULES, "modules", router_on_modules, WF_PORT_FROM(WF_PORT_MAIN),
      0},
+    {WF_MSG_ACCESS_LOG_OPEN, "access_log_open", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_ROUTER), 0},
+    {WF_MSG_ACCESS_LOG, "access_log", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_LOG_REOPEN, "log_reopen", router_on_log_reopen,
+     WF_PORT_FROM(WF_PORT_MAIN), 1},
 };
 
 static const wf_port_type_t router_ctrl_types[] = {
@@ -142,6 +159,91 @@ router_socket_release(wf_router_t *rt, const char *name)
 }
 
 static void
+router_on_alog_reply(wf_port_request_t *req, wf_port_msg_t *msg, int status)
+{
+    router_alog_req_t *ar = wf_container_of(req, router_alog_req_t, req);
+    const char *error = "main process is gone";
+    int fd = -1;
+
+    if (status == WF_OK && msg->type == WF_MSG_ACCESS_LOG) {
+        fd = wf_port_msg_take_fd(msg, 0);
+    } else if (status == WF_OK) {
+        error = (const char *)wf_port_msg_flatten(msg);
+        error = error != NULL ? error : "?";
+    }
+    if (!ar->reopen) {
+        wf_router_access_log_done(ar->rt, ar->cookie, fd,
+                                  fd >= 0 ? NULL : error);
+    } else if (fd >= 0) {
+        wf_access_log_reopen_fd(ar->path, fd);
+    } else {
+        wf_log_error(0, "access log \"%s\" not reopened: %s", ar->path, error);
+    }
+    free(ar);
+}
+
+/* Asks main to open path (WF_MSG_ACCESS_LOG_OPEN).  Returns WF_ERROR
+ * when it could not be asked (then nothing calls back). */
+static int
+router_alog_ask(wf_router_t *rt, const char *path, uint32_t cookie, bool reopen)
+{
+    size_t len = strlen(path);
+    router_alog_req_t *ar = calloc(1, sizeof(*ar) + len + 1);
+
+    if (ar == NULL) {
+        return WF_ERROR;
+    }
+    ar->rt = rt;
+    ar->cookie = cookie;
+    ar->reopen = reopen;
+    memcpy(ar->path, path, len + 1);
+    ar->req.handler = router_on_alog_reply;
+    if (rproc.main_port == NULL
+        || wf_port_request_add(rproc.main_port, &ar->req) != WF_OK) {
+        free(ar);
+        return WF_ERROR;
+    }
+    if (wf_port_send(rproc.main_port, WF_MSG_ACCESS_LOG_OPEN, ar->req.stream,
+                     path, len, NULL, 0)
+        != WF_OK) {
+        /* The close of the port fails the request and frees ar. */
+        wf_log_error(0, "cannot ask main for \"%s\"", path);
+    }
+    return WF_OK;
+}
+
+static void
+router_access_log_open(wf_router_t *rt, const char *path, uint32_t cookie)
+{
+    if (router_alog_ask(rt, path, cookie, false) != WF_OK) {
+        wf_router_access_log_done(rt, cookie, -1, "main process is gone");
+    }
+}
+
+static void
+router_alog_reopen_one(const char *path, void *arg)
+{
+    wf_unused(arg);
+    if (router_alog_ask(rproc.rt, path, 0, true) != WF_OK) {
+        wf_log_error(0, "access log \"%s\" not reopened", path);
+    }
+}
+
+/* main got USR1: the error log it reopened comes with the message, and
+ * the access logs are asked for anew (Unit's router does the same). */
+static void
+router_on_log_reopen(wf_port_t *p, wf_port_msg_t *msg)
+{
+    int fd = wf_port_msg_take_fd(msg, 0);
+
+    wf_unused(p);
+    if (fd != -1) {
+        wf_log_redirect(fd);
+    }
+    wf_access_log_each_path(router_alog_reopen_one, NULL);
+}
+
+static void
 router_applied(wf_router_t *rt, uint64_t stream, const char *error)
 {
     wf_unused(rt);
@@ -159,6 +261,7 @@ router_applied(wf_router_t *rt, uint64_t stream, const char *error)
 static const wf_router_ops_t router_proc_ops = {
     .socket_open = router_socket_open,
     .socket_release = router_socket_release,
+    .access_log_open = router_access_log_open,
     .applied = router_applied,
 };
 
@@ -320,6 +423,12 @@ router_threads(const wf_opts_t *opts)
 static int
 router_start(const wf_opts_t *opts, int main_fd, int ctrl_fd)
 {
+    /* Everything that needs root comes from main: listening sockets and
+     * access log files; so the router drops first, as Unit's does. */
+    if (wf_proc_drop_privileges(opts) != WF_OK) {
+        return WF_ERROR;
+    }
+    wf_access_log_defer_open(true);
     wf_listen_set_limits(opts->maxconn, opts->maxaccept);
     wf_h1_init();
     if (wf_loops_create(router_threads(opts)) != WF_OK
@@ -353,7 +462,7 @@ wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd)
         return EXIT_FAILURE;
     }
     wf_log_info("router started");
-    graceful = wf_proc_wait_stop(wf_access_log_reopen);
+    graceful = wf_proc_wait_stop();
     /* Stop accepting first: a graceful stop only finishes what started. */
     wf_router_stop_listening(rproc.rt);
     wf_loops_stop(graceful, ROUTER_GRACE_MS);

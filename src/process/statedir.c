@@ -114,7 +114,7 @@ wf_statedir_load_stored(const char *statedir)
     conf = wf_statedir_load_conf(path, false);
     if (conf == NULL) {
         wf_log_alert(0, "the stored configuration is invalid; "
-                        "starting with an empty one");
+                        "starting with the default one");
     }
     return conf;
 }
@@ -173,16 +173,28 @@ fail_unlink:
     return WF_ERROR;
 }
 
+char *
+wf_statedir_conf_text(const json_t *conf)
+{
+    return json_dumps(conf, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+}
+
+int
+wf_statedir_store_text(const char *statedir, const char *text, size_t len)
+{
+    return statedir_write(statedir, "conf.json", text, len);
+}
+
 int
 wf_statedir_store_conf(const char *statedir, const json_t *conf)
 {
-    char *text = json_dumps(conf, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+    char *text = wf_statedir_conf_text(conf);
     int rc;
 
     if (text == NULL) {
         return WF_ERROR;
     }
-    rc = statedir_write(statedir, "conf.json", text, strlen(text));
+    rc = wf_statedir_store_text(statedir, text, strlen(text));
     free(text);
     return rc;
 }

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Reads and validates the config file at path.  Returns a new reference,
  * or NULL with the reason logged (also when the file is missing). */
@@ -19,6 +20,16 @@ json_t *wf_statedir_load_stored(const char *statedir);
 /* Writes conf to STATEDIR/conf.json atomically.  Returns WF_OK or
  * WF_ERROR (logged; the previous file is intact). */
 int wf_statedir_store_conf(const char *statedir, const json_t *conf);
+
+/* conf as STATEDIR/conf.json holds it (indented, keys in order): a new
+ * string to free(), or NULL when out of memory. */
+char *wf_statedir_conf_text(const json_t *conf);
+
+/* Writes text[0..len), a config from wf_statedir_conf_text(), to
+ * STATEDIR/conf.json atomically: main does it for the controller
+ * (WF_MSG_CONF_STORE).  Returns WF_OK or WF_ERROR (logged; the previous
+ * file is intact). */
+int wf_statedir_store_text(const char *statedir, const char *text, size_t len);
 
 /* Writes STATEDIR/version atomically. */
 int wf_statedir_store_version(const char *statedir);

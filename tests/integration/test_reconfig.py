@@ -281,6 +281,10 @@ def test_controller_killed_in_a_burst_of_puts(wharf):
         os.kill(pid[0], signal.SIGKILL)
         stop.set()
         t.join(scaled(30))
+        # main writes conf.json for the controller (WF_MSG_CONF_STORE): a
+        # store the killed controller sent may still be on its way until
+        # main reaped it, which happens before the new controller starts.
+        assert api.wait_ready(), server.log_text()
         with open(path, "rb") as f:
             text = f.read()
         try:

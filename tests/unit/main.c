@@ -30,6 +30,7 @@ static const struct {
     {"tpl", wf_test_tpl},
     {"port", wf_test_port},
     {"main_apps", wf_test_main_apps},
+    {"cred", wf_test_cred},
     {"forwarded", wf_test_forwarded},
     {"access_log", wf_test_access_log},
     {"app_xchg", wf_test_app_xchg},

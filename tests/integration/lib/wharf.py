@@ -373,8 +373,11 @@ class Wharf:
 
     def children(self):
         """PIDs of main's direct children but its app processes (the
-        controller and the router)."""
-        return [p for p in children_of(self.pid) if not is_app_process(p)]
+        controller and the router).  A child whose cmdline is empty is
+        exiting (its memory is gone; main reaps it in a moment): an app
+        process that a test saw stop, never a live role."""
+        return [p for p in children_of(self.pid)
+                if not is_app_process(p) and cmdline(p) != ""]
 
     def app_pids(self, name=None):
         """PIDs of the app processes (of app NAME), children of main."""

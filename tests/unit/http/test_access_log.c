@@ -2,6 +2,7 @@
  * custom formats, JSON objects, escaping, "if" and cut lines; and the
  * "pass" lookup by rendered name. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,6 +65,49 @@ al_expect(const wf_access_log_t *al, const wf_route_req_t *rq, const char *want)
 
     out[n] = '\0';
     assert_string_equal(out, want);
+}
+
+/* Deferred (the router and the controller): nothing is opened; main's
+ * descriptor comes through wf_access_log_set_fd() and is shared by every
+ * later access log of the path. */
+static void
+test_access_log_deferred(void **state)
+{
+    wf_arena_t *a = wf_arena_create(4096);
+    wf_access_log_spec_t spec = {.path = AL_PATH ".deferred"};
+    wf_access_log_spec_t bad = {.path = "/nonexistent-dir/x/a.log"};
+    wf_access_log_t *al;
+    wf_access_log_t *again;
+    wf_access_log_t *nowhere;
+    char err[256];
+    int fd;
+
+    wf_unused(state);
+    unlink(spec.path);
+    spec.format = al_tpl(a, "$uri");
+    bad.format = spec.format;
+    wf_access_log_defer_open(true);
+    al = wf_access_log_create(a, &spec, err, sizeof(err));
+    assert_non_null(al);
+    assert_int_equal(access(spec.path, F_OK), -1); /* not created */
+    assert_string_equal(wf_access_log_needs_fd(al), spec.path);
+    /* a path this process could not open is main's business */
+    nowhere = wf_access_log_create(a, &bad, err, sizeof(err));
+    assert_non_null(nowhere);
+    assert_string_equal(wf_access_log_needs_fd(nowhere), bad.path);
+    fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    wf_access_log_set_fd(al, fd);
+    assert_null(wf_access_log_needs_fd(al));
+    again = wf_access_log_create(a, &spec, err, sizeof(err));
+    assert_null(wf_access_log_needs_fd(again)); /* shares main's fd */
+    assert_null(wf_access_log_needs_fd(NULL));
+    wf_access_log_defer_open(false);
+    assert_int_equal(access(spec.path, F_OK), -1);
+    wf_access_log_destroy(again);
+    wf_access_log_destroy(nowhere);
+    wf_access_log_destroy(al);
+    wf_arena_destroy(a);
 }
 
 static void
@@ -344,6 +388,7 @@ wf_test_access_log(void)
         cmocka_unit_test(test_access_log_escape_offsets),
         cmocka_unit_test(test_access_log_remote_addr),
         cmocka_unit_test(test_route_find),
+        cmocka_unit_test(test_access_log_deferred),
     };
 
     return cmocka_run_group_tests_name("access_log", tests, NULL, NULL);
