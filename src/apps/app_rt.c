@@ -1009,7 +1009,11 @@ rt_next_from_events(wf_app_worker_t *w)
             return NULL; /* the worker is broken */
         }
         if (newreq != NULL) {
-            w->evpos++; /* one request per socket per round: fairness */
+            /* One request per socket per round: fairness.  With one
+             * socket there is no one to be fair to: the next call reads
+             * it again before any epoll_wait() (a request queued behind
+             * this one is there, or EAGAIN ends the round). */
+            w->evpos += w->nsocks > 1;
             return newreq;
         }
     }
