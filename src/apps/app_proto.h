@@ -80,6 +80,12 @@ enum {
 typedef struct wf_app_ready {
     uint32_t concurrency; /* requests at once on this socket's slot, >= 1 */
     uint32_t pid;
+    uint32_t queued; /* of concurrency, how many wait behind the one
+                        being served and are served in order (a pull
+                        worker's next request); the router sends those
+                        only once the app can start no more processes,
+                        and restarts their limits.timeout when the
+                        request before them ends.  0: all at once. */
 } wf_app_ready_t;
 
 /* wf_app_req_hdr_t.flags */
@@ -136,6 +142,11 @@ enum {
 #define WF_APP_RESP_END                              \
     0x1 /* the body in this message is all of it: no \
            RESP_BODY/RESP_FILE follow (RESP_END does) */
+#define WF_APP_RESP_DONE                                 \
+    0x2 /* with WF_APP_RESP_END only: the request is     \
+           over too, as a RESP_END with 0 would say, and \
+           no RESP_END follows (a small complete answer  \
+           is one message each way) */
 
 /* WF_APP_MSG_RESP_HEAD's fixed part, followed by 2 * nfields strings
  * (encoded as above) and body_size bytes of body.  The router adds

@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -93,12 +94,14 @@ struct wf_app_req {
     uint64_t in_read;    /* of which read by the module */
     uint64_t out_flight; /* response body bytes sent and not acked */
 
-    bool body_end;   /* REQ_END seen (or WF_APP_REQ_BODY_END) */
-    bool aborted;    /* REQ_ABORT, EOF, TERM, or the worker broke */
-    bool abort_told; /* on_abort was called */
-    bool responded;  /* respond() done */
-    bool want_write; /* write_nb() said AGAIN: on_writable is owed */
-    wf_list_t qlink; /* in w->ready until the module is given it */
+    bool body_end;       /* REQ_END seen (or WF_APP_REQ_BODY_END) */
+    bool aborted;        /* REQ_ABORT, EOF, TERM, or the worker broke */
+    bool abort_told;     /* on_abort was called */
+    bool responded;      /* respond() done */
+    bool want_write;     /* write_nb() said AGAIN: on_writable is owed */
+    unsigned char *held; /* its complete RESP_HEAD in the unsent batch */
+    unsigned held_flush; /* w->nflush when held was queued */
+    wf_list_t qlink;     /* in w->ready until the module is given it */
     void *data;
 };
 
@@ -106,6 +109,7 @@ struct wf_app_worker {
     wf_app_t *app;
     unsigned index;
     unsigned concurrency; /* announced in READY */
+    unsigned queued;      /* of which wait behind the one served (READY) */
     bool announced;
     bool broken;      /* garbage from the router: every socket closed */
     rt_sock_t *socks; /* N, owned */
@@ -134,6 +138,8 @@ struct wf_app_worker {
     unsigned nout;
     unsigned char *obuf; /* RT_OBUF_SIZE: encoded heads, acks, ends */
     size_t olen;
+    unsigned nflush; /* rt_out_flush() calls: a held head is still unsent
+                        while this is unchanged */
 };
 
 struct wf_app {
@@ -185,6 +191,7 @@ rt_out_flush(wf_app_worker_t *w)
     w->nout = 0;
     w->olen = 0;
     w->osock = NULL;
+    w->nflush++;
     if (n == 0 || s == NULL || s->fd == -1) {
         return s == NULL || s->fd != -1 ? WF_OK : WF_ERROR;
     }
@@ -909,7 +916,9 @@ static void
 rt_req_make_ready(wf_app_worker_t *w, wf_app_req_t *r)
 {
     wf_list_add_tail(&w->ready, &r->qlink);
-    rt_worker_wake(w); /* a dispatch()ing module must come back for it */
+    if (w->dispatching) {
+        rt_worker_wake(w); /* a dispatch()ing module must come back for it */
+    }
 }
 
 /* Flushes the output batch and handles the next message from r's socket,
@@ -938,12 +947,21 @@ rt_req_wait(wf_app_req_t *r)
 static void
 rt_announce(wf_app_worker_t *w)
 {
-    wf_app_ready_t rd = {.concurrency = w->concurrency, .pid = w->app->pid};
+    wf_app_ready_t rd;
 
     if (w->announced) {
         return;
     }
     w->announced = true;
+    if (!w->dispatching && w->concurrency == 1) {
+        /* A pull worker serves one request at a time, but takes the next
+         * one queued behind it: it finds it there when it asks, without
+         * a sleep and a wake-up between the two. */
+        w->concurrency = 1 + WF_APP_RT_QUEUED;
+        w->queued = WF_APP_RT_QUEUED;
+    }
+    rd = (wf_app_ready_t){
+        .concurrency = w->concurrency, .pid = w->app->pid, .queued = w->queued};
     for (unsigned i = 0; i < w->nsocks; i++) {
         if (w->socks[i].fd != -1) {
             rt_out_small(w, &w->socks[i], WF_APP_MSG_READY, 0, &rd, sizeof(rd));
@@ -991,7 +1009,11 @@ rt_next_from_events(wf_app_worker_t *w)
             return NULL; /* the worker is broken */
         }
         if (newreq != NULL) {
-            w->evpos++; /* one request per socket per round: fairness */
+            /* One request per socket per round: fairness.  With one
+             * socket there is no one to be fair to: the next call reads
+             * it again before any epoll_wait() (a request queued behind
+             * this one is there, or EAGAIN ends the round). */
+            w->evpos += w->nsocks > 1;
             return newreq;
         }
     }
@@ -1325,6 +1347,17 @@ rt_resp_head_encode(unsigned char *p, unsigned status,
     }
 }
 
+/* Marks an encoded head WF_APP_RESP_DONE. */
+static void
+rt_resp_head_done(unsigned char *p)
+{
+    uint32_t flags;
+
+    memcpy(&flags, p + offsetof(wf_app_resp_hdr_t, flags), sizeof(flags));
+    flags |= WF_APP_RESP_DONE;
+    memcpy(p + offsetof(wf_app_resp_hdr_t, flags), &flags, sizeof(flags));
+}
+
 /* Queues RESP_BODY pieces for what the window allows, then flushes (the
  * data is borrowed).  Returns bytes taken, WF_APP_AGAIN (!block, window
  * full) or WF_APP_ERROR. */
@@ -1382,7 +1415,8 @@ rt_write_nb(wf_app_req_t *r, const void *data, size_t len)
 }
 
 /* A complete response that fits one fragment: copied into the batch and
- * held there, so that end() sends it and RESP_END with one sendmmsg(). */
+ * held there, so that end() sends it as the whole exchange (with
+ * WF_APP_RESP_DONE) or with RESP_END, in one system call. */
 static int
 rt_respond_held(wf_app_req_t *r, unsigned status, const wf_app_field_t *fields,
                 size_t nfields, size_t hlen, const void *body, size_t len)
@@ -1404,6 +1438,8 @@ rt_respond_held(wf_app_req_t *r, unsigned status, const wf_app_field_t *fields,
         != WF_OK) {
         return WF_APP_ERROR;
     }
+    r->held = p;
+    r->held_flush = r->w->nflush;
     return WF_APP_OK;
 }
 
@@ -1515,12 +1551,18 @@ rt_end(wf_app_req_t *r, int ok)
     rt_sock_t *s = r->s;
     uint32_t code = ok != 0 && r->responded && !r->aborted ? 0 : 1;
 
-    if (s->fd != -1
-        && rt_out_small(w, s, WF_APP_MSG_RESP_END, r->stream, &code,
-                        sizeof(code))
-               == WF_OK) {
+    if (s->fd != -1 && code == 0 && r->held != NULL
+        && r->held_flush == w->nflush) {
+        /* The complete head is still in the batch: it says DONE. */
+        rt_resp_head_done(r->held);
+        rt_out_flush(w);
+    } else if (s->fd != -1
+               && rt_out_small(w, s, WF_APP_MSG_RESP_END, r->stream, &code,
+                               sizeof(code))
+                      == WF_OK) {
         rt_out_flush(w);
     }
+    r->held = NULL;
     wf_list_del(&r->link);
     wf_list_del(&r->qlink);
     s->active--;

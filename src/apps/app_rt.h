@@ -14,6 +14,12 @@
 
 #include "apps/app_api.h"
 
+/* A pull worker (next()) that set no concurrency announces 1 +
+ * WF_APP_RT_QUEUED: it serves one request at a time and takes this many
+ * queued behind it, in order (READY's queued; docs/internals/apps.md,
+ * "Measured costs", for the depth). */
+#define WF_APP_RT_QUEUED 31
+
 /* Creates the runtime of one app process: conf is copied shallowly (its
  * strings and targets are borrowed and must outlive the app); takes the
  * slots * router_threads fds, in app_proto.h's order, and makes them

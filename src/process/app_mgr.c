@@ -4,6 +4,7 @@
 #include "process/app_mgr.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,19 @@ proc_free(app_proc_t *proc)
     app_unref(app);
 }
 
+/* Runs task on loop: in this tick when loop is the calling thread's own
+ * (no eventfd write and wake-up, as for every request of a busy app on
+ * one router thread), else posted to it. */
+static void
+app_task_run(wf_loop_t *loop, wf_task_t *task)
+{
+    if (loop == wf_loop_current()) {
+        wf_task_schedule(loop, task);
+    } else {
+        wf_task_post(loop, task);
+    }
+}
+
 static void
 app_post_scale(wf_app_t *app)
 {
@@ -222,7 +236,7 @@ app_post_scale(wf_app_t *app)
 
     if (atomic_compare_exchange_strong(&app->scale_posted, &expected, true)) {
         app_ref(app);
-        wf_task_post(wf_loop_get(0), &app->scale);
+        app_task_run(wf_loop_get(0), &app->scale);
     }
 }
 
@@ -268,7 +282,7 @@ app_queue_fail_if_hopeless(wf_app_t *app)
         app->nqueued--;
         x->state = APP_X_ASSIGNED;
         x->proc = NULL; /* the assign task answers 503 */
-        wf_task_post(x->loop, &x->assign);
+        app_task_run(x->loop, &x->assign);
     }
 }
 
@@ -308,6 +322,8 @@ proc_on_ready(app_sock_t *s, wf_port_msg_t *msg)
     s->ready = true;
     if (proc->slots[s->slot].cap == 0) {
         proc->slots[s->slot].cap = wf_max(rd.concurrency, 1u);
+        proc->slots[s->slot].queued =
+            wf_min(rd.queued, proc->slots[s->slot].cap - 1);
     }
     if (proc->pid == 0) {
         proc->pid = (pid_t)rd.pid;
@@ -657,10 +673,10 @@ proc_start(wf_app_t *app, unsigned gen)
 
 /* ---- Slots and the queue (any I/O thread) ---------------------------- */
 
-/* A free slot of a running process, preferring the current generation.
- * Under app->lock. */
+/* A free slot of a running process, preferring the current generation:
+ * the first that serves a request at once. */
 static app_proc_t *
-app_free_slot(wf_app_t *app, unsigned *slot)
+app_free_slot_now(wf_app_t *app, unsigned *slot)
 {
     app_proc_t *fallback = NULL;
     unsigned fslot = 0;
@@ -673,7 +689,9 @@ app_free_slot(wf_app_t *app, unsigned *slot)
             continue;
         }
         for (unsigned k = 0; k < proc->nslots; k++) {
-            if (proc->slots[k].busy >= proc->slots[k].cap) {
+            const app_slot_t *sl = &proc->slots[k];
+
+            if (sl->busy + sl->queued >= sl->cap) {
                 continue;
             }
             if (proc->gen == app->gen) {
@@ -689,6 +707,66 @@ app_free_slot(wf_app_t *app, unsigned *slot)
     }
     *slot = fslot;
     return fallback;
+}
+
+/* The slot of a running process of the current generation with the
+ * fewest requests waiting in it, room left for one more.  Only with one
+ * router thread: a worker then serves its one socket in order, so the
+ * request after x starts when x ends (xchg_next_in_line() restarts its
+ * limits.timeout then); with several, requests of other threads' sockets
+ * would come between.  Under app->lock. */
+static app_proc_t *
+app_free_slot_queued(wf_app_t *app, unsigned *slot)
+{
+    app_proc_t *best = NULL;
+    unsigned least = UINT32_MAX;
+
+    wf_list_for_each(l, &app->procs)
+    {
+        app_proc_t *proc = wf_container_of(l, app_proc_t, link);
+
+        if (proc->state != APP_PROC_RUNNING || proc->gen != app->gen
+            || proc->nthreads != 1
+            || (app->max_requests > 0
+                && proc->served + proc->active >= app->max_requests)) {
+            continue; /* (limits.requests: no more than it may serve) */
+        }
+        for (unsigned k = 0; k < proc->nslots; k++) {
+            const app_slot_t *sl = &proc->slots[k];
+
+            if (sl->busy < sl->cap && sl->busy < least) {
+                least = sl->busy;
+                best = proc;
+                *slot = k;
+            }
+        }
+    }
+    return best;
+}
+
+static void app_count(wf_app_t *app, unsigned *total, unsigned *starting,
+                      unsigned *idle);
+
+/* A free slot: one that serves the request at once; else, once no process
+ * can start any more (the app is at its max and none is starting), one
+ * where it waits behind the request being served (a WSGI worker's next
+ * request, read without a sleep).  Under app->lock. */
+static app_proc_t *
+app_free_slot(wf_app_t *app, unsigned *slot)
+{
+    app_proc_t *proc = app_free_slot_now(app, slot);
+    unsigned total;
+    unsigned starting;
+    unsigned idle;
+
+    if (proc != NULL) {
+        return proc;
+    }
+    app_count(app, &total, &starting, &idle);
+    if (starting > 0 || total < app->max_processes) {
+        return NULL;
+    }
+    return app_free_slot_queued(app, slot);
 }
 
 static void
@@ -770,7 +848,7 @@ wf_app_queue_drain(wf_app_t *app)
         app->nqueued--;
         app_slot_take(x, proc, slot);
         x->state = APP_X_ASSIGNED;
-        wf_task_post(x->loop, &x->assign);
+        app_task_run(x->loop, &x->assign);
     }
 }
 

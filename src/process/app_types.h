@@ -40,8 +40,11 @@ typedef enum app_proc_state {
 
 /* A worker slot of a process (one of its "threads"). */
 typedef struct app_slot {
-    unsigned cap;  /* requests at once (READY's concurrency); 0 before */
-    unsigned busy; /* requests in flight, on any router thread */
+    unsigned cap;    /* requests at once (READY's concurrency); 0 before */
+    unsigned busy;   /* requests in flight, on any router thread */
+    unsigned queued; /* of cap, requests that wait in the app behind the
+                        one it serves (READY's queued): used only once
+                        no process can start (app_free_slot()) */
 } app_slot_t;
 
 /* The router's end of socket (slot, thread). */
@@ -154,6 +157,8 @@ struct app_xchg {
     bool responded;     /* r was handed to the mux (simple or stream) */
     bool streaming;     /* r->resp_body carries the body */
     bool timed_out;
+    bool in_app_queue;   /* sent, waiting in the app behind another request
+                            (READY's queued): queue.timeout bounds it */
     bool upgrade;        /* sent with WF_APP_REQ_UPGRADE */
     bool tunnel;         /* the app said 101: a two-way byte tunnel */
     bool busy;           /* in one of our entry points: a release that

@@ -3,6 +3,7 @@
 #include "process/app_xchg.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,47 @@
 static __thread char xchg_scratch[WF_APP_MAX_SIZE];
 
 static void xchg_pump_body(app_xchg_t *x);
+
+/* Per thread: the app ports corked in this tick (heads queue there and go
+ * at the tick's end, several with one sendmmsg(): an app process woken by
+ * the first head finds the next ones queued behind it, instead of
+ * preempting this thread after each). */
+#define XCHG_CORK_MAX 16
+static __thread wf_port_t *xchg_corked[XCHG_CORK_MAX];
+static __thread unsigned xchg_ncorked;
+static __thread wf_task_t xchg_uncork_task;
+
+static void
+xchg_uncork_all(wf_task_t *task)
+{
+    wf_unused(task);
+    for (unsigned i = 0; i < xchg_ncorked; i++) {
+        wf_port_uncork(xchg_corked[i]);
+        wf_port_unref(xchg_corked[i]);
+    }
+    xchg_ncorked = 0;
+}
+
+/* Corks p until the end of this tick (if room is left to remember it). */
+static void
+xchg_cork(wf_loop_t *loop, wf_port_t *p)
+{
+    for (unsigned i = 0; i < xchg_ncorked; i++) {
+        if (xchg_corked[i] == p) {
+            return;
+        }
+    }
+    if (xchg_ncorked == XCHG_CORK_MAX) {
+        return;
+    }
+    if (xchg_ncorked == 0) {
+        xchg_uncork_task.handler = xchg_uncork_all;
+        wf_task_defer(loop, &xchg_uncork_task);
+    }
+    wf_port_ref(p);
+    wf_port_cork(p);
+    xchg_corked[xchg_ncorked++] = p;
+}
 
 /* ---- Encoding ------------------------------------------------------ */
 
@@ -233,6 +275,13 @@ xchg_on_timer(wf_timer_t *t)
             x->state = APP_X_NEW;
             xchg_fail(x, 503);
         }
+        return;
+    }
+    if (x->state == APP_X_SENT && x->in_app_queue) {
+        /* queue.timeout, waiting in the app behind another request. */
+        x->timed_out = true;
+        xchg_fail(x, 503);
+        xchg_abort_app(x);
         return;
     }
     if (x->state == APP_X_SENT) {
@@ -445,13 +494,20 @@ xchg_send_head(app_xchg_t *x)
     x->req_sent = body_size;
     x->stream = wf_port_stream_new();
     x->state = APP_X_SENT;
+    x->in_app_queue = !wf_list_is_empty(&x->sock->xchgs)
+                      && x->proc->slots[x->slot].queued > 0;
     wf_list_add_tail(&x->sock->xchgs, &x->link);
+    xchg_cork(x->loop, x->sock->port);
     wf_port_send(x->sock->port, WF_APP_MSG_REQ_HEAD, x->stream, buf, need, NULL,
                  0);
     if (buf != xchg_scratch) {
         free(buf);
     }
-    if (x->app->timeout_ms > 0) {
+    if (x->in_app_queue) {
+        /* Waiting behind another request, as it would in the router's
+         * queue: queue.timeout bounds that. */
+        wf_timer_set(x->loop, &x->timer, x->app->queue_timeout_ms);
+    } else if (x->app->timeout_ms > 0) {
         wf_timer_set(x->loop, &x->timer, x->app->timeout_ms);
     }
     if (!x->req_end_sent) {
@@ -1019,7 +1075,7 @@ xchg_upgrade_check(app_xchg_t *x, const wf_app_resp_hdr_t *hdr)
 }
 
 static void
-xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
+xchg_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
 {
     const unsigned char *m = wf_port_msg_flatten(msg);
     wf_app_resp_hdr_t hdr;
@@ -1068,16 +1124,39 @@ xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
     }
 }
 
+/* The request is over on the app's side; cut: RESP_END's payload. */
+/* The request after x on its socket, if it waited in the app behind x
+ * (READY's queued), is served now: its limits.timeout starts, as it
+ * would have had the router held it in its queue until x ended. */
 static void
-xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
+xchg_next_in_line(app_xchg_t *x)
 {
-    uint32_t cut = 1;
+    app_xchg_t *next;
 
-    if (msg->size == sizeof(cut)) {
-        memcpy(&cut, wf_port_msg_flatten(msg), sizeof(cut));
+    if (wf_list_is_empty(&x->sock->xchgs)) {
+        return;
     }
+    next = wf_container_of(x->sock->xchgs.next, app_xchg_t, link);
+    if (!next->in_app_queue) {
+        return;
+    }
+    next->in_app_queue = false;
+    if (next->timed_out) {
+        return; /* answered already; the app ends it */
+    }
+    if (next->app->timeout_ms > 0) {
+        wf_timer_set(next->loop, &next->timer, next->app->timeout_ms);
+    } else {
+        wf_timer_stop(next->loop, &next->timer);
+    }
+}
+
+static void
+xchg_resp_end(app_xchg_t *x, uint32_t cut)
+{
     wf_list_del(&x->link);
     wf_list_init(&x->link);
+    xchg_next_in_line(x);
     x->state = APP_X_DONE;
     wf_timer_stop(x->loop, &x->timer);
     wf_app_slot_put(x);
@@ -1100,7 +1179,39 @@ xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
     } else if (!x->responded) {
         xchg_fail(x, 502);
     }
+    if (wf_list_is_empty(&x->sock->xchgs) && x->sock->port != NULL) {
+        /* Nothing more to hear on the socket until the next head. */
+        wf_port_read_yield(x->sock->port);
+    }
     wf_app_sock_idle(x->sock);
+}
+
+static void
+xchg_on_resp_end(app_xchg_t *x, wf_port_msg_t *msg)
+{
+    uint32_t cut = 1;
+
+    if (msg->size == sizeof(cut)) {
+        memcpy(&cut, wf_port_msg_flatten(msg), sizeof(cut));
+    }
+    xchg_resp_end(x, cut);
+}
+
+/* RESP_HEAD, and the request's end with it when WF_APP_RESP_DONE says so
+ * (a DONE without END is a head cut short). */
+static void
+xchg_on_resp_head(app_xchg_t *x, wf_port_msg_t *msg)
+{
+    const unsigned char *m = wf_port_msg_flatten(msg);
+    uint32_t flags = 0;
+
+    if (m != NULL && msg->size >= sizeof(wf_app_resp_hdr_t)) {
+        memcpy(&flags, m + offsetof(wf_app_resp_hdr_t, flags), sizeof(flags));
+    }
+    xchg_resp_head(x, msg);
+    if (flags & WF_APP_RESP_DONE) {
+        xchg_resp_end(x, (flags & WF_APP_RESP_END) ? 0 : 1);
+    }
 }
 
 static app_xchg_t *
@@ -1127,6 +1238,7 @@ wf_app_xchg_on_msg(app_sock_t *s, wf_port_msg_t *msg)
         return; /* a request that ended here already */
     }
     xchg_enter(x);
+    x->in_app_queue = false; /* the app is at it */
     if (x->app->timeout_ms > 0 && !x->timed_out && !x->tunnel) {
         /* limits.timeout bounds the app's silence, as in Unit. */
         wf_timer_set(x->loop, &x->timer, x->app->timeout_ms);

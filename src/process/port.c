@@ -17,6 +17,7 @@
 #include "core/log.h"
 
 #define PORT_READ_BATCH  64 /* packets per wf_port_on_readable() */
+#define PORT_SEND_BATCH  16 /* packets per sendmmsg() */
 #define PORT_BUCKETS_MIN 16 /* pending-request hash buckets */
 #define PORT_CMSG_SPACE  CMSG_SPACE(sizeof(int) * WF_PORT_MAX_FDS)
 
@@ -46,6 +47,7 @@ struct wf_port {
     bool closed;          /* written on the owner thread only */
     bool blocked;         /* sendmsg() said EAGAIN; owner flushes */
     bool task_posted;     /* write_task is queued on owner */
+    bool corked;          /* wf_port_cork(): sends queue, none flushes */
     int werr;             /* errno of a failed sendmsg(), or 0 */
     wf_list_t wq;         /* port_pkt_t, oldest first */
     wf_list_t *buckets;   /* wf_port_request_t by stream; or NULL */
@@ -58,6 +60,7 @@ struct wf_port {
     const wf_port_type_t *in_type; /* NULL: the open message is dropped */
     uint32_t in_total;             /* its announced payload size */
     uint32_t in_got;               /* payload bytes received so far */
+    bool read_yield;               /* wf_port_read_yield(): batch over */
     wf_port_msg_t in;
 };
 
@@ -631,14 +634,83 @@ port_sendmsg(wf_port_t *p, port_pkt_t *pkt)
     return WF_OK; /* a SEQPACKET send is all or nothing */
 }
 
-/* Writes the queue; under p->lock. */
+/* Sends the first packets of the queue that carry no fds, PORT_SEND_BATCH
+ * at most, with one sendmmsg(), and frees those sent.  Returns WF_OK
+ * (some sent), WF_AGAIN, or WF_ERROR with p->werr. */
+static int
+port_sendmmsg(wf_port_t *p)
+{
+    struct mmsghdr mm[PORT_SEND_BATCH];
+    struct iovec iov[PORT_SEND_BATCH][2];
+    port_pkt_t *pkts[PORT_SEND_BATCH];
+    unsigned n = 0;
+    int k;
+
+    wf_list_for_each(l, &p->wq)
+    {
+        port_pkt_t *pkt = wf_container_of(l, port_pkt_t, link);
+
+        if (n == PORT_SEND_BATCH || pkt->hdr.nfds > 0) {
+            break;
+        }
+        iov[n][0] = (struct iovec){&pkt->hdr, sizeof(pkt->hdr)};
+        iov[n][1] = (struct iovec){pkt->data, pkt->hdr.size};
+        mm[n] =
+            (struct mmsghdr){.msg_hdr = {.msg_iov = iov[n], .msg_iovlen = 2}};
+        pkts[n++] = pkt;
+    }
+    do {
+        k = sendmmsg(p->io.fd, mm, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (k == -1 && errno == EINTR);
+    if (k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return WF_AGAIN;
+    }
+    if (k == -1) {
+        p->werr = errno;
+        return WF_ERROR;
+    }
+    for (int i = 0; i < k; i++) {
+        wf_list_del(&pkts[i]->link);
+        port_pkt_free(pkts[i]);
+    }
+    return WF_OK;
+}
+
+/* Is there more than one packet queued, the first two without fds. */
+static bool
+port_wq_batchable(const wf_port_t *p)
+{
+    const port_pkt_t *a, *b;
+
+    if (wf_list_is_empty(&p->wq) || p->wq.next->next == &p->wq) {
+        return false;
+    }
+    a = wf_container_of(p->wq.next, port_pkt_t, link);
+    b = wf_container_of(p->wq.next->next, port_pkt_t, link);
+    return a->hdr.nfds == 0 && b->hdr.nfds == 0;
+}
+
+/* Writes the queue; under p->lock.  Runs of packets without fds go out
+ * with one sendmmsg(). */
 static int
 port_flush_locked(wf_port_t *p)
 {
+    if (p->corked) {
+        return WF_OK; /* wf_port_uncork() flushes */
+    }
     while (!wf_list_is_empty(&p->wq)) {
         port_pkt_t *pkt = wf_container_of(p->wq.next, port_pkt_t, link);
-        int rc = port_sendmsg(p, pkt);
+        int rc;
 
+        if (port_wq_batchable(p)) {
+            rc = port_sendmmsg(p);
+            if (rc != WF_OK) {
+                p->blocked = rc == WF_AGAIN;
+                return rc;
+            }
+            continue;
+        }
+        rc = port_sendmsg(p, pkt);
         if (rc != WF_OK) {
             p->blocked = rc == WF_AGAIN;
             return rc;
@@ -648,6 +720,23 @@ port_flush_locked(wf_port_t *p)
     }
     p->blocked = false;
     return WF_OK;
+}
+
+void
+wf_port_cork(wf_port_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->corked = true;
+    pthread_mutex_unlock(&p->lock);
+}
+
+int
+wf_port_uncork(wf_port_t *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->corked = false;
+    pthread_mutex_unlock(&p->lock);
+    return wf_port_flush(p);
 }
 
 static const wf_port_type_t *
@@ -1043,15 +1132,24 @@ port_recv_one(wf_port_t *p)
     return port_input(p, &h, (size_t)n, fds, nfds, mh.msg_flags, cmsg_bad);
 }
 
+void
+wf_port_read_yield(wf_port_t *p)
+{
+    p->read_yield = true;
+}
+
 int
 wf_port_on_readable(wf_port_t *p)
 {
     int rc = WF_OK;
 
     wf_port_ref(p); /* a handler may destroy p */
-    for (unsigned i = 0; i < PORT_READ_BATCH && rc == WF_OK; i++) {
+    p->read_yield = false;
+    for (unsigned i = 0; i < PORT_READ_BATCH && rc == WF_OK && !p->read_yield;
+         i++) {
         rc = p->closed ? WF_ERROR : port_recv_one(p);
     }
+    p->read_yield = false;
     if (rc == WF_OK && p->closed) {
         rc = WF_ERROR;
     }

@@ -190,12 +190,25 @@ wf_port_reply(wf_port_t *p, const wf_port_msg_t *msg, uint32_t type,
  * not started.  Any thread. */
 int wf_port_post(wf_port_t *p, wf_task_t *task);
 
+/* Cork: messages sent meanwhile only queue; wf_port_uncork() sends them
+ * (packets without fds with one sendmmsg()) and returns as
+ * wf_port_flush().  A peer woken by the first message of a batch then
+ * finds the others there too.  Owner thread. */
+void wf_port_cork(wf_port_t *p);
+int wf_port_uncork(wf_port_t *p);
+
 /* Reads and dispatches up to a batch of packets.  Returns WF_AGAIN when the
  * socket is drained, WF_OK when the batch ended first (call again), or
  * WF_ERROR once p is closed (a protocol error or EOF calls owner->on_close;
  * a handler may also have closed p).  Owner thread; in manual mode, the
  * thread that drives the port. */
 int wf_port_on_readable(wf_port_t *p);
+
+/* From a message handler, on the owner thread: the handler expects
+ * nothing more on p for now, so the read batch ends after this message
+ * instead of with a recvmsg() that says EAGAIN.  A wrong guess costs
+ * nothing: what is queued keeps the socket readable for the next wait. */
+void wf_port_read_yield(wf_port_t *p);
 
 /* Writes queued packets.  Returns WF_OK when the queue is empty, WF_AGAIN
  * when the socket is full (a started port then polls for EPOLLOUT), or

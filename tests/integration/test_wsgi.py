@@ -99,6 +99,11 @@ def py(wharf):
         wait_until(lambda: not set(pids) & set(children_of(server.pid)), 30)
 
 
+def ROUTED_AT(port):
+    return {"listeners": {"127.0.0.1:%d" % port: {"pass": "routes"}},
+            "routes": ROUTED["routes"]}
+
+
 def wait_until(pred, timeout):
     deadline = time.monotonic() + scaled(timeout)
     while not pred() and time.monotonic() < deadline:
@@ -363,6 +368,62 @@ def test_threads(py):
     for t in workers:
         t.join(scaled(90))
     assert results == [200] * 4
+
+
+@pytest.mark.parametrize("router_threads", [1, 2])
+def test_queued_requests_each_get_their_own_timeout(wharf, router_threads):
+    """With one process busy, a pull worker takes the next requests queued
+    behind the one it serves; limits.timeout of each starts when the one
+    before it ends, as if the router had held it: three requests of 1.5 s
+    under a 4 s timeout all succeed, though the third ends 4.5 s after it
+    was sent.  (With two router threads the router holds them instead.)"""
+    if not os.path.exists(os.path.join(MODULES, "python3.11.wharf.so")):
+        pytest.skip("the Python module is not built")
+    server = wharf(ROUTED, threads=router_threads,
+                   extra_args=["--modulesdir", MODULES])
+    py = PyServer(server)
+    configured(py, wsgi_app("slow", processes=1, limits={"timeout": 4}))
+    results = []
+
+    def one():
+        results.append(py.get("/?1.5", timeout=60)[0:3:2])
+
+    workers = [threading.Thread(target=one) for _ in range(3)]
+    for t in workers:
+        t.start()
+        time.sleep(0.1)
+    for t in workers:
+        t.join(scaled(90))
+    assert results == [(200, b"slept")] * 3
+    pids = py.app_pids()
+    py.api.put("/config", ROUTED_AT(server.port))
+    wait_until(lambda: not set(pids) & set(children_of(server.pid)), 30)
+
+
+@pytest.mark.parametrize("router_threads", [1, 2])
+def test_queued_request_bounded_by_queue_timeout(wharf, router_threads):
+    """A request waiting behind a slow one, in the app's queue or in the
+    router's, gets 503 once queue.timeout passes; the slow one is served."""
+    if not os.path.exists(os.path.join(MODULES, "python3.11.wharf.so")):
+        pytest.skip("the Python module is not built")
+    server = wharf(ROUTED, threads=router_threads,
+                   extra_args=["--modulesdir", MODULES])
+    py = PyServer(server)
+    configured(py, wsgi_app("slow", processes=1, queue={"timeout": 1}))
+    results = {}
+
+    def one(name, delay):
+        results[name] = py.get("/?%s" % delay, timeout=60)[0]
+
+    slow = threading.Thread(target=one, args=("slow", 4))
+    slow.start()
+    time.sleep(0.5)
+    one("fast", 0)  # a 200 would mean it waited for the slow one
+    slow.join(scaled(90))
+    assert results == {"slow": 200, "fast": 503}
+    pids = py.app_pids()
+    py.api.put("/config", ROUTED_AT(server.port))
+    wait_until(lambda: not set(pids) & set(children_of(server.pid)), 30)
 
 
 def test_prefix(py):

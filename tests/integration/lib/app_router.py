@@ -22,6 +22,15 @@ HDR_MORE, HDR_CONT = 0x1, 0x2
 MAX_SIZE = 64 * 1024
 WINDOW = 256 * 1024
 REQ_BODY_END, REQ_TLS, REQ_UPGRADE = 0x1, 0x2, 0x4
+# wf_app_resp_hdr_t.flags: RESP_DONE (with RESP_END_FLAG) stands for a
+# RESP_END with 0 that does not follow.
+RESP_END_FLAG, RESP_DONE = 0x1, 0x2
+
+
+def resp_done(type_, payload):
+    """Is this a RESP_HEAD that ends its request (WF_APP_RESP_DONE)?"""
+    return (type_ == RESP_HEAD and len(payload) >= 16
+            and struct.unpack("<I", payload[4:8])[0] & RESP_DONE != 0)
 LEN_NONE = 2 ** 64 - 1
 TIMEOUT = 30  # seconds: generous, the machine is shared
 
@@ -124,7 +133,7 @@ class AppProcess:
     def ready(self):
         type_, stream, payload, _ = self.recv()
         assert (type_, stream) == (READY, 0), type_
-        return struct.unpack("<II", payload)  # concurrency, pid
+        return struct.unpack("<II", payload[:8])  # concurrency, pid
 
     def request(self, method="GET", target="/", headers=(), body=b"",
                 flags=REQ_BODY_END, content_length=None, tls=False):
@@ -157,7 +166,8 @@ class AppProcess:
                     self.inflight[stream] -= struct.unpack("<Q", msg[2])[0]
                     continue
                 self.pending.append(msg)
-                if msg[0] == RESP_END and msg[1] == stream:
+                if msg[1] == stream and (msg[0] == RESP_END
+                                         or resp_done(msg[0], msg[2])):
                     return False
             n = min(MAX_SIZE, len(data) - off, WINDOW - self.inflight[stream])
             self.send(REQ_BODY, stream, data[off:off + n])
@@ -196,6 +206,9 @@ class AppProcess:
             type_, st, payload, fd = self.recv_for(stream)
             if type_ == RESP_HEAD:
                 self._parse_head(r, payload)
+                if resp_done(type_, payload):
+                    r.end = 0
+                    return r
             elif type_ == RESP_BODY:
                 r.body += payload
             elif type_ == RESP_FILE:

@@ -77,16 +77,28 @@ send_get(int fd, uint64_t stream, const unsigned char *get, size_t len)
     return sendmsg(fd, &mh, MSG_NOSIGNAL) > 0 ? 0 : -1;
 }
 
-/* Reads one packet; returns its type, or 0 on EOF or error. */
+/* Reads one packet; returns its type, or 0 on EOF or error.  A
+ * RESP_HEAD that says WF_APP_RESP_DONE ends the request: RESP_END. */
 static uint32_t
 recv_type(int fd)
 {
     static unsigned char buf[WF_APP_MAX_SIZE];
     wf_port_hdr_t h;
+    wf_app_resp_hdr_t rh;
     struct iovec iov[2] = {{&h, sizeof(h)}, {buf, sizeof(buf)}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t n = recvmsg(fd, &mh, 0);
 
-    return recvmsg(fd, &mh, 0) >= (ssize_t)sizeof(h) ? h.type : 0;
+    if (n < (ssize_t)sizeof(h)) {
+        return 0;
+    }
+    if (h.type == WF_APP_MSG_RESP_HEAD && (size_t)n >= sizeof(h) + sizeof(rh)) {
+        memcpy(&rh, buf, sizeof(rh));
+        if (rh.flags & WF_APP_RESP_DONE) {
+            return WF_APP_MSG_RESP_END;
+        }
+    }
+    return h.type;
 }
 
 static pid_t

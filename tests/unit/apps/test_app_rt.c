@@ -155,6 +155,8 @@ router_expect(int fd, uint32_t type, uint64_t stream, rmsg_t *m)
 
 static pid_t ready_pid; /* the pid READY must carry; 0: ours */
 
+#define RT_PULL (1 + WF_APP_RT_QUEUED) /* a pull worker's concurrency */
+
 static void
 router_expect_ready(int fd, unsigned concurrency)
 {
@@ -165,6 +167,7 @@ router_expect_ready(int fd, unsigned concurrency)
     assert_int_equal(m.size, sizeof(rd));
     memcpy(&rd, m.data, sizeof(rd));
     assert_int_equal(rd.concurrency, concurrency);
+    assert_int_equal(rd.queued, concurrency == RT_PULL ? WF_APP_RT_QUEUED : 0);
     assert_int_equal(rd.pid, ready_pid != 0 ? ready_pid : getpid());
     rmsg_free(&m);
 }
@@ -328,7 +331,7 @@ test_one_request(void **state)
     router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 7, buf, n);
 
     assert_int_equal(rt->next(w, &req, WAIT_MS), WF_APP_OK);
-    router_expect_ready(f.router[0], 1);
+    router_expect_ready(f.router[0], RT_PULL);
     hd = rt->head(req);
     assert_true(str_is(hd->method, "GET"));
     assert_true(str_is(hd->target, "/a%20b"));
@@ -343,21 +346,103 @@ test_one_request(void **state)
     assert_int_equal(rt->read(req, buf, sizeof(buf)), 0);
 
     assert_int_equal(rt->respond(req, 200, resp, 1, "hello", 5, 1), WF_APP_OK);
-    /* The complete response waits for end(): one batch with RESP_END. */
+    /* The complete response waits for end(): one message that says DONE
+     * (no RESP_END follows). */
     assert_false(router_wait(f.router[0], 50));
     rt->end(req, 1);
     router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, 7, &m);
     memcpy(&rh, m.data, sizeof(rh));
     assert_int_equal(rh.status, 200);
     assert_int_equal(rh.nfields, 1);
-    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
     assert_int_equal(rh.body_size, 5);
     memcpy(&len, m.data + sizeof(rh), 4);
     assert_int_equal(len, 12);
     assert_string_equal((char *)m.data + sizeof(rh) + 4, "Content-Type");
     assert_memory_equal(m.data + m.size - 5, "hello", 5);
     rmsg_free(&m);
-    router_expect_end(f.router[0], 7, 0);
+    assert_false(router_wait(f.router[0], 50));
+    fix_close(&f);
+}
+
+/* A pull worker takes requests queued behind the one it serves (READY
+ * says how many) and hands them out in order, one per next(), each after
+ * the previous one ended. */
+static void
+test_pull_queued_in_order(void **state)
+{
+    unsigned char buf[1024];
+    wf_app_worker_t *w;
+    wf_app_req_t *req;
+    rmsg_t m;
+    size_t n;
+    fix_t f;
+
+    wf_unused(state);
+    fix_open(&f, 1, 1);
+    w = rt->worker(f.app, 0);
+    n = head_encode(buf, "GET", "/", 0, NULL, NULL, NULL, 0,
+                    WF_APP_REQ_BODY_END, WF_APP_LEN_NONE);
+    for (uint64_t st = 1; st <= 3; st++) {
+        router_send(f.router[0], WF_APP_MSG_REQ_HEAD, st, buf, n);
+    }
+    for (uint64_t st = 1; st <= 3; st++) {
+        assert_int_equal(rt->next(w, &req, WAIT_MS), WF_APP_OK);
+        if (st == 1) {
+            router_expect_ready(f.router[0], RT_PULL);
+        }
+        assert_int_equal(rt->respond(req, 200, NULL, 0, "ok", 2, 1), WF_APP_OK);
+        rt->end(req, 1);
+        router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, st, &m);
+        rmsg_free(&m);
+    }
+    assert_int_equal(rt->next(w, &req, 50), WF_APP_AGAIN);
+    fix_close(&f);
+}
+
+/* A complete head that went out before end() (a blocking read flushed
+ * it) cannot say DONE any more: end() sends RESP_END; and end() with a
+ * failure never says DONE. */
+static void
+test_held_head_flushed(void **state)
+{
+    unsigned char buf[1024];
+    wf_app_resp_hdr_t rh;
+    wf_app_worker_t *w;
+    wf_app_req_t *req;
+    rmsg_t m;
+    size_t n;
+    fix_t f;
+
+    wf_unused(state);
+    fix_open(&f, 1, 1);
+    w = rt->worker(f.app, 0);
+    n = head_encode(buf, "POST", "/", 0, NULL, NULL, NULL, 0, 0, 2);
+    router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 8, buf, n);
+    assert_int_equal(rt->next(w, &req, WAIT_MS), WF_APP_OK);
+    router_expect_ready(f.router[0], RT_PULL);
+    assert_int_equal(rt->respond(req, 200, NULL, 0, "ok", 2, 1), WF_APP_OK);
+    router_send(f.router[0], WF_APP_MSG_REQ_BODY, 8, "xy", 2);
+    router_send(f.router[0], WF_APP_MSG_REQ_END, 8, NULL, 0);
+    assert_int_equal(rt->read(req, buf, sizeof(buf)), 2);
+    router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, 8, &m);
+    memcpy(&rh, m.data, sizeof(rh));
+    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    rmsg_free(&m);
+    rt->end(req, 1);
+    router_expect_end(f.router[0], 8, 0);
+
+    n = head_encode(buf, "GET", "/", 0, NULL, NULL, NULL, 0,
+                    WF_APP_REQ_BODY_END, WF_APP_LEN_NONE);
+    router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 9, buf, n);
+    assert_int_equal(rt->next(w, &req, WAIT_MS), WF_APP_OK);
+    assert_int_equal(rt->respond(req, 200, NULL, 0, "ok", 2, 1), WF_APP_OK);
+    rt->end(req, 0);
+    router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, 9, &m);
+    memcpy(&rh, m.data, sizeof(rh));
+    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    rmsg_free(&m);
+    router_expect_end(f.router[0], 9, 1);
     fix_close(&f);
 }
 
@@ -394,7 +479,7 @@ test_fragmented_head(void **state)
     assert_memory_equal(buf, body, 100);
     assert_int_equal(rt->read(req, buf, 100), 0);
     rt->end(req, 0);
-    router_expect_ready(f.router[0], 1);
+    router_expect_ready(f.router[0], RT_PULL);
     router_expect_end(f.router[0], 9, 1);
     fix_close(&f);
     free(buf);
@@ -480,7 +565,7 @@ test_body_acks(void **state)
     sum = pattern_sum(1000, 0, 0);
     sent = unacked = 1000;
     pthread_create(&th, NULL, job_read_body, &j);
-    router_expect_ready(f.router[0], 1);
+    router_expect_ready(f.router[0], RT_PULL);
     while (sent < total) {
         size_t k = wf_min(piece, total - sent);
         rmsg_t m;
@@ -565,7 +650,7 @@ test_response_window(void **state)
     j.write = total;
     router_send_get(f.router[0], 5);
     pthread_create(&th, NULL, job_write, &j);
-    router_expect_ready(f.router[0], 1);
+    router_expect_ready(f.router[0], RT_PULL);
     while (got < total) {
         const unsigned char *p;
         rmsg_t m;
@@ -628,7 +713,7 @@ test_abort_mid_body(void **state)
     n = head_encode(buf, "POST", "/", 0, NULL, NULL, "abc", 3, 0, 100);
     router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 11, buf, n);
     pthread_create(&th, NULL, job_read_body, &j);
-    router_expect_ready(f.router[0], 1);
+    router_expect_ready(f.router[0], RT_PULL);
     router_send(f.router[0], WF_APP_MSG_REQ_BODY, 11, "defg", 4);
     usleep(20 * 1000); /* let it block in read() (either way is fine) */
     router_send(f.router[0], WF_APP_MSG_REQ_ABORT, 11, NULL, 0);
@@ -793,8 +878,8 @@ test_dispatch_two_streams(void **state)
         assert_int_equal(rh.body_size, 8);
         assert_memory_equal(m.data + sizeof(rh),
                             k == 0 ? "got A1A2" : "got B1B2", 8);
+        assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
         seen[k] = true;
-        router_expect_end(f.router[1], m.stream, 0);
         rmsg_free(&m);
     }
     assert_true(seen[0] && seen[1]);
@@ -1097,8 +1182,8 @@ test_eof_and_stop(void **state)
     router_send_get(f.router[3], 40);
     assert_int_equal(rt->next(w1, &req, WAIT_MS), WF_APP_OK);
     rt->end(req, 0);
-    router_expect_ready(f.router[2], 1);
-    router_expect_ready(f.router[3], 1);
+    router_expect_ready(f.router[2], RT_PULL);
+    router_expect_ready(f.router[3], RT_PULL);
     router_expect_end(f.router[3], 40, 1);
     close(f.router[0]);
     assert_int_equal(rt->next(w0, &req, 50), WF_APP_AGAIN);
@@ -1193,11 +1278,10 @@ expect_body(int fd, uint64_t stream, const char *body)
     router_expect(fd, WF_APP_MSG_RESP_HEAD, stream, &m);
     memcpy(&rh, m.data, sizeof(rh));
     assert_int_equal(rh.status, 200);
-    assert_int_equal(rh.flags, WF_APP_RESP_END);
+    assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
     assert_int_equal(rh.body_size, strlen(body));
     assert_memory_equal(m.data + m.size - rh.body_size, body, rh.body_size);
     rmsg_free(&m);
-    router_expect_end(fd, stream, 0);
 }
 
 static void
@@ -1292,7 +1376,7 @@ test_app_main_serves(void **state)
     child_start(&c, 2, 2, "{\"type\": \"test\", \"threads\": 2}",
                 WF_TEST_MODULE);
     for (unsigned i = 0; i < c.n; i++) {
-        router_expect_ready(c.router[i], 1);
+        router_expect_ready(c.router[i], RT_PULL);
     }
     send_path(c.router[3], 1, "GET", "/");
     expect_body(c.router[3], 1, "hello");
@@ -1314,8 +1398,8 @@ test_app_main_eof(void **state)
 
     wf_unused(state);
     child_start(&c, 1, 2, "{}", WF_TEST_MODULE);
-    router_expect_ready(c.router[0], 1);
-    router_expect_ready(c.router[1], 1);
+    router_expect_ready(c.router[0], RT_PULL);
+    router_expect_ready(c.router[1], RT_PULL);
     close(c.router[0]);
     close(c.router[1]);
     c.router[0] = c.router[1] = -1;
@@ -1333,7 +1417,7 @@ test_app_main_term(void **state)
         child_t c;
 
         child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
-        router_expect_ready(c.router[0], 1);
+        router_expect_ready(c.router[0], RT_PULL);
         kill(c.pid, sigs[i]);
         assert_int_equal(child_wait(&c), 0);
     }
@@ -1350,7 +1434,7 @@ test_app_main_term_in_request(void **state)
 
     wf_unused(state);
     child_start(&c, 1, 1, "{}", WF_TEST_MODULE);
-    router_expect_ready(c.router[0], 1);
+    router_expect_ready(c.router[0], RT_PULL);
     n = head_encode(buf, "POST", "/echo", 0, NULL, NULL, NULL, 0, 0, 100);
     router_send(c.router[0], WF_APP_MSG_REQ_HEAD, 5, buf, n);
     {
@@ -1393,6 +1477,8 @@ wf_test_app_rt(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_request),
+        cmocka_unit_test(test_held_head_flushed),
+        cmocka_unit_test(test_pull_queued_in_order),
         cmocka_unit_test(test_fragmented_head),
         cmocka_unit_test(test_body_acks),
         cmocka_unit_test(test_response_window),

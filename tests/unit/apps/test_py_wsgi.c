@@ -19,6 +19,7 @@
 
 #include "apps/app_main.h"
 #include "apps/app_proto.h"
+#include "apps/app_rt.h"
 #include "core/common.h"
 #include "process/port.h"
 #include "unit.h"
@@ -252,7 +253,9 @@ py_expect_ready(int fd)
     py_recv(fd, &m);
     assert_int_equal(m.type, WF_APP_MSG_READY);
     memcpy(&rd, m.data, sizeof(rd));
-    assert_int_equal(rd.concurrency, 1);
+    /* A pull worker: one at a time, the next one queued behind it. */
+    assert_int_equal(rd.concurrency, 1 + WF_APP_RT_QUEUED);
+    assert_int_equal(rd.queued, WF_APP_RT_QUEUED);
     py_msg_free(&m);
 }
 
@@ -293,8 +296,9 @@ py_body(const pmsg_t *m, const wf_app_resp_hdr_t *rh)
 #define PY_APP(extra) \
     "{\"type\": \"python\", \"path\": \"" WF_PY_APPS "\", " extra "}"
 
-/* A hello world is one RESP_HEAD carrying its body with RESP_END set,
- * then RESP_END; the process serves the next one and stops with 0. */
+/* A hello world is one RESP_HEAD carrying its body with RESP_END and
+ * RESP_DONE set (no RESP_END message); the process serves the next one
+ * and stops with 0. */
 static void
 test_py_hello(void **state)
 {
@@ -310,11 +314,10 @@ test_py_hello(void **state)
         py_send_head(c.router[0], s, "GET", "/", NULL, "", 0);
         rh = py_expect_head(c.router[0], s, &m);
         assert_int_equal(rh.status, 200);
-        assert_int_equal(rh.flags, WF_APP_RESP_END);
+        assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
         assert_int_equal(rh.nfields, 1);
         assert_string_equal(py_body(&m, &rh), "Hello, World!");
         py_msg_free(&m);
-        py_expect_end(c.router[0], s, 0);
     }
     assert_int_equal(py_stop(&c), 0);
 }
@@ -339,8 +342,8 @@ test_py_body_pieces(void **state)
     rh = py_expect_head(c.router[0], 7, &m);
     assert_int_equal(rh.status, 200);
     assert_string_equal(py_body(&m, &rh), "[\"one\\n\", \"two\\n\", \"end!\"]");
+    assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
     py_msg_free(&m);
-    py_expect_end(c.router[0], 7, 0);
     assert_int_equal(py_stop(&c), 0);
 }
 
@@ -434,9 +437,8 @@ test_py_raises_500(void **state)
         py_send_head(c.router[0], s, "GET", "/", NULL, "", 0);
         rh = py_expect_head(c.router[0], s, &m);
         assert_int_equal(rh.status, 500);
-        assert_int_equal(rh.flags, WF_APP_RESP_END);
+        assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
         py_msg_free(&m);
-        py_expect_end(c.router[0], s, 0);
     }
     assert_int_equal(py_stop(&c), 0);
 }
@@ -461,8 +463,8 @@ test_py_two_threads(void **state)
     for (unsigned k = 0; k < 2; k++) {
         rh = py_expect_head(c.router[k], k + 1, &m);
         assert_int_equal(rh.status, 200);
+        assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
         py_msg_free(&m);
-        py_expect_end(c.router[k], k + 1, 0);
     }
     assert_int_equal(py_stop(&c), 0);
 }

@@ -137,13 +137,12 @@ ta_put_str(char *p, const char *s, size_t n)
 /* RESP_HEAD with fields "X-App: yes" and, unless len is NONE,
  * Content-Length: len; body[0..body_size) follows. */
 static void
-ta_send_head(ta_app_t *app, ta_req_t *rq, uint16_t status, uint64_t len,
-             bool end, const char *body, uint32_t body_size)
+ta_send_head_flags(ta_app_t *app, ta_req_t *rq, uint16_t status, uint64_t len,
+                   uint32_t flags, const char *body, uint32_t body_size)
 {
     static char buf[WF_APP_MAX_SIZE + 4096];
-    wf_app_resp_hdr_t hdr = {.status = status,
-                             .flags = end ? WF_APP_RESP_END : 0,
-                             .body_size = body_size};
+    wf_app_resp_hdr_t hdr = {
+        .status = status, .flags = flags, .body_size = body_size};
     char num[24];
     size_t n = sizeof(hdr);
 
@@ -164,6 +163,23 @@ ta_send_head(ta_app_t *app, ta_req_t *rq, uint16_t status, uint64_t len,
     n += body_size;
     wf_port_send(app->ports[rq->sock], WF_APP_MSG_RESP_HEAD, rq->stream, buf, n,
                  NULL, 0);
+}
+
+static void
+ta_send_head(ta_app_t *app, ta_req_t *rq, uint16_t status, uint64_t len,
+             bool end, const char *body, uint32_t body_size)
+{
+    ta_send_head_flags(app, rq, status, len, end ? WF_APP_RESP_END : 0, body,
+                       body_size);
+}
+
+/* The head says DONE: the request is over without a RESP_END. */
+static void
+ta_send_done(ta_app_t *app, ta_req_t *rq, uint32_t flags)
+{
+    ta_send_head_flags(app, rq, 200, WF_APP_LEN_NONE, flags, "done", 4);
+    free(rq->echo);
+    memset(rq, 0, sizeof(*rq));
 }
 
 static void
@@ -209,6 +225,10 @@ ta_answer(ta_app_t *app, ta_req_t *rq)
     if (strcmp(rq->path, "/hello") == 0) {
         ta_send_head(app, rq, 200, WF_APP_LEN_NONE, true, "hello", 5);
         ta_send_end(app, rq, 0);
+    } else if (strcmp(rq->path, "/done") == 0) {
+        ta_send_done(app, rq, WF_APP_RESP_END | WF_APP_RESP_DONE);
+    } else if (strcmp(rq->path, "/donecut") == 0) {
+        ta_send_done(app, rq, WF_APP_RESP_DONE); /* DONE without END */
     } else if (strcmp(rq->path, "/upload") == 0) {
         n = snprintf(text, sizeof(text), "%llu %s",
                      (unsigned long long)rq->body_got,
@@ -732,6 +752,33 @@ test_app_hello(void **state)
     close(fd);
 }
 
+/* A head that says DONE ends the request: the one slot is free for the
+ * next request at once (else it would wait in the queue); a DONE
+ * without END is a response cut short (the stream it began is cut), and
+ * frees the slot too. */
+static void
+test_app_resp_done(void **state)
+{
+    ta_resp_t rs;
+    int fd = ta_connect();
+
+    wf_unused(state);
+    for (int i = 0; i < 3; i++) {
+        ta_send_req(fd, "GET", "/done", 0);
+        ta_read_resp(fd, &rs);
+        assert_int_equal(rs.status, 200);
+        assert_true(rs.complete);
+        assert_string_equal(rs.body, "done");
+    }
+    close(fd);
+    ta_request("GET", "/donecut", 0, &rs);
+    assert_int_equal(rs.status, 200);
+    assert_false(rs.complete);
+    ta_request("GET", "/hello", 0, &rs);
+    assert_int_equal(rs.status, 200);
+    assert_string_equal(rs.body, "hello");
+}
+
 static void
 test_app_small_body_in_head(void **state)
 {
@@ -1066,6 +1113,7 @@ wf_test_app_xchg(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_app_hello),
+        cmocka_unit_test(test_app_resp_done),
         cmocka_unit_test(test_app_small_body_in_head),
         cmocka_unit_test(test_app_big_upload),
         cmocka_unit_test(test_app_echo_with_length),
