@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "control/api.h"
+#include "control/cert.h"
 #include "control/conf.h"
 #include "control/conf_store.h"
 #include "core/common.h"
@@ -66,6 +67,10 @@ static const wf_port_type_t ctl_main_types[] = {
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_LOG_REOPEN, "log_reopen", ctl_on_log_reopen,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_CERT_STORE, "cert_store", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_CERT_DELETE, "cert_delete", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
 static const wf_port_type_t ctl_router_types[] = {
@@ -226,6 +231,12 @@ wf_ctl_conf(void)
 }
 
 wf_port_t *
+wf_ctl_main_port(void)
+{
+    return ctl.main_port;
+}
+
+wf_port_t *
 wf_ctl_router_port(void)
 {
     return ctl.router_port;
@@ -326,6 +337,16 @@ ctl_initial_conf(const wf_opts_t *opts, bool *from_file)
     return conf != NULL ? conf : json_object();
 }
 
+/* STATEDIR/certs/ into the store (Unit's nxt_cert_store_load()). */
+static void
+ctl_certs_load(const wf_opts_t *opts)
+{
+    char dir[4096];
+
+    snprintf(dir, sizeof(dir), "%s/certs", opts->statedir);
+    wf_cert_store_load(dir);
+}
+
 static int
 ctl_start(const wf_opts_t *opts, int main_fd, int router_fd, int control_fd)
 {
@@ -335,8 +356,10 @@ ctl_start(const wf_opts_t *opts, int main_fd, int router_fd, int control_fd)
     wf_list_init(&ctl.waiting);
     /* Validating opens no access log: the router gets them from main. */
     wf_access_log_defer_open(true);
-    /* Read as root (Unit's controller prefork): conf.json is main's. */
+    /* Read as root (Unit's controller prefork): conf.json and certs/ are
+     * main's. */
     ctl.conf = ctl_initial_conf(opts, &from_file);
+    ctl_certs_load(opts);
     if (wf_proc_drop_privileges(opts) != WF_OK) {
         return WF_ERROR;
     }
@@ -382,6 +405,7 @@ wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd,
     json_decref(ctl.conf);
     json_decref(ctl.pending_conf);
     wf_api_modules_set(NULL);
+    wf_cert_store_clear();
     wf_loops_destroy();
     return EXIT_SUCCESS;
 }

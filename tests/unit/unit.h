@@ -38,6 +38,7 @@ int wf_test_conf(void);
 int wf_test_conf_app(void);
 int wf_test_conf_store(void);
 int wf_test_api(void);
+int wf_test_cert(void);
 int wf_test_tpl(void);
 int wf_test_port(void);
 int wf_test_main_apps(void);
