@@ -9,6 +9,7 @@
 #include "control/cert.h"
 #include "control/conf.h"
 #include "control/conf_store.h"
+#include "control/conf_tls.h"
 #include "core/common.h"
 #include "core/json.h"
 #include "http/var.h"
@@ -409,6 +410,9 @@ api_commit(api_req_t *rq, json_t *next)
 {
     wf_conf_error_t err;
 
+    /* Listeners name certificates of the store (Unit's order: the name is
+     * looked up as written, then without case). */
+    wf_conf_tls_pems_set(wf_cert_store_pems(next));
     if (wf_conf_check(next, api_modules, &err) != WF_OK) {
         wf_api_reply_set(rq->reply, 400,
                          err.error[0] != '\0' ? err.error
@@ -514,9 +518,9 @@ api_root(api_req_t *rq)
     }
     status = rq->status != NULL ? json_incref(rq->status) : api_status_empty();
     rq->reply->status = 200;
-    rq->reply->body = json_pack("{s:o?, s:O, s:o}", "certificates",
-                                wf_cert_store_infos(), "config", rq->conf,
-                                "status", status);
+    rq->reply->body =
+        json_pack("{s:o?, s:O, s:o}", "certificates", wf_cert_store_infos(),
+                  "config", rq->conf, "status", status);
 }
 
 /* GET /certificates[/NAME[/path]]: Unit's descriptions (control/cert.h). */
@@ -598,11 +602,10 @@ static void
 api_certificates(api_req_t *rq)
 {
     const char *slash = memchr(rq->sub.data + 1, '/', rq->sub.len - 1);
-    size_t raw = slash != NULL ? (size_t)(slash - rq->sub.data - 1)
-                               : rq->sub.len - 1;
-    wf_str_t path = slash != NULL
-                        ? wf_str_make(slash, rq->sub.len - 1 - raw)
-                        : wf_null_str;
+    size_t raw =
+        slash != NULL ? (size_t)(slash - rq->sub.data - 1) : rq->sub.len - 1;
+    wf_str_t path =
+        slash != NULL ? wf_str_make(slash, rq->sub.len - 1 - raw) : wf_null_str;
     char *name = malloc(raw + 1);
     size_t n;
 

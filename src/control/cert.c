@@ -3,11 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
+#include <openssl/bio.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,174 +15,12 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "core/str.h"
+#include "net/tls.h"
 
-#define CERT_NAME_MAX  255
-#define CERT_CHAIN_MAX 32 /* certificates in one bundle */
-
-typedef struct cert_bundle {
-    EVP_PKEY *key;
-    X509 *chain[CERT_CHAIN_MAX];
-    size_t count;
-    char *why; /* where the reason goes */
-    size_t whysize;
-} cert_bundle_t;
+#define CERT_NAME_MAX 255
 
 /* {NAME: {"pem": PEM, "info": {...}}}: the controller's store. */
 static json_t *cert_store;
-
-static int
-cert_fail(cert_bundle_t *b, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(b->why, b->whysize, fmt, ap);
-    va_end(ap);
-    return WF_ERROR;
-}
-
-static void
-cert_bundle_fini(cert_bundle_t *b)
-{
-    EVP_PKEY_free(b->key);
-    b->key = NULL;
-    for (size_t i = 0; i < b->count; i++) {
-        X509_free(b->chain[i]);
-        b->chain[i] = NULL;
-    }
-    b->count = 0;
-}
-
-static bool
-cert_has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s);
-    size_t k = strlen(suffix);
-
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
-/* One private key block: "PRIVATE KEY" (PKCS#8) or "<ALG> PRIVATE KEY"
- * (PKCS#1, SEC1, ...); d2i_AutoPrivateKey() tells them apart. */
-static int
-cert_add_key(cert_bundle_t *b, const char *header, const unsigned char *data,
-             long length)
-{
-    const unsigned char *p = data;
-    EVP_PKEY *key;
-
-    if (strstr(header, "ENCRYPTED") != NULL) {
-        return cert_fail(b, "encrypted PEM isn't supported");
-    }
-    if (b->key != NULL) {
-        return cert_fail(b, "multiple private keys in PEM");
-    }
-    key = d2i_AutoPrivateKey(NULL, &p, length);
-    if (key == NULL) {
-        return cert_fail(b, "the private key cannot be decoded");
-    }
-    b->key = key;
-    return WF_OK;
-}
-
-static int
-cert_add_x509(cert_bundle_t *b, const unsigned char *data, long length,
-              bool trusted)
-{
-    const unsigned char *p = data;
-    X509 *x;
-
-    if (b->count == CERT_CHAIN_MAX) {
-        return cert_fail(b, "more than %d certificates in PEM",
-                         CERT_CHAIN_MAX);
-    }
-    x = trusted ? d2i_X509_AUX(NULL, &p, length) : d2i_X509(NULL, &p, length);
-    if (x == NULL) {
-        return cert_fail(b, "certificate %zu cannot be decoded", b->count + 1);
-    }
-    b->chain[b->count++] = x;
-    return WF_OK;
-}
-
-/* One PEM block, by its type (Unit's nxt_cert_bio()).  "EC PARAMETERS",
- * which `openssl ecparam -genkey` writes before the key, is skipped. */
-static int
-cert_add_block(cert_bundle_t *b, const char *type, const char *header,
-               const unsigned char *data, long length)
-{
-    if (strcmp(type, PEM_STRING_X509) == 0
-        || strcmp(type, PEM_STRING_X509_OLD) == 0) {
-        return cert_add_x509(b, data, length, false);
-    }
-    if (strcmp(type, PEM_STRING_X509_TRUSTED) == 0) {
-        return cert_add_x509(b, data, length, true);
-    }
-    if (strcmp(type, PEM_STRING_PKCS8) == 0) {
-        return cert_fail(b, "PEM PKCS8 isn't supported");
-    }
-    if (strcmp(type, PEM_STRING_PKCS8INF) == 0
-        || cert_has_suffix(type, " " PEM_STRING_PKCS8INF)) {
-        return cert_add_key(b, header, data, length);
-    }
-    if (strcmp(type, PEM_STRING_ECPARAMETERS) == 0) {
-        return WF_OK;
-    }
-    return cert_fail(b, "unsupported PEM type: \"%.64s\"", type);
-}
-
-static int
-cert_read_blocks(cert_bundle_t *b, BIO *bio)
-{
-    for (;;) {
-        char *type = NULL;
-        char *header = NULL;
-        unsigned char *data = NULL;
-        long length = 0;
-        int rc;
-
-        if (PEM_read_bio(bio, &type, &header, &data, &length) == 0) {
-            unsigned long e = ERR_peek_last_error();
-
-            if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
-                return WF_OK; /* the end: text after the last block */
-            }
-            return cert_fail(b, "the PEM text is malformed");
-        }
-        rc = cert_add_block(b, type, header, data, length);
-        OPENSSL_free(data);
-        OPENSSL_free(header);
-        OPENSSL_free(type);
-        if (rc != WF_OK) {
-            return rc;
-        }
-    }
-}
-
-/* What Unit checks (a key, a certificate), then what a handshake would
- * find out too late: the key is the leaf's, and the chain is a chain. */
-static int
-cert_check(cert_bundle_t *b)
-{
-    if (b->key == NULL) {
-        return cert_fail(b, "no key found");
-    }
-    if (b->count == 0) {
-        return cert_fail(b, "no certificates found");
-    }
-    if (X509_check_private_key(b->chain[0], b->key) != 1) {
-        return cert_fail(b, "the private key does not match the first "
-                            "certificate");
-    }
-    for (size_t i = 1; i < b->count; i++) {
-        if (X509_check_issued(b->chain[i], b->chain[i - 1]) != X509_V_OK) {
-            return cert_fail(b,
-                             "certificate %zu is not the issuer of "
-                             "certificate %zu",
-                             i + 1, i);
-        }
-    }
-    return WF_OK;
-}
 
 static json_t *
 cert_key_info(EVP_PKEY *key)
@@ -248,7 +84,8 @@ cert_name_info(X509 *x, bool issuer)
         {NID_organizationName, "organization"},
         {NID_organizationalUnitName, "department"},
     };
-    X509_NAME *name = issuer ? X509_get_issuer_name(x) : X509_get_subject_name(x);
+    X509_NAME *name =
+        issuer ? X509_get_issuer_name(x) : X509_get_subject_name(x);
     json_t *alt = cert_alt_names(x, issuer);
     json_t *o = json_object();
     char buf[256];
@@ -286,7 +123,7 @@ cert_time(const ASN1_TIME *t)
 }
 
 static json_t *
-cert_chain_info(cert_bundle_t *b)
+cert_chain_info(wf_tls_bundle_t *b)
 {
     json_t *chain = json_array();
 
@@ -310,34 +147,25 @@ int
 wf_cert_parse(const char *pem, size_t len, json_t **info, char *why,
               size_t whysize)
 {
-    cert_bundle_t b = {.why = why, .whysize = whysize};
-    BIO *bio;
-    int rc;
+    wf_tls_bundle_t b = {0};
 
     *info = NULL;
     if (len == 0 || len > WF_CERT_PEM_MAX) {
-        return cert_fail(&b, len == 0 ? "the body is empty"
-                                      : "the bundle is too large");
+        snprintf(why, whysize, "%s",
+                 len == 0 ? "the body is empty" : "the bundle is too large");
+        return WF_ERROR;
     }
-    bio = BIO_new_mem_buf(pem, (int)len);
-    if (bio == NULL) {
-        return cert_fail(&b, "out of memory");
+    if (wf_tls_bundle_read(&b, pem, len, why, whysize) != WF_OK) {
+        return WF_ERROR;
     }
-    rc = cert_read_blocks(&b, bio);
-    BIO_free(bio);
-    if (rc == WF_OK) {
-        rc = cert_check(&b);
+    *info = json_pack("{s:o?, s:o?}", "key", cert_key_info(b.key), "chain",
+                      cert_chain_info(&b));
+    wf_tls_bundle_fini(&b);
+    if (*info == NULL) {
+        snprintf(why, whysize, "out of memory");
+        return WF_ERROR;
     }
-    if (rc == WF_OK) {
-        *info = json_pack("{s:o?, s:o?}", "key", cert_key_info(b.key), "chain",
-                          cert_chain_info(&b));
-        if (*info == NULL) {
-            rc = cert_fail(&b, "out of memory");
-        }
-    }
-    ERR_clear_error();
-    cert_bundle_fini(&b);
-    return rc;
+    return WF_OK;
 }
 
 bool
@@ -356,7 +184,8 @@ cert_store_key(const char *name, size_t len)
     const char *key;
     json_t *v;
 
-    json_object_foreach(cert_store, key, v) {
+    json_object_foreach(cert_store, key, v)
+    {
         if (wf_str_eq_nocase(wf_str_make(key, strlen(key)),
                              wf_str_make(name, len))) {
             return key;
@@ -370,9 +199,9 @@ wf_cert_store_info(const char *name, size_t len)
 {
     const char *key = cert_store_key(name, len);
 
-    return key != NULL ? json_object_get(json_object_get(cert_store, key),
-                                         "info")
-                       : NULL;
+    return key != NULL
+               ? json_object_get(json_object_get(cert_store, key), "info")
+               : NULL;
 }
 
 json_t *
@@ -382,7 +211,8 @@ wf_cert_store_infos(void)
     const char *key;
     json_t *v;
 
-    json_object_foreach(cert_store, key, v) {
+    json_object_foreach(cert_store, key, v)
+    {
         if (all != NULL
             && json_object_set(all, key, json_object_get(v, "info")) != 0) {
             json_decref(all);
@@ -512,7 +342,8 @@ cert_foreach_name(const json_t *conf, bool (*fn)(const char *, void *),
     const char *lname;
     json_t *l;
 
-    json_object_foreach(json_object_get(conf, "listeners"), lname, l) {
+    json_object_foreach(json_object_get(conf, "listeners"), lname, l)
+    {
         json_t *c = json_object_get(json_object_get(l, "tls"), "certificate");
         size_t i;
         json_t *e;
@@ -520,7 +351,8 @@ cert_foreach_name(const json_t *conf, bool (*fn)(const char *, void *),
         if (json_is_string(c) && !fn(json_string_value(c), arg)) {
             return false;
         }
-        json_array_foreach(c, i, e) {
+        json_array_foreach(c, i, e)
+        {
             if (json_is_string(e) && !fn(json_string_value(e), arg)) {
                 return false;
             }
@@ -550,6 +382,24 @@ wf_cert_store_pems(const json_t *conf)
     if (pems != NULL && !cert_foreach_name(conf, cert_add_pem, pems)) {
         json_decref(pems);
         pems = NULL;
+    }
+    return pems;
+}
+
+json_t *
+wf_cert_store_pems_all(void)
+{
+    json_t *pems = json_object();
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(cert_store, key, v)
+    {
+        if (pems != NULL
+            && json_object_set(pems, key, json_object_get(v, "pem")) != 0) {
+            json_decref(pems);
+            pems = NULL;
+        }
     }
     return pems;
 }

@@ -60,6 +60,10 @@ size_t wf_cert_store_load(const char *dir);
  * not in the store is left out (validation refused it). */
 json_t *wf_cert_store_pems(const json_t *conf);
 
+/* Every stored certificate's PEM text, {NAME: PEM, ...}: a new reference,
+ * or NULL when out of memory. */
+json_t *wf_cert_store_pems_all(void);
+
 /* Whether one of conf's listeners names the certificate called name
  * (compared without case). */
 bool wf_cert_is_used(const json_t *conf, const char *name, size_t len);

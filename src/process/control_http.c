@@ -309,10 +309,9 @@ ctl_conn_cert(wf_ctl_conn_t *c)
         rc = wf_port_request_add(mp, &c->cert_req);
     }
     if (rc == WF_OK
-        && wf_port_send(mp,
-                        r->cert_pem != NULL ? WF_MSG_CERT_STORE
-                                            : WF_MSG_CERT_DELETE,
-                        c->cert_req.stream, payload, len, NULL, 0)
+        && wf_port_send(
+               mp, r->cert_pem != NULL ? WF_MSG_CERT_STORE : WF_MSG_CERT_DELETE,
+               c->cert_req.stream, payload, len, NULL, 0)
                != WF_OK) {
         wf_port_request_del(mp, &c->cert_req);
         rc = WF_ERROR;

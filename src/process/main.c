@@ -21,6 +21,7 @@
 #include "apps/app_proto.h"
 #include "control/cert.h"
 #include "control/conf.h"
+#include "control/conf_tls.h"
 #include "core/common.h"
 #include "core/listen.h"
 #include "core/log.h"
@@ -978,11 +979,28 @@ main_opts_free(main_opts_t *opts)
     }
 }
 
+/* --config FILE is checked here, before any child starts: its listeners
+ * may name certificates of STATEDIR/certs. */
+static json_t *
+main_check_config(const main_opts_t *opts)
+{
+    char dir[4096];
+    json_t *conf;
+
+    snprintf(dir, sizeof(dir), "%s/certs", opts->statedir);
+    wf_cert_store_load(dir);
+    wf_conf_tls_pems_set(wf_cert_store_pems_all());
+    conf = wf_statedir_load_conf(opts->config, true);
+    wf_conf_tls_pems_set(NULL);
+    wf_cert_store_clear();
+    return conf;
+}
+
 static int
 main_prepare(main_opts_t *opts)
 {
     if (opts->config != NULL) {
-        json_t *conf = wf_statedir_load_conf(opts->config, true);
+        json_t *conf = main_check_config(opts);
 
         if (conf == NULL) {
             return WF_ERROR;

@@ -90,6 +90,11 @@ enum {
      * NXT_PORT_MSG_CERT_DELETE).  Payload: NAME.  Answer: WF_MSG_OK, or
      * WF_MSG_FAIL. */
     WF_MSG_CERT_DELETE,
+    /* controller -> router, stream 0, right before each WF_MSG_CONF_APPLY:
+     * the certificates that config's listeners name.  Payload: JSON text
+     * {NAME: PEM bundle, ...} (may be {}).  The router compiles the next
+     * config with them.  No answer. */
+    WF_MSG_CERTS,
     WF_MSG_NTYPES /* must stay last */
 };
 

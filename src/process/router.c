@@ -100,6 +100,7 @@ router_snap_create(wf_conf_t *conf)
         snap->sites[i].root = conf->listeners[i].pass;
         snap->sites[i].hc = &conf->http;
         snap->sites[i].snap = &snap->h1;
+        snap->sites[i].tls = conf->listeners[i].tls;
     }
     return snap;
 }

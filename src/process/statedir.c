@@ -183,8 +183,8 @@ statedir_write(const char *statedir, const char *name, const char *data,
 }
 
 int
-wf_statedir_store_cert(const char *statedir, const char *name,
-                       const char *pem, size_t len)
+wf_statedir_store_cert(const char *statedir, const char *name, const char *pem,
+                       size_t len)
 {
     char dir[PATH_MAX];
 

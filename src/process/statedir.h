@@ -1,7 +1,8 @@
 /* The state directory: STATEDIR/conf.json (the last applied config),
- * STATEDIR/version and STATEDIR/certs/NAME (the certificate store), each written atomically: a temporary file, fsync,
- * rename over the old one, fsync of the directory.  A crash at any point
- * leaves either the old file or the new one, never a mix. */
+ * STATEDIR/version and STATEDIR/certs/NAME (the certificate store), each
+ * written atomically: a temporary file, fsync, rename over the old one, fsync
+ * of the directory.  A crash at any point leaves either the old file or the new
+ * one, never a mix. */
 #ifndef WF_PROCESS_STATEDIR_H
 #define WF_PROCESS_STATEDIR_H
 

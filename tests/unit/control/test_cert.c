@@ -58,9 +58,8 @@ cert_make(cert_pair_t *c, bool ec, const char *cn, const char *san,
                                (const unsigned char *)"Wharf", -1, -1, 0);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
                                (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(c->x, issuer != NULL
-                                   ? X509_get_subject_name(issuer->x)
-                                   : name);
+    X509_set_issuer_name(c->x, issuer != NULL ? X509_get_subject_name(issuer->x)
+                                              : name);
     if (san != NULL) {
         X509_EXTENSION *ext =
             X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
@@ -68,9 +67,9 @@ cert_make(cert_pair_t *c, bool ec, const char *cn, const char *san,
         X509_add_ext(c->x, ext, -1);
         X509_EXTENSION_free(ext);
     }
-    assert_true(X509_sign(c->x, issuer != NULL ? issuer->key : c->key,
-                          EVP_sha256())
-                > 0);
+    assert_true(
+        X509_sign(c->x, issuer != NULL ? issuer->key : c->key, EVP_sha256())
+        > 0);
     bio = BIO_new(BIO_s_mem());
     PEM_write_bio_PrivateKey(bio, c->key, NULL, NULL, 0, NULL, NULL);
     cert_pem_text(bio, c->key_pem, sizeof(c->key_pem));
@@ -223,15 +222,15 @@ test_info(void **state)
     it = json_object_iter(json_object_get(json_array_get(chain, 0), "subject"));
     first = json_object_iter_key(it);
     assert_string_equal(first, "common_name");
-    assert_string_equal(json_object_iter_key(json_object_iter_next(
-                            json_object_get(json_array_get(chain, 0), "subject"),
-                            it)),
-                        "alt_names");
-    json_decref(want);
     assert_string_equal(
-        json_string_value(json_object_get(
-            json_object_get(json_array_get(chain, 0), "issuer"), "common_name")),
-        "Wharf Test CA");
+        json_object_iter_key(json_object_iter_next(
+            json_object_get(json_array_get(chain, 0), "subject"), it)),
+        "alt_names");
+    json_decref(want);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(chain, 0), "issuer"),
+                            "common_name")),
+                        "Wharf Test CA");
     assert_non_null(strstr(
         json_string_value(json_object_get(
             json_object_get(json_array_get(chain, 1), "validity"), "until")),
