@@ -27,9 +27,14 @@ app_main_on_signal(int signo)
 {
     wf_app_t *app = app_main_app;
 
-    /* INT is a fast stop too (DESIGN.md §2), e.g. ^C with --no-daemon. */
-    if (signo != SIGQUIT && !atomic_load(&app_main_running)) {
-        _exit(1); /* still loading: nothing in flight to finish */
+    /* Still loading: nothing is in flight, so every stop ends the process
+     * now.  A QUIT must not wait for the load either: a module's setup
+     * may take minutes (a Python import) and may not return early on a
+     * signal (Python resumes an interrupted sleep, PEP 475), and main
+     * would kill us after MAIN_STOP_MS.  QUIT is a clean stop (code 0);
+     * TERM and INT (^C with --no-daemon, DESIGN.md §2) are fast ones. */
+    if (!atomic_load(&app_main_running)) {
+        _exit(signo == SIGQUIT ? 0 : 1);
     }
     if (app != NULL) {
         wf_app_rt_stop(app, signo == SIGQUIT);

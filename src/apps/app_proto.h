@@ -127,8 +127,8 @@ enum {
     WF_APP_STR_HOST,       /* the Host field as received ("" if none) */
     WF_APP_STR_REMOTE,     /* client address text: "127.0.0.1", "::1" */
     WF_APP_STR_LOCAL,      /* the listener's address text */
-    WF_APP_STR_SERVER,     /* the server name: Host without port, or the
-                              listener's address when Host is absent */
+    WF_APP_STR_SERVER,     /* the server name: Host without port, or
+                              "localhost" when Host is absent or empty */
     WF_APP_REQ_NSTR
 };
 

@@ -478,6 +478,7 @@ h1_req_create(wf_h1_conn_t *c)
     r->uri = r->uri_inline;
     r->loc = NULL;
     r->hbuf = r->hbuf_inline;
+    r->host = r->host_inline;
     return r;
 }
 
@@ -496,6 +497,9 @@ h1_req_destroy(wf_h1_conn_t *c)
     }
     if (r->hbuf != r->hbuf_inline) {
         free(r->hbuf);
+    }
+    if (r->host != r->host_inline) {
+        free(r->host);
     }
     free(r->loc);
     free(r->target);
@@ -691,7 +695,14 @@ h1_req_prepare(wf_req_t *r)
     }
     r->rq.method_id = h->method_id;
     r->rq.method = h->method;
-    if (wf_h1_host_name((char *)h->host.data, h->host.len, &r->rq.host)
+    if (h->host.len > sizeof(r->host_inline)) {
+        r->host = malloc(h->host.len);
+        if (r->host == NULL) {
+            r->host = r->host_inline;
+            return 503;
+        }
+    }
+    if (wf_h1_host_name(h->host.data, h->host.len, r->host, &r->rq.host)
         != WF_OK) {
         return 400;
     }

@@ -941,7 +941,7 @@ static const uint8_t h1_host_chars[256] = {
 };
 
 int
-wf_h1_host_name(char *p, size_t n, wf_str_t *name)
+wf_h1_host_name(const char *in, size_t n, char *p, wf_str_t *name)
 {
     size_t len = n;
 
@@ -950,11 +950,11 @@ wf_h1_host_name(char *p, size_t n, wf_str_t *name)
         return WF_OK;
     }
     for (size_t i = 0; i < n; i++) {
-        if (h1_host_chars[(uint8_t)p[i]] == 0
-            || (p[i] == '.' && i > 0 && p[i - 1] == '.')) {
+        if (h1_host_chars[(uint8_t)in[i]] == 0
+            || (in[i] == '.' && i > 0 && in[i - 1] == '.')) {
             return WF_ERROR;
         }
-        p[i] = wf_lower(p[i]);
+        p[i] = wf_lower(in[i]);
     }
     if (n > 0 && p[0] == '[') {
         const char *end = memchr(p, ']', n);

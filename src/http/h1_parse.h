@@ -134,14 +134,16 @@ void wf_h1_chunked_init(wf_h1_chunked_t *ch);
 int wf_h1_chunked_decode(wf_h1_chunked_t *ch, const char *in, size_t len,
                          size_t *used, char *out, size_t *out_len);
 
-/* Validates a Host value (or absolute-form authority) in place, lowercases
- * it, and sets *name to the host without its port and one trailing dot, as
- * Unit's $host gives it; an empty value gives an empty name.  Any reg-name
- * is accepted, a leading dot included (".localhost"); returns WF_ERROR for a
- * byte outside reg-name, IP-literal and port ('#', '?', '/', '\\', ...) or
- * for "..", so that "$host" in a share cannot climb or add segments.  *name
- * points into p. */
-int wf_h1_host_name(char *p, size_t n, wf_str_t *name);
+/* Validates a Host value (or absolute-form authority) p[0..n), writes it
+ * lowercased to out (n bytes at least), and sets *name to the host there
+ * without its port and one trailing dot, as Unit's $host gives it; an empty
+ * value gives an empty name.  p is left as received: applications get the
+ * Host field as the client sent it (HTTP_HOST), as Unit gives it.  Any
+ * reg-name is accepted, a leading dot included (".localhost"); returns
+ * WF_ERROR for a byte outside reg-name, IP-literal and port ('#', '?', '/',
+ * '\\', ...) or for "..", so that "$host" in a share cannot climb or add
+ * segments.  *name points into out. */
+int wf_h1_host_name(const char *p, size_t n, char *out, wf_str_t *name);
 
 /* Method id of a method token (case-sensitive, as RFC 9110 says). */
 wf_http_method_t wf_http_method_id(wf_str_t method);

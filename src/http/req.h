@@ -20,8 +20,9 @@
 #include "http/http_conf.h"
 #include "http/route.h"
 
-#define WF_REQ_URI_INLINE 2048 /* decoded paths up to this fit inline */
-#define WF_REQ_MAX_PASSES 16   /* route-to-route passes before a 500 */
+#define WF_REQ_URI_INLINE  2048 /* decoded paths up to this fit inline */
+#define WF_REQ_HOST_INLINE 256  /* lowercased Host values up to this too */
+#define WF_REQ_MAX_PASSES  16   /* route-to-route passes before a 500 */
 
 typedef struct wf_file wf_file_t; /* an open file in the per-thread cache */
 typedef struct wf_share_state wf_share_state_t; /* static.c's, per request */
@@ -98,7 +99,10 @@ struct wf_req {
     wf_sockaddr_t fwd_remote; /* the client named by "forwarded" */
     char *loc;                /* malloc'd Location text, or NULL */
     char *hbuf;               /* response head: hbuf_inline or malloc'd */
+    char *host;               /* lowercased Host (rq.host points in here):
+                                 host_inline or malloc'd */
     char uri_inline[WF_REQ_URI_INLINE];
+    char host_inline[WF_REQ_HOST_INLINE];
     char hbuf_inline[WF_REQ_HEAD_INLINE];
 };
 

@@ -169,6 +169,18 @@ struct app_xchg {
     uint64_t file_len;
     char *mem; /* response fields and memory body */
     size_t mem_cap;
+
+    /* chunked_transform (Unit's): a chunked request body is read whole
+     * first, then goes with a Content-Length (app_xchg.c, "Collected
+     * bodies").  coll is owned; NULL unless collecting or collected. */
+    bool collecting; /* reading the body into coll; not dispatched */
+    bool collected;  /* the body is all in coll: sent from there */
+    char *coll;      /* the body, coll_len bytes (bounded by the mux's
+                        max_body_size, past which it answers 413) */
+    size_t coll_len;
+    size_t coll_cap;
+    size_t coll_sent; /* bytes of coll sent to the app */
+    char coll_cl[24]; /* the Content-Length value the app is given */
 };
 
 /* app_mgr.c, for app_xchg.c.  All take the app's lock themselves. */

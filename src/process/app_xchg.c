@@ -109,8 +109,9 @@ wf_app_req_encode(const wf_req_t *r, unsigned target, uint32_t flags,
         remote, xchg_addr_text(r->rq.remote, remote, &hdr.remote_port));
     strs[WF_APP_STR_LOCAL] =
         wf_str_make(local, xchg_addr_text(r->rq.local, local, &hdr.local_port));
+    /* Unit's SERVER_NAME without a Host (nxt_http_application_handler) */
     strs[WF_APP_STR_SERVER] =
-        r->rq.host.len > 0 ? r->rq.host : strs[WF_APP_STR_LOCAL];
+        r->rq.host.len > 0 ? r->rq.host : wf_string("localhost");
     hdr.nfields = (uint16_t)nfields;
     hdr.content_length = h->content_length >= 0 && !h->chunked
                              ? (uint64_t)h->content_length
@@ -149,6 +150,7 @@ wf_app_req_encode(const wf_req_t *r, unsigned target, uint32_t flags,
 static void
 xchg_free(app_xchg_t *x)
 {
+    free(x->coll);
     if (x->file_fd >= 0) {
         close(x->file_fd);
     }
@@ -262,6 +264,118 @@ xchg_body_take(wf_chan_t *ch, char *out, size_t cap)
     return got;
 }
 
+/* ---- Collected bodies ----------------------------------------------
+ * With settings.http.chunked_transform, Unit reads a chunked request body
+ * whole and gives the app a Content-Length (nxt_http_request_chunked_
+ * transform(): the Transfer-Encoding field is dropped, a Content-Length
+ * field added last).  Here the body is drained from r->req_body into
+ * x->coll as it arrives (the mux bounds it by max_body_size: 413), and
+ * the head goes once it is complete.  Without the setting a chunked body
+ * is streamed to the app without a Content-Length (Wharf's extension;
+ * Unit answers 411). */
+
+/* Is r's body one to collect first? */
+static bool
+xchg_collects(const wf_req_t *r)
+{
+    return r->head.chunked && r->hc->chunked_transform && !r->websocket;
+}
+
+/* r's head as Unit passes a collected body: no Transfer-Encoding field, a
+ * Content-Length one last, and the length in the head. */
+static void
+xchg_collect_head(app_xchg_t *x)
+{
+    wf_h1_head_t *h = &x->r->head;
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        if (!wf_str_eq_nocase(h->headers[i].name,
+                              wf_string("Transfer-Encoding"))) {
+            h->headers[n++] = h->headers[i];
+        }
+    }
+    /* The parser set chunked for one Transfer-Encoding field at least:
+     * there is room for the new field. */
+    if (n < WF_H1_MAX_HEADERS) {
+        int len = snprintf(x->coll_cl, sizeof(x->coll_cl), "%zu", x->coll_len);
+
+        h->headers[n].name = wf_string("Content-Length");
+        h->headers[n].value = wf_str_make(x->coll_cl, (size_t)len);
+        n++;
+    }
+    h->nheaders = n;
+    h->chunked = false;
+    h->content_length = (int64_t)x->coll_len;
+}
+
+/* Drains r->req_body into x->coll.  Returns WF_OK once the body is whole,
+ * WF_AGAIN for more, WF_ERROR when out of memory (answered 503). */
+static int
+xchg_collect(app_xchg_t *x)
+{
+    wf_chan_t *ch = &x->r->req_body;
+
+    for (;;) {
+        const char *p;
+        size_t n = wf_chan_peek(ch, &p);
+
+        if (n == 0) {
+            break;
+        }
+        if (x->coll_len + n > x->coll_cap) {
+            size_t cap = wf_max(x->coll_cap * 2, x->coll_len + n);
+            char *coll = realloc(x->coll, wf_max(cap, (size_t)4096));
+
+            if (coll == NULL) {
+                xchg_fail(x, 503);
+                return WF_ERROR;
+            }
+            x->coll = coll;
+            x->coll_cap = wf_max(cap, (size_t)4096);
+        }
+        memcpy(x->coll + x->coll_len, p, n);
+        x->coll_len += n;
+        wf_chan_consume(ch, n);
+    }
+    if (!wf_chan_is_done(ch)) {
+        return WF_AGAIN;
+    }
+    x->collecting = false;
+    x->collected = true;
+    xchg_collect_head(x);
+    return WF_OK;
+}
+
+/* The next request body bytes to send (at most cap), from coll or from
+ * the channel. */
+static size_t
+xchg_body_next(app_xchg_t *x, char *out, size_t cap)
+{
+    size_t n;
+
+    if (!x->collected) {
+        return xchg_body_take(&x->r->req_body, out, cap);
+    }
+    n = wf_min(cap, x->coll_len - x->coll_sent);
+    if (n == 0) {
+        return 0; /* coll may be NULL: an empty body */
+    }
+    memcpy(out, x->coll + x->coll_sent, n);
+    x->coll_sent += n;
+    return n;
+}
+
+/* Has every body byte been handed to xchg_body_next()'s caller? */
+static bool
+xchg_body_is_done(app_xchg_t *x)
+{
+    if (!x->collected) {
+        return wf_chan_is_done(&x->r->req_body);
+    }
+    return x->coll_sent == x->coll_len;
+}
+
 /* How much of the body goes with the head: all of it when it is read
  * already and small (the head then says BODY_END), else none. */
 static uint32_t
@@ -271,6 +385,13 @@ xchg_head_body(app_xchg_t *x, uint32_t *flags)
 
     if (!x->body) {
         *flags |= WF_APP_REQ_BODY_END;
+        return 0;
+    }
+    if (x->collected) {
+        if (x->coll_len <= WF_APP_MAX_SIZE / 2) {
+            *flags |= WF_APP_REQ_BODY_END;
+            return (uint32_t)x->coll_len;
+        }
         return 0;
     }
     if (ch->state == WF_CHAN_EOF && wf_chan_queued(ch) <= WF_APP_MAX_SIZE / 2) {
@@ -318,7 +439,7 @@ xchg_send_head(app_xchg_t *x)
         wf_app_req_encode(r, x->target, flags, NULL, body_size, buf, need);
     }
     if (body_size > 0) {
-        xchg_body_take(&r->req_body, buf + need - body_size, body_size);
+        xchg_body_next(x, buf + need - body_size, body_size);
     }
     x->req_end_sent = (flags & WF_APP_REQ_BODY_END) != 0;
     x->req_sent = body_size;
@@ -396,7 +517,7 @@ xchg_pump_body(app_xchg_t *x)
         size_t room =
             wf_min((size_t)(WF_APP_WINDOW - (x->req_sent - x->req_acked)),
                    sizeof(xchg_scratch));
-        size_t n = xchg_body_take(ch, xchg_scratch, room);
+        size_t n = xchg_body_next(x, xchg_scratch, room);
 
         if (n == 0) {
             break;
@@ -404,7 +525,7 @@ xchg_pump_body(app_xchg_t *x)
         xchg_send(x, WF_APP_MSG_REQ_BODY, xchg_scratch, n);
         x->req_sent += n;
     }
-    if (wf_chan_is_done(ch)) {
+    if (xchg_body_is_done(x)) {
         x->req_end_sent = true;
         xchg_send(x, WF_APP_MSG_REQ_END, NULL, 0);
     }
@@ -420,7 +541,7 @@ xchg_on_req_body(wf_chan_t *ch)
     if (x->state == APP_X_NEW && !x->responded) {
         if (wf_chan_is_aborted(ch)) {
             x->responded = true; /* the mux answers */
-        } else {
+        } else if (!x->collecting || xchg_collect(x) == WF_OK) {
             xchg_dispatch(x); /* the first bytes (or all) are here */
         }
     } else {
@@ -454,6 +575,7 @@ xchg_on_handle(wf_req_t *r, const wf_app_desc_t *desc, unsigned target)
     wf_list_init(&x->link);
     r->app = x;
     x->body = wf_xchg_has_body(r);
+    x->collecting = x->body && xchg_collects(r);
     xchg_enter(x);
     if (x->body) {
         /* Dispatched on the first bytes, so that a small body goes with

@@ -346,11 +346,14 @@ ctl_on_log_reopen(wf_port_t *p, wf_port_msg_t *msg)
     }
 }
 
-/* The config at start: --config FILE, else STATEDIR/conf.json; an invalid
- * stored config is logged and Wharf starts empty. */
+/* The config at start: --config FILE, else STATEDIR/conf.json; without
+ * one (or with an invalid one, logged), Unit's default, which is not
+ * stored until the first change (nxt_controller_conf_default()). */
 static json_t *
 ctl_initial_conf(const wf_opts_t *opts, bool *from_file)
 {
+    static const char unit_default[] =
+        "{\"listeners\": {}, \"routes\": [], \"applications\": {}}";
     json_t *conf = NULL;
 
     *from_file = false;
@@ -360,7 +363,7 @@ ctl_initial_conf(const wf_opts_t *opts, bool *from_file)
     } else {
         conf = wf_statedir_load_stored(opts->statedir);
     }
-    return conf != NULL ? conf : json_object();
+    return conf != NULL ? conf : json_loads(unit_default, 0, NULL);
 }
 
 /* STATEDIR/certs/ into the store (Unit's nxt_cert_store_load()). */

@@ -861,10 +861,11 @@ main_loop(void)
 
     while (!mst.stopping || mst.ctrl.pid != 0 || mst.router.pid != 0
            || wf_main_apps_count() > 0) {
-        struct pollfd pfd[3] = {
+        struct pollfd pfd[4] = {
             {mst.sigfd, POLLIN, 0},
             {mst.ctrl.fd, POLLIN, 0},
             {mst.router.fd, POLLIN, 0},
+            {wf_main_apps_log_fd(), POLLIN, 0}, /* what apps log */
         };
 
         if (mst.stopping && deadline == 0) {
@@ -876,16 +877,24 @@ main_loop(void)
             wf_main_apps_stop(SIGKILL);
             deadline = main_now_ms() + MAIN_STOP_MS;
         }
-        if (poll(pfd, 3, 1000) < 0 && errno != EINTR) {
+        if (poll(pfd, 4, 1000) < 0 && errno != EINTR) {
             wf_log_alert(errno, "poll() failed");
             return;
+        }
+        if (pfd[3].revents != 0) {
+            wf_main_apps_log_drain(); /* before a USR1 reopens the log */
         }
         if (pfd[0].revents != 0) {
             main_on_signal();
         }
-        main_port_io(&mst.ctrl, pfd[1].revents);
+        /* The router's port first: what it sent before it told the
+         * controller a change is applied (a socket released) is done
+         * before the controller's store of that change, and so before
+         * the client hears 200. */
         main_port_io(&mst.router, pfd[2].revents);
+        main_port_io(&mst.ctrl, pfd[1].revents);
     }
+    wf_main_apps_log_drain(); /* the last lines of the last apps */
 }
 
 static int

@@ -28,9 +28,10 @@
 _Static_assert(WF_APP_MAX_FDS <= WF_PORT_MAX_FDS,
                "an app process's sockets travel in one message");
 
-#define APPS_DEFAULT_USER "nobody" /* Unit's default --user */
-#define APPS_NGROUPS_MAX  4096     /* supplementary groups kept */
-#define APPS_WHY          512      /* a WF_MSG_FAIL text */
+#define APPS_DEFAULT_USER  "nobody"      /* Unit's default --user */
+#define APPS_NGROUPS_MAX   4096          /* supplementary groups kept */
+#define APPS_WHY           512           /* a WF_MSG_FAIL text */
+#define APPS_LOG_PIPE_SIZE (1024 * 1024) /* bytes; best effort */
 
 /* Who an app process runs as.  Resolved in main, so that a bad name fails
  * the start with Unit's text instead of a silent exit. */
@@ -70,6 +71,8 @@ static struct {
     unsigned gen;          /* bumped at each router start */
     bool stopping;
     pid_t main_pid;
+    int log_pipe[2]; /* the apps' error log and stderr; 0 (never the pipe:
+                        fd 0 is stdin or /dev/null) or -1: none */
     apps_proc_t *procs;
     unsigned nprocs;
     unsigned cap;
@@ -181,6 +184,73 @@ apps_cred_resolve(const apps_req_t *rq, apps_cred_t *c, char *why,
                          whylen);
 }
 
+/* App processes write their error log and their stderr into a pipe that
+ * main copies into its own log: after USR1 main reopens the log, and what
+ * apps write goes to the new file, as on Unit (which sends the new fd to
+ * every process).  An app running as another user could not reopen a
+ * root's log itself.  Without the pipe apps share main's log file
+ * description, as before. */
+static void
+apps_log_pipe_open(void)
+{
+    if (apps.log_pipe[0] > 0 || wf_log_fd() < 0) {
+        return;
+    }
+    if (pipe2(apps.log_pipe, O_CLOEXEC) == -1) {
+        wf_log_warn(errno, "pipe2() failed; app processes keep the log "
+                           "file they started with");
+        apps.log_pipe[0] = apps.log_pipe[1] = -1;
+        return;
+    }
+    fcntl(apps.log_pipe[0], F_SETFL, O_NONBLOCK);
+    /* Room for bursts (a traceback per worker) while main is busy. */
+    (void)fcntl(apps.log_pipe[1], F_SETPIPE_SZ, APPS_LOG_PIPE_SIZE);
+}
+
+int
+wf_main_apps_log_fd(void)
+{
+    return apps.log_pipe[0] > 0 ? apps.log_pipe[0] : -1;
+}
+
+void
+wf_main_apps_log_drain(void)
+{
+    char buf[16384];
+    ssize_t n;
+
+    if (apps.log_pipe[0] <= 0) {
+        return;
+    }
+    /* Writes of up to PIPE_BUF bytes (every log line) come out whole. */
+    while ((n = read(apps.log_pipe[0], buf, sizeof(buf))) > 0) {
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(wf_log_fd(), buf + off, (size_t)(n - off));
+
+            if (w <= 0) {
+                break; /* the log is gone: nowhere to say so */
+            }
+            off += w;
+        }
+    }
+}
+
+/* In the child: the log fd and stderr (unless "stderr" names a file,
+ * applied after this) become the pipe's write end. */
+static void
+apps_child_log(void)
+{
+    int w = apps.log_pipe[1];
+
+    if (w <= 0) {
+        return;
+    }
+    if (wf_log_fd() != STDERR_FILENO) {
+        dup2(w, wf_log_fd());
+    }
+    dup2(w, STDERR_FILENO);
+}
+
 int
 wf_main_apps_init(const wf_opts_t *opts, const json_t *modules)
 {
@@ -189,6 +259,7 @@ wf_main_apps_init(const wf_opts_t *opts, const json_t *modules)
 
     apps.opts = opts;
     apps.modules = modules;
+    apps_log_pipe_open();
     apps.privileged = geteuid() == 0;
     apps.main_pid = getpid();
     apps.user = opts->user != NULL ? opts->user : APPS_DEFAULT_USER;
@@ -461,6 +532,7 @@ static void __attribute__((noreturn)) apps_child_run(const apps_child_t *ch)
     char *conf_json;
 
     apps_child_signals();
+    apps_child_log();
     apps_child_close_fds(ch);
     wf_proc_title_set(apps.opts->argv, "%s: \"%s\" application", wf_proc_name(),
                       rq->name);

@@ -61,4 +61,12 @@ void wf_main_apps_stop(int sig);
 /* App processes not yet reaped. */
 unsigned wf_main_apps_count(void);
 
+/* The read end of the pipe that carries the app processes' error log and
+ * stderr (made by wf_main_apps_init()), for main's poll(); -1: none. */
+int wf_main_apps_log_fd(void);
+
+/* Copies what app processes wrote into the pipe to main's current log
+ * (wf_log_fd()), without blocking on the pipe.  Never calls back. */
+void wf_main_apps_log_drain(void);
+
 #endif

@@ -500,6 +500,19 @@ wf_router_destroy(wf_router_t *rt)
         wf_list_del(l);
         free(wf_container_of(l, router_job_t, link));
     }
+    if (rt->retire != NULL) {
+        wf_h1_snap_unref(&rt->retire->h1); /* committed, not yet synced */
+    }
+    if (rt->next != NULL && rt->next != rt->current) {
+        /* Stopped while a change was being applied: what it got so far
+         * goes with it (main closes its own copies of the sockets). */
+        for (size_t i = 0; i < rt->next->conf->nlisteners; i++) {
+            if (rt->fds != NULL && rt->fds[i] >= 0) {
+                close(rt->fds[i]);
+            }
+        }
+        wf_h1_snap_unref(&rt->next->h1);
+    }
     if (rt->current != NULL) {
         wf_h1_snap_unref(&rt->current->h1);
     }

@@ -114,7 +114,7 @@ wf_statedir_load_stored(const char *statedir)
     conf = wf_statedir_load_conf(path, false);
     if (conf == NULL) {
         wf_log_alert(0, "the stored configuration is invalid; "
-                        "starting with an empty one");
+                        "starting with the default one");
     }
     return conf;
 }

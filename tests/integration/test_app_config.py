@@ -96,10 +96,11 @@ def drop_apps(api):
 def test_refused_before_the_module_check(wharf, apps, detail):
     server = wharf(None)
     api = server.api()
+    before = api.config()
     r = api.put("/config/applications", apps)
     assert r.status == 400, r
     assert r.json == invalid(detail)
-    assert api.config() == {}
+    assert api.config() == before
 
 
 def test_pass_to_missing_application(wharf):
@@ -240,6 +241,21 @@ def test_valid_application_accepted(wharf, tmp_path, extra):
     drop_apps(api)
 
 
+def test_put_one_application_on_a_fresh_state(wharf, tmp_path):
+    """A fresh state starts on Unit's default config, whose "applications"
+    object exists: a PUT of one application into it works, as on Unit
+    (it was a 404 when the start was {})."""
+    server = wharf(None)
+    need_python(server)
+    api = server.api()
+    app = app_config(write_app(tmp_path))
+    r = api.put("/config/applications/a", app)
+    assert (r.status, r.json) == (200, DONE), r
+    assert api.config() == {"listeners": {}, "routes": [],
+                            "applications": {"a": app}}
+    drop_apps(api)
+
+
 INVALID_ROWS = [
     ({"bogus": 1}, 'Unknown parameter "bogus".'),
     ({"processes": 0},
@@ -279,11 +295,12 @@ def test_invalid_application_refused(wharf, tmp_path, extra, detail):
     server = wharf(None)
     need_python(server)
     api = server.api()
+    before = api.config()
     r = api.put("/config/applications",
                 {"a": app_config(write_app(tmp_path), extra)})
     assert r.status == 400, r
     assert r.json == invalid(detail)
-    assert api.config() == {}
+    assert api.config() == before
 
 
 def test_module_versions(wharf, tmp_path):

@@ -57,6 +57,67 @@ def test_scope_through_the_server(asgi):
     assert s["server"] == ["127.0.0.1", server.port]
 
 
+@pytest.mark.parametrize("head,host", [
+    (b"GET / HTTP/1.0\r\n\r\n", None),
+    (b"GET / HTTP/1.1\r\nHost: ExAmple.COM\r\nConnection: close\r\n\r\n",
+     "ExAmple.COM"),
+    (b"GET / HTTP/1.1\r\nHost: Example.com:8080\r\nConnection: close"
+     b"\r\n\r\n", "Example.com:8080"),
+], ids=["no-host", "mixed-case", "port"])
+def test_host_header_and_server(asgi, head, host):
+    """As Unit 1.35: the host header as the client sent it (none without
+    one), and scope["server"] the listener's address and port."""
+    import socket
+    server = asgi("scope")
+    with socket.create_connection(("127.0.0.1", server.port),
+                                  timeout=scaled(30)) as s:
+        s.sendall(head)
+        out = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            out += data
+    head_out, _, body = out.partition(b"\r\n\r\n")
+    assert b" 200 " in head_out.split(b"\r\n")[0], out
+    if b"chunked" in head_out.lower():
+        size, _, rest = body.partition(b"\r\n")
+        body = rest[:int(size, 16)]
+    s = json.loads(body)
+    hosts = [v for n, v in s["headers"] if n == "host"]
+    assert hosts == ([host] if host is not None else []), s["headers"]
+    assert s["server"] == ["127.0.0.1", server.port]
+
+
+def test_chunked_transform_headers(wharf):
+    """With chunked_transform, as Unit 1.35: no transfer-encoding header,
+    a content-length one last, and the whole body."""
+    import socket
+    conf = app_config("scope")
+    conf["settings"] = {"http": {"chunked_transform": True}}
+    server = wharf(conf)
+    with socket.create_connection(("127.0.0.1", server.port),
+                                  timeout=scaled(30)) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                  b"chunked\r\nConnection: close\r\n\r\n"
+                  b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        out = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            out += data
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0], out
+    if b"chunked" in head.lower():
+        size, _, rest = body.partition(b"\r\n")
+        body = rest[:int(size, 16)]
+    scope = json.loads(body)
+    assert scope["headers"] == [["host", "x"], ["connection", "close"],
+                                ["content-length", "11"]]
+    assert scope["body_size"] == 11
+
+
 def test_upload_and_download_stream(asgi):
     server = asgi("scope")
     data = os.urandom(8 * 1024 * 1024)

@@ -248,6 +248,31 @@ def test_delete(server):
     assert r.json == {"error": "Value doesn't exist."}
 
 
+UNIT_DEFAULT = {"listeners": {}, "routes": [], "applications": {}}
+
+
+def test_fresh_state_has_units_default_config(wharf):
+    """A fresh state directory starts on Unit 1.35's default (not {}),
+    shown by GET /config and GET /, stored only once it changes; so a
+    PUT into /config/applications or /config/listeners works at once."""
+    server = wharf(None)
+    api = server.api()
+    assert api.config() == UNIT_DEFAULT
+    r = api.get("/")
+    assert r.status == 200 and r.json["config"] == UNIT_DEFAULT, r
+    assert not os.path.exists(os.path.join(server.statedir, "conf.json"))
+    port = free_port()
+    r = api.put("/config/listeners/127.0.0.1:%d" % port, {"pass": "routes"})
+    assert (r.status, r.json) == (200, DONE), r
+    r = api.put("/config/applications", {})
+    assert (r.status, r.json) == (200, DONE), r
+    want = dict(UNIT_DEFAULT,
+                listeners={"127.0.0.1:%d" % port: {"pass": "routes"}})
+    assert api.config() == want
+    assert stored_conf(server) == want
+    assert api.put("/config", UNIT_DEFAULT).status == 200
+
+
 def test_delete_whole_config(server):
     api = server.api()
     r = api.delete("/config")
@@ -509,6 +534,7 @@ def _rewrite_paths(obj, root):
 def test_unit_config_accepted_or_not_supported_yet(wharf, tmp_path, path):
     server = wharf(None)
     api = server.api()
+    before = api.config()
     with open(path, "rb") as f:
         conf = json.loads(f.read())
     conf = _rewrite_listeners(conf)
@@ -525,7 +551,7 @@ def test_unit_config_accepted_or_not_supported_yet(wharf, tmp_path, path):
         # refuses it.
         assert "applications" in conf, r
         assert r.json == {"error": "Failed to apply new configuration."}
-        assert api.config() == {}
+        assert api.config() == before
         # the app process says why at [alert], as Unit's does
         server.log_ignore.append(r"Failed to initialise config")
     elif r.status == 400:
@@ -536,7 +562,7 @@ def test_unit_config_accepted_or_not_supported_yet(wharf, tmp_path, path):
         detail = r.json.get("detail", "")
         assert "not supported yet" in detail or \
             "among the available application modules" in detail, r.json
-        assert api.config() == {}
+        assert api.config() == before
     else:
         assert r.json == DONE
         assert api.config() == conf

@@ -8,6 +8,7 @@ import json
 import re
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -160,6 +161,125 @@ def test_environ_through_the_server(py):
     assert env["wsgi.multithread"] is False
 
 
+def raw_request(port, head, timeout=30):
+    """Sends head (bytes, a whole request) on a new connection and returns
+    (status line, body) once the server closes it: a client library would
+    add its own Host."""
+    with socket.create_connection(("127.0.0.1", port),
+                                  timeout=scaled(timeout)) as s:
+        s.sendall(head)
+        out = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            out += data
+    status, _, rest = out.partition(b"\r\n")
+    _, _, body = rest.partition(b"\r\n\r\n")
+    return status.decode(), body
+
+
+# Unit 1.35's values: HTTP_HOST as sent (case and port kept), SERVER_NAME
+# the Host lowercased without its port ("localhost" without one), and
+# SERVER_PORT the listener's port.
+HOST_ROWS = [
+    (b"GET / HTTP/1.0\r\n\r\n", None, "localhost"),
+    (b"GET / HTTP/1.1\r\nHost: ExAmple.COM\r\nConnection: close\r\n\r\n",
+     "ExAmple.COM", "example.com"),
+    (b"GET / HTTP/1.1\r\nHost: Example.com:8080\r\nConnection: close"
+     b"\r\n\r\n", "Example.com:8080", "example.com"),
+    (b"GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n", "",
+     "localhost"),
+    # longer than the request's inline buffer for the lowercased name
+    (b"GET / HTTP/1.1\r\nHost: " + b"Ab" * 200 + b".Org:81\r\n"
+     b"Connection: close\r\n\r\n", "Ab" * 200 + ".Org:81",
+     "ab" * 200 + ".org"),
+]
+
+
+@pytest.mark.parametrize("head,http_host,server_name", HOST_ROWS,
+                         ids=["no-host", "mixed-case", "port", "empty", "long"])
+def test_host_and_server_name(py, head, http_host, server_name):
+    configured(py, wsgi_app("environ"))
+    status, body = raw_request(py.server.port, head)
+    assert " 200 " in status, (status, body)
+    env = json.loads(body)  # environ.py sends a Content-Length
+    assert env.get("HTTP_HOST") == http_host
+    assert env["SERVER_NAME"] == server_name
+    assert env["SERVER_PORT"] == str(py.server.port)
+
+
+def test_app_logs_follow_a_log_rotation(py):
+    """As on Unit: what app processes write (wsgi.errors, their stderr, a
+    traceback) goes to the error log, and after `mv log log.1` and USR1
+    to main, an app process that was already running writes to the new
+    log."""
+    py.server.log_ignore.append(r"traceback-")
+    configured(py, wsgi_app("logs"))
+    assert py.get("/?before")[0] == 200
+    log = py.server.log_path
+    for text in ("errors-before", "stderr-before"):
+        assert py.server.wait_log(re.escape(text)), py.server.log_text()
+    pids = py.app_pids()
+    os.rename(log, log + ".1")
+    try:
+        os.kill(py.server.pid, signal.SIGUSR1)
+        assert wait_until(lambda: os.path.exists(log), 10)
+        assert py.get("/?after")[0] == 200
+        assert py.get("/raise?after")[0] == 500
+        assert py.app_pids() == pids  # the same processes
+
+        def new_log():
+            with open(log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+
+        for text in ("errors-after", "stderr-after", "traceback-after"):
+            assert wait_until(lambda: text in new_log(), 10), new_log()
+        with open(log + ".1", encoding="utf-8", errors="replace") as f:
+            assert "-after" not in f.read()
+    finally:
+        # The post-test check reads the log: keep the earlier lines in it.
+        with open(log + ".1", "rb") as old, open(log, "ab") as new:
+            new.write(old.read())
+        os.unlink(log + ".1")
+
+
+def chunked_post(port, pieces):
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+    return raw_request(port, b"POST / HTTP/1.1\r\nHost: x\r\n"
+                       b"Transfer-Encoding: chunked\r\nConnection: close"
+                       b"\r\n\r\n" + body + b"0\r\n\r\n")
+
+
+def test_chunked_transform_gives_a_content_length(py):
+    """Unit 1.35's settings.http.chunked_transform: a chunked body is read
+    whole and the app gets CONTENT_LENGTH and no Transfer-Encoding;
+    max_body_size bounds the decoded body (413)."""
+    conf = {"settings": {"http": {"chunked_transform": True,
+                                  "max_body_size": 300000}},
+            "listeners": {"127.0.0.1:%d" % py.server.port:
+                          {"pass": "applications/app"}},
+            "applications": {"app": wsgi_app("environ")}}
+    r = py.api.put("/config", conf)
+    assert r.status == 200, r
+    for pieces in ([b"hello", b" world"], [], [b"x" * 70000] * 4):
+        status, body = chunked_post(py.server.port, pieces)
+        assert " 200 " in status, (status, body)
+        env = json.loads(body)
+        assert env["CONTENT_LENGTH"] == str(sum(map(len, pieces)))
+        assert "HTTP_TRANSFER_ENCODING" not in env
+    status, _ = chunked_post(py.server.port, [b"x" * 200000] * 2)
+    assert " 413 " in status
+    # Without the setting the body streams in, without a length (Wharf's
+    # extension: Unit answers 411).
+    conf["settings"]["http"]["chunked_transform"] = False
+    assert py.api.put("/config", conf).status == 200
+    status, body = chunked_post(py.server.port, [b"hello"])
+    env = json.loads(body)
+    assert "CONTENT_LENGTH" not in env
+    assert env["HTTP_TRANSFER_ENCODING"] == "chunked"
+
+
 def test_streamed_upload(py):
     """8 MiB sent chunked (no Content-Length) arrives whole."""
     configured(py, wsgi_app("body"))
@@ -283,6 +403,55 @@ def test_home_virtualenv(py, shared_tmp):
     subprocess.run(["chmod", "-R", "a+rX", shared_tmp], check=True)
     configured(py, {"type": "python", "home": venv, "module": "venvapp"})
     assert py.get()[2] == venv.encode()
+
+
+def test_prefix_ignores_path_python3(wharf, shared_tmp):
+    """Without "home", the embedded Python takes Debian's prefix (that of
+    the libpython the module is built against), not the prefix of the first
+    python3 in PATH (a pyenv shim, /usr/local): here a python3 whose
+    directory has a stdlib landmark (lib/python3.11/os.py) first in the
+    server's PATH.  Unit follows PATH there (docs/compatibility.md)."""
+    if not os.path.exists(os.path.join(MODULES, "python3.11.wharf.so")):
+        pytest.skip("the Python module is not built")
+    fake = os.path.join(shared_tmp, "fakepy")
+    os.makedirs(os.path.join(fake, "bin"))
+    os.makedirs(os.path.join(fake, "lib", "python3.11", "lib-dynload"))
+    with open(os.path.join(fake, "bin", "python3"), "w") as f:
+        f.write("#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n")
+    open(os.path.join(fake, "lib", "python3.11", "os.py"), "w").close()
+    subprocess.run(["chmod", "-R", "a+rX", shared_tmp], check=True)
+    os.chmod(os.path.join(fake, "bin", "python3"), 0o755)
+    server = wharf(ROUTED, extra_args=["--modulesdir", MODULES],
+                   env={"PATH": os.path.join(fake, "bin") + ":"
+                        + os.environ.get("PATH", "/usr/bin:/bin")})
+    py = PyServer(server)
+    with open(os.path.join(shared_tmp, "sysinfo.py"), "w") as f:
+        f.write("import json, os, sys\n"
+                "def application(environ, start_response):\n"
+                "    start_response('200 OK', [])\n"
+                "    return [json.dumps([sys.prefix, sys.exec_prefix,\n"
+                "                        sys.executable, os.__file__,\n"
+                "                        sys.path]).encode()]\n")
+    os.chmod(os.path.join(shared_tmp, "sysinfo.py"), 0o644)
+    configured(py, {"type": "python", "path": shared_tmp,
+                    "module": "sysinfo"})
+    status, _, body = py.get()
+    assert status == 200, body
+    prefix, exec_prefix, executable, os_file, path = json.loads(body)
+    want = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(sys.prefix)"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    assert (prefix, exec_prefix) == (want, want)
+    assert not executable.startswith(fake) and os_file.startswith(want)
+    assert not any(p.startswith(fake) for p in path), path
+    pids = py.app_pids()
+    assert py.api.put("/config", routed_at(server.port)).status == 200
+    wait_until(lambda: not set(pids) & set(children_of(server.pid)), 30)
+
+
+def routed_at(port):
+    return {"listeners": {"127.0.0.1:%d" % port: {"pass": "routes"}},
+            "routes": ROUTED["routes"]}
 
 
 def test_import_failure_rejects_the_config(py):

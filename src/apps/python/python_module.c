@@ -374,10 +374,62 @@ python_lib_global(void)
     }
 }
 
+/* Without "home": Py_InitializeEx(0)'s legacy config, but with the
+ * program set to the interpreter of the libpython this module was built
+ * against (WF_PY_PROGRAM, from its pkg-config prefix and version).  Left
+ * unset, Python searches PATH for "python3" and takes its prefix from what
+ * it finds there: a pyenv or /usr/local python3 first in PATH gave the app
+ * that interpreter's stdlib and sys.executable under Debian's libpython
+ * (Unit does the same; Wharf differs on purpose).  PYTHONHOME still wins,
+ * as it does for python3 itself. */
+#ifndef WF_PY_PROGRAM
+static int
+python_interp_start_default(void)
+{
+    Py_InitializeEx(0); /* no pkg-config prefix: Python's own search */
+    return 0;
+}
+#else
+static int
+python_interp_start_default(void)
+{
+    PyPreConfig pre;
+    PyConfig config;
+    PyStatus st;
+
+    if (access(WF_PY_PROGRAM, X_OK) != 0) {
+        Py_InitializeEx(0); /* moved away: Python's own search */
+        return 0;
+    }
+    /* What Py_InitializeEx() presets (the "compat" config, which is not
+     * public): no locale coercion or UTF-8 mode, no argv parsing, the C
+     * stdio left alone, no Python signal handlers. */
+    PyPreConfig_InitPythonConfig(&pre);
+    pre.parse_argv = 0;
+    pre.utf8_mode = 0;
+    pre.coerce_c_locale = 0;
+    pre.coerce_c_locale_warn = 0;
+    st = Py_PreInitialize(&pre);
+    if (PyStatus_Exception(st)) {
+        return -1;
+    }
+    PyConfig_InitPythonConfig(&config);
+    config.parse_argv = 0;
+    config.configure_c_stdio = 0;
+    config.install_signal_handlers = 0;
+    st = PyConfig_SetBytesString(&config, &config.program_name, WF_PY_PROGRAM);
+    if (!PyStatus_Exception(st)) {
+        st = Py_InitializeFromConfig(&config);
+    }
+    PyConfig_Clear(&config);
+    return PyStatus_Exception(st) ? -1 : 0;
+}
+#endif
+
 /* Starts the interpreter as Unit does: with "home", an isolated config
  * whose program is HOME/bin/python when HOME is a virtual environment
  * (PEP 405: it has pyvenv.cfg), else whose home is HOME; without, the
- * default config. */
+ * default config (python_interp_start_default()). */
 static int
 python_interp_start(wf_py_app_t *app, const char *home)
 {
@@ -388,7 +440,10 @@ python_interp_start(wf_py_app_t *app, const char *home)
     int venv;
 
     if (home == NULL) {
-        Py_InitializeEx(0);
+        if (python_interp_start_default() != 0) {
+            app->rt->log(WF_APP_LOG_ALERT, "Failed to initialise config");
+            return -1;
+        }
         return 0;
     }
 

@@ -658,6 +658,33 @@ static const struct {
      "Invalid configuration.", "points to invalid location"},
 };
 
+/* A "pass" of "routes" alone: its route name is empty (NULL data), which
+ * the lookup must not hand to memchr() (UBSan in build-san).  It names the
+ * routes array, and nothing when "routes" is an object. */
+static void
+test_pass_routes_alone(void **state)
+{
+    static const char *const bad[] = {
+        "{\"listeners\": {\"*:80\": {\"pass\": \"routes\"}},"
+        " \"routes\": {\"main\": []}}",
+        "{\"listeners\": {\"*:80\": {\"pass\": \"routes/main\"}},"
+        " \"routes\": []}",
+    };
+    wf_conf_error_t err;
+    wf_conf_t *conf;
+
+    wf_unused(state);
+    conf = conf_ok("{\"listeners\": {\"*:80\": {\"pass\": \"routes\"}},"
+                   " \"routes\": [{\"action\": {\"return\": 204}}]}");
+    assert_non_null(wf_conf_route(conf, ""));
+    assert_ptr_equal(conf->listeners[0].pass, wf_conf_route(conf, ""));
+    wf_conf_destroy(conf);
+    for (size_t i = 0; i < wf_nitems(bad); i++) {
+        assert_null(conf_text(bad[i], &err));
+        assert_non_null(strstr(err.detail, "points to invalid location"));
+    }
+}
+
 static void
 test_errors(void **state)
 {
@@ -841,6 +868,7 @@ wf_test_conf(void)
         cmocka_unit_test(test_listeners),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_route_cycles),
+        cmocka_unit_test(test_pass_routes_alone),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_json_location),
         cmocka_unit_test(test_fallback_depth),

@@ -12,15 +12,17 @@
  *   fd:N (1: open, 0: closed) for N = $SPAWN_PROBE_FD,
  *   comm and cmdline (the title; NULs shown as spaces).
  * It also writes "spawn-stdout" to fd 1 and "spawn-stderr" to fd 2.  With
- * $SPAWN_SETUP_SLEEP_MS it then sleeps that long (an app that loads
- * slowly); with SPAWN_FAIL=1 it fails.  Workers answer every request with
- * the pid. */
+ * $SPAWN_SETUP_SLEEP_MS it then sleeps that long, signals or not (an app
+ * that loads slowly); with SPAWN_FAIL=1 it fails.  Workers answer every request
+ * with the pid. */
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apps/app_api.h"
@@ -118,6 +120,18 @@ sm_report(void)
     return rename(tmp, path);
 }
 
+/* Sleeps ms milliseconds whatever signals come, as a slow Python import
+ * does (time.sleep() resumes after a signal, PEP 475): a stop must not
+ * rely on the load returning early. */
+static void
+sm_sleep(long ms)
+{
+    struct timespec left = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&left, &left) == -1 && errno == EINTR) {
+    }
+}
+
 static int
 sm_setup(const wf_app_rt_t *rt, wf_app_t *app, const wf_app_conf_t *conf,
          void **app_data)
@@ -135,7 +149,7 @@ sm_setup(const wf_app_rt_t *rt, wf_app_t *app, const wf_app_conf_t *conf,
         return WF_APP_ERROR;
     }
     if (sleep_ms > 0) {
-        usleep((useconds_t)sleep_ms * 1000);
+        sm_sleep(sleep_ms);
     }
     if (sm_param_num("SPAWN_FAIL") == 1) {
         rt->log(WF_APP_LOG_ERR, "spawn module: failing as asked");
