@@ -553,8 +553,9 @@ api_cert_get(api_req_t *rq, const char *name, size_t n, wf_str_t path)
 }
 
 /* PUT /certificates/NAME: parsed and checked here; main stores the file
- * (reply->cert_name), and the reply waits for it. */
-static void
+ * (reply->cert_name), and the reply waits for it.  Returns whether the
+ * reply took name. */
+static bool
 api_cert_put(api_req_t *rq, char *name, size_t n)
 {
     char why[256];
@@ -562,38 +563,41 @@ api_cert_put(api_req_t *rq, char *name, size_t n)
 
     if (wf_cert_store_info(name, n) != NULL) {
         wf_api_reply_set(rq->reply, 400, "Certificate already exists.", NULL);
-        return;
+        return false;
     }
     if (wf_cert_parse(rq->body, rq->len, &info, why, sizeof(why)) != WF_OK) {
         wf_api_reply_set(rq->reply, 400, "Invalid certificate.", why);
-        return;
+        return false;
     }
     rq->reply->cert_pem = malloc(rq->len > 0 ? rq->len : 1);
     if (rq->reply->cert_pem == NULL) {
         json_decref(info);
-        return;
+        return false; /* wf_api_handle() answers 500 */
     }
     memcpy(rq->reply->cert_pem, rq->body, rq->len);
     rq->reply->cert_len = rq->len;
     rq->reply->cert_info = info;
     rq->reply->cert_name = name;
     wf_api_reply_set(rq->reply, 200, "Certificate chain uploaded.", NULL);
+    return true;
 }
 
-static void
+/* Returns whether the reply took name. */
+static bool
 api_cert_delete(api_req_t *rq, char *name, size_t n)
 {
     if (wf_cert_is_used(rq->conf, name, n)) {
         wf_api_reply_set(rq->reply, 400,
                          "Certificate is used in the configuration.", NULL);
-        return;
+        return false;
     }
     if (wf_cert_store_info(name, n) == NULL) {
         wf_api_reply_set(rq->reply, 404, "Certificate doesn't exist.", NULL);
-        return;
+        return false;
     }
     rq->reply->cert_name = name;
     wf_api_reply_set(rq->reply, 200, "Certificate deleted.", NULL);
+    return true;
 }
 
 /* Unit's nxt_controller_process_cert(): its order of checks and messages.
@@ -619,11 +623,13 @@ api_certificates(api_req_t *rq)
     } else if (n == 0 || path.len > 0 || !wf_cert_name_is_valid(name, n)) {
         wf_api_reply_set(rq->reply, 400, "Invalid certificate name.", NULL);
     } else if (rq->op == WF_CONF_OP_PUT) {
-        api_cert_put(rq, name, n);
-        return;
+        if (api_cert_put(rq, name, n)) {
+            return;
+        }
     } else if (rq->op == WF_CONF_OP_DELETE) {
-        api_cert_delete(rq, name, n);
-        return;
+        if (api_cert_delete(rq, name, n)) {
+            return;
+        }
     } else {
         wf_api_reply_set(rq->reply, 405, API_INVALID_METHOD, NULL);
     }

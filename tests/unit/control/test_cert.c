@@ -1,12 +1,6 @@
 /* The certificate store's parser and checks (control/cert.h): bundles made
  * here with OpenSSL (RSA and EC keys, a CA and a leaf, a stranger), in
  * every order and with every defect Unit's users hit. */
-#include <openssl/ec.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,88 +9,18 @@
 #include "core/common.h"
 #include "unit.h"
 
-typedef struct cert_pair {
-    EVP_PKEY *key;
-    X509 *x;
-    char key_pem[8192];
-    char x_pem[8192];
-} cert_pair_t;
-
-static void
-cert_pem_text(BIO *bio, char *out, size_t cap)
-{
-    char *p;
-    long n = BIO_get_mem_data(bio, &p);
-
-    assert_true(n > 0 && (size_t)n < cap);
-    memcpy(out, p, (size_t)n);
-    out[n] = '\0';
-    BIO_free(bio);
-}
-
-/* A certificate for cn (with SAN DNS names san, comma-separated, or NULL)
- * signed by issuer (NULL: self-signed), valid from days_from to days_to. */
-static void
-cert_make(cert_pair_t *c, bool ec, const char *cn, const char *san,
-          cert_pair_t *issuer, long days_from, long days_to)
-{
-    X509_NAME *name;
-    BIO *bio;
-
-    c->key = ec ? EVP_EC_gen("P-256") : EVP_RSA_gen(2048);
-    assert_non_null(c->key);
-    c->x = X509_new();
-    X509_set_version(c->x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(c->x), (long)random());
-    X509_gmtime_adj(X509_getm_notBefore(c->x), days_from * 86400);
-    X509_gmtime_adj(X509_getm_notAfter(c->x), days_to * 86400);
-    X509_set_pubkey(c->x, c->key);
-    name = X509_get_subject_name(c->x);
-    X509_NAME_add_entry_by_txt(name, "C", MBSTRING_ASC,
-                               (const unsigned char *)"FR", -1, -1, 0);
-    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                               (const unsigned char *)"Wharf", -1, -1, 0);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               (const unsigned char *)cn, -1, -1, 0);
-    X509_set_issuer_name(c->x, issuer != NULL ? X509_get_subject_name(issuer->x)
-                                              : name);
-    if (san != NULL) {
-        X509_EXTENSION *ext =
-            X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
-
-        X509_add_ext(c->x, ext, -1);
-        X509_EXTENSION_free(ext);
-    }
-    assert_true(
-        X509_sign(c->x, issuer != NULL ? issuer->key : c->key, EVP_sha256())
-        > 0);
-    bio = BIO_new(BIO_s_mem());
-    PEM_write_bio_PrivateKey(bio, c->key, NULL, NULL, 0, NULL, NULL);
-    cert_pem_text(bio, c->key_pem, sizeof(c->key_pem));
-    bio = BIO_new(BIO_s_mem());
-    PEM_write_bio_X509(bio, c->x);
-    cert_pem_text(bio, c->x_pem, sizeof(c->x_pem));
-}
-
-static void
-cert_free(cert_pair_t *c)
-{
-    EVP_PKEY_free(c->key);
-    X509_free(c->x);
-}
-
-static cert_pair_t cert_ca, cert_leaf, cert_ec, cert_other;
+static wf_test_cert_t cert_ca, cert_leaf, cert_ec, cert_other;
 
 static int
 cert_setup(void **state)
 {
     wf_unused(state);
-    cert_make(&cert_ca, false, "Wharf Test CA", NULL, NULL, -1, 365);
-    cert_make(&cert_leaf, false, "example.com",
-              "DNS:example.com,DNS:*.example.com,IP:127.0.0.1", &cert_ca, -1,
-              30);
-    cert_make(&cert_ec, true, "ec.example", NULL, NULL, -1, 30);
-    cert_make(&cert_other, true, "other", NULL, NULL, -1, 30);
+    wf_test_cert_make(&cert_ca, false, "Wharf Test CA", NULL, NULL, -1, 365);
+    wf_test_cert_make(&cert_leaf, false, "example.com",
+                      "DNS:example.com,DNS:*.example.com,IP:127.0.0.1",
+                      &cert_ca, -1, 30);
+    wf_test_cert_make(&cert_ec, true, "ec.example", NULL, NULL, -1, 30);
+    wf_test_cert_make(&cert_other, true, "other", NULL, NULL, -1, 30);
     return 0;
 }
 
@@ -104,10 +28,10 @@ static int
 cert_teardown(void **state)
 {
     wf_unused(state);
-    cert_free(&cert_ca);
-    cert_free(&cert_leaf);
-    cert_free(&cert_ec);
-    cert_free(&cert_other);
+    wf_test_cert_free(&cert_ca);
+    wf_test_cert_free(&cert_leaf);
+    wf_test_cert_free(&cert_ec);
+    wf_test_cert_free(&cert_other);
     wf_cert_store_clear();
     return 0;
 }
