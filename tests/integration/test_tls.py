@@ -384,3 +384,51 @@ def test_expired_certificate_is_served(tls_server, certs):
         assert peer_cn(s) == "old.test"
     with pytest.raises(ssl.SSLCertVerificationError):
         tls_connect(tls_server.tls_port, client_ctx(certs), "old.test")
+
+
+def resumed(port, certs, version, sni="example.com"):
+    """Connects twice with one client context; whether the second
+    handshake resumed the first one's session."""
+    ctx = client_ctx(certs, minimum_version=version, maximum_version=version)
+    with tls_connect(port, ctx, sni) as s:
+        # TLS 1.3 sends its tickets after the handshake: a request reads them
+        assert http_get(s, "/", close=False)[0] == 301
+        session = s.session
+    raw = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+    with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s2:
+        assert http_get(s2, "/")[0] == 301
+        return s2.session_reused
+
+
+VERSIONS = [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["1.2", "1.3"])
+@pytest.mark.parametrize("session,expect", [
+    (None, False),                                  # Unit's defaults
+    ({"cache_size": 100}, True),                    # the server's cache
+    ({"tickets": True}, True),                      # OpenSSL's ticket keys
+    ({"tickets": False, "cache_size": 0}, False),
+], ids=["default", "cache", "tickets", "off"])
+def test_session_resumption(tls_server, certs, version, session, expect):
+    tls = {"certificate": "rsa"}
+    if session is not None:
+        tls["session"] = session
+    apply_tls(tls_server, tls)
+    assert resumed(tls_server.tls_port, certs, version) is expect
+
+
+def test_session_timeout_expires(tls_server, certs):
+    apply_tls(tls_server, {"certificate": "rsa",
+                           "session": {"cache_size": 100, "timeout": 1}})
+    ctx = client_ctx(certs, maximum_version=ssl.TLSVersion.TLSv1_2)
+    with tls_connect(tls_server.tls_port, ctx, "example.com") as s:
+        http_get(s, "/", close=False)
+        session = s.session
+    time.sleep(2.5)
+    raw = socket.create_connection(("127.0.0.1", tls_server.tls_port),
+                                   timeout=scaled(10))
+    with ctx.wrap_socket(raw, server_hostname="example.com",
+                         session=session) as s2:
+        assert http_get(s2, "/")[0] == 301
+        assert not s2.session_reused
