@@ -229,7 +229,7 @@ conf_tls_tickets(conf_tls_ctx_t *cx, const char *key, const json_t *value)
             return WF_ERROR;
         }
     }
-    return conf_tls_fail(cx, "The \"tickets\" keys are not supported yet.");
+    return WF_OK;
 }
 
 static const conf_tls_member_t conf_tls_session_members[] = {

@@ -2,10 +2,13 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,13 +398,180 @@ tls_ctx_commands(SSL_CTX *ctx, const json_t *cmds, char *why, size_t whysize)
     return rc;
 }
 
-/* Unit's session defaults: no cache, a 300 s timeout, no tickets. */
+/* ---- session ticket keys (Unit's nxt_tls_ticket_key_callback()) -------- */
+
+typedef struct tls_ticket_key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+    size_t size; /* 16: AES-128, 32: AES-256 (and the HMAC key's length) */
+} tls_ticket_key_t;
+
+/* Owned by the SSL_CTX (ex_data): it lives as long as any SSL uses it. */
+typedef struct tls_tickets {
+    size_t count;
+    tls_ticket_key_t keys[]; /* [0] encrypts; all decrypt */
+} tls_tickets_t;
+
+static int tls_tickets_index = -1;
+static pthread_once_t tls_tickets_once = PTHREAD_ONCE_INIT;
+
 static void
-tls_ctx_session(SSL_CTX *ctx, const json_t *session)
+tls_tickets_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                 long argl, void *argp)
+{
+    tls_tickets_t *tk = ptr;
+
+    wf_unused(parent);
+    wf_unused(ad);
+    wf_unused(idx);
+    wf_unused(argl);
+    wf_unused(argp);
+    if (tk != NULL) {
+        OPENSSL_cleanse(tk->keys, tk->count * sizeof(tk->keys[0]));
+        free(tk);
+    }
+}
+
+static void
+tls_tickets_init(void)
+{
+    tls_tickets_index =
+        SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, tls_tickets_free);
+}
+
+/* Sets the HMAC-SHA256 key of a ticket. */
+static int
+tls_ticket_mac(EVP_MAC_CTX *hctx, tls_ticket_key_t *k)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k->hmac, k->size),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+
+    return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
+}
+
+/* Encrypts new tickets with the first key; decrypts with whichever key
+ * named the ticket, and asks for a new ticket when that is not the first
+ * (rotation). */
+static int
+tls_on_ticket_key(SSL *ssl, unsigned char *name, unsigned char *iv,
+                  EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
+{
+    tls_tickets_t *tk =
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_tickets_index);
+    tls_ticket_key_t *k;
+    size_t i = 0;
+
+    if (tk == NULL || tk->count == 0) {
+        return enc == 1 ? -1 : 0;
+    }
+    if (enc == 1) {
+        k = &tk->keys[0];
+        if (RAND_bytes(iv, 16) != 1
+            || EVP_EncryptInit_ex(
+                   ectx, k->size == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc(),
+                   NULL, k->aes, iv)
+                   != 1) {
+            return -1;
+        }
+        memcpy(name, k->name, 16);
+        return tls_ticket_mac(hctx, k) == 0 ? 1 : -1;
+    }
+    while (i < tk->count && memcmp(name, tk->keys[i].name, 16) != 0) {
+        i++;
+    }
+    if (i == tk->count) {
+        return 0; /* an unknown key: a full handshake */
+    }
+    k = &tk->keys[i];
+    if (EVP_DecryptInit_ex(
+            ectx, k->size == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc(), NULL,
+            k->aes, iv)
+            != 1
+        || tls_ticket_mac(hctx, k) != 0) {
+        return -1;
+    }
+    return i == 0 ? 1 : 2;
+}
+
+/* One Base64 key (validated by control/conf_tls.c): 48 bytes are name,
+ * AES-128 key, HMAC key; 80 bytes are name, HMAC key, AES-256 key (Unit's
+ * layouts). */
+static bool
+tls_ticket_key_parse(tls_ticket_key_t *k, const json_t *v)
+{
+    unsigned char buf[128];
+    size_t len = json_string_length(v);
+    int n;
+
+    if (len == 0 || len % 4 != 0 || len > 4 * sizeof(buf) / 3) {
+        return false;
+    }
+    n = EVP_DecodeBlock(buf, (const unsigned char *)json_string_value(v),
+                        (int)len);
+    n -= json_string_value(v)[len - 1] == '=';
+    n -= len > 1 && json_string_value(v)[len - 2] == '=';
+    memcpy(k->name, buf, 16);
+    if (n == 48) {
+        memcpy(k->aes, buf + 16, 16);
+        memcpy(k->hmac, buf + 32, 16);
+        k->size = 16;
+    } else if (n == 80) {
+        memcpy(k->hmac, buf + 16, 32);
+        memcpy(k->aes, buf + 48, 32);
+        k->size = 32;
+    } else {
+        return false;
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return true;
+}
+
+/* "tickets" as a key or an array of keys; the last in the array encrypts,
+ * as in Unit. */
+static int
+tls_ctx_ticket_keys(SSL_CTX *ctx, const json_t *tickets, char *why,
+                    size_t whysize)
+{
+    size_t count = json_is_array(tickets) ? json_array_size(tickets) : 1;
+    tls_tickets_t *tk = calloc(1, sizeof(*tk) + count * sizeof(tk->keys[0]));
+
+    pthread_once(&tls_tickets_once, tls_tickets_init);
+    if (tk == NULL || tls_tickets_index < 0) {
+        free(tk);
+        return tls_fail(why, whysize, "Out of memory.");
+    }
+    tk->count = count;
+    for (size_t i = 0; i < count; i++) {
+        const json_t *v = json_is_array(tickets)
+                              ? json_array_get(tickets, count - 1 - i)
+                              : tickets;
+
+        if (!tls_ticket_key_parse(&tk->keys[i], v)) {
+            tls_tickets_free(NULL, tk, NULL, 0, 0, NULL);
+            return tls_fail(why, whysize, "Invalid ticket key.");
+        }
+    }
+    if (SSL_CTX_set_ex_data(ctx, tls_tickets_index, tk) != 1) {
+        tls_tickets_free(NULL, tk, NULL, 0, 0, NULL);
+        return tls_fail(why, whysize, "Out of memory.");
+    }
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_on_ticket_key);
+    return WF_OK;
+}
+
+/* Unit's session defaults: no cache, a 300 s timeout, no tickets. */
+static int
+tls_ctx_session(SSL_CTX *ctx, const json_t *session, char *why, size_t whysize)
 {
     json_t *size = json_object_get(session, "cache_size");
     json_t *timeout = json_object_get(session, "timeout");
-    bool tickets = json_is_true(json_object_get(session, "tickets"));
+    json_t *keys = json_object_get(session, "tickets");
+    bool tickets = json_is_true(keys) || json_is_string(keys)
+                   || (json_is_array(keys) && json_array_size(keys) > 0);
     json_int_t n = size != NULL ? json_integer_value(size) : 0;
 
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"wharf", 5);
@@ -418,7 +588,10 @@ tls_ctx_session(SSL_CTX *ctx, const json_t *session)
         if (n == 0) {
             SSL_CTX_set_num_tickets(ctx, 0); /* nothing could resume */
         }
+        return WF_OK;
     }
+    return json_is_boolean(keys) ? WF_OK
+                                 : tls_ctx_ticket_keys(ctx, keys, why, whysize);
 }
 
 static SSL_CTX *
@@ -454,7 +627,10 @@ tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS
                               | SSL_MODE_ENABLE_PARTIAL_WRITE
                               | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    tls_ctx_session(ctx, json_object_get(tls, "session"));
+    if (tls_ctx_session(ctx, json_object_get(tls, "session"), why, whysize)
+        != WF_OK) {
+        goto fail;
+    }
     if (tls_ctx_commands(ctx, json_object_get(tls, "conf_commands"), why,
                          whysize)
         != WF_OK) {

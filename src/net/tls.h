@@ -43,8 +43,9 @@ typedef struct wf_tls_srv wf_tls_srv_t;
 /* Builds the contexts of a listener's "tls" object, validated by
  * control/conf_tls.c (certificate: a name or a non-empty array of names,
  * each in pems; conf_commands: an object of strings; session: cache_size
- * >= 0, timeout > 0, tickets a boolean).  pems (borrowed) maps each
- * certificate name to its PEM bundle.  Returns a new object, or NULL with
+ * >= 0, timeout > 0, tickets a boolean or Base64 keys of 48 or 80 bytes,
+ * the last of an array encrypting, every one decrypting).  pems (borrowed) maps
+ * each certificate name to its PEM bundle.  Returns a new object, or NULL with
  * a sentence in why (a bundle that does not load, a command SSL_CONF_cmd()
  * refuses).  Parses keys and certificates: not for an I/O thread. */
 wf_tls_srv_t *wf_tls_srv_create(const json_t *tls, const json_t *pems,

@@ -432,3 +432,53 @@ def test_session_timeout_expires(tls_server, certs):
                          session=session) as s2:
         assert http_get(s2, "/")[0] == 301
         assert not s2.session_reused
+
+
+def new_session(port, ctx, sni="example.com"):
+    with tls_connect(port, ctx, sni) as s:
+        assert http_get(s, "/", close=False)[0] == 301
+        return s.session
+
+
+def resumes(port, ctx, session, sni="example.com"):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+    with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
+        assert http_get(s, "/", close=False)[0] == 301
+        return s.session_reused
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["1.2", "1.3"])
+def test_ticket_keys_survive_reconfiguration_and_rotate(tls_server, certs,
+                                                        version):
+    import base64
+    k1 = base64.b64encode(os.urandom(48)).decode()
+    k2 = base64.b64encode(os.urandom(80)).decode()
+    port = tls_server.tls_port
+    ctx = client_ctx(certs, minimum_version=version, maximum_version=version)
+
+    def use(tickets):
+        apply_tls(tls_server, {"certificate": "rsa",
+                               "session": {"tickets": tickets}})
+
+    # OpenSSL's own keys die with the configuration that made them
+    use(True)
+    old = new_session(port, ctx)
+    assert resumes(port, ctx, old)
+    apply_tls(tls_server, {"certificate": ["rsa", "ec"],
+                           "session": {"tickets": True}})
+    assert not resumes(port, ctx, old)
+    # a key of the config's own survives a reconfiguration
+    use(k1)
+    s1 = new_session(port, ctx)
+    apply_tls(tls_server, {"certificate": ["rsa", "ec"],
+                           "session": {"tickets": k1}})
+    assert resumes(port, ctx, s1)
+    # rotation: the last key encrypts, the others still decrypt
+    use([k1, k2])
+    assert resumes(port, ctx, s1)
+    s2 = new_session(port, ctx)
+    use([k2])
+    assert resumes(port, ctx, s2)
+    assert not resumes(port, ctx, s1)
+    use(False)
+    assert not resumes(port, ctx, s2)
