@@ -482,3 +482,56 @@ def test_ticket_keys_survive_reconfiguration_and_rotate(tls_server, certs,
     assert not resumes(port, ctx, s1)
     use(False)
     assert not resumes(port, ctx, s2)
+
+
+def test_forwarded_protocol_over_tls(tls_server, certs):
+    """A trusted proxy's X-Forwarded-Proto wins; without it, https."""
+    apply_tls(tls_server, {"certificate": "rsa"})
+    conf = tls_server.api().config()
+    listener = conf["listeners"]["127.0.0.1:%d" % tls_server.tls_port]
+    listener["forwarded"] = {"protocol": "X-Forwarded-Proto",
+                             "source": ["127.0.0.1"]}
+    assert tls_server.api().request("PUT", "/config", conf).status == 200
+    with tls_connect(tls_server.tls_port, client_ctx(certs),
+                     "example.com") as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n"
+                  b"X-Forwarded-Proto: http\r\n\r\n")
+        status, headers, _ = read_response(s)
+        assert status == 302 and headers["location"] == "/is/http"
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        status, headers, _ = read_response(s)
+        assert status == 301 and headers["location"] == "/is/https/a"
+
+
+APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps",
+                    "wsgi")
+MODULES = os.path.join(os.path.dirname(os.environ.get("WHARF_BIN", "")),
+                       "modules")
+
+
+def test_wsgi_app_sees_https(wharf, certs):
+    if not os.path.exists(os.path.join(MODULES, "python3.11.wharf.so")):
+        pytest.skip("the Python module is not built")
+    server = wharf(return_config(200), extra_args=["--modulesdir", MODULES])
+    api = server.api()
+    upload(api, certs, "rsa")
+    port = free_port()
+    conf = {"listeners": {
+                "127.0.0.1:%d" % server.port: {"pass": "routes"},
+                "127.0.0.1:%d" % port: {"pass": "applications/app",
+                                        "tls": {"certificate": "rsa"}}},
+            "routes": [{"action": {"return": 200}}],
+            "applications": {"app": {"type": "python 3", "path": APPS,
+                                     "module": "environ"}}}
+    r = api.request("PUT", "/config", conf)
+    assert r.status == 200, (r, server.log_text()[-2000:])
+    with tls_connect(port, client_ctx(certs), "example.com") as s:
+        status, _, body = http_get(s, "/e")
+    import json
+    env = json.loads(body)
+    assert status == 200
+    assert env["wsgi.url_scheme"] == "https"
+    # the app and the TLS listener go: fds back at the start's baseline
+    r = api.request("PUT", "/config", return_config(200) | {
+        "listeners": {"127.0.0.1:%d" % server.port: {"pass": "routes"}}})
+    assert r.status == 200
