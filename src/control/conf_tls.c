@@ -1,6 +1,7 @@
 #include "control/conf_tls.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 typedef struct conf_tls_ctx {
     char *detail;
     size_t size;
+    json_t *pems; /* a reference, for this compile */
 } conf_tls_ctx_t;
 
 typedef int (*conf_tls_check)(conf_tls_ctx_t *cx, const char *key,
@@ -25,13 +27,32 @@ typedef struct conf_tls_member {
     bool required;
 } conf_tls_member_t;
 
+/* The router sets them on loop 0 and compiles on a helper thread: the
+ * lock guards the pointer; a compile holds its own reference. */
 static json_t *conf_tls_pems;
+static pthread_mutex_t conf_tls_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void
 wf_conf_tls_pems_set(json_t *pems)
 {
-    json_decref(conf_tls_pems);
+    json_t *old;
+
+    pthread_mutex_lock(&conf_tls_lock);
+    old = conf_tls_pems;
     conf_tls_pems = pems;
+    pthread_mutex_unlock(&conf_tls_lock);
+    json_decref(old);
+}
+
+static json_t *
+conf_tls_pems_ref(void)
+{
+    json_t *pems;
+
+    pthread_mutex_lock(&conf_tls_lock);
+    pems = json_incref(conf_tls_pems);
+    pthread_mutex_unlock(&conf_tls_lock);
+    return pems;
 }
 
 static int conf_tls_fail(conf_tls_ctx_t *cx, const char *fmt, ...)
@@ -82,16 +103,16 @@ conf_tls_object(conf_tls_ctx_t *cx, const json_t *obj,
 /* The PEM of the certificate called name, compared without case as the
  * store compares names (borrowed), or NULL. */
 static json_t *
-conf_tls_pem(const char *name)
+conf_tls_pem(const json_t *all, const char *name)
 {
-    json_t *pem = json_object_get(conf_tls_pems, name);
+    json_t *pem = json_object_get(all, name);
     const char *key;
     json_t *v;
 
     if (pem != NULL) {
         return pem;
     }
-    json_object_foreach(conf_tls_pems, key, v)
+    json_object_foreach((json_t *)all, key, v)
     {
         if (strcasecmp(key, name) == 0) {
             return v;
@@ -108,7 +129,7 @@ conf_tls_cert_name(conf_tls_ctx_t *cx, const json_t *v)
         return conf_tls_fail(cx, "The \"certificate\" array must contain "
                                  "only string values.");
     }
-    if (conf_tls_pem(json_string_value(v)) == NULL) {
+    if (conf_tls_pem(cx->pems, json_string_value(v)) == NULL) {
         return conf_tls_fail(cx, "Certificate \"%.200s\" is not found.",
                              json_string_value(v));
     }
@@ -257,28 +278,31 @@ static const conf_tls_member_t conf_tls_members[] = {
 wf_tls_srv_t *
 wf_conf_tls_compile(const json_t *tls, char *detail, size_t size)
 {
-    conf_tls_ctx_t cx = {detail, size};
+    conf_tls_ctx_t cx = {detail, size, conf_tls_pems_ref()};
     json_t *cert = json_object_get(tls, "certificate");
-    json_t *pems;
-    wf_tls_srv_t *t;
+    json_t *pems = NULL;
+    wf_tls_srv_t *t = NULL;
     size_t i;
     json_t *e;
 
     if (conf_tls_object(&cx, tls, conf_tls_members) != WF_OK) {
-        return NULL;
+        goto done;
     }
     /* Each name as the config spells it, to its PEM. */
     pems = json_object();
     if (json_is_string(cert)) {
         json_object_set(pems, json_string_value(cert),
-                        conf_tls_pem(json_string_value(cert)));
+                        conf_tls_pem(cx.pems, json_string_value(cert)));
     }
     json_array_foreach(cert, i, e)
     {
         json_object_set(pems, json_string_value(e),
-                        conf_tls_pem(json_string_value(e)));
+                        conf_tls_pem(cx.pems, json_string_value(e)));
     }
     t = wf_tls_srv_create(tls, pems, detail, size);
+
+done:
     json_decref(pems);
+    json_decref(cx.pems);
     return t;
 }

@@ -11,8 +11,8 @@
 #include "net/tls.h"
 
 /* Sets the certificates configs are compiled with: {NAME: PEM} (takes a
- * reference; NULL: none).  One thread compiles at a time in each process
- * (the controller's loop; the router's loop 0). */
+ * reference; NULL: none).  Any thread; a compile already running keeps
+ * the map it started with. */
 void wf_conf_tls_pems_set(json_t *pems);
 
 /* Validates tls (an object) and builds its contexts.  Returns a new object

@@ -535,3 +535,24 @@ def test_wsgi_app_sees_https(wharf, certs):
     r = api.request("PUT", "/config", return_config(200) | {
         "listeners": {"127.0.0.1:%d" % server.port: {"pass": "routes"}}})
     assert r.status == 200
+
+
+def test_request_larger_than_a_read_in_one_record(tls_server, certs):
+    """A head and body in one TLS record, larger than the connection's
+    4 KiB read buffer: OpenSSL holds the rest decrypted, which no poll
+    announces; the connection must read it on its own (h1_xprt_kick)."""
+    body = b"x" * 12000
+    with tls_connect(tls_server.tls_port, client_ctx(certs),
+                     "example.com") as s:
+        s.settimeout(scaled(5))
+        for _ in range(3):
+            s.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n"
+                      b"\r\n%s" % (len(body), body))
+            status, _, _ = read_response(s)
+            assert status == 301
+        # and a pipelined pair after a big head
+        pad = b"X-Pad: " + b"p" * 6000 + b"\r\n"
+        s.sendall(b"GET /static/a.txt HTTP/1.1\r\nHost: a\r\n" + pad
+                  + b"\r\nGET /static/a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(s)[2] == b"alpha over tls\n"
+        assert read_response(s)[2] == b"alpha over tls\n"
