@@ -556,3 +556,20 @@ def test_request_larger_than_a_read_in_one_record(tls_server, certs):
                   + b"\r\nGET /static/a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
         assert read_response(s)[2] == b"alpha over tls\n"
         assert read_response(s)[2] == b"alpha over tls\n"
+
+
+def test_certificate_replaced_under_the_same_name(tls_server, certs):
+    """Unit refuses a PUT over a stored name: replacing means DELETE
+    (while no listener names it) and PUT; the next config serves it."""
+    api = tls_server.api()
+    upload(api, certs, "other")
+    apply_tls(tls_server, {"certificate": "rsa"})
+    assert api.delete("/certificates/other").status == 200
+    r = api.request("PUT", "/certificates/other",
+                    certs.wild.bundle(certs.ca))
+    assert r.status == 200, r
+    apply_tls(tls_server, {"certificate": "other"})
+    with tls_connect(tls_server.tls_port, client_ctx(certs),
+                     "a.wild.test") as s:
+        assert peer_cn(s) == "*.wild.test"
+        assert http_get(s, "/")[0] == 301
