@@ -294,6 +294,9 @@ ws_reader_append(wf_ws_reader_t *r, const wf_ws_frame_t *f)
     if (f->len > r->max_message - r->msg_len) {
         return -WF_WS_CLOSE_TOO_BIG;
     }
+    if (f->len == 0) {
+        return 0; /* nothing to keep; r->msg may not exist yet */
+    }
     if (r->msg_len + f->len > r->msg_cap) {
         size_t cap = r->msg_cap == 0 ? 2 * WS_MIN_ROOM : r->msg_cap;
         uint8_t *msg;
