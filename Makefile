@@ -4,7 +4,8 @@
 #   make test       unit tests + integration tests (make SAN=1 test: ASan+UBSan)
 #   make bench      Wharf beside nginx with wrk, 1000-route and
 #                   reconfiguration figures, then Python apps beside
-#                   Unit, uWSGI, gunicorn and uvicorn (not tests)
+#                   Unit, uWSGI, gunicorn and uvicorn, and the proxy
+#                   beside nginx and HAProxy (not tests)
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make format-check
 #   make install    PREFIX/sbin/wharf and a unitd link to it (PREFIX
@@ -33,7 +34,7 @@ DEB_TEST  := python3 python3-pytest python3-requests curl
 # The real apps of the application tests (tests/integration/apps/).
 DEB_APPS  := python3-flask python3-django python3-starlette \
              python3-websockets python3-venv
-DEB_BENCH := wrk nginx-light
+DEB_BENCH := wrk nginx-light haproxy
 # The peers of bench/apps.py.
 DEB_BENCH_APPS := uwsgi uwsgi-plugin-python3 gunicorn python3-uvicorn \
                   python3-uvloop python3-httptools
@@ -81,13 +82,14 @@ bench: deps-bench all
 	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf --routes
 	$(PYTHON) bench/reconf.py --wharf $(CURDIR)/build/wharf
 	$(PYTHON) bench/apps.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
+	$(PYTHON) bench/proxy.py --wharf $(CURDIR)/build/wharf
 
 fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \
 	    -Dbuildtype=debugoptimized -Dfuzz=true -Db_sanitize=address,undefined \
 	    -Db_lundef=false -Dpool_debug=true
 	ninja -C build-fuzz fuzz_h1_parse fuzz_json fuzz_route fuzz_port fuzz_api \
-	    fuzz_fields fuzz_cert
+	    fuzz_fields fuzz_cert fuzz_proxy_parse
 	./scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 format:

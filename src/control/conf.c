@@ -17,6 +17,7 @@
 #include "http/forwarded.h"
 #include "http/mime.h"
 #include "http/route_pattern.h"
+#include "http/upstream.h"
 
 /* Validation and compilation are one walk over the tree: every object is
  * checked against a table of its members (conf_member_t), and each member's
@@ -67,12 +68,13 @@ struct conf_ctx {
     const json_t *modules; /* WF_MSG_MODULES to check types against; NULL:
                               no check (wf_conf_compile()) */
     wf_conf_error_t *err;
-    json_t **route_json;  /* the steps array of conf->routes[i] */
-    bool routes_is_array; /* "routes" is the array form */
-    const char **pass;    /* the "pass" of conf->listeners[i] */
-    const char **lapp;    /* its "application" (Unit's older form) */
-    wf_action_t *action;  /* the action being compiled */
-    json_t *step_match;   /* members of the step being compiled */
+    json_t **route_json;     /* the steps array of conf->routes[i] */
+    bool routes_is_array;    /* "routes" is the array form */
+    const char **pass;       /* the "pass" of conf->listeners[i] */
+    const char **lapp;       /* its "application" (Unit's older form) */
+    wf_action_t *action;     /* the action being compiled */
+    wf_upstream_t *upstream; /* the upstream being compiled, or NULL */
+    json_t *step_match;      /* members of the step being compiled */
     json_t *step_action;
     unsigned depth;        /* "fallback" nesting of the current action */
     const char *mime_type; /* the type whose extensions are checked */
@@ -753,6 +755,8 @@ conf_pass_var(conf_ctx_t *cx, const char *pass, wf_action_t *act)
     act->routes_is_array = cx->routes_is_array;
     act->apps = cx->conf->apps;
     act->napps = cx->conf->napps;
+    act->upstreams = cx->conf->upstreams;
+    act->nupstreams = cx->conf->nupstreams;
     return WF_OK;
 }
 
@@ -775,9 +779,8 @@ conf_pass_app(conf_ctx_t *cx, const wf_str_t seg[3], wf_action_t *act)
     return true;
 }
 
-/* Resolves a fixed "pass" value into act: a route (WF_ACTION_PASS) or an
- * application (WF_ACTION_APP).  Upstreams exist in Unit's schema, but
- * Wharf cannot proxy to them yet. */
+/* Resolves a fixed "pass" value into act: a route (WF_ACTION_PASS), an
+ * application (WF_ACTION_APP) or an upstream (WF_ACTION_PROXY). */
 static int
 conf_pass_resolve(conf_ctx_t *cx, const char *pass, wf_action_t *act)
 {
@@ -803,13 +806,13 @@ conf_pass_resolve(conf_ctx_t *cx, const char *pass, wf_action_t *act)
         if (conf_pass_app(cx, seg, act)) {
             return WF_OK;
         }
-    } else if (wf_str_eq(seg[0], wf_string("upstreams")) && seg[1].len > 0
-               && seg[2].len == 0
-               && json_object_getn(json_object_get(cx->root, "upstreams"),
-                                   seg[1].data, seg[1].len)
-                      != NULL) {
-        return conf_fail(cx, "A \"pass\" to \"%.200s\" is not supported yet.",
-                         pass);
+    } else if (wf_str_eq(seg[0], wf_string("upstreams")) && seg[2].len == 0) {
+        act->upstream =
+            wf_upstream_find(cx->conf->upstreams, cx->conf->nupstreams, seg[1]);
+        if (act->upstream != NULL) {
+            act->type = WF_ACTION_PROXY;
+            return WF_OK;
+        }
     }
     return conf_fail(
         cx, "Request \"pass\" points to invalid location \"%.200s\".", pass);
@@ -1128,8 +1131,183 @@ static const conf_member_t conf_pass_members[] = {
     CONF_ACTION_COMMON,
 };
 
+/* The upstream the proxy options being compiled go into: the named
+ * upstream being compiled, else the proxy action's own one (created by
+ * whichever of its members comes first). */
+static wf_upstream_t *
+conf_proxy_upstream(conf_ctx_t *cx)
+{
+    wf_upstream_t *u;
+
+    if (cx->upstream != NULL) {
+        return cx->upstream;
+    }
+    if (cx->action->upstream == NULL) {
+        u = wf_arena_calloc(cx->a, sizeof(*u));
+        if (u == NULL) {
+            return NULL;
+        }
+        wf_upstream_init(u);
+        cx->action->upstream = u;
+    }
+    return cx->action->upstream;
+}
+
+/* "proxy": "http://ADDR", ADDR as a listener's ("IP:PORT", "[IPv6]:PORT",
+ * "unix:PATH"): an upstream of its own with one server. */
+static int
+conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    const char *s = json_string_value(value);
+    bool http = strncmp(s, "http://", 7) == 0;
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    wf_upstream_server_t *srv = wf_arena_calloc(cx->a, sizeof(*srv));
+
+    wf_unused(key);
+    wf_unused(data);
+    if (u == NULL || srv == NULL) {
+        return conf_nomem(cx);
+    }
+    if (!http || strlen(s) != json_string_length(value)
+        || !wf_conf_addr_parse(s + 7, &srv->addr, &srv->addrlen)) {
+        return conf_fail(cx, "The \"proxy\" address is invalid \"%.200s\"",
+                         http ? s + 7 : s);
+    }
+    srv->name = conf_strdup(cx, value);
+    if (srv->name == NULL) {
+        return conf_nomem(cx);
+    }
+    srv->name += 7;
+    srv->weight = srv->effective = 1;
+    u->servers = srv;
+    u->nservers = 1;
+    return WF_OK;
+}
+
+/* A timeout of Wharf's proxy options: seconds (a fraction is allowed),
+ * more than 0, stored in ms at data's offset in wf_upstream_t. */
+static int
+conf_proxy_timeout(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    double v = json_number_value(value);
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (!(v * 1000 >= 1) || v > INT32_MAX / 1000) {
+        return conf_fail(cx,
+                         "The \"%s\" number must be greater than 0 and at "
+                         "most %d.",
+                         key, INT32_MAX / 1000);
+    }
+    *(uint32_t *)((char *)u + *(const size_t *)data) = (uint32_t)(v * 1000);
+    return WF_OK;
+}
+
+static int
+conf_proxy_flag(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    wf_unused(key);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    *(bool *)((char *)u + *(const size_t *)data) = json_is_true(value);
+    return WF_OK;
+}
+
+static int
+conf_proxy_trusted(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    wf_unused(key);
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    u->trusted = wf_addr_set_compile(cx->a, value, cx->err->detail,
+                                     sizeof(cx->err->detail));
+    return u->trusted != NULL ? WF_OK : WF_ERROR;
+}
+
+static int
+conf_proxy_host(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    wf_tpl_t *t;
+
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (json_string_length(value) == 0) {
+        return conf_fail(cx, "The \"host\" value must not be empty.");
+    }
+    if (conf_tpl_str(cx, key, json_string_value(value),
+                     json_string_length(value), &t)
+        != WF_OK) {
+        return WF_ERROR;
+    }
+    u->host = t;
+    return WF_OK;
+}
+
+static int
+conf_proxy_idle(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    json_int_t v = json_integer_value(value);
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (v < 0 || v > WF_UPSTREAM_IDLE_MAX) {
+        return conf_fail(cx, "The \"%s\" number must be between 0 and %d.", key,
+                         WF_UPSTREAM_IDLE_MAX);
+    }
+    u->idle_max = (unsigned)v;
+    return WF_OK;
+}
+
+#define CONF_UP_OFFSET(field) (&(const size_t){offsetof(wf_upstream_t, field)})
+
+/* Wharf's options of a proxy (docs/internals/proxy.md): "proxy_settings"
+ * beside a "proxy", "settings" beside an upstream's "servers". */
+static const conf_member_t conf_proxy_settings_members[] = {
+    {"connect_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(connect_ms), 0},
+    {"send_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(send_ms), 0},
+    {"header_read_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(head_ms), 0},
+    {"body_read_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(read_ms), 0},
+    {"x_forwarded", WF_JSON_BOOLEAN, conf_proxy_flag,
+     CONF_UP_OFFSET(x_forwarded), 0},
+    {"forwarded", WF_JSON_BOOLEAN, conf_proxy_flag, CONF_UP_OFFSET(forwarded),
+     0},
+    {"trusted_sources", WF_JSON_STRING | WF_JSON_ARRAY, conf_proxy_trusted,
+     NULL, 0},
+    {"host", WF_JSON_STRING, conf_proxy_host, NULL, 0},
+    {"idle_connections", WF_JSON_INTEGER, conf_proxy_idle, NULL, 0},
+    {"idle_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(idle_ms), 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
 static const conf_member_t conf_proxy_members[] = {
-    {"proxy", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
+    {"proxy", WF_JSON_STRING, conf_proxy, NULL, 0},
+    {"proxy_settings", WF_JSON_OBJECT, conf_nested, conf_proxy_settings_members,
+     0},
     CONF_ACTION_COMMON,
 };
 
@@ -1142,7 +1320,7 @@ static const struct {
     {"pass", WF_ACTION_PASS, conf_pass_members},
     {"return", WF_ACTION_RETURN, conf_return_members},
     {"share", WF_ACTION_SHARE, conf_share_members},
-    {"proxy", WF_ACTION_NTYPES, conf_proxy_members},
+    {"proxy", WF_ACTION_PROXY, conf_proxy_members},
 };
 
 /* Compiles an "action" (or "fallback") object into a new action. */
@@ -1503,13 +1681,156 @@ conf_applications(conf_ctx_t *cx, const char *key, json_t *value,
                                 sizeof(cx->err->detail));
 }
 
+/* ---- upstreams --------------------------------------------------------- */
+
+static int
+conf_server_weight(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    double w = json_number_value(value);
+
+    wf_unused(key);
+    wf_unused(data);
+    if (w < 0) {
+        return conf_fail(cx, "The \"weight\" number must be positive.");
+    }
+    if (w > 1000000) {
+        return conf_fail(cx, "The \"weight\" number must not exceed "
+                             "1,000,000");
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_server_members[] = {
+    {"weight", WF_JSON_NUMBER, conf_server_weight, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* One member of "servers": its address and weight into srv, w. */
+static int
+conf_server(conf_ctx_t *cx, const char *name, json_t *value,
+            wf_upstream_server_t *srv, double *w)
+{
+    json_t *weight;
+
+    if (!wf_json_type_check(value, WF_JSON_OBJECT, name, cx->err->detail,
+                            sizeof(cx->err->detail))) {
+        return WF_ERROR;
+    }
+    if (!wf_conf_addr_parse(name, &srv->addr, &srv->addrlen)) {
+        return conf_fail(cx, "The \"%.200s\" is not valid server address.",
+                         name);
+    }
+    if (conf_object(cx, value, conf_server_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    srv->name = wf_arena_strndup(cx->a, name, strlen(name));
+    weight = json_object_get(value, "weight");
+    *w = weight != NULL ? json_number_value(weight) : 1.0;
+    return srv->name != NULL ? WF_OK : conf_nomem(cx);
+}
+
+static int
+conf_servers(conf_ctx_t *cx, wf_upstream_t *u, json_t *servers)
+{
+    size_t n = json_object_size(servers);
+    double *w = wf_arena_calloc(cx->a, (n + 1) * sizeof(double));
+    const char *name;
+    json_t *v;
+
+    u->servers = wf_arena_calloc(cx->a, (n + 1) * sizeof(*u->servers));
+    if (w == NULL || u->servers == NULL) {
+        return conf_nomem(cx);
+    }
+    json_object_foreach(servers, name, v)
+    {
+        if (conf_server(cx, name, v, &u->servers[u->nservers], &w[u->nservers])
+            != WF_OK) {
+            return WF_ERROR;
+        }
+        u->nservers++;
+    }
+    wf_upstream_weights(u, w);
+    return WF_OK;
+}
+
+static int
+conf_upstream_servers(conf_ctx_t *cx, const char *key, json_t *value,
+                      const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    return conf_servers(cx, cx->upstream, value);
+}
+
+static const conf_member_t conf_upstream_members[] = {
+    {"servers", WF_JSON_OBJECT, conf_upstream_servers, NULL, 0},
+    {"settings", WF_JSON_OBJECT, conf_nested, conf_proxy_settings_members, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* One member of "upstreams", into the next slot of conf->upstreams. */
+static int
+conf_upstream(conf_ctx_t *cx, const char *name, json_t *value)
+{
+    wf_upstream_t *u = &cx->conf->upstreams[cx->conf->nupstreams];
+    int rc;
+
+    if (!wf_json_type_check(value, WF_JSON_OBJECT, name, cx->err->detail,
+                            sizeof(cx->err->detail))) {
+        return WF_ERROR;
+    }
+    wf_upstream_init(u);
+    u->name = wf_arena_strndup(cx->a, name, strlen(name));
+    if (u->name == NULL) {
+        return conf_nomem(cx);
+    }
+    cx->upstream = u;
+    rc = conf_object(cx, value, conf_upstream_members);
+    cx->upstream = NULL;
+    if (rc != WF_OK) {
+        return WF_ERROR;
+    }
+    if (json_object_get(value, "servers") == NULL) {
+        return conf_fail(cx,
+                         "The \"%.200s\" upstream must contain \"servers\" "
+                         "object value.",
+                         name);
+    }
+    cx->conf->nupstreams++;
+    return WF_OK;
+}
+
+/* "upstreams": compiled during the walk of the root, before any step or
+ * listener "pass" resolves against them. */
+static int
+conf_upstreams(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    const char *name;
+    json_t *v;
+
+    wf_unused(key);
+    wf_unused(data);
+    cx->conf->upstreams = wf_arena_calloc(cx->a, (json_object_size(value) + 1)
+                                                     * sizeof(wf_upstream_t));
+    if (cx->conf->upstreams == NULL) {
+        return conf_nomem(cx);
+    }
+    json_object_foreach(value, name, v)
+    {
+        if (conf_upstream(cx, name, v) != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    return WF_OK;
+}
+
 static const conf_member_t conf_root_members[] = {
     {"settings", WF_JSON_OBJECT, conf_nested, conf_settings_members, 0},
     {"listeners", WF_JSON_OBJECT, conf_listeners, NULL, 0},
     {"routes", WF_JSON_ARRAY | WF_JSON_OBJECT, conf_routes, NULL, 0},
     {"applications", WF_JSON_OBJECT, conf_applications, NULL, 0},
-    {"upstreams", WF_JSON_OBJECT, NULL, NULL,
-     CONF_UNSUPPORTED | CONF_IF_NONEMPTY},
+    {"upstreams", WF_JSON_OBJECT, conf_upstreams, NULL, 0},
     {"access_log", WF_JSON_STRING | WF_JSON_OBJECT, conf_access_log, NULL, 0},
     {NULL, 0, NULL, NULL, 0},
 };

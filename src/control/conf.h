@@ -38,6 +38,8 @@ typedef struct wf_conf {
                             reconciles its applications by name and
                             json text across snapshots. */
     unsigned napps;
+    struct wf_upstream *upstreams; /* "upstreams", in config order */
+    size_t nupstreams;
     json_t *json; /* the source tree; a reference */
 } wf_conf_t;
 
@@ -54,7 +56,7 @@ typedef struct wf_conf_error {
 wf_conf_t *wf_conf_load(const char *text, size_t len, wf_conf_error_t *err);
 
 /* Validates and compiles a config tree (borrowed; the snapshot takes a
- * reference).  Anything not supported yet (upstreams, proxy, TLS, ...) is
+ * reference).  Anything not supported yet (TLS, ...) is
  * rejected with a detail that says so.  Application types are checked
  * against the languages Wharf knows, not against the modules installed
  * (see wf_conf_check()).  Returns a new snapshot or NULL with err

@@ -79,6 +79,10 @@ listen_socket_options(int fd, int family)
     }
     /* Wake a loop only when the request has arrived. */
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof(one));
+    /* Accepted sockets inherit it: a streamed response (a proxied or an
+     * application's body) is written as several sends, and Nagle would
+     * hold each one after the first until the client's delayed ACK. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return WF_OK;
 }
 

@@ -7,11 +7,13 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "http/app_desc.h"
+#include "http/proxy.h"
 #include "http/req.h"
 #include "http/respond.h"
 #include "http/route.h"
 #include "http/static.h"
 #include "http/tpl.h"
+#include "http/upstream.h"
 #include "http/uri.h"
 
 #define HANDLE_PASS_MAX 512 /* a rendered "pass" value, at most */
@@ -188,18 +190,22 @@ handle_return(wf_req_t *r, const wf_action_t *a)
     wf_req_respond(r);
 }
 
-/* A "pass" named by variables ("routes/$host", "applications/$x"),
- * rendered and looked up in the request's snapshot: a route (*app NULL),
- * an application (*app set), or neither (404). */
+/* A "pass" named by variables ("routes/$host", "applications/$x",
+ * "upstreams/$x"), rendered and looked up in the request's snapshot: a
+ * route (*app and *up NULL), an application (*app set), an upstream (*up
+ * set), or none (404). */
 static const wf_route_t *
 handle_pass_find(const wf_req_t *r, const wf_action_t *a,
-                 const wf_app_desc_t **app, unsigned *target)
+                 const wf_app_desc_t **app, unsigned *target,
+                 wf_upstream_t **up)
 {
     static const char prefix[] = "applications/";
+    static const char uprefix[] = "upstreams/";
     char buf[HANDLE_PASS_MAX];
     size_t n;
 
     *app = NULL;
+    *up = NULL;
     n = wf_tpl_render(a->pass, &r->rq, buf, sizeof(buf));
     if (n >= sizeof(buf)) {
         return NULL;
@@ -210,6 +216,13 @@ handle_pass_find(const wf_req_t *r, const wf_action_t *a,
                                      target);
         return NULL;
     }
+    if (n >= sizeof(uprefix) - 1
+        && memcmp(buf, uprefix, sizeof(uprefix) - 1) == 0) {
+        *up = wf_upstream_find(
+            a->upstreams, a->nupstreams,
+            wf_str_make(buf + sizeof(uprefix) - 1, n - (sizeof(uprefix) - 1)));
+        return NULL;
+    }
     return wf_route_find(a->routes, a->nroutes, a->routes_is_array,
                          wf_str_make(buf, n));
 }
@@ -218,9 +231,10 @@ static void
 handle_pass(wf_req_t *r, const wf_action_t *a)
 {
     const wf_app_desc_t *app = NULL;
+    wf_upstream_t *up = NULL;
     unsigned target = 0;
     const wf_route_t *route =
-        a->pass == NULL ? a->route : handle_pass_find(r, a, &app, &target);
+        a->pass == NULL ? a->route : handle_pass_find(r, a, &app, &target, &up);
     const wf_action_t *next;
 
     if (++r->passes > WF_REQ_MAX_PASSES) {
@@ -230,6 +244,10 @@ handle_pass(wf_req_t *r, const wf_action_t *a)
     }
     if (app != NULL) {
         handle_app(r, app, target);
+        return;
+    }
+    if (up != NULL) {
+        wf_proxy_run(r, up);
         return;
     }
     next = route != NULL ? handle_match(r, route) : NULL;
@@ -262,6 +280,9 @@ wf_http_run_action(wf_req_t *r, const wf_action_t *a)
     case WF_ACTION_APP:
         handle_app(r, a->app, a->app_target);
         return;
+    case WF_ACTION_PROXY:
+        wf_proxy_run(r, a->upstream);
+        return;
     case WF_ACTION_NTYPES:
         break;
     }
@@ -278,6 +299,7 @@ void
 wf_http_thread_exit(void)
 {
     wf_static_thread_exit();
+    wf_proxy_thread_exit();
 }
 
 void
@@ -288,6 +310,7 @@ wf_http_req_release(wf_req_t *r)
         r->app = NULL;
     }
     wf_static_req_release(r);
+    wf_proxy_req_release(r);
 }
 
 void

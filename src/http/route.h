@@ -59,6 +59,7 @@ typedef enum wf_action_type {
     WF_ACTION_RETURN,
     WF_ACTION_PASS,
     WF_ACTION_APP,   /* "pass": "applications/NAME[/TARGET]" */
+    WF_ACTION_PROXY, /* "proxy", or "pass": "upstreams/NAME" */
     WF_ACTION_NTYPES /* must stay last */
 } wf_action_type_t;
 
@@ -118,11 +119,18 @@ typedef struct wf_action {
     wf_route_t *const *routes;
     size_t nroutes;
     bool routes_is_array;
+    struct wf_upstream *upstreams; /* "upstreams/..." passes */
+    size_t nupstreams;
 
     /* WF_ACTION_APP: the application (in the same snapshot) and the index
      * of the target in app->targets (0 without targets). */
     const struct wf_app_desc *app;
     unsigned app_target;
+
+    /* WF_ACTION_PROXY: the upstream (in the same snapshot; a "proxy"
+     * action's own one-server upstream with the action's options, or a
+     * named one). */
+    struct wf_upstream *upstream;
 } wf_action_t;
 
 /* Compiles a pattern set from a JSON string or array of strings (Unit's

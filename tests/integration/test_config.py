@@ -116,8 +116,6 @@ UNSUPPORTED = {
     "isolation": {"applications": {"app": {
         "type": "python", "path": "/tmp", "module": "wsgi",
         "isolation": {"namespaces": {"credential": True}}}}},
-    "upstreams": {"upstreams": {"up": {"servers": {"127.0.0.1:1": {}}}}},
-    "proxy": {"routes": [{"action": {"proxy": "http://127.0.0.1:1"}}]},
 }
 
 

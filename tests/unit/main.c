@@ -19,6 +19,7 @@ static const struct {
     {"h1_parse", wf_test_h1_parse},
     {"h1_stream", wf_test_h1_stream},
     {"mime", wf_test_mime},
+    {"proxy_parse", wf_test_proxy_parse},
     {"range", wf_test_range},
     {"route", wf_test_route},
     {"uri", wf_test_uri},

@@ -46,6 +46,7 @@ int wf_test_exchange(void);
 int wf_test_h1_parse(void);
 int wf_test_h1_stream(void);
 int wf_test_mime(void);
+int wf_test_proxy_parse(void);
 int wf_test_range(void);
 int wf_test_route(void);
 int wf_test_uri(void);

@@ -286,8 +286,8 @@ static const struct {
     /* not supported yet */
     {"{\"applications\": {\"a\": {\"type\": \"python\"}}}",
      "Invalid configuration.", "Required parameter \"module\" is missing."},
-    {"{\"upstreams\": {\"u\": {\"servers\": {}}}}", "Invalid configuration.",
-     "The \"upstreams\" option is not supported yet."},
+    {"{\"upstreams\": {\"u\": {}}}", "Invalid configuration.",
+     "The \"u\" upstream must contain \"servers\" object value."},
     /* access_log */
     {"{\"access_log\": {\"format\": \"x\"}}", "Invalid configuration.",
      "The \"path\" string must not be empty."},
@@ -610,8 +610,9 @@ static const struct {
      "Invalid configuration.", "must have either \"pass\""},
     {"{\"routes\": [{\"action\": {\"share\": \"/x\", \"fallback\": "
      "{\"share\": \"/y\", \"fallback\": {\"proxy\": "
-     "\"http://127.0.0.1:1\"}}}}]}",
-     "Invalid configuration.", "The \"proxy\" option is not supported yet."},
+     "\"http://127.0.0.1\"}}}}]}",
+     "Invalid configuration.",
+     "The \"proxy\" address is invalid \"127.0.0.1\""},
     {"{\"routes\": [{\"action\": {\"share\": \"/x\", \"chroot\": 1}}]}",
      "Invalid configuration.", "The \"chroot\" value must be a string"},
     {"{\"routes\": [{\"action\": {\"share\": \"/x\", \"chroot\": "
@@ -627,8 +628,9 @@ static const struct {
      "The \"traverse_mounts\" value must be a boolean"},
     {"{\"routes\": [{\"action\": {\"return\": 200, \"chroot\": \"/\"}}]}",
      "Invalid configuration.", "Unknown parameter \"chroot\"."},
-    {"{\"routes\": [{\"action\": {\"proxy\": \"http://127.0.0.1:8000\"}}]}",
-     "Invalid configuration.", "The \"proxy\" option is not supported yet."},
+    {"{\"routes\": [{\"action\": {\"proxy\": \"http://localhost:8000\"}}]}",
+     "Invalid configuration.",
+     "The \"proxy\" address is invalid \"localhost:8000\""},
     /* response_headers, rewrite */
     {"{\"routes\": [{\"action\": {\"return\": 200, \"response_headers\": "
      "[]}}]}",

@@ -1,0 +1,1114 @@
+/* The proxy endpoint (see http/proxy.h and docs/internals/proxy.md).
+ *
+ * One px_t per request, owned by r (r->proxy) and freed with it.  The
+ * backend socket is polled on r's loop; what it reads goes into
+ * r->resp_body only while the channel has room, and the request body is
+ * taken from r->req_body only while the socket takes it, so neither side
+ * can make the proxy buffer more than its channel and one staging buffer.
+ *
+ * States (their invariants: docs/internals/proxy.md):
+ *   CONNECT  connect() in progress (EPOLLOUT), connect timeout
+ *   SEND     sending the head and the body; the response head may arrive
+ *            meanwhile (EPOLLIN too)
+ *   HEAD     reading the response head
+ *   BODY     relaying the response body
+ *   DONE     backend connection closed or pooled; r no longer touched */
+#include "http/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "http/exchange.h"
+#include "http/proxy_parse.h"
+#include "http/proxy_pool.h"
+#include "http/route_pattern.h"
+#include "http/tpl.h"
+#include "http/upstream.h"
+
+#define PX_STAGE   (16 * 1024) /* request bytes staged for the backend */
+#define PX_FWD_MAX 1024        /* Wharf's forwarding fields, at most */
+/* Response bytes read at once: the head (WF_PROXY_HEAD_MAX at most) and
+ * what follows it must fit in a fresh response channel. */
+#define PX_IN_SIZE  WF_XCHG_CHAN_LIMIT
+#define PX_HOST_MAX 1024 /* a rendered "host", at most */
+
+typedef enum px_state {
+    PX_CONNECT = 0,
+    PX_SEND,
+    PX_HEAD,
+    PX_BODY,
+    PX_DONE,
+} px_state_t;
+
+typedef enum px_body {
+    PX_BODY_NONE = 0,
+    PX_BODY_LENGTH, /* Content-Length: exactly remaining more bytes */
+    PX_BODY_CHUNKED,
+    PX_BODY_CLOSE, /* until the backend closes */
+} px_body_t;
+
+typedef struct px {
+    wf_req_t *r; /* NULL once r may not be touched */
+    wf_loop_t *loop;
+    wf_io_t io;
+    wf_timer_t timer;
+    wf_upstream_t *u;
+    const wf_upstream_server_t *srv;
+    px_state_t state;
+    bool req_chunked; /* the body goes to the backend chunked */
+    bool req_body;    /* a body is read from r->req_body */
+    bool body_asked;  /* wf_xchg_body_read() was called */
+    bool req_eof;     /* the whole request was staged */
+    bool body_taken;  /* request body bytes were taken from r->req_body */
+    bool reused;      /* the connection came from the keep-alive pool */
+    bool extra;       /* the backend sent bytes past the response */
+    bool in_held;     /* px->in holds the body r->resp.body points to */
+    bool busy;        /* a callback of ours is running (px_enter()) */
+    bool released;    /* r let px go while busy: px_leave() frees it */
+    char *out;        /* staged request bytes: out[out_off..out_len) */
+    size_t out_off;
+    size_t out_len;
+    char *in; /* response head, then body bytes read */
+    size_t in_len;
+    px_body_t body;
+    uint64_t remaining;
+    wf_h1_chunked_t dec;
+    wf_proxy_resp_t resp;
+    char *fields; /* raw_fields for the client */
+} px_t;
+
+static void px_on_io(wf_io_t *io, uint32_t events);
+
+/* The thread's free lists: px_t, and the PX_IN_SIZE read buffers (DESIGN
+ * 3: hot fixed-size objects come from per-thread pools). */
+static __thread wf_fpool_t px_pool;
+static __thread wf_fpool_t px_in_pool;
+static __thread bool px_pool_ready;
+
+static void
+px_pools_init(void)
+{
+    if (!px_pool_ready) {
+        wf_fpool_init(&px_pool, sizeof(px_t), 256);
+        wf_fpool_init(&px_in_pool, PX_IN_SIZE, 16);
+        px_pool_ready = true;
+    }
+}
+
+static char *
+px_in_get(void)
+{
+    px_pools_init();
+    return wf_fpool_get(&px_in_pool);
+}
+
+static void
+px_in_put(char *in)
+{
+    if (in != NULL) {
+        wf_fpool_put(&px_in_pool, in);
+    }
+}
+
+static void px_pump(px_t *px);
+
+/* The timeout that runs in the current state, in ms; 0 while the proxy
+ * waits on the client (a body byte to send, room in the response
+ * channel), which is the mux's to time. */
+static uint32_t
+px_timeout(const px_t *px)
+{
+    switch (px->state) {
+    case PX_CONNECT:
+        return px->u->connect_ms;
+    case PX_SEND:
+        return px->out_off < px->out_len ? px->u->send_ms : 0;
+    case PX_HEAD:
+        return px->u->head_ms;
+    case PX_BODY:
+        return wf_chan_room(&px->r->resp_body) > 0 ? px->u->read_ms : 0;
+    case PX_DONE:
+        break;
+    }
+    return 0;
+}
+
+/* Polls what the state needs and arms its timeout (progress re-arms it
+ * where it happens). */
+static void
+px_poll(px_t *px)
+{
+    uint32_t ev = 0;
+    uint32_t ms = px_timeout(px);
+
+    if (px->state == PX_CONNECT
+        || (px->state == PX_SEND && px->out_off < px->out_len)) {
+        ev |= EPOLLOUT;
+    }
+    if (px->state == PX_SEND || px->state == PX_HEAD
+        || (px->state == PX_BODY && wf_chan_room(&px->r->resp_body) > 0)) {
+        ev |= EPOLLIN | EPOLLRDHUP;
+    }
+    if (ev != px->io.events) {
+        wf_io_mod(px->loop, &px->io, ev);
+    }
+    if (ms == 0) {
+        wf_timer_stop(px->loop, &px->timer);
+    } else if (!wf_timer_is_armed(&px->timer)) {
+        wf_timer_set(px->loop, &px->timer, ms);
+    }
+}
+
+/* Closes the backend side: socket, timer, staging buffers. */
+static void
+px_close(px_t *px)
+{
+    if (px->io.fd >= 0) {
+        wf_io_del(px->loop, &px->io);
+        close(px->io.fd);
+        px->io.fd = -1;
+    }
+    wf_timer_stop(px->loop, &px->timer);
+    free(px->out);
+    px->out = NULL;
+    if (!px->in_held) {
+        px_in_put(px->in);
+        px->in = NULL;
+    }
+    px->state = PX_DONE;
+}
+
+/* May the backend connection serve another request?  Both sides must have
+ * agreed to keep it (HTTP/1.1, no "close"), the request must be sent
+ * whole and the response read to its exact end. */
+static bool
+px_reusable(const px_t *px)
+{
+    return px->u->idle_max > 0 && px->io.fd >= 0 && px->resp.keep_alive
+           && px->resp.version == 11 && px->req_eof
+           && px->out_off == px->out_len && !px->extra
+           && px->body != PX_BODY_CLOSE;
+}
+
+/* The exchange with the backend is over: its connection goes to the
+ * thread's keep-alive pool when it can serve again, else it is closed. */
+static void
+px_close_or_keep(px_t *px)
+{
+    if (px_reusable(px)) {
+        wf_proxy_pool_put(px->loop, &px->io,
+                          (const struct sockaddr *)&px->srv->addr,
+                          px->srv->addrlen, px->u->idle_max, px->u->idle_ms);
+        px->io.fd = -1;
+        px->io.events = 0;
+    }
+    px_close(px);
+}
+
+/* The request failed: an error status while nothing was sent to the
+ * client, else the client connection ends (the channel aborts). */
+static void
+px_fail(px_t *px, unsigned status, const char *why)
+{
+    wf_req_t *r = px->r;
+
+    if (px->srv != NULL) {
+        wf_log_error(0, "proxy to \"%s\": %s", px->srv->name, why);
+    }
+    px_close(px);
+    if (r == NULL) {
+        return;
+    }
+    px->r = NULL;
+    r->on_abort = NULL;
+    if (px->resp.head_len > 0 && px->body != PX_BODY_NONE) {
+        wf_chan_abort(&r->resp_body);
+        return;
+    }
+    if (px->body_asked) {
+        wf_chan_abort(&r->req_body); /* the mux drains the rest */
+    }
+    wf_req_respond_error(r, status);
+}
+
+/* Every entry point (event callbacks, wf_proxy_run()) brackets its work
+ * with px_enter() and px_leave(): answering the client may destroy r at
+ * once, and with it px (wf_proxy_req_release()); px then lives on until
+ * px_leave(), its last access. */
+static void
+px_enter(px_t *px)
+{
+    px->busy = true;
+}
+
+static void px_free(px_t *px);
+
+static void
+px_leave(px_t *px)
+{
+    px->busy = false;
+    if (px->released) {
+        px_free(px);
+    }
+}
+
+static void
+px_on_timer(wf_timer_t *t)
+{
+    px_t *px = wf_container_of(t, px_t, timer);
+
+    px_enter(px);
+    px_fail(px, 504, "timed out");
+    px_leave(px);
+}
+
+static void
+px_on_abort(wf_req_t *r)
+{
+    px_t *px = r->proxy;
+
+    px->r = NULL;
+    px_close(px);
+}
+
+/* ---- the request head -------------------------------------------------- */
+
+static char *
+px_put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Does the client's head carry a field named name? */
+static bool
+px_has_field(const wf_h1_head_t *h, wf_str_t name)
+{
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        if (wf_str_eq_nocase(h->headers[i].name, name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The client's address as text ("192.0.2.1", "2001:db8::1"); false for a
+ * unix socket client. */
+static bool
+px_client_ip(const wf_req_t *r, char *buf, size_t cap)
+{
+    const wf_sockaddr_t *sa = r->rq.remote;
+
+    if (sa == NULL) {
+        return false;
+    }
+    if (sa->sa.sa_family == AF_INET) {
+        return inet_ntop(AF_INET, &sa->sin.sin_addr, buf, (socklen_t)cap)
+               != NULL;
+    }
+    if (sa->sa.sa_family == AF_INET6) {
+        return inet_ntop(AF_INET6, &sa->sin6.sin6_addr, buf, (socklen_t)cap)
+               != NULL;
+    }
+    return false;
+}
+
+/* Is host a token (RFC 7230 tchar), or does Forwarded need it quoted? */
+static bool
+px_is_token(wf_str_t s)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c))) {
+            return false;
+        }
+    }
+    return s.len > 0;
+}
+
+/* The forwarding fields Wharf adds (u->x_forwarded, u->forwarded), into
+ * buf (PX_FWD_MAX bytes).  From a trusted source (u->trusted) the client's
+ * own fields stay and ours follow them (X-Forwarded-Proto and -Host only
+ * when it sent none); from any other, the client's are dropped. */
+static size_t
+px_forwarding(const px_t *px, char *buf, bool trusted)
+{
+    const wf_req_t *r = px->r;
+    const wf_h1_head_t *h = &r->head;
+    const char *proto = r->rq.tls ? "https" : "http";
+    char ip[INET6_ADDRSTRLEN];
+    bool has_ip = px_client_ip(r, ip, sizeof(ip));
+    bool v6 = has_ip && strchr(ip, ':') != NULL;
+    /* (a host Forwarded could not quote is left out of both) */
+    bool host_ok = h->host.len <= 255
+                   && memchr(h->host.data, '"', h->host.len) == NULL
+                   && memchr(h->host.data, '\\', h->host.len) == NULL;
+    wf_str_t host = host_ok ? h->host : wf_str_make("", 0);
+    char *p = buf;
+
+    if (px->u->x_forwarded) {
+        if (has_ip) {
+            p += sprintf(p, "X-Forwarded-For: %s\r\n", ip);
+        }
+        if (!trusted || !px_has_field(h, wf_string("x-forwarded-proto"))) {
+            p += sprintf(p, "X-Forwarded-Proto: %s\r\n", proto);
+        }
+        if (host.len > 0
+            && (!trusted || !px_has_field(h, wf_string("x-forwarded-host")))) {
+            p += sprintf(p, "X-Forwarded-Host: %.*s\r\n", (int)host.len,
+                         host.data);
+        }
+    }
+    if (px->u->forwarded) {
+        p += has_ip ? sprintf(
+                 p, v6 ? "Forwarded: for=\"[%s]\"" : "Forwarded: for=%s", ip)
+                    : sprintf(p, "Forwarded: for=unknown");
+        p += sprintf(p, ";proto=%s", proto);
+        if (host.len > 0) {
+            p += sprintf(p, px_is_token(host) ? ";host=%.*s" : ";host=\"%.*s\"",
+                         (int)host.len, host.data);
+        }
+        p = px_put(p, "\r\n", 2);
+    }
+    return (size_t)(p - buf);
+}
+
+/* Re-serialises the request head into px->out (http/proxy_parse.h), with
+ * Wharf's Host and forwarding fields when configured. */
+static int
+px_head_build(px_t *px)
+{
+    const wf_upstream_t *u = px->u;
+    wf_req_t *r = px->r;
+    char fwd[PX_FWD_MAX], host[PX_HOST_MAX];
+    bool forwarding = u->x_forwarded || u->forwarded;
+    bool trusted = forwarding && u->trusted != NULL && r->rq.remote != NULL
+                   && wf_addr_set_match(u->trusted, r->rq.remote);
+    wf_proxy_req_opts_t o = {
+        .drop_forwarding = forwarding && !trusted,
+        .keep_alive = u->idle_max > 0,
+    };
+    size_t n;
+
+    if (u->host != NULL) {
+        n = wf_tpl_render(u->host, &r->rq, host, sizeof(host));
+        o.host = wf_str_make(host, wf_min(n, sizeof(host) - 1));
+    }
+    if (forwarding) {
+        o.extra = wf_str_make(fwd, px_forwarding(px, fwd, trusted));
+    }
+    n = wf_proxy_req_head_size(&r->head, &o);
+    px->out = malloc(wf_max(n, (size_t)PX_STAGE + 32));
+    if (px->out == NULL) {
+        return WF_ERROR;
+    }
+    px->out_len = wf_proxy_req_head_write(px->out, &r->head, &o);
+    px->req_chunked = r->head.chunked;
+    return WF_OK;
+}
+
+/* Stages the next request body bytes (chunk-framed when chunked) from
+ * r->req_body into the empty px->out. */
+static void
+px_stage_body(px_t *px)
+{
+    wf_chan_t *ch = &px->r->req_body;
+    const char *d;
+    size_t n = wf_min(wf_chan_peek(ch, &d), (size_t)PX_STAGE);
+    char *p = px->out;
+
+    px->out_off = 0;
+    px->out_len = 0;
+    if (n > 0) {
+        if (px->req_chunked) {
+            p += sprintf(p, "%zx\r\n", n);
+        }
+        p = px_put(p, d, n);
+        if (px->req_chunked) {
+            p = px_put(p, "\r\n", 2);
+        }
+        wf_chan_consume(ch, n);
+        px->body_taken = true;
+    } else if (wf_chan_is_done(ch)) {
+        if (px->req_chunked) {
+            p = px_put(p, "0\r\n\r\n", 5);
+        }
+        px->req_eof = true;
+    }
+    px->out_len = (size_t)(p - px->out);
+}
+
+/* Writes what is staged; stages more.  Returns WF_OK, or WF_ERROR when the
+ * backend refused the bytes. */
+static int
+px_send(px_t *px)
+{
+    for (;;) {
+        ssize_t n;
+
+        if (px->out_off == px->out_len) {
+            if (px->req_eof || !px->req_body) {
+                px->req_eof = true;
+                return WF_OK;
+            }
+            px_stage_body(px);
+            if (px->out_len == 0 && !px->req_eof) {
+                return WF_OK; /* on_readable of req_body follows */
+            }
+            continue;
+        }
+        n = send(px->io.fd, px->out + px->out_off, px->out_len - px->out_off,
+                 MSG_NOSIGNAL);
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_OK : WF_ERROR;
+        }
+        px->out_off += (size_t)n;
+        wf_timer_set(px->loop, &px->timer, px->u->send_ms);
+    }
+}
+
+static void
+px_on_req_body(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, req_body);
+    px_t *px = r->proxy;
+
+    if (wf_chan_is_aborted(ch)) {
+        /* The mux answers (400, 408, 413) or the client is gone. */
+        px->r = NULL;
+        r->on_abort = NULL;
+        px_close(px);
+        return;
+    }
+    if (px->state == PX_SEND) {
+        px_enter(px);
+        px_pump(px);
+        px_leave(px);
+    }
+}
+
+/* ---- the response ------------------------------------------------------ */
+
+/* Does the action's "response_headers" set or delete the field named
+ * name on this response?  (They apply to 2xx and 3xx, as in Unit, and
+ * replace the backend's field of that name.) */
+static bool
+px_overridden(const px_t *px, wf_str_t name)
+{
+    const wf_action_t *a = px->r->last;
+
+    if (a == NULL || px->resp.status < 200 || px->resp.status >= 400) {
+        return false;
+    }
+    for (size_t i = 0; i < a->nresp_fields; i++) {
+        if (wf_str_eq_nocase(a->resp_fields[i].name, name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Renders the backend's end-to-end fields for the client, without those
+ * Wharf writes itself (Server, Date, framing) and those "response_headers"
+ * replace. */
+static int
+px_fields_build(px_t *px)
+{
+    const wf_proxy_resp_t *h = &px->resp;
+    wf_str_t conn[WF_H1_MAX_HEADERS];
+    size_t nconn = 0, size = 1;
+    char *p;
+
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        size += h->headers[i].name.len + h->headers[i].value.len + 4;
+        if (wf_str_eq_nocase(h->headers[i].name, wf_string("connection"))) {
+            conn[nconn++] = h->headers[i].value;
+        }
+    }
+    px->fields = malloc(size);
+    if (px->fields == NULL) {
+        return WF_ERROR;
+    }
+    p = px->fields;
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        const wf_h1_header_t *f = &h->headers[i];
+
+        if (wf_proxy_hop_by_hop(f->name, conn, nconn)
+            || wf_str_eq_nocase(f->name, wf_string("content-length"))
+            || wf_str_eq_nocase(f->name, wf_string("server"))
+            || wf_str_eq_nocase(f->name, wf_string("date"))
+            || px_overridden(px, f->name)) {
+            continue;
+        }
+        p = px_put(p, f->name.data, f->name.len);
+        p = px_put(p, ": ", 2);
+        p = px_put(p, f->value.data, f->value.len);
+        p = px_put(p, "\r\n", 2);
+    }
+    px->r->resp.raw_fields = wf_str_make(px->fields, (size_t)(p - px->fields));
+    return WF_OK;
+}
+
+static bool
+px_no_body(const px_t *px)
+{
+    unsigned s = px->resp.status;
+
+    return px->r->head.method_id == WF_HTTP_HEAD || s == 204 || s == 304
+           || (s >= 100 && s < 200);
+}
+
+static void px_on_resp_room(wf_chan_t *ch);
+
+/* A Content-Length body that came whole with the head (a small response)
+ * goes to the client as a memory body, written with the head in one
+ * writev: no channel, no second send.  px->in stays until r is released.
+ * Returns false when the body is not all there. */
+static bool
+px_respond_whole(px_t *px)
+{
+    wf_req_t *r = px->r;
+    const wf_proxy_resp_t *h = &px->resp;
+    size_t have = px->in_len - h->head_len;
+
+    if (h->chunked || h->content_length <= 0
+        || have < (uint64_t)h->content_length) {
+        return false;
+    }
+    r->resp.body = wf_str_make(px->in + h->head_len, (size_t)h->content_length);
+    r->resp.content_length = (uint64_t)h->content_length;
+    px->body = PX_BODY_NONE;
+    px->extra |= have > (uint64_t)h->content_length;
+    px->in_held = true;
+    px_close_or_keep(px);
+    px->r = NULL;
+    r->on_abort = NULL;
+    wf_req_respond(r);
+    return true;
+}
+
+/* The response head is in px->in[0..head_len): answer the client. */
+static void
+px_respond(px_t *px)
+{
+    wf_req_t *r = px->r;
+    wf_resp_t *resp = &r->resp;
+    const wf_proxy_resp_t *h = &px->resp;
+
+    if (px_fields_build(px) != WF_OK) {
+        px_fail(px, 500, "out of memory");
+        return;
+    }
+    resp->status = h->status;
+    if (px_no_body(px) || h->content_length == 0) {
+        resp->content_length =
+            h->content_length > 0 ? (uint64_t)h->content_length : 0;
+        px->body = PX_BODY_NONE;
+        px->extra |= px->in_len > h->head_len;
+        px_close_or_keep(px);
+        px->r = NULL;
+        r->on_abort = NULL;
+        wf_req_respond(r);
+        return;
+    }
+    if (px_respond_whole(px)) {
+        return;
+    }
+    resp->stream = true;
+    if (h->chunked) {
+        px->body = PX_BODY_CHUNKED;
+        wf_h1_chunked_init(&px->dec);
+    } else if (h->content_length > 0) {
+        px->body = PX_BODY_LENGTH;
+        px->remaining = (uint64_t)h->content_length;
+        resp->stream_length = true;
+        resp->content_length = px->remaining;
+    } else {
+        px->body = PX_BODY_CLOSE;
+    }
+    px->state = PX_BODY;
+    wf_timer_set(px->loop, &px->timer, px->u->read_ms);
+    memmove(px->in, px->in + h->head_len, px->in_len - h->head_len);
+    px->in_len -= h->head_len;
+    wf_xchg_stream_start(r, px_on_resp_room);
+}
+
+/* Parses what px->in holds; skips interim 1xx heads. */
+static void
+px_head(px_t *px)
+{
+    for (;;) {
+        int rc = wf_proxy_resp_parse(&px->resp, px->in, px->in_len,
+                                     WF_PROXY_HEAD_MAX);
+
+        if (rc == WF_AGAIN) {
+            return;
+        }
+        if (rc != WF_OK || px->resp.status == 101) {
+            px->resp.head_len = 0;
+            px_fail(px, 502, "invalid response head");
+            return;
+        }
+        if (px->resp.status >= 200) {
+            px_respond(px);
+            return;
+        }
+        memmove(px->in, px->in + px->resp.head_len,
+                px->in_len - px->resp.head_len);
+        px->in_len -= px->resp.head_len;
+        memset(&px->resp, 0, sizeof(px->resp));
+    }
+}
+
+static int px_connect(px_t *px, bool pooled);
+
+/* A reused connection failed before any response byte: the server had
+ * closed it while it was idle (the request never reached it, or it was
+ * not processed).  Only an idempotent request whose body was not taken
+ * yet is sent again, on a new connection (RFC 9110 9.2.2). */
+static bool
+px_can_retry(const px_t *px)
+{
+    static const bool idempotent[WF_HTTP_NMETHODS] = {
+        [WF_HTTP_GET] = true,     [WF_HTTP_HEAD] = true,
+        [WF_HTTP_PUT] = true,     [WF_HTTP_DELETE] = true,
+        [WF_HTTP_OPTIONS] = true, [WF_HTTP_TRACE] = true,
+    };
+
+    return px->reused && px->in_len == 0 && !px->body_taken
+           && idempotent[px->r->head.method_id];
+}
+
+/* Returns WF_OK (a new connection is under way) or WF_ERROR (failed). */
+static int
+px_retry(px_t *px)
+{
+    wf_io_del(px->loop, &px->io);
+    close(px->io.fd);
+    px->io.fd = -1;
+    free(px->out);
+    px->out = NULL;
+    px->out_off = 0;
+    px->req_eof = false;
+    px->reused = false;
+    px->state = PX_CONNECT;
+    wf_timer_stop(px->loop, &px->timer);
+    if (px_head_build(px) != WF_OK || px_connect(px, false) != WF_OK) {
+        px_fail(px, 502, "retry failed");
+        return WF_ERROR;
+    }
+    return WF_OK;
+}
+
+/* Reads the response head.  Returns WF_OK or WF_ERROR (failed). */
+static int
+px_read_head(px_t *px)
+{
+    ssize_t n;
+
+    if (px->in == NULL) {
+        px->in = px_in_get();
+        if (px->in == NULL) {
+            px_fail(px, 500, "out of memory");
+            return WF_ERROR;
+        }
+    }
+    n = recv(px->io.fd, px->in + px->in_len, PX_IN_SIZE - px->in_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return WF_OK;
+    }
+    if (n <= 0 && px_can_retry(px)) {
+        return px_retry(px);
+    }
+    if (n <= 0) {
+        px_fail(px, 502,
+                n == 0 ? "closed before the response head" : "read failed");
+        return WF_ERROR;
+    }
+    px->in_len += (size_t)n;
+    wf_timer_set(px->loop, &px->timer, px->u->head_ms);
+    px_head(px);
+    return WF_OK;
+}
+
+/* The response body is complete: the channel closes, the backend
+ * connection is kept or closed. */
+static void
+px_finish(px_t *px)
+{
+    wf_req_t *r = px->r;
+
+    px_close_or_keep(px);
+    px->r = NULL;
+    r->on_abort = NULL;
+    wf_chan_close(&r->resp_body);
+}
+
+/* Writes body bytes d[0..n) (already decoded) into the channel; the
+ * caller made sure they fit. */
+static void
+px_emit(px_t *px, const char *d, size_t n)
+{
+    if (n > 0 && wf_chan_write(&px->r->resp_body, d, n) != (ssize_t)n) {
+        px_fail(px, 502, "channel refused the body");
+    }
+}
+
+/* Moves body bytes from px->in (n read bytes at its start) into the
+ * channel.  Returns WF_OK, or WF_DECLINED once the body is complete (or
+ * failed). */
+static int
+px_body_bytes(px_t *px, size_t n)
+{
+    size_t used, out;
+    int rc;
+
+    if (px->body == PX_BODY_CHUNKED) {
+        rc = wf_h1_chunked_decode(&px->dec, px->in, n, &used, px->in, &out);
+        if (rc == WF_ERROR) {
+            px_fail(px, 502, "invalid chunked body");
+            return WF_DECLINED;
+        }
+        px_emit(px, px->in, out);
+        px->extra |= rc == WF_OK && used < n;
+        if (rc == WF_OK && px->r != NULL) {
+            px_finish(px);
+        }
+        return px->r != NULL ? WF_OK : WF_DECLINED;
+    }
+    if (px->body == PX_BODY_LENGTH) {
+        px->extra |= n > px->remaining;
+        n = (size_t)wf_min((uint64_t)n, px->remaining);
+        px->remaining -= n;
+    }
+    px_emit(px, px->in, n);
+    if (px->r != NULL && px->body == PX_BODY_LENGTH && px->remaining == 0) {
+        px_finish(px);
+    }
+    return px->r != NULL ? WF_OK : WF_DECLINED;
+}
+
+/* Relays the response body while the channel has room. */
+static void
+px_read_body(px_t *px)
+{
+    while (px->r != NULL) {
+        size_t room = wf_chan_room(&px->r->resp_body);
+        size_t n = px->in_len;
+        ssize_t k;
+
+        px->in_len = 0;
+        if (n > 0) {
+            /* Bytes read with the head: they fit in a fresh channel. */
+            if (px_body_bytes(px, n) != WF_OK) {
+                return;
+            }
+            continue;
+        }
+        if (room == 0) {
+            wf_chan_wait_room(&px->r->resp_body);
+            return;
+        }
+        /* A chunked body's framing is dropped in place, so reading no
+         * more than the room keeps the channel's bound. */
+        k = recv(px->io.fd, px->in, wf_min(room, (size_t)PX_IN_SIZE), 0);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        if (k <= 0) {
+            if (k == 0 && px->body == PX_BODY_CLOSE) {
+                px_finish(px);
+            } else {
+                px_fail(px, 502, "response body cut short");
+            }
+            return;
+        }
+        wf_timer_set(px->loop, &px->timer, px->u->read_ms);
+        if (px_body_bytes(px, (size_t)k) != WF_OK) {
+            return;
+        }
+    }
+}
+
+static void
+px_on_resp_room(wf_chan_t *ch)
+{
+    wf_req_t *r = wf_container_of(ch, wf_req_t, resp_body);
+    px_t *px = r->proxy;
+
+    if (px->state == PX_BODY && px->r != NULL) {
+        px_enter(px);
+        px_pump(px);
+        px_leave(px);
+    }
+}
+
+/* ---- the connection ---------------------------------------------------- */
+
+/* The backend refused request bytes (a reset, or it closed after an early
+ * answer): a reused connection may be retried; otherwise the response it
+ * may have sent is still read, and the rest of the request is given up. */
+static int
+px_send_failed(px_t *px)
+{
+    if (px_can_retry(px)) {
+        return px_retry(px);
+    }
+    px->req_eof = true;
+    px->out_off = px->out_len;
+    px->extra = true; /* half closed: never pooled */
+    shutdown(px->io.fd, SHUT_WR);
+    return WF_OK;
+}
+
+/* Runs the state machine as far as the socket lets it. */
+static void
+px_pump(px_t *px)
+{
+    if (px->state == PX_SEND && px_send(px) != WF_OK
+        && px_send_failed(px) != WF_OK) {
+        return;
+    }
+    if (px->state == PX_SEND && px->req_eof && px->out_off == px->out_len) {
+        px->state = PX_HEAD;
+        wf_timer_set(px->loop, &px->timer, px->u->head_ms);
+    }
+    if (px->state == PX_BODY) {
+        px_read_body(px);
+    }
+    if (px->state != PX_DONE) {
+        px_poll(px);
+    }
+}
+
+/* Asks the mux for the request body once a connection to the backend
+ * is there: a client that sent "Expect: 100-continue" gets its 100 only
+ * then, and a backend that cannot be reached answers 502 before the body
+ * was sent for nothing. */
+static void
+px_ask_body(px_t *px)
+{
+    if (px->req_body && !px->body_asked) {
+        px->body_asked = true;
+        wf_xchg_body_read(px->r, px_on_req_body);
+    }
+}
+
+static void
+px_on_connect(px_t *px)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(px->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0
+        || err != 0) {
+        px_fail(px, 502, "connect failed");
+        return;
+    }
+    px->state = PX_SEND;
+    wf_timer_set(px->loop, &px->timer, px->u->send_ms);
+    px_ask_body(px);
+    px_pump(px);
+}
+
+static void
+px_io(px_t *px, uint32_t events)
+{
+    if (px->state == PX_CONNECT) {
+        px_on_connect(px);
+        return;
+    }
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0
+        && (px->state == PX_SEND || px->state == PX_HEAD)) {
+        if (px_read_head(px) != WF_OK || px->state == PX_DONE) {
+            return;
+        }
+    }
+    if (px->state != PX_DONE) {
+        px_pump(px);
+    }
+}
+
+static void
+px_on_io(wf_io_t *io, uint32_t events)
+{
+    px_t *px = wf_container_of(io, px_t, io);
+
+    px_enter(px);
+    px_io(px, events);
+    px_leave(px);
+}
+
+/* Takes an idle connection to the server from the thread's pool; the
+ * caller sends the request at once (such a socket is writable). */
+static bool
+px_connect_pooled(px_t *px)
+{
+    const wf_upstream_server_t *s = px->srv;
+
+    if (px->u->idle_max == 0
+        || !wf_proxy_pool_get(px->loop, (const struct sockaddr *)&s->addr,
+                              s->addrlen, &px->io)) {
+        return false;
+    }
+    px->io.handler = px_on_io;
+    px->reused = true;
+    px->state = PX_SEND;
+    wf_timer_set(px->loop, &px->timer, px->u->send_ms);
+    return true;
+}
+
+/* Opens the backend socket and starts connecting, or reuses an idle
+ * connection when pooled.  Returns WF_OK or WF_ERROR (errno set). */
+static int
+px_connect(px_t *px, bool pooled)
+{
+    const wf_upstream_server_t *s = px->srv;
+    int fd;
+
+    if (pooled && px_connect_pooled(px)) {
+        return WF_OK;
+    }
+    fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
+    if (fd < 0) {
+        return WF_ERROR;
+    }
+    px->io.fd = fd;
+    px->io.handler = px_on_io;
+    px->io.events = 0;
+    if (s->addr.ss_family != AF_UNIX) {
+        /* The head and the body go out as separate sends. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
+    }
+    if (connect(fd, (const struct sockaddr *)&s->addr, s->addrlen) != 0
+        && errno != EINPROGRESS) {
+        close(fd);
+        px->io.fd = -1;
+        return WF_ERROR;
+    }
+    if (wf_io_add(px->loop, &px->io, EPOLLOUT) != WF_OK) {
+        close(fd);
+        px->io.fd = -1;
+        return WF_ERROR;
+    }
+    wf_timer_set(px->loop, &px->timer, px->u->connect_ms);
+    return WF_OK;
+}
+
+static px_t *
+px_alloc(void)
+{
+    px_t *px;
+
+    px_pools_init();
+    px = wf_fpool_get(&px_pool);
+    if (px != NULL) {
+        memset(px, 0, sizeof(*px));
+    }
+    return px;
+}
+
+void
+wf_proxy_thread_exit(void)
+{
+    wf_proxy_pool_thread_exit();
+    if (px_pool_ready) {
+        wf_fpool_fini(&px_pool);
+        wf_fpool_fini(&px_in_pool);
+        px_pool_ready = false;
+    }
+}
+
+static void px_start(px_t *px);
+
+void
+wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
+{
+    px_t *px;
+
+    if (r->head.method_id == WF_HTTP_CONNECT || r->head.path.len == 0) {
+        wf_req_respond_error(r, 501);
+        return;
+    }
+    px = px_alloc();
+    if (px == NULL) {
+        wf_req_respond_error(r, 500);
+        return;
+    }
+    r->proxy = px;
+    px->r = r;
+    px->u = u;
+    px->loop = r->loop;
+    px->io.fd = -1;
+    wf_timer_init(&px->timer, px_on_timer);
+    px_enter(px);
+    px_start(px);
+    px_leave(px);
+}
+
+/* Picks the server, builds the head, connects, asks for the body. */
+static void
+px_start(px_t *px)
+{
+    wf_req_t *r = px->r;
+
+    px->srv = wf_upstream_pick(px->u);
+    if (px->srv == NULL) {
+        px_fail(px, 502, "no server");
+        return;
+    }
+    if (px_head_build(px) != WF_OK) {
+        px_fail(px, 500, "out of memory");
+        return;
+    }
+    px->req_body = wf_xchg_has_body(r);
+    if (px_connect(px, true) != WF_OK) {
+        px_fail(px, 502, strerror(errno));
+        return;
+    }
+    r->on_abort = px_on_abort;
+    if (px->state == PX_SEND) {
+        /* A pooled connection: no need to wait for EPOLLOUT. */
+        px_ask_body(px);
+        px_pump(px);
+    }
+}
+
+void
+wf_proxy_req_release(wf_req_t *r)
+{
+    px_t *px = r->proxy;
+
+    if (px == NULL) {
+        return;
+    }
+    r->proxy = NULL;
+    px->r = NULL;
+    px_close(px);
+    if (px->busy) {
+        px->released = true; /* px_leave() frees it */
+        return;
+    }
+    px_free(px);
+}
+
+static void
+px_free(px_t *px)
+{
+    free(px->fields);
+    px_in_put(px->in);
+    wf_fpool_put(&px_pool, px);
+}
