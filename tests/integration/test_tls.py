@@ -573,3 +573,24 @@ def test_certificate_replaced_under_the_same_name(tls_server, certs):
                      "a.wild.test") as s:
         assert peer_cn(s) == "*.wild.test"
         assert http_get(s, "/")[0] == 301
+
+
+def test_proxy_behind_tls_tells_the_backend_https(tls_server, certs):
+    from lib.proxy_backends import RawBackend, response
+    b = RawBackend(lambda req, sock: response(200, b"from backend"))
+    try:
+        apply_tls(tls_server, {"certificate": "rsa"})
+        conf = tls_server.api().config()
+        conf["routes"] = [{"action": {"proxy": b.url, "proxy_settings": {
+            "x_forwarded": True, "forwarded": True}}}]
+        r = tls_server.api().request("PUT", "/config", conf)
+        assert r.status == 200, r
+        with tls_connect(tls_server.tls_port, client_ctx(certs),
+                         "example.com") as s:
+            status, _, body = http_get(s, "/p")
+        assert (status, body) == (200, b"from backend")
+        assert b.last().header("X-Forwarded-Proto") == "https"
+        assert "proto=https" in b.last().header("Forwarded")
+        apply_tls(tls_server, {"certificate": "rsa"})  # no more backend
+    finally:
+        b.stop()
