@@ -29,7 +29,7 @@ MESON_OPTS := -Dbuildtype=release
 endif
 
 DEB_BUILD := meson ninja-build gcc clang pkg-config libjansson-dev \
-             libcmocka-dev libpcre2-dev python3-dev
+             libcmocka-dev libpcre2-dev python3-dev libssl-dev
 DEB_TEST  := python3 python3-pytest python3-requests curl
 # The real apps of the application tests (tests/integration/apps/).
 DEB_APPS  := python3-flask python3-django python3-starlette \
@@ -89,7 +89,7 @@ fuzz: deps deps-fuzz
 	    -Dbuildtype=debugoptimized -Dfuzz=true -Db_sanitize=address,undefined \
 	    -Db_lundef=false -Dpool_debug=true
 	ninja -C build-fuzz fuzz_h1_parse fuzz_json fuzz_route fuzz_port fuzz_api \
-	    fuzz_fields fuzz_proxy_parse
+	    fuzz_fields fuzz_cert fuzz_proxy_parse
 	./scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 format:

@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh BUILDDIR SECONDS
 #
 # Each target keeps a corpus in fuzz-corpus/<target>/ (gitignored) that grows
-# from run to run.  fuzz_h1_parse is also seeded from ../shared/fuzz
+# from run to run; fuzz_cert is seeded from tests/fuzz/cert-seeds/.
+# fuzz_h1_parse is also seeded from ../shared/fuzz
 # (http1-corpus/ and http.dict) when those exist beside the repository.
 # The differential oracle of fuzz_h1_parse prints "DIFF:" lines; they are
 # counted, and the unique ones are kept in fuzz-corpus/diffs.txt.
@@ -29,7 +30,7 @@ touch "$diffs"
 failed=0
 ran=0
 for target in fuzz_h1_parse fuzz_json fuzz_route fuzz_port fuzz_api fuzz_fields \
-    fuzz_proxy_parse; do
+    fuzz_cert fuzz_proxy_parse; do
     bin="$builddir/$target"
     if [ ! -x "$bin" ]; then
         echo "$target: not built in $builddir, skipped"
@@ -50,6 +51,9 @@ for target in fuzz_h1_parse fuzz_json fuzz_route fuzz_port fuzz_api fuzz_fields 
         if [ -d "$shared/http1-corpus" ]; then
             set -- "$@" "$shared/http1-corpus"
         fi
+    fi
+    if [ "$target" = fuzz_cert ]; then
+        set -- "$@" "$top/tests/fuzz/cert-seeds"
     fi
 
     echo "$target: fuzzing for ${seconds}s (log: $log)"

@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control/cert.h"
 #include "control/conf.h"
 #include "control/conf_store.h"
+#include "control/conf_tls.h"
 #include "core/common.h"
 #include "core/json.h"
 #include "http/var.h"
@@ -74,6 +76,13 @@ wf_api_reply_fini(wf_api_reply_t *reply)
     reply->conf = NULL;
     free(reply->restart);
     reply->restart = NULL;
+    free(reply->cert_name);
+    reply->cert_name = NULL;
+    free(reply->cert_pem);
+    reply->cert_pem = NULL;
+    reply->cert_len = 0;
+    json_decref(reply->cert_info);
+    reply->cert_info = NULL;
 }
 
 /* A 200 whose body is a value of the tree (borrowed here). */
@@ -401,6 +410,9 @@ api_commit(api_req_t *rq, json_t *next)
 {
     wf_conf_error_t err;
 
+    /* Listeners name certificates of the store (Unit's order: the name is
+     * looked up as written, then without case). */
+    wf_conf_tls_pems_set(wf_cert_store_pems(next));
     if (wf_conf_check(next, api_modules, &err) != WF_OK) {
         wf_api_reply_set(rq->reply, 400,
                          err.error[0] != '\0' ? err.error
@@ -506,39 +518,122 @@ api_root(api_req_t *rq)
     }
     status = rq->status != NULL ? json_incref(rq->status) : api_status_empty();
     rq->reply->status = 200;
-    rq->reply->body = json_pack("{s:{}, s:O, s:o}", "certificates", "config",
-                                rq->conf, "status", status);
+    rq->reply->body =
+        json_pack("{s:o?, s:O, s:o}", "certificates", wf_cert_store_infos(),
+                  "config", rq->conf, "status", status);
 }
 
-/* Wharf stores no certificates yet: the list is empty, and an upload is
- * refused with Unit's "Invalid certificate." plus a detail that says so.
- * Otherwise Unit's order of checks and messages. */
+/* GET /certificates[/NAME[/path]]: Unit's descriptions (control/cert.h). */
+static void
+api_cert_get(api_req_t *rq, const char *name, size_t n, wf_str_t path)
+{
+    json_t *info;
+
+    if (n == 0) {
+        info = wf_cert_store_infos();
+        if (info != NULL) {
+            api_reply_value(rq->reply, info);
+            json_decref(info);
+        }
+        return; /* NULL: wf_api_handle() answers 500 */
+    }
+    info = wf_cert_store_info(name, n);
+    if (info == NULL) {
+        wf_api_reply_set(rq->reply, 404, "Certificate doesn't exist.", NULL);
+        return;
+    }
+    if (path.len > 0) {
+        info = wf_conf_store_get(info, path.data, path.len);
+        if (info == NULL) {
+            wf_api_reply_set(rq->reply, 404, "Invalid path.", NULL);
+            return;
+        }
+    }
+    api_reply_value(rq->reply, info);
+}
+
+/* PUT /certificates/NAME: parsed and checked here; main stores the file
+ * (reply->cert_name), and the reply waits for it.  Returns whether the
+ * reply took name. */
+static bool
+api_cert_put(api_req_t *rq, char *name, size_t n)
+{
+    char why[256];
+    json_t *info;
+
+    if (wf_cert_store_info(name, n) != NULL) {
+        wf_api_reply_set(rq->reply, 400, "Certificate already exists.", NULL);
+        return false;
+    }
+    if (wf_cert_parse(rq->body, rq->len, &info, why, sizeof(why)) != WF_OK) {
+        wf_api_reply_set(rq->reply, 400, "Invalid certificate.", why);
+        return false;
+    }
+    rq->reply->cert_pem = malloc(rq->len > 0 ? rq->len : 1);
+    if (rq->reply->cert_pem == NULL) {
+        json_decref(info);
+        return false; /* wf_api_handle() answers 500 */
+    }
+    memcpy(rq->reply->cert_pem, rq->body, rq->len);
+    rq->reply->cert_len = rq->len;
+    rq->reply->cert_info = info;
+    rq->reply->cert_name = name;
+    wf_api_reply_set(rq->reply, 200, "Certificate chain uploaded.", NULL);
+    return true;
+}
+
+/* Returns whether the reply took name. */
+static bool
+api_cert_delete(api_req_t *rq, char *name, size_t n)
+{
+    if (wf_cert_is_used(rq->conf, name, n)) {
+        wf_api_reply_set(rq->reply, 400,
+                         "Certificate is used in the configuration.", NULL);
+        return false;
+    }
+    if (wf_cert_store_info(name, n) == NULL) {
+        wf_api_reply_set(rq->reply, 404, "Certificate doesn't exist.", NULL);
+        return false;
+    }
+    rq->reply->cert_name = name;
+    wf_api_reply_set(rq->reply, 200, "Certificate deleted.", NULL);
+    return true;
+}
+
+/* Unit's nxt_controller_process_cert(): its order of checks and messages.
+ * NAME is percent-decoded, as Unit's parser decodes the path. */
 static void
 api_certificates(api_req_t *rq)
 {
-    bool named = rq->sub.len > 1;
-    bool nested = named && memchr(rq->sub.data + 1, '/', rq->sub.len - 1);
+    const char *slash = memchr(rq->sub.data + 1, '/', rq->sub.len - 1);
+    size_t raw =
+        slash != NULL ? (size_t)(slash - rq->sub.data - 1) : rq->sub.len - 1;
+    wf_str_t path =
+        slash != NULL ? wf_str_make(slash, rq->sub.len - 1 - raw) : wf_null_str;
+    char *name = malloc(raw + 1);
+    size_t n;
 
-    if (rq->op == WF_CONF_OP_GET) {
-        if (named) {
-            wf_api_reply_set(rq->reply, 404, "Certificate doesn't exist.",
-                             NULL);
-        } else {
-            rq->reply->status = 200;
-            rq->reply->body = json_object();
-        }
-        return;
+    if (name == NULL) {
+        return; /* wf_api_handle() answers 500 */
     }
-    if (!named || nested) {
+    n = wf_var_decode(name, rq->sub.data + 1, raw, false);
+    name[n] = '\0';
+    if (rq->op == WF_CONF_OP_GET) {
+        api_cert_get(rq, name, n, path);
+    } else if (n == 0 || path.len > 0 || !wf_cert_name_is_valid(name, n)) {
         wf_api_reply_set(rq->reply, 400, "Invalid certificate name.", NULL);
     } else if (rq->op == WF_CONF_OP_PUT) {
-        wf_api_reply_set(rq->reply, 400, "Invalid certificate.",
-                         "TLS certificates are not supported yet.");
+        if (api_cert_put(rq, name, n)) {
+            return;
+        }
     } else if (rq->op == WF_CONF_OP_DELETE) {
-        wf_api_reply_set(rq->reply, 404, "Certificate doesn't exist.", NULL);
+        if (api_cert_delete(rq, name, n)) {
+            return;
+        }
     } else {
         wf_api_reply_set(rq->reply, 405, API_INVALID_METHOD, NULL);
     }
+    free(name);
 }
 
 static bool
@@ -688,10 +783,7 @@ wf_api_handle(json_t *conf, json_t *status, wf_str_t method, wf_str_t target,
         api_routes[route].handler(&rq);
     }
     if (reply->body == NULL) {
-        json_decref(reply->conf);
-        reply->conf = NULL;
-        free(reply->restart);
-        reply->restart = NULL;
+        wf_api_reply_fini(reply);
         wf_api_reply_set(reply, 500, API_NOMEM, NULL);
     }
     json_decref(empty);

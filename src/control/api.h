@@ -34,7 +34,19 @@ typedef struct wf_api_reply {
                         send it only once the router answered that new
                         processes serve it (WF_MSG_APP_RESTART), else
                         reply 500 WF_API_RESTART_FAILED. */
+    char *cert_name; /* owned (malloc); the certificate to store (with
+                        cert_pem) or delete (cert_pem NULL), or NULL.
+                        With it set, body is the success reply: send it
+                        only once main wrote the store (STATEDIR/certs)
+                        and the change is in wf_cert_store_*(), else
+                        reply 500 WF_API_CERT_FAILED. */
+    char *cert_pem;  /* owned (malloc); the bundle, cert_len bytes */
+    size_t cert_len;
+    json_t *cert_info; /* owned; the bundle's description */
 } wf_api_reply_t;
+
+/* Unit's title of a certificate change main could not store. */
+#define WF_API_CERT_FAILED "Failed to store certificate."
 
 /* Unit's title of a restart the router did not confirm. */
 #define WF_API_RESTART_FAILED "Failed to restart app."
@@ -63,8 +75,8 @@ void wf_api_modules_set(json_t *modules);
 void wf_api_reply_set(wf_api_reply_t *reply, unsigned status, const char *title,
                       const char *detail);
 
-/* Releases reply's body, conf and restart and sets them to NULL.  Accepts
- * a reply that was never filled if it was zeroed. */
+/* Releases reply's body, conf, restart and cert_* and sets them to NULL.
+ * Accepts a reply that was never filled if it was zeroed. */
 void wf_api_reply_fini(wf_api_reply_t *reply);
 
 /* Serialises v the way Unit's controller does: tab indentation, CRLF line

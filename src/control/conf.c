@@ -10,6 +10,7 @@
 #include <sys/un.h>
 
 #include "control/conf_app.h"
+#include "control/conf_tls.h"
 #include "core/common.h"
 #include "http/access_log.h"
 #include "http/app_desc.h"
@@ -630,10 +631,24 @@ conf_listener_forwarded(conf_ctx_t *cx, const char *key, json_t *value,
     return WF_OK;
 }
 
+/* "tls": control/conf_tls.c validates it and builds its contexts. */
+static int
+conf_listener_tls(conf_ctx_t *cx, const char *key, json_t *value,
+                  const void *data)
+{
+    wf_conf_listener_t *l = &cx->conf->listeners[cx->conf->nlisteners];
+
+    wf_unused(key);
+    wf_unused(data);
+    l->tls =
+        wf_conf_tls_compile(value, cx->err->detail, sizeof(cx->err->detail));
+    return l->tls != NULL ? WF_OK : WF_ERROR;
+}
+
 static const conf_member_t conf_listener_members[] = {
     {"pass", WF_JSON_STRING, conf_listener_pass, NULL, 0},
     {"application", WF_JSON_STRING, conf_listener_app, NULL, 0},
-    {"tls", WF_JSON_OBJECT, NULL, NULL, CONF_UNSUPPORTED},
+    {"tls", WF_JSON_OBJECT, conf_listener_tls, NULL, 0},
     {"forwarded", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
     {"client_ip", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
     {"backlog", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
@@ -1939,5 +1954,9 @@ wf_conf_destroy(wf_conf_t *conf)
     }
     json_decref(conf->json);
     wf_access_log_destroy(conf->http.access_log);
+    /* A listener that failed to compile may hold one past nlisteners. */
+    for (size_t i = 0; conf->listeners != NULL && i <= conf->nlisteners; i++) {
+        wf_tls_srv_destroy(conf->listeners[i].tls);
+    }
     wf_arena_destroy(conf->arena);
 }

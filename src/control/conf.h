@@ -14,12 +14,14 @@
 #include "http/app_desc.h"
 #include "http/http_conf.h"
 #include "http/route.h"
+#include "net/tls.h"
 
 typedef struct wf_conf_listener {
     const char *name;             /* as in the config: "127.0.0.1:8080" */
     struct sockaddr_storage addr; /* AF_INET, AF_INET6 or AF_UNIX */
     socklen_t addrlen;
     const wf_route_t *pass; /* the route it passes to */
+    wf_tls_srv_t *tls;      /* owned; NULL: plain */
 } wf_conf_listener_t;
 
 typedef struct wf_conf {

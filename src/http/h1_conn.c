@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -25,6 +24,8 @@
 #include "http/respond.h"
 #include "http/uri.h"
 #include "http/ws_scan.h"
+#include "net/tls.h"
+#include "net/xprt.h"
 
 #define H1_RBUF_SIZE      4096 /* pooled read buffers; heads grow beyond */
 #define H1_LINGER_MS      2000 /* bound on draining input before close */
@@ -61,6 +62,8 @@ struct wf_h1_conn {
     wf_task_t resume;    /* serves buffered (pipelined) input */
     wf_task_t free_task; /* frees c at the end of the tick */
     wf_list_t link;      /* in the thread's list of connections */
+    wf_task_t xp_kick;   /* reads what the transport holds (h1_poll()) */
+    wf_xprt_t xp;        /* plain, or TLS from the accept on */
     wf_loop_t *loop;
     wf_h1_server_t *srv;       /* a reference */
     const wf_h1_site_t *site;  /* holds a reference to site->snap */
@@ -156,6 +159,7 @@ static void h1_tunnel_pump(wf_h1_conn_t *c);
 static void h1_ws_close_read(wf_h1_conn_t *c);
 static int h1_ping_send(wf_h1_conn_t *c);
 static void h1_tunnel_timer(wf_h1_conn_t *c);
+static void h1_tls_handshake(wf_h1_conn_t *c);
 
 /* Which field of wf_http_conf_t bounds each state (none for 0). */
 typedef enum h1_timeout {
@@ -176,6 +180,7 @@ static const struct {
     bool restart_on_progress; /* an interval, not a deadline */
 } h1_states[WF_H1_NSTATES] = {
     [WF_H1_IDLE] = {"IDLE", h1_read_head, H1_TIMEOUT_IDLE, false},
+    [WF_H1_TLS] = {"TLS", h1_tls_handshake, H1_TIMEOUT_HEADER, false},
     [WF_H1_HEAD] = {"HEAD", h1_read_head, H1_TIMEOUT_HEADER, false},
     [WF_H1_BODY] = {"BODY", h1_read_body, H1_TIMEOUT_BODY, true},
     [WF_H1_RESPOND] = {"RESPOND", h1_ignore_input, H1_TIMEOUT_NONE, false},
@@ -334,12 +339,25 @@ h1_progress(wf_h1_conn_t *c)
     }
 }
 
+/* Bytes a TLS transport decrypted ahead wake no poll: read them as if the
+ * socket polled readable, later in this tick. */
+static void
+h1_xprt_kick(wf_h1_conn_t *c)
+{
+    if (wf_unlikely(wf_xprt_pending(&c->xp)) && (c->io.events & EPOLLIN) != 0
+        && wf_list_is_empty(&c->xp_kick.link)) {
+        wf_task_schedule(c->loop, &c->xp_kick);
+    }
+}
+
 static void
 h1_poll(wf_h1_conn_t *c, uint32_t events)
 {
     if (wf_io_mod(c->loop, &c->io, events) != WF_OK) {
         h1_close(c);
+        return;
     }
+    h1_xprt_kick(c);
 }
 
 static void
@@ -417,7 +435,7 @@ h1_recv(wf_h1_conn_t *c)
     if (rc != WF_OK) {
         return rc;
     }
-    n = recv(c->io.fd, c->rbuf + c->rend, c->rcap - c->rend, 0);
+    n = wf_xprt_recv(&c->xp, c->io.fd, c->rbuf + c->rend, c->rcap - c->rend);
     if (n > 0) {
         c->rend += (uint32_t)n;
         return n;
@@ -547,6 +565,7 @@ h1_close(wf_h1_conn_t *c)
     h1_endpoint_abort(c);
     wf_timer_stop(c->loop, &c->timer);
     wf_io_del(c->loop, &c->io);
+    wf_xprt_close(&c->xp);
     close(c->io.fd);
     c->io.fd = -1;
     if (c->state == WF_H1_IDLE) {
@@ -555,6 +574,7 @@ h1_close(wf_h1_conn_t *c)
     h1_stat_add(&h1_stats_cell(c)->closed, 1);
     c->state = WF_H1_CLOSING;
     wf_list_del(&c->resume.link);
+    wf_list_del(&c->xp_kick.link);
     wf_list_del(&c->link);
     wf_listen_conn_release(c->loop);
     if (!c->job_pending) {
@@ -570,7 +590,7 @@ h1_linger(wf_h1_conn_t *c)
 {
     h1_req_destroy(c);
     h1_rbuf_free(c);
-    if (shutdown(c->io.fd, SHUT_WR) == -1) {
+    if (wf_xprt_shutdown(&c->xp, c->io.fd) == -1) {
         h1_close(c);
         return;
     }
@@ -584,7 +604,7 @@ h1_linger_read(wf_h1_conn_t *c)
     char buf[4096];
 
     for (unsigned i = 0; i < 16; i++) {
-        ssize_t n = recv(c->io.fd, buf, sizeof(buf), 0);
+        ssize_t n = wf_xprt_recv(&c->xp, c->io.fd, buf, sizeof(buf));
 
         if (n > 0) {
             continue;
@@ -696,6 +716,7 @@ h1_req_prepare(wf_req_t *r)
     r->rq.remote = &h1_conn_of(r)->remote;
     r->rq.local = &h1_conn_of(r)->local;
     r->resp.head_only = h->method_id == WF_HTTP_HEAD;
+    r->rq.tls = wf_xprt_is_tls(&h1_conn_of(r)->xp);
     if (h1_conn_of(r)->fwd != NULL) {
         h1_req_forwarded(r, h1_conn_of(r)->fwd);
     }
@@ -713,7 +734,8 @@ static int
 h1_send_continue(wf_h1_conn_t *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    ssize_t n = send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+    ssize_t n =
+        wf_xprt_send(&c->xp, c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
 
     return n == (ssize_t)(sizeof(cont) - 1) ? WF_OK : WF_ERROR;
 }
@@ -1209,7 +1231,7 @@ h1_send_head(wf_h1_conn_t *c)
         if (x->file_left > 0) {
             flags |= MSG_MORE; /* one segment with the file's first bytes */
         }
-        n = sendmsg(c->io.fd, &msg, flags);
+        n = wf_xprt_sendmsg(&c->xp, c->io.fd, &msg, flags);
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
@@ -1230,8 +1252,8 @@ h1_send_file(wf_h1_conn_t *c)
     h1_xchg_t *x = h1_x(c);
     while (x->file_left > 0) {
         size_t chunk = (size_t)wf_min(x->file_left, (uint64_t)H1_SENDFILE_MAX);
-        ssize_t n =
-            sendfile(c->io.fd, wf_file_fd(x->file), &x->file_off, chunk);
+        ssize_t n = wf_xprt_sendfile(&c->xp, c->io.fd, wf_file_fd(x->file),
+                                     &x->file_off, chunk);
 
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
@@ -1319,7 +1341,7 @@ h1_stream_write(wf_h1_conn_t *c)
 
             iov[msg.msg_iovlen++] = (struct iovec){crlf + t, tlen - t};
         }
-        n = sendmsg(c->io.fd, &msg, MSG_NOSIGNAL);
+        n = wf_xprt_sendmsg(&c->xp, c->io.fd, &msg, MSG_NOSIGNAL);
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
@@ -1420,7 +1442,7 @@ h1_tunnel_in(wf_h1_conn_t *c)
             wf_chan_wait_room(ch);
             return WF_DECLINED;
         }
-        n = recv(c->io.fd, buf, room, 0);
+        n = wf_xprt_recv(&c->xp, c->io.fd, buf, room);
         if (n > 0) {
             h1_tunnel_put(c, buf, (size_t)n);
             h1_progress(c);
@@ -1458,7 +1480,7 @@ h1_tunnel_out(wf_h1_conn_t *c)
             }
             return wf_chan_is_done(ch) ? WF_OK : WF_DECLINED;
         }
-        k = send(c->io.fd, p, n, MSG_NOSIGNAL);
+        k = wf_xprt_send(&c->xp, c->io.fd, p, n, MSG_NOSIGNAL);
         if (k < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
@@ -1474,7 +1496,8 @@ h1_ping_send(wf_h1_conn_t *c)
 {
     h1_xchg_t *x = h1_x(c);
     size_t left = sizeof(H1_WS_PING) - 1 - x->ping_off;
-    ssize_t k = send(c->io.fd, &H1_WS_PING[x->ping_off], left, MSG_NOSIGNAL);
+    ssize_t k = wf_xprt_send(&c->xp, c->io.fd, &H1_WS_PING[x->ping_off], left,
+                             MSG_NOSIGNAL);
 
     if (k < 0) {
         return WF_ERROR;
@@ -1549,7 +1572,7 @@ h1_ws_close_read(wf_h1_conn_t *c)
     char buf[H1_TUNNEL_PIECE];
 
     for (unsigned i = 0; i < H1_TUNNEL_BURST; i++) {
-        ssize_t n = recv(c->io.fd, buf, sizeof(buf), 0);
+        ssize_t n = wf_xprt_recv(&c->xp, c->io.fd, buf, sizeof(buf));
 
         if (n > 0 && !wf_ws_scan(&h1_x(c)->ws, buf, (size_t)n)) {
             continue;
@@ -1889,6 +1912,39 @@ h1_on_io(wf_io_t *io, uint32_t events)
         return;
     }
     h1_states[c->state].on_input(c);
+    if (c->state != WF_H1_CLOSING) {
+        h1_xprt_kick(c);
+    }
+}
+
+static void
+h1_on_xprt_kick(wf_task_t *task)
+{
+    wf_h1_conn_t *c = wf_container_of(task, wf_h1_conn_t, xp_kick);
+
+    if (c->state != WF_H1_CLOSING && (c->io.events & EPOLLIN) != 0) {
+        h1_on_io(&c->io, EPOLLIN);
+    }
+}
+
+/* The TLS handshake, before the first request; header_read_timeout bounds
+ * it, and the request head gets its own from its end on. */
+static void
+h1_tls_handshake(wf_h1_conn_t *c)
+{
+    uint32_t events = EPOLLIN;
+    int rc = wf_tls_handshake(&c->xp, &events);
+
+    if (rc == WF_AGAIN) {
+        h1_poll(c, events);
+        return;
+    }
+    if (rc != WF_OK) {
+        h1_close(c);
+        return;
+    }
+    h1_set_state(c, WF_H1_HEAD);
+    h1_poll(c, EPOLLIN);
 }
 
 /* Copies an address for routing: IP addresses whole, unix sockets by
@@ -1957,15 +2013,20 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd,
     wf_timer_init(&c->timer, h1_on_timer);
     wf_list_init(&c->resume.link);
     c->resume.handler = h1_on_resume;
+    wf_list_init(&c->xp_kick.link);
+    c->xp_kick.handler = h1_on_xprt_kick;
     c->free_task.handler = h1_on_free;
     wf_list_add_tail(&thr->all, &c->link);
-    if (wf_io_add(loop, &c->io, EPOLLIN) != WF_OK) {
+    if (wf_io_add(loop, &c->io, EPOLLIN) != WF_OK
+        || (c->site->tls != NULL
+            && wf_tls_open(&c->xp, c->site->tls, fd) != WF_OK)) {
         c->state = WF_H1_HEAD; /* any state but CLOSING */
         h1_close(c);
         return;
     }
-    /* The first request gets header_read_timeout from the accept on. */
-    h1_set_state(c, WF_H1_HEAD);
+    /* The first request gets header_read_timeout from the accept on (TLS:
+     * the handshake does, then the head from the handshake's end). */
+    h1_set_state(c, c->site->tls != NULL ? WF_H1_TLS : WF_H1_HEAD);
 }
 
 void

@@ -10,6 +10,7 @@
 #include "core/listen.h"
 #include "http/http_conf.h"
 #include "http/route.h"
+#include "net/tls.h"
 
 /* A config snapshot as the HTTP layer sees it, counted by the connections
  * that use it.  The process layer embeds it in its own snapshot object and
@@ -36,6 +37,7 @@ typedef struct wf_h1_site {
     const wf_route_t *root;
     const wf_http_conf_t *hc;
     wf_h1_snap_t *snap;
+    wf_tls_srv_t *tls; /* the listener's TLS, in snap; NULL: plain */
 } wf_h1_site_t;
 
 /* A listening socket serving HTTP/1.x.  It outlives configurations that keep

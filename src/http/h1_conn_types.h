@@ -5,6 +5,7 @@
 
 typedef enum wf_h1_state {
     WF_H1_IDLE = 0, /* between requests; c->req == NULL, no unread bytes */
+    WF_H1_TLS,      /* the TLS handshake runs; c->req == NULL */
     WF_H1_HEAD,     /* a head is expected or arriving in c->rbuf; c->req
                        set once bytes came (a new connection has none) */
     WF_H1_BODY,     /* head parsed; the body is being read and dropped */

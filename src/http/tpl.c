@@ -82,6 +82,17 @@ tpl_method(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
     return tpl_put_known(out, cap, rq->method);
 }
 
+/* "https" over TLS (or as a trusted "forwarded" says), else "http"; a
+ * Wharf variable (Unit 1.35 has none). */
+static size_t
+tpl_scheme(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
+           size_t cap)
+{
+    wf_unused(part);
+    return tpl_put_known(out, cap,
+                         rq->tls ? wf_string("https") : wf_string("http"));
+}
+
 /* The target as received (without a fragment), also after a "rewrite". */
 static size_t
 tpl_request_uri(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
@@ -384,6 +395,7 @@ static const struct {
     {"uri", tpl_uri},
     {"host", tpl_host},
     {"method", tpl_method},
+    {"scheme", tpl_scheme},
     {"request_uri", tpl_request_uri},
     {"request_line", tpl_request_line},
     {"remote_addr", tpl_remote_addr},

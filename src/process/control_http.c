@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "control/api.h"
+#include "control/cert.h"
 #include "control/conf.h"
 #include "core/common.h"
 #include "core/json.h"
@@ -31,6 +32,7 @@ typedef enum ctl_state {
     CTL_STATUS,   /* waiting for the router's /status */
     CTL_APPLY,    /* waiting for the router to apply the new config */
     CTL_RESTART,  /* waiting for the router to restart an application */
+    CTL_CERT,     /* waiting for main to store or delete a certificate */
     CTL_WRITE,    /* writing the reply */
     CTL_CLOSED,   /* fd closed; freed at the end of the tick, or when the
                      controller is done with it */
@@ -60,6 +62,7 @@ struct wf_ctl_conn {
 
     wf_port_request_t status_req;
     wf_port_request_t restart_req;
+    wf_port_request_t cert_req; /* WF_MSG_CERT_STORE or _DELETE to main */
     wf_api_reply_t reply;
 
     char *out; /* owned: the reply */
@@ -93,6 +96,9 @@ ctl_conn_close(wf_ctl_conn_t *c)
     }
     if (c->state == CTL_STATUS && wf_ctl_router_port() != NULL) {
         wf_port_request_del(wf_ctl_router_port(), &c->status_req);
+    }
+    if (c->state == CTL_CERT && wf_ctl_main_port() != NULL) {
+        wf_port_request_del(wf_ctl_main_port(), &c->cert_req);
     }
     if (c->state == CTL_RESTART && wf_ctl_router_port() != NULL) {
         wf_port_request_del(wf_ctl_router_port(), &c->restart_req);
@@ -256,6 +262,66 @@ ctl_conn_restart(wf_ctl_conn_t *c)
     }
 }
 
+/* main stored (or deleted) the certificate's file: only now does the
+ * store change and the client hear it (Unit replies once it wrote). */
+static void
+ctl_on_cert_stored(wf_port_request_t *req, wf_port_msg_t *msg, int status)
+{
+    wf_ctl_conn_t *c = wf_container_of(req, wf_ctl_conn_t, cert_req);
+    wf_api_reply_t *r = &c->reply;
+
+    if (status != WF_OK || msg->type != WF_MSG_OK) {
+        wf_log_error(0, "certificate \"%s\" not stored", r->cert_name);
+        ctl_conn_error(c, 500, WF_API_CERT_FAILED);
+        return;
+    }
+    if (r->cert_pem == NULL) {
+        wf_cert_store_del(r->cert_name);
+    } else if (wf_cert_store_set(r->cert_name, r->cert_pem, r->cert_len,
+                                 r->cert_info)
+               != WF_OK) {
+        r->cert_info = NULL; /* released by wf_cert_store_set() */
+        ctl_conn_error(c, 500, WF_API_CERT_FAILED);
+        return;
+    }
+    r->cert_info = NULL; /* the store's now */
+    ctl_conn_reply(c);
+}
+
+/* Sends NAME (then NUL and the PEM for a store) to main. */
+static void
+ctl_conn_cert(wf_ctl_conn_t *c)
+{
+    wf_port_t *mp = wf_ctl_main_port();
+    wf_api_reply_t *r = &c->reply;
+    size_t n = strlen(r->cert_name);
+    size_t len = r->cert_pem != NULL ? n + 1 + r->cert_len : n;
+    char *payload = malloc(len + 1);
+    int rc = WF_ERROR;
+
+    c->state = CTL_CERT;
+    c->cert_req.handler = ctl_on_cert_stored;
+    if (payload != NULL && mp != NULL) {
+        memcpy(payload, r->cert_name, n + 1);
+        if (r->cert_pem != NULL) {
+            memcpy(payload + n + 1, r->cert_pem, r->cert_len);
+        }
+        rc = wf_port_request_add(mp, &c->cert_req);
+    }
+    if (rc == WF_OK
+        && wf_port_send(
+               mp, r->cert_pem != NULL ? WF_MSG_CERT_STORE : WF_MSG_CERT_DELETE,
+               c->cert_req.stream, payload, len, NULL, 0)
+               != WF_OK) {
+        wf_port_request_del(mp, &c->cert_req);
+        rc = WF_ERROR;
+    }
+    free(payload);
+    if (rc != WF_OK) {
+        ctl_conn_error(c, 500, WF_API_CERT_FAILED);
+    }
+}
+
 static void
 ctl_conn_handle(wf_ctl_conn_t *c, json_t *status)
 {
@@ -265,6 +331,10 @@ ctl_conn_handle(wf_ctl_conn_t *c, json_t *status)
                   c->buf + c->body_start, c->body_len, &c->reply);
     if (c->reply.restart != NULL) {
         ctl_conn_restart(c);
+        return;
+    }
+    if (c->reply.cert_name != NULL) {
+        ctl_conn_cert(c);
         return;
     }
     if (c->reply.conf == NULL) {

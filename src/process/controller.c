@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "control/api.h"
+#include "control/cert.h"
 #include "control/conf.h"
 #include "control/conf_store.h"
+#include "control/conf_tls.h"
 #include "core/common.h"
 #include "core/json.h"
 #include "core/listen.h"
@@ -66,6 +68,10 @@ static const wf_port_type_t ctl_main_types[] = {
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_LOG_REOPEN, "log_reopen", ctl_on_log_reopen,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_CERT_STORE, "cert_store", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_CERT_DELETE, "cert_delete", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
 static const wf_port_type_t ctl_router_types[] = {
@@ -78,11 +84,32 @@ static const wf_port_type_t ctl_router_types[] = {
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_APP_RESTART, "app_restart", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_CERTS, "certs", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
 /* Sends the config to the router; the answer comes to ctl_on_applied(). */
 static void ctl_on_applied(wf_port_request_t *req, wf_port_msg_t *msg,
                            int status);
+
+/* The certificates conf names go first (WF_MSG_CERTS): the router compiles
+ * the config with them, so a certificate replaced under the same name
+ * serves from this config on. */
+static int
+ctl_send_certs(const json_t *conf)
+{
+    json_t *pems = wf_cert_store_pems(conf);
+    char *text = pems != NULL ? json_dumps(pems, JSON_COMPACT) : NULL;
+    int rc = WF_ERROR;
+
+    if (text != NULL) {
+        rc = wf_port_send(ctl.router_port, WF_MSG_CERTS, 0, text, strlen(text),
+                          NULL, 0);
+    }
+    free(text);
+    json_decref(pems);
+    return rc;
+}
 
 static int
 ctl_send_conf(json_t *conf)
@@ -91,6 +118,10 @@ ctl_send_conf(json_t *conf)
     int rc;
 
     if (text == NULL || ctl.router_port == NULL) {
+        free(text);
+        return WF_ERROR;
+    }
+    if (ctl_send_certs(conf) != WF_OK) {
         free(text);
         return WF_ERROR;
     }
@@ -226,6 +257,12 @@ wf_ctl_conf(void)
 }
 
 wf_port_t *
+wf_ctl_main_port(void)
+{
+    return ctl.main_port;
+}
+
+wf_port_t *
 wf_ctl_router_port(void)
 {
     return ctl.router_port;
@@ -329,6 +366,18 @@ ctl_initial_conf(const wf_opts_t *opts, bool *from_file)
     return conf != NULL ? conf : json_loads(unit_default, 0, NULL);
 }
 
+/* STATEDIR/certs/ into the store (Unit's nxt_cert_store_load()). */
+static void
+ctl_certs_load(const wf_opts_t *opts)
+{
+    char dir[4096];
+
+    snprintf(dir, sizeof(dir), "%s/certs", opts->statedir);
+    wf_cert_store_load(dir);
+    /* The stored config is validated against them. */
+    wf_conf_tls_pems_set(wf_cert_store_pems_all());
+}
+
 static int
 ctl_start(const wf_opts_t *opts, int main_fd, int router_fd, int control_fd)
 {
@@ -338,7 +387,9 @@ ctl_start(const wf_opts_t *opts, int main_fd, int router_fd, int control_fd)
     wf_list_init(&ctl.waiting);
     /* Validating opens no access log: the router gets them from main. */
     wf_access_log_defer_open(true);
-    /* Read as root (Unit's controller prefork): conf.json is main's. */
+    /* Read as root (Unit's controller prefork): conf.json and certs/ are
+     * main's. */
+    ctl_certs_load(opts);
     ctl.conf = ctl_initial_conf(opts, &from_file);
     if (wf_proc_drop_privileges(opts) != WF_OK) {
         return WF_ERROR;
@@ -385,6 +436,8 @@ wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd,
     json_decref(ctl.conf);
     json_decref(ctl.pending_conf);
     wf_api_modules_set(NULL);
+    wf_cert_store_clear();
+    wf_conf_tls_pems_set(NULL);
     wf_loops_destroy();
     return EXIT_SUCCESS;
 }

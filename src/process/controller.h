@@ -11,6 +11,9 @@
 /* The applied config (borrowed). */
 json_t *wf_ctl_conf(void);
 
+/* The port to main (NULL once main is gone). */
+wf_port_t *wf_ctl_main_port(void);
+
 /* The port to the router, or NULL while it restarts. */
 wf_port_t *wf_ctl_router_port(void);
 

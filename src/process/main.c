@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "apps/app_proto.h"
+#include "control/cert.h"
 #include "control/conf.h"
+#include "control/conf_tls.h"
 #include "core/common.h"
 #include "core/listen.h"
 #include "core/log.h"
@@ -305,6 +307,8 @@ static void main_on_socket_open(wf_port_t *p, wf_port_msg_t *msg);
 static void main_on_socket_release(wf_port_t *p, wf_port_msg_t *msg);
 static void main_on_access_log_open(wf_port_t *p, wf_port_msg_t *msg);
 static void main_on_conf_store(wf_port_t *p, wf_port_msg_t *msg);
+static void main_on_cert_store(wf_port_t *p, wf_port_msg_t *msg);
+static void main_on_cert_delete(wf_port_t *p, wf_port_msg_t *msg);
 
 /* Sorted by type; types main only sends have the reply handler. */
 static const wf_port_type_t main_router_types[] = {
@@ -346,6 +350,10 @@ static const wf_port_type_t main_ctrl_types[] = {
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_LOG_REOPEN, "log_reopen", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_MAIN), 1},
+    {WF_MSG_CERT_STORE, "cert_store", main_on_cert_store,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_CERT_DELETE, "cert_delete", main_on_cert_delete,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
 static uint64_t
@@ -496,6 +504,41 @@ main_on_conf_store(wf_port_t *p, wf_port_msg_t *msg)
     if (text == NULL
         || wf_statedir_store_text(mst.opts->statedir, text, msg->size)
                != WF_OK) {
+        wf_port_reply(p, msg, WF_MSG_FAIL, fail, sizeof(fail) - 1);
+        return;
+    }
+    wf_port_reply(p, msg, WF_MSG_OK, NULL, 0);
+}
+
+/* The controller's certificate, stored as STATEDIR/certs/NAME (Unit's
+ * nxt_cert_store_get_handler() opens the file for the controller).  The
+ * name is checked again: main trusts no path from a child. */
+static void
+main_on_cert_store(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text = (const char *)wf_port_msg_flatten(msg);
+    const char *nul = text != NULL ? memchr(text, '\0', msg->size) : NULL;
+    static const char fail[] = "Failed to store certificate.";
+    size_t n = nul != NULL ? (size_t)(nul - text) : 0;
+
+    if (nul == NULL || !wf_cert_name_is_valid(text, n)
+        || wf_statedir_store_cert(mst.opts->statedir, text, nul + 1,
+                                  msg->size - n - 1)
+               != WF_OK) {
+        wf_port_reply(p, msg, WF_MSG_FAIL, fail, sizeof(fail) - 1);
+        return;
+    }
+    wf_port_reply(p, msg, WF_MSG_OK, NULL, 0);
+}
+
+static void
+main_on_cert_delete(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *name = (const char *)wf_port_msg_flatten(msg);
+    static const char fail[] = "Failed to delete certificate.";
+
+    if (name == NULL || !wf_cert_name_is_valid(name, msg->size)
+        || wf_statedir_delete_cert(mst.opts->statedir, name) != WF_OK) {
         wf_port_reply(p, msg, WF_MSG_FAIL, fail, sizeof(fail) - 1);
         return;
     }
@@ -945,11 +988,28 @@ main_opts_free(main_opts_t *opts)
     }
 }
 
+/* --config FILE is checked here, before any child starts: its listeners
+ * may name certificates of STATEDIR/certs. */
+static json_t *
+main_check_config(const main_opts_t *opts)
+{
+    char dir[4096];
+    json_t *conf;
+
+    snprintf(dir, sizeof(dir), "%s/certs", opts->statedir);
+    wf_cert_store_load(dir);
+    wf_conf_tls_pems_set(wf_cert_store_pems_all());
+    conf = wf_statedir_load_conf(opts->config, true);
+    wf_conf_tls_pems_set(NULL);
+    wf_cert_store_clear();
+    return conf;
+}
+
 static int
 main_prepare(main_opts_t *opts)
 {
     if (opts->config != NULL) {
-        json_t *conf = wf_statedir_load_conf(opts->config, true);
+        json_t *conf = main_check_config(opts);
 
         if (conf == NULL) {
             return WF_ERROR;

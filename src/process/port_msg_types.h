@@ -80,6 +80,21 @@ enum {
      * log, or none when the log is stderr.  The router then asks for its
      * access log files anew (WF_MSG_ACCESS_LOG_OPEN).  No answer. */
     WF_MSG_LOG_REOPEN,
+    /* controller -> main: store a certificate as STATEDIR/certs/NAME
+     * (Unit's NXT_PORT_MSG_CERT_GET, whose fd the controller wrote).
+     * Payload: NAME, a NUL byte, then the PEM bundle the controller
+     * validated.  main writes it atomically, mode 0600.  Answer: WF_MSG_OK
+     * once stored, or WF_MSG_FAIL (the previous file is intact). */
+    WF_MSG_CERT_STORE,
+    /* controller -> main: remove STATEDIR/certs/NAME (Unit's
+     * NXT_PORT_MSG_CERT_DELETE).  Payload: NAME.  Answer: WF_MSG_OK, or
+     * WF_MSG_FAIL. */
+    WF_MSG_CERT_DELETE,
+    /* controller -> router, stream 0, right before each WF_MSG_CONF_APPLY:
+     * the certificates that config's listeners name.  Payload: JSON text
+     * {NAME: PEM bundle, ...} (may be {}).  The router compiles the next
+     * config with them.  No answer. */
+    WF_MSG_CERTS,
     WF_MSG_NTYPES /* must stay last */
 };
 

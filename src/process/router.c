@@ -16,6 +16,7 @@
 #include "core/list.h"
 #include "core/listen.h"
 #include "core/log.h"
+#include "core/tpool.h"
 #include "http/access_log.h"
 #include "http/h1_conn.h"
 #include "process/app_mgr.h"
@@ -46,6 +47,15 @@ typedef struct router_job {
     char text[];
 } router_job_t;
 
+/* A configuration being compiled on a helper thread. */
+typedef struct router_compile {
+    wf_job_t job;
+    wf_router_t *rt;
+    router_job_t *rj; /* owned */
+    wf_conf_t *conf;  /* the result; NULL: err says why */
+    wf_conf_error_t err;
+} router_compile_t;
+
 struct wf_router {
     const wf_router_ops_t *ops;
     wf_loop_t *loop;
@@ -55,6 +65,7 @@ struct wf_router {
 
     /* The configuration being applied. */
     bool busy;
+    router_compile_t *compiling; /* on a helper thread; NULL when not */
     uint64_t stream;
     uint32_t generation; /* tells stale socket answers apart */
     router_snap_t *next;
@@ -100,6 +111,7 @@ router_snap_create(wf_conf_t *conf)
         snap->sites[i].root = conf->listeners[i].pass;
         snap->sites[i].hc = &conf->http;
         snap->sites[i].snap = &snap->h1;
+        snap->sites[i].tls = conf->listeners[i].tls;
     }
     return snap;
 }
@@ -428,18 +440,31 @@ router_request_sockets(wf_router_t *rt)
     router_check_done(rt);
 }
 
+/* Compiling parses certificates and keys (and regexes): on a helper
+ * thread, never on loop 0, an I/O thread (DESIGN.md section 3). */
 static void
-router_start_job(wf_router_t *rt, router_job_t *job)
+router_on_compile(wf_job_t *job)
 {
-    wf_conf_error_t err;
-    wf_conf_t *conf = wf_conf_load(job->text, job->len, &err);
+    router_compile_t *c = wf_container_of(job, router_compile_t, job);
 
-    rt->busy = true;
-    rt->stream = job->stream;
-    rt->error[0] = '\0';
-    free(job);
+    c->conf = wf_conf_load(c->rj->text, c->rj->len, &c->err);
+}
+
+static void
+router_on_compiled(wf_task_t *task)
+{
+    router_compile_t *c = wf_container_of(task, router_compile_t, job.done);
+    wf_router_t *rt = c->rt;
+    wf_conf_t *conf = c->conf;
+
+    rt->compiling = NULL;
     if (conf == NULL) {
-        snprintf(rt->error, sizeof(rt->error), "%s %s", err.error, err.detail);
+        snprintf(rt->error, sizeof(rt->error), "%s %s", c->err.error,
+                 c->err.detail);
+    }
+    free(c->rj);
+    free(c);
+    if (conf == NULL) {
         router_finish(rt, rt->error);
         return;
     }
@@ -455,6 +480,28 @@ router_start_job(wf_router_t *rt, router_job_t *job)
         return;
     }
     router_request_sockets(rt);
+}
+
+static void
+router_start_job(wf_router_t *rt, router_job_t *job)
+{
+    router_compile_t *c = calloc(1, sizeof(*c));
+
+    rt->busy = true;
+    rt->stream = job->stream;
+    rt->error[0] = '\0';
+    if (c == NULL) {
+        free(job);
+        router_finish(rt, "Out of memory.");
+        return;
+    }
+    c->rt = rt;
+    c->rj = job;
+    c->job.loop = rt->loop;
+    c->job.work = router_on_compile;
+    c->job.done.handler = router_on_compiled;
+    rt->compiling = c;
+    wf_tpool_submit(&c->job);
 }
 
 static void
@@ -498,6 +545,13 @@ wf_router_destroy(wf_router_t *rt)
 
         wf_list_del(l);
         free(wf_container_of(l, router_job_t, link));
+    }
+    if (rt->compiling != NULL) {
+        /* The helpers are stopped: the job ran, its answer never will. */
+        wf_conf_destroy(rt->compiling->conf);
+        free(rt->compiling->rj);
+        free(rt->compiling);
+        rt->compiling = NULL;
     }
     if (rt->retire != NULL) {
         wf_h1_snap_unref(&rt->retire->h1); /* committed, not yet synced */

@@ -57,7 +57,8 @@ void wf_router_access_log_done(wf_router_t *rt, uint32_t cookie, int fd,
 void wf_router_stop_listening(wf_router_t *rt);
 
 /* Closes every listener and drops the current snapshot (at exit, after the
- * loops stopped). */
+ * loops and the helper threads stopped: a config compiled on a helper is
+ * freed here). */
 void wf_router_destroy(wf_router_t *rt);
 
 /* Keeps the language modules main found (WF_MSG_MODULES: a JSON array

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control/conf_tls.h"
 #include "core/common.h"
 #include "core/listen.h"
 #include "core/log.h"
@@ -58,6 +59,7 @@ static void router_on_app_exit(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_modules(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_app_restart(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_log_reopen(wf_port_t *p, wf_port_msg_t *msg);
+static void router_on_certs(wf_port_t *p, wf_port_msg_t *msg);
 
 /* Sorted by type.  Types only this process sends have the reply handler:
  * the senders mask keeps the peer from ever sending them. */
@@ -99,6 +101,8 @@ static const wf_port_type_t router_ctrl_types[] = {
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_APP_RESTART, "app_restart", router_on_app_restart,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_CERTS, "certs", router_on_certs, WF_PORT_FROM(WF_PORT_CONTROLLER),
+     0},
 };
 
 static void
@@ -375,6 +379,25 @@ router_on_conf_apply(wf_port_t *p, wf_port_msg_t *msg)
     wf_router_apply(rproc.rt, text, msg->size, msg->stream);
 }
 
+/* The certificates the next config names (control/conf_tls.h).  A
+ * payload that is not a JSON object leaves none: the config then fails
+ * with "Certificate ... is not found.". */
+static void
+router_on_certs(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text = (const char *)wf_port_msg_flatten(msg);
+    json_t *pems = text != NULL ? json_loadb(text, msg->size, 0, NULL) : NULL;
+
+    wf_unused(p);
+    if (!json_is_object(pems)) {
+        wf_log_error(0, "the certificates from the controller are not a "
+                        "JSON object");
+        json_decref(pems);
+        pems = NULL;
+    }
+    wf_conf_tls_pems_set(pems);
+}
+
 static void
 router_on_status_get(wf_port_t *p, wf_port_msg_t *msg)
 {
@@ -474,5 +497,6 @@ wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     wf_router_destroy(rproc.rt);
     wf_app_mgr_shutdown(); /* after the snapshots' references went */
     wf_loops_destroy();
+    wf_conf_tls_pems_set(NULL);
     return EXIT_SUCCESS;
 }

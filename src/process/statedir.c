@@ -132,18 +132,20 @@ statedir_fsync_dir(const char *statedir)
     return WF_OK;
 }
 
-/* Writes data to STATEDIR/name through STATEDIR/name.tmp. */
+/* Writes data to STATEDIR/name through STATEDIR/name.tmp (STATEDIR/.name.tmp
+ * with hidden_tmp: a certificate's name may end in ".tmp"). */
 static int
-statedir_write(const char *statedir, const char *name, const char *data,
-               size_t len)
+statedir_write_tmp(const char *statedir, const char *name, const char *data,
+                   size_t len, bool hidden_tmp)
 {
     char path[PATH_MAX];
     char tmp[PATH_MAX];
     int fd;
 
     snprintf(path, sizeof(path), "%s/%s", statedir, name);
-    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", statedir, name);
-    if (mkdir(statedir, 0755) == -1 && errno != EEXIST) {
+    snprintf(tmp, sizeof(tmp), "%s/%s%s.tmp", statedir, hidden_tmp ? "." : "",
+             name);
+    if (mkdir(statedir, hidden_tmp ? 0700 : 0755) == -1 && errno != EEXIST) {
         wf_log_alert(errno, "mkdir(\"%s\") failed", statedir);
         return WF_ERROR;
     }
@@ -171,6 +173,43 @@ fail_unlink:
     }
     unlink(tmp);
     return WF_ERROR;
+}
+
+static int
+statedir_write(const char *statedir, const char *name, const char *data,
+               size_t len)
+{
+    return statedir_write_tmp(statedir, name, data, len, false);
+}
+
+int
+wf_statedir_store_cert(const char *statedir, const char *name, const char *pem,
+                       size_t len)
+{
+    char dir[PATH_MAX];
+
+    snprintf(dir, sizeof(dir), "%s/certs", statedir);
+    if (mkdir(statedir, 0755) == -1 && errno != EEXIST) {
+        wf_log_alert(errno, "mkdir(\"%s\") failed", statedir);
+        return WF_ERROR;
+    }
+    return statedir_write_tmp(dir, name, pem, len, true);
+}
+
+int
+wf_statedir_delete_cert(const char *statedir, const char *name)
+{
+    char path[PATH_MAX + 256];
+    char dir[PATH_MAX];
+
+    snprintf(dir, sizeof(dir), "%s/certs", statedir);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (unlink(path) == -1 && errno != ENOENT) {
+        wf_log_alert(errno, "unlink(\"%s\") failed", path);
+        return WF_ERROR;
+    }
+    statedir_fsync_dir(dir);
+    return WF_OK;
 }
 
 char *

@@ -1,7 +1,8 @@
-/* The state directory: STATEDIR/conf.json (the last applied config) and
- * STATEDIR/version, each written atomically: a temporary file, fsync,
- * rename over the old one, fsync of the directory.  A crash at any point
- * leaves either the old file or the new one, never a mix. */
+/* The state directory: STATEDIR/conf.json (the last applied config),
+ * STATEDIR/version and STATEDIR/certs/NAME (the certificate store), each
+ * written atomically: a temporary file, fsync, rename over the old one, fsync
+ * of the directory.  A crash at any point leaves either the old file or the new
+ * one, never a mix. */
 #ifndef WF_PROCESS_STATEDIR_H
 #define WF_PROCESS_STATEDIR_H
 
@@ -30,6 +31,18 @@ char *wf_statedir_conf_text(const json_t *conf);
  * (WF_MSG_CONF_STORE).  Returns WF_OK or WF_ERROR (logged; the previous
  * file is intact). */
 int wf_statedir_store_text(const char *statedir, const char *text, size_t len);
+
+/* Writes pem[0..len) to STATEDIR/certs/name (mode 0600; the directory is
+ * made 0700) atomically, through STATEDIR/certs/.name.tmp: main does it
+ * for the controller (WF_MSG_CERT_STORE).  name must pass
+ * wf_cert_name_is_valid().  Returns WF_OK or WF_ERROR (logged; the
+ * previous file is intact). */
+int wf_statedir_store_cert(const char *statedir, const char *name,
+                           const char *pem, size_t len);
+
+/* Removes STATEDIR/certs/name (a missing file is not an error).  Returns
+ * WF_OK or WF_ERROR (logged). */
+int wf_statedir_delete_cert(const char *statedir, const char *name);
 
 /* Writes STATEDIR/version atomically. */
 int wf_statedir_store_version(const char *statedir);

@@ -116,8 +116,6 @@ UNSUPPORTED = {
     "isolation": {"applications": {"app": {
         "type": "python", "path": "/tmp", "module": "wsgi",
         "isolation": {"namespaces": {"credential": True}}}}},
-    "tls": {"listeners": {"127.0.0.1:{port}": {
-        "pass": "routes", "tls": {"certificate": "bundle"}}}},
 }
 
 
@@ -128,6 +126,15 @@ def test_unsupported_feature_rejected(tmp_path, name):
     conf.update(UNSUPPORTED[name])
     log = reject(tmp_path, conf)
     assert "not supported yet" in log, log
+
+
+def test_tls_with_a_certificate_not_in_the_store_rejected(tmp_path):
+    """--config is checked against STATEDIR/certs (empty here)."""
+    conf = {"listeners": {"127.0.0.1:{port}": {
+                "pass": "routes", "tls": {"certificate": "bundle"}}},
+            "routes": [ROUTE_OK]}
+    log = reject(tmp_path, conf)
+    assert 'Certificate "bundle" is not found.' in log, log
 
 
 # -- logs and pid file -----------------------------------------------------------------

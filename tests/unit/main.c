@@ -28,6 +28,8 @@ static const struct {
     {"conf_app", wf_test_conf_app},
     {"conf_store", wf_test_conf_store},
     {"api", wf_test_api},
+    {"cert", wf_test_cert},
+    {"tls", wf_test_tls},
     {"tpl", wf_test_tpl},
     {"port", wf_test_port},
     {"main_apps", wf_test_main_apps},

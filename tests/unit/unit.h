@@ -22,6 +22,22 @@ bool wf_test_unit_configs_dir(char *dir, size_t cap);
 /* Reads a whole file into a malloc'd buffer, or returns NULL. */
 char *wf_test_read_file(const char *path, size_t *len);
 
+/* A key and a certificate made with OpenSSL, with their PEM texts. */
+typedef struct wf_test_cert {
+    struct evp_pkey_st *key;
+    struct x509_st *x;
+    char key_pem[8192];
+    char x_pem[8192];
+} wf_test_cert_t;
+
+/* Makes c: an EC P-256 (ec) or RSA 2048 key and a certificate for cn (SAN
+ * san as in openssl.cnf, e.g. "DNS:a,DNS:b", or NULL) signed by issuer
+ * (NULL: self-signed), valid from days_from to days_to from now. */
+void wf_test_cert_make(wf_test_cert_t *c, bool ec, const char *cn,
+                       const char *san, wf_test_cert_t *issuer, long days_from,
+                       long days_to);
+void wf_test_cert_free(wf_test_cert_t *c);
+
 int wf_test_json(void);
 int wf_test_pool(void);
 int wf_test_timer(void);
@@ -39,6 +55,8 @@ int wf_test_conf(void);
 int wf_test_conf_app(void);
 int wf_test_conf_store(void);
 int wf_test_api(void);
+int wf_test_cert(void);
+int wf_test_tls(void);
 int wf_test_tpl(void);
 int wf_test_port(void);
 int wf_test_main_apps(void);

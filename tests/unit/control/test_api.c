@@ -191,8 +191,21 @@ static const struct {
     {"GET", "/certificates/bundle/key", NULL, 404,
      API_ERR("Certificate doesn't exist."), NULL},
     {"PUT", "/certificates/bundle", "-----BEGIN CERTIFICATE-----", 400,
-     "{\"error\": \"Invalid certificate.\", \"detail\": \"TLS certificates "
-     "are not supported yet.\"}",
+     "{\"error\": \"Invalid certificate.\", \"detail\": \"the PEM text is "
+     "malformed\"}",
+     NULL},
+    {"PUT", "/certificates/bundle", "no PEM here", 400,
+     "{\"error\": \"Invalid certificate.\", \"detail\": \"no key found\"}",
+     NULL},
+    {"PUT", "/certificates/bundle", "", 400,
+     "{\"error\": \"Invalid certificate.\", \"detail\": \"the body is "
+     "empty\"}",
+     NULL},
+    {"PUT", "/certificates/.hidden", "x", 400,
+     API_ERR("Invalid certificate name."), NULL},
+    {"PUT", "/certificates/a%2Fb", "x", 400,
+     API_ERR("Invalid certificate name."), NULL},
+    {"DELETE", "/certificates", NULL, 400, API_ERR("Invalid certificate name."),
      NULL},
     {"PUT", "/certificates", "x", 400, API_ERR("Invalid certificate name."),
      NULL},
@@ -369,7 +382,7 @@ test_text(void **state)
     wf_unused(state);
     for (size_t i = 0; i < wf_nitems(api_texts); i++) {
         json_t *v = wf_test_json_parse(api_texts[i].json);
-        wf_api_reply_t reply = {200, v, NULL, NULL};
+        wf_api_reply_t reply = {.status = 200, .body = v};
         size_t len = 0;
         char *text = wf_api_reply_text(&reply, &len);
 

@@ -35,6 +35,8 @@ static const struct {
     {"${uri}", "/a b/c.html", NULL},
     {"$host", "example.com", NULL},
     {"$method", "GET", NULL},
+    {"$scheme", "http", NULL},
+    {"${scheme}s", "https", NULL},
     {"$request_uri",
      "/a%20b/c.html?x=1&name=John+Doe&x=2&e=%zz&flag&=v&"
      "d%61t=%41",
@@ -245,6 +247,20 @@ test_tpl_log_rows(void **state)
         }
     }
     rq.resp_head = wf_null_str;
+
+    /* Over TLS (or as a trusted "forwarded" says), $scheme is https. */
+    rq.tls = true;
+    {
+        wf_tpl_t *t = wf_tpl_compile(a, "$scheme", 7, NULL, 0);
+        char out[16];
+        size_t n;
+
+        assert_non_null(t);
+        n = wf_tpl_render_log(t, &rq, out, sizeof(out));
+        assert_int_equal(n, 5);
+        assert_memory_equal(out, "https", 5);
+    }
+    rq.tls = false;
 
     /* An HTTP/1.0 request without Host has no $host; an empty Host has "". */
     h.nheaders = 0;

@@ -1,0 +1,951 @@
+#include "net/tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "core/log.h"
+
+#define TLS_WBUF      16384        /* one record's plaintext */
+#define TLS_WRITE_MAX (256 * 1024) /* bytes written per call, for fairness */
+#define TLS_NAME_MAX  256
+
+/* One SNI name: lower-cased; a wildcard "*.b.c" is kept as ".b.c". */
+typedef struct tls_name {
+    char *name;
+    size_t idx; /* in ctxs[] */
+} tls_name_t;
+
+struct wf_tls_srv {
+    SSL_CTX **ctxs; /* one per certificate, in "certificate" order */
+    size_t nctxs;
+    tls_name_t *names;
+    size_t nnames;
+};
+
+/* Plaintext staged for SSL_write(): the iovecs or the file piece of one
+ * record.  A retried write stages the same bytes again (the caller did not
+ * advance), as SSL_write() requires. */
+static _Thread_local unsigned char tls_wbuf[TLS_WBUF];
+
+/* ---- bundles ------------------------------------------------------------ */
+
+static int tls_fail(char *why, size_t whysize, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+tls_fail(char *why, size_t whysize, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, whysize, fmt, ap);
+    va_end(ap);
+    return WF_ERROR;
+}
+
+void
+wf_tls_bundle_fini(wf_tls_bundle_t *b)
+{
+    EVP_PKEY_free(b->key);
+    b->key = NULL;
+    for (size_t i = 0; i < b->count; i++) {
+        X509_free(b->chain[i]);
+        b->chain[i] = NULL;
+    }
+    b->count = 0;
+}
+
+static bool
+tls_has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s);
+    size_t k = strlen(suffix);
+
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* "PRIVATE KEY" (PKCS#8) or "<ALG> PRIVATE KEY" (PKCS#1, SEC1, ...);
+ * d2i_AutoPrivateKey() tells them apart. */
+static int
+tls_add_key(wf_tls_bundle_t *b, const char *header, const unsigned char *data,
+            long length, char *why, size_t whysize)
+{
+    const unsigned char *p = data;
+
+    if (strstr(header, "ENCRYPTED") != NULL) {
+        return tls_fail(why, whysize, "encrypted PEM isn't supported");
+    }
+    if (b->key != NULL) {
+        return tls_fail(why, whysize, "multiple private keys in PEM");
+    }
+    b->key = d2i_AutoPrivateKey(NULL, &p, length);
+    if (b->key == NULL) {
+        return tls_fail(why, whysize, "the private key cannot be decoded");
+    }
+    return WF_OK;
+}
+
+static int
+tls_add_x509(wf_tls_bundle_t *b, const unsigned char *data, long length,
+             bool trusted, char *why, size_t whysize)
+{
+    const unsigned char *p = data;
+    X509 *x;
+
+    if (b->count == WF_TLS_CHAIN_MAX) {
+        return tls_fail(why, whysize, "more than %d certificates in PEM",
+                        WF_TLS_CHAIN_MAX);
+    }
+    x = trusted ? d2i_X509_AUX(NULL, &p, length) : d2i_X509(NULL, &p, length);
+    if (x == NULL) {
+        return tls_fail(why, whysize, "certificate %zu cannot be decoded",
+                        b->count + 1);
+    }
+    b->chain[b->count++] = x;
+    return WF_OK;
+}
+
+/* One PEM block, by its type (Unit's nxt_cert_bio()).  "EC PARAMETERS",
+ * which `openssl ecparam -genkey` writes before the key, is skipped. */
+static int
+tls_add_block(wf_tls_bundle_t *b, const char *type, const char *header,
+              const unsigned char *data, long length, char *why, size_t whysize)
+{
+    if (strcmp(type, PEM_STRING_X509) == 0
+        || strcmp(type, PEM_STRING_X509_OLD) == 0) {
+        return tls_add_x509(b, data, length, false, why, whysize);
+    }
+    if (strcmp(type, PEM_STRING_X509_TRUSTED) == 0) {
+        return tls_add_x509(b, data, length, true, why, whysize);
+    }
+    if (strcmp(type, PEM_STRING_PKCS8) == 0) {
+        return tls_fail(why, whysize, "PEM PKCS8 isn't supported");
+    }
+    if (strcmp(type, PEM_STRING_PKCS8INF) == 0
+        || tls_has_suffix(type, " " PEM_STRING_PKCS8INF)) {
+        return tls_add_key(b, header, data, length, why, whysize);
+    }
+    if (strcmp(type, PEM_STRING_ECPARAMETERS) == 0) {
+        return WF_OK;
+    }
+    return tls_fail(why, whysize, "unsupported PEM type: \"%.64s\"", type);
+}
+
+static int
+tls_read_blocks(wf_tls_bundle_t *b, BIO *bio, char *why, size_t whysize)
+{
+    for (;;) {
+        char *type = NULL;
+        char *header = NULL;
+        unsigned char *data = NULL;
+        long length = 0;
+        int rc;
+
+        if (PEM_read_bio(bio, &type, &header, &data, &length) == 0) {
+            unsigned long e = ERR_peek_last_error();
+
+            if (ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+                return WF_OK; /* the end: text after the last block */
+            }
+            return tls_fail(why, whysize, "the PEM text is malformed");
+        }
+        rc = tls_add_block(b, type, header, data, length, why, whysize);
+        OPENSSL_free(data);
+        OPENSSL_free(header);
+        OPENSSL_free(type);
+        if (rc != WF_OK) {
+            return rc;
+        }
+    }
+}
+
+/* What Unit checks (a key, a certificate), then what a handshake would
+ * find out too late: the key is the leaf's, and the chain is a chain. */
+static int
+tls_bundle_check(wf_tls_bundle_t *b, char *why, size_t whysize)
+{
+    if (b->key == NULL) {
+        return tls_fail(why, whysize, "no key found");
+    }
+    if (b->count == 0) {
+        return tls_fail(why, whysize, "no certificates found");
+    }
+    if (X509_check_private_key(b->chain[0], b->key) != 1) {
+        return tls_fail(why, whysize,
+                        "the private key does not match the first "
+                        "certificate");
+    }
+    for (size_t i = 1; i < b->count; i++) {
+        if (X509_check_issued(b->chain[i], b->chain[i - 1]) != X509_V_OK) {
+            return tls_fail(why, whysize,
+                            "certificate %zu is not the issuer of "
+                            "certificate %zu",
+                            i + 1, i);
+        }
+    }
+    return WF_OK;
+}
+
+int
+wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
+                   size_t whysize)
+{
+    BIO *bio = len <= INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
+    int rc;
+
+    if (bio == NULL) {
+        return tls_fail(why, whysize, "the bundle cannot be read");
+    }
+    rc = tls_read_blocks(b, bio, why, whysize);
+    BIO_free(bio);
+    if (rc == WF_OK) {
+        rc = tls_bundle_check(b, why, whysize);
+    }
+    ERR_clear_error();
+    if (rc != WF_OK) {
+        wf_tls_bundle_fini(b);
+    }
+    return rc;
+}
+
+/* ---- SNI ---------------------------------------------------------------- */
+
+static bool
+tls_name_known(const wf_tls_srv_t *t, const char *name)
+{
+    for (size_t i = 0; i < t->nnames; i++) {
+        if (strcmp(t->names[i].name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Adds one of certificate idx's names (Unit's
+ * nxt_openssl_bundle_hash_insert()): a name already there stays the first
+ * certificate's; "*x" without a dot is ignored. */
+static int
+tls_name_add(wf_tls_srv_t *t, const char *name, size_t len, size_t idx)
+{
+    char buf[TLS_NAME_MAX];
+    tls_name_t *names;
+    size_t off = 0;
+
+    if (len == 0 || len >= sizeof(buf)) {
+        return WF_OK;
+    }
+    for (size_t i = 0; i < len; i++) {
+        buf[i] =
+            (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] | 0x20 : name[i]);
+    }
+    buf[len] = '\0';
+    if (buf[0] == '*') {
+        if (buf[1] != '.') {
+            wf_log_warn(0,
+                        "ignored invalid name \"%s\" in a certificate: "
+                        "missing \".\" after wildcard symbol",
+                        buf);
+            return WF_OK;
+        }
+        off = 1;
+    }
+    if (tls_name_known(t, buf + off)) {
+        return WF_OK;
+    }
+    names = realloc(t->names, (t->nnames + 1) * sizeof(*names));
+    if (names == NULL) {
+        return WF_ERROR;
+    }
+    t->names = names;
+    names[t->nnames].name = strdup(buf + off);
+    names[t->nnames].idx = idx;
+    if (names[t->nnames].name == NULL) {
+        return WF_ERROR;
+    }
+    t->nnames++;
+    return WF_OK;
+}
+
+/* The leaf's DNS alt names, else its common name. */
+static int
+tls_names_add(wf_tls_srv_t *t, X509 *leaf, size_t idx)
+{
+    GENERAL_NAMES *alt =
+        X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    char cn[TLS_NAME_MAX];
+    int rc = WF_OK;
+    int n;
+
+    if (alt != NULL) {
+        for (int i = 0; rc == WF_OK && i < sk_GENERAL_NAME_num(alt); i++) {
+            const GENERAL_NAME *g = sk_GENERAL_NAME_value(alt, i);
+
+            if (g->type == GEN_DNS) {
+                rc = tls_name_add(
+                    t, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+                    (size_t)ASN1_STRING_length(g->d.dNSName), idx);
+            }
+        }
+        GENERAL_NAMES_free(alt);
+        return rc;
+    }
+    n = X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName,
+                                  cn, sizeof(cn));
+    return n > 0 ? tls_name_add(t, cn, (size_t)n, idx) : WF_OK;
+}
+
+static const tls_name_t *
+tls_name_find(const wf_tls_srv_t *t, const char *name)
+{
+    for (size_t i = 0; i < t->nnames; i++) {
+        if (strcmp(t->names[i].name, name) == 0) {
+            return &t->names[i];
+        }
+    }
+    return NULL;
+}
+
+size_t
+wf_tls_srv_pick(const wf_tls_srv_t *t, const char *servername)
+{
+    char buf[TLS_NAME_MAX];
+    size_t len = servername != NULL ? strlen(servername) : 0;
+    const tls_name_t *n;
+    const char *dot;
+
+    if (len == 0 || len >= sizeof(buf) || servername[0] == '.') {
+        return 0;
+    }
+    for (size_t i = 0; i <= len; i++) {
+        char ch = servername[i];
+
+        buf[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
+    }
+    n = tls_name_find(t, buf);
+    dot = strchr(buf + 1, '.');
+    if (n == NULL && dot != NULL) {
+        n = tls_name_find(t, dot); /* a wildcard's ".b.c" */
+    }
+    return n != NULL ? n->idx : 0;
+}
+
+/* The client's server name picks the context (Unit's
+ * nxt_openssl_servername()).  Runs inside the handshake; t is alive: the
+ * connection holds the snapshot that owns it. */
+static int
+tls_on_servername(SSL *ssl, int *alert, void *arg)
+{
+    const wf_tls_srv_t *t = arg;
+    size_t idx =
+        wf_tls_srv_pick(t, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+
+    wf_unused(alert);
+    if (SSL_get_SSL_CTX(ssl) != t->ctxs[idx]
+        && SSL_set_SSL_CTX(ssl, t->ctxs[idx]) == NULL) {
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* ---- contexts ----------------------------------------------------------- */
+
+static int
+tls_ctx_commands(SSL_CTX *ctx, const json_t *cmds, char *why, size_t whysize)
+{
+    SSL_CONF_CTX *cctx;
+    const char *key;
+    json_t *v;
+    int rc = WF_OK;
+
+    if (cmds == NULL) {
+        return WF_OK;
+    }
+    cctx = SSL_CONF_CTX_new();
+    if (cctx == NULL) {
+        return tls_fail(why, whysize, "Out of memory.");
+    }
+    SSL_CONF_CTX_set_flags(cctx, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_SERVER
+                                     | SSL_CONF_FLAG_CERTIFICATE
+                                     | SSL_CONF_FLAG_SHOW_ERRORS);
+    SSL_CONF_CTX_set_ssl_ctx(cctx, ctx);
+    json_object_foreach((json_t *)cmds, key, v)
+    {
+        if (SSL_CONF_cmd(cctx, key, json_string_value(v)) <= 0) {
+            rc = tls_fail(why, whysize,
+                          "SSL_CONF_cmd(\"%.100s\", \"%.200s\") failed.", key,
+                          json_string_value(v));
+            break;
+        }
+    }
+    if (rc == WF_OK && SSL_CONF_CTX_finish(cctx) != 1) {
+        rc = tls_fail(why, whysize, "SSL_CONF_CTX_finish() failed.");
+    }
+    SSL_CONF_CTX_free(cctx);
+    return rc;
+}
+
+/* ---- session ticket keys (Unit's nxt_tls_ticket_key_callback()) -------- */
+
+typedef struct tls_ticket_key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+    size_t size; /* 16: AES-128, 32: AES-256 (and the HMAC key's length) */
+} tls_ticket_key_t;
+
+/* Owned by the SSL_CTX (ex_data): it lives as long as any SSL uses it. */
+typedef struct tls_tickets {
+    size_t count;
+    tls_ticket_key_t keys[]; /* [0] encrypts; all decrypt */
+} tls_tickets_t;
+
+static int tls_tickets_index = -1;
+static pthread_once_t tls_tickets_once = PTHREAD_ONCE_INIT;
+
+static void
+tls_tickets_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                 long argl, void *argp)
+{
+    tls_tickets_t *tk = ptr;
+
+    wf_unused(parent);
+    wf_unused(ad);
+    wf_unused(idx);
+    wf_unused(argl);
+    wf_unused(argp);
+    if (tk != NULL) {
+        OPENSSL_cleanse(tk->keys, tk->count * sizeof(tk->keys[0]));
+        free(tk);
+    }
+}
+
+static void
+tls_tickets_init(void)
+{
+    tls_tickets_index =
+        SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, tls_tickets_free);
+}
+
+/* Sets the HMAC-SHA256 key of a ticket. */
+static int
+tls_ticket_mac(EVP_MAC_CTX *hctx, tls_ticket_key_t *k)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k->hmac, k->size),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+
+    return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
+}
+
+/* Encrypts new tickets with the first key; decrypts with whichever key
+ * named the ticket, and asks for a new ticket when that is not the first
+ * (rotation). */
+static int
+tls_on_ticket_key(SSL *ssl, unsigned char *name, unsigned char *iv,
+                  EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
+{
+    tls_tickets_t *tk =
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_tickets_index);
+    tls_ticket_key_t *k;
+    size_t i = 0;
+
+    if (tk == NULL || tk->count == 0) {
+        return enc == 1 ? -1 : 0;
+    }
+    if (enc == 1) {
+        k = &tk->keys[0];
+        if (RAND_bytes(iv, 16) != 1
+            || EVP_EncryptInit_ex(
+                   ectx, k->size == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc(),
+                   NULL, k->aes, iv)
+                   != 1) {
+            return -1;
+        }
+        memcpy(name, k->name, 16);
+        return tls_ticket_mac(hctx, k) == 0 ? 1 : -1;
+    }
+    while (i < tk->count && memcmp(name, tk->keys[i].name, 16) != 0) {
+        i++;
+    }
+    if (i == tk->count) {
+        return 0; /* an unknown key: a full handshake */
+    }
+    k = &tk->keys[i];
+    if (EVP_DecryptInit_ex(
+            ectx, k->size == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc(), NULL,
+            k->aes, iv)
+            != 1
+        || tls_ticket_mac(hctx, k) != 0) {
+        return -1;
+    }
+    return i == 0 ? 1 : 2;
+}
+
+/* One Base64 key (validated by control/conf_tls.c): 48 bytes are name,
+ * AES-128 key, HMAC key; 80 bytes are name, HMAC key, AES-256 key (Unit's
+ * layouts). */
+static bool
+tls_ticket_key_parse(tls_ticket_key_t *k, const json_t *v)
+{
+    unsigned char buf[128];
+    size_t len = json_string_length(v);
+    int n;
+
+    if (len == 0 || len % 4 != 0 || len > 4 * sizeof(buf) / 3) {
+        return false;
+    }
+    n = EVP_DecodeBlock(buf, (const unsigned char *)json_string_value(v),
+                        (int)len);
+    n -= json_string_value(v)[len - 1] == '=';
+    n -= len > 1 && json_string_value(v)[len - 2] == '=';
+    memcpy(k->name, buf, 16);
+    if (n == 48) {
+        memcpy(k->aes, buf + 16, 16);
+        memcpy(k->hmac, buf + 32, 16);
+        k->size = 16;
+    } else if (n == 80) {
+        memcpy(k->hmac, buf + 16, 32);
+        memcpy(k->aes, buf + 48, 32);
+        k->size = 32;
+    } else {
+        return false;
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return true;
+}
+
+/* "tickets" as a key or an array of keys; the last in the array encrypts,
+ * as in Unit. */
+static int
+tls_ctx_ticket_keys(SSL_CTX *ctx, const json_t *tickets, char *why,
+                    size_t whysize)
+{
+    size_t count = json_is_array(tickets) ? json_array_size(tickets) : 1;
+    tls_tickets_t *tk = calloc(1, sizeof(*tk) + count * sizeof(tk->keys[0]));
+
+    pthread_once(&tls_tickets_once, tls_tickets_init);
+    if (tk == NULL || tls_tickets_index < 0) {
+        free(tk);
+        return tls_fail(why, whysize, "Out of memory.");
+    }
+    tk->count = count;
+    for (size_t i = 0; i < count; i++) {
+        const json_t *v = json_is_array(tickets)
+                              ? json_array_get(tickets, count - 1 - i)
+                              : tickets;
+
+        if (!tls_ticket_key_parse(&tk->keys[i], v)) {
+            tls_tickets_free(NULL, tk, NULL, 0, 0, NULL);
+            return tls_fail(why, whysize, "Invalid ticket key.");
+        }
+    }
+    if (SSL_CTX_set_ex_data(ctx, tls_tickets_index, tk) != 1) {
+        tls_tickets_free(NULL, tk, NULL, 0, 0, NULL);
+        return tls_fail(why, whysize, "Out of memory.");
+    }
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_on_ticket_key);
+    return WF_OK;
+}
+
+/* Unit's session defaults: no cache, a 300 s timeout, no tickets. */
+static int
+tls_ctx_session(SSL_CTX *ctx, const json_t *session, char *why, size_t whysize)
+{
+    json_t *size = json_object_get(session, "cache_size");
+    json_t *timeout = json_object_get(session, "timeout");
+    json_t *keys = json_object_get(session, "tickets");
+    bool tickets = json_is_true(keys) || json_is_string(keys)
+                   || (json_is_array(keys) && json_array_size(keys) > 0);
+    json_int_t n = size != NULL ? json_integer_value(size) : 0;
+
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"wharf", 5);
+    SSL_CTX_set_timeout(ctx, timeout != NULL ? (long)json_integer_value(timeout)
+                                             : 300);
+    if (n > 0) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, (long)n);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
+    if (!tickets) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        if (n == 0) {
+            SSL_CTX_set_num_tickets(ctx, 0); /* nothing could resume */
+        }
+        return WF_OK;
+    }
+    return json_is_boolean(keys) ? WF_OK
+                                 : tls_ctx_ticket_keys(ctx, keys, why, whysize);
+}
+
+static SSL_CTX *
+tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
+               char *why, size_t whysize)
+{
+    wf_tls_bundle_t b = {0};
+    SSL_CTX *ctx;
+    char reason[200];
+
+    if (wf_tls_bundle_read(&b, pem, len, reason, sizeof(reason)) != WF_OK) {
+        tls_fail(why, whysize, "Certificate \"%.100s\" cannot be loaded: %s.",
+                 name, reason);
+        return NULL;
+    }
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL || SSL_CTX_use_certificate(ctx, b.chain[0]) != 1
+        || SSL_CTX_use_PrivateKey(ctx, b.key) != 1) {
+        tls_fail(why, whysize, "Certificate \"%.100s\" cannot be used.", name);
+        goto fail;
+    }
+    for (size_t i = 1; i < b.count; i++) {
+        if (SSL_CTX_add1_chain_cert(ctx, b.chain[i]) != 1) {
+            tls_fail(why, whysize, "Out of memory.");
+            goto fail;
+        }
+    }
+    /* Unit's options; partial and moving writes suit the retry rules of
+     * net/xprt.h's callers. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION
+                                 | SSL_OP_IGNORE_UNEXPECTED_EOF
+                                 | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS
+                              | SSL_MODE_ENABLE_PARTIAL_WRITE
+                              | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (tls_ctx_session(ctx, json_object_get(tls, "session"), why, whysize)
+        != WF_OK) {
+        goto fail;
+    }
+    if (tls_ctx_commands(ctx, json_object_get(tls, "conf_commands"), why,
+                         whysize)
+        != WF_OK) {
+        goto fail;
+    }
+    wf_tls_bundle_fini(&b);
+    ERR_clear_error();
+    return ctx;
+
+fail:
+    SSL_CTX_free(ctx);
+    wf_tls_bundle_fini(&b);
+    ERR_clear_error();
+    return NULL;
+}
+
+/* Adds certificate name's context and SNI names as t's next. */
+static int
+tls_srv_add(wf_tls_srv_t *t, const char *name, const json_t *pems,
+            const json_t *tls, char *why, size_t whysize)
+{
+    json_t *pem = json_object_get(pems, name);
+    SSL_CTX *ctx;
+
+    if (!json_is_string(pem)) {
+        return tls_fail(why, whysize, "Certificate \"%.200s\" is not found.",
+                        name);
+    }
+    ctx = tls_ctx_create(name, json_string_value(pem), json_string_length(pem),
+                         tls, why, whysize);
+    if (ctx == NULL) {
+        return WF_ERROR;
+    }
+    t->ctxs[t->nctxs++] = ctx;
+    if (tls_names_add(t, SSL_CTX_get0_certificate(ctx), t->nctxs - 1)
+        != WF_OK) {
+        return tls_fail(why, whysize, "Out of memory.");
+    }
+    return WF_OK;
+}
+
+wf_tls_srv_t *
+wf_tls_srv_create(const json_t *tls, const json_t *pems, char *why,
+                  size_t whysize)
+{
+    json_t *cert = json_object_get(tls, "certificate");
+    size_t n = json_is_array(cert) ? json_array_size(cert) : 1;
+    wf_tls_srv_t *t = calloc(1, sizeof(*t));
+
+    if (t == NULL || (t->ctxs = calloc(n, sizeof(*t->ctxs))) == NULL) {
+        free(t);
+        tls_fail(why, whysize, "Out of memory.");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_is_array(cert) ? json_array_get(cert, i) : cert;
+
+        if (tls_srv_add(t, json_string_value(e), pems, tls, why, whysize)
+            != WF_OK) {
+            wf_tls_srv_destroy(t);
+            return NULL;
+        }
+    }
+    if (n > 1) {
+        SSL_CTX_set_tlsext_servername_callback(t->ctxs[0], tls_on_servername);
+        SSL_CTX_set_tlsext_servername_arg(t->ctxs[0], t);
+    }
+    return t;
+}
+
+void
+wf_tls_srv_destroy(wf_tls_srv_t *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < t->nctxs; i++) {
+        SSL_CTX_free(t->ctxs[i]); /* live SSLs keep their own reference */
+    }
+    for (size_t i = 0; i < t->nnames; i++) {
+        free(t->names[i].name);
+    }
+    free(t->names);
+    free(t->ctxs);
+    free(t);
+}
+
+/* ---- the transport ------------------------------------------------------ */
+
+/* errno for a failed SSL call; -1 with EAGAIN when it would block. */
+static ssize_t
+tls_io_error(SSL *ssl, int rc)
+{
+    int e = SSL_get_error(ssl, rc);
+
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        return 0; /* close_notify, or an EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+    }
+    if (e != SSL_ERROR_SYSCALL || errno == 0) {
+        errno = ECONNRESET; /* a protocol error: as good as a reset */
+    }
+    ERR_clear_error();
+    return -1;
+}
+
+static ssize_t
+tls_recv(wf_xprt_t *x, int fd, void *buf, size_t n)
+{
+    SSL *ssl = x->tls;
+    size_t got = 0;
+    int rc;
+
+    wf_unused(fd);
+    errno = 0;
+    rc = SSL_read_ex(ssl, buf, n, &got);
+    if (rc == 1) {
+        return (ssize_t)got;
+    }
+    return tls_io_error(ssl, rc);
+}
+
+/* Stages the plaintext at offset skip of msg's iovecs (at most TLS_WBUF
+ * bytes); returns the count. */
+static size_t
+tls_stage_iov(const struct msghdr *msg, size_t skip)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < (size_t)msg->msg_iovlen && n < TLS_WBUF; i++) {
+        const struct iovec *v = &msg->msg_iov[i];
+        size_t k;
+
+        if (skip >= v->iov_len) {
+            skip -= v->iov_len;
+            continue;
+        }
+        k = wf_min(v->iov_len - skip, (size_t)(TLS_WBUF - n));
+        memcpy(tls_wbuf + n, (const char *)v->iov_base + skip, k);
+        n += k;
+        skip = 0;
+    }
+    return n;
+}
+
+/* Writes what is staged; returns written bytes, 0 when it would block, or
+ * -1 (errno set). */
+static ssize_t
+tls_write_staged(SSL *ssl, size_t n)
+{
+    size_t w = 0;
+    int rc;
+
+    errno = 0;
+    rc = SSL_write_ex(ssl, tls_wbuf, n, &w);
+    if (rc == 1) {
+        return (ssize_t)w;
+    }
+    if (tls_io_error(ssl, rc) == 0) {
+        errno = EPIPE; /* the peer said goodbye */
+        return -1;
+    }
+    return errno == EAGAIN ? 0 : -1;
+}
+
+static ssize_t
+tls_sendmsg(wf_xprt_t *x, int fd, const struct msghdr *msg, int flags)
+{
+    size_t done = 0;
+
+    wf_unused(fd);
+    wf_unused(flags);
+    while (done < TLS_WRITE_MAX) {
+        size_t n = tls_stage_iov(msg, done);
+        ssize_t w;
+
+        if (n == 0) {
+            break;
+        }
+        w = tls_write_staged(x->tls, n);
+        if (w < 0) {
+            return -1;
+        }
+        if (w == 0) {
+            break;
+        }
+        done += (size_t)w;
+    }
+    if (done == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return (ssize_t)done;
+}
+
+/* Without kTLS the file goes through user space: pread() one record's
+ * worth, encrypt, write. */
+static ssize_t
+tls_sendfile(wf_xprt_t *x, int fd, int in_fd, off_t *off, size_t n)
+{
+    size_t done = 0;
+
+    wf_unused(fd);
+    while (done < n && done < TLS_WRITE_MAX) {
+        ssize_t r =
+            pread(in_fd, tls_wbuf, wf_min(n - done, (size_t)TLS_WBUF), *off);
+        ssize_t w;
+
+        if (r <= 0) {
+            if (done > 0) {
+                break;
+            }
+            return r;
+        }
+        w = tls_write_staged(x->tls, (size_t)r);
+        if (w < 0) {
+            return -1;
+        }
+        if (w == 0) {
+            break;
+        }
+        *off += w;
+        done += (size_t)w;
+    }
+    if (done == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return (ssize_t)done;
+}
+
+static int
+tls_shutdown(wf_xprt_t *x, int fd)
+{
+    /* One try at close_notify: the socket is closed soon whatever comes. */
+    SSL_shutdown(x->tls);
+    ERR_clear_error();
+    return shutdown(fd, SHUT_WR);
+}
+
+static void
+tls_close(wf_xprt_t *x)
+{
+    SSL *ssl = x->tls;
+
+    /* A close_notify, once, when the session is up and none went yet: a
+     * keep-alive connection that times out ends cleanly for the client. */
+    if (SSL_is_init_finished(ssl)
+        && (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) == 0) {
+        SSL_shutdown(ssl);
+        ERR_clear_error();
+    }
+    SSL_free(ssl);
+    x->tls = NULL;
+}
+
+static bool
+tls_pending(const wf_xprt_t *x)
+{
+    return SSL_pending(x->tls) > 0;
+}
+
+static const wf_xprt_ops_t tls_ops = {
+    .name = "tls",
+    .recv = tls_recv,
+    .sendmsg = tls_sendmsg,
+    .sendfile = tls_sendfile,
+    .shutdown = tls_shutdown,
+    .pending = tls_pending,
+    .close = tls_close,
+};
+
+int
+wf_tls_open(wf_xprt_t *x, wf_tls_srv_t *t, int fd)
+{
+    SSL *ssl = SSL_new(t->ctxs[0]);
+
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        wf_log_error(ENOMEM, "SSL_new() failed");
+        return WF_ERROR;
+    }
+    SSL_set_accept_state(ssl);
+    x->tls = ssl;
+    x->ops = &tls_ops;
+    return WF_OK;
+}
+
+int
+wf_tls_handshake(wf_xprt_t *x, uint32_t *events)
+{
+    SSL *ssl = x->tls;
+    int rc;
+    int e;
+
+    errno = 0;
+    rc = SSL_do_handshake(ssl);
+    if (rc == 1) {
+        return WF_OK;
+    }
+    e = SSL_get_error(ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *events = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+        return WF_AGAIN;
+    }
+    if (e == SSL_ERROR_SSL) {
+        char buf[256];
+
+        ERR_error_string_n(ERR_peek_last_error(), buf, sizeof(buf));
+        wf_log_info("SSL_do_handshake() failed: %s", buf);
+    }
+    ERR_clear_error();
+    return WF_ERROR;
+}
