@@ -1284,6 +1284,7 @@ wf_app_mgr_on_exit(pid_t pid, int code, int signo)
         wf_list_for_each(pl, &app->procs)
         {
             app_proc_t *proc = wf_container_of(pl, app_proc_t, link);
+            bool crashed;
             bool done;
 
             if (proc->pid != pid || proc->exited) {
@@ -1308,7 +1309,10 @@ wf_app_mgr_on_exit(pid_t pid, int code, int signo)
                 app_settle_fail(app, proc->gen, "its process exited");
             }
             proc_stop(proc);
-            app_queue_fail_if_hopeless(app);
+            crashed = proc->was_ready;
+            if (!crashed) {
+                app_queue_fail_if_hopeless(app); /* it never started */
+            }
             done = proc_unlink_if_done(proc);
             pthread_mutex_unlock(&app->lock);
             if (done) {
@@ -1318,6 +1322,13 @@ wf_app_mgr_on_exit(pid_t pid, int code, int signo)
              * settings: no new process of the refused one starts. */
             app_settle_check();
             app_scale(app);
+            if (crashed) {
+                /* A process that served and died is replaced: the queue
+                 * waits for the new one, unless none could start. */
+                pthread_mutex_lock(&app->lock);
+                app_queue_fail_if_hopeless(app);
+                pthread_mutex_unlock(&app->lock);
+            }
             return;
         }
         pthread_mutex_unlock(&app->lock);

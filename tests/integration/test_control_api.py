@@ -351,7 +351,7 @@ def test_invalid_config_refused_and_kept(server, path, value, detail):
 def test_unsupported_feature_refused(server):
     api = server.api()
     r = api.put("/config/listeners/127.0.0.1:1",
-                {"pass": "routes", "tls": {"certificate": "bundle"}})
+                {"pass": "routes", "backlog": 1024})
     assert r.status == 400, r
     assert "not supported yet" in r.json.get("detail", ""), r.json
 
