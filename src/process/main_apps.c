@@ -8,8 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,24 +21,21 @@
 #include "control/app_type.h"
 #include "core/common.h"
 #include "core/log.h"
+#include "process/cred.h"
 #include "process/port_msg_types.h"
 
 _Static_assert(WF_APP_MAX_FDS <= WF_PORT_MAX_FDS,
                "an app process's sockets travel in one message");
 
 #define APPS_DEFAULT_USER  "nobody"      /* Unit's default --user */
-#define APPS_NGROUPS_MAX   4096          /* supplementary groups kept */
 #define APPS_WHY           512           /* a WF_MSG_FAIL text */
 #define APPS_LOG_PIPE_SIZE (1024 * 1024) /* bytes; best effort */
 
 /* Who an app process runs as.  Resolved in main, so that a bad name fails
  * the start with Unit's text instead of a silent exit. */
 typedef struct apps_cred {
-    bool apply; /* main is root: set these in the child */
-    uid_t uid;
-    gid_t gid;
-    int ngroups;
-    gid_t *groups; /* owned; ngroups entries */
+    bool apply;   /* main is root: set these in the child */
+    wf_cred_t id; /* owned */
 } apps_cred_t;
 
 /* One app process not yet reaped. */
@@ -78,73 +73,13 @@ static struct {
     unsigned cap;
 } apps;
 
-/* Unit's wording (nxt_credential_get()). */
-static int
-apps_cred_names(const char *user, const char *group, apps_cred_t *c, char *why,
-                size_t whylen)
-{
-    struct passwd *pw;
-    struct group *gr;
-
-    errno = 0;
-    pw = getpwnam(user);
-    if (pw == NULL) {
-        snprintf(why, whylen,
-                 errno == 0 ? "getpwnam(\"%s\") failed, user \"%s\" not found"
-                            : "getpwnam(\"%s\") failed (%s)",
-                 user, errno == 0 ? user : strerror(errno));
-        return WF_ERROR;
-    }
-    c->uid = pw->pw_uid;
-    c->gid = pw->pw_gid;
-    if (group == NULL || group[0] == '\0') {
-        return WF_OK;
-    }
-    errno = 0;
-    gr = getgrnam(group);
-    if (gr == NULL) {
-        snprintf(why, whylen,
-                 errno == 0 ? "getgrnam(\"%s\") failed, group \"%s\" not found"
-                            : "getgrnam(\"%s\") failed (%s)",
-                 group, errno == 0 ? group : strerror(errno));
-        return WF_ERROR;
-    }
-    c->gid = gr->gr_gid;
-    return WF_OK;
-}
-
-/* Fills c for user and group (NULL: the user's primary group), with the
- * user's supplementary groups as initgroups() would set them. */
+/* Fills c for user and group (NULL: the user's primary group). */
 static int
 apps_cred_get(const char *user, const char *group, apps_cred_t *c, char *why,
               size_t whylen)
 {
-    int n = 64;
-
-    *c = (apps_cred_t){.apply = true};
-    if (apps_cred_names(user, group, c, why, whylen) != WF_OK) {
-        return WF_ERROR;
-    }
-    for (;;) {
-        int want = n;
-
-        c->groups = malloc(sizeof(gid_t) * (size_t)n);
-        if (c->groups == NULL) {
-            snprintf(why, whylen, "out of memory");
-            return WF_ERROR;
-        }
-        if (getgrouplist(user, c->gid, c->groups, &n) >= 0) {
-            c->ngroups = n;
-            return WF_OK;
-        }
-        free(c->groups);
-        c->groups = NULL;
-        if (n <= want || want >= APPS_NGROUPS_MAX) {
-            snprintf(why, whylen, "getgrouplist(\"%s\", %d) failed", user,
-                     (int)c->gid);
-            return WF_ERROR;
-        }
-    }
+    c->apply = true;
+    return wf_cred_get(user, group, &c->id, why, whylen);
 }
 
 /* The app's user and group as Unit picks them: the app's own, else
@@ -271,7 +206,7 @@ wf_main_apps_init(const wf_opts_t *opts, const json_t *modules)
         wf_log_alert(0, "%s", why);
         return WF_ERROR;
     }
-    free(c.groups);
+    wf_cred_fini(&c.id);
     return WF_OK;
 }
 
@@ -436,26 +371,16 @@ apps_child_signals(void)
     sigprocmask(SIG_UNBLOCK, &all, NULL);
 }
 
-/* setgroups, setgid, setuid: Unit's nxt_credential_setgids/setuid. */
+/* The app's user and group, then the parent-death signal (which a change
+ * of credentials clears), and a check that main did not go first. */
 static int
 apps_child_creds(const apps_cred_t *c)
 {
-    if (!c->apply) {
-        return WF_OK;
+    if (c->apply) {
+        return wf_cred_apply(&c->id, apps.main_pid);
     }
-    if (setgroups((size_t)c->ngroups, c->groups) == -1) {
-        wf_log_alert(errno, "setgroups(%d) failed", c->ngroups);
-        return WF_ERROR;
-    }
-    if (setgid(c->gid) == -1) {
-        wf_log_alert(errno, "setgid(%d) failed", (int)c->gid);
-        return WF_ERROR;
-    }
-    if (setuid(c->uid) == -1) {
-        wf_log_alert(errno, "setuid(%d) failed", (int)c->uid);
-        return WF_ERROR;
-    }
-    return WF_OK;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    return getppid() == apps.main_pid ? WF_OK : WF_ERROR;
 }
 
 /* "stdout" and "stderr": opened as the app's user, appending (Unit's
@@ -539,12 +464,6 @@ static void __attribute__((noreturn)) apps_child_run(const apps_child_t *ch)
     if (apps_child_creds(&ch->cred) != WF_OK) {
         _exit(1);
     }
-    /* After the creds change, which clears it; then check that main did
-     * not go before it took effect. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != apps.main_pid) {
-        _exit(1);
-    }
     conf_json = json_dumps(rq->conf, JSON_COMPACT);
     if (conf_json == NULL || apps_child_output(rq->conf, "stdout", 1) != WF_OK
         || apps_child_output(rq->conf, "stderr", 2) != WF_OK
@@ -565,8 +484,7 @@ apps_child_fini(apps_child_t *ch)
         close(ch->fds[i]);
     }
     ch->nfds = 0;
-    free(ch->cred.groups);
-    ch->cred.groups = NULL;
+    wf_cred_fini(&ch->cred.id);
 }
 
 /* Forks the app; returns its pid, or -1 with why filled. */
