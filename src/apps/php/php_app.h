@@ -39,7 +39,7 @@ typedef struct wf_php_app {
     const wf_app_rt_t *rt;     /* borrowed: the runtime */
     wf_app_t *app;             /* borrowed: the runtime's application */
     const wf_app_conf_t *conf; /* borrowed; outlives the app */
-    unsigned ntargets;         /* >= 1 */
+    unsigned ntargets;         /* 0 only for "targets": {} */
     wf_php_target_t *targets;  /* owned; by wf_app_head_t.target_index */
     unsigned timeout_ms;       /* limits.timeout; 0: none */
     char *ini_file;            /* owned; options.file made absolute; NULL */

@@ -108,15 +108,17 @@ static int
 php_targets_set(wf_php_app_t *app, const json_t *root)
 {
     const json_t *targets = json_object_get(root, "targets");
-    unsigned n = json_is_object(targets) ? app->conf->ntargets : 0;
+    unsigned n = json_is_object(targets) ? app->conf->ntargets : 1;
 
-    app->ntargets = n > 0 ? n : 1;
-    app->targets = calloc(app->ntargets, sizeof(wf_php_target_t));
+    /* "targets": {} is valid (Unit starts such an app too); its requests
+     * get 503 (wf_php_request_serve()). */
+    app->ntargets = n;
+    app->targets = calloc(n > 0 ? n : 1, sizeof(wf_php_target_t));
     if (app->targets == NULL) {
         app->rt->log(WF_APP_LOG_ALERT, "Failed to allocate memory");
         return -1;
     }
-    if (n == 0) {
+    if (!json_is_object(targets)) {
         return php_target_set(app, &app->targets[0], root);
     }
     for (unsigned i = 0; i < n; i++) {

@@ -706,7 +706,7 @@ wf_php_request_serve(wf_php_app_t *app, wf_app_req_t *req)
     r->app = app;
     r->req = req;
     r->head = h;
-    r->t = &app->targets[target];
+    r->t = &app->targets[target]; /* zeroed when there are no targets */
     r->status = 200;
     r->head_ready = false;
     r->head_sent = false;

@@ -1,0 +1,238 @@
+"""Real PHP deployments through the PHP module: the Laravel and Satis
+configs of /work/shared/unit-configs with small stand-in apps laid out as
+their .md files say, and WordPress from Debian's package with a real
+MariaDB (wordpress-docs.json, adjusted only in paths).  The configs are
+used as they are but for their paths and listener addresses."""
+
+import http.client
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+import pytest
+
+from lib.configs import UNIT_CONFIGS_DIR
+from lib.wharf import WHARF_BIN, children_of, scaled
+
+MODULES = os.path.join(os.path.dirname(WHARF_BIN), "modules") if WHARF_BIN \
+    else ""
+MODULE = os.path.join(MODULES, "php8.2.wharf.so")
+
+
+def load(name, replace):
+    """The config name with every path prefix of replace moved, and each
+    listener on 127.0.0.1 and a free port."""
+    path = os.path.join(UNIT_CONFIGS_DIR, name + ".json")
+    if not os.path.exists(path):
+        pytest.skip("no %s" % path)
+    with open(path) as f:
+        text = f.read()
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    conf = json.loads(text)
+    conf["listeners"] = {"127.0.0.1:{port}": v
+                         for v in conf["listeners"].values()}
+    return conf
+
+
+def tree(files):
+    """A world-readable temp dir holding files {relpath: bytes}."""
+    root = tempfile.mkdtemp(prefix="wharf-phpapp-")
+    os.chmod(root, 0o755)
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    for d, _, names in os.walk(root):
+        os.chmod(d, 0o755)
+        for n in names:
+            os.chmod(os.path.join(d, n), 0o644)
+    return root
+
+
+class Client:
+    def __init__(self, port):
+        self.port = port
+        self.cookies = {}
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        h = dict(headers or {})
+        if self.cookies:
+            h["Cookie"] = "; ".join("%s=%s" % kv
+                                    for kv in self.cookies.items())
+        conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=scaled(timeout))
+        try:
+            conn.request(method, path, body=body, headers=h)
+            resp = conn.getresponse()
+            data = resp.read()
+            for k, v in resp.getheaders():
+                if k.lower() == "set-cookie":
+                    name, _, rest = v.partition("=")
+                    value = rest.split(";")[0]
+                    if "expires=Thu, 01-Jan-1970" in v or value == \
+                            "deleted":
+                        self.cookies.pop(name, None)
+                    else:
+                        self.cookies[name] = value
+            return resp.status, resp.getheaders(), data
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        status, headers, body = self.request("GET", path, **kw)
+        return status, dict(headers), body
+
+    def post_form(self, path, fields, **kw):
+        return self.request(
+            "POST", path, body=urllib.parse.urlencode(fields).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            **kw)
+
+
+def start(wharf, conf):
+    if not os.path.exists(MODULE):
+        pytest.skip("the PHP module is not built (make deps: php8.2-dev)")
+    tmpdir = tempfile.mkdtemp(prefix="wharf-phptmp-")
+    os.chmod(tmpdir, 0o1777)
+    server = wharf(conf, extra_args=["--modulesdir", MODULES,
+                                     "--tmpdir", tmpdir])
+    server.php_tmpdir = tmpdir
+    return server
+
+
+def app_pids(server):
+    pids = []
+    for pid in children_of(server.pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if b"application" in f.read():
+                    pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+def wait_until(pred, timeout):
+    deadline = time.monotonic() + scaled(timeout)
+    while not pred() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pred()
+
+
+def stop_apps(server):
+    """Remove the applications so the fd check finds the baseline."""
+    if not server.alive():
+        return
+    pids = app_pids(server)
+    server.api().put("/config", {"listeners": {}, "applications": {}})
+    wait_until(lambda: not set(pids) & set(children_of(server.pid)), 30)
+
+
+# ---- Laravel (laravel-fly.json) ----------------------------------------------
+
+
+LARAVEL_INDEX = b"""<?php
+header("Content-Type: application/json");
+echo json_encode(["uri" => $_SERVER["REQUEST_URI"],
+                  "method" => $_SERVER["REQUEST_METHOD"],
+                  "script_name" => $_SERVER["SCRIPT_NAME"],
+                  "script_filename" => $_SERVER["SCRIPT_FILENAME"]]);
+"""
+
+
+def test_laravel_fly(wharf):
+    root = tree({"var/www/html/public/index.php": LARAVEL_INDEX,
+                 "var/www/html/public/css/app.css": b"body{}\n"})
+    try:
+        conf = load("laravel-fly", {"/var/www/html": root + "/var/www/html"})
+        server = start(wharf, conf)
+        c = Client(server.port)
+        # "processes": {}: no process until the first request.
+        assert app_pids(server) == []
+        status, headers, body = c.get("/css/app.css")
+        assert status == 200 and body == b"body{}\n"
+        assert headers["Content-Type"] == "text/css"
+        status, _, body = c.get("/any/route?x=1")
+        assert status == 200, body
+        got = json.loads(body)
+        pub = os.path.join(root, "var/www/html/public")
+        assert got == {"uri": "/any/route?x=1", "method": "GET",
+                       "script_name": "/index.php",
+                       "script_filename": os.path.join(pub, "index.php")}
+        # A POST to a static path falls back to PHP.
+        status, _, body = c.request("POST", "/css/app.css", body=b"a=1",
+                                    headers={"Content-Type":
+                                             "application/x-www-form-"
+                                             "urlencoded"})
+        assert status == 200 and json.loads(body)["method"] == "POST"
+        # The front controller itself matches no step: Unit's 404 page.
+        status, _, body = c.get("/index.php")
+        assert status == 404
+        assert body.startswith(b"<!DOCTYPE html><title>Error 404</title>")
+        stop_apps(server)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- Satis (satisfy-php-targets.json) ------------------------------------------
+
+
+SATIS_INFO = b"""<?php
+echo "direct ", $_SERVER["SCRIPT_NAME"], " ", $_SERVER["PATH_INFO"] ?? "-",
+     " ", posix_getpwuid(posix_geteuid())["name"], " ", getcwd();
+"""
+SATIS_INDEX = b"""<?php
+echo "index ", $_SERVER["REQUEST_URI"], " ", $_SERVER["SCRIPT_FILENAME"];
+"""
+
+
+def test_satisfy_php_targets(wharf):
+    try:
+        pwd.getpwnam("www-data")
+    except KeyError:
+        pytest.skip("no www-data user")
+    root = tree({"var/www/html/info.php": SATIS_INFO,
+                 "var/www/html/public/index.php": SATIS_INDEX,
+                 "var/www/html/public/app.js": b"let a = 1;\n"})
+    try:
+        # Unit ignores "stdout"/"stderr" under --no-daemon; Wharf opens
+        # them as the app's user, who cannot open the harness's
+        # /dev/stdout (a root-owned file): they move to files as well.
+        out = os.path.join(root, "out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        conf = load("satisfy-php-targets",
+                    {"/var/www/html": root + "/var/www/html",
+                     "/dev/stdout": out + "/stdout",
+                     "/dev/stderr": out + "/stderr"})
+        server = start(wharf, conf)
+        html = os.path.join(root, "var/www/html")
+        # spare 1: a process is there right after the config applied.
+        assert wait_until(lambda: len(app_pids(server)) == 1, 20)
+        c = Client(server.port)
+        status, _, body = c.get("/info.php")
+        assert status == 200
+        # Unit changes to the script's directory for a script found by
+        # its URI.
+        assert body.decode() == "direct /info.php - www-data " + html
+        assert c.get("/info.php/extra")[2].decode() == \
+            "direct /info.php /extra www-data " + html
+        status, headers, body = c.get("/app.js")
+        assert status == 200 and body == b"let a = 1;\n"
+        assert headers["Content-Type"] == "application/javascript"
+        status, _, body = c.get("/packages.json")
+        assert status == 200
+        assert body.decode() == "index /packages.json " + os.path.join(
+            html, "public", "index.php")
+        stop_apps(server)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
