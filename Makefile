@@ -34,7 +34,8 @@ DEB_TEST  := python3 python3-pytest python3-requests curl
 # The real apps of the application tests (tests/integration/apps/).
 DEB_APPS  := python3-flask python3-django python3-starlette \
              python3-websockets python3-venv \
-             libphp8.2-embed php8.2-dev php8.2-opcache
+             libphp8.2-embed php8.2-dev php8.2-opcache php8.2-mysql \
+             wordpress wordpress-theme-twentytwentythree mariadb-server
 DEB_BENCH := wrk nginx-light haproxy
 # The peers of bench/apps.py.
 DEB_BENCH_APPS := uwsgi uwsgi-plugin-python3 gunicorn python3-uvicorn \

@@ -236,3 +236,190 @@ def test_satisfy_php_targets(wharf):
         stop_apps(server)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- WordPress (wordpress-docs.json) -------------------------------------------
+
+
+WP_SRC = "/usr/share/wordpress"
+MARIADBD = "/usr/sbin/mariadbd"
+WP_TITLE = "Wharf test blog"
+WP_USER, WP_PASS = "admin", "wharf-Test-pass-42"
+
+WP_CONFIG = """<?php
+define('DB_NAME', 'wordpress');
+define('DB_USER', 'wp');
+define('DB_PASSWORD', 'wp-pass');
+define('DB_HOST', 'localhost:%(sock)s');
+define('DB_CHARSET', 'utf8mb4');
+define('DB_COLLATE', '');
+define('AUTH_KEY', 'a1'); define('SECURE_AUTH_KEY', 'a2');
+define('LOGGED_IN_KEY', 'a3'); define('NONCE_KEY', 'a4');
+define('AUTH_SALT', 'a5'); define('SECURE_AUTH_SALT', 'a6');
+define('LOGGED_IN_SALT', 'a7'); define('NONCE_SALT', 'a8');
+/* No traffic leaves the machine: no update checks, no cron loopback. */
+define('WP_HTTP_BLOCK_EXTERNAL', true);
+define('AUTOMATIC_UPDATER_DISABLED', true);
+define('DISABLE_WP_CRON', true);
+$table_prefix = 'wp_';
+if (!defined('ABSPATH')) {
+    define('ABSPATH', __DIR__ . '/');
+}
+require_once ABSPATH . 'wp-settings.php';
+"""
+
+
+class MariaDB:
+    """A private mysqld: its own datadir and unix socket, no TCP; stopped
+    by PID."""
+
+    def __init__(self, base):
+        self.base = base
+        self.datadir = os.path.join(base, "db")
+        self.sock = os.path.join(base, "mysql.sock")
+        self.proc = None
+
+    def start(self):
+        subprocess.run(
+            ["mariadb-install-db", "--no-defaults", "--datadir=" + self.datadir,
+             "--user=root", "--auth-root-authentication-method=normal",
+             "--skip-test-db", "--skip-name-resolve"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            timeout=scaled(120))
+        self.proc = subprocess.Popen(
+            [MARIADBD, "--no-defaults", "--datadir=" + self.datadir,
+             "--socket=" + self.sock, "--skip-networking", "--user=root",
+             "--pid-file=" + os.path.join(self.base, "db.pid"),
+             "--log-error=" + os.path.join(self.base, "db.err"),
+             "--innodb-buffer-pool-size=32M", "--skip-log-bin",
+             "--innodb-log-file-size=8M"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        assert wait_until(lambda: os.path.exists(self.sock)
+                          or self.proc.poll() is not None, 60), "no socket"
+        assert self.proc.poll() is None, open(
+            os.path.join(self.base, "db.err")).read()[-2000:]
+        self.sql("CREATE DATABASE wordpress; "
+                 "CREATE USER 'wp'@'localhost' IDENTIFIED BY 'wp-pass'; "
+                 "GRANT ALL ON wordpress.* TO 'wp'@'localhost';")
+
+    def sql(self, text):
+        return subprocess.run(
+            ["mariadb", "--no-defaults", "-S", self.sock, "-uroot", "-N",
+             "-e", text], check=True, capture_output=True, text=True,
+            timeout=scaled(60)).stdout
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=scaled(30))
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def wordpress_tree(base, sock):
+    """A copy of Debian's WordPress with a wp-config.php of its own (the
+    package's reads /etc/wordpress/config-HOST.php; PHP resolves __FILE__
+    through symlinks, so the PHP files are copied, not linked)."""
+    root = os.path.join(base, "wp")
+    shutil.copytree(WP_SRC, root, symlinks=True,
+                    ignore=shutil.ignore_patterns(".htaccess"))
+    os.unlink(os.path.join(root, "wp-config.php"))
+    with open(os.path.join(root, "wp-config.php"), "w") as f:
+        f.write(WP_CONFIG % {"sock": sock})
+    os.makedirs(os.path.join(root, "wp-content", "uploads"), exist_ok=True)
+    return root
+
+
+@pytest.mark.slow
+def test_wordpress(wharf):
+    if not os.path.isdir(WP_SRC) or not os.path.exists(MARIADBD):
+        pytest.skip("needs Debian's wordpress and mariadb-server")
+    if not os.path.isdir(os.path.join(WP_SRC, "wp-content", "themes",
+                                      "twentytwentythree")):
+        pytest.skip("needs wordpress-theme-twentytwentythree")
+    base = tempfile.mkdtemp(prefix="wharf-wp-")
+    os.chmod(base, 0o755)
+    db = MariaDB(base)
+    try:
+        db.start()
+        root = wordpress_tree(base, db.sock)
+        conf = load("wordpress-docs", {"/path/to/app": root})
+        server = start(wharf, conf)
+        wordpress_flow(server, root, db)
+        stop_apps(server)
+    finally:
+        db.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def wordpress_flow(server, root, db):
+    port = server.port
+    site = "http://127.0.0.1:%d" % port
+    c = Client(port)
+
+    # The installer (direct target), then its second step.
+    status, _, body = c.get("/wp-admin/install.php")
+    assert status == 200 and b"Welcome" in body, body[:2000]
+    status, _, body = c.post_form("/wp-admin/install.php?step=2", {
+        "weblog_title": WP_TITLE, "user_name": WP_USER,
+        "admin_password": WP_PASS, "admin_password2": WP_PASS,
+        "pw_weak": "on", "admin_email": "admin@example.com",
+        "blog_public": "0", "Submit": "Install WordPress", "language": ""},
+        timeout=120)
+    assert status == 200 and b"Success!" in body, body[-3000:]
+    assert db.sql("SELECT option_value FROM wordpress.wp_options "
+                  "WHERE option_name = 'siteurl'").strip() == site
+
+    # The home page (the index target renders it).
+    status, _, body = c.get("/")
+    assert status == 200 and WP_TITLE.encode() in body, body[:2000]
+
+    # /wp-admin without '/' is the share's directory redirect.
+    status, headers, _ = c.get("/wp-admin")
+    assert status == 301 and headers["Location"].endswith("/wp-admin/")
+
+    # Log in.
+    c.get("/wp-login.php")
+    assert "wordpress_test_cookie" in c.cookies
+    status, headers, body = c.post_form("/wp-login.php", {
+        "log": WP_USER, "pwd": WP_PASS, "wp-submit": "Log In",
+        "redirect_to": site + "/wp-admin/", "testcookie": "1"})
+    assert status == 302, body[-2000:]
+    assert any(k.startswith("wordpress_logged_in_") for k in c.cookies)
+    status, _, body = c.get("/wp-admin/")
+    assert status == 200 and b"Dashboard" in body
+
+    # Publish a post from the editor's session: its REST nonce.
+    status, _, body = c.get("/wp-admin/post-new.php")
+    assert status == 200
+    m = re.search(rb'wpApiSettings = \{.*?"nonce":"([0-9a-f]+)"', body) or \
+        re.search(rb'createNonceMiddleware\( "([0-9a-f]+)" \)', body)
+    assert m, body[:3000]
+    post = {"title": "Served by Wharf", "status": "publish",
+            "content": "<p>A post published through the PHP module.</p>"}
+    status, headers, body = c.request(
+        "POST", "/?rest_route=/wp/v2/posts", body=json.dumps(post).encode(),
+        headers={"Content-Type": "application/json",
+                 "X-WP-Nonce": m.group(1).decode()})
+    assert status == 201, body[:2000]
+    created = json.loads(body)
+    link = created["link"]
+    assert link.startswith(site)
+
+    # The post is served, and listed on the home page.
+    status, _, body = c.get(link[len(site):])
+    assert status == 200
+    assert b"Served by Wharf" in body
+    assert b"A post published through the PHP module." in body
+    status, _, body = c.get("/")
+    assert status == 200 and b"Served by Wharf" in body
+
+    # Static assets come from the share, byte for byte.
+    rel = "wp-includes/css/dashicons.min.css"
+    status, headers, body = c.get("/" + rel)
+    assert status == 200 and headers["Content-Type"] == "text/css"
+    with open(os.path.join(root, rel), "rb") as f:
+        assert body == f.read()
+    assert "ETag" in headers or "Last-Modified" in headers
