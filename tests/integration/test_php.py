@@ -637,7 +637,8 @@ def test_restart_picks_up_new_code(php, scratch):
     r = php.api.get("/control/applications/app/restart")
     assert r.status == 200
     assert wait_until(lambda: php.get("/v.php")[2] == b"two", 20)
-    assert not set(pids) & set(php.app_pids())
+    # The old process ends gracefully once the new one serves.
+    assert wait_until(lambda: not set(pids) & set(php.app_pids()), 20)
 
 
 def test_processes_each_serve(php):

@@ -43,8 +43,9 @@ typedef struct wf_php_app {
     wf_php_target_t *targets;  /* owned; by wf_app_head_t.target_index */
     unsigned timeout_ms;       /* limits.timeout; 0: none */
     char *ini_file;            /* owned; options.file made absolute; NULL */
-    int last_target;           /* the script target whose directory is the
-                                  cwd now; -1: none (Unit's chdir rule) */
+    char cwd[4096 + 1];        /* the directory the module changed to
+                                  last; "" when unknown (after a script's
+                                  chdir()) */
 } wf_php_app_t;
 
 /* A string of the request: bytes, not NUL-terminated unless said. */

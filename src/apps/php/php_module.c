@@ -209,7 +209,6 @@ php_setup(const wf_app_rt_t *rt, wf_app_t *app, const wf_app_conf_t *conf,
     a->rt = rt;
     a->app = app;
     a->conf = conf;
-    a->last_target = -1;
     php_conf_read(a, root);
 
     php_lib_global();

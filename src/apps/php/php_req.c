@@ -632,36 +632,39 @@ php_request_info_set(php_req_t *r)
     SG(sapi_headers).http_response_code = 200;
 }
 
-/* Changes to the script's directory (Unit: for a "script" target only
- * when the last request ran another one, or chdir() was called). */
+/* Changes to the script's directory, as Unit does before every script,
+ * unless the process is there already: the module's own last chdir(),
+ * forgotten when a script calls chdir() (Unit also skips it for a
+ * "script" target that ran last). */
 static void
-php_chdir(php_req_t *r, int target)
+php_chdir(php_req_t *r)
 {
     wf_php_app_t *app = r->app;
     const char *dir = r->t->script_dirname;
     char *slash = NULL, saved = '\0';
 
-    if (!r->route.chdir && target == app->last_target) {
-        return;
-    }
     if (r->route.chdir) {
         slash = strrchr(r->route.script_filename, '/');
         saved = slash[1];
         slash[1] = '\0';
         dir = r->route.script_filename;
     }
-    if (VCWD_CHDIR(dir) != 0) {
-        app->rt->log(WF_APP_LOG_ALERT, "VCWD_CHDIR(%s) failed (%d: %s)", dir,
-                     errno, strerror(errno));
+    if (strcmp(dir, app->cwd) != 0) {
+        if (VCWD_CHDIR(dir) != 0) {
+            app->rt->log(WF_APP_LOG_ALERT, "VCWD_CHDIR(%s) failed (%d: %s)",
+                         dir, errno, strerror(errno));
+            app->cwd[0] = '\0';
+        } else if (strlen(dir) < sizeof(app->cwd)) {
+            strcpy(app->cwd, dir);
+        }
     }
     if (slash != NULL) {
         slash[1] = saved;
     }
-    app->last_target = r->route.chdir ? -1 : target;
 }
 
 static void
-php_execute(php_req_t *r, int target)
+php_execute(php_req_t *r)
 {
     zend_file_handle fh;
 
@@ -674,7 +677,13 @@ php_execute(php_req_t *r, int target)
         php_req_end(r);
         return;
     }
-    php_chdir(r, target);
+    /* The engine's signal handlers are in place after the first
+     * request: re-installing them costs 8 system calls a request (PHP-FPM
+     * does the same; pcntl restores its own handlers at shutdown). */
+#ifdef ZEND_SIGNALS
+    SIGG(reset) = false;
+#endif
+    php_chdir(r);
 
     zend_stream_init_filename(&fh, r->route.script_filename);
     fh.primary_script = 1;
@@ -729,7 +738,7 @@ wf_php_request_serve(wf_php_app_t *app, wf_app_req_t *req)
             php_answer(r, wf_php_fs_status(errno));
             break;
         }
-        php_execute(r, (int)target);
+        php_execute(r);
         break;
     }
     r->req = NULL;

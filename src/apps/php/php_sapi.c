@@ -86,11 +86,10 @@ static ZEND_FUNCTION(fastcgi_finish_request)
 }
 
 /* chdir() from a script: the next request changes to its own script's
- * directory again (Unit's rule: a "script" target otherwise keeps the
- * directory it set once). */
+ * directory again (the module skips a chdir() to where it already is). */
 static ZEND_NAMED_FUNCTION(php_chdir_hook)
 {
-    wf_php_app->last_target = -1;
+    wf_php_app->cwd[0] = '\0';
     php_chdir_handler(INTERNAL_FUNCTION_PARAM_PASSTHRU);
 }
 
