@@ -39,7 +39,7 @@ DEB_APPS  := python3-flask python3-django python3-starlette \
 DEB_BENCH := wrk nginx-light haproxy
 # The peers of bench/apps.py.
 DEB_BENCH_APPS := uwsgi uwsgi-plugin-python3 gunicorn python3-uvicorn \
-                  python3-uvloop python3-httptools
+                  python3-uvloop python3-httptools php8.2-fpm
 DEB_FUZZ  := clang node-llhttp libclang-rt-14-dev
 
 .PHONY: all deps deps-bench deps-fuzz run test unit integration bench fuzz \
@@ -85,6 +85,7 @@ bench: deps-bench all
 	$(PYTHON) bench/reconf.py --wharf $(CURDIR)/build/wharf
 	$(PYTHON) bench/apps.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
 	$(PYTHON) bench/proxy.py --wharf $(CURDIR)/build/wharf
+	$(PYTHON) bench/php.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
 
 fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \
