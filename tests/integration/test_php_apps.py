@@ -19,7 +19,7 @@ import urllib.parse
 import pytest
 
 from lib.configs import UNIT_CONFIGS_DIR
-from lib.wharf import WHARF_BIN, children_of, scaled
+from lib.wharf import SAN, WHARF_BIN, children_of, scaled
 
 MODULES = os.path.join(os.path.dirname(WHARF_BIN), "modules") if WHARF_BIN \
     else ""
@@ -37,6 +37,10 @@ def load(name, replace):
     for old, new in replace.items():
         text = text.replace(old, new)
     conf = json.loads(text)
+    if SAN:
+        # PHP's extensions do not load under ASan (RTLD_DEEPBIND).
+        for app in conf.get("applications", {}).values():
+            app.setdefault("environment", {})["PHP_INI_SCAN_DIR"] = ""
     conf["listeners"] = {"127.0.0.1:{port}": v
                          for v in conf["listeners"].values()}
     return conf
@@ -187,8 +191,9 @@ def test_laravel_fly(wharf):
 
 
 SATIS_INFO = b"""<?php
+preg_match('/^Uid:\\s+\\d+\\s+(\\d+)/m', file_get_contents("/proc/self/status"), $m);
 echo "direct ", $_SERVER["SCRIPT_NAME"], " ", $_SERVER["PATH_INFO"] ?? "-",
-     " ", posix_getpwuid(posix_geteuid())["name"], " ", getcwd();
+     " ", $m[1], " ", getcwd();
 """
 SATIS_INDEX = b"""<?php
 echo "index ", $_SERVER["REQUEST_URI"], " ", $_SERVER["SCRIPT_FILENAME"];
@@ -223,9 +228,10 @@ def test_satisfy_php_targets(wharf):
         assert status == 200
         # Unit changes to the script's directory for a script found by
         # its URI.
-        assert body.decode() == "direct /info.php - www-data " + html
+        uid = pwd.getpwnam("www-data").pw_uid
+        assert body.decode() == "direct /info.php - %d %s" % (uid, html)
         assert c.get("/info.php/extra")[2].decode() == \
-            "direct /info.php /extra www-data " + html
+            "direct /info.php /extra %d %s" % (uid, html)
         status, headers, body = c.get("/app.js")
         assert status == 200 and body == b"let a = 1;\n"
         assert headers["Content-Type"] == "application/javascript"
@@ -334,6 +340,8 @@ def wordpress_tree(base, sock):
 
 @pytest.mark.slow
 def test_wordpress(wharf):
+    if SAN:
+        pytest.skip("PHP's mysqli does not load under ASan (RTLD_DEEPBIND)")
     if not os.path.isdir(WP_SRC) or not os.path.exists(MARIADBD):
         pytest.skip("needs Debian's wordpress and mariadb-server")
     if not os.path.isdir(os.path.join(WP_SRC, "wp-content", "themes",
