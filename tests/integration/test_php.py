@@ -652,16 +652,37 @@ def test_restart_picks_up_new_code(php, scratch):
     assert wait_until(lambda: not set(pids) & set(php.app_pids()), 20)
 
 
-def test_processes_each_serve(php):
+def test_processes_serve_in_parallel(php):
     configured(php, php_app(processes=2))
-    pids = set()
-    deadline = time.monotonic() + scaled(20)
-    while len(pids) < 2 and time.monotonic() < deadline:
-        conns = [php.connect() for _ in range(4)]
-        for c in conns:
-            c.request("GET", "/sleep.php?s=0")
-        for c in conns:
-            c.getresponse().read()
-            c.close()
-        pids |= set(php.app_pids())
-    assert len(php.app_pids()) == 2
+    assert wait_until(lambda: len(php.app_pids()) == 2, 20)
+    conns = [php.connect() for _ in range(2)]
+    for c in conns:
+        c.request("GET", "/sleep.php?s=1")
+    bodies = []
+    for c in conns:
+        bodies.append(c.getresponse().read().decode())
+        c.close()
+    pids = {b.split()[1] for b in bodies}
+    assert len(pids) == 2, bodies
+    assert {int(p) for p in pids} == set(php.app_pids())
+
+
+def test_client_gone_ends_script(php, scratch):
+    """A client that leaves mid-response ends the script (PHP sees the
+    aborted connection) and the process serves the next request."""
+    configured(php, php_app())
+    mark = os.path.join(scratch, "mark")
+    pid = int(php.get("/pid.php")[2])
+    sock = socket.create_connection(("127.0.0.1", php.server.port),
+                                    timeout=scaled(20))
+    sock.sendall(b"GET /abort.php?mark=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+                 % mark.encode())
+    got = b""
+    while len(got) < 20000:
+        chunk = sock.recv(65536)
+        assert chunk
+        got += chunk
+    sock.close()
+    assert wait_until(lambda: os.path.exists(mark)
+                      and open(mark).read() == "aborted", 20)
+    assert int(php.get("/pid.php")[2]) == pid

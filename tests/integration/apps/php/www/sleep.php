@@ -1,3 +1,3 @@
 <?php
 sleep((int)($_GET["s"] ?? 30));
-echo "woke";
+echo "woke ", getmypid();
