@@ -149,6 +149,23 @@ class MariaDB:
                 self.proc.wait()
 
 
+def wordpress_setup(base, db):
+    """Starts db, copies Debian's WordPress and installs it; its root."""
+    db.start()
+    root = os.path.join(base, "wp")
+    shutil.copytree(WP_SRC, root, symlinks=True,
+                    ignore=shutil.ignore_patterns(".htaccess"))
+    os.unlink(os.path.join(root, "wp-config.php"))
+    with open(os.path.join(root, "wp-config.php"), "w") as f:
+        f.write(WP_CONFIG % {"sock": db.sock})
+    with open(os.path.join(root, "bench-install.php"), "w") as f:
+        f.write(WP_INSTALL)
+    subprocess.run(["php8.2", os.path.join(root, "bench-install.php")],
+                   check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=300)
+    return root
+
+
 def make_apps(base, cases, notes):
     """The hello world root and, for wordpress, a copy of Debian's
     WordPress installed into a private MariaDB.  Returns the paths and
@@ -165,19 +182,11 @@ def make_apps(base, cases, notes):
             cases.remove("wordpress")
         else:
             db = MariaDB(base)
-            db.start()
-            root = os.path.join(base, "wp")
-            shutil.copytree(WP_SRC, root, symlinks=True,
-                            ignore=shutil.ignore_patterns(".htaccess"))
-            os.unlink(os.path.join(root, "wp-config.php"))
-            with open(os.path.join(root, "wp-config.php"), "w") as f:
-                f.write(WP_CONFIG % {"sock": db.sock})
-            with open(os.path.join(root, "bench-install.php"), "w") as f:
-                f.write(WP_INSTALL)
-            subprocess.run(["php8.2", os.path.join(root, "bench-install.php")],
-                           check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=300)
-            paths["wordpress"] = root
+            try:
+                paths["wordpress"] = wordpress_setup(base, db)
+            except BaseException:
+                db.stop()  # by PID, before the error goes up
+                raise
     # OPcache does not cache a file changed in the last 2 s
     # (opcache.file_update_protection): the code is a minute old for all.
     old = time.time() - 60
