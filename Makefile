@@ -33,11 +33,13 @@ DEB_BUILD := meson ninja-build gcc clang pkg-config libjansson-dev \
 DEB_TEST  := python3 python3-pytest python3-requests curl
 # The real apps of the application tests (tests/integration/apps/).
 DEB_APPS  := python3-flask python3-django python3-starlette \
-             python3-websockets python3-venv
+             python3-websockets python3-venv \
+             libphp8.2-embed php8.2-dev php8.2-opcache php8.2-mysql \
+             wordpress wordpress-theme-twentytwentythree mariadb-server
 DEB_BENCH := wrk nginx-light haproxy
 # The peers of bench/apps.py.
 DEB_BENCH_APPS := uwsgi uwsgi-plugin-python3 gunicorn python3-uvicorn \
-                  python3-uvloop python3-httptools
+                  python3-uvloop python3-httptools php8.2-fpm
 DEB_FUZZ  := clang node-llhttp libclang-rt-14-dev
 
 .PHONY: all deps deps-bench deps-fuzz run test unit integration bench fuzz \
@@ -83,6 +85,7 @@ bench: deps-bench all
 	$(PYTHON) bench/reconf.py --wharf $(CURDIR)/build/wharf
 	$(PYTHON) bench/apps.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
 	$(PYTHON) bench/proxy.py --wharf $(CURDIR)/build/wharf
+	$(PYTHON) bench/php.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
 
 fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \

@@ -39,6 +39,10 @@ DOCROOT_FILES = {
 }
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long test (WordPress)")
+
+
 def pytest_report_header(config):
     return "wharf binary: %s" % (WHARF_BIN or "(WHARF_BIN not set)")
 

@@ -40,6 +40,7 @@ static const struct {
     {"app_rt", wf_test_app_rt},
     {"ws_frame", wf_test_ws_frame},
     {"py_wsgi", wf_test_py_wsgi},
+    {"php_path", wf_test_php_path},
 };
 
 int

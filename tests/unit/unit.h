@@ -66,6 +66,7 @@ int wf_test_access_log(void);
 int wf_test_app_xchg(void);
 int wf_test_app_rt(void);
 int wf_test_ws_frame(void);
+int wf_test_php_path(void);
 int wf_test_py_wsgi(void);
 
 #endif

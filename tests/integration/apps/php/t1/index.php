@@ -1,0 +1,1 @@
+<?php echo "t1 ", $_SERVER["SCRIPT_NAME"], " ", $_SERVER["DOCUMENT_ROOT"];

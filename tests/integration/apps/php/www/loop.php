@@ -1,0 +1,4 @@
+<?php
+echo getmypid();
+ob_flush();
+for (;;) { $x = md5("x"); }

@@ -1,0 +1,1 @@
+<?php echo "index of sub";
