@@ -221,6 +221,7 @@ test_self_signed(void **state)
     X509_EXTENSION *ext;
     ASN1_OCTET_STRING *v;
     time_t na;
+    ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
 
     wf_unused(state);
     assert_non_null(pem);
@@ -231,7 +232,7 @@ test_self_signed(void **state)
     bio = BIO_new_mem_buf(pem, -1);
     x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
     assert_non_null(x);
-    idx = X509_get_ext_by_OBJ(x, OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1), -1);
+    idx = X509_get_ext_by_OBJ(x, oid, -1);
     assert_true(idx >= 0);
     ext = X509_get_ext(x, idx);
     assert_int_equal(X509_EXTENSION_get_critical(ext), 1);
@@ -248,8 +249,8 @@ test_self_signed(void **state)
     pem = wf_acme_self_signed(k, domains, NULL, 30);
     bio = BIO_new_mem_buf(pem, -1);
     x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    assert_true(X509_get_ext_by_OBJ(x, OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1), -1)
-                < 0);
+    assert_true(X509_get_ext_by_OBJ(x, oid, -1) < 0);
+    ASN1_OBJECT_free(oid);
     X509_free(x);
     BIO_free(bio);
     free(pem);
