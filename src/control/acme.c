@@ -705,92 +705,112 @@ acme_on_sleep(wf_acme_order_t *o, unsigned ms)
     return !stopping;
 }
 
-/* The outcome of an attempt into the state (a copy) and the log. */
+/* An issue into the state (a copy) and the log. */
 static void
-acme_outcome(const char *name, json_t *st, int rc, time_t not_after,
-             const char *why)
+acme_outcome_issued(const char *name, json_t *st, time_t not_after)
 {
     const json_t *conf = json_object_get(st, "acme");
-    time_t now = time(NULL);
+    time_t renew =
+        not_after - (time_t)acme_int(conf, "renew_before_days") * 86400;
+    char buf[32];
+    struct tm tm;
+
+    gmtime_r(&not_after, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    wf_log_notice(0, "acme \"%s\": certificate issued, expires %s", name, buf);
+    json_object_set_new(st, "state", json_string("valid"));
+    json_object_set_new(st, "failures", json_integer(0));
+    json_object_set_new(st, "expires", json_integer(not_after));
+    /* At least an hour: a window longer than the validity cannot loop. */
+    json_object_set_new(
+        st, "next_attempt",
+        json_integer(wf_max(renew, time(NULL) + ACME_RENEW_MIN_S)));
+    json_object_set_new(st, "last_error", json_string(""));
+}
+
+/* A failed attempt into the state (a copy) and the log: the back-off
+ * doubles from retry_min_seconds up to retry_max_seconds. */
+static void
+acme_outcome_failed(const char *name, json_t *st, const char *why)
+{
+    const json_t *conf = json_object_get(st, "acme");
     json_int_t failures = acme_int(st, "failures");
+    json_int_t max = acme_int(conf, "retry_max_seconds");
+    json_int_t delay = acme_int(conf, "retry_min_seconds");
 
-    if (rc == WF_OK) {
-        time_t renew =
-            not_after - (time_t)acme_int(conf, "renew_before_days") * 86400;
-        char buf[32];
-        struct tm tm;
-
-        gmtime_r(&not_after, &tm);
-        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        wf_log_notice(0, "acme \"%s\": certificate issued, expires %s", name,
-                      buf);
-        json_object_set_new(st, "state", json_string("valid"));
-        json_object_set_new(st, "failures", json_integer(0));
-        json_object_set_new(st, "expires", json_integer(not_after));
-        json_object_set_new(
-            st, "next_attempt",
-            json_integer(wf_max(renew, now + ACME_RENEW_MIN_S)));
-        json_object_set_new(st, "last_error", json_string(""));
-        return;
+    for (json_int_t i = 0; i < failures && delay < max; i++) {
+        delay *= 2;
     }
-    {
-        json_int_t min = acme_int(conf, "retry_min_seconds");
-        json_int_t max = acme_int(conf, "retry_max_seconds");
-        json_int_t delay = min;
+    delay = wf_min(delay, max);
+    failures++;
+    wf_log_warn(0,
+                "acme \"%s\": attempt %lld failed: %s; next attempt in "
+                "%lld s",
+                name, (long long)failures, why, (long long)delay);
+    json_object_set_new(st, "state", json_string("failed"));
+    json_object_set_new(st, "failures", json_integer(failures));
+    json_object_set_new(st, "next_attempt", json_integer(time(NULL) + delay));
+    json_object_set_new(st, "last_error", json_string(why));
+}
 
-        for (json_int_t i = 0; i < failures && delay < max; i++) {
-            delay *= 2;
-        }
-        delay = wf_min(delay, max);
-        failures++;
-        wf_log_warn(0,
-                    "acme \"%s\": attempt %lld failed: %s; next attempt "
-                    "in %lld s",
-                    name, (long long)failures, why, (long long)delay);
-        json_object_set_new(st, "state", json_string("failed"));
-        json_object_set_new(st, "failures", json_integer(failures));
-        json_object_set_new(st, "next_attempt", json_integer(now + delay));
-        json_object_set_new(st, "last_error", json_string(why));
+/* Stores the state (and pem) through the loop thread. */
+static int
+acme_store(const char *name, const json_t *st, const char *pem)
+{
+    wf_acme_call_t call = {.kind = WF_ACME_CALL_STORE, .name = name};
+    char *text = wf_acme_state_text(st);
+    int rc = WF_ERROR;
+
+    if (text != NULL) {
+        call.state = text;
+        call.pem = pem;
+        rc = acme_call(&call);
     }
+    free(text);
+    return rc;
 }
 
 /* One attempt on a copy of the entry's state; stores the outcome. */
 static void
 acme_attempt(const char *name, json_t *st)
 {
-    const char *ca = json_string_value(json_object_get(st, "ca_pem"));
     const char *url = json_string_value(json_object_get(st, "account_url"));
     wf_acme_order_t o = {
         .conf = json_object_get(st, "acme"),
-        .ca_pem = ca,
+        .ca_pem = json_string_value(json_object_get(st, "ca_pem")),
         .account_key = wf_acme_key_read(
             json_string_value(json_object_get(st, "account_key"))),
         .account_url = url != NULL ? strdup(url) : NULL,
         .challenges = acme_on_challenges,
         .sleep = acme_on_sleep,
     };
-    wf_acme_call_t call = {.kind = WF_ACME_CALL_STORE, .name = name};
-    char why[512];
-    char *text;
-    int rc;
+    char why[512] = "the account key does not load";
+    int rc = WF_ERROR;
 
-    rc = o.account_key != NULL ? wf_acme_order_run(&o, why, sizeof(why))
-                               : WF_ERROR;
-    if (o.account_key == NULL) {
-        snprintf(why, sizeof(why), "the account key does not load");
+    if (o.account_key != NULL) {
+        rc = wf_acme_order_run(&o, why, sizeof(why));
     }
     if (o.account_url != NULL) {
         json_object_set_new(st, "account_url", json_string(o.account_url));
     }
-    acme_outcome(name, st, rc, o.not_after, why);
-    text = wf_acme_state_text(st);
-    call.state = text;
-    call.pem = rc == WF_OK ? o.bundle : NULL;
-    if (text == NULL || acme_call(&call) != WF_OK) {
-        wf_log_warn(0, "acme \"%s\": the %s could not be stored", name,
-                    rc == WF_OK ? "certificate" : "state");
+    if (rc == WF_OK) {
+        json_t *prev = json_deep_copy(st);
+
+        acme_outcome_issued(name, st, o.not_after);
+        if (acme_store(name, st, o.bundle) != WF_OK) {
+            /* Not stored, not served: it counts as a failure. */
+            json_object_update(st, prev);
+            rc = WF_ERROR;
+            snprintf(why, sizeof(why), "the certificate could not be stored");
+        }
+        json_decref(prev);
     }
-    free(text);
+    if (rc != WF_OK) {
+        acme_outcome_failed(name, st, why);
+        if (acme_store(name, st, NULL) != WF_OK) {
+            wf_log_info("acme \"%s\": the state was not stored", name);
+        }
+    }
     free(o.bundle);
     free(o.account_url);
     EVP_PKEY_free(o.account_key);

@@ -303,51 +303,60 @@ acme_challenge_find(acme_run_t *r, json_t *authz)
     return NULL;
 }
 
+/* TLS-ALPN-01's answer for domain: a self-signed certificate of a new
+ * key carrying the key authorization's digest (RFC 8737 3). */
+static int
+acme_token_alpn(acme_run_t *r, const char *domain, const char *keyauth)
+{
+    EVP_PKEY *k = wf_acme_key_create(WF_ACME_KEY_P256);
+    json_t *names = json_pack("[s]", domain);
+    char *pem = k != NULL && names != NULL
+                    ? wf_acme_self_signed(k, names, keyauth, ACME_ALPN_DAYS)
+                    : NULL;
+    int rc = WF_ERROR;
+
+    if (pem != NULL
+        && json_object_set_new(json_object_get(r->tokens, "alpn"), domain,
+                               json_string(pem))
+               == 0) {
+        rc = WF_OK;
+    }
+    free(pem);
+    json_decref(names);
+    EVP_PKEY_free(k);
+    if (rc != WF_OK) {
+        snprintf(r->why, r->whysize, "tls-alpn-01: no certificate");
+    }
+    return rc;
+}
+
 /* Adds the answer to c (for domain) to r->tokens. */
 static int
 acme_token_add(acme_run_t *r, const json_t *c, const char *domain)
 {
+    static const char b64url[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     const char *token = json_string_value(json_object_get(c, "token"));
-    char keyauth[512];
     const char *type = json_string_value(json_object_get(c, "type"));
+    char keyauth[512];
 
-    if (token == NULL || strlen(token) > 256
-        || strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                         "0123456789-_")
-               != strlen(token)) {
+    /* The token ends up in a path and a file name: base64url only. */
+    if (token == NULL || token[0] == '\0' || strlen(token) > 256
+        || strspn(token, b64url) != strlen(token)) {
         snprintf(r->why, r->whysize, "authorization: a malformed token");
         return WF_ERROR;
     }
     snprintf(keyauth, sizeof(keyauth), "%s.%s", token, r->thumb);
-    if (strcmp(type, "http-01") == 0) {
-        return json_object_set_new(json_object_get(r->tokens, "http"), token,
-                                   json_string(keyauth))
-                       == 0
-                   ? WF_OK
-                   : WF_ERROR;
+    if (strcmp(type, "tls-alpn-01") == 0) {
+        return acme_token_alpn(r, domain, keyauth);
     }
-    {
-        EVP_PKEY *k = wf_acme_key_create(WF_ACME_KEY_P256);
-        json_t *names = json_pack("[s]", domain);
-        char *pem = k != NULL && names != NULL
-                        ? wf_acme_self_signed(k, names, keyauth, ACME_ALPN_DAYS)
-                        : NULL;
-        int rc =
-            pem != NULL
-                    && json_object_set_new(json_object_get(r->tokens, "alpn"),
-                                           domain, json_string(pem))
-                           == 0
-                ? WF_OK
-                : WF_ERROR;
-
-        free(pem);
-        json_decref(names);
-        EVP_PKEY_free(k);
-        if (rc != WF_OK) {
-            snprintf(r->why, r->whysize, "tls-alpn-01: no certificate");
-        }
-        return rc;
+    if (json_object_set_new(json_object_get(r->tokens, "http"), token,
+                            json_string(keyauth))
+        != 0) {
+        snprintf(r->why, r->whysize, "out of memory");
+        return WF_ERROR;
     }
+    return WF_OK;
 }
 
 /* Reads each authorization and collects the answers; *chals gets the

@@ -322,21 +322,20 @@ http_unchunk(char *b, size_t n)
         if (sz == 0) {
             return out - b;
         }
-        if (sz > (size_t)(end - in)) {
+        /* The data and its CRLF must be there. */
+        if (sz > (size_t)(end - in) || (size_t)(end - in) - sz < 2
+            || memcmp(in + sz, "\r\n", 2) != 0) {
             return -1;
         }
         memmove(out, in, sz);
         out += sz;
         in += sz + 2;
-        if (in > end) {
-            return -1;
-        }
     }
 }
 
-/* Parses buf[0..n) into resp; takes buf. */
-static int
-http_parse(char *buf, size_t n, wf_acme_resp_t *resp, char *why, size_t whysize)
+int
+wf_acme_resp_parse(char *buf, size_t n, wf_acme_resp_t *resp, char *why,
+                   size_t whysize)
 {
     char *end = memmem(buf, n, "\r\n\r\n", 4);
     char *p = buf;
@@ -345,6 +344,8 @@ http_parse(char *buf, size_t n, wf_acme_resp_t *resp, char *why, size_t whysize)
     size_t blen;
     char *body;
 
+    memset(resp, 0, sizeof(*resp));
+    resp->retry_after = -1;
     if (end == NULL || n < 12 || memcmp(buf, "HTTP/1.", 7) != 0) {
         free(buf);
         return http_fail(why, whysize, "%s", "the response is not HTTP");
@@ -364,10 +365,15 @@ http_parse(char *buf, size_t n, wf_acme_resp_t *resp, char *why, size_t whysize)
 
         if (l < 0) {
             free(buf);
+            wf_acme_resp_fini(resp);
             return http_fail(why, whysize, "%s", "a malformed chunked body");
         }
         blen = (size_t)l;
-    } else if (clen >= 0 && (size_t)clen < blen) {
+    } else if (clen >= 0 && (size_t)clen > blen) {
+        free(buf);
+        wf_acme_resp_fini(resp);
+        return http_fail(why, whysize, "%s", "the response ended early");
+    } else if (clen >= 0) {
         blen = (size_t)clen;
     }
     memmove(buf, body, blen);
@@ -447,7 +453,8 @@ wf_acme_http_send(SSL_CTX *ctx, const char *method, const char *url,
     SSL_shutdown(ssl);
     SSL_free(ssl);
     ERR_clear_error();
-    return buf != NULL ? http_parse(buf, len, resp, why, whysize) : WF_ERROR;
+    return buf != NULL ? wf_acme_resp_parse(buf, len, resp, why, whysize)
+                       : WF_ERROR;
 }
 
 void

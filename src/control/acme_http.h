@@ -36,6 +36,16 @@ int wf_acme_http_send(SSL_CTX *ctx, const char *method, const char *url,
                       const char *ctype, const char *body, wf_acme_resp_t *resp,
                       char *why, size_t whysize);
 
+/* Parses a whole HTTP/1.x response buf[0..n) (buf[n] must be '\0': the
+ * caller allocated n + 1 bytes) into *resp (zeroed first): the status,
+ * Location, Replay-Nonce, Content-Type, Retry-After (delta-seconds), and
+ * the body by Content-Length, chunked, or to the end.  Takes buf: it
+ * becomes resp->body, or is freed on error.  Returns WF_OK, or WF_ERROR
+ * with a sentence in why (not HTTP, a malformed chunked body).  The
+ * bytes are the ACME server's: anything must be safe. */
+int wf_acme_resp_parse(char *buf, size_t n, wf_acme_resp_t *resp, char *why,
+                       size_t whysize);
+
 /* Frees what resp owns; accepts a zeroed resp. */
 void wf_acme_resp_fini(wf_acme_resp_t *resp);
 

@@ -297,6 +297,77 @@ test_url_parse(void **state)
 }
 
 static void
+test_resp_parse(void **state)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        int status;
+        const char *body;
+        const char *nonce;
+        const char *location;
+        long retry_after;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", WF_OK, 200, "{}",
+         NULL, NULL, -1},
+        {"HTTP/1.1 201 Created\r\nreplay-nonce: abc \r\nLocation:"
+         "https://a/o/1\r\nRetry-After: 3\r\n\r\nxyz",
+         WF_OK, 201, "xyz", "abc", "https://a/o/1", 3},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+         WF_OK, 200, "abcde", NULL, NULL, -1},
+        {"HTTP/1.1 204 No Content\r\n\r\n", WF_OK, 204, "", NULL, NULL, -1},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nabc", WF_OK, 200, "a",
+         NULL, NULL, -1},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nReplay-Nonce: n\r\n\r\nabc",
+         WF_ERROR, 0, NULL, NULL, NULL, -1},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "9\r\nabc\r\n0\r\n\r\n",
+         WF_ERROR, 0, NULL, NULL, NULL, -1},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
+         WF_ERROR, 0, NULL, NULL, NULL, -1},
+        {"HTTP/1.1 200 OK\r\nLocation: /x\r\nTransfer-Encoding: "
+         "chunked\r\n\r\nzz\r\n",
+         WF_ERROR, 0, NULL, NULL, NULL, -1},
+        {"SSH-2.0-OpenSSH\r\n\r\n", WF_ERROR, 0, NULL, NULL, NULL, -1},
+        {"HTTP/1.1 200 OK\r\n", WF_ERROR, 0, NULL, NULL, NULL, -1},
+    };
+
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(cases); i++) {
+        size_t n = strlen(cases[i].in);
+        char *buf = malloc(n + 1);
+        wf_acme_resp_t resp;
+        char why[128] = "";
+        int rc;
+
+        memcpy(buf, cases[i].in, n + 1);
+        rc = wf_acme_resp_parse(buf, n, &resp, why, sizeof(why));
+        assert_int_equal(rc, cases[i].rc);
+        if (rc != WF_OK) {
+            assert_true(why[0] != '\0');
+            assert_null(resp.body);
+            continue;
+        }
+        assert_int_equal(resp.status, cases[i].status);
+        assert_string_equal(resp.body, cases[i].body);
+        assert_int_equal(resp.len, strlen(cases[i].body));
+        if (cases[i].nonce == NULL) {
+            assert_null(resp.nonce);
+        } else {
+            assert_string_equal(resp.nonce, cases[i].nonce);
+        }
+        if (cases[i].location == NULL) {
+            assert_null(resp.location);
+        } else {
+            assert_string_equal(resp.location, cases[i].location);
+        }
+        assert_int_equal(resp.retry_after, cases[i].retry_after);
+        wf_acme_resp_fini(&resp);
+    }
+}
+
+static void
 test_put_body(void **state)
 {
     static const struct {
@@ -368,7 +439,8 @@ wf_test_acme(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_b64url),    cmocka_unit_test(test_jws),
         cmocka_unit_test(test_csr),       cmocka_unit_test(test_self_signed),
-        cmocka_unit_test(test_url_parse), cmocka_unit_test(test_put_body),
+        cmocka_unit_test(test_url_parse), cmocka_unit_test(test_resp_parse),
+        cmocka_unit_test(test_put_body),
     };
 
     return cmocka_run_group_tests_name("acme", tests, NULL, NULL);
