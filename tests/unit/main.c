@@ -30,6 +30,7 @@ static const struct {
     {"api", wf_test_api},
     {"cert", wf_test_cert},
     {"acme", wf_test_acme},
+    {"acme_chal", wf_test_acme_chal},
     {"tls", wf_test_tls},
     {"tpl", wf_test_tpl},
     {"port", wf_test_port},
