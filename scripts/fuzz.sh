@@ -30,7 +30,7 @@ touch "$diffs"
 failed=0
 ran=0
 for target in fuzz_h1_parse fuzz_json fuzz_route fuzz_port fuzz_api fuzz_fields \
-    fuzz_cert fuzz_proxy_parse; do
+    fuzz_cert fuzz_proxy_parse fuzz_acme_http; do
     bin="$builddir/$target"
     if [ ! -x "$bin" ]; then
         echo "$target: not built in $builddir, skipped"

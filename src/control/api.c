@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control/acme.h"
 #include "control/cert.h"
 #include "control/conf.h"
 #include "control/conf_store.h"
@@ -83,6 +84,8 @@ wf_api_reply_fini(wf_api_reply_t *reply)
     reply->cert_len = 0;
     json_decref(reply->cert_info);
     reply->cert_info = NULL;
+    json_decref(reply->acme);
+    reply->acme = NULL;
 }
 
 /* A 200 whose body is a value of the tree (borrowed here). */
@@ -511,6 +514,7 @@ static void
 api_root(api_req_t *rq)
 {
     json_t *status;
+    json_t *certs;
 
     if (rq->op != WF_CONF_OP_GET) {
         wf_api_reply_set(rq->reply, 405, API_INVALID_METHOD, NULL);
@@ -518,9 +522,10 @@ api_root(api_req_t *rq)
     }
     status = rq->status != NULL ? json_incref(rq->status) : api_status_empty();
     rq->reply->status = 200;
-    rq->reply->body =
-        json_pack("{s:o?, s:O, s:o}", "certificates", wf_cert_store_infos(),
-                  "config", rq->conf, "status", status);
+    certs = wf_cert_store_infos();
+    wf_acme_cert_infos(certs);
+    rq->reply->body = json_pack("{s:o?, s:O, s:o}", "certificates", certs,
+                                "config", rq->conf, "status", status);
 }
 
 /* GET /certificates[/NAME[/path]]: Unit's descriptions (control/cert.h). */
@@ -532,6 +537,7 @@ api_cert_get(api_req_t *rq, const char *name, size_t n, wf_str_t path)
     if (n == 0) {
         info = wf_cert_store_infos();
         if (info != NULL) {
+            wf_acme_cert_infos(info);
             api_reply_value(rq->reply, info);
             json_decref(info);
         }
@@ -542,14 +548,53 @@ api_cert_get(api_req_t *rq, const char *name, size_t n, wf_str_t path)
         wf_api_reply_set(rq->reply, 404, "Certificate doesn't exist.", NULL);
         return;
     }
+    info = wf_acme_cert_info(name, info); /* with its "acme" state */
     if (path.len > 0) {
-        info = wf_conf_store_get(info, path.data, path.len);
-        if (info == NULL) {
+        json_t *v = wf_conf_store_get(info, path.data, path.len);
+
+        if (v == NULL) {
+            json_decref(info);
             wf_api_reply_set(rq->reply, 404, "Invalid path.", NULL);
             return;
         }
+        api_reply_value(rq->reply, v);
+        json_decref(info);
+        return;
     }
     api_reply_value(rq->reply, info);
+    json_decref(info);
+}
+
+/* PUT /certificates/NAME with {"acme": {...}} (control/acme.h): the
+ * placeholder bundle and the entry's state go to main together. */
+static bool
+api_acme_put(api_req_t *rq, char *name)
+{
+    char error[64];
+    char detail[256];
+    char why[256];
+    char *pem;
+    json_t *info;
+    json_t *state = wf_acme_put(name, rq->body, rq->len, &pem, error,
+                                sizeof(error), detail, sizeof(detail));
+
+    if (state == NULL) {
+        wf_api_reply_set(rq->reply, 400, error,
+                         detail[0] != '\0' ? detail : NULL);
+        return false;
+    }
+    if (wf_cert_parse(pem, strlen(pem), &info, why, sizeof(why)) != WF_OK) {
+        free(pem);
+        json_decref(state);
+        return false; /* wf_api_handle() answers 500 */
+    }
+    rq->reply->cert_pem = pem;
+    rq->reply->cert_len = strlen(pem);
+    rq->reply->cert_info = info;
+    rq->reply->cert_name = name;
+    rq->reply->acme = state;
+    wf_api_reply_set(rq->reply, 200, "ACME entry stored.", NULL);
+    return true;
 }
 
 /* PUT /certificates/NAME: parsed and checked here; main stores the file
@@ -564,6 +609,9 @@ api_cert_put(api_req_t *rq, char *name, size_t n)
     if (wf_cert_store_info(name, n) != NULL) {
         wf_api_reply_set(rq->reply, 400, "Certificate already exists.", NULL);
         return false;
+    }
+    if (wf_acme_body_is_acme(rq->body, rq->len)) {
+        return api_acme_put(rq, name);
     }
     if (wf_cert_parse(rq->body, rq->len, &info, why, sizeof(why)) != WF_OK) {
         wf_api_reply_set(rq->reply, 400, "Invalid certificate.", why);
@@ -644,6 +692,33 @@ api_has_prefix(wf_str_t s, const char *prefix)
     return s.len >= n && memcmp(s.data, prefix, n) == 0;
 }
 
+/* "/control/certificates/NAME/renew": the ACME entry's next attempt now
+ * (control/acme.h; a Wharf extension).  Returns false when s is not of
+ * that shape. */
+static bool
+api_control_renew(api_req_t *rq, wf_str_t s)
+{
+    static const char certs[] = "/certificates/";
+    static const char renew[] = "/renew";
+    size_t head = sizeof(certs) - 1;
+    size_t tail = sizeof(renew) - 1;
+    char name[256];
+    size_t n;
+
+    if (!api_has_prefix(s, certs) || s.len <= head + tail
+        || s.len - head - tail >= sizeof(name)
+        || memcmp(s.data + s.len - tail, renew, tail) != 0) {
+        return false;
+    }
+    n = wf_var_decode(name, s.data + head, s.len - head - tail, false);
+    if (!wf_acme_renew(name, n)) {
+        wf_api_reply_set(rq->reply, 404, API_NOT_FOUND, NULL);
+        return true;
+    }
+    wf_api_reply_set(rq->reply, 200, "Renewal scheduled.", NULL);
+    return true;
+}
+
 /* "/control/applications/NAME/restart" (NAME percent-decoded, as Unit's
  * parser decodes the path): the router restarts NAME, and the reply waits
  * for it.  Unit's order: the method, the path's shape, then the name. */
@@ -660,6 +735,9 @@ api_control(api_req_t *rq)
 
     if (rq->op != WF_CONF_OP_GET) {
         wf_api_reply_set(rq->reply, 405, API_NOT_ALLOWED, NULL);
+        return;
+    }
+    if (api_control_renew(rq, s)) {
         return;
     }
     if (!api_has_prefix(s, apps) || s.len < head + tail

@@ -43,6 +43,9 @@ typedef struct wf_api_reply {
     char *cert_pem;  /* owned (malloc); the bundle, cert_len bytes */
     size_t cert_len;
     json_t *cert_info; /* owned; the bundle's description */
+    json_t *acme;      /* owned; with cert_pem, the state of an ACME entry
+                          (control/acme.h): main stores both
+                          (WF_MSG_ACME_STORE), then wf_acme_entry_add() */
 } wf_api_reply_t;
 
 /* Unit's title of a certificate change main could not store. */

@@ -15,6 +15,7 @@
 #include "http/tpl.h"
 #include "http/upstream.h"
 #include "http/uri.h"
+#include "net/acme_chal.h"
 
 #define HANDLE_PASS_MAX 512 /* a rendered "pass" value, at most */
 
@@ -313,11 +314,41 @@ wf_http_req_release(wf_req_t *r)
     wf_proxy_req_release(r);
 }
 
+/* HTTP-01 (RFC 8555 8.3): a pending token's key authorization, before
+ * routes, on every listener.  r->loc (freed with r) holds the body.
+ * Returns whether it answered. */
+static bool
+handle_acme(wf_req_t *r)
+{
+    static const size_t n = sizeof(WF_ACME_CHAL_PREFIX) - 1;
+    wf_str_t path = r->head.path;
+
+    if ((r->head.method_id != WF_HTTP_GET && r->head.method_id != WF_HTTP_HEAD)
+        || path.len <= n || memcmp(path.data, WF_ACME_CHAL_PREFIX, n) != 0
+        || r->loc != NULL) {
+        return false;
+    }
+    r->loc = wf_acme_chal_http(path.data + n, path.len - n);
+    if (r->loc == NULL) {
+        return false;
+    }
+    r->resp.status = 200;
+    r->resp.content_type = wf_string("text/plain");
+    r->resp.body = wf_str_make(r->loc, strlen(r->loc));
+    r->resp.content_length = r->resp.body.len;
+    wf_req_respond(r);
+    return true;
+}
+
 void
 wf_http_handle(wf_req_t *r)
 {
-    const wf_action_t *a = r->root != NULL ? handle_match(r, r->root) : NULL;
+    const wf_action_t *a;
 
+    if (wf_unlikely(wf_acme_chal_any()) && handle_acme(r)) {
+        return;
+    }
+    a = r->root != NULL ? handle_match(r, r->root) : NULL;
     if (a == NULL) {
         wf_req_respond_error(r, 404);
         return;

@@ -18,6 +18,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "net/acme_chal.h"
 
 #define TLS_WBUF      16384        /* one record's plaintext */
 #define TLS_WRITE_MAX (256 * 1024) /* bytes written per call, for fairness */
@@ -594,6 +595,22 @@ tls_ctx_session(SSL_CTX *ctx, const json_t *session, char *why, size_t whysize)
                                  : tls_ctx_ticket_keys(ctx, keys, why, whysize);
 }
 
+/* ALPN: RFC 8737's "acme-tls/1" for a pending TLS-ALPN-01 challenge
+ * (net/acme_chal.h); any other offer selects no protocol, as without the
+ * callback. */
+static int
+tls_on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+            const unsigned char *in, unsigned int inlen, void *arg)
+{
+    wf_unused(arg);
+    if (wf_acme_chal_any() && wf_acme_chal_alpn(ssl, in, inlen)) {
+        *out = in + 1;
+        *outlen = in[0];
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 static SSL_CTX *
 tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
                char *why, size_t whysize)
@@ -627,6 +644,7 @@ tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS
                               | SSL_MODE_ENABLE_PARTIAL_WRITE
                               | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_alpn_select_cb(ctx, tls_on_alpn, NULL);
     if (tls_ctx_session(ctx, json_object_get(tls, "session"), why, whysize)
         != WF_OK) {
         goto fail;

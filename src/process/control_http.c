@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "control/acme.h"
 #include "control/api.h"
 #include "control/cert.h"
 #include "control/conf.h"
@@ -285,7 +286,29 @@ ctl_on_cert_stored(wf_port_request_t *req, wf_port_msg_t *msg, int status)
         return;
     }
     r->cert_info = NULL; /* the store's now */
+    if (r->acme != NULL) {
+        wf_acme_entry_add(r->cert_name, r->acme);
+        r->acme = NULL;
+    }
     ctl_conn_reply(c);
+}
+
+/* NAME, NUL, the ACME state, NUL, the placeholder bundle. */
+static char *
+ctl_acme_payload(const wf_api_reply_t *r, size_t *len)
+{
+    char *state = wf_acme_state_text(r->acme);
+    char *pem = malloc(r->cert_len + 1);
+    char *payload = NULL;
+
+    if (state != NULL && pem != NULL) {
+        memcpy(pem, r->cert_pem, r->cert_len);
+        pem[r->cert_len] = '\0';
+        payload = wf_acme_store_payload(r->cert_name, state, pem, len);
+    }
+    free(state);
+    free(pem);
+    return payload;
 }
 
 /* Sends NAME (then NUL and the PEM for a store) to main. */
@@ -298,20 +321,31 @@ ctl_conn_cert(wf_ctl_conn_t *c)
     size_t len = r->cert_pem != NULL ? n + 1 + r->cert_len : n;
     char *payload = malloc(len + 1);
     int rc = WF_ERROR;
+    uint32_t type =
+        r->cert_pem != NULL ? WF_MSG_CERT_STORE : WF_MSG_CERT_DELETE;
 
     c->state = CTL_CERT;
     c->cert_req.handler = ctl_on_cert_stored;
-    if (payload != NULL && mp != NULL) {
+    if (r->acme != NULL) {
+        /* An ACME entry: its state and its placeholder, together. */
+        free(payload);
+        payload = ctl_acme_payload(r, &len);
+        type = WF_MSG_ACME_STORE;
+    } else if (payload != NULL) {
         memcpy(payload, r->cert_name, n + 1);
         if (r->cert_pem != NULL) {
             memcpy(payload + n + 1, r->cert_pem, r->cert_len);
         }
+    }
+    if (r->cert_pem == NULL) {
+        /* No attempt of the ACME thread may store it again. */
+        wf_acme_entry_del(r->cert_name);
+    }
+    if (payload != NULL && mp != NULL) {
         rc = wf_port_request_add(mp, &c->cert_req);
     }
     if (rc == WF_OK
-        && wf_port_send(
-               mp, r->cert_pem != NULL ? WF_MSG_CERT_STORE : WF_MSG_CERT_DELETE,
-               c->cert_req.stream, payload, len, NULL, 0)
+        && wf_port_send(mp, type, c->cert_req.stream, payload, len, NULL, 0)
                != WF_OK) {
         wf_port_request_del(mp, &c->cert_req);
         rc = WF_ERROR;

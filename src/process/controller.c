@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "control/acme.h"
 #include "control/api.h"
 #include "control/cert.h"
 #include "control/conf.h"
@@ -27,6 +28,7 @@
 #include "http/respond.h"
 #include "process/control_http.h"
 #include "process/controller.h"
+#include "process/ctl_acme.h"
 #include "process/port.h"
 #include "process/port_msg_types.h"
 #include "process/process.h"
@@ -72,6 +74,8 @@ static const wf_port_type_t ctl_main_types[] = {
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_CERT_DELETE, "cert_delete", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_ACME_STORE, "acme_store", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
 static const wf_port_type_t ctl_router_types[] = {
@@ -85,6 +89,8 @@ static const wf_port_type_t ctl_router_types[] = {
     {WF_MSG_APP_RESTART, "app_restart", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_CERTS, "certs", wf_port_reply_handler,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_ACME_TOKENS, "acme_tokens", wf_port_reply_handler,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
@@ -289,6 +295,12 @@ ctl_router_ready(void)
     }
 }
 
+void
+wf_ctl_conf_resend(void)
+{
+    ctl_router_ready();
+}
+
 static void
 ctl_on_router_close(wf_port_t *p)
 {
@@ -374,6 +386,8 @@ ctl_certs_load(const wf_opts_t *opts)
 
     snprintf(dir, sizeof(dir), "%s/certs", opts->statedir);
     wf_cert_store_load(dir);
+    snprintf(dir, sizeof(dir), "%s/acme", opts->statedir);
+    wf_acme_load(dir);
     /* The stored config is validated against them. */
     wf_conf_tls_pems_set(wf_cert_store_pems_all());
 }
@@ -407,7 +421,8 @@ ctl_start(const wf_opts_t *opts, int main_fd, int router_fd, int control_fd)
         router_fd, WF_PORT_CONTROLLER, WF_PORT_ROUTER, ctl_router_types,
         wf_nitems(ctl_router_types), &ctl.router_owner);
     if (ctl.main_port == NULL || ctl.router_port == NULL
-        || wf_ctl_http_start(&ctl.control, opts, control_fd) != WF_OK) {
+        || wf_ctl_http_start(&ctl.control, opts, control_fd) != WF_OK
+        || wf_acme_start(wf_loop_get(0), wf_ctl_acme_call) != WF_OK) {
         return WF_ERROR;
     }
     ctl_router_ready();
@@ -427,6 +442,8 @@ wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd,
     }
     wf_log_info("controller started");
     graceful = wf_proc_wait_stop();
+    /* While the loop runs: the ACME thread may wait for it. */
+    wf_acme_stop();
     wf_loops_stop(graceful, 1000);
     wf_loops_join();
     /* The socket stays main's (its file too) for the next controller. */

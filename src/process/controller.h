@@ -22,4 +22,10 @@ wf_port_t *wf_ctl_router_port(void);
  * back through wf_ctl_conn_applied(). */
 void wf_ctl_apply(wf_list_t *link);
 
+/* Sends the applied config (and the certificates it names) to the router
+ * again, after a certificate it names changed outside a config change (an
+ * ACME issue): new handshakes use it from then on.  Queued behind a change
+ * in flight. */
+void wf_ctl_conf_resend(void);
+
 #endif

@@ -309,6 +309,7 @@ static void main_on_access_log_open(wf_port_t *p, wf_port_msg_t *msg);
 static void main_on_conf_store(wf_port_t *p, wf_port_msg_t *msg);
 static void main_on_cert_store(wf_port_t *p, wf_port_msg_t *msg);
 static void main_on_cert_delete(wf_port_t *p, wf_port_msg_t *msg);
+static void main_on_acme_store(wf_port_t *p, wf_port_msg_t *msg);
 
 /* Sorted by type; types main only sends have the reply handler. */
 static const wf_port_type_t main_router_types[] = {
@@ -353,6 +354,8 @@ static const wf_port_type_t main_ctrl_types[] = {
     {WF_MSG_CERT_STORE, "cert_store", main_on_cert_store,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_CERT_DELETE, "cert_delete", main_on_cert_delete,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
+    {WF_MSG_ACME_STORE, "acme_store", main_on_acme_store,
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
@@ -537,8 +540,41 @@ main_on_cert_delete(wf_port_t *p, wf_port_msg_t *msg)
     const char *name = (const char *)wf_port_msg_flatten(msg);
     static const char fail[] = "Failed to delete certificate.";
 
+    /* An ACME entry's state goes with its certificate. */
     if (name == NULL || !wf_cert_name_is_valid(name, msg->size)
+        || wf_statedir_delete_acme(mst.opts->statedir, name) != WF_OK
         || wf_statedir_delete_cert(mst.opts->statedir, name) != WF_OK) {
+        wf_port_reply(p, msg, WF_MSG_FAIL, fail, sizeof(fail) - 1);
+        return;
+    }
+    wf_port_reply(p, msg, WF_MSG_OK, NULL, 0);
+}
+
+/* An ACME entry (docs/internals/acme.md): NAME, NUL, the state, then
+ * optionally NUL and the key and chain.  The state goes first: a crash
+ * between the two leaves the new state with the old certificate, which
+ * the next attempt replaces. */
+static void
+main_on_acme_store(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text = (const char *)wf_port_msg_flatten(msg);
+    const char *nul = text != NULL ? memchr(text, '\0', msg->size) : NULL;
+    const char *state = nul != NULL ? nul + 1 : NULL;
+    const char *end = text != NULL ? text + msg->size : NULL;
+    const char *pem =
+        state != NULL ? memchr(state, '\0', (size_t)(end - state)) : NULL;
+    static const char fail[] = "Failed to store certificate.";
+    const char *st = mst.opts->statedir;
+    size_t n = nul != NULL ? (size_t)(nul - text) : 0;
+
+    if (nul == NULL || !wf_cert_name_is_valid(text, n)
+        || wf_statedir_store_acme(st, text, state,
+                                  (size_t)((pem != NULL ? pem : end) - state))
+               != WF_OK
+        || (pem != NULL
+            && wf_statedir_store_cert(st, text, pem + 1,
+                                      (size_t)(end - pem - 1))
+                   != WF_OK)) {
         wf_port_reply(p, msg, WF_MSG_FAIL, fail, sizeof(fail) - 1);
         return;
     }

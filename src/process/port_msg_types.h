@@ -95,6 +95,19 @@ enum {
      * {NAME: PEM bundle, ...} (may be {}).  The router compiles the next
      * config with them.  No answer. */
     WF_MSG_CERTS,
+    /* controller -> main: store an ACME entry (docs/internals/acme.md).
+     * Payload: NAME, a NUL byte, the entry's state as JSON text, then
+     * optionally a NUL byte and the key and chain the controller
+     * validated.  main writes STATEDIR/acme/NAME, then (with a bundle)
+     * STATEDIR/certs/NAME, each atomically, mode 0600.  Answer: WF_MSG_OK
+     * once stored, or WF_MSG_FAIL.  WF_MSG_CERT_DELETE removes both. */
+    WF_MSG_ACME_STORE,
+    /* controller -> router: the ACME challenges to answer, replacing the
+     * previous set.  Payload: JSON text {"http": {TOKEN: KEY
+     * AUTHORIZATION}, "alpn": {DOMAIN: PEM bundle}} ({} withdraws all).
+     * Answer: WF_MSG_OK once every listener answers them, or
+     * WF_MSG_FAIL. */
+    WF_MSG_ACME_TOKENS,
     WF_MSG_NTYPES /* must stay last */
 };
 

@@ -15,6 +15,7 @@
 #include "core/tpool.h"
 #include "http/access_log.h"
 #include "http/h1_conn.h"
+#include "net/acme_chal.h"
 #include "process/app_mgr.h"
 #include "process/port.h"
 #include "process/port_msg_types.h"
@@ -60,6 +61,7 @@ static void router_on_modules(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_app_restart(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_log_reopen(wf_port_t *p, wf_port_msg_t *msg);
 static void router_on_certs(wf_port_t *p, wf_port_msg_t *msg);
+static void router_on_acme_tokens(wf_port_t *p, wf_port_msg_t *msg);
 
 /* Sorted by type.  Types only this process sends have the reply handler:
  * the senders mask keeps the peer from ever sending them. */
@@ -103,6 +105,8 @@ static const wf_port_type_t router_ctrl_types[] = {
      WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
     {WF_MSG_CERTS, "certs", router_on_certs, WF_PORT_FROM(WF_PORT_CONTROLLER),
      0},
+    {WF_MSG_ACME_TOKENS, "acme_tokens", router_on_acme_tokens,
+     WF_PORT_FROM(WF_PORT_CONTROLLER), 0},
 };
 
 static void
@@ -398,6 +402,59 @@ router_on_certs(wf_port_t *p, wf_port_msg_t *msg)
     wf_conf_tls_pems_set(pems);
 }
 
+/* The ACME challenges to answer (net/acme_chal.h), parsed on a helper
+ * thread: they hold certificates. */
+typedef struct router_acme_job {
+    wf_job_t job;
+    uint64_t stream;
+    int rc;
+    size_t len;
+    char text[];
+} router_acme_job_t;
+
+static void
+router_on_acme_parse(wf_job_t *job)
+{
+    router_acme_job_t *j = wf_container_of(job, router_acme_job_t, job);
+
+    j->rc = wf_acme_chal_set(j->text, j->len);
+}
+
+/* Answers on the controller's port of now: a restarted controller drops a
+ * stale stream. */
+static void
+router_on_acme_parsed(wf_task_t *task)
+{
+    router_acme_job_t *j = wf_container_of(task, router_acme_job_t, job.done);
+
+    if (rproc.ctrl_port != NULL) {
+        wf_port_send(rproc.ctrl_port, j->rc == WF_OK ? WF_MSG_OK : WF_MSG_FAIL,
+                     j->stream, NULL, 0, NULL, 0);
+    }
+    free(j);
+}
+
+static void
+router_on_acme_tokens(wf_port_t *p, wf_port_msg_t *msg)
+{
+    const char *text = (const char *)wf_port_msg_flatten(msg);
+    router_acme_job_t *j =
+        text != NULL ? malloc(sizeof(*j) + msg->size + 1) : NULL;
+
+    if (j == NULL) {
+        wf_port_reply(p, msg, WF_MSG_FAIL, NULL, 0);
+        return;
+    }
+    memcpy(j->text, text, msg->size);
+    j->text[msg->size] = '\0';
+    j->len = msg->size;
+    j->stream = msg->stream;
+    j->job.loop = wf_loop_current();
+    j->job.work = router_on_acme_parse;
+    j->job.done.handler = router_on_acme_parsed;
+    wf_tpool_submit(&j->job);
+}
+
 static void
 router_on_status_get(wf_port_t *p, wf_port_msg_t *msg)
 {
@@ -498,5 +555,6 @@ wf_router_main(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     wf_app_mgr_shutdown(); /* after the snapshots' references went */
     wf_loops_destroy();
     wf_conf_tls_pems_set(NULL);
+    wf_acme_chal_clear();
     return EXIT_SUCCESS;
 }

@@ -182,6 +182,50 @@ statedir_write(const char *statedir, const char *name, const char *data,
     return statedir_write_tmp(statedir, name, data, len, false);
 }
 
+/* Writes STATEDIR/sub/name through STATEDIR/sub/.name.tmp. */
+static int
+statedir_store_in(const char *statedir, const char *sub, const char *name,
+                  const char *data, size_t len)
+{
+    char dir[PATH_MAX];
+
+    snprintf(dir, sizeof(dir), "%s/%s", statedir, sub);
+    if (mkdir(statedir, 0755) == -1 && errno != EEXIST) {
+        wf_log_alert(errno, "mkdir(\"%s\") failed", statedir);
+        return WF_ERROR;
+    }
+    return statedir_write_tmp(dir, name, data, len, true);
+}
+
+static int
+statedir_delete_in(const char *statedir, const char *sub, const char *name)
+{
+    char path[PATH_MAX + 256];
+    char dir[PATH_MAX];
+
+    snprintf(dir, sizeof(dir), "%s/%s", statedir, sub);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (unlink(path) == -1 && errno != ENOENT) {
+        wf_log_alert(errno, "unlink(\"%s\") failed", path);
+        return WF_ERROR;
+    }
+    statedir_fsync_dir(dir);
+    return WF_OK;
+}
+
+int
+wf_statedir_store_acme(const char *statedir, const char *name, const char *text,
+                       size_t len)
+{
+    return statedir_store_in(statedir, "acme", name, text, len);
+}
+
+int
+wf_statedir_delete_acme(const char *statedir, const char *name)
+{
+    return statedir_delete_in(statedir, "acme", name);
+}
+
 int
 wf_statedir_store_cert(const char *statedir, const char *name, const char *pem,
                        size_t len)

@@ -44,6 +44,16 @@ int wf_statedir_store_cert(const char *statedir, const char *name,
  * WF_OK or WF_ERROR (logged). */
 int wf_statedir_delete_cert(const char *statedir, const char *name);
 
+/* Writes text[0..len) to STATEDIR/acme/name (an ACME entry's state; mode
+ * 0600, the directory 0700) atomically.  name must pass
+ * wf_cert_name_is_valid().  Returns WF_OK or WF_ERROR (logged). */
+int wf_statedir_store_acme(const char *statedir, const char *name,
+                           const char *text, size_t len);
+
+/* Removes STATEDIR/acme/name (a missing file is not an error).  Returns
+ * WF_OK or WF_ERROR (logged). */
+int wf_statedir_delete_acme(const char *statedir, const char *name);
+
 /* Writes STATEDIR/version atomically. */
 int wf_statedir_store_version(const char *statedir);
 

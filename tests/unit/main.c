@@ -29,6 +29,8 @@ static const struct {
     {"conf_store", wf_test_conf_store},
     {"api", wf_test_api},
     {"cert", wf_test_cert},
+    {"acme", wf_test_acme},
+    {"acme_chal", wf_test_acme_chal},
     {"tls", wf_test_tls},
     {"tpl", wf_test_tpl},
     {"port", wf_test_port},

@@ -56,6 +56,8 @@ int wf_test_conf_app(void);
 int wf_test_conf_store(void);
 int wf_test_api(void);
 int wf_test_cert(void);
+int wf_test_acme(void);
+int wf_test_acme_chal(void);
 int wf_test_tls(void);
 int wf_test_tpl(void);
 int wf_test_port(void);
