@@ -128,8 +128,9 @@ wf_asgi_init(void)
             return -1;
         }
     }
-    if (PyType_Ready(&asgi_ready_type) != 0 || wf_asgi_http_init() != 0
-        || wf_asgi_ws_init() != 0 || wf_asgi_lifespan_init() != 0) {
+    if (PyType_Ready(&asgi_ready_type) != 0 || wf_asgi_task_init() != 0
+        || wf_asgi_http_init() != 0 || wf_asgi_ws_init() != 0
+        || wf_asgi_lifespan_init() != 0) {
         return -1;
     }
     wf_asgi_ready = PyObject_New(PyObject, &asgi_ready_type);
@@ -332,19 +333,17 @@ asgi_app_coro(wf_py_target_t *t, PyObject *scope, PyObject *receive,
 
 int
 wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
-                 PyObject *obj, wf_app_log_level_t level, const char *what)
+                 PyObject *obj, wf_app_log_level_t level, const char *what,
+                 wf_asgi_start_t how)
 {
-    PyObject *receive, *send = NULL, *done = NULL, *coro = NULL;
-    PyObject *task = NULL, *res = NULL;
+    PyObject *receive, *send = NULL, *coro = NULL;
+    int rc = -1;
 
     receive = PyObject_GetAttr(obj, wf_asgi_str.receive);
     if (receive != NULL) {
         send = PyObject_GetAttr(obj, wf_asgi_str.send);
     }
     if (send != NULL) {
-        done = PyObject_GetAttr(obj, wf_asgi_str.on_done);
-    }
-    if (done != NULL) {
         coro = asgi_app_coro(t, scope, receive, send);
     }
     if (coro != NULL && !PyCoro_CheckExact(coro)) {
@@ -353,22 +352,15 @@ wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
         Py_CLEAR(coro);
     }
     if (coro != NULL) {
-        task = PyObject_CallOneArg(wk->create_task, coro);
+        rc = wf_asgi_task_start(wk, coro, obj, how == WF_ASGI_START_EAGER);
     }
-    if (task != NULL) {
-        res = PyObject_CallMethodOneArg(task, wf_asgi_str.add_done_callback,
-                                        done);
-    }
-    if (res == NULL) {
+    if (rc != 0) {
         wf_py_log_exception(wk->app, level, "%s", what);
     }
-    Py_XDECREF(res);
-    Py_XDECREF(task);
     Py_XDECREF(coro);
-    Py_XDECREF(done);
     Py_XDECREF(send);
     Py_XDECREF(receive);
-    return res == NULL ? -1 : 0;
+    return rc;
 }
 
 /* Runs rt->dispatch() again on the next loop iteration: the runtime says
@@ -379,8 +371,8 @@ wf_asgi_dispatch_soon(wf_asgi_worker_t *wk)
 {
     PyObject *res;
 
-    if (wk->done || wk->dispatch_soon) {
-        return;
+    if (wk->done || wk->dispatch_soon || wk->in_dispatch) {
+        return; /* within dispatch(), its own end says WF_APP_DONE */
     }
     wk->dispatch_soon = 1;
     res = PyObject_CallOneArg(wk->call_soon, wk->dispatch);
@@ -611,7 +603,10 @@ asgi_dispatch(PyObject *self, PyObject *args)
         Py_RETURN_NONE;
     }
     wk->dispatch_soon = 0;
+    wf_asgi_task_eager_check(wk);
+    wk->in_dispatch = 1;
     rc = wk->rt->dispatch(wk->w, &asgi_events, wk);
+    wk->in_dispatch = 0;
     if (rc == WF_APP_OK) {
         Py_RETURN_NONE;
     }
@@ -643,6 +638,7 @@ asgi_worker_fini(wf_asgi_worker_t *wk)
         Py_XDECREF(res);
         PyErr_Clear();
     }
+    wf_asgi_task_loop_fini(wk);
     Py_CLEAR(wk->quit);
     Py_CLEAR(wk->dispatch);
     Py_CLEAR(wk->call_later);
@@ -676,7 +672,8 @@ asgi_worker_loop(wf_asgi_worker_t *wk)
     wk->call_soon = PyObject_GetAttrString(wk->loop, "call_soon");
     wk->call_later = PyObject_GetAttrString(wk->loop, "call_later");
     if (wk->create_future == NULL || wk->create_task == NULL
-        || wk->call_soon == NULL || wk->call_later == NULL) {
+        || wk->call_soon == NULL || wk->call_later == NULL
+        || wf_asgi_task_loop_init(wk) != 0) {
         return -1;
     }
     capsule = PyCapsule_New(wk, NULL, NULL);

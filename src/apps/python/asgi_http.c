@@ -723,7 +723,8 @@ wf_asgi_http_start(wf_asgi_worker_t *wk, wf_app_req_t *req, wf_py_target_t *t,
         return;
     }
     if (wf_asgi_app_call(wk, t, scope, (PyObject *)h, WF_APP_LOG_ERR,
-                         "Python failed to call the application")
+                         "Python failed to call the application",
+                         WF_ASGI_START_EAGER)
         != 0) {
         h->responded = 1;
         if (wk->rt->respond(req, 500, NULL, 0, NULL, 0, 1) == WF_APP_OK) {
