@@ -12,6 +12,16 @@
 /* Requests at once per worker (rt->set_concurrency()). */
 #define WF_ASGI_CONCURRENCY 128
 
+/* Client and server addresses of recent requests (asgi_addr_new()). */
+#define WF_ASGI_ADDRS 64
+
+typedef struct wf_asgi_addr {
+    PyObject *tuple; /* owned; (host, port); NULL: empty */
+    unsigned port;
+    size_t len;
+    char addr[48];
+} wf_asgi_addr_t;
+
 /* One worker: its asyncio loop and the requests it serves. */
 typedef struct wf_asgi_worker {
     wf_py_app_t *app;      /* borrowed */
@@ -36,8 +46,9 @@ typedef struct wf_asgi_worker {
     int done;                   /* rt->dispatch() said WF_APP_DONE */
     int dispatch_soon;          /* a dispatch is scheduled (call_soon) */
     int in_dispatch;            /* within rt->dispatch() */
-    int eager;                  /* requests of this dispatch() start eagerly:
-                                   the loop has no task factory */
+    wf_asgi_addr_t addrs[WF_ASGI_ADDRS]; /* recent (host, port) tuples */
+    int eager; /* requests of this dispatch() start eagerly:
+                  the loop has no task factory */
 } wf_asgi_worker_t;
 
 /* Interned strings, created once by wf_py_asgi_detect() or run(). */
@@ -147,6 +158,9 @@ void wf_asgi_dispatch_soon(wf_asgi_worker_t *wk);
 
 /* Ends req (rt->end()) and accounts for it in the worker. */
 void wf_asgi_req_end(wf_asgi_worker_t *wk, wf_app_req_t *req, int ok);
+
+/* Drops the worker's cached address tuples. */
+void wf_asgi_addrs_clear(wf_asgi_worker_t *wk);
 
 /* The state dict requests of target ti start from (a copy is made per
  * request): the lifespan's, or NULL without one.  Borrowed. */
