@@ -443,6 +443,13 @@ def run_one(cls, case, paths, base, args):
         before = {pid: static_bench.proc_cpu_seconds([pid]) for pid in pids}
         res = static_bench.run_wrk(server, "", args.duration, args.conns)
         res["split"] = cpu_split(pids, before)
+        # A process that came or went during the run takes its CPU time
+        # with it (schedstat is per live thread): say so beside the run.
+        after = server.pids()
+        if set(after) != set(pids):
+            res["errors"] = ((res["errors"] + ", ") if res["errors"] else "") \
+                + (f"process set changed during the run ({len(pids)} -> "
+                   f"{len(after)}): its CPU figure is not reliable")
     finally:
         server.stop()
     res["per_cpu"] = res["requests"] / max(res["cpu_s"], 1e-9)
