@@ -10,6 +10,10 @@ Cases (the same app on every server, 1 app process each):
           (1 sync worker: it closes every connection, so wrk reconnects);
   asgi    an ASGI hello world: Wharf, Unit, uvicorn (1 worker, uvloop,
           httptools);
+  asgi-uvloop  the same app with `uvloop.install()` at its top: how an app
+          picks uvloop under Unit (which makes its loop with
+          asyncio.new_event_loop(), after the import) and Wharf alike;
+          uvicorn runs uvloop in both cases (--loop uvloop);
   django  the template page of tests/integration/apps/django_site ("/"):
           Wharf, Unit, uWSGI, gunicorn.
 Unit runs when --unitd (or $UNITD) names unitd, or /tmp/unit/sbin/unitd
@@ -77,10 +81,13 @@ async def application(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 '''
 
+HELLO_ASGI_UVLOOP = "import uvloop\nuvloop.install()\n\n" + HELLO_ASGI
+
 # case: (servers, expected body fragment of GET /)
 CASES = {
     "wsgi": (["wharf", "unit", "uwsgi", "gunicorn"], b"Hello, World!"),
     "asgi": (["wharf", "unit", "uvicorn"], b"Hello, World!"),
+    "asgi-uvloop": (["wharf", "unit", "uvicorn"], b"Hello, World!"),
     "django": (["wharf", "unit", "uwsgi", "gunicorn"],
                b"<h1>Hello, world!</h1>"),
 }
@@ -92,6 +99,7 @@ GOALS = {
     ("wsgi", "uwsgi", "per_cpu"): 2.0,
     ("wsgi", "gunicorn", "per_cpu"): 8.0,
     ("asgi", "uvicorn", "per_cpu"): 1.5,
+    ("asgi-uvloop", "uvicorn", "per_cpu"): 1.5,
 }
 
 
@@ -109,7 +117,8 @@ def make_apps(base):
     hello = os.path.join(base, "hello")
     os.mkdir(hello)
     for name, text in (("hello.py", HELLO_WSGI),
-                       ("hello_asgi.py", HELLO_ASGI)):
+                       ("hello_asgi.py", HELLO_ASGI),
+                       ("hello_asgi_uvloop.py", HELLO_ASGI_UVLOOP)):
         with open(os.path.join(hello, name), "w") as f:
             f.write(text)
     django = os.path.join(base, "django_site")
@@ -137,9 +146,11 @@ def unit_app(case, paths):
         return {"type": "python 3", "path": paths["django"],
                 "module": "site_project.wsgi", "processes": 1,
                 "environment": django_env(paths)}
+    module = {"wsgi": "hello", "asgi": "hello_asgi",
+              "asgi-uvloop": "hello_asgi_uvloop"}[case]
     app = {"type": "python 3", "path": paths["hello"], "processes": 1,
-           "module": "hello" if case == "wsgi" else "hello_asgi"}
-    if case == "asgi":
+           "module": module}
+    if case != "wsgi":
         app["protocol"] = "asgi"
     return app
 
@@ -408,7 +419,9 @@ class Uvicorn(Server):
                 "--loop", "uvloop", "--http", "httptools",
                 "--no-access-log", "--backlog", "1024",
                 "--host", "127.0.0.1", "--port", str(self.port or "PORT"),
-                "--app-dir", self.paths["hello"], "hello_asgi:application"]
+                "--app-dir", self.paths["hello"],
+                ("hello_asgi_uvloop" if self.case == "asgi-uvloop"
+                 else "hello_asgi") + ":application"]
 
 
 SERVERS = {"wharf": Wharf, "unit": Unit, "uwsgi": Uwsgi,
@@ -430,6 +443,13 @@ def run_one(cls, case, paths, base, args):
         before = {pid: static_bench.proc_cpu_seconds([pid]) for pid in pids}
         res = static_bench.run_wrk(server, "", args.duration, args.conns)
         res["split"] = cpu_split(pids, before)
+        # A process that came or went during the run takes its CPU time
+        # with it (schedstat is per live thread): say so beside the run.
+        after = server.pids()
+        if set(after) != set(pids):
+            res["errors"] = ((res["errors"] + ", ") if res["errors"] else "") \
+                + (f"process set changed during the run ({len(pids)} -> "
+                   f"{len(after)}): its CPU figure is not reliable")
     finally:
         server.stop()
     res["per_cpu"] = res["requests"] / max(res["cpu_s"], 1e-9)
@@ -544,7 +564,7 @@ def report(results, cases, servers_of):
                     met = vals and statistics.median(vals) >= goal
                     text += f"  goal >= {goal:.1f}x: " + (
                         "met" if met else "NOT met")
-                print(f"    {case:<6} {num}/{peer:<9} {label:<10} {text}")
+                print(f"    {case:<11} {num}/{peer:<9} {label:<10} {text}")
     missing = [k for k in GOALS if k[0] in cases and not ratios(
         results, k[0], "wharf", k[1], k[2])]
     if missing:
@@ -649,7 +669,7 @@ def main():
                             OSError) as e:
                         res = str(e)
                     runs[(case, name)] = res
-                    print(f"  rep {rep} {case:<6} {name:<9} {fmt_run(res)}")
+                    print(f"  rep {rep} {case:<11} {name:<9} {fmt_run(res)}")
                     sys.stdout.flush()
             results.append(runs)
         report(results, cases, servers_of)

@@ -688,7 +688,11 @@ def report(results):
                   f"{spread(vals):<18} {goal}")
     print("  (+wrk: per CPU-second of the server and wrk together, for "
           "reference: on loopback the kernel bills part of the\n"
-          "   receiver's work to the sender)")
+          "   receiver's work to the sender; for the 10 MiB case the server's\n"
+          "   own CPU is small beside wrk's, and a sender that keeps wrk's\n"
+          "   queue full is billed more of wrk's receive path: when wrk's CPU\n"
+          "   is near the run's length the server-only ratio says little,\n"
+          "   see docs/internals/static.md, \"The 10 MiB figure\")")
     print("  (nginx log: " + ", ".join(
         f"{n} = {lg or 'off'}" for n, _, lg, _ in CASES) + ")")
     for server in ("nginx", "wharf"):

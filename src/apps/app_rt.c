@@ -31,7 +31,7 @@
 #include "process/port.h"
 
 #define RT_EVENTS    16 /* epoll events per wait */
-#define RT_BATCH     8  /* packets per sendmmsg() */
+#define RT_BATCH     32 /* packets per sendmmsg() */
 #define RT_IOV       8  /* iovecs per packet, the header's included */
 #define RT_READ_MAX  64 /* messages per socket per dispatch() */
 #define RT_OBUF_SIZE (WF_APP_MAX_SIZE + 4096) /* encoded heads and acks */
@@ -130,6 +130,7 @@ struct wf_app_worker {
     unsigned nactive;
     unsigned nidle;
     bool dispatching;   /* the module uses dispatch(), not next() */
+    bool in_dispatch;   /* within dispatch(): ends wait for its flush */
     bool abort_pending; /* some request is aborted and not yet told */
 
     /* Output batch: packets for one socket, sent by rt_out_flush(). */
@@ -1144,6 +1145,7 @@ rt_dispatch(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx)
     int n;
 
     w->dispatching = true;
+    w->in_dispatch = true;
     rt_announce(w);
     while (!wf_list_is_empty(&w->ready)) {
         wf_app_req_t *r = wf_container_of(w->ready.next, wf_app_req_t, qlink);
@@ -1171,6 +1173,7 @@ rt_dispatch(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx)
         w->abort_pending = true;
     }
     rt_fire_aborts(w, ev, ctx);
+    w->in_dispatch = false;
     rt_out_flush(w);
     if (rt_worker_is_stopping(w) && w->nactive == 0) {
         return WF_APP_DONE;
@@ -1541,6 +1544,17 @@ rt_send_file(wf_app_req_t *r, int fd, off_t off, off_t len)
     return WF_APP_OK;
 }
 
+/* An ended request's last packet goes now, or, within dispatch(), with
+ * the batch dispatch() sends as it returns (the answers to the requests
+ * it handed out that the module served at once: one sendmmsg()). */
+static void
+rt_end_flush(wf_app_worker_t *w)
+{
+    if (!w->in_dispatch) {
+        rt_out_flush(w);
+    }
+}
+
 #define RT_IDLE_MAX 8 /* request objects kept per worker */
 #define RT_KEEP_MAX (WF_APP_WINDOW + RT_RBUF_SIZE) /* buffer kept with one */
 
@@ -1555,12 +1569,12 @@ rt_end(wf_app_req_t *r, int ok)
         && r->held_flush == w->nflush) {
         /* The complete head is still in the batch: it says DONE. */
         rt_resp_head_done(r->held);
-        rt_out_flush(w);
+        rt_end_flush(w);
     } else if (s->fd != -1
                && rt_out_small(w, s, WF_APP_MSG_RESP_END, r->stream, &code,
                                sizeof(code))
                       == WF_OK) {
-        rt_out_flush(w);
+        rt_end_flush(w);
     }
     r->held = NULL;
     wf_list_del(&r->link);

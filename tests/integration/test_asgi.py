@@ -320,3 +320,35 @@ def test_lifespan_shutdown_on_graceful_stop(asgi):
     with open(mark) as f:
         assert f.read() == "shutdown"
     shutil.rmtree(d, ignore_errors=True)
+
+
+def test_request_task_and_context(asgi):
+    # The first step of a request runs at once within the dispatch (as an
+    # eager task): asyncio.current_task() is its Task there already, the
+    # same after every wait, and a contextvar set before the first wait
+    # is still set after it.
+    server = asgi("tasks")
+    for _ in range(3):
+        r = get(server, "/waits")
+        assert r.status_code == 200
+        assert r.json() == {"task": True, "same": True, "var": "/waits",
+                            "done": False, "made": 0}
+        r = get(server, "/at-once")
+        assert r.json() == {"task": True, "made": 0}
+
+
+def test_request_task_cancelled_in_its_first_step(asgi):
+    # cancel() before the Task's first step ran: the coroutine gets
+    # CancelledError where it waits, as in any asyncio task.
+    server = asgi("tasks")
+    r = get(server, "/cancel")
+    assert r.status_code == 200 and r.json() == {"cancelled": True}
+    assert get(server, "/at-once").status_code == 200
+
+
+def test_task_factory_of_the_app_is_used(asgi):
+    # An app that sets a task factory gets its requests' tasks from it.
+    server = asgi("tasks", environment={"ASGI_TASK_FACTORY": "1"})
+    made = [get(server, "/waits").json()["made"] for _ in range(3)]
+    assert made[0] >= 1 and made[1] > made[0] and made[2] > made[1]
+    assert get(server, "/at-once").json()["task"] is True

@@ -84,6 +84,8 @@ static const struct {
     {&wf_asgi_str.empty, ""},
 };
 
+static int asgi_names_init(void);
+
 /* ---- the completed awaitable -------------------------------------------- */
 
 static PyObject *
@@ -128,7 +130,8 @@ wf_asgi_init(void)
             return -1;
         }
     }
-    if (PyType_Ready(&asgi_ready_type) != 0 || wf_asgi_http_init() != 0
+    if (PyType_Ready(&asgi_ready_type) != 0 || asgi_names_init() != 0
+        || wf_asgi_task_init() != 0 || wf_asgi_http_init() != 0
         || wf_asgi_ws_init() != 0 || wf_asgi_lifespan_init() != 0) {
         return -1;
     }
@@ -332,19 +335,17 @@ asgi_app_coro(wf_py_target_t *t, PyObject *scope, PyObject *receive,
 
 int
 wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
-                 PyObject *obj, wf_app_log_level_t level, const char *what)
+                 PyObject *obj, wf_app_log_level_t level, const char *what,
+                 wf_asgi_start_t how)
 {
-    PyObject *receive, *send = NULL, *done = NULL, *coro = NULL;
-    PyObject *task = NULL, *res = NULL;
+    PyObject *receive, *send = NULL, *coro = NULL;
+    int rc = -1;
 
     receive = PyObject_GetAttr(obj, wf_asgi_str.receive);
     if (receive != NULL) {
         send = PyObject_GetAttr(obj, wf_asgi_str.send);
     }
     if (send != NULL) {
-        done = PyObject_GetAttr(obj, wf_asgi_str.on_done);
-    }
-    if (done != NULL) {
         coro = asgi_app_coro(t, scope, receive, send);
     }
     if (coro != NULL && !PyCoro_CheckExact(coro)) {
@@ -353,22 +354,15 @@ wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
         Py_CLEAR(coro);
     }
     if (coro != NULL) {
-        task = PyObject_CallOneArg(wk->create_task, coro);
+        rc = wf_asgi_task_start(wk, coro, obj, how == WF_ASGI_START_EAGER);
     }
-    if (task != NULL) {
-        res = PyObject_CallMethodOneArg(task, wf_asgi_str.add_done_callback,
-                                        done);
-    }
-    if (res == NULL) {
+    if (rc != 0) {
         wf_py_log_exception(wk->app, level, "%s", what);
     }
-    Py_XDECREF(res);
-    Py_XDECREF(task);
     Py_XDECREF(coro);
-    Py_XDECREF(done);
     Py_XDECREF(send);
     Py_XDECREF(receive);
-    return res == NULL ? -1 : 0;
+    return rc;
 }
 
 /* Runs rt->dispatch() again on the next loop iteration: the runtime says
@@ -379,8 +373,8 @@ wf_asgi_dispatch_soon(wf_asgi_worker_t *wk)
 {
     PyObject *res;
 
-    if (wk->done || wk->dispatch_soon) {
-        return;
+    if (wk->done || wk->dispatch_soon || wk->in_dispatch) {
+        return; /* within dispatch(), its own end says WF_APP_DONE */
     }
     wk->dispatch_soon = 1;
     res = PyObject_CallOneArg(wk->call_soon, wk->dispatch);
@@ -408,7 +402,7 @@ wf_asgi_req_end(wf_asgi_worker_t *wk, wf_app_req_t *req, int ok)
 /* ---- the scope's common keys -------------------------------------------- */
 
 static PyObject *
-asgi_addr_new(const wf_app_str_t *addr, unsigned port)
+asgi_addr_build(const wf_app_str_t *addr, unsigned port)
 {
     if (addr->len >= 5 && memcmp(addr->data, "unix:", 5) == 0) {
         return Py_BuildValue("(s#O)", addr->data + 5,
@@ -417,34 +411,143 @@ asgi_addr_new(const wf_app_str_t *addr, unsigned port)
     return Py_BuildValue("(s#I)", addr->data, (Py_ssize_t)addr->len, port);
 }
 
+/* (host, port) of a client or server: a tuple of immutable objects, so
+ * the one made for the same address and port is handed out again (a
+ * keep-alive connection's requests, every request's server). */
+static PyObject *
+asgi_addr_new(wf_asgi_worker_t *wk, const wf_app_str_t *addr, unsigned port)
+{
+    wf_asgi_addr_t *a = &wk->addrs[port % WF_ASGI_ADDRS];
+
+    if (a->tuple == NULL || a->port != port || a->len != addr->len
+        || addr->len > sizeof(a->addr)
+        || memcmp(a->addr, addr->data, addr->len) != 0) {
+        PyObject *t = asgi_addr_build(addr, port);
+
+        if (t == NULL || addr->len > sizeof(a->addr)) {
+            return t;
+        }
+        Py_XSETREF(a->tuple, t);
+        a->port = port;
+        a->len = addr->len;
+        memcpy(a->addr, addr->data, addr->len);
+    }
+    Py_INCREF(a->tuple);
+    return a->tuple;
+}
+
+void
+wf_asgi_addrs_clear(wf_asgi_worker_t *wk)
+{
+    for (unsigned i = 0; i < WF_ASGI_ADDRS; i++) {
+        Py_CLEAR(wk->addrs[i].tuple);
+    }
+}
+
+/* Field names most requests carry, lower case: one bytes object each,
+ * shared by every request (bytes are immutable). */
+static const char *const asgi_common_names[] = {
+    "host",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "connection",
+    "content-type",
+    "content-length",
+    "cookie",
+    "referer",
+    "origin",
+    "cache-control",
+    "upgrade-insecure-requests",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "authorization",
+    "if-none-match",
+    "if-modified-since",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+    "pragma",
+    "priority",
+};
+
+#define ASGI_NNAMES (sizeof(asgi_common_names) / sizeof(asgi_common_names[0]))
+
+static PyObject *asgi_common_name_obj[ASGI_NNAMES];
+
+static int
+asgi_names_init(void)
+{
+    for (size_t i = 0; i < ASGI_NNAMES; i++) {
+        asgi_common_name_obj[i] = PyBytes_FromString(asgi_common_names[i]);
+        if (asgi_common_name_obj[i] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The field name lower (n bytes) as bytes: a shared one, or new. */
+static PyObject *
+asgi_name_new(const char *lower, size_t n)
+{
+    for (size_t i = 0; i < ASGI_NNAMES; i++) {
+        PyObject *o = asgi_common_name_obj[i];
+
+        if ((size_t)PyBytes_GET_SIZE(o) == n
+            && memcmp(PyBytes_AS_STRING(o), lower, n) == 0) {
+            Py_INCREF(o);
+            return o;
+        }
+    }
+    return PyBytes_FromStringAndSize(lower, (Py_ssize_t)n);
+}
+
+/* One (name, value) pair, the name in lower case. */
+static PyObject *
+asgi_header_new(const wf_app_field_t *f)
+{
+    char small[256], *lower;
+    PyObject *pair, *name, *value;
+
+    lower = f->name.len <= sizeof(small) ? small : malloc(f->name.len);
+    if (lower == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (size_t k = 0; k < f->name.len; k++) {
+        char c = f->name.data[k];
+
+        lower[k] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+    }
+    name = asgi_name_new(lower, f->name.len);
+    if (lower != small) {
+        free(lower);
+    }
+    value = name == NULL ? NULL
+                         : PyBytes_FromStringAndSize(f->value.data,
+                                                     (Py_ssize_t)f->value.len);
+    pair = value == NULL ? NULL : PyTuple_New(2);
+    if (pair == NULL) {
+        Py_XDECREF(name);
+        Py_XDECREF(value);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, name);
+    PyTuple_SET_ITEM(pair, 1, value);
+    return pair;
+}
+
 /* [(name, value), ...] with names in lower case, as ASGI asks. */
 static PyObject *
 asgi_headers_new(const wf_app_head_t *h)
 {
     PyObject *list = PyList_New((Py_ssize_t)h->nfields);
-    char small[256];
 
     for (size_t i = 0; list != NULL && i < h->nfields; i++) {
-        const wf_app_field_t *f = &h->fields[i];
-        char *lower =
-            f->name.len <= sizeof(small) ? small : malloc(f->name.len);
-        PyObject *pair;
+        PyObject *pair = asgi_header_new(&h->fields[i]);
 
-        if (lower == NULL) {
-            Py_CLEAR(list);
-            PyErr_NoMemory();
-            break;
-        }
-        for (size_t k = 0; k < f->name.len; k++) {
-            char c = f->name.data[k];
-
-            lower[k] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
-        }
-        pair = Py_BuildValue("(y#y#)", lower, (Py_ssize_t)f->name.len,
-                             f->value.data, (Py_ssize_t)f->value.len);
-        if (lower != small) {
-            free(lower);
-        }
         if (pair == NULL) {
             Py_CLEAR(list);
             break;
@@ -519,10 +622,10 @@ wf_asgi_scope_fill(wf_asgi_worker_t *wk, PyObject *scope,
         || PyDict_SetItem(scope, wf_asgi_str.root_path, root) != 0
         || asgi_dict_take(scope, wf_asgi_str.headers, asgi_headers_new(h)) != 0
         || asgi_dict_take(scope, wf_asgi_str.client,
-                          asgi_addr_new(&h->remote, h->remote_port))
+                          asgi_addr_new(wk, &h->remote, h->remote_port))
                != 0
         || asgi_dict_take(scope, wf_asgi_str.server,
-                          asgi_addr_new(&h->local, h->local_port))
+                          asgi_addr_new(wk, &h->local, h->local_port))
                != 0) {
         return -1;
     }
@@ -611,7 +714,10 @@ asgi_dispatch(PyObject *self, PyObject *args)
         Py_RETURN_NONE;
     }
     wk->dispatch_soon = 0;
+    wf_asgi_task_eager_check(wk);
+    wk->in_dispatch = 1;
     rc = wk->rt->dispatch(wk->w, &asgi_events, wk);
+    wk->in_dispatch = 0;
     if (rc == WF_APP_OK) {
         Py_RETURN_NONE;
     }
@@ -643,6 +749,8 @@ asgi_worker_fini(wf_asgi_worker_t *wk)
         Py_XDECREF(res);
         PyErr_Clear();
     }
+    wf_asgi_task_loop_fini(wk);
+    wf_asgi_addrs_clear(wk);
     Py_CLEAR(wk->quit);
     Py_CLEAR(wk->dispatch);
     Py_CLEAR(wk->call_later);
@@ -676,7 +784,8 @@ asgi_worker_loop(wf_asgi_worker_t *wk)
     wk->call_soon = PyObject_GetAttrString(wk->loop, "call_soon");
     wk->call_later = PyObject_GetAttrString(wk->loop, "call_later");
     if (wk->create_future == NULL || wk->create_task == NULL
-        || wk->call_soon == NULL || wk->call_later == NULL) {
+        || wk->call_soon == NULL || wk->call_later == NULL
+        || wf_asgi_task_loop_init(wk) != 0) {
         return -1;
     }
     capsule = PyCapsule_New(wk, NULL, NULL);

@@ -12,24 +12,43 @@
 /* Requests at once per worker (rt->set_concurrency()). */
 #define WF_ASGI_CONCURRENCY 128
 
+/* Client and server addresses of recent requests (asgi_addr_new()). */
+#define WF_ASGI_ADDRS 64
+
+typedef struct wf_asgi_addr {
+    PyObject *tuple; /* owned; (host, port); NULL: empty */
+    unsigned port;
+    size_t len;
+    char addr[48];
+} wf_asgi_addr_t;
+
 /* One worker: its asyncio loop and the requests it serves. */
 typedef struct wf_asgi_worker {
     wf_py_app_t *app;      /* borrowed */
     const wf_app_rt_t *rt; /* borrowed: app->rt */
     wf_app_worker_t *w;    /* borrowed: rt->worker(app, i) */
     unsigned index;
-    int fd;                  /* rt->worker_fd(); -1 before */
-    PyObject *loop;          /* new reference */
-    PyObject *create_future; /* loop.create_future, bound */
-    PyObject *create_task;   /* loop.create_task, bound */
-    PyObject *call_soon;     /* loop.call_soon, bound */
-    PyObject *call_later;    /* loop.call_later, bound */
-    PyObject *dispatch;      /* a callable running asgi_dispatch(self) */
-    PyObject *quit;          /* a Future done when the worker is done */
-    PyObject **lifespans;    /* ntargets lifespan objects, or NULL */
-    unsigned active;         /* requests taken and not ended */
-    int done;                /* rt->dispatch() said WF_APP_DONE */
-    int dispatch_soon;       /* a dispatch is scheduled (call_soon) */
+    int fd;                     /* rt->worker_fd(); -1 before */
+    PyObject *loop;             /* new reference */
+    PyObject *create_future;    /* loop.create_future, bound */
+    PyObject *create_task;      /* loop.create_task, bound */
+    PyObject *call_soon;        /* loop.call_soon, bound */
+    PyObject *call_later;       /* loop.call_later, bound */
+    PyObject *task_type;        /* asyncio.Task */
+    PyObject *enter_task;       /* asyncio.tasks._enter_task; NULL: no eager
+                                   steps (asgi_task.c) */
+    PyObject *leave_task;       /* asyncio.tasks._leave_task */
+    PyObject *get_task_factory; /* loop.get_task_factory, bound */
+    PyObject *dispatch;         /* a callable running asgi_dispatch(self) */
+    PyObject *quit;             /* a Future done when the worker is done */
+    PyObject **lifespans;       /* ntargets lifespan objects, or NULL */
+    unsigned active;            /* requests taken and not ended */
+    int done;                   /* rt->dispatch() said WF_APP_DONE */
+    int dispatch_soon;          /* a dispatch is scheduled (call_soon) */
+    int in_dispatch;            /* within rt->dispatch() */
+    wf_asgi_addr_t addrs[WF_ASGI_ADDRS]; /* recent (host, port) tuples */
+    int eager; /* requests of this dispatch() start eagerly:
+                  the loop has no task factory */
 } wf_asgi_worker_t;
 
 /* Interned strings, created once by wf_py_asgi_detect() or run(). */
@@ -86,14 +105,50 @@ void wf_asgi_future_resolve(wf_asgi_worker_t *wk, PyObject *fut,
 void wf_asgi_future_fail(wf_asgi_worker_t *wk, PyObject *fut,
                          PyObject *exc_type, const char *text);
 
+/* How wf_asgi_app_call() starts the coroutine. */
+typedef enum wf_asgi_start {
+    WF_ASGI_START_TASK = 0, /* a Task whose first step the loop runs */
+    WF_ASGI_START_EAGER,    /* a Task whose first step runs now (the loop
+                               must be running: called from dispatch()) */
+} wf_asgi_start_t;
+
 /* Calls the target's application with (scope, receive, send) of obj
  * (an object with receive, send and _done methods), as ASGI 3 or, for
- * t->asgi_legacy, ASGI 2, and runs the coroutine as a task of the loop
- * whose done callback is obj._done.  Returns 0, or -1 after logging
- * what and the traceback at level (the exception is cleared).  Borrows
- * everything. */
+ * t->asgi_legacy, ASGI 2, and runs the coroutine in a Task of the loop
+ * (wf_asgi_task_start()); obj._done(x) is called when it ends, x.result()
+ * giving its outcome.  Returns 0, or -1 after logging what and the
+ * traceback at level (the exception is cleared).  Borrows everything. */
 int wf_asgi_app_call(wf_asgi_worker_t *wk, wf_py_target_t *t, PyObject *scope,
-                     PyObject *obj, wf_app_log_level_t level, const char *what);
+                     PyObject *obj, wf_app_log_level_t level, const char *what,
+                     wf_asgi_start_t how);
+
+/* asyncio.CancelledError (wf_asgi_task_init()). */
+extern PyObject *wf_asgi_cancelled;
+
+/* Readies the coroutine wrapper type (asgi_task.c); 0 or -1 with an
+ * exception set. */
+int wf_asgi_task_init(void);
+
+/* The worker's handles on asyncio's tasks (task_type, enter_task,
+ * leave_task, get_task_factory), after wk->loop is made; 0 or -1 with an
+ * exception set.  fini drops them. */
+int wf_asgi_task_loop_init(wf_asgi_worker_t *wk);
+void wf_asgi_task_loop_fini(wf_asgi_worker_t *wk);
+
+/* Sets wk->eager for the dispatch() about to run: whether the loop has
+ * no task factory (an app may set one at any time; it applies from the
+ * next dispatch() on). */
+void wf_asgi_task_eager_check(wf_asgi_worker_t *wk);
+
+/* Runs coro (the app's) in a Task of the worker's loop, wrapped so that
+ * obj._done(wrapper) is called the moment it ends (wrapper.result() is
+ * its outcome; CancelledError, SystemExit and KeyboardInterrupt still
+ * reach the Task).  eager: its first step runs now, in the new Task made
+ * current, as Python 3.12's eager tasks run (not when the app set a task
+ * factory: wk->eager, or the Task cannot be made current).  0, or -1 with an
+ * exception set (nothing started).  Borrows coro and obj. */
+int wf_asgi_task_start(wf_asgi_worker_t *wk, PyObject *coro, PyObject *obj,
+                       bool eager);
 
 /* Runs rt->dispatch() on the next loop iteration (once, however often it
  * is asked).  Called after reading body bytes outside dispatch(): the
@@ -103,6 +158,9 @@ void wf_asgi_dispatch_soon(wf_asgi_worker_t *wk);
 
 /* Ends req (rt->end()) and accounts for it in the worker. */
 void wf_asgi_req_end(wf_asgi_worker_t *wk, wf_app_req_t *req, int ok);
+
+/* Drops the worker's cached address tuples. */
+void wf_asgi_addrs_clear(wf_asgi_worker_t *wk);
 
 /* The state dict requests of target ti start from (a copy is made per
  * request): the lifespan's, or NULL without one.  Borrowed. */

@@ -41,6 +41,7 @@ typedef struct asgi_http {
 } asgi_http_t;
 
 static PyTypeObject asgi_http_type;
+static PyObject *http_pathsend_key; /* "http.response.pathsend" */
 
 /* ---- ending ------------------------------------------------------------- */
 
@@ -648,32 +649,109 @@ static PyTypeObject asgi_http_type = {
     .tp_methods = asgi_http_methods,
 };
 
+/* The scope of an "http" request starts as a copy of this one: every key
+ * there already (a copy of a dict of the final size never grows), the
+ * constant values set. */
+static PyObject *http_scope_template;
+static PyObject *http_asgi_template; /* {"version": "3.0", "spec_version"} */
+
+/* Methods as shared str objects (str is immutable). */
+static PyObject *http_methods[8];
+static const char *const http_method_names[8] = {
+    "GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT",
+};
+
 int
 wf_asgi_http_init(void)
 {
-    return PyType_Ready(&asgi_http_type);
+    PyObject *ext_key;
+
+    if (PyType_Ready(&asgi_http_type) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < 8; i++) {
+        http_methods[i] = PyUnicode_InternFromString(http_method_names[i]);
+        if (http_methods[i] == NULL) {
+            return -1;
+        }
+    }
+    http_asgi_template = PyDict_New();
+    if (http_asgi_template == NULL
+        || PyDict_SetItem(http_asgi_template, wf_asgi_str.version,
+                          wf_asgi_str.v3_0)
+               != 0
+        || PyDict_SetItem(http_asgi_template, wf_asgi_str.spec_version,
+                          wf_asgi_str.v2_1)
+               != 0) {
+        return -1;
+    }
+    ext_key = PyUnicode_InternFromString("http.response.pathsend");
+    http_scope_template = PyDict_New();
+    if (ext_key == NULL || http_scope_template == NULL) {
+        Py_XDECREF(ext_key);
+        return -1;
+    }
+    http_pathsend_key = ext_key;
+    {
+        PyObject *const keys[] = {
+            wf_asgi_str.type,         wf_asgi_str.asgi,
+            wf_asgi_str.http_version, wf_asgi_str.method,
+            wf_asgi_str.scheme,       wf_asgi_str.path,
+            wf_asgi_str.raw_path,     wf_asgi_str.query_string,
+            wf_asgi_str.root_path,    wf_asgi_str.headers,
+            wf_asgi_str.client,       wf_asgi_str.server,
+            wf_asgi_str.extensions,
+        };
+
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            if (PyDict_SetItem(http_scope_template, keys[i], Py_None) != 0) {
+                return -1;
+            }
+        }
+    }
+    return PyDict_SetItem(http_scope_template, wf_asgi_str.type,
+                          wf_asgi_str.http);
+}
+
+/* {"http.response.pathsend": {}}: new, since an app may change it. */
+static PyObject *
+http_extensions_new(void)
+{
+    PyObject *ext = PyDict_New(), *inner = PyDict_New();
+
+    if (ext == NULL || inner == NULL
+        || PyDict_SetItem(ext, http_pathsend_key, inner) != 0) {
+        Py_XDECREF(ext);
+        Py_XDECREF(inner);
+        return NULL;
+    }
+    Py_DECREF(inner);
+    return ext;
 }
 
 static PyObject *
 http_scope_new(asgi_http_t *h, const wf_app_head_t *hd, wf_py_target_t *t,
                unsigned ti)
 {
-    PyObject *scope, *ext;
+    PyObject *scope, *asgi, *ext;
 
-    scope = wf_asgi_scope_new(wf_asgi_str.http, wf_asgi_str.v2_1);
+    scope = PyDict_Copy(http_scope_template);
     if (scope == NULL) {
         return NULL;
     }
-    ext = Py_BuildValue("{s:{}}", "http.response.pathsend");
-    if (wf_asgi_scope_fill(h->wk, scope, hd, t, ti,
-                           hd->tls ? wf_asgi_str.https : wf_asgi_str.http)
-            != 0
-        || ext == NULL
-        || PyDict_SetItem(scope, wf_asgi_str.extensions, ext) != 0) {
+    asgi = PyDict_Copy(http_asgi_template);
+    ext = asgi == NULL ? NULL : http_extensions_new();
+    if (ext == NULL || PyDict_SetItem(scope, wf_asgi_str.asgi, asgi) != 0
+        || PyDict_SetItem(scope, wf_asgi_str.extensions, ext) != 0
+        || wf_asgi_scope_fill(h->wk, scope, hd, t, ti,
+                              hd->tls ? wf_asgi_str.https : wf_asgi_str.http)
+               != 0) {
+        Py_XDECREF(asgi);
         Py_XDECREF(ext);
         Py_DECREF(scope);
         return NULL;
     }
+    Py_DECREF(asgi);
     Py_DECREF(ext);
     return scope;
 }
@@ -681,10 +759,22 @@ http_scope_new(asgi_http_t *h, const wf_app_head_t *hd, wf_py_target_t *t,
 static int
 http_method_set(PyObject *scope, const wf_app_head_t *hd)
 {
-    PyObject *m = PyUnicode_FromStringAndSize(hd->method.data,
-                                              (Py_ssize_t)hd->method.len);
+    PyObject *m = NULL;
     int rc;
 
+    for (size_t i = 0; i < 8; i++) {
+        if (strlen(http_method_names[i]) == hd->method.len
+            && memcmp(http_method_names[i], hd->method.data, hd->method.len)
+                   == 0) {
+            m = http_methods[i];
+            Py_INCREF(m);
+            break;
+        }
+    }
+    if (m == NULL) {
+        m = PyUnicode_FromStringAndSize(hd->method.data,
+                                        (Py_ssize_t)hd->method.len);
+    }
     if (m == NULL) {
         return -1;
     }
@@ -723,7 +813,8 @@ wf_asgi_http_start(wf_asgi_worker_t *wk, wf_app_req_t *req, wf_py_target_t *t,
         return;
     }
     if (wf_asgi_app_call(wk, t, scope, (PyObject *)h, WF_APP_LOG_ERR,
-                         "Python failed to call the application")
+                         "Python failed to call the application",
+                         WF_ASGI_START_EAGER)
         != 0) {
         h->responded = 1;
         if (wk->rt->respond(req, 500, NULL, 0, NULL, 0, 1) == WF_APP_OK) {

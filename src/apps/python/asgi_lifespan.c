@@ -236,7 +236,8 @@ lifespan_target_startup(wf_asgi_worker_t *wk, wf_py_target_t *t)
                          t->asgi_legacy ? WF_APP_LOG_INFO : WF_APP_LOG_ERR,
                          t->asgi_legacy
                              ? "ASGI Lifespan processing exception"
-                             : "Python failed to call the application")
+                             : "Python failed to call the application",
+                         WF_ASGI_START_TASK)
         != 0) {
         /* An ASGI 2 app that raised at once: no lifespan (Unit). */
         ls->disabled = t->asgi_legacy;

@@ -811,7 +811,8 @@ wf_asgi_ws_start(wf_asgi_worker_t *wk, wf_app_req_t *req, wf_py_target_t *t,
         return;
     }
     if (wf_asgi_app_call(wk, t, scope, (PyObject *)ws, WF_APP_LOG_ERR,
-                         "Python failed to call the application")
+                         "Python failed to call the application",
+                         WF_ASGI_START_TASK)
         != 0) {
         ws_refuse(ws);
     }

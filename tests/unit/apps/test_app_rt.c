@@ -891,6 +891,62 @@ test_dispatch_two_streams(void **state)
     fix_close(&f);
 }
 
+/* An event module that answers in on_request: the answer is held until
+ * dispatch() returns, so that the answers of one dispatch() leave in one
+ * batch (ctx: the router's fd, checked for nothing arrived yet). */
+static int batch_fd;
+static unsigned batch_answered;
+
+static void
+ev_answer_at_once(void *ctx, wf_app_req_t *r)
+{
+    wf_unused(ctx);
+    assert_int_equal(rt->respond(r, 200, NULL, 0, "hi", 2, 1), WF_APP_OK);
+    rt->end(r, 1);
+    batch_answered++;
+    assert_false(router_wait(batch_fd, 0)); /* not sent yet */
+}
+
+static const wf_app_events_t ev_batch = {ev_answer_at_once, ev_on_readable,
+                                         ev_on_writable, ev_on_abort};
+
+static void
+test_dispatch_batches_answers(void **state)
+{
+    wf_app_worker_t *w;
+    fix_t f;
+
+    wf_unused(state);
+    fix_open(&f, 1, 1);
+    w = rt->worker(f.app, 0);
+    rt->set_concurrency(w, 8);
+    assert_int_equal(rt->dispatch(w, &ev_batch, NULL), WF_APP_OK);
+    router_expect_ready(f.router[0], 8);
+    batch_fd = f.router[0];
+    batch_answered = 0;
+    for (uint64_t i = 0; i < 5; i++) {
+        router_send_get(f.router[0], 40 + i);
+    }
+    for (int i = 0; i < 1000 && batch_answered < 5; i++) {
+        struct pollfd p = {.fd = rt->worker_fd(w), .events = POLLIN};
+
+        poll(&p, 1, 10);
+        assert_int_equal(rt->dispatch(w, &ev_batch, NULL), WF_APP_OK);
+    }
+    assert_int_equal(batch_answered, 5);
+    for (uint64_t i = 0; i < 5; i++) {
+        wf_app_resp_hdr_t rh;
+        rmsg_t m;
+
+        router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, 40 + i, &m);
+        memcpy(&rh, m.data, sizeof(rh));
+        assert_int_equal(rh.flags, WF_APP_RESP_END | WF_APP_RESP_DONE);
+        assert_memory_equal(m.data + sizeof(rh), "hi", 2);
+        rmsg_free(&m);
+    }
+    fix_close(&f);
+}
+
 static bool
 one_aborted(evlog_t *e)
 {
@@ -1484,6 +1540,7 @@ wf_test_app_rt(void)
         cmocka_unit_test(test_response_window),
         cmocka_unit_test(test_abort_mid_body),
         cmocka_unit_test(test_dispatch_two_streams),
+        cmocka_unit_test(test_dispatch_batches_answers),
         cmocka_unit_test(test_dispatch_abort),
         cmocka_unit_test(test_dispatch_ack_outside),
         cmocka_unit_test(test_garbage),
