@@ -200,9 +200,9 @@ tls_bundle_check(wf_tls_bundle_t *b, char *why, size_t whysize)
     return WF_OK;
 }
 
-int
-wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
-                   size_t whysize)
+static int
+tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, bool keyless,
+                char *why, size_t whysize)
 {
     BIO *bio = len <= INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
     int rc;
@@ -212,7 +212,7 @@ wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
     }
     rc = tls_read_blocks(b, bio, why, whysize);
     BIO_free(bio);
-    if (rc == WF_OK) {
+    if (rc == WF_OK && (!keyless || b->key != NULL || b->count == 0)) {
         rc = tls_bundle_check(b, why, whysize);
     }
     ERR_clear_error();
@@ -220,6 +220,20 @@ wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
         wf_tls_bundle_fini(b);
     }
     return rc;
+}
+
+int
+wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
+                   size_t whysize)
+{
+    return tls_bundle_read(b, pem, len, false, why, whysize);
+}
+
+int
+wf_tls_bundle_read_any(wf_tls_bundle_t *b, const char *pem, size_t len,
+                       char *why, size_t whysize)
+{
+    return tls_bundle_read(b, pem, len, true, why, whysize);
 }
 
 /* ---- SNI ---------------------------------------------------------------- */
@@ -414,6 +428,7 @@ typedef struct tls_tickets {
 } tls_tickets_t;
 
 static int tls_tickets_index = -1;
+static int tls_peer_index = -1; /* SSL ex_data: tls_peer_t */
 static pthread_once_t tls_tickets_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -433,11 +448,15 @@ tls_tickets_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
     }
 }
 
+static void tls_peer_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                          long argl, void *argp);
+
 static void
 tls_tickets_init(void)
 {
     tls_tickets_index =
         SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, tls_tickets_free);
+    tls_peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_peer_free);
 }
 
 /* Sets the HMAC-SHA256 key of a ticket. */
@@ -647,6 +666,295 @@ fail:
     return NULL;
 }
 
+/* ---- client certificates (Wharf's "client_certificate") -------------- */
+
+#define TLS_VERIFY_DEPTH 1 /* nginx's ssl_verify_depth default */
+
+static const struct {
+    const char *name;
+    wf_tls_verify_t mode;
+    int flags; /* SSL_CTX_set_verify()'s */
+} tls_verify_modes[] = {
+    {"required", WF_TLS_VERIFY_REQUIRED,
+     SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT},
+    {"optional", WF_TLS_VERIFY_OPTIONAL, SSL_VERIFY_PEER},
+    {"optional_no_verify", WF_TLS_VERIFY_OPTIONAL_NO_VERIFY, SSL_VERIFY_PEER},
+};
+
+wf_tls_verify_t
+wf_tls_verify_mode(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < wf_nitems(tls_verify_modes); i++) {
+        if (strcmp(tls_verify_modes[i].name, name) == 0) {
+            return tls_verify_modes[i].mode;
+        }
+    }
+    return WF_TLS_VERIFY_OFF;
+}
+
+/* optional_no_verify: every certificate passes; SSL_get_verify_result()
+ * still says what the check found (the last error). */
+static int
+tls_on_verify_any(int ok, X509_STORE_CTX *store)
+{
+    wf_unused(ok);
+    wf_unused(store);
+    return 1;
+}
+
+/* What the listener's client verification needs, built once per srv and
+ * shared by its contexts. */
+typedef struct tls_verify_conf {
+    wf_tls_verify_t mode;
+    int depth;
+    X509_STORE *store;
+    STACK_OF(X509_NAME) * names; /* sent in the CertificateRequest */
+    unsigned char sid[32];       /* session id context: a session resumes
+                                    only where the same CAs verified it */
+} tls_verify_conf_t;
+
+static void
+tls_verify_conf_fini(tls_verify_conf_t *vc)
+{
+    X509_STORE_free(vc->store);
+    sk_X509_NAME_pop_free(vc->names, X509_NAME_free);
+}
+
+/* Adds the certificates of the CA bundle name (in pems) to vc. */
+static int
+tls_verify_add_ca(tls_verify_conf_t *vc, const char *name, const json_t *pems,
+                  EVP_MD_CTX *md, char *why, size_t whysize)
+{
+    json_t *pem = json_object_get(pems, name);
+    wf_tls_bundle_t b = {0};
+    char reason[200];
+
+    if (!json_is_string(pem)) {
+        return tls_fail(why, whysize, "Certificate \"%.200s\" is not found.",
+                        name);
+    }
+    if (wf_tls_bundle_read_any(&b, json_string_value(pem),
+                               json_string_length(pem), reason, sizeof(reason))
+        != WF_OK) {
+        return tls_fail(why, whysize,
+                        "CA certificate \"%.100s\" cannot be loaded: %s.", name,
+                        reason);
+    }
+    EVP_DigestUpdate(md, json_string_value(pem), json_string_length(pem));
+    for (size_t i = 0; i < b.count; i++) {
+        X509_NAME *n = X509_NAME_dup(X509_get_subject_name(b.chain[i]));
+
+        if (X509_STORE_add_cert(vc->store, b.chain[i]) != 1 || n == NULL
+            || sk_X509_NAME_push(vc->names, n) == 0) {
+            X509_NAME_free(n);
+            wf_tls_bundle_fini(&b);
+            return tls_fail(why, whysize, "Out of memory.");
+        }
+    }
+    wf_tls_bundle_fini(&b);
+    return WF_OK;
+}
+
+/* Reads "client_certificate" (validated) into vc. */
+static int
+tls_verify_conf_read(tls_verify_conf_t *vc, const json_t *cc,
+                     const json_t *pems, char *why, size_t whysize)
+{
+    json_t *ca = json_object_get(cc, "ca");
+    json_t *depth = json_object_get(cc, "depth");
+    size_t n = json_is_array(ca) ? json_array_size(ca) : ca != NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = WF_OK;
+
+    vc->mode =
+        wf_tls_verify_mode(json_string_value(json_object_get(cc, "mode")));
+    vc->mode =
+        vc->mode != WF_TLS_VERIFY_OFF ? vc->mode : WF_TLS_VERIFY_REQUIRED;
+    vc->depth =
+        depth != NULL ? (int)json_integer_value(depth) : TLS_VERIFY_DEPTH;
+    vc->store = X509_STORE_new();
+    vc->names = sk_X509_NAME_new_null();
+    if (md == NULL || vc->store == NULL || vc->names == NULL
+        || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return tls_fail(why, whysize, "Out of memory.");
+    }
+    EVP_DigestUpdate(md, &vc->mode, sizeof(vc->mode));
+    EVP_DigestUpdate(md, &vc->depth, sizeof(vc->depth));
+    for (size_t i = 0; rc == WF_OK && i < n; i++) {
+        json_t *e = json_is_array(ca) ? json_array_get(ca, i) : ca;
+
+        rc =
+            tls_verify_add_ca(vc, json_string_value(e), pems, md, why, whysize);
+    }
+    if (rc == WF_OK && EVP_DigestFinal_ex(md, vc->sid, NULL) != 1) {
+        rc = tls_fail(why, whysize, "Out of memory.");
+    }
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static int
+tls_ctx_verify(SSL_CTX *ctx, const tls_verify_conf_t *vc)
+{
+    STACK_OF(X509_NAME) *names = SSL_dup_CA_list(vc->names);
+    int flags = 0;
+
+    for (size_t i = 0; i < wf_nitems(tls_verify_modes); i++) {
+        if (tls_verify_modes[i].mode == vc->mode) {
+            flags = tls_verify_modes[i].flags;
+        }
+    }
+    if (names == NULL) {
+        return WF_ERROR;
+    }
+    SSL_CTX_set1_cert_store(ctx, vc->store);
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, flags,
+                       vc->mode == WF_TLS_VERIFY_OPTIONAL_NO_VERIFY
+                           ? tls_on_verify_any
+                           : NULL);
+    SSL_CTX_set_verify_depth(ctx, vc->depth);
+    SSL_CTX_set_session_id_context(ctx, vc->sid, sizeof(vc->sid));
+    return WF_OK;
+}
+
+/* Asks t's clients for certificates as "client_certificate" says. */
+static int
+tls_srv_verify(wf_tls_srv_t *t, const json_t *cc, const json_t *pems, char *why,
+               size_t whysize)
+{
+    tls_verify_conf_t vc = {0};
+    int rc;
+
+    if (cc == NULL) {
+        return WF_OK;
+    }
+    rc = tls_verify_conf_read(&vc, cc, pems, why, whysize);
+    for (size_t i = 0; rc == WF_OK && i < t->nctxs; i++) {
+        if (tls_ctx_verify(t->ctxs[i], &vc) != WF_OK) {
+            rc = tls_fail(why, whysize, "Out of memory.");
+        }
+    }
+    tls_verify_conf_fini(&vc);
+    ERR_clear_error();
+    return rc;
+}
+
+/* The client's facts (the client_* variables), read once when the
+ * handshake ends; owned by the SSL (ex_data, freed with it). */
+typedef struct tls_peer {
+    size_t off[WF_TLS_VAR_N];
+    size_t len[WF_TLS_VAR_N];
+    bool has[WF_TLS_VAR_N];
+    char text[]; /* every value, one after another */
+} tls_peer_t;
+
+static void
+tls_peer_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+              void *argp)
+{
+    wf_unused(parent);
+    wf_unused(ad);
+    wf_unused(idx);
+    wf_unused(argl);
+    wf_unused(argp);
+    free(ptr);
+}
+
+/* Ends the value var that started at start in bio. */
+static void
+tls_peer_mark(tls_peer_t *p, BIO *bio, wf_tls_var_t var, uint64_t start)
+{
+    p->off[var] = (size_t)start;
+    p->len[var] = (size_t)(BIO_number_written(bio) - start);
+    p->has[var] = true;
+}
+
+static void
+tls_peer_cert(tls_peer_t *p, BIO *bio, X509 *x)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    uint64_t at = BIO_number_written(bio);
+    BIGNUM *bn;
+    char *hex;
+
+    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+    tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_SUBJECT, at);
+    at = BIO_number_written(bio);
+    X509_NAME_print_ex(bio, X509_get_issuer_name(x), 0, XN_FLAG_RFC2253);
+    tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_ISSUER, at);
+    at = BIO_number_written(bio);
+    bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+    if (hex != NULL) {
+        BIO_puts(bio, hex);
+        tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_SERIAL, at);
+    }
+    OPENSSL_free(hex);
+    BN_free(bn);
+    at = BIO_number_written(bio);
+    if (X509_digest(x, EVP_sha256(), md, &n) == 1) {
+        for (unsigned i = 0; i < n; i++) {
+            BIO_printf(bio, "%02x", md[i]);
+        }
+        tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_FINGERPRINT, at);
+    }
+}
+
+/* The verify result as nginx's $ssl_client_verify says it. */
+static void
+tls_peer_verify(tls_peer_t *p, BIO *bio, SSL *ssl, X509 *x)
+{
+    long rc = SSL_get_verify_result(ssl);
+    uint64_t at = BIO_number_written(bio);
+
+    if (x == NULL) {
+        BIO_puts(bio, "NONE");
+    } else if (rc == X509_V_OK) {
+        BIO_puts(bio, "SUCCESS");
+    } else {
+        BIO_printf(bio, "FAILED:%s", X509_verify_cert_error_string(rc));
+    }
+    tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_VERIFY, at);
+    at = BIO_number_written(bio);
+    BIO_puts(bio, x != NULL && rc == X509_V_OK ? "true" : "false");
+    tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_VERIFIED, at);
+}
+
+/* Reads the client's facts into ssl's ex_data (nothing when out of
+ * memory: the variables are then absent). */
+static void
+tls_peer_read(SSL *ssl)
+{
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    BIO *bio = BIO_new(BIO_s_mem());
+    tls_peer_t head = {0};
+    tls_peer_t *p = NULL;
+    char *data;
+    long n;
+
+    if (bio == NULL) {
+        return;
+    }
+    tls_peer_verify(&head, bio, ssl, x);
+    if (x != NULL) {
+        tls_peer_cert(&head, bio, x);
+    }
+    n = BIO_get_mem_data(bio, &data);
+    if (n >= 0 && (p = malloc(sizeof(*p) + (size_t)n + 1)) != NULL) {
+        *p = head;
+        memcpy(p->text, data, (size_t)n);
+        p->text[n] = '\0';
+        if (SSL_set_ex_data(ssl, tls_peer_index, p) != 1) {
+            free(p);
+        }
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+}
+
 /* Adds certificate name's context and SNI names as t's next. */
 static int
 tls_srv_add(wf_tls_srv_t *t, const char *name, const json_t *pems,
@@ -680,7 +988,9 @@ wf_tls_srv_create(const json_t *tls, const json_t *pems, char *why,
     size_t n = json_is_array(cert) ? json_array_size(cert) : 1;
     wf_tls_srv_t *t = calloc(1, sizeof(*t));
 
-    if (t == NULL || (t->ctxs = calloc(n, sizeof(*t->ctxs))) == NULL) {
+    pthread_once(&tls_tickets_once, tls_tickets_init);
+    if (t == NULL || (t->ctxs = calloc(n, sizeof(*t->ctxs))) == NULL
+        || tls_peer_index < 0) {
         free(t);
         tls_fail(why, whysize, "Out of memory.");
         return NULL;
@@ -693,6 +1003,12 @@ wf_tls_srv_create(const json_t *tls, const json_t *pems, char *why,
             wf_tls_srv_destroy(t);
             return NULL;
         }
+    }
+    if (tls_srv_verify(t, json_object_get(tls, "client_certificate"), pems, why,
+                       whysize)
+        != WF_OK) {
+        wf_tls_srv_destroy(t);
+        return NULL;
     }
     if (n > 1) {
         SSL_CTX_set_tlsext_servername_callback(t->ctxs[0], tls_on_servername);
@@ -933,6 +1249,9 @@ wf_tls_handshake(wf_xprt_t *x, uint32_t *events)
     errno = 0;
     rc = SSL_do_handshake(ssl);
     if (rc == 1) {
+        if (SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE) {
+            tls_peer_read(ssl); /* "client_certificate" listeners only */
+        }
         return WF_OK;
     }
     e = SSL_get_error(ssl, rc);
@@ -948,4 +1267,39 @@ wf_tls_handshake(wf_xprt_t *x, uint32_t *events)
     }
     ERR_clear_error();
     return WF_ERROR;
+}
+
+bool
+wf_tls_var_get(const wf_xprt_t *x, wf_tls_var_t var, wf_str_t *v)
+{
+    SSL *ssl = x != NULL && x->ops == &tls_ops ? x->tls : NULL;
+    const tls_peer_t *p;
+    const char *s;
+
+    if (ssl == NULL) {
+        return false;
+    }
+    switch (var) {
+    case WF_TLS_VAR_PROTOCOL:
+        s = SSL_get_version(ssl);
+        break;
+    case WF_TLS_VAR_CIPHER:
+        s = SSL_get_cipher_name(ssl);
+        break;
+    case WF_TLS_VAR_SNI:
+        s = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        break;
+    default:
+        p = var < WF_TLS_VAR_N ? SSL_get_ex_data(ssl, tls_peer_index) : NULL;
+        if (p == NULL || !p->has[var]) {
+            return false;
+        }
+        *v = wf_str_make(p->text + p->off[var], p->len[var]);
+        return true;
+    }
+    if (s == NULL) {
+        return false;
+    }
+    *v = wf_str_make(s, strlen(s));
+    return true;
 }

@@ -228,6 +228,55 @@ test_handshake_and_sni(void **state)
     tls_pair_close(&p);
 }
 
+/* The $tls_* facts: what the handshake agreed, and nothing about the
+ * client where the listener asks for no certificate. */
+static void
+test_vars(void **state)
+{
+    wf_xprt_t plain = {0};
+    tls_pair_t p;
+    wf_str_t v;
+
+    wf_unused(state);
+    assert_false(wf_tls_var_get(&plain, WF_TLS_VAR_PROTOCOL, &v));
+    tls_pair_open(&p, "www.a.test");
+    assert_true(wf_tls_var_get(&p.x, WF_TLS_VAR_PROTOCOL, &v));
+    assert_true(wf_str_eq(v, wf_string("TLSv1.3")));
+    assert_true(wf_tls_var_get(&p.x, WF_TLS_VAR_SNI, &v));
+    assert_true(wf_str_eq(v, wf_string("www.a.test")));
+    assert_true(wf_tls_var_get(&p.x, WF_TLS_VAR_CIPHER, &v));
+    assert_true(v.len > 4 && memcmp(v.data, "TLS_", 4) == 0);
+    for (int i = WF_TLS_VAR_CLIENT_VERIFY; i <= WF_TLS_VAR_N; i++) {
+        assert_false(wf_tls_var_get(&p.x, (wf_tls_var_t)i, &v));
+    }
+    tls_pair_close(&p);
+}
+
+static void
+test_verify_modes(void **state)
+{
+    char why[256];
+    wf_tls_srv_t *t;
+
+    wf_unused(state);
+    assert_int_equal(wf_tls_verify_mode("required"), WF_TLS_VERIFY_REQUIRED);
+    assert_int_equal(wf_tls_verify_mode("optional"), WF_TLS_VERIFY_OPTIONAL);
+    assert_int_equal(wf_tls_verify_mode("optional_no_verify"),
+                     WF_TLS_VERIFY_OPTIONAL_NO_VERIFY);
+    assert_int_equal(wf_tls_verify_mode("on"), WF_TLS_VERIFY_OFF);
+    assert_int_equal(wf_tls_verify_mode(NULL), WF_TLS_VERIFY_OFF);
+    t = tls_srv("{\"certificate\": \"a\", \"client_certificate\": "
+                "{\"ca\": \"nope\"}}",
+                why, sizeof(why));
+    assert_null(t);
+    assert_string_equal(why, "Certificate \"nope\" is not found.");
+    t = tls_srv("{\"certificate\": \"a\", \"client_certificate\": "
+                "{\"ca\": [\"w\", \"cn\"], \"mode\": \"optional\"}}",
+                why, sizeof(why));
+    assert_non_null(t);
+    wf_tls_srv_destroy(t);
+}
+
 static void
 test_sendmsg_many_iovecs(void **state)
 {
@@ -388,6 +437,8 @@ wf_test_tls(void)
         cmocka_unit_test(test_sendfile),
         cmocka_unit_test(test_recv_pending_and_close_notify),
         cmocka_unit_test(test_handshake_garbage),
+        cmocka_unit_test(test_vars),
+        cmocka_unit_test(test_verify_modes),
     };
 
     return cmocka_run_group_tests_name("tls", tests, tls_setup, tls_teardown);
