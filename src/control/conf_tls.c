@@ -357,6 +357,7 @@ static const conf_tls_member_t conf_tls_members[] = {
     {"conf_commands", WF_JSON_OBJECT, conf_tls_commands, false},
     {"session", WF_JSON_OBJECT, conf_tls_session, false},
     {"client_certificate", WF_JSON_OBJECT, conf_tls_client, false},
+    {"ocsp_stapling", WF_JSON_BOOLEAN, NULL, false},
     {NULL, 0, NULL, false},
 };
 

@@ -18,6 +18,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "net/tls_ocsp.h"
 
 #define TLS_WBUF      16384        /* one record's plaintext */
 #define TLS_WRITE_MAX (256 * 1024) /* bytes written per call, for fairness */
@@ -973,6 +974,9 @@ tls_srv_add(wf_tls_srv_t *t, const char *name, const json_t *pems,
         return WF_ERROR;
     }
     t->ctxs[t->nctxs++] = ctx;
+    if (json_is_true(json_object_get(tls, "ocsp_stapling"))) {
+        wf_tls_ocsp_attach(ctx, name);
+    }
     if (tls_names_add(t, SSL_CTX_get0_certificate(ctx), t->nctxs - 1)
         != WF_OK) {
         return tls_fail(why, whysize, "Out of memory.");

@@ -16,6 +16,7 @@
 
 #include "core/common.h"
 #include "net/tls.h"
+#include "net/tls_ocsp.h"
 #include "net/xprt.h"
 #include "unit.h"
 
@@ -252,6 +253,39 @@ test_vars(void **state)
     tls_pair_close(&p);
 }
 
+/* When the refresher fetches a certificate's OCSP response again. */
+static void
+test_ocsp_next(void **state)
+{
+    const struct {
+        time_t next_update;
+        unsigned failures;
+        time_t want; /* from now = 1000 */
+    } rows[] = {
+        {0, 0, 3600},             /* no nextUpdate: hourly */
+        {1600, 0, 300},           /* halfway to nextUpdate */
+        {1004, 0, 5},             /* at least 5 s */
+        {900, 0, 5},              /* already out of date */
+        {1000 + 100000, 0, 3600}, /* at most an hour */
+        {1600, 1, 2},             /* failures: 2 s doubled */
+        {1600, 2, 4},
+        {1600, 3, 8},
+        {0, 10, 300}, /* at most 5 minutes */
+        {0, 100, 300},
+    };
+
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(rows); i++) {
+        time_t got =
+            wf_tls_ocsp_next(1000, rows[i].next_update, rows[i].failures);
+
+        if (got != 1000 + rows[i].want) {
+            print_message("row %zu: %lld\n", i, (long long)got);
+        }
+        assert_int_equal(got, 1000 + rows[i].want);
+    }
+}
+
 static void
 test_verify_modes(void **state)
 {
@@ -439,6 +473,7 @@ wf_test_tls(void)
         cmocka_unit_test(test_handshake_garbage),
         cmocka_unit_test(test_vars),
         cmocka_unit_test(test_verify_modes),
+        cmocka_unit_test(test_ocsp_next),
     };
 
     return cmocka_run_group_tests_name("tls", tests, tls_setup, tls_teardown);
