@@ -614,6 +614,23 @@ tls_ctx_session(SSL_CTX *ctx, const json_t *session, char *why, size_t whysize)
                                  : tls_ctx_ticket_keys(ctx, keys, why, whysize);
 }
 
+/* Whether the kernel offers TLS (the tls module: /proc/net/tls_stat);
+ * read once.  Said once at debug level, with what files go through. */
+static bool tls_ktls;
+static pthread_once_t tls_ktls_once = PTHREAD_ONCE_INIT;
+
+static void
+tls_ktls_probe(void)
+{
+    tls_ktls = access("/proc/net/tls_stat", F_OK) == 0;
+    wf_log_debug("kTLS: %s",
+                 tls_ktls ? "the kernel offers it: SSL_OP_ENABLE_KTLS, files "
+                            "over TLS go through SSL_sendfile()"
+                          : "the kernel has no TLS module (no "
+                            "/proc/net/tls_stat): files over TLS go through "
+                            "pread() and SSL_write()");
+}
+
 static SSL_CTX *
 tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
                char *why, size_t whysize)
@@ -644,6 +661,10 @@ tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION
                                  | SSL_OP_IGNORE_UNEXPECTED_EOF
                                  | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    pthread_once(&tls_ktls_once, tls_ktls_probe);
+    if (tls_ktls) {
+        SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+    }
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS
                               | SSL_MODE_ENABLE_PARTIAL_WRITE
                               | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -1149,6 +1170,24 @@ tls_sendmsg(wf_xprt_t *x, int fd, const struct msghdr *msg, int flags)
     return (ssize_t)done;
 }
 
+/* With kTLS sending (the kernel encrypts): SSL_sendfile(), no copy. */
+static ssize_t
+tls_sendfile_ktls(SSL *ssl, int in_fd, off_t *off, size_t n)
+{
+    ossl_ssize_t w;
+
+    errno = 0;
+    w = SSL_sendfile(ssl, in_fd, *off, wf_min(n, (size_t)TLS_WRITE_MAX), 0);
+    if (w > 0) {
+        *off += (off_t)w;
+        return (ssize_t)w;
+    }
+    if (tls_io_error(ssl, (int)w) == 0) {
+        errno = EPIPE;
+    }
+    return -1;
+}
+
 /* Without kTLS the file goes through user space: pread() one record's
  * worth, encrypt, write. */
 static ssize_t
@@ -1157,6 +1196,9 @@ tls_sendfile(wf_xprt_t *x, int fd, int in_fd, off_t *off, size_t n)
     size_t done = 0;
 
     wf_unused(fd);
+    if (BIO_get_ktls_send(SSL_get_wbio(x->tls))) {
+        return tls_sendfile_ktls(x->tls, in_fd, off, n);
+    }
     while (done < n && done < TLS_WRITE_MAX) {
         ssize_t r =
             pread(in_fd, tls_wbuf, wf_min(n - done, (size_t)TLS_WBUF), *off);
@@ -1255,6 +1297,11 @@ wf_tls_handshake(wf_xprt_t *x, uint32_t *events)
     if (rc == 1) {
         if (SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE) {
             tls_peer_read(ssl); /* "client_certificate" listeners only */
+        }
+        if (tls_ktls) { /* the cipher decides whether the kernel takes it */
+            wf_log_debug("kTLS send %s for %s",
+                         BIO_get_ktls_send(SSL_get_wbio(ssl)) ? "on" : "off",
+                         SSL_get_cipher_name(ssl));
         }
         return WF_OK;
     }
