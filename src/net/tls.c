@@ -656,6 +656,10 @@ tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
             goto fail;
         }
     }
+    /* Read ahead (as nginx): one read() per burst of records instead of
+     * a header and a body read per record; tls_pending() covers the
+     * records it leaves unprocessed. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* Unit's options; partial and moving writes suit the retry rules of
      * net/xprt.h's callers. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION
@@ -1081,6 +1085,11 @@ tls_io_error(SSL *ssl, int rc)
     return -1;
 }
 
+/* x->state: the last read wanted more bytes from the socket, so what
+ * OpenSSL holds unprocessed (read ahead) is an incomplete record, and the
+ * socket will poll readable for the rest. */
+#define TLS_X_READ_WANTS 0x1u
+
 static ssize_t
 tls_recv(wf_xprt_t *x, int fd, void *buf, size_t n)
 {
@@ -1092,7 +1101,11 @@ tls_recv(wf_xprt_t *x, int fd, void *buf, size_t n)
     errno = 0;
     rc = SSL_read_ex(ssl, buf, n, &got);
     if (rc == 1) {
+        x->state &= ~TLS_X_READ_WANTS;
         return (ssize_t)got;
+    }
+    if (SSL_get_error(ssl, rc) == SSL_ERROR_WANT_READ) {
+        x->state |= TLS_X_READ_WANTS;
     }
     return tls_io_error(ssl, rc);
 }
@@ -1252,10 +1265,13 @@ tls_close(wf_xprt_t *x)
     x->tls = NULL;
 }
 
+/* Decrypted bytes, or (read ahead) records not processed yet, unless the
+ * last read found them incomplete. */
 static bool
 tls_pending(const wf_xprt_t *x)
 {
-    return SSL_pending(x->tls) > 0;
+    return SSL_pending(x->tls) > 0
+           || ((x->state & TLS_X_READ_WANTS) == 0 && SSL_has_pending(x->tls));
 }
 
 static const wf_xprt_ops_t tls_ops = {
@@ -1281,6 +1297,7 @@ wf_tls_open(wf_xprt_t *x, wf_tls_srv_t *t, int fd)
     }
     SSL_set_accept_state(ssl);
     x->tls = ssl;
+    x->state = 0;
     x->ops = &tls_ops;
     return WF_OK;
 }
