@@ -669,6 +669,10 @@ tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
     if (tls_ktls) {
         SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
     }
+    /* The bundle is the chain (Unit's model): no chain building per
+     * handshake from the context's store, which with client_certificate
+     * holds the client CAs, not the server's issuers. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS
                               | SSL_MODE_ENABLE_PARTIAL_WRITE
                               | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

@@ -444,3 +444,26 @@ def test_resumed_session_keeps_client_facts(srv, cc):
             data += chunk
     assert b"X-Verify: SUCCESS\r\n" in data, data
     assert b"X-Subject: CN=client.test,O=Wharf Tests,C=FR\r\n" in data
+
+
+def test_server_chain_is_the_bundle(srv, cc):
+    """The client CAs are the context's store: a server certificate whose
+    issuer is among them still goes out as its bundle says (no chain built
+    from the store per handshake)."""
+    api = srv.api()
+    assert api.request("PUT", "/certificates/leafonly",
+                       cc.set.rsa.bundle()).status == 200
+    assert api.request("PUT", "/certificates/srvca",
+                       cc.ca.crt_pem()).status == 200
+    conf = conf_for(srv, {"ca": ["clientca", "srvca"]})
+    conf["listeners"]["127.0.0.1:%d" % srv.tls_port]["tls"]["certificate"] = \
+        "leafonly"
+    assert api.request("PUT", "/config", conf).status == 200
+    sc = subprocess.run(
+        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % srv.tls_port,
+         "-servername", "example.com", "-showcerts",
+         "-cert", cc.client.crt, "-key", cc.client.key],
+        input=b"", capture_output=True, timeout=scaled(30))
+    text = sc.stdout.decode()
+    assert text.count("-----BEGIN CERTIFICATE-----") == 1, text
+    apply(srv, {"ca": "clientca"})
