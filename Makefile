@@ -5,7 +5,8 @@
 #   make bench      Wharf beside nginx with wrk, 1000-route and
 #                   reconfiguration figures, then Python apps beside
 #                   Unit, uWSGI, gunicorn and uvicorn, and the proxy
-#                   beside nginx and HAProxy (not tests)
+#                   beside nginx and HAProxy, and TLS beside nginx
+#                   (not tests)
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make format-check
 #   make install    PREFIX/sbin/wharf and a unitd link to it (PREFIX
@@ -86,6 +87,7 @@ bench: deps-bench all
 	$(PYTHON) bench/apps.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
 	$(PYTHON) bench/proxy.py --wharf $(CURDIR)/build/wharf
 	$(PYTHON) bench/php.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
+	$(PYTHON) bench/tls.py --wharf $(CURDIR)/build/wharf
 
 fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \

@@ -438,10 +438,11 @@ class WharfRoutes(Wharf):
 WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(server, path, duration, conns, headers=()):
+def run_wrk(server, path, duration, conns, headers=(), base_url=None):
     """Runs wrk pinned to CPU 1 and returns its figures plus the server's
-    CPU time used meanwhile.  headers: extra "Name: value" fields."""
-    url = f"http://127.0.0.1:{server.port}/{path}"
+    CPU time used meanwhile.  headers: extra "Name: value" fields.
+    base_url: "https://127.0.0.1:PORT" (default: the server's http port)."""
+    url = f"{base_url or f'http://127.0.0.1:{server.port}'}/{path}"
     cmd = [
         "taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s",
         "--latency",

@@ -155,10 +155,13 @@ wf_cert_parse(const char *pem, size_t len, json_t **info, char *why,
                  len == 0 ? "the body is empty" : "the bundle is too large");
         return WF_ERROR;
     }
-    if (wf_tls_bundle_read(&b, pem, len, why, whysize) != WF_OK) {
+    if (wf_tls_bundle_read_any(&b, pem, len, why, whysize) != WF_OK) {
         return WF_ERROR;
     }
-    *info = json_pack("{s:o?, s:o?}", "key", cert_key_info(b.key), "chain",
+    /* A bundle without a key is CA certificates (client_certificate's
+     * "ca"): described without "key". */
+    *info = json_pack("{s:o*, s:o?}", "key",
+                      b.key != NULL ? cert_key_info(b.key) : NULL, "chain",
                       cert_chain_info(&b));
     wf_tls_bundle_fini(&b);
     if (*info == NULL) {
@@ -333,8 +336,29 @@ wf_cert_store_load(const char *dir)
     return n;
 }
 
-/* Calls fn on each certificate name conf's listeners give, until it
+/* Calls fn on c's name(s) (a string or an array of strings) until it
  * returns false; returns false if fn did. */
+static bool
+cert_foreach_in(const json_t *c, bool (*fn)(const char *, void *), void *arg)
+{
+    size_t i;
+    json_t *e;
+
+    if (json_is_string(c) && !fn(json_string_value(c), arg)) {
+        return false;
+    }
+    json_array_foreach(c, i, e)
+    {
+        if (json_is_string(e) && !fn(json_string_value(e), arg)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Calls fn on each certificate name conf's listeners give (their
+ * "certificate" and their "client_certificate"'s "ca"), until it returns
+ * false; returns false if fn did. */
 static bool
 cert_foreach_name(const json_t *conf, bool (*fn)(const char *, void *),
                   void *arg)
@@ -344,18 +368,12 @@ cert_foreach_name(const json_t *conf, bool (*fn)(const char *, void *),
 
     json_object_foreach(json_object_get(conf, "listeners"), lname, l)
     {
-        json_t *c = json_object_get(json_object_get(l, "tls"), "certificate");
-        size_t i;
-        json_t *e;
+        json_t *tls = json_object_get(l, "tls");
+        json_t *cc = json_object_get(tls, "client_certificate");
 
-        if (json_is_string(c) && !fn(json_string_value(c), arg)) {
+        if (!cert_foreach_in(json_object_get(tls, "certificate"), fn, arg)
+            || !cert_foreach_in(json_object_get(cc, "ca"), fn, arg)) {
             return false;
-        }
-        json_array_foreach(c, i, e)
-        {
-            if (json_is_string(e) && !fn(json_string_value(e), arg)) {
-                return false;
-            }
         }
     }
     return true;

@@ -1295,6 +1295,8 @@ static const conf_member_t conf_proxy_settings_members[] = {
      CONF_UP_OFFSET(x_forwarded), 0},
     {"forwarded", WF_JSON_BOOLEAN, conf_proxy_flag, CONF_UP_OFFSET(forwarded),
      0},
+    {"forward_client_cert", WF_JSON_BOOLEAN, conf_proxy_flag,
+     CONF_UP_OFFSET(client_cert), 0},
     {"trusted_sources", WF_JSON_STRING | WF_JSON_ARRAY, conf_proxy_trusted,
      NULL, 0},
     {"host", WF_JSON_STRING, conf_proxy_host, NULL, 0},

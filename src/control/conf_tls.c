@@ -268,18 +268,116 @@ conf_tls_session(conf_tls_ctx_t *cx, const char *key, const json_t *value)
     return conf_tls_object(cx, value, conf_tls_session_members);
 }
 
+/* ---- "client_certificate" (Wharf's) ------------------------------------ */
+
+static int
+conf_tls_ca_name(conf_tls_ctx_t *cx, const json_t *v)
+{
+    if (!json_is_string(v)) {
+        return conf_tls_fail(cx, "The \"ca\" array must contain only string "
+                                 "values.");
+    }
+    if (conf_tls_pem(cx->pems, json_string_value(v)) == NULL) {
+        return conf_tls_fail(cx, "Certificate \"%.200s\" is not found.",
+                             json_string_value(v));
+    }
+    return WF_OK;
+}
+
+static int
+conf_tls_ca(conf_tls_ctx_t *cx, const char *key, const json_t *value)
+{
+    size_t i;
+    json_t *e;
+
+    wf_unused(key);
+    if (!json_is_array(value)) {
+        return conf_tls_ca_name(cx, value);
+    }
+    if (json_array_size(value) == 0) {
+        return conf_tls_fail(cx, "The \"ca\" array must contain at least "
+                                 "one element.");
+    }
+    json_array_foreach(value, i, e)
+    {
+        if (conf_tls_ca_name(cx, e) != WF_OK) {
+            return WF_ERROR;
+        }
+    }
+    return WF_OK;
+}
+
+static int
+conf_tls_mode(conf_tls_ctx_t *cx, const char *key, const json_t *value)
+{
+    wf_unused(key);
+    if (wf_tls_verify_mode(json_string_value(value)) == WF_TLS_VERIFY_OFF) {
+        return conf_tls_fail(cx, "The \"mode\" must be \"required\", "
+                                 "\"optional\" or \"optional_no_verify\".");
+    }
+    return WF_OK;
+}
+
+static int
+conf_tls_depth(conf_tls_ctx_t *cx, const char *key, const json_t *value)
+{
+    wf_unused(key);
+    if (json_integer_value(value) < 0 || json_integer_value(value) > 100) {
+        return conf_tls_fail(cx, "The \"depth\" number must be between 0 "
+                                 "and 100.");
+    }
+    return WF_OK;
+}
+
+static const conf_tls_member_t conf_tls_client_members[] = {
+    {"ca", WF_JSON_STRING | WF_JSON_ARRAY, conf_tls_ca, false},
+    {"mode", WF_JSON_STRING, conf_tls_mode, false},
+    {"depth", WF_JSON_INTEGER, conf_tls_depth, false},
+    {NULL, 0, NULL, false},
+};
+
+/* Only optional_no_verify may go without a CA: it checks nothing. */
+static int
+conf_tls_client(conf_tls_ctx_t *cx, const char *key, const json_t *value)
+{
+    wf_unused(key);
+    if (conf_tls_object(cx, value, conf_tls_client_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (json_object_get(value, "ca") == NULL
+        && wf_tls_verify_mode(json_string_value(json_object_get(value, "mode")))
+               != WF_TLS_VERIFY_OPTIONAL_NO_VERIFY) {
+        return conf_tls_fail(cx, "Required parameter \"ca\" is missing.");
+    }
+    return WF_OK;
+}
+
 static const conf_tls_member_t conf_tls_members[] = {
     {"certificate", WF_JSON_STRING | WF_JSON_ARRAY, conf_tls_certificate, true},
     {"conf_commands", WF_JSON_OBJECT, conf_tls_commands, false},
     {"session", WF_JSON_OBJECT, conf_tls_session, false},
+    {"client_certificate", WF_JSON_OBJECT, conf_tls_client, false},
+    {"ocsp_stapling", WF_JSON_BOOLEAN, NULL, false},
     {NULL, 0, NULL, false},
 };
+
+/* Adds name's PEM (from all, without case) to pems under name. */
+static void
+conf_tls_pem_add(json_t *pems, const json_t *all, const json_t *name)
+{
+    if (json_is_string(name)) {
+        json_object_set(pems, json_string_value(name),
+                        conf_tls_pem(all, json_string_value(name)));
+    }
+}
 
 wf_tls_srv_t *
 wf_conf_tls_compile(const json_t *tls, char *detail, size_t size)
 {
     conf_tls_ctx_t cx = {detail, size, conf_tls_pems_ref()};
     json_t *cert = json_object_get(tls, "certificate");
+    json_t *ca =
+        json_object_get(json_object_get(tls, "client_certificate"), "ca");
     json_t *pems = NULL;
     wf_tls_srv_t *t = NULL;
     size_t i;
@@ -290,14 +388,15 @@ wf_conf_tls_compile(const json_t *tls, char *detail, size_t size)
     }
     /* Each name as the config spells it, to its PEM. */
     pems = json_object();
-    if (json_is_string(cert)) {
-        json_object_set(pems, json_string_value(cert),
-                        conf_tls_pem(cx.pems, json_string_value(cert)));
-    }
+    conf_tls_pem_add(pems, cx.pems, cert);
     json_array_foreach(cert, i, e)
     {
-        json_object_set(pems, json_string_value(e),
-                        conf_tls_pem(cx.pems, json_string_value(e)));
+        conf_tls_pem_add(pems, cx.pems, e);
+    }
+    conf_tls_pem_add(pems, cx.pems, ca);
+    json_array_foreach(ca, i, e)
+    {
+        conf_tls_pem_add(pems, cx.pems, e);
     }
     t = wf_tls_srv_create(tls, pems, detail, size);
 

@@ -717,6 +717,7 @@ h1_req_prepare(wf_req_t *r)
     r->rq.local = &h1_conn_of(r)->local;
     r->resp.head_only = h->method_id == WF_HTTP_HEAD;
     r->rq.tls = wf_xprt_is_tls(&h1_conn_of(r)->xp);
+    r->rq.xp = &h1_conn_of(r)->xp;
     if (h1_conn_of(r)->fwd != NULL) {
         h1_req_forwarded(r, h1_conn_of(r)->fwd);
     }
@@ -1940,7 +1941,12 @@ h1_tls_handshake(wf_h1_conn_t *c)
         return;
     }
     if (rc != WF_OK) {
-        h1_close(c);
+        /* The alert is written; a TLS 1.3 client may have sent its first
+         * request after its Finished already, and closing on those unread
+         * bytes would reset the connection and destroy the alert: drain
+         * them as plain bytes first. */
+        wf_xprt_close(&c->xp);
+        h1_linger(c);
         return;
     }
     h1_set_state(c, WF_H1_HEAD);

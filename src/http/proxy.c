@@ -34,9 +34,10 @@
 #include "http/route_pattern.h"
 #include "http/tpl.h"
 #include "http/upstream.h"
+#include "http/var.h"
 
 #define PX_STAGE   (16 * 1024) /* request bytes staged for the backend */
-#define PX_FWD_MAX 1024        /* Wharf's forwarding fields, at most */
+#define PX_FWD_MAX 4096        /* Wharf's forwarding fields, at most */
 /* Response bytes read at once: the head (WF_PROXY_HEAD_MAX at most) and
  * what follows it must fit in a fresh response channel. */
 #define PX_IN_SIZE  WF_XCHG_CHAN_LIMIT
@@ -408,6 +409,12 @@ px_head_build(px_t *px)
     }
     if (forwarding) {
         o.extra = wf_str_make(fwd, px_forwarding(px, fwd, trusted));
+    }
+    if (u->client_cert) { /* "forward_client_cert" (net/tls.h) */
+        o.drop_client = true;
+        o.extra.data = fwd;
+        o.extra.len += wf_var_tls_client_fields(&r->rq, fwd + o.extra.len,
+                                                sizeof(fwd) - o.extra.len);
     }
     n = wf_proxy_req_head_size(&r->head, &o);
     px->out = malloc(wf_max(n, (size_t)PX_STAGE + 32));

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "http/var.h"
 
 /* RFC 9110 5.6.2 tchar. */
 static bool
@@ -291,7 +292,8 @@ pp_req_skip(const wf_h1_header_t *f, const wf_str_t *conn, size_t nconn,
            || wf_str_eq_nocase(f->name, wf_string("content-length"))
            || wf_str_eq_nocase(f->name, wf_string("expect"))
            || wf_str_eq_nocase(f->name, wf_string("host"))
-           || (o->drop_forwarding && wf_proxy_is_forwarding(f->name));
+           || (o->drop_forwarding && wf_proxy_is_forwarding(f->name))
+           || (o->drop_client && wf_var_tls_is_client_field(f->name));
 }
 
 size_t

@@ -54,6 +54,8 @@ typedef struct wf_proxy_req_opts {
     bool drop_forwarding; /* drop the client's X-Forwarded-For, -Proto,
                              -Host and Forwarded fields */
     bool keep_alive;      /* HTTP/1.1 persistence: no "Connection: close" */
+    bool drop_client;     /* drop the client's X-Client-* fields
+                             (wf_var_tls_is_client_field()) */
     wf_str_t extra;       /* "Name: value\r\n" lines appended; borrowed */
 } wf_proxy_req_opts_t;
 

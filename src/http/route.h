@@ -39,7 +39,9 @@ struct wf_route_req {
                                  NULL in some unit tests */
     const wf_sockaddr_t *remote; /* the client; NULL in some unit tests */
     const wf_sockaddr_t *local;  /* the address it connected to */
-    bool tls;                    /* scheme https (always false for now) */
+    bool tls;                    /* scheme https */
+    const struct wf_xprt *xp;    /* the connection's transport, for the
+                                    $tls_* variables; NULL: none known */
     uint64_t start_ns;        /* CLOCK_MONOTONIC when the request head arrived,
                                  for $request_time; 0: unknown */
     unsigned status;          /* later: response status, for $status */

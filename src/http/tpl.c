@@ -27,6 +27,7 @@ struct tpl_part {
     tpl_render_fn render;
     wf_str_t text; /* the literal, or the NAME of $header_NAME etc.; in the
                       arena */
+    int idx;       /* a $tls_* variable's (http/var.h) */
 };
 
 struct wf_tpl {
@@ -385,6 +386,16 @@ tpl_response_header(const tpl_part_t *part, const wf_route_req_t *rq, char *out,
     return TPL_ABSENT;
 }
 
+/* $tls_protocol, $tls_client_subject... (http/var.h). */
+static size_t
+tpl_tls(const tpl_part_t *part, const wf_route_req_t *rq, char *out, size_t cap)
+{
+    wf_str_t v;
+
+    return wf_var_tls_get(rq, part->idx, &v) ? tpl_put(out, cap, v)
+                                             : TPL_ABSENT;
+}
+
 /* The variables we know.  A row with render == NULL is a variable Unit has
  * that Wharf does not have yet: it is refused with a message that says so
  * rather than Unit's "Unknown variable". */
@@ -443,6 +454,10 @@ tpl_var_find(const char *name, size_t len, tpl_part_t *part, char *err,
             part->text = wf_str_make(name + n, len - n);
             known = true;
         }
+    }
+    if (!known && (part->idx = wf_var_tls_find(name, len)) >= 0) {
+        part->render = tpl_tls;
+        known = true;
     }
     if (!known) {
         snprintf(err, errlen, "Unknown variable \"%.*s\"", (int)len, name);
@@ -503,7 +518,7 @@ tpl_add_text(wf_tpl_t *t, const char *s, size_t from, size_t to)
 {
     if (to > from) {
         t->parts[t->nparts++] =
-            (tpl_part_t){NULL, wf_str_make(s + from, to - from)};
+            (tpl_part_t){NULL, wf_str_make(s + from, to - from), 0};
     }
 }
 
@@ -517,7 +532,7 @@ tpl_parse(wf_tpl_t *t, const char *copy, size_t len, char *err, size_t errlen)
 
     while (i < len) {
         wf_str_t name;
-        tpl_part_t part = {NULL, wf_null_str};
+        tpl_part_t part = {NULL, wf_null_str, 0};
         size_t next;
 
         if (copy[i] != '$') {

@@ -50,6 +50,7 @@ typedef struct wf_upstream {
      * the snapshot. */
     bool x_forwarded;
     bool forwarded;
+    bool client_cert; /* "forward_client_cert": X-Client-* (http/var.h) */
     const struct wf_addr_set *trusted;
     const struct wf_tpl *host;
 } wf_upstream_t;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "net/tls.h"
 
 static int
 var_hex(unsigned char c)
@@ -236,4 +237,106 @@ wf_var_addr_text(const wf_sockaddr_t *sa, char *buf, size_t cap)
         return 0;
     }
     return strlen(buf);
+}
+
+/* ---- TLS variables ------------------------------------------------------ */
+
+static const struct {
+    const char *name;
+    wf_tls_var_t var;
+} var_tls[] = {
+    {"tls_protocol", WF_TLS_VAR_PROTOCOL},
+    {"tls_cipher", WF_TLS_VAR_CIPHER},
+    {"tls_sni", WF_TLS_VAR_SNI},
+    {"tls_client_verify", WF_TLS_VAR_CLIENT_VERIFY},
+    {"tls_client_verified", WF_TLS_VAR_CLIENT_VERIFIED},
+    {"tls_client_subject", WF_TLS_VAR_CLIENT_SUBJECT},
+    {"tls_client_issuer", WF_TLS_VAR_CLIENT_ISSUER},
+    {"tls_client_serial", WF_TLS_VAR_CLIENT_SERIAL},
+    {"tls_client_fingerprint", WF_TLS_VAR_CLIENT_FINGERPRINT},
+};
+
+int
+wf_var_tls_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < wf_nitems(var_tls); i++) {
+        if (strlen(var_tls[i].name) == len
+            && memcmp(var_tls[i].name, name, len) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+bool
+wf_var_tls_get(const wf_route_req_t *rq, int idx, wf_str_t *v)
+{
+    if (idx < 0 || (size_t)idx >= wf_nitems(var_tls) || rq->xp == NULL) {
+        return false;
+    }
+    return wf_tls_var_get(rq->xp, var_tls[idx].var, v);
+}
+
+static const struct {
+    wf_str_t field;
+    wf_tls_var_t var;
+} var_tls_fields[] = {
+    {wf_string("X-Client-Verify"), WF_TLS_VAR_CLIENT_VERIFY},
+    {wf_string("X-Client-Subject"), WF_TLS_VAR_CLIENT_SUBJECT},
+    {wf_string("X-Client-Issuer"), WF_TLS_VAR_CLIENT_ISSUER},
+    {wf_string("X-Client-Serial"), WF_TLS_VAR_CLIENT_SERIAL},
+    {wf_string("X-Client-Fingerprint"), WF_TLS_VAR_CLIENT_FINGERPRINT},
+};
+
+/* Appends "field: v" CRLF at buf[*n] if it fits whole in cap; bytes that
+ * could split a field (CR, LF, NUL) are left out (RFC 2253 text escapes
+ * them anyway). */
+static void
+var_field_put(char *buf, size_t cap, size_t *n, wf_str_t field, wf_str_t v)
+{
+    size_t k = *n;
+
+    if (k + field.len + v.len + 4 > cap) {
+        return;
+    }
+    memcpy(buf + k, field.data, field.len);
+    k += field.len;
+    buf[k++] = ':';
+    buf[k++] = ' ';
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.data[i] != '\r' && v.data[i] != '\n' && v.data[i] != '\0') {
+            buf[k++] = v.data[i];
+        }
+    }
+    buf[k++] = '\r';
+    buf[k++] = '\n';
+    *n = k;
+}
+
+size_t
+wf_var_tls_client_fields(const wf_route_req_t *rq, char *buf, size_t cap)
+{
+    size_t n = 0;
+    wf_str_t v;
+
+    for (size_t i = 0; rq->xp != NULL && i < wf_nitems(var_tls_fields); i++) {
+        if (wf_tls_var_get(rq->xp, var_tls_fields[i].var, &v)) {
+            var_field_put(buf, cap, &n, var_tls_fields[i].field, v);
+        } else if (i == 0 && wf_xprt_is_tls(rq->xp)) {
+            var_field_put(buf, cap, &n, var_tls_fields[i].field,
+                          wf_string("NONE"));
+        }
+    }
+    return n;
+}
+
+bool
+wf_var_tls_is_client_field(wf_str_t name)
+{
+    for (size_t i = 0; i < wf_nitems(var_tls_fields); i++) {
+        if (wf_str_eq_nocase(name, var_tls_fields[i].field)) {
+            return true;
+        }
+    }
+    return false;
 }

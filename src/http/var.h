@@ -59,4 +59,27 @@ bool wf_var_header_name_eq(wf_str_t field, wf_str_t name);
  * buf[0..cap) (cap >= 64).  Returns its length; 0 when sa is NULL. */
 size_t wf_var_addr_text(const wf_sockaddr_t *sa, char *buf, size_t cap);
 
+/* Wharf's TLS variables ($tls_protocol, $tls_cipher, $tls_sni,
+ * $tls_client_verify, $tls_client_verified, $tls_client_subject,
+ * $tls_client_issuer, $tls_client_serial, $tls_client_fingerprint; see
+ * net/tls.h): the index of name[0..len) among them, or -1. */
+int wf_var_tls_find(const char *name, size_t len);
+
+/* Sets *v to the value of TLS variable idx (from wf_var_tls_find()) for
+ * rq's connection; false when it has none (a plain connection, no client
+ * certificate...). */
+bool wf_var_tls_get(const wf_route_req_t *rq, int idx, wf_str_t *v);
+
+/* The fields proxy_settings' "forward_client_cert" sends a backend, as
+ * "Name: value" CRLF lines into buf[0..cap): X-Client-Verify (whenever the
+ * connection is TLS), X-Client-Subject, -Issuer, -Serial and -Fingerprint
+ * (when the client sent a certificate and the listener asked for one); a
+ * field that does not fit whole is left out.  Returns the bytes
+ * written. */
+size_t wf_var_tls_client_fields(const wf_route_req_t *rq, char *buf,
+                                size_t cap);
+
+/* Whether name is one of those fields (the client's own are dropped). */
+bool wf_var_tls_is_client_field(wf_str_t name);
+
 #endif

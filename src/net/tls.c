@@ -19,6 +19,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "net/acme_chal.h"
+#include "net/tls_ocsp.h"
 
 #define TLS_WBUF      16384        /* one record's plaintext */
 #define TLS_WRITE_MAX (256 * 1024) /* bytes written per call, for fairness */
@@ -201,9 +202,9 @@ tls_bundle_check(wf_tls_bundle_t *b, char *why, size_t whysize)
     return WF_OK;
 }
 
-int
-wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
-                   size_t whysize)
+static int
+tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, bool keyless,
+                char *why, size_t whysize)
 {
     BIO *bio = len <= INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
     int rc;
@@ -213,7 +214,7 @@ wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
     }
     rc = tls_read_blocks(b, bio, why, whysize);
     BIO_free(bio);
-    if (rc == WF_OK) {
+    if (rc == WF_OK && (!keyless || b->key != NULL || b->count == 0)) {
         rc = tls_bundle_check(b, why, whysize);
     }
     ERR_clear_error();
@@ -221,6 +222,20 @@ wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
         wf_tls_bundle_fini(b);
     }
     return rc;
+}
+
+int
+wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len, char *why,
+                   size_t whysize)
+{
+    return tls_bundle_read(b, pem, len, false, why, whysize);
+}
+
+int
+wf_tls_bundle_read_any(wf_tls_bundle_t *b, const char *pem, size_t len,
+                       char *why, size_t whysize)
+{
+    return tls_bundle_read(b, pem, len, true, why, whysize);
 }
 
 /* ---- SNI ---------------------------------------------------------------- */
@@ -415,6 +430,7 @@ typedef struct tls_tickets {
 } tls_tickets_t;
 
 static int tls_tickets_index = -1;
+static int tls_peer_index = -1; /* SSL ex_data: tls_peer_t */
 static pthread_once_t tls_tickets_once = PTHREAD_ONCE_INIT;
 
 static void
@@ -434,11 +450,15 @@ tls_tickets_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
     }
 }
 
+static void tls_peer_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                          long argl, void *argp);
+
 static void
 tls_tickets_init(void)
 {
     tls_tickets_index =
         SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, tls_tickets_free);
+    tls_peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_peer_free);
 }
 
 /* Sets the HMAC-SHA256 key of a ticket. */
@@ -611,6 +631,23 @@ tls_on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* Whether the kernel offers TLS (the tls module: /proc/net/tls_stat);
+ * read once.  Said once at debug level, with what files go through. */
+static bool tls_ktls;
+static pthread_once_t tls_ktls_once = PTHREAD_ONCE_INIT;
+
+static void
+tls_ktls_probe(void)
+{
+    tls_ktls = access("/proc/net/tls_stat", F_OK) == 0;
+    wf_log_debug("kTLS: %s",
+                 tls_ktls ? "the kernel offers it: SSL_OP_ENABLE_KTLS, files "
+                            "over TLS go through SSL_sendfile()"
+                          : "the kernel has no TLS module (no "
+                            "/proc/net/tls_stat): files over TLS go through "
+                            "pread() and SSL_write()");
+}
+
 static SSL_CTX *
 tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
                char *why, size_t whysize)
@@ -636,11 +673,23 @@ tls_ctx_create(const char *name, const char *pem, size_t len, const json_t *tls,
             goto fail;
         }
     }
+    /* Read ahead (as nginx): one read() per burst of records instead of
+     * a header and a body read per record; tls_pending() covers the
+     * records it leaves unprocessed. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* Unit's options; partial and moving writes suit the retry rules of
      * net/xprt.h's callers. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION
                                  | SSL_OP_IGNORE_UNEXPECTED_EOF
                                  | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    pthread_once(&tls_ktls_once, tls_ktls_probe);
+    if (tls_ktls) {
+        SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+    }
+    /* The bundle is the chain (Unit's model): no chain building per
+     * handshake from the context's store, which with client_certificate
+     * holds the client CAs, not the server's issuers. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS
                               | SSL_MODE_ENABLE_PARTIAL_WRITE
                               | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -665,6 +714,295 @@ fail:
     return NULL;
 }
 
+/* ---- client certificates (Wharf's "client_certificate") -------------- */
+
+#define TLS_VERIFY_DEPTH 1 /* nginx's ssl_verify_depth default */
+
+static const struct {
+    const char *name;
+    wf_tls_verify_t mode;
+    int flags; /* SSL_CTX_set_verify()'s */
+} tls_verify_modes[] = {
+    {"required", WF_TLS_VERIFY_REQUIRED,
+     SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT},
+    {"optional", WF_TLS_VERIFY_OPTIONAL, SSL_VERIFY_PEER},
+    {"optional_no_verify", WF_TLS_VERIFY_OPTIONAL_NO_VERIFY, SSL_VERIFY_PEER},
+};
+
+wf_tls_verify_t
+wf_tls_verify_mode(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < wf_nitems(tls_verify_modes); i++) {
+        if (strcmp(tls_verify_modes[i].name, name) == 0) {
+            return tls_verify_modes[i].mode;
+        }
+    }
+    return WF_TLS_VERIFY_OFF;
+}
+
+/* optional_no_verify: every certificate passes; SSL_get_verify_result()
+ * still says what the check found (the last error). */
+static int
+tls_on_verify_any(int ok, X509_STORE_CTX *store)
+{
+    wf_unused(ok);
+    wf_unused(store);
+    return 1;
+}
+
+/* What the listener's client verification needs, built once per srv and
+ * shared by its contexts. */
+typedef struct tls_verify_conf {
+    wf_tls_verify_t mode;
+    int depth;
+    X509_STORE *store;
+    STACK_OF(X509_NAME) * names; /* sent in the CertificateRequest */
+    unsigned char sid[32];       /* session id context: a session resumes
+                                    only where the same CAs verified it */
+} tls_verify_conf_t;
+
+static void
+tls_verify_conf_fini(tls_verify_conf_t *vc)
+{
+    X509_STORE_free(vc->store);
+    sk_X509_NAME_pop_free(vc->names, X509_NAME_free);
+}
+
+/* Adds the certificates of the CA bundle name (in pems) to vc. */
+static int
+tls_verify_add_ca(tls_verify_conf_t *vc, const char *name, const json_t *pems,
+                  EVP_MD_CTX *md, char *why, size_t whysize)
+{
+    json_t *pem = json_object_get(pems, name);
+    wf_tls_bundle_t b = {0};
+    char reason[200];
+
+    if (!json_is_string(pem)) {
+        return tls_fail(why, whysize, "Certificate \"%.200s\" is not found.",
+                        name);
+    }
+    if (wf_tls_bundle_read_any(&b, json_string_value(pem),
+                               json_string_length(pem), reason, sizeof(reason))
+        != WF_OK) {
+        return tls_fail(why, whysize,
+                        "CA certificate \"%.100s\" cannot be loaded: %s.", name,
+                        reason);
+    }
+    EVP_DigestUpdate(md, json_string_value(pem), json_string_length(pem));
+    for (size_t i = 0; i < b.count; i++) {
+        X509_NAME *n = X509_NAME_dup(X509_get_subject_name(b.chain[i]));
+
+        if (X509_STORE_add_cert(vc->store, b.chain[i]) != 1 || n == NULL
+            || sk_X509_NAME_push(vc->names, n) == 0) {
+            X509_NAME_free(n);
+            wf_tls_bundle_fini(&b);
+            return tls_fail(why, whysize, "Out of memory.");
+        }
+    }
+    wf_tls_bundle_fini(&b);
+    return WF_OK;
+}
+
+/* Reads "client_certificate" (validated) into vc. */
+static int
+tls_verify_conf_read(tls_verify_conf_t *vc, const json_t *cc,
+                     const json_t *pems, char *why, size_t whysize)
+{
+    json_t *ca = json_object_get(cc, "ca");
+    json_t *depth = json_object_get(cc, "depth");
+    size_t n = json_is_array(ca) ? json_array_size(ca) : ca != NULL;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = WF_OK;
+
+    vc->mode =
+        wf_tls_verify_mode(json_string_value(json_object_get(cc, "mode")));
+    vc->mode =
+        vc->mode != WF_TLS_VERIFY_OFF ? vc->mode : WF_TLS_VERIFY_REQUIRED;
+    vc->depth =
+        depth != NULL ? (int)json_integer_value(depth) : TLS_VERIFY_DEPTH;
+    vc->store = X509_STORE_new();
+    vc->names = sk_X509_NAME_new_null();
+    if (md == NULL || vc->store == NULL || vc->names == NULL
+        || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return tls_fail(why, whysize, "Out of memory.");
+    }
+    EVP_DigestUpdate(md, &vc->mode, sizeof(vc->mode));
+    EVP_DigestUpdate(md, &vc->depth, sizeof(vc->depth));
+    for (size_t i = 0; rc == WF_OK && i < n; i++) {
+        json_t *e = json_is_array(ca) ? json_array_get(ca, i) : ca;
+
+        rc =
+            tls_verify_add_ca(vc, json_string_value(e), pems, md, why, whysize);
+    }
+    if (rc == WF_OK && EVP_DigestFinal_ex(md, vc->sid, NULL) != 1) {
+        rc = tls_fail(why, whysize, "Out of memory.");
+    }
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static int
+tls_ctx_verify(SSL_CTX *ctx, const tls_verify_conf_t *vc)
+{
+    STACK_OF(X509_NAME) *names = SSL_dup_CA_list(vc->names);
+    int flags = 0;
+
+    for (size_t i = 0; i < wf_nitems(tls_verify_modes); i++) {
+        if (tls_verify_modes[i].mode == vc->mode) {
+            flags = tls_verify_modes[i].flags;
+        }
+    }
+    if (names == NULL) {
+        return WF_ERROR;
+    }
+    SSL_CTX_set1_cert_store(ctx, vc->store);
+    SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, flags,
+                       vc->mode == WF_TLS_VERIFY_OPTIONAL_NO_VERIFY
+                           ? tls_on_verify_any
+                           : NULL);
+    SSL_CTX_set_verify_depth(ctx, vc->depth);
+    SSL_CTX_set_session_id_context(ctx, vc->sid, sizeof(vc->sid));
+    return WF_OK;
+}
+
+/* Asks t's clients for certificates as "client_certificate" says. */
+static int
+tls_srv_verify(wf_tls_srv_t *t, const json_t *cc, const json_t *pems, char *why,
+               size_t whysize)
+{
+    tls_verify_conf_t vc = {0};
+    int rc;
+
+    if (cc == NULL) {
+        return WF_OK;
+    }
+    rc = tls_verify_conf_read(&vc, cc, pems, why, whysize);
+    for (size_t i = 0; rc == WF_OK && i < t->nctxs; i++) {
+        if (tls_ctx_verify(t->ctxs[i], &vc) != WF_OK) {
+            rc = tls_fail(why, whysize, "Out of memory.");
+        }
+    }
+    tls_verify_conf_fini(&vc);
+    ERR_clear_error();
+    return rc;
+}
+
+/* The client's facts (the client_* variables), read once when the
+ * handshake ends; owned by the SSL (ex_data, freed with it). */
+typedef struct tls_peer {
+    size_t off[WF_TLS_VAR_N];
+    size_t len[WF_TLS_VAR_N];
+    bool has[WF_TLS_VAR_N];
+    char text[]; /* every value, one after another */
+} tls_peer_t;
+
+static void
+tls_peer_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+              void *argp)
+{
+    wf_unused(parent);
+    wf_unused(ad);
+    wf_unused(idx);
+    wf_unused(argl);
+    wf_unused(argp);
+    free(ptr);
+}
+
+/* Ends the value var that started at start in bio. */
+static void
+tls_peer_mark(tls_peer_t *p, BIO *bio, wf_tls_var_t var, uint64_t start)
+{
+    p->off[var] = (size_t)start;
+    p->len[var] = (size_t)(BIO_number_written(bio) - start);
+    p->has[var] = true;
+}
+
+static void
+tls_peer_cert(tls_peer_t *p, BIO *bio, X509 *x)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    uint64_t at = BIO_number_written(bio);
+    BIGNUM *bn;
+    char *hex;
+
+    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0, XN_FLAG_RFC2253);
+    tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_SUBJECT, at);
+    at = BIO_number_written(bio);
+    X509_NAME_print_ex(bio, X509_get_issuer_name(x), 0, XN_FLAG_RFC2253);
+    tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_ISSUER, at);
+    at = BIO_number_written(bio);
+    bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+    if (hex != NULL) {
+        BIO_puts(bio, hex);
+        tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_SERIAL, at);
+    }
+    OPENSSL_free(hex);
+    BN_free(bn);
+    at = BIO_number_written(bio);
+    if (X509_digest(x, EVP_sha256(), md, &n) == 1) {
+        for (unsigned i = 0; i < n; i++) {
+            BIO_printf(bio, "%02x", md[i]);
+        }
+        tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_FINGERPRINT, at);
+    }
+}
+
+/* The verify result as nginx's $ssl_client_verify says it. */
+static void
+tls_peer_verify(tls_peer_t *p, BIO *bio, SSL *ssl, X509 *x)
+{
+    long rc = SSL_get_verify_result(ssl);
+    uint64_t at = BIO_number_written(bio);
+
+    if (x == NULL) {
+        BIO_puts(bio, "NONE");
+    } else if (rc == X509_V_OK) {
+        BIO_puts(bio, "SUCCESS");
+    } else {
+        BIO_printf(bio, "FAILED:%s", X509_verify_cert_error_string(rc));
+    }
+    tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_VERIFY, at);
+    at = BIO_number_written(bio);
+    BIO_puts(bio, x != NULL && rc == X509_V_OK ? "true" : "false");
+    tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_VERIFIED, at);
+}
+
+/* Reads the client's facts into ssl's ex_data (nothing when out of
+ * memory: the variables are then absent). */
+static void
+tls_peer_read(SSL *ssl)
+{
+    X509 *x = SSL_get0_peer_certificate(ssl);
+    BIO *bio = BIO_new(BIO_s_mem());
+    tls_peer_t head = {0};
+    tls_peer_t *p = NULL;
+    char *data;
+    long n;
+
+    if (bio == NULL) {
+        return;
+    }
+    tls_peer_verify(&head, bio, ssl, x);
+    if (x != NULL) {
+        tls_peer_cert(&head, bio, x);
+    }
+    n = BIO_get_mem_data(bio, &data);
+    if (n >= 0 && (p = malloc(sizeof(*p) + (size_t)n + 1)) != NULL) {
+        *p = head;
+        memcpy(p->text, data, (size_t)n);
+        p->text[n] = '\0';
+        if (SSL_set_ex_data(ssl, tls_peer_index, p) != 1) {
+            free(p);
+        }
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+}
+
 /* Adds certificate name's context and SNI names as t's next. */
 static int
 tls_srv_add(wf_tls_srv_t *t, const char *name, const json_t *pems,
@@ -683,6 +1021,9 @@ tls_srv_add(wf_tls_srv_t *t, const char *name, const json_t *pems,
         return WF_ERROR;
     }
     t->ctxs[t->nctxs++] = ctx;
+    if (json_is_true(json_object_get(tls, "ocsp_stapling"))) {
+        wf_tls_ocsp_attach(ctx, name);
+    }
     if (tls_names_add(t, SSL_CTX_get0_certificate(ctx), t->nctxs - 1)
         != WF_OK) {
         return tls_fail(why, whysize, "Out of memory.");
@@ -698,7 +1039,9 @@ wf_tls_srv_create(const json_t *tls, const json_t *pems, char *why,
     size_t n = json_is_array(cert) ? json_array_size(cert) : 1;
     wf_tls_srv_t *t = calloc(1, sizeof(*t));
 
-    if (t == NULL || (t->ctxs = calloc(n, sizeof(*t->ctxs))) == NULL) {
+    pthread_once(&tls_tickets_once, tls_tickets_init);
+    if (t == NULL || (t->ctxs = calloc(n, sizeof(*t->ctxs))) == NULL
+        || tls_peer_index < 0) {
         free(t);
         tls_fail(why, whysize, "Out of memory.");
         return NULL;
@@ -711,6 +1054,12 @@ wf_tls_srv_create(const json_t *tls, const json_t *pems, char *why,
             wf_tls_srv_destroy(t);
             return NULL;
         }
+    }
+    if (tls_srv_verify(t, json_object_get(tls, "client_certificate"), pems, why,
+                       whysize)
+        != WF_OK) {
+        wf_tls_srv_destroy(t);
+        return NULL;
     }
     if (n > 1) {
         SSL_CTX_set_tlsext_servername_callback(t->ctxs[0], tls_on_servername);
@@ -758,6 +1107,11 @@ tls_io_error(SSL *ssl, int rc)
     return -1;
 }
 
+/* x->state: the last read wanted more bytes from the socket, so what
+ * OpenSSL holds unprocessed (read ahead) is an incomplete record, and the
+ * socket will poll readable for the rest. */
+#define TLS_X_READ_WANTS 0x1u
+
 static ssize_t
 tls_recv(wf_xprt_t *x, int fd, void *buf, size_t n)
 {
@@ -769,7 +1123,11 @@ tls_recv(wf_xprt_t *x, int fd, void *buf, size_t n)
     errno = 0;
     rc = SSL_read_ex(ssl, buf, n, &got);
     if (rc == 1) {
+        x->state &= ~TLS_X_READ_WANTS;
         return (ssize_t)got;
+    }
+    if (SSL_get_error(ssl, rc) == SSL_ERROR_WANT_READ) {
+        x->state |= TLS_X_READ_WANTS;
     }
     return tls_io_error(ssl, rc);
 }
@@ -847,6 +1205,24 @@ tls_sendmsg(wf_xprt_t *x, int fd, const struct msghdr *msg, int flags)
     return (ssize_t)done;
 }
 
+/* With kTLS sending (the kernel encrypts): SSL_sendfile(), no copy. */
+static ssize_t
+tls_sendfile_ktls(SSL *ssl, int in_fd, off_t *off, size_t n)
+{
+    ossl_ssize_t w;
+
+    errno = 0;
+    w = SSL_sendfile(ssl, in_fd, *off, wf_min(n, (size_t)TLS_WRITE_MAX), 0);
+    if (w > 0) {
+        *off += (off_t)w;
+        return (ssize_t)w;
+    }
+    if (tls_io_error(ssl, (int)w) == 0) {
+        errno = EPIPE;
+    }
+    return -1;
+}
+
 /* Without kTLS the file goes through user space: pread() one record's
  * worth, encrypt, write. */
 static ssize_t
@@ -855,6 +1231,9 @@ tls_sendfile(wf_xprt_t *x, int fd, int in_fd, off_t *off, size_t n)
     size_t done = 0;
 
     wf_unused(fd);
+    if (BIO_get_ktls_send(SSL_get_wbio(x->tls))) {
+        return tls_sendfile_ktls(x->tls, in_fd, off, n);
+    }
     while (done < n && done < TLS_WRITE_MAX) {
         ssize_t r =
             pread(in_fd, tls_wbuf, wf_min(n - done, (size_t)TLS_WBUF), *off);
@@ -908,10 +1287,13 @@ tls_close(wf_xprt_t *x)
     x->tls = NULL;
 }
 
+/* Decrypted bytes, or (read ahead) records not processed yet, unless the
+ * last read found them incomplete. */
 static bool
 tls_pending(const wf_xprt_t *x)
 {
-    return SSL_pending(x->tls) > 0;
+    return SSL_pending(x->tls) > 0
+           || ((x->state & TLS_X_READ_WANTS) == 0 && SSL_has_pending(x->tls));
 }
 
 static const wf_xprt_ops_t tls_ops = {
@@ -937,6 +1319,7 @@ wf_tls_open(wf_xprt_t *x, wf_tls_srv_t *t, int fd)
     }
     SSL_set_accept_state(ssl);
     x->tls = ssl;
+    x->state = 0;
     x->ops = &tls_ops;
     return WF_OK;
 }
@@ -951,6 +1334,14 @@ wf_tls_handshake(wf_xprt_t *x, uint32_t *events)
     errno = 0;
     rc = SSL_do_handshake(ssl);
     if (rc == 1) {
+        if (SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE) {
+            tls_peer_read(ssl); /* "client_certificate" listeners only */
+        }
+        if (tls_ktls) { /* the cipher decides whether the kernel takes it */
+            wf_log_debug("kTLS send %s for %s",
+                         BIO_get_ktls_send(SSL_get_wbio(ssl)) ? "on" : "off",
+                         SSL_get_cipher_name(ssl));
+        }
         return WF_OK;
     }
     e = SSL_get_error(ssl, rc);
@@ -966,4 +1357,39 @@ wf_tls_handshake(wf_xprt_t *x, uint32_t *events)
     }
     ERR_clear_error();
     return WF_ERROR;
+}
+
+bool
+wf_tls_var_get(const wf_xprt_t *x, wf_tls_var_t var, wf_str_t *v)
+{
+    SSL *ssl = x != NULL && x->ops == &tls_ops ? x->tls : NULL;
+    const tls_peer_t *p;
+    const char *s;
+
+    if (ssl == NULL) {
+        return false;
+    }
+    switch (var) {
+    case WF_TLS_VAR_PROTOCOL:
+        s = SSL_get_version(ssl);
+        break;
+    case WF_TLS_VAR_CIPHER:
+        s = SSL_get_cipher_name(ssl);
+        break;
+    case WF_TLS_VAR_SNI:
+        s = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        break;
+    default:
+        p = var < WF_TLS_VAR_N ? SSL_get_ex_data(ssl, tls_peer_index) : NULL;
+        if (p == NULL || !p->has[var]) {
+            return false;
+        }
+        *v = wf_str_make(p->text + p->off[var], p->len[var]);
+        return true;
+    }
+    if (s == NULL) {
+        return false;
+    }
+    *v = wf_str_make(s, strlen(s));
+    return true;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/str.h"
 #include "net/xprt.h"
 
 #define WF_TLS_CHAIN_MAX 32 /* certificates in one bundle */
@@ -32,6 +33,12 @@ typedef struct wf_tls_bundle {
 int wf_tls_bundle_read(wf_tls_bundle_t *b, const char *pem, size_t len,
                        char *why, size_t whysize);
 
+/* As wf_tls_bundle_read(), but a bundle without a key is accepted too: a
+ * CA bundle (certificates in any order, for client verification only).
+ * A bundle with a key gets wf_tls_bundle_read()'s checks and messages. */
+int wf_tls_bundle_read_any(wf_tls_bundle_t *b, const char *pem, size_t len,
+                           char *why, size_t whysize);
+
 /* Frees b's key and certificates; b is empty afterwards. */
 void wf_tls_bundle_fini(wf_tls_bundle_t *b);
 
@@ -44,12 +51,27 @@ typedef struct wf_tls_srv wf_tls_srv_t;
  * control/conf_tls.c (certificate: a name or a non-empty array of names,
  * each in pems; conf_commands: an object of strings; session: cache_size
  * >= 0, timeout > 0, tickets a boolean or Base64 keys of 48 or 80 bytes,
- * the last of an array encrypting, every one decrypting).  pems (borrowed) maps
- * each certificate name to its PEM bundle.  Returns a new object, or NULL with
+ * the last of an array encrypting, every one decrypting; client_certificate:
+ * an object with "mode" a wf_tls_verify_mode() name, "ca" a name or an
+ * array of names, "depth" 0..100).  pems (borrowed) maps each certificate
+ * and CA name to its PEM bundle.  Returns a new object, or NULL with
  * a sentence in why (a bundle that does not load, a command SSL_CONF_cmd()
  * refuses).  Parses keys and certificates: not for an I/O thread. */
 wf_tls_srv_t *wf_tls_srv_create(const json_t *tls, const json_t *pems,
                                 char *why, size_t whysize);
+
+/* Client certificate modes ("client_certificate": {"mode": ...}). */
+typedef enum wf_tls_verify {
+    WF_TLS_VERIFY_OFF = 0,
+    WF_TLS_VERIFY_REQUIRED,          /* a valid one, or the handshake fails */
+    WF_TLS_VERIFY_OPTIONAL,          /* none, or a valid one */
+    WF_TLS_VERIFY_OPTIONAL_NO_VERIFY /* any or none; the result is only told
+                                        ($tls_client_verify) */
+} wf_tls_verify_t;
+
+/* The mode called name ("required", "optional", "optional_no_verify"), or
+ * WF_TLS_VERIFY_OFF when there is none of that name. */
+wf_tls_verify_t wf_tls_verify_mode(const char *name);
 
 /* Frees t (accepts NULL).  Connections it accepted keep working. */
 void wf_tls_srv_destroy(wf_tls_srv_t *t);
@@ -69,5 +91,27 @@ int wf_tls_handshake(wf_xprt_t *x, uint32_t *events);
  * for "a.b.c"; a name two certificates share goes to the first; no match:
  * 0, the default. */
 size_t wf_tls_srv_pick(const wf_tls_srv_t *t, const char *servername);
+
+/* What a TLS connection tells its requests (Wharf's $tls_* variables). */
+typedef enum wf_tls_var {
+    WF_TLS_VAR_PROTOCOL = 0,       /* "TLSv1.3" */
+    WF_TLS_VAR_CIPHER,             /* "TLS_AES_256_GCM_SHA384" */
+    WF_TLS_VAR_SNI,                /* the server name the client sent */
+    WF_TLS_VAR_CLIENT_VERIFY,      /* "SUCCESS", "FAILED:reason", "NONE" */
+    WF_TLS_VAR_CLIENT_VERIFIED,    /* "true" when SUCCESS, else "false" */
+    WF_TLS_VAR_CLIENT_SUBJECT,     /* RFC 2253, as nginx's $ssl_client_s_dn */
+    WF_TLS_VAR_CLIENT_ISSUER,      /* RFC 2253 */
+    WF_TLS_VAR_CLIENT_SERIAL,      /* hex, upper case */
+    WF_TLS_VAR_CLIENT_FINGERPRINT, /* SHA-256 of the DER, lower-case hex */
+    WF_TLS_VAR_N
+} wf_tls_var_t;
+
+/* Sets *v to the value of var for x's connection (borrowed from x, valid
+ * while x is open) and returns true; false when it has none: a plain
+ * connection, no SNI sent, no client certificate (the client_* values;
+ * CLIENT_VERIFY and CLIENT_VERIFIED exist wherever the listener asks for
+ * client certificates).  The client's facts are read once, when the
+ * handshake ends, and only on listeners with "client_certificate". */
+bool wf_tls_var_get(const wf_xprt_t *x, wf_tls_var_t var, wf_str_t *v);
 
 #endif

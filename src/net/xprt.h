@@ -36,6 +36,7 @@ typedef struct wf_xprt_ops {
 struct wf_xprt {
     const wf_xprt_ops_t *ops; /* NULL: plain socket */
     void *tls;                /* owned by ops (an SSL *); NULL when plain */
+    unsigned state;           /* owned by ops (net/tls.c: TLS_X_*) */
 };
 
 static inline bool

@@ -84,7 +84,6 @@ def test_expired_and_self_signed_are_stored(server, certs):
 
 @pytest.mark.parametrize("case,detail", [
     ("key only", "no certificates found"),
-    ("certificate only", "no key found"),
     ("mismatched key", "the private key does not match the first "
      "certificate"),
     ("broken chain", "certificate 2 is not the issuer of certificate 1"),
@@ -95,7 +94,6 @@ def test_expired_and_self_signed_are_stored(server, certs):
 def test_invalid_bundles(server, certs, case, detail):
     data = {
         "key only": certs.rsa.key_pem(),
-        "certificate only": certs.rsa.crt_pem(),
         "mismatched key": certs.rsa.crt_pem() + certs.other.key_pem(),
         "broken chain": certs.rsa.crt_pem() + certs.other.crt_pem()
         + certs.rsa.key_pem(),
@@ -109,6 +107,26 @@ def test_invalid_bundles(server, certs, case, detail):
     assert r.json == {"error": "Invalid certificate.", "detail": detail}
     assert api.get("/certificates").json == {}
     assert not os.path.exists(os.path.join(server.statedir, "certs", "bad"))
+
+
+def test_certificates_without_key_are_a_ca_bundle(server, certs):
+    """Wharf's: a bundle of certificates without a key is stored for
+    client_certificate's "ca" (Unit refuses it with "no key found"); it is
+    described without "key", and a listener cannot serve it."""
+    api = server.api()
+    body = certs.other.crt_pem() + certs.ca.crt_pem()
+    assert put_cert(api, "cas", body).status == 200
+    info = api.get("/certificates/cas").json
+    assert "key" not in info
+    assert [c["subject"]["common_name"] for c in info["chain"]] == [
+        "other.test", "Wharf Test CA"]
+    r = api.request("PUT", "/config", {
+        "listeners": {"127.0.0.1:%d" % server.port: {
+            "pass": "routes", "tls": {"certificate": "cas"}}},
+        "routes": []})
+    assert r.status == 400
+    assert r.json["detail"] == ('Certificate "cas" cannot be loaded: '
+                                'no key found.')
 
 
 def test_refusals(server, certs):
@@ -156,7 +174,7 @@ def test_store_files_and_restart(wharf, certs):
 def test_invalid_file_in_store_is_skipped(wharf, certs, tmp_path):
     statedir = tmp_path / "st"
     (statedir / "certs").mkdir(parents=True)
-    (statedir / "certs" / "broken").write_bytes(certs.rsa.crt_pem())
+    (statedir / "certs" / "broken").write_bytes(b"not a bundle")
     (statedir / "certs" / "good").write_bytes(certs.ec.bundle())
     server = wharf(return_config(200), statedir=str(statedir))
     assert set(server.api().get("/certificates").json) == {"good"}

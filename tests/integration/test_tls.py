@@ -594,3 +594,43 @@ def test_proxy_behind_tls_tells_the_backend_https(tls_server, certs):
         apply_tls(tls_server, {"certificate": "rsa"})  # no more backend
     finally:
         b.stop()
+
+
+def test_two_records_in_one_segment(tls_server, certs):
+    """Two requests in two TLS records that arrive in one read: the server
+    reads ahead, so the second record waits undecrypted in OpenSSL's
+    buffer where no poll announces it; both must be answered."""
+    raw = socket.create_connection(("127.0.0.1", tls_server.tls_port),
+                                   timeout=scaled(10))
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx(certs).wrap_bio(inc, out, server_hostname="example.com")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(out.read())
+            inc.write(raw.recv(65536))
+    raw.sendall(out.read())  # the client's Finished
+    time.sleep(0.2)  # the server is idle again, polling
+    obj.write(b"GET /static/a.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+    obj.write(b"GET /static/a.txt HTTP/1.1\r\nHost: a\r\n"
+              b"Connection: close\r\n\r\n")
+    raw.sendall(out.read())  # both records in one send
+    data = b""
+    while True:
+        try:
+            chunk = obj.read(65536)
+            if not chunk:
+                break
+            data += chunk
+        except ssl.SSLWantReadError:
+            got = raw.recv(65536)
+            if not got:
+                break
+            inc.write(got)
+        except ssl.SSLZeroReturnError:
+            break
+    raw.close()
+    assert data.count(b"HTTP/1.1 200") == 2, data
+    assert data.count(b"alpha over tls\n") == 2, data

@@ -41,9 +41,10 @@ def _newkey(ec):
     return ["-newkey", "rsa:2048"]
 
 
-def _ext_file(directory, name, sans, ca):
+def _ext_file(directory, name, sans, ca, ext=()):
     path = os.path.join(str(directory), name + ".ext")
     lines = ["basicConstraints=critical,CA:%s" % ("TRUE" if ca else "FALSE")]
+    lines += list(ext)
     if sans:
         lines.append("subjectAltName=" + ",".join(
             s if ":" in s else "DNS:" + s for s in sans))
@@ -53,12 +54,13 @@ def _ext_file(directory, name, sans, ca):
 
 
 def make_cert(directory, name, cn, sans=(), issuer=None, ec=False,
-              days=30, ca=False, expired=False):
+              days=30, ca=False, expired=False, ext=()):
     """A certificate for cn (SAN DNS names sans) signed by issuer (a Cert;
-    None: self-signed).  expired: valid in January 2020 only."""
+    None: self-signed).  expired: valid in January 2020 only.  ext: more
+    extension lines ("authorityInfoAccess=OCSP;URI:http://...")."""
     c = Cert(directory, name)
     csr = os.path.join(c.dir, name + ".csr")
-    ext = _ext_file(directory, name, sans, ca)
+    ext = _ext_file(directory, name, sans, ca, ext)
     _run(["req", "-new"] + _newkey(ec) + ["-nodes", "-keyout", c.key,
           "-out", csr, "-subj", "/C=FR/O=Wharf Tests/CN=%s" % cn], c.dir)
     if expired:

@@ -72,7 +72,10 @@ test_bundles(void **state)
         {{cert_leaf.x_pem, cert_ca.x_pem, cert_leaf.key_pem, NULL}, NULL},
         {{cert_leaf.x_pem, cert_leaf.key_pem, cert_ca.x_pem, NULL}, NULL},
         {{ecparams, cert_ec.key_pem, cert_ec.x_pem, NULL}, NULL},
-        {{cert_leaf.x_pem, NULL}, "no key found"},
+        /* without a key: a CA bundle, in any order */
+        {{cert_leaf.x_pem, NULL}, NULL},
+        {{cert_other.x_pem, cert_ca.x_pem, NULL}, NULL},
+        {{"no PEM here", NULL}, "no key found"},
         {{cert_leaf.key_pem, NULL}, "no certificates found"},
         {{cert_leaf.key_pem, cert_ec.key_pem, cert_leaf.x_pem, NULL},
          "multiple private keys in PEM"},

@@ -16,6 +16,7 @@
 
 #include "core/common.h"
 #include "net/tls.h"
+#include "net/tls_ocsp.h"
 #include "net/xprt.h"
 #include "unit.h"
 
@@ -228,6 +229,88 @@ test_handshake_and_sni(void **state)
     tls_pair_close(&p);
 }
 
+/* The $tls_* facts: what the handshake agreed, and nothing about the
+ * client where the listener asks for no certificate. */
+static void
+test_vars(void **state)
+{
+    wf_xprt_t plain = {0};
+    tls_pair_t p;
+    wf_str_t v;
+
+    wf_unused(state);
+    assert_false(wf_tls_var_get(&plain, WF_TLS_VAR_PROTOCOL, &v));
+    tls_pair_open(&p, "www.a.test");
+    assert_true(wf_tls_var_get(&p.x, WF_TLS_VAR_PROTOCOL, &v));
+    assert_true(wf_str_eq(v, wf_string("TLSv1.3")));
+    assert_true(wf_tls_var_get(&p.x, WF_TLS_VAR_SNI, &v));
+    assert_true(wf_str_eq(v, wf_string("www.a.test")));
+    assert_true(wf_tls_var_get(&p.x, WF_TLS_VAR_CIPHER, &v));
+    assert_true(v.len > 4 && memcmp(v.data, "TLS_", 4) == 0);
+    for (int i = WF_TLS_VAR_CLIENT_VERIFY; i <= WF_TLS_VAR_N; i++) {
+        assert_false(wf_tls_var_get(&p.x, (wf_tls_var_t)i, &v));
+    }
+    tls_pair_close(&p);
+}
+
+/* When the refresher fetches a certificate's OCSP response again. */
+static void
+test_ocsp_next(void **state)
+{
+    const struct {
+        time_t next_update;
+        unsigned failures;
+        time_t want; /* from now = 1000 */
+    } rows[] = {
+        {0, 0, 3600},             /* no nextUpdate: hourly */
+        {1600, 0, 300},           /* halfway to nextUpdate */
+        {1004, 0, 5},             /* at least 5 s */
+        {900, 0, 5},              /* already out of date */
+        {1000 + 100000, 0, 3600}, /* at most an hour */
+        {1600, 1, 2},             /* failures: 2 s doubled */
+        {1600, 2, 4},
+        {1600, 3, 8},
+        {0, 10, 300}, /* at most 5 minutes */
+        {0, 100, 300},
+    };
+
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(rows); i++) {
+        time_t got =
+            wf_tls_ocsp_next(1000, rows[i].next_update, rows[i].failures);
+
+        if (got != 1000 + rows[i].want) {
+            print_message("row %zu: %lld\n", i, (long long)got);
+        }
+        assert_int_equal(got, 1000 + rows[i].want);
+    }
+}
+
+static void
+test_verify_modes(void **state)
+{
+    char why[256];
+    wf_tls_srv_t *t;
+
+    wf_unused(state);
+    assert_int_equal(wf_tls_verify_mode("required"), WF_TLS_VERIFY_REQUIRED);
+    assert_int_equal(wf_tls_verify_mode("optional"), WF_TLS_VERIFY_OPTIONAL);
+    assert_int_equal(wf_tls_verify_mode("optional_no_verify"),
+                     WF_TLS_VERIFY_OPTIONAL_NO_VERIFY);
+    assert_int_equal(wf_tls_verify_mode("on"), WF_TLS_VERIFY_OFF);
+    assert_int_equal(wf_tls_verify_mode(NULL), WF_TLS_VERIFY_OFF);
+    t = tls_srv("{\"certificate\": \"a\", \"client_certificate\": "
+                "{\"ca\": \"nope\"}}",
+                why, sizeof(why));
+    assert_null(t);
+    assert_string_equal(why, "Certificate \"nope\" is not found.");
+    t = tls_srv("{\"certificate\": \"a\", \"client_certificate\": "
+                "{\"ca\": [\"w\", \"cn\"], \"mode\": \"optional\"}}",
+                why, sizeof(why));
+    assert_non_null(t);
+    wf_tls_srv_destroy(t);
+}
+
 static void
 test_sendmsg_many_iovecs(void **state)
 {
@@ -388,6 +471,9 @@ wf_test_tls(void)
         cmocka_unit_test(test_sendfile),
         cmocka_unit_test(test_recv_pending_and_close_notify),
         cmocka_unit_test(test_handshake_garbage),
+        cmocka_unit_test(test_vars),
+        cmocka_unit_test(test_verify_modes),
+        cmocka_unit_test(test_ocsp_next),
     };
 
     return cmocka_run_group_tests_name("tls", tests, tls_setup, tls_teardown);
