@@ -243,17 +243,7 @@ wf_statedir_store_cert(const char *statedir, const char *name, const char *pem,
 int
 wf_statedir_delete_cert(const char *statedir, const char *name)
 {
-    char path[PATH_MAX + 256];
-    char dir[PATH_MAX];
-
-    snprintf(dir, sizeof(dir), "%s/certs", statedir);
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if (unlink(path) == -1 && errno != ENOENT) {
-        wf_log_alert(errno, "unlink(\"%s\") failed", path);
-        return WF_ERROR;
-    }
-    statedir_fsync_dir(dir);
-    return WF_OK;
+    return statedir_delete_in(statedir, "certs", name);
 }
 
 char *
