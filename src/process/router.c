@@ -19,6 +19,7 @@
 #include "core/tpool.h"
 #include "http/access_log.h"
 #include "http/h1_conn.h"
+#include "http/upstream_health.h"
 #include "process/app_mgr.h"
 
 #define ROUTER_FD_KEEP (-2) /* the listener exists already */
@@ -298,6 +299,7 @@ router_commit(wf_router_t *rt)
     }
     rt->retire = rt->current;
     rt->current = snap;
+    wf_upstream_health_publish(conf->upstream_all);
     if (wf_loops_sync(&rt->sync, rt->loop, router_on_synced) != WF_OK) {
         /* Out of memory: keep the old snapshot; it is only a leak. */
         rt->retire = NULL;
