@@ -5,12 +5,14 @@ server (and only the keys of a server that leaves move), round robin stays
 Unit's default."""
 
 import threading
+import time
 
 import pytest
 
 from lib.configs import LISTEN, routes_config
 from lib.proxy_backends import RawBackend, response, wait_for
 from lib.rawhttp import exchange, request
+from lib.wharf import scaled
 
 
 @pytest.fixture
@@ -159,3 +161,135 @@ def test_proxy_action_takes_the_settings(wharf, backends):
         "proxy": a.url, "proxy_settings": {"balance": "least_conn"}}}])
     server = wharf(conf)
     assert ask(server).body == b"a"
+
+
+# -- limits: max_conns, the queue, per-route timeouts ------------------------
+
+class Gate:
+    """A backend that holds every request until opened, and records the
+    most connections it served at once."""
+
+    def __init__(self, backends, name="g"):
+        self.open = threading.Event()
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+        def handler(req, sock):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                if req.target != "/fast":
+                    self.open.wait(30)
+            finally:
+                with self.lock:
+                    self.now -= 1
+            return response(200, name.encode())
+        self.b = backends(handler)
+        self.address = self.b.address
+
+
+def in_thread(fn):
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=fn()))
+    t.start()
+    return t, out
+
+
+def test_max_conns_without_queue_is_503(wharf, backends):
+    g = Gate(backends)
+    server = wharf(upstream_conf({g.address: {"max_conns": 1}}))
+    t, held = in_thread(lambda: ask(server))
+    try:
+        assert wait_for(lambda: g.now == 1)
+        t0 = time.monotonic()
+        assert ask(server).status == 503
+        assert time.monotonic() - t0 < scaled(5)
+    finally:
+        g.open.set()
+        t.join(30)
+    assert held["r"].status == 200
+    assert ask(server).status == 200
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_queue_waits_for_a_free_connection(wharf, backends, threads):
+    g = Gate(backends)
+    server = wharf(upstream_conf({g.address: {}}, max_conns=2, queue=10,
+                                 queue_timeout=30), threads=threads)
+    started = [in_thread(lambda: ask(server)) for _ in range(6)]
+    try:
+        assert wait_for(lambda: g.now == 2)
+        time.sleep(0.3)
+        assert g.now == 2          # the other four wait in the queue
+    finally:
+        g.open.set()
+    for t, out in started:
+        t.join(30)
+        assert out["r"].status == 200
+    assert g.most == 2
+    assert len(g.b.requests) == 6
+
+
+def test_queue_timeout_and_full_queue_are_503(wharf, backends):
+    g = Gate(backends)
+    server = wharf(upstream_conf({g.address: {"max_conns": 1}}, queue=1,
+                                 queue_timeout=0.5))
+    t1, held = in_thread(lambda: ask(server))
+    try:
+        assert wait_for(lambda: g.now == 1)
+        t2, queued = in_thread(lambda: ask(server))
+        time.sleep(0.1)
+        # The queue (1) is taken: 503 at once.
+        assert ask(server).status == 503
+        t2.join(30)
+        assert queued["r"].status == 503   # queue_timeout
+    finally:
+        g.open.set()
+        t1.join(30)
+    assert held["r"].status == 200
+    assert len(g.b.requests) == 1
+
+
+def test_client_gone_while_queued(wharf, backends):
+    g = Gate(backends)
+    server = wharf(upstream_conf({g.address: {"max_conns": 1}}, queue=4,
+                                 queue_timeout=30), threads=1)
+    t1, held = in_thread(lambda: ask(server))
+    try:
+        assert wait_for(lambda: g.now == 1)
+        for _ in range(3):
+            s = server.connect()
+            s.sendall(request(path="/", host="localhost"))
+            time.sleep(0.05)
+            s.close()
+        time.sleep(0.2)
+    finally:
+        g.open.set()
+        t1.join(30)
+    assert held["r"].status == 200
+    # The slots of the requests that went away came back: the next ones
+    # are served (max_conns 1, so a leaked slot would queue them for ever).
+    for _ in range(3):
+        assert ask(server, "/fast").status == 200
+    # The requests withdrawn from the queue never reached the backend.
+    assert [r.target for r in g.b.requests] == ["/", "/fast", "/fast",
+                                                "/fast"]
+
+
+def test_timeouts_are_per_route(wharf, backends):
+    def slow(req, sock):
+        time.sleep(1.0)
+        return response(200, b"late")
+    b = backends(slow)
+    conf = routes_config([
+        {"match": {"uri": "/short"},
+         "action": {"proxy": b.url,
+                    "proxy_settings": {"header_read_timeout": 0.3}}},
+        {"action": {"proxy": b.url,
+                    "proxy_settings": {"header_read_timeout": 10}}}])
+    server = wharf(conf)
+    assert ask(server, "/short").status == 504
+    r = ask(server, "/long")
+    assert (r.status, r.body) == (200, b"late")
