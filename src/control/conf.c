@@ -12,12 +12,14 @@
 #include "control/conf_app.h"
 #include "control/conf_tls.h"
 #include "core/common.h"
+#include "core/log.h"
 #include "http/access_log.h"
 #include "http/app_desc.h"
 #include "http/forwarded.h"
 #include "http/mime.h"
 #include "http/route_pattern.h"
 #include "http/upstream.h"
+#include "http/upstream_dns.h"
 
 /* Validation and compilation are one walk over the tree: every object is
  * checked against a table of its members (conf_member_t), and each member's
@@ -1132,6 +1134,29 @@ static const conf_member_t conf_pass_members[] = {
     CONF_ACTION_COMMON,
 };
 
+/* Is s "HOSTNAME:PORT" (Wharf's: resolved when the router compiles the
+ * snapshot, http/upstream_dns.h)? */
+static bool
+conf_is_host(const char *s)
+{
+    size_t n;
+    uint16_t port;
+
+    return wf_upstream_dns_parse(s, &n, &port) == WF_OK;
+}
+
+/* s as an address into srv; false (and no address: addrlen 0) when it
+ * is none. */
+static bool
+conf_server_addr(const char *s, wf_upstream_server_t *srv)
+{
+    if (wf_conf_addr_parse(s, &srv->addr, &srv->addrlen)) {
+        return true;
+    }
+    srv->addrlen = 0;
+    return false;
+}
+
 /* The upstream the proxy options being compiled go into: the named
  * upstream being compiled, else the proxy action's own one (created by
  * whichever of its members comes first). */
@@ -1170,7 +1195,7 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
         return conf_nomem(cx);
     }
     if (!http || strlen(s) != json_string_length(value)
-        || !wf_conf_addr_parse(s + 7, &srv->addr, &srv->addrlen)) {
+        || (!conf_server_addr(s + 7, srv) && !conf_is_host(s + 7))) {
         return conf_fail(cx, "The \"proxy\" address is invalid \"%.200s\"",
                          http ? s + 7 : s);
     }
@@ -1179,6 +1204,8 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
         return conf_nomem(cx);
     }
     srv->name += 7;
+    srv->host = srv->addrlen == 0 ? srv->name : NULL;
+    srv->wconf = 1.0;
     srv->weight = srv->effective = 1;
     u->servers = srv;
     u->nservers = 1;
@@ -1473,11 +1500,124 @@ conf_lb_check(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     return conf_object(cx, value, conf_check_members);
 }
 
+/* "resolver": "IP:PORT" of the DNS server for the host names. */
+static int
+conf_lb_resolver(conf_ctx_t *cx, const char *key, json_t *value,
+                 const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (!wf_conf_addr_parse(json_string_value(value), &ss, &len)
+        || ss.ss_family == AF_UNIX) {
+        return conf_fail(cx, "The \"%s\" value must be \"IP:PORT\".", key);
+    }
+    u->resolver = conf_strdup(cx, value);
+    return u->resolver != NULL ? WF_OK : conf_nomem(cx);
+}
+
 /* An upstream is complete (a named one, or a "proxy" action's own): its
  * defaults resolved, it joins the snapshot's list and finds its peers. */
+/* The addresses of the host-name server s, as servers into out (room for
+ * WF_UPSTREAM_DNS_MAX); returns how many.  Only the router resolves
+ * (cx->modules is NULL there); the controller's check takes none. */
+static size_t
+conf_server_resolve(conf_ctx_t *cx, wf_upstream_t *u,
+                    const wf_upstream_server_t *s, wf_upstream_server_t *out)
+{
+    wf_upstream_addrs_t as;
+    char err[300], text[INET6_ADDRSTRLEN + 8];
+    size_t namelen;
+    uint16_t port;
+
+    if (cx->modules != NULL
+        || wf_upstream_dns_parse(s->host, &namelen, &port) != WF_OK) {
+        return 0;
+    }
+    if (wf_upstream_dns_resolve(s->host, namelen, port, u->resolver, 5000, &as,
+                                err, sizeof(err))
+        == 0) {
+        wf_log_warn(0, "upstream server %s", err);
+        return 0;
+    }
+    if (as.ttl > 0 && (u->ttl_ms == 0 || as.ttl * 1000 < u->ttl_ms)) {
+        u->ttl_ms = as.ttl * 1000;
+    }
+    for (size_t i = 0; i < as.n; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&as.addr[i];
+        const void *ip =
+            sa->sa_family == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        char buf[INET6_ADDRSTRLEN];
+
+        out[i] = *s;
+        memcpy(&out[i].addr, &as.addr[i], as.len[i]);
+        out[i].addrlen = as.len[i];
+        inet_ntop(sa->sa_family, ip, buf, sizeof(buf));
+        snprintf(text, sizeof(text),
+                 sa->sa_family == AF_INET ? "%s:%u" : "[%s]:%u", buf, port);
+        out[i].name = wf_arena_strndup(cx->a, text, strlen(text));
+        if (out[i].name == NULL) {
+            return 0;
+        }
+    }
+    return as.n;
+}
+
+/* Replaces u's host-name servers by one server per address (each with
+ * the configured weight), then scales the weights again. */
+static int
+conf_upstream_resolve(conf_ctx_t *cx, wf_upstream_t *u)
+{
+    wf_upstream_server_t *all;
+    double *w;
+    size_t n = 0, names = 0;
+
+    for (size_t i = 0; i < u->nservers; i++) {
+        names += u->servers[i].host != NULL;
+    }
+    if (names == 0) {
+        return WF_OK;
+    }
+    all = wf_arena_calloc(cx->a, (u->nservers + names * WF_UPSTREAM_DNS_MAX + 1)
+                                     * sizeof(*all));
+    u->hosts = wf_arena_calloc(cx->a, (names + 1) * sizeof(char *));
+    if (all == NULL || u->hosts == NULL) {
+        return conf_nomem(cx);
+    }
+    for (size_t i = 0; i < u->nservers; i++) {
+        if (u->servers[i].host == NULL) {
+            all[n++] = u->servers[i];
+        } else {
+            u->hosts[u->nhosts++] = u->servers[i].host;
+            n += conf_server_resolve(cx, u, &u->servers[i], &all[n]);
+        }
+    }
+    w = wf_arena_calloc(cx->a, (n + 1) * sizeof(double));
+    if (w == NULL) {
+        return conf_nomem(cx);
+    }
+    for (size_t i = 0; i < n; i++) {
+        w[i] = all[i].wconf;
+    }
+    u->servers = all;
+    u->nservers = n;
+    wf_upstream_weights(u, w);
+    return WF_OK;
+}
+
 static int
 conf_upstream_finish(conf_ctx_t *cx, wf_upstream_t *u)
 {
+    if (conf_upstream_resolve(cx, u) != WF_OK) {
+        return WF_ERROR;
+    }
     if (u->balance == WF_UPSTREAM_HASH && u->hash_key == NULL) {
         wf_tpl_t *t;
 
@@ -1490,25 +1630,6 @@ conf_upstream_finish(conf_ctx_t *cx, wf_upstream_t *u)
     cx->conf->upstream_all = u;
     return wf_upstream_compile(u) == WF_OK ? WF_OK : conf_nomem(cx);
 }
-
-#define CONF_LB_MEMBERS                                               \
-    {"balance", WF_JSON_STRING, conf_lb_balance, NULL, 0},            \
-        {"hash_key", WF_JSON_STRING, conf_lb_hash_key, NULL, 0},      \
-        {"max_fails", WF_JSON_INTEGER, conf_lb_int,                   \
-         CONF_LB_UP(passive.max_fails, 0, WF_UPSTREAM_FAILS_MAX), 0}, \
-        {"fail_window", WF_JSON_NUMBER, conf_lb_secs,                 \
-         CONF_LB_UP(passive.window_ms, 0, 0), 0},                     \
-        {"fail_timeout", WF_JSON_NUMBER, conf_lb_secs,                \
-         CONF_LB_UP(passive.down_ms, 0, 0), 0},                       \
-        {"max_conns", WF_JSON_INTEGER, conf_lb_int,                   \
-         CONF_LB_UP(max_conns, 0, 1000000), 0},                       \
-        {"queue", WF_JSON_INTEGER, conf_lb_int,                       \
-         CONF_LB_UP(queue_max, 0, WF_UPSTREAM_QUEUE_MAX), 0},         \
-        {"queue_timeout", WF_JSON_NUMBER, conf_lb_secs,               \
-         CONF_LB_UP(queue_ms, 0, 0), 0},                              \
-    {                                                                 \
-        "health_check", WF_JSON_OBJECT, conf_lb_check, NULL, 0        \
-    }
 
 
 /* Wharf's options of a proxy (docs/internals/proxy.md): "proxy_settings"
@@ -1532,7 +1653,25 @@ static const conf_member_t conf_proxy_settings_members[] = {
     {"idle_connections", WF_JSON_INTEGER, conf_proxy_idle, NULL, 0},
     {"idle_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
      CONF_UP_OFFSET(idle_ms), 0},
-    CONF_LB_MEMBERS,
+    /* balancing, health, limits, host names (issue 10) */
+    {"balance", WF_JSON_STRING, conf_lb_balance, NULL, 0},
+    {"hash_key", WF_JSON_STRING, conf_lb_hash_key, NULL, 0},
+    {"max_fails", WF_JSON_INTEGER, conf_lb_int,
+     CONF_LB_UP(passive.max_fails, 0, WF_UPSTREAM_FAILS_MAX), 0},
+    {"fail_window", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_UP(passive.window_ms, 0, 0), 0},
+    {"fail_timeout", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_UP(passive.down_ms, 0, 0), 0},
+    {"max_conns", WF_JSON_INTEGER, conf_lb_int,
+     CONF_LB_UP(max_conns, 0, 1000000), 0},
+    {"queue", WF_JSON_INTEGER, conf_lb_int,
+     CONF_LB_UP(queue_max, 0, WF_UPSTREAM_QUEUE_MAX), 0},
+    {"queue_timeout", WF_JSON_NUMBER, conf_lb_secs, CONF_LB_UP(queue_ms, 0, 0),
+     0},
+    {"health_check", WF_JSON_OBJECT, conf_lb_check, NULL, 0},
+    {"resolver", WF_JSON_STRING, conf_lb_resolver, NULL, 0},
+    {"resolve_interval", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_UP(resolve_ms, 0, 0), 0},
     {NULL, 0, NULL, NULL, 0},
 };
 
@@ -1968,7 +2107,7 @@ conf_server(conf_ctx_t *cx, const char *name, json_t *value,
                             sizeof(cx->err->detail))) {
         return WF_ERROR;
     }
-    if (!wf_conf_addr_parse(name, &srv->addr, &srv->addrlen)) {
+    if (!conf_server_addr(name, srv) && !conf_is_host(name)) {
         return conf_fail(cx, "The \"%.200s\" is not valid server address.",
                          name);
     }
@@ -1979,8 +2118,10 @@ conf_server(conf_ctx_t *cx, const char *name, json_t *value,
         return WF_ERROR;
     }
     srv->name = wf_arena_strndup(cx->a, name, strlen(name));
+    srv->host = srv->addrlen == 0 ? srv->name : NULL;
     weight = json_object_get(value, "weight");
     *w = weight != NULL ? json_number_value(weight) : 1.0;
+    srv->wconf = *w;
     return srv->name != NULL ? WF_OK : conf_nomem(cx);
 }
 

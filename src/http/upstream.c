@@ -33,6 +33,7 @@ wf_upstream_init(wf_upstream_t *u)
     u->read_ms = WF_UPSTREAM_READ_MS;
     u->idle_ms = WF_UPSTREAM_IDLE_MS;
     u->queue_ms = WF_UPSTREAM_QUEUE_MS;
+    u->resolve_ms = WF_UPSTREAM_RESOLVE_MS;
     u->passive.window_ms = WF_UPSTREAM_FAIL_MS;
     u->passive.down_ms = WF_UPSTREAM_FAIL_MS;
     u->check.interval_ms = 5000;

@@ -45,7 +45,10 @@ typedef struct wf_upstream_passive {
 typedef struct wf_upstream_server {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    const char *name;  /* as configured ("127.0.0.1:8080", "unix:/p") */
+    const char *name;  /* as configured ("127.0.0.1:8080", "unix:/p"); for
+                          a host name, the address it resolved to */
+    const char *host;  /* "NAME:PORT" as configured; NULL: an address */
+    double wconf;      /* the configured weight (before scaling) */
     int32_t weight;    /* scaled as Unit scales it; 0: never chosen */
     int32_t effective; /* smooth round robin state (under lock) */
     int32_t current;
@@ -140,6 +143,15 @@ struct wf_upstream {
     wf_list_t queue;
     unsigned queued;
 
+    /* Host names: resolved with resolver ("IP:PORT"; NULL: the system's)
+     * when the snapshot is compiled, again after the answers' TTL, within
+     * [1 s, resolve_ms]. */
+    const char *resolver;
+    uint32_t resolve_ms;
+    const char **hosts; /* the configured "NAME:PORT"s, resolved or not */
+    size_t nhosts;
+    uint32_t ttl_ms; /* the smallest TTL of their answers; 0: none given */
+
     struct wf_upstream_stats *stats; /* process-wide, by name; NULL for a
                                         "proxy" action's own upstream */
     bool compiled;                   /* wf_upstream_compile() ran */
@@ -155,6 +167,7 @@ struct wf_upstream {
 #define WF_UPSTREAM_QUEUE_MAX  65536       /* "queue" at most */
 #define WF_UPSTREAM_KEY_MAX    1024        /* a rendered "hash_key" */
 #define WF_UPSTREAM_FAIL_MS    (10 * 1000) /* "fail_window", "fail_timeout" */
+#define WF_UPSTREAM_RESOLVE_MS (30 * 1000) /* "resolve_interval" */
 
 /* Sets u's defaults (Unit's timeouts) and its lock; u is zeroed. */
 void wf_upstream_init(wf_upstream_t *u);
