@@ -43,6 +43,10 @@ typedef struct wf_api_reply {
     char *cert_pem;  /* owned (malloc); the bundle, cert_len bytes */
     size_t cert_len;
     json_t *cert_info; /* owned; the bundle's description */
+    char *text;        /* owned (malloc); a body that is not JSON (GET
+                          /status?format=prometheus: Prometheus text, of type
+                          WF_METRICS_CONTENT_TYPE), sent instead of body; or
+                          NULL */
 } wf_api_reply_t;
 
 /* Unit's title of a certificate change main could not store. */

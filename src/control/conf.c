@@ -1682,6 +1682,23 @@ static const conf_member_t conf_proxy_members[] = {
     CONF_ACTION_COMMON,
 };
 
+/* Wharf's "metrics": "prometheus" (http/metrics.h): /status as
+ * Prometheus text, behind the route's own "match". */
+static int
+conf_metrics(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_unused(data);
+    if (strcmp(json_string_value(value), "prometheus") != 0) {
+        return conf_fail(cx, "The \"%s\" value must be \"prometheus\".", key);
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_metrics_members[] = {
+    {"metrics", WF_JSON_STRING, conf_metrics, NULL, 0},
+    CONF_ACTION_COMMON,
+};
+
 /* The action kinds: the member that selects one, and its members. */
 static const struct {
     const char *name;
@@ -1692,6 +1709,7 @@ static const struct {
     {"return", WF_ACTION_RETURN, conf_return_members},
     {"share", WF_ACTION_SHARE, conf_share_members},
     {"proxy", WF_ACTION_PROXY, conf_proxy_members},
+    {"metrics", WF_ACTION_METRICS, conf_metrics_members},
 };
 
 /* Compiles an "action" (or "fallback") object into a new action. */

@@ -34,6 +34,7 @@
 #include "http/route_pattern.h"
 #include "http/tpl.h"
 #include "http/upstream.h"
+#include "http/upstream_peer.h"
 
 #define PX_STAGE   (16 * 1024) /* request bytes staged for the backend */
 #define PX_FWD_MAX 1024        /* Wharf's forwarding fields, at most */
@@ -220,7 +221,8 @@ px_close_or_keep(px_t *px)
     if (px_reusable(px)) {
         wf_proxy_pool_put(px->loop, &px->io,
                           (const struct sockaddr *)&px->srv->addr,
-                          px->srv->addrlen, px->u->idle_max, px->u->idle_ms);
+                          px->srv->addrlen, px->u->idle_max, px->u->idle_ms,
+                          &px->srv->peer->idle);
         px->io.fd = -1;
         px->io.events = 0;
     }

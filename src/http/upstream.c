@@ -248,6 +248,16 @@ wf_upstream_pick(wf_upstream_t *u, uint64_t key, wf_upstream_none_t *why)
 
 static void upstream_wait_hand(wf_upstream_t *u);
 
+/* The queue's length changes by delta (under u->qlock). */
+static void
+upstream_queued(wf_upstream_t *u, int delta)
+{
+    u->queued = (unsigned)((int)u->queued + delta);
+    if (u->stats != NULL) {
+        atomic_fetch_add(&u->stats->waiting, delta);
+    }
+}
+
 /* Gives back one of s's slots; a queued request may take it. */
 static void
 upstream_release(wf_upstream_t *u, wf_upstream_server_t *s)
@@ -313,7 +323,7 @@ upstream_wait_hand(wf_upstream_t *u)
             w = NULL;
         } else {
             wf_list_del(&w->link);
-            u->queued--;
+            upstream_queued(u, -1);
             w->queued = false;
             w->posted = true;
         }
@@ -335,7 +345,7 @@ upstream_on_wait_timer(wf_timer_t *t)
     queued = w->queued;
     if (queued) {
         wf_list_del(&w->link);
-        u->queued--;
+        upstream_queued(u, -1);
         w->queued = false;
     }
     pthread_mutex_unlock(&u->qlock);
@@ -373,7 +383,7 @@ wf_upstream_wait(wf_upstream_t *u, uint64_t key, wf_loop_t *loop,
         return NULL;
     }
     wf_list_add_tail(&u->queue, &w->link);
-    u->queued++;
+    upstream_queued(u, 1);
     w->queued = true;
     pthread_mutex_unlock(&u->qlock);
     wf_timer_set(loop, &w->timer, u->queue_ms);
@@ -397,7 +407,7 @@ wf_upstream_wait_cancel(wf_upstream_wait_t *w)
     queued = w->queued;
     if (queued) {
         wf_list_del(&w->link);
-        u->queued--;
+        upstream_queued(u, -1);
         w->queued = false;
     }
     pthread_mutex_unlock(&u->qlock);

@@ -1,5 +1,6 @@
 #include "http/upstream_peer.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -159,4 +160,141 @@ wf_upstream_health_name(wf_upstream_health_t h)
     };
 
     return names[h];
+}
+
+/* ---- /status ------------------------------------------------------------ */
+
+typedef struct status_server {
+    char *name; /* owned */
+    wf_upstream_peer_t *peer;
+} status_server_t;
+
+typedef struct status_upstream {
+    wf_upstream_stats_t *stats;
+    status_server_t *servers; /* owned */
+    size_t n;
+} status_upstream_t;
+
+/* What /status shows: the current snapshot's named upstreams, copied
+ * (the snapshot may go while a thread reads this). */
+typedef struct status_view {
+    status_upstream_t *ups;
+    size_t n;
+} status_view_t;
+
+static pthread_mutex_t status_lock = PTHREAD_MUTEX_INITIALIZER;
+static status_view_t *status_view;
+
+static void
+status_view_free(status_view_t *v)
+{
+    for (size_t i = 0; v != NULL && i < v->n; i++) {
+        for (size_t j = 0; j < v->ups[i].n; j++) {
+            free(v->ups[i].servers[j].name);
+        }
+        free(v->ups[i].servers);
+    }
+    if (v != NULL) {
+        free(v->ups);
+    }
+    free(v);
+}
+
+static int
+status_upstream_copy(status_upstream_t *su, const wf_upstream_t *u)
+{
+    su->stats = u->stats;
+    su->servers = calloc(u->nservers + 1, sizeof(*su->servers));
+    if (su->servers == NULL) {
+        return WF_ERROR;
+    }
+    for (size_t i = 0; i < u->nservers; i++) {
+        su->servers[i].peer = u->servers[i].peer;
+        su->servers[i].name = strdup(u->servers[i].name);
+        if (su->servers[i].name == NULL) {
+            return WF_ERROR;
+        }
+        su->n++;
+    }
+    return WF_OK;
+}
+
+void
+wf_upstream_status_publish(wf_upstream_t *all)
+{
+    status_view_t *v = calloc(1, sizeof(*v));
+    size_t n = 0;
+
+    for (wf_upstream_t *u = all; u != NULL; u = u->next) {
+        n += u->stats != NULL;
+    }
+    if (v == NULL || (v->ups = calloc(n + 1, sizeof(*v->ups))) == NULL) {
+        free(v);
+        return; /* out of memory: /status keeps the previous view */
+    }
+    /* all is in reverse config order (each upstream is pushed on it). */
+    v->n = n;
+    for (wf_upstream_t *u = all; u != NULL; u = u->next) {
+        if (u->stats != NULL
+            && status_upstream_copy(&v->ups[--n], u) != WF_OK) {
+            status_view_free(v);
+            return;
+        }
+    }
+    pthread_mutex_lock(&status_lock);
+    status_view_free(status_view);
+    status_view = v;
+    pthread_mutex_unlock(&status_lock);
+}
+
+static json_t *
+status_server_json(const wf_upstream_peer_t *p, uint64_t now)
+{
+    wf_upstream_count_t c;
+
+    wf_upstream_cells_sum(p->cells, &c);
+    return json_pack("{s:I,s:I,s:I,s:I,s:s,s:I}", "requests",
+                     (json_int_t)c.requests, "failures", (json_int_t)c.failures,
+                     "active", (json_int_t)atomic_load(&p->active), "idle",
+                     (json_int_t)atomic_load(&p->idle), "health",
+                     wf_upstream_health_name(wf_upstream_peer_health(p, now)),
+                     "checks", (json_int_t)atomic_load(&p->check_total));
+}
+
+static json_t *
+status_upstream_json(const status_upstream_t *su, uint64_t now)
+{
+    wf_upstream_count_t c;
+    json_t *servers = json_object();
+
+    for (size_t i = 0; servers != NULL && i < su->n; i++) {
+        json_object_set_new(servers, su->servers[i].name,
+                            status_server_json(su->servers[i].peer, now));
+    }
+    wf_upstream_cells_sum(su->stats->cells, &c);
+    return json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:o?}", "requests", (json_int_t)c.requests,
+        "failures", (json_int_t)c.failures, "queued", (json_int_t)c.queued,
+        "rejected", (json_int_t)c.rejected, "queue",
+        (json_int_t)atomic_load(&su->stats->waiting), "servers", servers);
+}
+
+json_t *
+wf_upstream_status_json(void)
+{
+    json_t *obj = json_object();
+    uint64_t now = wf_upstream_now_ms();
+
+    if (obj == NULL) {
+        return NULL;
+    }
+    pthread_mutex_lock(&status_lock);
+    for (size_t i = 0; status_view != NULL && i < status_view->n; i++) {
+        const status_upstream_t *su = &status_view->ups[i];
+
+        json_object_set_new(obj, su->stats->name,
+                            status_upstream_json(su, now));
+    }
+    pthread_mutex_unlock(&status_lock);
+    return obj;
 }

@@ -64,6 +64,7 @@ typedef struct wf_upstream_peer {
 typedef struct wf_upstream_stats {
     struct wf_upstream_stats *next; /* in the table */
     char *name;                     /* owned */
+    _Atomic int32_t waiting;        /* requests in the queue now */
     wf_upstream_cell_t cells[WF_UPSTREAM_CELLS];
 } wf_upstream_stats_t;
 
@@ -101,5 +102,19 @@ bool wf_upstream_peer_fail(wf_upstream_peer_t *p,
 
 /* The name of health h ("up", "down"). */
 const char *wf_upstream_health_name(wf_upstream_health_t h);
+
+struct json_t;
+
+/* The snapshot whose upstreams are all (linked by next) is the current
+ * one: /status shows its named upstreams and their servers from now on.
+ * On the router's main loop. */
+void wf_upstream_status_publish(wf_upstream_t *all);
+
+/* /status's "upstreams" (Wharf's key): a new object, {NAME: {"requests",
+ * "failures", "queued", "rejected", "queue", "servers": {ADDR:
+ * {"requests", "failures", "active", "idle", "health", "checks"}}}}.
+ * Counters are sums of the threads' cells, monotonic across
+ * reconfigurations.  Any thread; NULL when out of memory. */
+struct json_t *wf_upstream_status_json(void);
 
 #endif

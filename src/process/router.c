@@ -21,6 +21,7 @@
 #include "http/h1_conn.h"
 #include "http/upstream_dns.h"
 #include "http/upstream_health.h"
+#include "http/upstream_peer.h"
 #include "process/app_mgr.h"
 
 #define ROUTER_FD_KEEP (-2) /* the listener exists already */
@@ -327,6 +328,7 @@ router_commit(wf_router_t *rt)
     rt->retire = rt->current;
     rt->current = snap;
     wf_upstream_health_publish(conf->upstream_all);
+    wf_upstream_status_publish(conf->upstream_all);
     wf_upstream_dns_publish(conf->upstream_all, rt->loop, router_on_names, rt);
     if (wf_loops_sync(&rt->sync, rt->loop, router_on_synced) != WF_OK) {
         /* Out of memory: keep the old snapshot; it is only a leak. */
@@ -712,6 +714,8 @@ wf_router_status_json(void)
         root, "access_log",
         json_pack("{s:I,s:I}", "written", (json_int_t)wf_access_log_written(),
                   "dropped", (json_int_t)wf_access_log_dropped()));
+    /* Wharf's key: upstreams and their servers (issue 10). */
+    json_object_set_new(root, "upstreams", wf_upstream_status_json());
     text = json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(root);
     return text;
