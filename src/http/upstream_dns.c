@@ -108,7 +108,8 @@ dns_wait(ares_channel ch, dns_query_t *q, uint32_t ms)
     for (uint32_t waited = 0; !q->done && waited < ms; waited += 50) {
         ares_socket_t socks[ARES_GETSOCK_MAXNUM];
         struct pollfd pfd[ARES_GETSOCK_MAXNUM];
-        int bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
+        /* (ARES_GETSOCK_WRITABLE() shifts an int by up to 31: UB.) */
+        unsigned bits = (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
         nfds_t n = 0;
 
         for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
