@@ -112,10 +112,10 @@ dns_wait(ares_channel ch, dns_query_t *q, uint32_t ms)
         unsigned bits = (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
         nfds_t n = 0;
 
-        for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+        for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
             short ev =
-                (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0)
-                        | (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+                (short)(((bits & (1u << i)) != 0 ? POLLIN : 0)
+                        | ((bits & (1u << (i + 16))) != 0 ? POLLOUT : 0));
 
             if (ev != 0) {
                 pfd[n].fd = socks[i];
