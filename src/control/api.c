@@ -13,6 +13,7 @@
 #include "control/conf_tls.h"
 #include "core/common.h"
 #include "core/json.h"
+#include "http/metrics.h"
 #include "http/var.h"
 
 /* Routes and messages follow Unit's nxt_controller.c: a request path loses
@@ -34,7 +35,8 @@ typedef struct api_req {
     json_t *conf;   /* borrowed; the current tree */
     json_t *status; /* borrowed; may be NULL */
     wf_conf_op_t op;
-    wf_str_t sub; /* path below the route's prefix: "/" or "/a/b" */
+    wf_str_t sub;    /* path below the route's prefix: "/" or "/a/b" */
+    bool prometheus; /* the query asks for format=prometheus */
     const char *body;
     size_t len;
     wf_api_reply_t *reply;
@@ -86,6 +88,8 @@ wf_api_reply_fini(wf_api_reply_t *reply)
     reply->cert_info = NULL;
     json_decref(reply->acme);
     reply->acme = NULL;
+    free(reply->text);
+    reply->text = NULL;
 }
 
 /* A 200 whose body is a value of the tree (borrowed here). */
@@ -348,6 +352,10 @@ wf_api_json_text(const json_t *v, size_t *len)
 char *
 wf_api_reply_text(const wf_api_reply_t *reply, size_t *len)
 {
+    if (reply->text != NULL) {
+        *len = strlen(reply->text);
+        return strdup(reply->text);
+    }
     return wf_api_json_text(reply->body, len);
 }
 
@@ -490,6 +498,22 @@ api_status_empty(void)
                      "closed", 0, "requests", "total", 0, "applications");
 }
 
+/* Wharf's GET /status?format=prometheus: all of /status as Prometheus
+ * text (http/metrics.h). */
+static void
+api_status_prometheus(api_req_t *rq, const json_t *status)
+{
+    size_t len;
+
+    rq->reply->text = wf_metrics_render(status, &len);
+    if (rq->reply->text == NULL) {
+        wf_api_reply_set(rq->reply, 500, API_NOMEM, NULL);
+        return;
+    }
+    rq->reply->status = 200;
+    rq->reply->body = json_null(); /* never NULL; text is what is sent */
+}
+
 static void
 api_status(api_req_t *rq)
 {
@@ -502,7 +526,10 @@ api_status(api_req_t *rq)
     }
     status = rq->status != NULL ? json_incref(rq->status) : api_status_empty();
     value = wf_conf_store_get(status, rq->sub.data, rq->sub.len);
-    if (value == NULL) {
+    if (value != NULL && rq->prometheus && json_is_object(value)
+        && rq->sub.len == 1) {
+        api_status_prometheus(rq, value);
+    } else if (value == NULL) {
         wf_api_reply_set(rq->reply, 404, "Invalid path.", NULL);
     } else {
         api_reply_value(rq->reply, value);
@@ -851,6 +878,12 @@ wf_api_handle(json_t *conf, json_t *status, wf_str_t method, wf_str_t target,
         .reply = reply,
     };
     size_t route = api_route(api_path(target), &rq);
+    const char *q = memchr(target.data, '?', target.len);
+
+    rq.prometheus = q != NULL
+                    && memmem(q, target.len - (size_t)(q - target.data),
+                              "format=prometheus", 17)
+                           != NULL;
 
     memset(reply, 0, sizeof(*reply));
     if (rq.conf == NULL) {

@@ -46,6 +46,10 @@ typedef struct wf_api_reply {
     json_t *acme;      /* owned; with cert_pem, the state of an ACME entry
                           (control/acme.h): main stores both
                           (WF_MSG_ACME_STORE), then wf_acme_entry_add() */
+    char *text;        /* owned (malloc); a body that is not JSON (GET
+                          /status?format=prometheus: Prometheus text, of type
+                          WF_METRICS_CONTENT_TYPE), sent instead of body; or
+                          NULL */
 } wf_api_reply_t;
 
 /* Unit's title of a certificate change main could not store. */

@@ -12,12 +12,14 @@
 #include "control/conf_app.h"
 #include "control/conf_tls.h"
 #include "core/common.h"
+#include "core/log.h"
 #include "http/access_log.h"
 #include "http/app_desc.h"
 #include "http/forwarded.h"
 #include "http/mime.h"
 #include "http/route_pattern.h"
 #include "http/upstream.h"
+#include "http/upstream_dns.h"
 
 /* Validation and compilation are one walk over the tree: every object is
  * checked against a table of its members (conf_member_t), and each member's
@@ -68,13 +70,14 @@ struct conf_ctx {
     const json_t *modules; /* WF_MSG_MODULES to check types against; NULL:
                               no check (wf_conf_compile()) */
     wf_conf_error_t *err;
-    json_t **route_json;     /* the steps array of conf->routes[i] */
-    bool routes_is_array;    /* "routes" is the array form */
-    const char **pass;       /* the "pass" of conf->listeners[i] */
-    const char **lapp;       /* its "application" (Unit's older form) */
-    wf_action_t *action;     /* the action being compiled */
-    wf_upstream_t *upstream; /* the upstream being compiled, or NULL */
-    json_t *step_match;      /* members of the step being compiled */
+    json_t **route_json;          /* the steps array of conf->routes[i] */
+    bool routes_is_array;         /* "routes" is the array form */
+    const char **pass;            /* the "pass" of conf->listeners[i] */
+    const char **lapp;            /* its "application" (Unit's older form) */
+    wf_action_t *action;          /* the action being compiled */
+    wf_upstream_t *upstream;      /* the upstream being compiled, or NULL */
+    wf_upstream_server_t *server; /* its server being compiled, or NULL */
+    json_t *step_match;           /* members of the step being compiled */
     json_t *step_action;
     unsigned depth;        /* "fallback" nesting of the current action */
     const char *mime_type; /* the type whose extensions are checked */
@@ -1131,6 +1134,29 @@ static const conf_member_t conf_pass_members[] = {
     CONF_ACTION_COMMON,
 };
 
+/* Is s "HOSTNAME:PORT" (Wharf's: resolved when the router compiles the
+ * snapshot, http/upstream_dns.h)? */
+static bool
+conf_is_host(const char *s)
+{
+    size_t n;
+    uint16_t port;
+
+    return wf_upstream_dns_parse(s, &n, &port) == WF_OK;
+}
+
+/* s as an address into srv; false (and no address: addrlen 0) when it
+ * is none. */
+static bool
+conf_server_addr(const char *s, wf_upstream_server_t *srv)
+{
+    if (wf_conf_addr_parse(s, &srv->addr, &srv->addrlen)) {
+        return true;
+    }
+    srv->addrlen = 0;
+    return false;
+}
+
 /* The upstream the proxy options being compiled go into: the named
  * upstream being compiled, else the proxy action's own one (created by
  * whichever of its members comes first). */
@@ -1169,7 +1195,7 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
         return conf_nomem(cx);
     }
     if (!http || strlen(s) != json_string_length(value)
-        || !wf_conf_addr_parse(s + 7, &srv->addr, &srv->addrlen)) {
+        || (!conf_server_addr(s + 7, srv) && !conf_is_host(s + 7))) {
         return conf_fail(cx, "The \"proxy\" address is invalid \"%.200s\"",
                          http ? s + 7 : s);
     }
@@ -1178,6 +1204,8 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
         return conf_nomem(cx);
     }
     srv->name += 7;
+    srv->host = srv->addrlen == 0 ? srv->name : NULL;
+    srv->wconf = 1.0;
     srv->weight = srv->effective = 1;
     u->servers = srv;
     u->nservers = 1;
@@ -1280,6 +1308,330 @@ conf_proxy_idle(conf_ctx_t *cx, const char *key, json_t *value,
 
 #define CONF_UP_OFFSET(field) (&(const size_t){offsetof(wf_upstream_t, field)})
 
+/* ---- balancing, health, limits (issue 10) ------------------------------ */
+
+/* An integer key of an upstream (or, with flag, of one of its servers):
+ * where it goes and its range. */
+typedef struct conf_lb_int {
+    size_t offset; /* in wf_upstream_t, or wf_upstream_server_t */
+    unsigned min;
+    unsigned max;
+    unsigned flag; /* server keys: its WF_UPSTREAM_SET_* bit */
+} conf_lb_int_t;
+
+static int
+conf_lb_balance(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    wf_upstream_balance_t b = wf_upstream_balance_find(
+        wf_str_make(json_string_value(value), json_string_length(value)));
+
+    wf_unused(key);
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (b == WF_UPSTREAM_NBALANCE) {
+        return conf_fail(cx, "The \"balance\" value must be \"round_robin\", "
+                             "\"least_conn\", \"random_two\" or \"hash\".");
+    }
+    u->balance = b;
+    return WF_OK;
+}
+
+static int
+conf_lb_hash_key(conf_ctx_t *cx, const char *key, json_t *value,
+                 const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    wf_tpl_t *t;
+
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (conf_tpl_str(cx, key, json_string_value(value),
+                     json_string_length(value), &t)
+        != WF_OK) {
+        return WF_ERROR;
+    }
+    u->hash_key = t;
+    return WF_OK;
+}
+
+/* An integer in [min, max] at data's offset: in the server being compiled
+ * when there is one (its flag set), else in the upstream. */
+static int
+conf_lb_int(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    const conf_lb_int_t *d = data;
+    json_int_t v = json_integer_value(value);
+    char *base = cx->server != NULL ? (char *)cx->server
+                                    : (char *)conf_proxy_upstream(cx);
+
+    if (base == NULL) {
+        return conf_nomem(cx);
+    }
+    if (v < d->min || v > d->max) {
+        return conf_fail(cx, "The \"%s\" number must be between %u and %u.",
+                         key, d->min, d->max);
+    }
+    *(unsigned *)(base + d->offset) = (unsigned)v;
+    if (cx->server != NULL) {
+        cx->server->passive_set |= d->flag;
+        cx->server->max_conns_set |= strcmp(key, "max_conns") == 0;
+    }
+    return WF_OK;
+}
+
+/* Seconds (a fraction allowed, > 0) at data's offset, in ms: in the
+ * server being compiled when there is one, else in the upstream. */
+static int
+conf_lb_secs(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    const conf_lb_int_t *d = data;
+    double v = json_number_value(value);
+    char *base = cx->server != NULL ? (char *)cx->server
+                                    : (char *)conf_proxy_upstream(cx);
+
+    if (base == NULL) {
+        return conf_nomem(cx);
+    }
+    if (!(v * 1000 >= 1) || v > INT32_MAX / 1000) {
+        return conf_fail(cx,
+                         "The \"%s\" number must be greater than 0 and at "
+                         "most %d.",
+                         key, INT32_MAX / 1000);
+    }
+    *(uint32_t *)(base + d->offset) = (uint32_t)(v * 1000);
+    if (cx->server != NULL) {
+        cx->server->passive_set |= d->flag;
+    }
+    return WF_OK;
+}
+
+#define CONF_LB_UP(field, lo, hi) \
+    (&(const conf_lb_int_t){offsetof(wf_upstream_t, field), lo, hi, 0})
+#define CONF_LB_SRV(field, lo, hi, flag)                                   \
+    (&(const conf_lb_int_t){offsetof(wf_upstream_server_t, field), lo, hi, \
+                            flag})
+
+static int
+conf_check_path(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    const char *s = json_string_value(value);
+    char **dst = (char **)((char *)u + *(const size_t *)data);
+
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (strlen(s) != json_string_length(value) || s[0] == '\0'
+        || strpbrk(s, " \r\n\t") != NULL
+        || (strcmp(key, "path") == 0 && s[0] != '/')) {
+        return conf_fail(cx,
+                         "The \"%s\" value of \"health_check\" is "
+                         "invalid.",
+                         key);
+    }
+    *dst = conf_strdup(cx, value);
+    return *dst != NULL ? WF_OK : conf_nomem(cx);
+}
+
+/* "status": one code, or [first, last]. */
+static int
+conf_check_status(conf_ctx_t *cx, const char *key, json_t *value,
+                  const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    json_int_t lo, hi;
+
+    wf_unused(key);
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (json_is_integer(value)) {
+        lo = hi = json_integer_value(value);
+    } else if (json_array_size(value) == 2
+               && json_is_integer(json_array_get(value, 0))
+               && json_is_integer(json_array_get(value, 1))) {
+        lo = json_integer_value(json_array_get(value, 0));
+        hi = json_integer_value(json_array_get(value, 1));
+    } else {
+        lo = hi = 0;
+    }
+    if (lo < 100 || hi > 599 || lo > hi) {
+        return conf_fail(cx, "The \"status\" of \"health_check\" must be a "
+                             "status code or [first, last].");
+    }
+    u->check.status_min = (unsigned)lo;
+    u->check.status_max = (unsigned)hi;
+    return WF_OK;
+}
+
+static const conf_member_t conf_check_members[] = {
+    {"path", WF_JSON_STRING, conf_check_path, CONF_UP_OFFSET(check.path), 0},
+    {"host", WF_JSON_STRING, conf_check_path, CONF_UP_OFFSET(check.host), 0},
+    {"interval", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_UP(check.interval_ms, 0, 0), 0},
+    {"timeout", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_UP(check.timeout_ms, 0, 0), 0},
+    {"status", WF_JSON_INTEGER | WF_JSON_ARRAY, conf_check_status, NULL, 0},
+    {"rise", WF_JSON_INTEGER, conf_lb_int, CONF_LB_UP(check.rise, 1, 100), 0},
+    {"fall", WF_JSON_INTEGER, conf_lb_int, CONF_LB_UP(check.fall, 1, 100), 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* "health_check": {"path": "/health", ...}; the path is "/" unless set. */
+static int
+conf_lb_check(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    wf_unused(key);
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    u->check.path = "/";
+    return conf_object(cx, value, conf_check_members);
+}
+
+/* "resolver": "IP:PORT" of the DNS server for the host names. */
+static int
+conf_lb_resolver(conf_ctx_t *cx, const char *key, json_t *value,
+                 const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    if (!wf_conf_addr_parse(json_string_value(value), &ss, &len)
+        || ss.ss_family == AF_UNIX) {
+        return conf_fail(cx, "The \"%s\" value must be \"IP:PORT\".", key);
+    }
+    u->resolver = conf_strdup(cx, value);
+    return u->resolver != NULL ? WF_OK : conf_nomem(cx);
+}
+
+/* An upstream is complete (a named one, or a "proxy" action's own): its
+ * defaults resolved, it joins the snapshot's list and finds its peers. */
+/* The addresses of the host-name server s, as servers into out (room for
+ * WF_UPSTREAM_DNS_MAX); returns how many.  Only the router resolves
+ * (cx->modules is NULL there); the controller's check takes none. */
+static size_t
+conf_server_resolve(conf_ctx_t *cx, wf_upstream_t *u,
+                    const wf_upstream_server_t *s, wf_upstream_server_t *out)
+{
+    wf_upstream_addrs_t as;
+    char err[300], text[INET6_ADDRSTRLEN + 8];
+    size_t namelen;
+    uint16_t port;
+
+    if (cx->modules != NULL
+        || wf_upstream_dns_parse(s->host, &namelen, &port) != WF_OK) {
+        return 0;
+    }
+    if (wf_upstream_dns_resolve(s->host, namelen, port, u->resolver, 5000, &as,
+                                err, sizeof(err))
+        == 0) {
+        wf_log_warn(0, "upstream server %s", err);
+        return 0;
+    }
+    if (as.ttl > 0 && (u->ttl_ms == 0 || as.ttl * 1000 < u->ttl_ms)) {
+        u->ttl_ms = as.ttl * 1000;
+    }
+    for (size_t i = 0; i < as.n; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&as.addr[i];
+        const void *ip =
+            sa->sa_family == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        char buf[INET6_ADDRSTRLEN];
+
+        out[i] = *s;
+        memcpy(&out[i].addr, &as.addr[i], as.len[i]);
+        out[i].addrlen = as.len[i];
+        inet_ntop(sa->sa_family, ip, buf, sizeof(buf));
+        snprintf(text, sizeof(text),
+                 sa->sa_family == AF_INET ? "%s:%u" : "[%s]:%u", buf, port);
+        out[i].name = wf_arena_strndup(cx->a, text, strlen(text));
+        if (out[i].name == NULL) {
+            return 0;
+        }
+    }
+    return as.n;
+}
+
+/* Replaces u's host-name servers by one server per address (each with
+ * the configured weight), then scales the weights again. */
+static int
+conf_upstream_resolve(conf_ctx_t *cx, wf_upstream_t *u)
+{
+    wf_upstream_server_t *all;
+    double *w;
+    size_t n = 0, names = 0;
+
+    for (size_t i = 0; i < u->nservers; i++) {
+        names += u->servers[i].host != NULL;
+    }
+    if (names == 0) {
+        return WF_OK;
+    }
+    all = wf_arena_calloc(cx->a, (u->nservers + names * WF_UPSTREAM_DNS_MAX + 1)
+                                     * sizeof(*all));
+    u->hosts = wf_arena_calloc(cx->a, (names + 1) * sizeof(char *));
+    if (all == NULL || u->hosts == NULL) {
+        return conf_nomem(cx);
+    }
+    for (size_t i = 0; i < u->nservers; i++) {
+        if (u->servers[i].host == NULL) {
+            all[n++] = u->servers[i];
+        } else {
+            u->hosts[u->nhosts++] = u->servers[i].host;
+            n += conf_server_resolve(cx, u, &u->servers[i], &all[n]);
+        }
+    }
+    w = wf_arena_calloc(cx->a, (n + 1) * sizeof(double));
+    if (w == NULL) {
+        return conf_nomem(cx);
+    }
+    for (size_t i = 0; i < n; i++) {
+        w[i] = all[i].wconf;
+    }
+    u->servers = all;
+    u->nservers = n;
+    wf_upstream_weights(u, w);
+    return WF_OK;
+}
+
+static int
+conf_upstream_finish(conf_ctx_t *cx, wf_upstream_t *u)
+{
+    if (conf_upstream_resolve(cx, u) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (u->balance == WF_UPSTREAM_HASH && u->hash_key == NULL) {
+        wf_tpl_t *t;
+
+        if (conf_tpl_str(cx, "hash_key", "$remote_addr", 12, &t) != WF_OK) {
+            return WF_ERROR;
+        }
+        u->hash_key = t;
+    }
+    u->next = cx->conf->upstream_all;
+    cx->conf->upstream_all = u;
+    return wf_upstream_compile(u) == WF_OK ? WF_OK : conf_nomem(cx);
+}
+
+
 /* Wharf's options of a proxy (docs/internals/proxy.md): "proxy_settings"
  * beside a "proxy", "settings" beside an upstream's "servers". */
 static const conf_member_t conf_proxy_settings_members[] = {
@@ -1303,6 +1655,25 @@ static const conf_member_t conf_proxy_settings_members[] = {
     {"idle_connections", WF_JSON_INTEGER, conf_proxy_idle, NULL, 0},
     {"idle_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
      CONF_UP_OFFSET(idle_ms), 0},
+    /* balancing, health, limits, host names (issue 10) */
+    {"balance", WF_JSON_STRING, conf_lb_balance, NULL, 0},
+    {"hash_key", WF_JSON_STRING, conf_lb_hash_key, NULL, 0},
+    {"max_fails", WF_JSON_INTEGER, conf_lb_int,
+     CONF_LB_UP(passive.max_fails, 0, WF_UPSTREAM_FAILS_MAX), 0},
+    {"fail_window", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_UP(passive.window_ms, 0, 0), 0},
+    {"fail_timeout", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_UP(passive.down_ms, 0, 0), 0},
+    {"max_conns", WF_JSON_INTEGER, conf_lb_int,
+     CONF_LB_UP(max_conns, 0, 1000000), 0},
+    {"queue", WF_JSON_INTEGER, conf_lb_int,
+     CONF_LB_UP(queue_max, 0, WF_UPSTREAM_QUEUE_MAX), 0},
+    {"queue_timeout", WF_JSON_NUMBER, conf_lb_secs, CONF_LB_UP(queue_ms, 0, 0),
+     0},
+    {"health_check", WF_JSON_OBJECT, conf_lb_check, NULL, 0},
+    {"resolver", WF_JSON_STRING, conf_lb_resolver, NULL, 0},
+    {"resolve_interval", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_UP(resolve_ms, 0, 0), 0},
     {NULL, 0, NULL, NULL, 0},
 };
 
@@ -1310,6 +1681,23 @@ static const conf_member_t conf_proxy_members[] = {
     {"proxy", WF_JSON_STRING, conf_proxy, NULL, 0},
     {"proxy_settings", WF_JSON_OBJECT, conf_nested, conf_proxy_settings_members,
      0},
+    CONF_ACTION_COMMON,
+};
+
+/* Wharf's "metrics": "prometheus" (http/metrics.h): /status as
+ * Prometheus text, behind the route's own "match". */
+static int
+conf_metrics(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_unused(data);
+    if (strcmp(json_string_value(value), "prometheus") != 0) {
+        return conf_fail(cx, "The \"%s\" value must be \"prometheus\".", key);
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_metrics_members[] = {
+    {"metrics", WF_JSON_STRING, conf_metrics, NULL, 0},
     CONF_ACTION_COMMON,
 };
 
@@ -1323,6 +1711,7 @@ static const struct {
     {"return", WF_ACTION_RETURN, conf_return_members},
     {"share", WF_ACTION_SHARE, conf_share_members},
     {"proxy", WF_ACTION_PROXY, conf_proxy_members},
+    {"metrics", WF_ACTION_METRICS, conf_metrics_members},
 };
 
 /* Compiles an "action" (or "fallback") object into a new action. */
@@ -1359,8 +1748,16 @@ conf_action(conf_ctx_t *cx, json_t *obj)
     act->follow_symlinks = true;
     act->traverse_mounts = true;
     cx->action = act;
-    return conf_object(cx, obj, conf_actions[kind].members) == WF_OK ? act
-                                                                     : NULL;
+    if (conf_object(cx, obj, conf_actions[kind].members) != WF_OK) {
+        return NULL;
+    }
+    /* A "proxy" action's own upstream (a "pass" to upstreams/NAME points
+     * to a named one, finished with the upstreams). */
+    if (act->upstream != NULL && act->upstream->name == NULL
+        && conf_upstream_finish(cx, act->upstream) != WF_OK) {
+        return NULL;
+    }
+    return act;
 }
 
 /* ---- routes ------------------------------------------------------------ */
@@ -1705,6 +2102,16 @@ conf_server_weight(conf_ctx_t *cx, const char *key, json_t *value,
 
 static const conf_member_t conf_server_members[] = {
     {"weight", WF_JSON_NUMBER, conf_server_weight, NULL, 0},
+    {"max_conns", WF_JSON_INTEGER, conf_lb_int,
+     CONF_LB_SRV(max_conns, 0, 1000000, 0), 0},
+    {"max_fails", WF_JSON_INTEGER, conf_lb_int,
+     CONF_LB_SRV(passive.max_fails, 0, WF_UPSTREAM_FAILS_MAX,
+                 WF_UPSTREAM_SET_FAILS),
+     0},
+    {"fail_window", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_SRV(passive.window_ms, 0, 0, WF_UPSTREAM_SET_WINDOW), 0},
+    {"fail_timeout", WF_JSON_NUMBER, conf_lb_secs,
+     CONF_LB_SRV(passive.down_ms, 0, 0, WF_UPSTREAM_SET_DOWN), 0},
     {NULL, 0, NULL, NULL, 0},
 };
 
@@ -1714,21 +2121,27 @@ conf_server(conf_ctx_t *cx, const char *name, json_t *value,
             wf_upstream_server_t *srv, double *w)
 {
     json_t *weight;
+    int rc;
 
     if (!wf_json_type_check(value, WF_JSON_OBJECT, name, cx->err->detail,
                             sizeof(cx->err->detail))) {
         return WF_ERROR;
     }
-    if (!wf_conf_addr_parse(name, &srv->addr, &srv->addrlen)) {
+    if (!conf_server_addr(name, srv) && !conf_is_host(name)) {
         return conf_fail(cx, "The \"%.200s\" is not valid server address.",
                          name);
     }
-    if (conf_object(cx, value, conf_server_members) != WF_OK) {
+    cx->server = srv;
+    rc = conf_object(cx, value, conf_server_members);
+    cx->server = NULL;
+    if (rc != WF_OK) {
         return WF_ERROR;
     }
     srv->name = wf_arena_strndup(cx->a, name, strlen(name));
+    srv->host = srv->addrlen == 0 ? srv->name : NULL;
     weight = json_object_get(value, "weight");
     *w = weight != NULL ? json_number_value(weight) : 1.0;
+    srv->wconf = *w;
     return srv->name != NULL ? WF_OK : conf_nomem(cx);
 }
 
@@ -1798,6 +2211,9 @@ conf_upstream(conf_ctx_t *cx, const char *name, json_t *value)
                          "The \"%.200s\" upstream must contain \"servers\" "
                          "object value.",
                          name);
+    }
+    if (conf_upstream_finish(cx, u) != WF_OK) {
+        return WF_ERROR;
     }
     cx->conf->nupstreams++;
     return WF_OK;
@@ -1955,6 +2371,9 @@ wf_conf_destroy(wf_conf_t *conf)
         return;
     }
     json_decref(conf->json);
+    for (wf_upstream_t *u = conf->upstream_all; u != NULL; u = u->next) {
+        wf_upstream_fini(u);
+    }
     wf_access_log_destroy(conf->http.access_log);
     /* A listener that failed to compile may hold one past nlisteners. */
     for (size_t i = 0; conf->listeners != NULL && i <= conf->nlisteners; i++) {

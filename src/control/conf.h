@@ -40,7 +40,9 @@ typedef struct wf_conf {
     unsigned napps;
     struct wf_upstream *upstreams; /* "upstreams", in config order */
     size_t nupstreams;
-    json_t *json; /* the source tree; a reference */
+    struct wf_upstream *upstream_all; /* every upstream, named or a
+                                         "proxy" action's (their next) */
+    json_t *json;                     /* the source tree; a reference */
 } wf_conf_t;
 
 /* Validation or parse failure, in the shape of Unit's control API errors. */

@@ -7,6 +7,7 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "http/app_desc.h"
+#include "http/metrics.h"
 #include "http/proxy.h"
 #include "http/req.h"
 #include "http/respond.h"
@@ -284,6 +285,9 @@ wf_http_run_action(wf_req_t *r, const wf_action_t *a)
     case WF_ACTION_PROXY:
         wf_proxy_run(r, a->upstream);
         return;
+    case WF_ACTION_METRICS:
+        wf_metrics_serve(r);
+        return;
     case WF_ACTION_NTYPES:
         break;
     }
@@ -312,6 +316,7 @@ wf_http_req_release(wf_req_t *r)
     }
     wf_static_req_release(r);
     wf_proxy_req_release(r);
+    wf_metrics_req_release(r);
 }
 
 /* HTTP-01 (RFC 8555 8.3): a pending token's key authorization, before

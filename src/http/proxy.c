@@ -34,6 +34,7 @@
 #include "http/route_pattern.h"
 #include "http/tpl.h"
 #include "http/upstream.h"
+#include "http/upstream_peer.h"
 #include "http/var.h"
 
 #define PX_STAGE   (16 * 1024) /* request bytes staged for the backend */
@@ -64,7 +65,10 @@ typedef struct px {
     wf_io_t io;
     wf_timer_t timer;
     wf_upstream_t *u;
-    const wf_upstream_server_t *srv;
+    wf_upstream_server_t *srv; /* its active count held while srv_held */
+    wf_upstream_wait_t *wait;  /* queued for a server (max_conns) */
+    bool srv_held;
+    bool srv_failed; /* counts towards the server's passive health */
     px_state_t state;
     bool req_chunked; /* the body goes to the backend chunked */
     bool req_body;    /* a body is read from r->req_body */
@@ -170,10 +174,19 @@ px_poll(px_t *px)
     }
 }
 
-/* Closes the backend side: socket, timer, staging buffers. */
+/* Closes the backend side: socket, timer, staging buffers; the server's
+ * slot goes back (with the outcome) or the queued wait is withdrawn. */
 static void
 px_close(px_t *px)
 {
+    if (px->srv_held) {
+        px->srv_held = false;
+        wf_upstream_done(px->u, px->srv, px->srv_failed);
+    }
+    if (px->wait != NULL) {
+        wf_upstream_wait_cancel(px->wait);
+        px->wait = NULL;
+    }
     if (px->io.fd >= 0) {
         wf_io_del(px->loop, &px->io);
         close(px->io.fd);
@@ -209,7 +222,8 @@ px_close_or_keep(px_t *px)
     if (px_reusable(px)) {
         wf_proxy_pool_put(px->loop, &px->io,
                           (const struct sockaddr *)&px->srv->addr,
-                          px->srv->addrlen, px->u->idle_max, px->u->idle_ms);
+                          px->srv->addrlen, px->u->idle_max, px->u->idle_ms,
+                          &px->srv->peer->idle);
         px->io.fd = -1;
         px->io.events = 0;
     }
@@ -225,6 +239,7 @@ px_fail(px_t *px, unsigned status, const char *why)
 
     if (px->srv != NULL) {
         wf_log_error(0, "proxy to \"%s\": %s", px->srv->name, why);
+        px->srv_failed = status == 502 || status == 504;
     }
     px_close(px);
     if (r == NULL) {
@@ -1066,17 +1081,63 @@ wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
     px_leave(px);
 }
 
-/* Picks the server, builds the head, connects, asks for the body. */
+static void px_begin(px_t *px);
+
+/* A server below max_conns was handed over, or the wait timed out. */
+static void
+px_on_wait(wf_upstream_wait_t *w, wf_upstream_server_t *s)
+{
+    px_t *px = w->data;
+
+    px->wait = NULL;
+    px_enter(px);
+    if (s == NULL) {
+        wf_upstream_reject(px->u);
+        px_fail(px, 503, "queue timed out");
+    } else {
+        px->srv = s;
+        px->srv_held = true;
+        px_begin(px);
+    }
+    px_leave(px);
+}
+
+/* Picks the server (http/upstream.h): none has a weight is Unit's 502;
+ * all down, or all full with no room in the queue, is a 503 at once. */
 static void
 px_start(px_t *px)
 {
-    wf_req_t *r = px->r;
+    wf_upstream_none_t why = 0;
+    uint64_t key = wf_upstream_key(px->u, &px->r->rq);
 
-    px->srv = wf_upstream_pick(px->u);
-    if (px->srv == NULL) {
+    px->srv = wf_upstream_pick(px->u, key, &why);
+    if (px->srv != NULL) {
+        px->srv_held = true;
+        px_begin(px);
+        return;
+    }
+    if (why == WF_UPSTREAM_NO_WEIGHT) {
         px_fail(px, 502, "no server");
         return;
     }
+    if (why == WF_UPSTREAM_ALL_FULL) {
+        px->wait = wf_upstream_wait(px->u, key, px->loop, px_on_wait, px);
+    }
+    if (px->wait == NULL) {
+        wf_upstream_reject(px->u);
+        px_fail(px, 503,
+                why == WF_UPSTREAM_ALL_DOWN ? "all servers down" : "all full");
+        return;
+    }
+    px->r->on_abort = px_on_abort;
+}
+
+/* Builds the head, connects, asks for the body. */
+static void
+px_begin(px_t *px)
+{
+    wf_req_t *r = px->r;
+
     if (px_head_build(px) != WF_OK) {
         px_fail(px, 500, "out of memory");
         return;

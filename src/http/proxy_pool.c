@@ -1,5 +1,6 @@
 #include "http/proxy_pool.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@ typedef struct pool_conn {
     wf_loop_t *loop;
     struct sockaddr_storage addr;
     socklen_t len;
+    _Atomic int32_t *idle; /* the server's count of idle connections */
 } pool_conn_t;
 
 static __thread wf_list_t pool_idle;
@@ -32,10 +34,19 @@ pool_list(void)
 }
 
 static void
-pool_conn_close(pool_conn_t *pc)
+pool_conn_unidle(pool_conn_t *pc)
 {
     wf_list_del(&pc->link);
     pool_n--;
+    if (pc->idle != NULL) {
+        atomic_fetch_sub_explicit(pc->idle, 1, memory_order_relaxed);
+    }
+}
+
+static void
+pool_conn_close(pool_conn_t *pc)
+{
+    pool_conn_unidle(pc);
     wf_timer_stop(pc->loop, &pc->timer);
     wf_io_del(pc->loop, &pc->io);
     close(pc->io.fd);
@@ -78,8 +89,7 @@ wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr, socklen_t len,
         io->fd = pc->io.fd;
         io->events = pc->io.events;
         wf_io_table_set(io); /* cannot fail: the fd is in the table */
-        wf_list_del(&pc->link);
-        pool_n--;
+        pool_conn_unidle(pc);
         wf_timer_stop(loop, &pc->timer);
         free(pc);
         return true;
@@ -110,7 +120,8 @@ pool_trim(const struct sockaddr *addr, socklen_t len, unsigned max)
 
 void
 wf_proxy_pool_put(wf_loop_t *loop, wf_io_t *io, const struct sockaddr *addr,
-                  socklen_t len, unsigned max, uint32_t idle_ms)
+                  socklen_t len, unsigned max, uint32_t idle_ms,
+                  _Atomic int32_t *idle)
 {
     pool_conn_t *pc = len <= sizeof(pc->addr) ? malloc(sizeof(*pc)) : NULL;
 
@@ -137,6 +148,10 @@ wf_proxy_pool_put(wf_loop_t *loop, wf_io_t *io, const struct sockaddr *addr,
     wf_timer_set(loop, &pc->timer, idle_ms);
     wf_list_add_tail(pool_list(), &pc->link);
     pool_n++;
+    pc->idle = idle;
+    if (idle != NULL) {
+        atomic_fetch_add_explicit(idle, 1, memory_order_relaxed);
+    }
 }
 
 unsigned

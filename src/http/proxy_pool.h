@@ -10,6 +10,7 @@
 #ifndef WF_HTTP_PROXY_POOL_H
 #define WF_HTTP_PROXY_POOL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -28,10 +29,12 @@ bool wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr,
 /* Gives io's connection (to addr, registered in loop's epoll) to the
  * calling thread's pool for at most idle_ms; the caller forgets io's fd
  * (io is not touched again).  When max connections to addr are idle
- * already, the oldest one is closed; when out of memory, this one is. */
+ * already, the oldest one is closed; when out of memory, this one is.
+ * idle (NULL: none) counts the connection while it is idle, for /status;
+ * it must outlive the pool (a server's process-wide peer does). */
 void wf_proxy_pool_put(wf_loop_t *loop, wf_io_t *io,
                        const struct sockaddr *addr, socklen_t len, unsigned max,
-                       uint32_t idle_ms);
+                       uint32_t idle_ms, _Atomic int32_t *idle);
 
 /* Idle connections of the calling thread (for tests and /status). */
 unsigned wf_proxy_pool_count(void);

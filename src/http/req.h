@@ -89,8 +89,10 @@ struct wf_req {
     void *app; /* the application endpoint's exchange (process/app_xchg.c),
                   released through wf_http_req_release(); NULL: none */
 
-    void *proxy; /* the proxy endpoint's state (http/proxy.c), released
-                    through wf_http_req_release(); NULL: none */
+    void *proxy;   /* the proxy endpoint's state (http/proxy.c), released
+                      through wf_http_req_release(); NULL: none */
+    void *metrics; /* the "metrics" action's job (http/metrics.c), released
+                      through wf_http_req_release(); NULL: none */
     /* Blocking work on a helper thread (static.c's open()+fstat()). */
     wf_job_t job;
     wf_req_job_cb job_done;

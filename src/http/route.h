@@ -60,9 +60,10 @@ typedef enum wf_action_type {
     WF_ACTION_SHARE = 0,
     WF_ACTION_RETURN,
     WF_ACTION_PASS,
-    WF_ACTION_APP,   /* "pass": "applications/NAME[/TARGET]" */
-    WF_ACTION_PROXY, /* "proxy", or "pass": "upstreams/NAME" */
-    WF_ACTION_NTYPES /* must stay last */
+    WF_ACTION_APP,     /* "pass": "applications/NAME[/TARGET]" */
+    WF_ACTION_PROXY,   /* "proxy", or "pass": "upstreams/NAME" */
+    WF_ACTION_METRICS, /* Wharf's "metrics": "prometheus" (http/metrics.h) */
+    WF_ACTION_NTYPES   /* must stay last */
 } wf_action_type_t;
 
 typedef struct wf_pattern_set wf_pattern_set_t;

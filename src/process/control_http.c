@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "http/cond.h"
 #include "http/h1_parse.h"
+#include "http/metrics.h"
 #include "process/controller.h"
 #include "process/port_msg_types.h"
 #include "process/statedir.h"
@@ -141,10 +142,13 @@ ctl_conn_build(wf_ctl_conn_t *c)
     wf_http_date_format(c->loop->now_sec, date);
     n = snprintf(c->out, 256,
                  "HTTP/1.1 %u %s\r\nServer: Wharf/" WF_VERSION
-                 "\r\nDate: %.*s\r\nContent-Type: application/json\r\n"
+                 "\r\nDate: %.*s\r\nContent-Type: %s\r\n"
                  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                  c->reply.status, wf_api_status_text(c->reply.status),
-                 WF_HTTP_DATE_LEN, date, body_len);
+                 WF_HTTP_DATE_LEN, date,
+                 c->reply.text != NULL ? WF_METRICS_CONTENT_TYPE
+                                       : "application/json",
+                 body_len);
     memcpy(c->out + n, body, body_len);
     c->out_len = (size_t)n + body_len;
     free(body);

@@ -19,9 +19,16 @@
 #include "core/tpool.h"
 #include "http/access_log.h"
 #include "http/h1_conn.h"
+#include "http/upstream_dns.h"
+#include "http/upstream_health.h"
+#include "http/upstream_peer.h"
 #include "process/app_mgr.h"
 
 #define ROUTER_FD_KEEP (-2) /* the listener exists already */
+/* The stream of a configuration the router applies again by itself
+ * (upstream host names resolved to new addresses): nobody waits for its
+ * answer. */
+#define ROUTER_STREAM_SELF UINT64_MAX
 
 /* A compiled configuration, counted by the router (while current) and by
  * every connection that uses it. */
@@ -183,7 +190,9 @@ router_finish(wf_router_t *rt, const char *error)
     rt->fds = NULL;
     rt->next = NULL;
     rt->busy = false;
-    rt->ops->applied(rt, rt->stream, error);
+    if (rt->stream != ROUTER_STREAM_SELF) {
+        rt->ops->applied(rt, rt->stream, error);
+    }
     router_next_job(rt);
 }
 
@@ -257,6 +266,26 @@ router_listener_add(wf_router_t *rt, const wf_conf_listener_t *cl,
     return rl;
 }
 
+/* Host names of the current snapshot resolve to new addresses: the
+ * same configuration is compiled again (router_start_job() takes the
+ * current one's text then, so a newer one applied meanwhile wins). */
+static void
+router_on_names(void *arg)
+{
+    wf_router_t *rt = arg;
+    router_job_t *job = malloc(sizeof(*job));
+
+    if (job == NULL) {
+        return;
+    }
+    job->stream = ROUTER_STREAM_SELF;
+    job->len = 0;
+    wf_list_add_tail(&rt->queue, &job->link);
+    if (!rt->busy) {
+        router_next_job(rt);
+    }
+}
+
 /* Every socket is there: switch the listeners to the new snapshot. */
 static void
 router_commit(wf_router_t *rt)
@@ -298,6 +327,9 @@ router_commit(wf_router_t *rt)
     }
     rt->retire = rt->current;
     rt->current = snap;
+    wf_upstream_health_publish(conf->upstream_all);
+    wf_upstream_status_publish(conf->upstream_all);
+    wf_upstream_dns_publish(conf->upstream_all, rt->loop, router_on_names, rt);
     if (wf_loops_sync(&rt->sync, rt->loop, router_on_synced) != WF_OK) {
         /* Out of memory: keep the old snapshot; it is only a leak. */
         rt->retire = NULL;
@@ -482,10 +514,37 @@ router_on_compiled(wf_task_t *task)
     router_request_sockets(rt);
 }
 
+/* A ROUTER_STREAM_SELF job gets the current configuration's text. */
+static router_job_t *
+router_job_self(wf_router_t *rt, router_job_t *job)
+{
+    char *text = rt->current != NULL
+                     ? json_dumps(rt->current->conf->json, JSON_COMPACT)
+                     : NULL;
+    size_t len = text != NULL ? strlen(text) : 0;
+    router_job_t *self = text != NULL ? malloc(sizeof(*self) + len) : NULL;
+
+    free(job);
+    if (self != NULL) {
+        self->stream = ROUTER_STREAM_SELF;
+        self->len = len;
+        memcpy(self->text, text, len);
+    }
+    free(text);
+    return self;
+}
+
 static void
 router_start_job(wf_router_t *rt, router_job_t *job)
 {
-    router_compile_t *c = calloc(1, sizeof(*c));
+    router_compile_t *c;
+
+    if (job->stream == ROUTER_STREAM_SELF
+        && (job = router_job_self(rt, job)) == NULL) {
+        router_next_job(rt);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
 
     rt->busy = true;
     rt->stream = job->stream;
@@ -655,6 +714,8 @@ wf_router_status_json(void)
         root, "access_log",
         json_pack("{s:I,s:I}", "written", (json_int_t)wf_access_log_written(),
                   "dropped", (json_int_t)wf_access_log_dropped()));
+    /* Wharf's key: upstreams and their servers (issue 10). */
+    json_object_set_new(root, "upstreams", wf_upstream_status_json());
     text = json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(root);
     return text;

@@ -15,6 +15,7 @@
 #include "core/tpool.h"
 #include "http/access_log.h"
 #include "http/h1_conn.h"
+#include "http/metrics.h"
 #include "net/acme_chal.h"
 #include "process/app_mgr.h"
 #include "process/port.h"
@@ -519,6 +520,7 @@ router_start(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     rproc.ctrl_owner.on_close = router_on_ctrl_close;
     wf_app_mgr_init(&router_app_ops);
     rproc.rt = wf_router_create(&router_proc_ops, wf_loop_get(0));
+    wf_metrics_status_source = wf_router_status_json; /* loop 0's */
     rproc.main_port = wf_proc_port_open(
         main_fd, WF_PORT_ROUTER, WF_PORT_MAIN, router_main_types,
         wf_nitems(router_main_types), &rproc.main_owner);

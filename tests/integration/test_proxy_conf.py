@@ -35,6 +35,10 @@ ACCEPTED = {
                                   rewrite="/x")),
     "upstream_weights": conf(act(pass_="upstreams/u"), {
         "u": {"servers": {"127.0.0.1:9": {}, "[::1]:9": {"weight": 2}}}}),
+    # Wharf's host names (issue 10; Unit refuses them).
+    "proxy_hostname": conf(act(proxy="http://localhost:9")),
+    "server_hostname": conf(act(pass_="upstreams/u"), {
+        "u": {"servers": {"localhost:9": {}}}}),
     "upstream_unix": conf(act(pass_="upstreams/u"), {
         "u": {"servers": {"unix:/tmp/x": {}}}}),
     "upstream_no_servers": conf(act(pass_="upstreams/u"), {
@@ -63,8 +67,10 @@ EXT = "http://127.0.0.1:9"
 REFUSED = {
     "proxy_no_port": (conf(act(proxy="http://127.0.0.1")),
                       'The "proxy" address is invalid "127.0.0.1"'),
-    "proxy_hostname": (conf(act(proxy="http://localhost:80")),
-                       'The "proxy" address is invalid "localhost:80"'),
+    # Wharf takes host names (issue 10); one that is not a name fails
+    # as any invalid address does in Unit.
+    "proxy_hostname": (conf(act(proxy="http://bad_host:80")),
+                       'The "proxy" address is invalid "bad_host:80"'),
     "proxy_https": (conf(act(proxy="https://127.0.0.1:9")),
                     'The "proxy" address is invalid "https://127.0.0.1:9"'),
     "proxy_path": (conf(act(proxy="http://127.0.0.1:9/x")),
@@ -92,8 +98,8 @@ REFUSED = {
                         'The "upstreams" value must be an object, but not '
                         'an array.'),
     "server_hostname": (conf(upstreams={"u": {"servers": {
-        "localhost:9": {}}}}),
-        'The "localhost:9" is not valid server address.'),
+        "bad_host:9": {}}}}),
+        'The "bad_host:9" is not valid server address.'),
     "server_no_port": (conf(upstreams={"u": {"servers": {
         "127.0.0.1": {}}}}),
         'The "127.0.0.1" is not valid server address.'),

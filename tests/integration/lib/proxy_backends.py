@@ -84,7 +84,7 @@ class RawBackend:
     drop the connection.  read_body=False leaves the body unread."""
 
     def __init__(self, handler, keep_alive=False, read_body=True,
-                 family=socket.AF_INET, path=None):
+                 family=socket.AF_INET, path=None, port=0):
         self.handler = handler
         self.keep_alive = keep_alive
         self.read_body = read_body
@@ -101,7 +101,7 @@ class RawBackend:
             self.lsock = socket.socket(family, socket.SOCK_STREAM)
             self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-            self.lsock.bind((host, 0))
+            self.lsock.bind((host, port))
             self.port = self.lsock.getsockname()[1]
             self.address = ("[::1]:%d" if family == socket.AF_INET6
                             else "127.0.0.1:%d") % self.port
