@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -41,6 +42,8 @@
  * what follows it must fit in a fresh response channel. */
 #define PX_IN_SIZE  WF_XCHG_CHAN_LIMIT
 #define PX_HOST_MAX 1024 /* a rendered "host", at most */
+/* Channel buffers filled by one read of the body. */
+#define PX_IOV (PX_IN_SIZE / WF_CHAN_SEG_SIZE + 1)
 
 typedef enum px_state {
     PX_CONNECT = 0,
@@ -78,8 +81,9 @@ typedef struct px {
     char *out;        /* staged request bytes: out[out_off..out_len) */
     size_t out_off;
     size_t out_len;
-    char *in; /* response head, then body bytes read */
-    size_t in_len;
+    char *in;      /* response head, then body bytes read */
+    size_t in_off; /* BODY: body bytes read with the head are */
+    size_t in_len; /* in[in_off..in_len) */
     px_body_t body;
     uint64_t remaining;
     wf_h1_chunked_t dec;
@@ -640,8 +644,7 @@ px_respond(px_t *px)
     }
     px->state = PX_BODY;
     wf_timer_set(px->loop, &px->timer, px->u->read_ms);
-    memmove(px->in, px->in + h->head_len, px->in_len - h->head_len);
-    px->in_len -= h->head_len;
+    px->in_off = h->head_len;
     wf_xchg_stream_start(r, px_on_resp_room);
 }
 
@@ -766,22 +769,21 @@ px_emit(px_t *px, const char *d, size_t n)
     }
 }
 
-/* Moves body bytes from px->in (n read bytes at its start) into the
- * channel.  Returns WF_OK, or WF_DECLINED once the body is complete (or
- * failed). */
+/* Moves n read body bytes at d (in px->in) into the channel.  Returns
+ * WF_OK, or WF_DECLINED once the body is complete (or failed). */
 static int
-px_body_bytes(px_t *px, size_t n)
+px_body_bytes(px_t *px, char *d, size_t n)
 {
     size_t used, out;
     int rc;
 
     if (px->body == PX_BODY_CHUNKED) {
-        rc = wf_h1_chunked_decode(&px->dec, px->in, n, &used, px->in, &out);
+        rc = wf_h1_chunked_decode(&px->dec, d, n, &used, d, &out);
         if (rc == WF_ERROR) {
             px_fail(px, 502, "invalid chunked body");
             return WF_DECLINED;
         }
-        px_emit(px, px->in, out);
+        px_emit(px, d, out);
         px->extra |= rc == WF_OK && used < n;
         if (rc == WF_OK && px->r != NULL) {
             px_finish(px);
@@ -793,11 +795,92 @@ px_body_bytes(px_t *px, size_t n)
         n = (size_t)wf_min((uint64_t)n, px->remaining);
         px->remaining -= n;
     }
-    px_emit(px, px->in, n);
+    px_emit(px, d, n);
     if (px->r != NULL && px->body == PX_BODY_LENGTH && px->remaining == 0) {
         px_finish(px);
     }
     return px->r != NULL ? WF_OK : WF_DECLINED;
+}
+
+/* Reads a Content-Length or close-delimited body straight into the
+ * channel's buffers (one readv, no copy), never past the announced
+ * length: a byte past it, read into a probe, marks the connection as not
+ * reusable.  Returns the bytes read (> 0), 0 at EOF, WF_AGAIN, or
+ * WF_ERROR (errno set; px failed when the channel refused). */
+static ssize_t
+px_recv_direct(px_t *px, size_t room)
+{
+    wf_chan_t *ch = &px->r->resp_body;
+    struct iovec iov[PX_IOV + 1];
+    char probe;
+    size_t want = wf_min(room, (size_t)PX_IN_SIZE), len;
+    ssize_t k, n;
+    bool last = false;
+
+    if (px->body == PX_BODY_LENGTH && px->remaining <= want) {
+        want = (size_t)px->remaining;
+        last = true;
+    }
+    k = wf_chan_reserve(ch, want, iov, PX_IOV, &len);
+    if (k < 0) {
+        if (k == WF_ERROR) {
+            px_fail(px, 502, "channel refused the body");
+        }
+        return k;
+    }
+    if (last && len == want) {
+        iov[k++] = (struct iovec){&probe, 1};
+    }
+    n = readv(px->io.fd, iov, (int)k);
+    if (n > (ssize_t)len) {
+        px->extra = true;
+        n = (ssize_t)len;
+    }
+    if (n > 0) {
+        wf_chan_commit(ch, (size_t)n);
+    }
+    return n < 0 && (errno == EAGAIN || errno == EINTR) ? WF_AGAIN : n;
+}
+
+/* Reads the next body bytes: into the channel directly, or (a chunked
+ * body, decoded in place) into px->in, no more than the room so that the
+ * channel's bound holds.  Returns WF_OK to go on, WF_DECLINED to stop. */
+static int
+px_read_more(px_t *px, size_t room)
+{
+    ssize_t k;
+
+    if (px->body == PX_BODY_CHUNKED) {
+        k = recv(px->io.fd, px->in, wf_min(room, (size_t)PX_IN_SIZE), 0);
+        if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+            k = WF_AGAIN;
+        }
+    } else {
+        k = px_recv_direct(px, room);
+    }
+    if (k == WF_AGAIN || px->r == NULL) {
+        return WF_DECLINED;
+    }
+    if (k <= 0) {
+        if (k == 0 && px->body == PX_BODY_CLOSE) {
+            px_finish(px);
+        } else {
+            px_fail(px, 502, "response body cut short");
+        }
+        return WF_DECLINED;
+    }
+    wf_timer_set(px->loop, &px->timer, px->u->read_ms);
+    if (px->body == PX_BODY_CHUNKED) {
+        return px_body_bytes(px, px->in, (size_t)k);
+    }
+    if (px->body == PX_BODY_LENGTH) {
+        px->remaining -= (uint64_t)k;
+        if (px->remaining == 0) {
+            px_finish(px);
+            return WF_DECLINED;
+        }
+    }
+    return WF_OK;
 }
 
 /* Relays the response body while the channel has room. */
@@ -806,13 +889,14 @@ px_read_body(px_t *px)
 {
     while (px->r != NULL) {
         size_t room = wf_chan_room(&px->r->resp_body);
-        size_t n = px->in_len;
-        ssize_t k;
 
-        px->in_len = 0;
-        if (n > 0) {
+        if (px->in_off < px->in_len) {
             /* Bytes read with the head: they fit in a fresh channel. */
-            if (px_body_bytes(px, n) != WF_OK) {
+            char *d = px->in + px->in_off;
+            size_t n = px->in_len - px->in_off;
+
+            px->in_off = px->in_len = 0;
+            if (px_body_bytes(px, d, n) != WF_OK) {
                 return;
             }
             continue;
@@ -821,22 +905,7 @@ px_read_body(px_t *px)
             wf_chan_wait_room(&px->r->resp_body);
             return;
         }
-        /* A chunked body's framing is dropped in place, so reading no
-         * more than the room keeps the channel's bound. */
-        k = recv(px->io.fd, px->in, wf_min(room, (size_t)PX_IN_SIZE), 0);
-        if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-            return;
-        }
-        if (k <= 0) {
-            if (k == 0 && px->body == PX_BODY_CLOSE) {
-                px_finish(px);
-            } else {
-                px_fail(px, 502, "response body cut short");
-            }
-            return;
-        }
-        wf_timer_set(px->loop, &px->timer, px->u->read_ms);
-        if (px_body_bytes(px, (size_t)k) != WF_OK) {
+        if (px_read_more(px, room) != WF_OK) {
             return;
         }
     }
