@@ -6,6 +6,57 @@
 
 #include "core/common.h"
 
+/* Buffers freed by the thread's channels, for the next ones (an exchange
+ * that streams 100 KiB otherwise mallocs and frees 25 of them).  None
+ * with WF_POOL_DEBUG, so that the sanitizers see every buffer's life. */
+#ifdef WF_POOL_DEBUG
+#define CHAN_CACHE_MAX 0
+#else
+#define CHAN_CACHE_MAX 256 /* 1 MiB per thread */
+#endif
+
+static __thread wf_chan_seg_t *chan_cache;
+static __thread unsigned chan_cache_n;
+static __thread bool chan_cache_off; /* the thread is exiting */
+
+static wf_chan_seg_t *
+chan_seg_alloc(void)
+{
+    wf_chan_seg_t *s = chan_cache;
+
+    if (s != NULL) {
+        chan_cache = s->next;
+        chan_cache_n--;
+        return s;
+    }
+    return malloc(sizeof(*s));
+}
+
+static void
+chan_seg_free(wf_chan_seg_t *s)
+{
+    if (chan_cache_n >= CHAN_CACHE_MAX || chan_cache_off) {
+        free(s);
+        return;
+    }
+    s->next = chan_cache;
+    chan_cache = s;
+    chan_cache_n++;
+}
+
+void
+wf_chan_thread_exit(void)
+{
+    chan_cache_off = true;
+    while (chan_cache != NULL) {
+        wf_chan_seg_t *s = chan_cache;
+
+        chan_cache = s->next;
+        free(s);
+    }
+    chan_cache_n = 0;
+}
+
 static void
 chan_on_readable(wf_task_t *task)
 {
@@ -54,7 +105,7 @@ chan_free_list(wf_chan_seg_t *s)
     while (s != NULL) {
         wf_chan_seg_t *next = s->next;
 
-        free(s);
+        chan_seg_free(s);
         s = next;
     }
 }
@@ -78,7 +129,7 @@ chan_seg_get(wf_chan_t *ch)
     if (s != NULL) {
         ch->spare = s->next;
         ch->nspare--;
-    } else if ((s = malloc(sizeof(*s))) == NULL) {
+    } else if ((s = chan_seg_alloc()) == NULL) {
         return NULL;
     }
     s->next = NULL;
@@ -93,7 +144,7 @@ static void
 chan_seg_put(wf_chan_t *ch, wf_chan_seg_t *s)
 {
     if ((ch->nspare + 1) * (size_t)WF_CHAN_SEG_SIZE + ch->queued > ch->limit) {
-        free(s);
+        chan_seg_free(s);
         return;
     }
     s->next = ch->spare;
@@ -193,7 +244,7 @@ chan_spares_for(wf_chan_t *ch, size_t need)
     size_t have = ch->nspare * (size_t)WF_CHAN_SEG_SIZE;
 
     while (have < need) {
-        wf_chan_seg_t *s = malloc(sizeof(*s));
+        wf_chan_seg_t *s = chan_seg_alloc();
 
         if (s == NULL) {
             return WF_ERROR;

@@ -27,6 +27,10 @@ void wf_chan_init(wf_chan_t *ch, wf_loop_t *loop, size_t limit);
  * re-initialised afterwards.  Never calls back. */
 void wf_chan_fini(wf_chan_t *ch);
 
+/* Frees the thread's cache of buffers (kept across channels); channels
+ * freed afterwards free theirs.  Called when an I/O thread exits. */
+void wf_chan_thread_exit(void);
+
 /* Sets who is told what (either may be NULL). */
 void wf_chan_set_readable(wf_chan_t *ch, wf_chan_cb on_readable);
 void wf_chan_set_writable(wf_chan_t *ch, wf_chan_cb on_writable);

@@ -785,8 +785,8 @@ h1_watch_peer(wf_h1_conn_t *c)
 static bool
 h1_holds_lazily(const wf_h1_conn_t *c)
 {
-    return c->state == WF_H1_RESPOND && c->io.events == EPOLLIN
-           && h1_hold_events(c) == EPOLLRDHUP;
+    return (c->state == WF_H1_RESPOND || c->state == WF_H1_SEND)
+           && c->io.events == EPOLLIN && h1_hold_events(c) == EPOLLRDHUP;
 }
 
 static void
@@ -1719,8 +1719,9 @@ h1_send(wf_h1_conn_t *c)
         return;
     }
     if (rc == WF_DECLINED) {
-        /* Waiting for the endpoint, not for the client. */
-        if (c->io.events != h1_hold_events(c)) {
+        /* Waiting for the endpoint, not for the client (EPOLLIN left from
+         * the request stands for the hold: h1_holds_lazily()). */
+        if (c->io.events != h1_hold_events(c) && !h1_holds_lazily(c)) {
             h1_poll(c, h1_hold_events(c));
         }
         wf_timer_stop(c->loop, &c->timer);
@@ -2167,6 +2168,7 @@ h1_on_exit(wf_loop_t *loop)
      * on a thread that never accepted a connection. */
     wf_http_thread_exit();
     wf_access_log_thread_exit();
+    wf_chan_thread_exit();
     if (!h1_thr.ready) {
         return;
     }

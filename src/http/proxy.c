@@ -36,8 +36,9 @@
 #include "http/tpl.h"
 #include "http/upstream.h"
 
-#define PX_STAGE   (16 * 1024) /* request bytes staged for the backend */
-#define PX_FWD_MAX 1024        /* Wharf's forwarding fields, at most */
+#define PX_STAGE    (16 * 1024)     /* request bytes staged for the backend */
+#define PX_OUT_SIZE (PX_STAGE + 32) /* with a chunk's framing */
+#define PX_FWD_MAX  1024            /* Wharf's forwarding fields, at most */
 /* Response bytes read at once: the head (WF_PROXY_HEAD_MAX at most) and
  * what follows it must fit in a fresh response channel. */
 #define PX_IN_SIZE  WF_XCHG_CHAN_LIMIT
@@ -77,8 +78,10 @@ typedef struct px {
     bool extra;       /* the backend sent bytes past the response */
     bool in_held;     /* px->in holds the body r->resp.body points to */
     bool busy;        /* a callback of ours is running (px_enter()) */
+    bool in_event;    /* px_on_io() runs: the socket polled readable */
     bool released;    /* r let px go while busy: px_leave() frees it */
     char *out;        /* staged request bytes: out[out_off..out_len) */
+    bool out_big;     /* out was malloc()ed for a head over PX_OUT_SIZE */
     size_t out_off;
     size_t out_len;
     char *in;      /* response head, then body bytes read */
@@ -97,6 +100,7 @@ static void px_on_io(wf_io_t *io, uint32_t events);
  * 3: hot fixed-size objects come from per-thread pools). */
 static __thread wf_fpool_t px_pool;
 static __thread wf_fpool_t px_in_pool;
+static __thread wf_fpool_t px_out_pool;
 static __thread bool px_pool_ready;
 
 static void
@@ -105,6 +109,7 @@ px_pools_init(void)
     if (!px_pool_ready) {
         wf_fpool_init(&px_pool, sizeof(px_t), 256);
         wf_fpool_init(&px_in_pool, PX_IN_SIZE, 16);
+        wf_fpool_init(&px_out_pool, PX_OUT_SIZE, 16);
         px_pool_ready = true;
     }
 }
@@ -122,6 +127,26 @@ px_in_put(char *in)
     if (in != NULL) {
         wf_fpool_put(&px_in_pool, in);
     }
+}
+
+/* The staging buffer for a request head of n bytes (and the body after
+ * it): from the thread's free list unless the head is bigger. */
+static char *
+px_out_get(px_t *px, size_t n)
+{
+    px->out_big = n > PX_OUT_SIZE;
+    return px->out_big ? malloc(n) : wf_fpool_get(&px_out_pool);
+}
+
+static void
+px_out_put(px_t *px)
+{
+    if (px->out != NULL && px->out_big) {
+        free(px->out);
+    } else if (px->out != NULL) {
+        wf_fpool_put(&px_out_pool, px->out);
+    }
+    px->out = NULL;
 }
 
 static void px_pump(px_t *px);
@@ -148,7 +173,10 @@ px_timeout(const px_t *px)
 }
 
 /* Polls what the state needs and arms its timeout (progress re-arms it
- * where it happens). */
+ * where it happens).  A full response channel drops EPOLLIN lazily: the
+ * mux's write is due in this tick and makes room before the next poll,
+ * so the poll set stays as it is (two epoll_ctl fewer per channel-full)
+ * unless the socket polls readable while the channel is still full. */
 static void
 px_poll(px_t *px)
 {
@@ -160,7 +188,9 @@ px_poll(px_t *px)
         ev |= EPOLLOUT;
     }
     if (px->state == PX_SEND || px->state == PX_HEAD
-        || (px->state == PX_BODY && wf_chan_room(&px->r->resp_body) > 0)) {
+        || (px->state == PX_BODY && wf_chan_room(&px->r->resp_body) > 0)
+        || (px->state == PX_BODY && !px->in_event
+            && px->io.events == (EPOLLIN | EPOLLRDHUP))) {
         ev |= EPOLLIN | EPOLLRDHUP;
     }
     if (ev != px->io.events) {
@@ -183,8 +213,7 @@ px_close(px_t *px)
         px->io.fd = -1;
     }
     wf_timer_stop(px->loop, &px->timer);
-    free(px->out);
-    px->out = NULL;
+    px_out_put(px);
     if (!px->in_held) {
         px_in_put(px->in);
         px->in = NULL;
@@ -414,7 +443,8 @@ px_head_build(px_t *px)
         o.extra = wf_str_make(fwd, px_forwarding(px, fwd, trusted));
     }
     n = wf_proxy_req_head_size(&r->head, &o);
-    px->out = malloc(wf_max(n, (size_t)PX_STAGE + 32));
+    px_pools_init();
+    px->out = px_out_get(px, n);
     if (px->out == NULL) {
         return WF_ERROR;
     }
@@ -575,6 +605,7 @@ px_no_body(const px_t *px)
 }
 
 static void px_on_resp_room(wf_chan_t *ch);
+static int px_body_bytes(px_t *px, char *d, size_t n);
 
 /* A Content-Length body that came whole with the head (a small response)
  * goes to the client as a memory body, written with the head in one
@@ -645,6 +676,14 @@ px_respond(px_t *px)
     px->state = PX_BODY;
     wf_timer_set(px->loop, &px->timer, px->u->read_ms);
     px->in_off = h->head_len;
+    if (px->body != PX_BODY_CHUNKED) {
+        /* The body bytes read with the head (fewer than announced, or
+         * px_respond_whole() had taken them; they fit in the fresh
+         * channel) are queued first: the head leaves with them, in one
+         * write. */
+        px_body_bytes(px, px->in + px->in_off, px->in_len - px->in_off);
+        px->in_off = px->in_len = 0;
+    }
     wf_xchg_stream_start(r, px_on_resp_room);
 }
 
@@ -701,8 +740,7 @@ px_retry(px_t *px)
     wf_io_del(px->loop, &px->io);
     close(px->io.fd);
     px->io.fd = -1;
-    free(px->out);
-    px->out = NULL;
+    px_out_put(px);
     px->out_off = 0;
     px->req_eof = false;
     px->reused = false;
@@ -1016,7 +1054,9 @@ px_on_io(wf_io_t *io, uint32_t events)
     px_t *px = wf_container_of(io, px_t, io);
 
     px_enter(px);
+    px->in_event = true;
     px_io(px, events);
+    px->in_event = false;
     px_leave(px);
 }
 
@@ -1097,6 +1137,7 @@ wf_proxy_thread_exit(void)
     if (px_pool_ready) {
         wf_fpool_fini(&px_pool);
         wf_fpool_fini(&px_in_pool);
+        wf_fpool_fini(&px_out_pool);
         px_pool_ready = false;
     }
 }
