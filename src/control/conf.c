@@ -1301,6 +1301,8 @@ static const conf_member_t conf_proxy_settings_members[] = {
     {"idle_connections", WF_JSON_INTEGER, conf_proxy_idle, NULL, 0},
     {"idle_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
      CONF_UP_OFFSET(idle_ms), 0},
+    {"tunnel_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(tunnel_ms), 0},
     {NULL, 0, NULL, NULL, 0},
 };
 

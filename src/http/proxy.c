@@ -12,6 +12,7 @@
  *            meanwhile (EPOLLIN too)
  *   HEAD     reading the response head
  *   BODY     relaying the response body
+ *   TUNNEL   after a 101 to a WebSocket handshake: bytes both ways
  *   DONE     backend connection closed or pooled; r no longer touched */
 #include "http/proxy.h"
 
@@ -41,8 +42,11 @@
 #define PX_FWD_MAX  1024            /* Wharf's forwarding fields, at most */
 /* Response bytes read at once: the head (WF_PROXY_HEAD_MAX at most) and
  * what follows it must fit in a fresh response channel. */
-#define PX_IN_SIZE  WF_XCHG_CHAN_LIMIT
-#define PX_HOST_MAX 1024 /* a rendered "host", at most */
+#define PX_IN_SIZE      WF_XCHG_CHAN_LIMIT
+#define PX_HOST_MAX     1024 /* a rendered "host", at most */
+#define PX_UPGRADE      "Upgrade: websocket\r\n"
+#define PX_TUNNEL_BURST 16 /* backend reads per wake-up in a tunnel */
+#define PX_EOF          1  /* px_tunnel_down(): the backend closed */
 /* Channel buffers filled by one read of the body. */
 #define PX_IOV (PX_IN_SIZE / WF_CHAN_SEG_SIZE + 1)
 
@@ -51,6 +55,7 @@ typedef enum px_state {
     PX_SEND,
     PX_HEAD,
     PX_BODY,
+    PX_TUNNEL,
     PX_DONE,
 } px_state_t;
 
@@ -79,6 +84,8 @@ typedef struct px {
     bool in_held;     /* px->in holds the body r->resp.body points to */
     bool busy;        /* a callback of ours is running (px_enter()) */
     bool in_event;    /* px_on_io() runs: the socket polled readable */
+    bool upgrade;     /* the request is a WebSocket handshake, forwarded */
+    bool up_shut;     /* TUNNEL: the client's EOF was passed on (SHUT_WR) */
     bool released;    /* r let px go while busy: px_leave() frees it */
     char *out;        /* staged request bytes: out[out_off..out_len) */
     bool out_big;     /* out was malloc()ed for a head over PX_OUT_SIZE */
@@ -150,6 +157,7 @@ px_out_put(px_t *px)
 }
 
 static void px_pump(px_t *px);
+static void px_tunnel_end(px_t *px);
 
 /* The timeout that runs in the current state, in ms; 0 while the proxy
  * waits on the client (a body byte to send, room in the response
@@ -166,6 +174,8 @@ px_timeout(const px_t *px)
         return px->u->head_ms;
     case PX_BODY:
         return wf_chan_room(&px->r->resp_body) > 0 ? px->u->read_ms : 0;
+    case PX_TUNNEL:
+        return px->u->tunnel_ms > 0 ? px->u->tunnel_ms : WF_UPSTREAM_TUNNEL_MS;
     case PX_DONE:
         break;
     }
@@ -183,6 +193,9 @@ px_poll(px_t *px)
     uint32_t ev = 0;
     uint32_t ms = px_timeout(px);
 
+    if (px->state == PX_TUNNEL) {
+        return; /* px_tunnel_pump() polls */
+    }
     if (px->state == PX_CONNECT
         || (px->state == PX_SEND && px->out_off < px->out_len)) {
         ev |= EPOLLOUT;
@@ -301,7 +314,12 @@ px_on_timer(wf_timer_t *t)
     px_t *px = wf_container_of(t, px_t, timer);
 
     px_enter(px);
-    px_fail(px, 504, "timed out");
+    if (px->state == PX_TUNNEL) {
+        wf_log_info("proxy to \"%s\": tunnel idle, closed", px->srv->name);
+        px_tunnel_end(px);
+    } else {
+        px_fail(px, 504, "timed out");
+    }
     px_leave(px);
 }
 
@@ -432,6 +450,7 @@ px_head_build(px_t *px)
     wf_proxy_req_opts_t o = {
         .drop_forwarding = forwarding && !trusted,
         .keep_alive = u->idle_max > 0,
+        .upgrade = r->websocket,
     };
     size_t n;
 
@@ -450,6 +469,7 @@ px_head_build(px_t *px)
     }
     px->out_len = wf_proxy_req_head_write(px->out, &r->head, &o);
     px->req_chunked = r->head.chunked;
+    px->upgrade = r->websocket;
     return WF_OK;
 }
 
@@ -571,7 +591,7 @@ px_fields_build(px_t *px)
             conn[nconn++] = h->headers[i].value;
         }
     }
-    px->fields = malloc(size);
+    px->fields = malloc(size + sizeof(PX_UPGRADE));
     if (px->fields == NULL) {
         return WF_ERROR;
     }
@@ -591,6 +611,11 @@ px_fields_build(px_t *px)
         p = px_put(p, f->value.data, f->value.len);
         p = px_put(p, "\r\n", 2);
     }
+    if (h->status == 101) {
+        /* Hop-by-hop, and said again on the client's connection; the mux
+         * adds "Connection: Upgrade". */
+        p = px_put(p, PX_UPGRADE, sizeof(PX_UPGRADE) - 1);
+    }
     px->r->resp.raw_fields = wf_str_make(px->fields, (size_t)(p - px->fields));
     return WF_OK;
 }
@@ -606,6 +631,7 @@ px_no_body(const px_t *px)
 
 static void px_on_resp_room(wf_chan_t *ch);
 static int px_body_bytes(px_t *px, char *d, size_t n);
+static ssize_t px_recv_direct(px_t *px, size_t room);
 
 /* A Content-Length body that came whole with the head (a small response)
  * goes to the client as a memory body, written with the head in one
@@ -687,6 +713,195 @@ px_respond(px_t *px)
     wf_xchg_stream_start(r, px_on_resp_room);
 }
 
+/* ---- the tunnel --------------------------------------------------------
+ * After the backend's 101 to a WebSocket handshake, the mux joins the
+ * client's socket to r's channels (wf_xchg_tunnel_start()) and the proxy
+ * becomes a byte pump on its backend socket: r->req_body's bytes are
+ * written to it (gathered, consumed as they leave), and its bytes are
+ * read straight into r->resp_body while there is room.  Each direction
+ * stops on its own back-pressure.  The client's EOF is passed on as a
+ * half close (SHUT_WR); the backend's EOF closes r->resp_body, after
+ * which the mux ends the connection.  tunnel_timeout without a byte
+ * either way ends the tunnel the same way. */
+
+static void px_tunnel_pump(px_t *px);
+
+/* The tunnel is over from the backend's side (EOF, idle): the client's
+ * connection closes once resp_body's bytes are out. */
+static void
+px_tunnel_end(px_t *px)
+{
+    wf_req_t *r = px->r;
+
+    px_close(px);
+    px->r = NULL;
+    r->on_abort = NULL;
+    wf_chan_close(&r->resp_body);
+}
+
+static void
+px_tunnel_activity(px_t *px)
+{
+    wf_timer_set(px->loop, &px->timer, px_timeout(px));
+}
+
+/* Client bytes to the backend.  Returns WF_AGAIN (the socket is full),
+ * WF_DECLINED (waiting for the client, or its EOF was passed on) or
+ * WF_ERROR. */
+static int
+px_tunnel_up(px_t *px)
+{
+    wf_chan_t *ch = &px->r->req_body;
+
+    for (;;) {
+        struct iovec iov[PX_IOV];
+        struct msghdr msg = {.msg_iov = iov};
+        size_t n;
+        ssize_t k;
+
+        msg.msg_iovlen = wf_chan_peekv(ch, iov, PX_IOV, &n);
+        if (n == 0) {
+            if (wf_chan_is_aborted(ch)) {
+                return WF_ERROR;
+            }
+            if (wf_chan_is_done(ch) && !px->up_shut) {
+                px->up_shut = true;
+                shutdown(px->io.fd, SHUT_WR);
+            }
+            return WF_DECLINED;
+        }
+        k = sendmsg(px->io.fd, &msg, MSG_NOSIGNAL);
+        if (k < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        wf_chan_consume(ch, (size_t)k);
+        px_tunnel_activity(px);
+        if ((size_t)k < n) {
+            return WF_AGAIN;
+        }
+    }
+}
+
+/* Backend bytes to the client, read into r->resp_body.  Returns
+ * WF_AGAIN (nothing to read), WF_DECLINED (no room: on_writable
+ * follows), PX_EOF (the backend's EOF) or WF_ERROR. */
+static int
+px_tunnel_down(px_t *px)
+{
+    for (unsigned i = 0; i < PX_TUNNEL_BURST; i++) {
+        size_t room = wf_chan_room(&px->r->resp_body);
+        ssize_t k;
+
+        if (room == 0) {
+            wf_chan_wait_room(&px->r->resp_body);
+            return WF_DECLINED;
+        }
+        k = px_recv_direct(px, room);
+        if (k == 0) {
+            return PX_EOF;
+        }
+        if (k < 0) {
+            return k == WF_AGAIN ? WF_AGAIN : WF_ERROR;
+        }
+        px_tunnel_activity(px);
+    }
+    return WF_AGAIN; /* more may be there: the poll says so */
+}
+
+/* Runs both directions and polls for what they wait on. */
+static void
+px_tunnel_pump(px_t *px)
+{
+    int up = px_tunnel_up(px);
+    int down = up == WF_ERROR ? WF_ERROR : px_tunnel_down(px);
+    uint32_t ev;
+
+    if (px->r == NULL) {
+        return; /* px_recv_direct() failed it */
+    }
+    if (up == WF_ERROR || down == WF_ERROR) {
+        px_fail(px, 502, "tunnel I/O failed");
+        return;
+    }
+    if (down == PX_EOF) {
+        px_tunnel_end(px);
+        return;
+    }
+    ev = (up == WF_AGAIN ? EPOLLOUT : 0)
+         | (down == WF_AGAIN ? EPOLLIN | EPOLLRDHUP : 0);
+    if (ev != px->io.events) {
+        wf_io_mod(px->loop, &px->io, ev);
+    }
+}
+
+/* Client bytes, its EOF or its going away (req_body), or room in
+ * resp_body. */
+static void
+px_on_tunnel_req(wf_chan_t *ch)
+{
+    px_t *px = wf_container_of(ch, wf_req_t, req_body)->proxy;
+
+    if (px->state == PX_TUNNEL && px->r != NULL) {
+        px_enter(px);
+        px_tunnel_pump(px);
+        px_leave(px);
+    }
+}
+
+static void
+px_on_tunnel_room(wf_chan_t *ch)
+{
+    px_t *px = wf_container_of(ch, wf_req_t, resp_body)->proxy;
+
+    if (px->state == PX_TUNNEL && px->r != NULL) {
+        px_enter(px);
+        px_tunnel_pump(px);
+        px_leave(px);
+    }
+}
+
+/* The backend accepted the handshake: its 101 goes to the client with
+ * its end-to-end fields (Sec-WebSocket-Accept, -Protocol, -Extensions),
+ * then the bytes that came after the head. */
+static void
+px_tunnel_begin(px_t *px)
+{
+    wf_req_t *r = px->r;
+    const wf_proxy_resp_t *h = &px->resp;
+    size_t rest = px->in_len - h->head_len;
+
+    if (!wf_proxy_resp_has_token(h, wf_string("upgrade"),
+                                 wf_string("websocket"))) {
+        px->resp.head_len = 0;
+        px_fail(px, 502, "101 without \"Upgrade: websocket\"");
+        return;
+    }
+    if (px_fields_build(px) != WF_OK) {
+        px->resp.head_len = 0;
+        px_fail(px, 500, "out of memory");
+        return;
+    }
+    r->resp.status = 101;
+    px->state = PX_TUNNEL;
+    px->body = PX_BODY_CLOSE; /* px_recv_direct() reads what comes */
+    px->extra = true;         /* never pooled */
+    if (wf_xchg_tunnel_start(r, px_on_tunnel_req, px_on_tunnel_room) != WF_OK) {
+        px->state = PX_HEAD;
+        px->body = PX_BODY_NONE;
+        px->resp.head_len = 0;
+        px_fail(px, 502, "the client's connection cannot carry a tunnel");
+        return;
+    }
+    if (rest > 0) {
+        /* A fresh channel holds them (the head and they fit in px->in). */
+        wf_chan_write(&r->resp_body, px->in + h->head_len, rest);
+    }
+    px->in_len = 0;
+    wf_io_mod(px->loop, &px->io, 0);
+    px_tunnel_activity(px);
+    px_tunnel_pump(px);
+}
+
 /* Parses what px->in holds; skips interim 1xx heads. */
 static void
 px_head(px_t *px)
@@ -698,9 +913,15 @@ px_head(px_t *px)
         if (rc == WF_AGAIN) {
             return;
         }
+        if (rc == WF_OK && px->resp.status == 101 && px->upgrade) {
+            px_tunnel_begin(px);
+            return;
+        }
         if (rc != WF_OK || px->resp.status == 101) {
             px->resp.head_len = 0;
-            px_fail(px, 502, "invalid response head");
+            px_fail(px, 502,
+                    rc != WF_OK ? "invalid response head"
+                                : "101 to a request that asked no upgrade");
             return;
         }
         if (px->resp.status >= 200) {
@@ -1035,6 +1256,10 @@ px_io(px_t *px, uint32_t events)
 {
     if (px->state == PX_CONNECT) {
         px_on_connect(px);
+        return;
+    }
+    if (px->state == PX_TUNNEL) {
+        px_tunnel_pump(px);
         return;
     }
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0

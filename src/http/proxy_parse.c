@@ -243,6 +243,18 @@ wf_proxy_resp_parse(wf_proxy_resp_t *h, const char *buf, size_t len, size_t max)
     return WF_OK;
 }
 
+bool
+wf_proxy_resp_has_token(const wf_proxy_resp_t *h, wf_str_t name, wf_str_t tok)
+{
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        if (wf_str_eq_nocase(h->headers[i].name, name)
+            && pp_list_has(h->headers[i].value, tok)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static const wf_str_t pp_hop[] = {
     wf_string("connection"),       wf_string("keep-alive"),
     wf_string("proxy-connection"), wf_string("te"),
@@ -316,7 +328,7 @@ size_t
 wf_proxy_req_head_size(const wf_h1_head_t *h, const wf_proxy_req_opts_t *o)
 {
     size_t n = h->method.len + h->path.len + h->query.len + h->host.len
-               + o->host.len + o->extra.len + 128;
+               + o->host.len + o->extra.len + 128 + 48;
 
     for (unsigned i = 0; i < h->nheaders; i++) {
         n += h->headers[i].name.len + h->headers[i].value.len + 4;
@@ -390,7 +402,9 @@ wf_proxy_req_head_write(char *out, const wf_h1_head_t *h,
                      (long long)h->content_length);
     }
     p = pp_put(p, o->extra);
-    if (!o->keep_alive) {
+    if (o->upgrade) {
+        p = pp_put_lit(p, "Upgrade: websocket\r\nConnection: upgrade\r\n");
+    } else if (!o->keep_alive) {
         p = pp_put_lit(p, "Connection: close\r\n");
     }
     p = pp_put_lit(p, "\r\n");

@@ -37,6 +37,8 @@ typedef struct wf_upstream {
     uint32_t head_ms;
     uint32_t send_ms;
     uint32_t read_ms;
+    uint32_t tunnel_ms; /* a WebSocket tunnel with no byte either way
+                           (Wharf's "tunnel_timeout"; 0: the default) */
 
     /* Keep-alive (Wharf's): idle connections kept per thread and server
      * address (0: none, Unit's "Connection: close"), and for how long. */
@@ -60,6 +62,7 @@ typedef struct wf_upstream {
 #define WF_UPSTREAM_READ_MS    (30 * 1000) /* Unit's proxy_read_timeout */
 #define WF_UPSTREAM_IDLE_MS    (60 * 1000) /* "idle_timeout" by default */
 #define WF_UPSTREAM_IDLE_MAX   1024        /* "idle_connections" at most */
+#define WF_UPSTREAM_TUNNEL_MS  (60 * 1000) /* "tunnel_timeout" by default */
 
 /* Sets u's defaults (Unit's timeouts) and its lock; u is zeroed. */
 void wf_upstream_init(wf_upstream_t *u);
