@@ -35,7 +35,8 @@ chan_seg_alloc(void)
 static void
 chan_seg_free(wf_chan_seg_t *s)
 {
-    if (chan_cache_n >= CHAN_CACHE_MAX || chan_cache_off) {
+    if (CHAN_CACHE_MAX == 0 || chan_cache_off
+        || chan_cache_n == CHAN_CACHE_MAX) {
         free(s);
         return;
     }
