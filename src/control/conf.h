@@ -40,7 +40,10 @@ typedef struct wf_conf {
     unsigned napps;
     struct wf_upstream *upstreams; /* "upstreams", in config order */
     size_t nupstreams;
-    json_t *json; /* the source tree; a reference */
+    json_t *json;                 /* the source tree; a reference */
+    struct wf_tls_cli **tls_clis; /* TLS to backends, one per upstream
+                                     that speaks it; owned */
+    size_t ntls_clis;
 } wf_conf_t;
 
 /* Validation or parse failure, in the shape of Unit's control API errors. */

@@ -8,6 +8,7 @@
  *
  * States (their invariants: docs/internals/proxy.md):
  *   CONNECT  connect() in progress (EPOLLOUT), connect timeout
+ *   TLS      the handshake of an https backend, connect timeout
  *   SEND     sending the head and the body; the response head may arrive
  *            meanwhile (EPOLLIN too)
  *   HEAD     reading the response head
@@ -36,6 +37,8 @@
 #include "http/route_pattern.h"
 #include "http/tpl.h"
 #include "http/upstream.h"
+#include "net/tls_client.h"
+#include "net/xprt.h"
 
 #define PX_STAGE    (16 * 1024)     /* request bytes staged for the backend */
 #define PX_OUT_SIZE (PX_STAGE + 32) /* with a chunk's framing */
@@ -52,6 +55,7 @@
 
 typedef enum px_state {
     PX_CONNECT = 0,
+    PX_TLS, /* the TLS handshake with the backend */
     PX_SEND,
     PX_HEAD,
     PX_BODY,
@@ -70,6 +74,8 @@ typedef struct px {
     wf_req_t *r; /* NULL once r may not be touched */
     wf_loop_t *loop;
     wf_io_t io;
+    wf_xprt_t xp;   /* plain, or TLS to an https backend */
+    wf_task_t kick; /* reads what the TLS layer holds (px_poll()) */
     wf_timer_t timer;
     wf_upstream_t *u;
     const wf_upstream_server_t *srv;
@@ -167,6 +173,7 @@ px_timeout(const px_t *px)
 {
     switch (px->state) {
     case PX_CONNECT:
+    case PX_TLS:
         return px->u->connect_ms;
     case PX_SEND:
         return px->out_off < px->out_len ? px->u->send_ms : 0;
@@ -182,6 +189,17 @@ px_timeout(const px_t *px)
     return 0;
 }
 
+/* Decrypted bytes wait in the TLS layer while EPOLLIN is wanted: no poll
+ * announces them, so a task reads them (px_on_kick()). */
+static void
+px_kick_pending(px_t *px, uint32_t ev)
+{
+    if (wf_unlikely(wf_xprt_pending(&px->xp)) && (ev & EPOLLIN) != 0
+        && wf_list_is_empty(&px->kick.link)) {
+        wf_task_schedule(px->loop, &px->kick);
+    }
+}
+
 /* Polls what the state needs and arms its timeout (progress re-arms it
  * where it happens).  A full response channel drops EPOLLIN lazily: the
  * mux's write is due in this tick and makes room before the next poll,
@@ -195,6 +213,9 @@ px_poll(px_t *px)
 
     if (px->state == PX_TUNNEL) {
         return; /* px_tunnel_pump() polls */
+    }
+    if (px->state == PX_TLS) {
+        return; /* px_tls_step() polls */
     }
     if (px->state == PX_CONNECT
         || (px->state == PX_SEND && px->out_off < px->out_len)) {
@@ -214,6 +235,7 @@ px_poll(px_t *px)
     } else if (!wf_timer_is_armed(&px->timer)) {
         wf_timer_set(px->loop, &px->timer, ms);
     }
+    px_kick_pending(px, ev);
 }
 
 /* Closes the backend side: socket, timer, staging buffers. */
@@ -222,9 +244,11 @@ px_close(px_t *px)
 {
     if (px->io.fd >= 0) {
         wf_io_del(px->loop, &px->io);
+        wf_xprt_close(&px->xp);
         close(px->io.fd);
         px->io.fd = -1;
     }
+    wf_list_del(&px->kick.link);
     wf_timer_stop(px->loop, &px->timer);
     px_out_put(px);
     if (!px->in_held) {
@@ -240,8 +264,8 @@ px_close(px_t *px)
 static bool
 px_reusable(const px_t *px)
 {
-    return px->u->idle_max > 0 && px->io.fd >= 0 && px->resp.keep_alive
-           && px->resp.version == 11 && px->req_eof
+    return px->u->idle_max > 0 && px->io.fd >= 0 && px->u->tls == NULL
+           && px->resp.keep_alive && px->resp.version == 11 && px->req_eof
            && px->out_off == px->out_len && !px->extra
            && px->body != PX_BODY_CLOSE;
 }
@@ -523,8 +547,8 @@ px_send(px_t *px)
             }
             continue;
         }
-        n = send(px->io.fd, px->out + px->out_off, px->out_len - px->out_off,
-                 MSG_NOSIGNAL);
+        n = wf_xprt_send(&px->xp, px->io.fd, px->out + px->out_off,
+                         px->out_len - px->out_off, MSG_NOSIGNAL);
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_OK : WF_ERROR;
         }
@@ -766,11 +790,11 @@ px_tunnel_up(px_t *px)
             }
             if (wf_chan_is_done(ch) && !px->up_shut) {
                 px->up_shut = true;
-                shutdown(px->io.fd, SHUT_WR);
+                wf_xprt_shutdown(&px->xp, px->io.fd);
             }
             return WF_DECLINED;
         }
-        k = sendmsg(px->io.fd, &msg, MSG_NOSIGNAL);
+        k = wf_xprt_sendmsg(&px->xp, px->io.fd, &msg, MSG_NOSIGNAL);
         if (k < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
@@ -832,6 +856,7 @@ px_tunnel_pump(px_t *px)
     if (ev != px->io.events) {
         wf_io_mod(px->loop, &px->io, ev);
     }
+    px_kick_pending(px, ev);
 }
 
 /* Client bytes, its EOF or its going away (req_body), or room in
@@ -959,6 +984,7 @@ static int
 px_retry(px_t *px)
 {
     wf_io_del(px->loop, &px->io);
+    wf_xprt_close(&px->xp);
     close(px->io.fd);
     px->io.fd = -1;
     px_out_put(px);
@@ -987,7 +1013,8 @@ px_read_head(px_t *px)
             return WF_ERROR;
         }
     }
-    n = recv(px->io.fd, px->in + px->in_len, PX_IN_SIZE - px->in_len, 0);
+    n = wf_xprt_recv(&px->xp, px->io.fd, px->in + px->in_len,
+                     PX_IN_SIZE - px->in_len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return WF_OK;
     }
@@ -1061,6 +1088,31 @@ px_body_bytes(px_t *px, char *d, size_t n)
     return px->r != NULL ? WF_OK : WF_DECLINED;
 }
 
+/* readv() through the transport: TLS fills the pieces one by one and
+ * stops at the first short one. */
+static ssize_t
+px_readv(px_t *px, struct iovec *iov, size_t n)
+{
+    ssize_t got = 0;
+
+    if (!wf_xprt_is_tls(&px->xp)) {
+        return readv(px->io.fd, iov, (int)n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ssize_t k =
+            wf_xprt_recv(&px->xp, px->io.fd, iov[i].iov_base, iov[i].iov_len);
+
+        if (k <= 0) {
+            return got > 0 ? got : k;
+        }
+        got += k;
+        if ((size_t)k < iov[i].iov_len) {
+            break;
+        }
+    }
+    return got;
+}
+
 /* Reads a Content-Length or close-delimited body straight into the
  * channel's buffers (one readv, no copy), never past the announced
  * length: a byte past it, read into a probe, marks the connection as not
@@ -1090,7 +1142,7 @@ px_recv_direct(px_t *px, size_t room)
     if (last && len == want) {
         iov[k++] = (struct iovec){&probe, 1};
     }
-    n = readv(px->io.fd, iov, (int)k);
+    n = px_readv(px, iov, (size_t)k);
     if (n > (ssize_t)len) {
         px->extra = true;
         n = (ssize_t)len;
@@ -1110,7 +1162,8 @@ px_read_more(px_t *px, size_t room)
     ssize_t k;
 
     if (px->body == PX_BODY_CHUNKED) {
-        k = recv(px->io.fd, px->in, wf_min(room, (size_t)PX_IN_SIZE), 0);
+        k = wf_xprt_recv(&px->xp, px->io.fd, px->in,
+                         wf_min(room, (size_t)PX_IN_SIZE));
         if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
             k = WF_AGAIN;
         }
@@ -1234,6 +1287,47 @@ px_ask_body(px_t *px)
     }
 }
 
+static void px_sending(px_t *px);
+
+/* Advances the TLS handshake; polls what it waits for. */
+static void
+px_tls_step(px_t *px)
+{
+    uint32_t ev = 0;
+    char why[256];
+    int rc = wf_tls_cli_handshake(&px->xp, &ev, why, sizeof(why));
+
+    if (rc == WF_AGAIN) {
+        if (ev != px->io.events) {
+            wf_io_mod(px->loop, &px->io, ev);
+        }
+        return;
+    }
+    if (rc != WF_OK) {
+        char msg[300];
+
+        snprintf(msg, sizeof(msg), "TLS handshake failed: %s", why);
+        px_fail(px, 502, msg);
+        return;
+    }
+    px_sending(px);
+}
+
+static void
+px_tls_start(px_t *px)
+{
+    const wf_upstream_server_t *s = px->srv;
+
+    if (wf_tls_cli_open(&px->xp, px->u->tls, px->io.fd, px->u->sni,
+                        (const struct sockaddr *)&s->addr, s->addrlen)
+        != WF_OK) {
+        px_fail(px, 502, "TLS: out of memory");
+        return;
+    }
+    px->state = PX_TLS;
+    px_tls_step(px);
+}
+
 static void
 px_on_connect(px_t *px)
 {
@@ -1245,6 +1339,17 @@ px_on_connect(px_t *px)
         px_fail(px, 502, "connect failed");
         return;
     }
+    if (px->u->tls != NULL) {
+        px_tls_start(px);
+        return;
+    }
+    px_sending(px);
+}
+
+/* Connected (and TLS done): the request goes out. */
+static void
+px_sending(px_t *px)
+{
     px->state = PX_SEND;
     wf_timer_set(px->loop, &px->timer, px->u->send_ms);
     px_ask_body(px);
@@ -1256,6 +1361,10 @@ px_io(px_t *px, uint32_t events)
 {
     if (px->state == PX_CONNECT) {
         px_on_connect(px);
+        return;
+    }
+    if (px->state == PX_TLS) {
+        px_tls_step(px);
         return;
     }
     if (px->state == PX_TUNNEL) {
@@ -1292,7 +1401,7 @@ px_connect_pooled(px_t *px)
 {
     const wf_upstream_server_t *s = px->srv;
 
-    if (px->u->idle_max == 0
+    if (px->u->idle_max == 0 || px->u->tls != NULL
         || !wf_proxy_pool_get(px->loop, (const struct sockaddr *)&s->addr,
                               s->addrlen, &px->io)) {
         return false;
@@ -1369,6 +1478,18 @@ wf_proxy_thread_exit(void)
 
 static void px_start(px_t *px);
 
+static void
+px_on_kick(wf_task_t *task)
+{
+    px_t *px = wf_container_of(task, px_t, kick);
+
+    px_enter(px);
+    px->in_event = true;
+    px_io(px, EPOLLIN);
+    px->in_event = false;
+    px_leave(px);
+}
+
 void
 wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
 {
@@ -1388,6 +1509,8 @@ wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
     px->u = u;
     px->loop = r->loop;
     px->io.fd = -1;
+    px->kick.handler = px_on_kick;
+    wf_list_init(&px->kick.link);
     wf_timer_init(&px->timer, px_on_timer);
     px_enter(px);
     px_start(px);

@@ -54,6 +54,12 @@ typedef struct wf_upstream {
     bool forwarded;
     const struct wf_addr_set *trusted;
     const struct wf_tpl *host;
+
+    /* TLS to the servers (an "https://" proxy, or Wharf's "tls"): NULL
+     * when plain; owned by the snapshot (wf_conf_t.tls_clis).  sni: the
+     * name sent and verified (NULL: none; the address is verified). */
+    struct wf_tls_cli *tls;
+    const char *sni;
 } wf_upstream_t;
 
 #define WF_UPSTREAM_CONNECT_MS (60 * 1000) /* Unit's proxy_timeout */

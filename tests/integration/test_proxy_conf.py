@@ -65,8 +65,9 @@ REFUSED = {
                       'The "proxy" address is invalid "127.0.0.1"'),
     "proxy_hostname": (conf(act(proxy="http://localhost:80")),
                        'The "proxy" address is invalid "localhost:80"'),
-    "proxy_https": (conf(act(proxy="https://127.0.0.1:9")),
-                    'The "proxy" address is invalid "https://127.0.0.1:9"'),
+    # (Unit refuses "https://"; Wharf speaks TLS to it: test_proxy_tls.py)
+    "proxy_https_path": (conf(act(proxy="https://127.0.0.1:9/x")),
+                         'The "proxy" address is invalid "127.0.0.1:9/x"'),
     "proxy_path": (conf(act(proxy="http://127.0.0.1:9/x")),
                    'The "proxy" address is invalid "127.0.0.1:9/x"'),
     "proxy_port_0": (conf(act(proxy="http://127.0.0.1:0")),
