@@ -391,6 +391,11 @@ cli_pending(const wf_xprt_t *x)
 static void
 cli_close(wf_xprt_t *x)
 {
+    /* The connection is over: its session stays resumable (OpenSSL
+     * spoils one whose SSL is freed without a shutdown noted). */
+    if (SSL_is_init_finished(x->tls)) {
+        SSL_set_shutdown(x->tls, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    }
     SSL_free(x->tls);
     x->tls = NULL;
 }

@@ -42,6 +42,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
         out = ("tls %s %s" % (self.path, self.headers.get("Host"))).encode()
         if self.path == "/big":
             out = bytes(range(256)) * 1200  # 300 KiB, many TLS records
+        if self.path == "/reused":
+            out = b"reused %d" % self.connection.session_reused
         self.send_response(200)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
@@ -118,6 +120,16 @@ def test_big_body_over_tls(wharf, backend, certs):
         r = get(server, "/big")
         assert r.status == 200
         assert r.body == bytes(range(256)) * 1200
+
+
+def test_session_resumed(wharf, backend, certs):
+    """A new connection to the same server offers the session the last one
+    got (TLS 1.3 tickets), and the server resumes it."""
+    b = backend(certs.ip)
+    server = wharf(conf(b.port, ca_file=certs.ca.crt), threads=1)
+    seen = [get(server, "/reused").body for _ in range(4)]
+    assert seen[0] == b"reused 0"
+    assert b"reused 1" in seen[1:], seen
 
 
 def test_sni_sent_and_verified(wharf, backend, certs):
