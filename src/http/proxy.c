@@ -264,10 +264,18 @@ px_close(px_t *px)
 static bool
 px_reusable(const px_t *px)
 {
-    return px->u->idle_max > 0 && px->io.fd >= 0 && px->u->tls == NULL
+    return px->u->idle_max > 0 && px->io.fd >= 0 && !wf_xprt_pending(&px->xp)
            && px->resp.keep_alive && px->resp.version == 11 && px->req_eof
            && px->out_off == px->out_len && !px->extra
            && px->body != PX_BODY_CLOSE;
+}
+
+/* Which idle connections to the server may carry px's request: plain
+ * ones, or those of its TLS context (same verification, same name). */
+static uint64_t
+px_pool_tag(const px_t *px)
+{
+    return px->u->tls != NULL ? wf_tls_cli_id(px->u->tls) : 0;
 }
 
 /* The exchange with the backend is over: its connection goes to the
@@ -276,9 +284,9 @@ static void
 px_close_or_keep(px_t *px)
 {
     if (px_reusable(px)) {
-        wf_proxy_pool_put(px->loop, &px->io,
-                          (const struct sockaddr *)&px->srv->addr,
-                          px->srv->addrlen, px->u->idle_max, px->u->idle_ms);
+        wf_proxy_pool_put(
+            px->loop, &px->io, &px->xp, (const struct sockaddr *)&px->srv->addr,
+            px->srv->addrlen, px_pool_tag(px), px->u->idle_max, px->u->idle_ms);
         px->io.fd = -1;
         px->io.events = 0;
     }
@@ -1401,9 +1409,9 @@ px_connect_pooled(px_t *px)
 {
     const wf_upstream_server_t *s = px->srv;
 
-    if (px->u->idle_max == 0 || px->u->tls != NULL
+    if (px->u->idle_max == 0
         || !wf_proxy_pool_get(px->loop, (const struct sockaddr *)&s->addr,
-                              s->addrlen, &px->io)) {
+                              s->addrlen, px_pool_tag(px), &px->io, &px->xp)) {
         return false;
     }
     px->io.handler = px_on_io;

@@ -7,6 +7,7 @@ openssl command."""
 import http.server
 import ssl
 import threading
+import time
 
 import pytest
 
@@ -42,6 +43,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
         out = ("tls %s %s" % (self.path, self.headers.get("Host"))).encode()
         if self.path == "/big":
             out = bytes(range(256)) * 1200  # 300 KiB, many TLS records
+        if self.path == "/port":
+            out = b"port %d" % self.client_address[1]
         if self.path == "/reused":
             out = b"reused %d" % self.connection.session_reused
         self.send_response(200)
@@ -130,6 +133,20 @@ def test_session_resumed(wharf, backend, certs):
     seen = [get(server, "/reused").body for _ in range(4)]
     assert seen[0] == b"reused 0"
     assert b"reused 1" in seen[1:], seen
+
+
+def test_pooled_tls_connections_reused(wharf, backend, certs):
+    b = backend(certs.ip)
+    server = wharf(routes_config([{"action": {
+        "proxy": "https://127.0.0.1:%d" % b.port,
+        "proxy_settings": {"idle_connections": 4, "idle_timeout": 2,
+                           "tls": {"ca_file": certs.ca.crt}}}}]), threads=1)
+    ports = {get(server, "/port").body for _ in range(4)}
+    assert len(ports) == 1, ports
+    big = get(server, "/big")
+    assert big.body == bytes(range(256)) * 1200
+    assert get(server, "/port").body in ports
+    time.sleep(scaled(3))  # the idle one closes: the fd count is back
 
 
 def test_sni_sent_and_verified(wharf, backend, certs):
