@@ -149,6 +149,29 @@ def test_pooled_tls_connections_reused(wharf, backend, certs):
     time.sleep(scaled(3))  # the idle one closes: the fd count is back
 
 
+def test_wharf_as_the_tls_backend(wharf, certs, tmp_path):
+    """Wharf itself behind Wharf: a TLS listener with the store's
+    certificate (named backend.test), reached with SNI and the test CA."""
+    import os
+    state = tmp_path / "backstate"
+    os.makedirs(state / "certs", mode=0o700)
+    (state / "certs" / "srv").write_bytes(certs.name.bundle(certs.ca))
+    back = wharf({"listeners": {"127.0.0.1:{port}": {
+        "pass": "routes", "tls": {"certificate": "srv"}}},
+        "routes": [{"action": {"return": 200, "location": "/ok"}}]},
+        threads=1, statedir=str(state))
+    front = wharf(routes_config([{"action": {
+        "proxy": "https://127.0.0.1:%d" % back.port,
+        "proxy_settings": {"idle_connections": 2, "idle_timeout": 1,
+                           "tls": {"ca_file": certs.ca.crt,
+                                   "sni": "backend.test"}}}}]), threads=1)
+    for _ in range(3):
+        r = get(front)
+        assert r.status == 200
+        assert r.header("Location") == "/ok"
+    time.sleep(scaled(2))  # the pooled connection closes
+
+
 def test_sni_sent_and_verified(wharf, backend, certs):
     b = backend(certs.name)
     server = wharf(conf(b.port, ca_file=certs.ca.crt, sni="backend.test"),
