@@ -28,9 +28,9 @@ process of the server (main, router, controller and app processes alike;
 /proc/PID/task/TID/schedstat of the whole process tree, before and after
 the wrk run; a process whose threads came or went is counted from its
 /proc/PID/stat utime+stime, which keeps exited threads, and every
-process's reaped children count through its cutime+cstime).  Reported: the medians of each server's figures and the
-medians of the per-repetition ratios Wharf/peer, against the goals of
-issue 8.  Each server's exact configuration or command is printed beside
+process's reaped children count through its cutime+cstime).  Reported:
+the medians of each server's figures and the medians of the
+per-repetition ratios Wharf/peer, against the goals of issue 8.  Each server's exact configuration or command is printed beside
 the figures.
 
 Stdlib only (and the Debian packages of `make deps-bench`); every
