@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <jansson.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -141,6 +142,22 @@ app_main_module_load(const char *file)
     return m;
 }
 
+/* App processes run SCHED_BATCH (every thread they make inherits it): a
+ * request the router hands over does not preempt the router on its CPU,
+ * so the router finishes its round and the app then serves the whole
+ * batch, instead of two context switches per handover.  The app keeps
+ * its fair share of CPU; only wake-up preemption is given up (see
+ * docs/internals/apps.md, "Measured costs"). */
+static void
+app_main_sched(void)
+{
+    struct sched_param sp = {.sched_priority = 0};
+
+    if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0) {
+        wf_log(WF_LOG_INFO, errno, "app: sched_setscheduler() failed");
+    }
+}
+
 int
 wf_app_main(const wf_app_start_t *st)
 {
@@ -161,6 +178,7 @@ wf_app_main(const wf_app_start_t *st)
         return 1;
     }
     app_main_app = app;
+    app_main_sched();
     if (app_main_signals() != WF_OK) {
         return 1;
     }

@@ -30,13 +30,15 @@
 #include "core/log.h"
 #include "process/port.h"
 
-#define RT_EVENTS    16 /* epoll events per wait */
-#define RT_BATCH     32 /* packets per sendmmsg() */
-#define RT_IOV       8  /* iovecs per packet, the header's included */
-#define RT_READ_MAX  64 /* messages per socket per dispatch() */
-#define RT_OBUF_SIZE (WF_APP_MAX_SIZE + 4096) /* encoded heads and acks */
-#define RT_RBUF_SIZE (WF_APP_MAX_SIZE + 1)    /* a fragment and a NUL */
-#define RT_HALF      (WF_APP_WINDOW / 2)
+#define RT_EVENTS     16 /* epoll events per wait */
+#define RT_BATCH      32 /* packets per sendmmsg() */
+#define RT_IOV        8  /* iovecs per packet, the header's included */
+#define RT_READ_MAX   64 /* messages per socket per dispatch() */
+#define RT_OBUF_SIZE  (WF_APP_MAX_SIZE + 4096) /* encoded heads and acks */
+#define RT_RBUF_SIZE  (WF_APP_MAX_SIZE + 1)    /* a fragment and a NUL */
+#define RT_HALF       (WF_APP_WINDOW / 2)
+#define RT_RING       16                          /* packets per recvmmsg() */
+#define RT_CMSG_SPACE CMSG_SPACE(sizeof(int) * 4) /* fds to close */
 
 _Static_assert(sizeof(wf_app_req_hdr_t) == 24, "no padding on the wire");
 _Static_assert(sizeof(wf_app_resp_hdr_t) == 16, "no padding on the wire");
@@ -47,11 +49,31 @@ typedef enum rt_quit {
     RT_TERM, /* fast: waits end, in-flight requests fail */
 } rt_quit_t;
 
+/* How rt_recv() waits: see there. */
+typedef enum rt_how {
+    RT_WAIT,
+    RT_TRY,
+    RT_POLL,
+} rt_how_t;
+
+/* One packet of a socket's receive ring, as recvmmsg() left it. */
+typedef struct rt_slot {
+    wf_port_hdr_t hdr;
+    unsigned char *buf; /* owned, cap >= RT_RBUF_SIZE: the payload */
+    size_t cap;
+    ssize_t n;         /* bytes with the header; 0: EOF */
+    int mflags;        /* msg_flags */
+    size_t controllen; /* msg_controllen (fds were closed) */
+} rt_slot_t;
+
 typedef struct rt_sock {
     int fd;          /* blocking; -1 once the router closed it */
     unsigned index;  /* k * N + t */
     unsigned active; /* requests on this socket not ended */
     wf_app_worker_t *w;
+    rt_slot_t *ring;       /* RT_RING, owned; made at the first fetch */
+    unsigned rpos, rcount; /* packets [rpos, rcount) not yet handled */
+    bool drained;          /* the last fetch emptied the socket's queue */
 } rt_sock_t;
 
 /* One received message; data points into w->rbuf until the next receive. */
@@ -361,6 +383,7 @@ rt_sock_close(rt_sock_t *s)
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
     close(fd);
     w->nopen--;
+    s->rpos = s->rcount = 0; /* what the ring held is moot */
     if (w->osock == s) {
         w->nout = 0;
         w->olen = 0;
@@ -396,12 +419,13 @@ rt_garbage(wf_app_worker_t *w, rt_sock_t *s, const char *why)
 
 /* Checks one packet as port.c checks it on the router's side. */
 static const char *
-rt_check_packet(const wf_port_hdr_t *h, ssize_t n, const struct msghdr *mh)
+rt_check_packet(const wf_port_hdr_t *h, ssize_t n, int mflags,
+                size_t controllen)
 {
-    if ((mh->msg_flags & MSG_CTRUNC) != 0 || mh->msg_controllen != 0) {
+    if ((mflags & MSG_CTRUNC) != 0 || controllen != 0) {
         return "unexpected control data";
     }
-    if ((mh->msg_flags & MSG_TRUNC) != 0) {
+    if ((mflags & MSG_TRUNC) != 0) {
         return "fragment larger than max_size";
     }
     if ((size_t)n < sizeof(*h)) {
@@ -428,6 +452,32 @@ rt_check_packet(const wf_port_hdr_t *h, ssize_t n, const struct msghdr *mh)
     return NULL;
 }
 
+/* Closes the fds of every SCM_RIGHTS block of mh (the router sends none:
+ * the packet is garbage).  Returns the packet's length as rt_check_packet()
+ * takes it: n, or 1 for an fd with no bytes (flagged MSG_CTRUNC). */
+static ssize_t
+rt_cmsg_drop(struct msghdr *mh, ssize_t n)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL;
+         cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+            for (size_t i = 0; i < k; i++) {
+                int fd;
+
+                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+                close(fd);
+            }
+        }
+    }
+    if (n == 0 && mh->msg_controllen != 0) {
+        mh->msg_flags |= MSG_CTRUNC;
+        return 1; /* garbage, not EOF */
+    }
+    return n;
+}
+
 /* One recvmsg() into w->rbuf + off.  Returns bytes, 0 on EOF, WF_AGAIN,
  * or WF_ERROR after logging.  Control data is closed and flagged. */
 static ssize_t
@@ -436,7 +486,7 @@ rt_recv_packet(wf_app_worker_t *w, rt_sock_t *s, wf_port_hdr_t *h, size_t off,
 {
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        char buf[RT_CMSG_SPACE];
     } cbuf;
     struct iovec iov[2] = {
         {h, sizeof(*h)},
@@ -461,27 +511,126 @@ rt_recv_packet(wf_app_worker_t *w, rt_sock_t *s, wf_port_hdr_t *h, size_t off,
         wf_log_error(errno, "app: recvmsg() from the router failed");
         return WF_ERROR;
     }
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL;
-         cm = CMSG_NXTHDR(mh, cm)) {
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-            size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    return rt_cmsg_drop(mh, n);
+}
 
-            for (size_t i = 0; i < k; i++) {
-                int fd;
-
-                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-                close(fd);
-            }
+/* The ring's slots and buffers, made at the socket's first fetch. */
+static int
+rt_ring_alloc(rt_sock_t *s)
+{
+    if (s->ring == NULL) {
+        s->ring = calloc(RT_RING, sizeof(*s->ring));
+        if (s->ring == NULL) {
+            return WF_ERROR;
         }
     }
-    if (n == 0 && mh->msg_controllen == 0) {
-        return 0;
+    for (unsigned i = 0; i < RT_RING; i++) {
+        if (s->ring[i].buf == NULL) {
+            s->ring[i].buf = malloc(RT_RBUF_SIZE);
+            if (s->ring[i].buf == NULL) {
+                return WF_ERROR;
+            }
+            s->ring[i].cap = RT_RBUF_SIZE;
+        }
     }
-    if (n == 0) {
-        n = 1; /* an fd with no bytes: garbage, not EOF */
-        mh->msg_flags |= MSG_CTRUNC;
+    return WF_OK;
+}
+
+/* Fills s's empty ring with one recvmmsg(): the packets the router queued
+ * (up to RT_RING), so that a batch of requests costs one system call, not
+ * one each.  flags: MSG_DONTWAIT, or MSG_WAITFORONE to wait for the first.
+ * Returns WF_OK (s->rcount > 0), WF_AGAIN, or WF_DECLINED (EOF or an
+ * error: the caller closes s).  An EOF is kept as a slot of length 0
+ * after the packets before it. */
+static int
+rt_ring_fill(rt_sock_t *s, int flags)
+{
+    struct mmsghdr mm[RT_RING];
+    struct iovec iov[RT_RING][2];
+    union {
+        struct cmsghdr align;
+        char buf[RT_CMSG_SPACE];
+    } cbuf[RT_RING];
+    int rc;
+
+    if (rt_ring_alloc(s) != WF_OK) {
+        wf_log_error(errno, "app: no memory for the receive ring");
+        return WF_DECLINED;
     }
-    return n;
+    for (unsigned i = 0; i < RT_RING; i++) {
+        rt_slot_t *sl = &s->ring[i];
+
+        iov[i][0] = (struct iovec){&sl->hdr, sizeof(sl->hdr)};
+        iov[i][1] = (struct iovec){sl->buf, WF_APP_MAX_SIZE};
+        mm[i] = (struct mmsghdr){
+            .msg_hdr = {.msg_iov = iov[i],
+                        .msg_iovlen = 2,
+                        .msg_control = cbuf[i].buf,
+                        .msg_controllen = sizeof(cbuf[i].buf)}};
+    }
+    do {
+        rc = recvmmsg(s->fd, mm, RT_RING, flags | MSG_CMSG_CLOEXEC, NULL);
+    } while (rc == -1 && errno == EINTR);
+    if (rc == -1) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            s->drained = true;
+            return WF_AGAIN;
+        }
+        if (errno != ECONNRESET) {
+            wf_log_error(errno, "app: recvmmsg() from the router failed");
+        }
+        return WF_DECLINED;
+    }
+    s->rpos = 0;
+    s->rcount = 0;
+    for (int i = 0; i < rc; i++) {
+        rt_slot_t *sl = &s->ring[i];
+        struct msghdr *mh = &mm[i].msg_hdr;
+
+        sl->n = rt_cmsg_drop(mh, (ssize_t)mm[i].msg_len);
+        sl->mflags = mh->msg_flags;
+        sl->controllen = mh->msg_controllen;
+        s->rcount++;
+        if (sl->n == 0) {
+            break; /* EOF: what follows repeats it */
+        }
+    }
+    /* Fewer than asked: the queue was empty; epoll says when it is not. */
+    s->drained = rc < RT_RING;
+    return WF_OK;
+}
+
+static bool
+rt_ring_has(const rt_sock_t *s)
+{
+    return s->rpos < s->rcount;
+}
+
+/* Takes s's next packet: its payload becomes w->rbuf + off (the slot's
+ * buffer itself when off is 0, else a copy); *h, the result as
+ * rt_check_packet() takes it. */
+static ssize_t
+rt_ring_take(wf_app_worker_t *w, rt_sock_t *s, wf_port_hdr_t *h, size_t off,
+             int *mflags, size_t *controllen)
+{
+    rt_slot_t *sl = &s->ring[s->rpos++];
+
+    *h = sl->hdr;
+    *mflags = sl->mflags;
+    *controllen = sl->controllen;
+    if (sl->n > (ssize_t)sizeof(*h) && off == 0) {
+        unsigned char *b = w->rbuf;
+        size_t cap = w->rcap;
+
+        w->rbuf = sl->buf;
+        w->rcap = sl->cap;
+        sl->buf = b;
+        sl->cap = cap;
+    } else if (sl->n > (ssize_t)sizeof(*h)) {
+        memcpy(w->rbuf + off, sl->buf,
+               wf_min((size_t)sl->n - sizeof(*h), (size_t)WF_APP_MAX_SIZE));
+    }
+    return sl->n;
 }
 
 /* Makes room for a message of total payload bytes (plus a fragment and a
@@ -505,7 +654,8 @@ rt_rbuf_grow(wf_app_worker_t *w, size_t need)
 }
 
 /* Reads the rest of a fragmented message; the router sends all fragments
- * of a message back to back, so this waits on s alone. */
+ * of a message back to back, so this takes them from s's ring, then waits
+ * on s alone. */
 static int
 rt_recv_rest(wf_app_worker_t *w, rt_sock_t *s, const wf_port_hdr_t *first)
 {
@@ -516,15 +666,24 @@ rt_recv_rest(wf_app_worker_t *w, rt_sock_t *s, const wf_port_hdr_t *first)
     }
     while (got < first->total) {
         wf_port_hdr_t h;
-        struct msghdr mh;
-        ssize_t n = rt_recv_packet(w, s, &h, got, 0, &mh);
+        struct msghdr mh = {0};
+        int mflags;
+        size_t controllen;
+        ssize_t n;
         const char *err;
 
+        if (rt_ring_has(s)) {
+            n = rt_ring_take(w, s, &h, got, &mflags, &controllen);
+        } else {
+            n = rt_recv_packet(w, s, &h, got, 0, &mh);
+            mflags = mh.msg_flags;
+            controllen = mh.msg_controllen;
+        }
         if (n == 0 || n == WF_ERROR) {
             rt_sock_close(s);
             return WF_ERROR;
         }
-        err = rt_check_packet(&h, n, &mh);
+        err = rt_check_packet(&h, n, mflags, controllen);
         if (err == NULL
             && ((h.flags & WF_PORT_HDR_CONT) == 0 || h.type != first->type
                 || h.stream != first->stream || h.total != first->total)) {
@@ -545,30 +704,43 @@ rt_recv_rest(wf_app_worker_t *w, rt_sock_t *s, const wf_port_hdr_t *first)
     return WF_OK;
 }
 
-/* Receives one whole message from s into w->msg.  block: wait for it.
- * Returns WF_OK, WF_AGAIN (nothing there, !block), or WF_DONE-like
- * WF_DECLINED when s reached EOF (closed here), WF_ERROR on garbage (the
- * worker is broken). */
+/* Receives one whole message from s into w->msg, from s's ring (refilled
+ * by one recvmmsg() when empty).  how: RT_WAIT waits for it; RT_POLL does
+ * not, and trusts epoll for a socket drained by the last fill (no
+ * system call then); RT_TRY does not wait but asks the socket.  Returns
+ * WF_OK, WF_AGAIN (nothing there), or WF_DECLINED when s reached EOF
+ * (closed here), WF_ERROR on garbage (the worker is broken). */
 static int
-rt_recv(wf_app_worker_t *w, rt_sock_t *s, bool block)
+rt_recv(wf_app_worker_t *w, rt_sock_t *s, rt_how_t how)
 {
     wf_port_hdr_t h;
-    struct msghdr mh;
+    int mflags, rc;
+    size_t controllen;
     ssize_t n;
     const char *err;
 
     if (s->fd == -1) {
         return WF_DECLINED;
     }
-    n = rt_recv_packet(w, s, &h, 0, block ? 0 : MSG_DONTWAIT, &mh);
-    if (n == WF_AGAIN) {
-        return WF_AGAIN;
+    if (!rt_ring_has(s)) {
+        if (how == RT_POLL && s->drained) {
+            return WF_AGAIN;
+        }
+        rc = rt_ring_fill(s, how == RT_WAIT ? MSG_WAITFORONE : MSG_DONTWAIT);
+        if (rc == WF_AGAIN) {
+            return WF_AGAIN;
+        }
+        if (rc != WF_OK) {
+            rt_sock_close(s);
+            return WF_DECLINED;
+        }
     }
-    if (n == 0 || n == WF_ERROR) {
+    n = rt_ring_take(w, s, &h, 0, &mflags, &controllen);
+    if (n == 0) {
         rt_sock_close(s);
         return WF_DECLINED;
     }
-    err = rt_check_packet(&h, n, &mh);
+    err = rt_check_packet(&h, n, mflags, controllen);
     if (err == NULL && (h.flags & WF_PORT_HDR_CONT) != 0) {
         err = "continuation without a first fragment";
     }
@@ -935,12 +1107,15 @@ rt_req_wait(wf_app_req_t *r)
     if (rt_out_flush(w) != WF_OK || r->aborted) {
         return WF_ERROR;
     }
-    rc = rt_recv(w, r->s, true);
+    rc = rt_recv(w, r->s, RT_WAIT);
     if (rc == WF_OK) {
         rc = rt_handle(w, r->s, &newreq);
     }
     if (newreq != NULL) {
         rt_req_make_ready(w, newreq);
+    }
+    if (w->dispatching && !w->in_dispatch && rt_ring_has(r->s)) {
+        rt_worker_wake(w); /* epoll cannot see what the ring holds */
     }
     return rc == WF_OK ? WF_OK : WF_ERROR;
 }
@@ -1002,7 +1177,7 @@ rt_next_from_events(wf_app_worker_t *w)
             w->evpos++;
             continue;
         }
-        if (rt_recv(w, s, false) != WF_OK) {
+        if (rt_recv(w, s, RT_POLL) != WF_OK) {
             w->evpos++; /* drained, closed, or garbage */
             continue;
         }
@@ -1019,6 +1194,39 @@ rt_next_from_events(wf_app_worker_t *w)
         }
     }
     return NULL;
+}
+
+/* Events for the sockets whose ring holds packets (epoll cannot see
+ * them), in w->evs.  Returns how many. */
+static int
+rt_ring_events(wf_app_worker_t *w)
+{
+    int n = 0;
+
+    for (unsigned i = 0; i < w->nsocks && n < RT_EVENTS; i++) {
+        if (w->socks[i].fd != -1 && rt_ring_has(&w->socks[i])) {
+            w->evs[n++] = (struct epoll_event){.events = EPOLLIN,
+                                               .data.ptr = &w->socks[i]};
+        }
+    }
+    return n;
+}
+
+/* epoll_wait() on the worker's sockets; the ones it reports may have
+ * packets again. */
+static int
+rt_epoll_wait(wf_app_worker_t *w, int timeout_ms)
+{
+    int n = epoll_wait(w->epfd, w->evs, RT_EVENTS, timeout_ms);
+
+    for (int i = 0; i < n; i++) {
+        rt_sock_t *s = w->evs[i].data.ptr;
+
+        if (s != NULL) {
+            s->drained = false;
+        }
+    }
+    return n;
 }
 
 static int
@@ -1047,7 +1255,13 @@ rt_next(wf_app_worker_t *w, wf_app_req_t **req, int timeout_ms)
         if (w->broken || rt_out_flush(w) != WF_OK) {
             continue;
         }
-        n = epoll_wait(w->epfd, w->evs, RT_EVENTS, timeout_ms);
+        n = rt_ring_events(w);
+        if (n > 0) {
+            w->nev = n;
+            w->evpos = 0;
+            continue;
+        }
+        n = rt_epoll_wait(w, timeout_ms);
         if (n == -1 && errno != EINTR) {
             wf_log_alert(errno, "app: epoll_wait() failed");
             return WF_APP_DONE;
@@ -1122,7 +1336,7 @@ rt_dispatch_sock(wf_app_worker_t *w, rt_sock_t *s, const wf_app_events_t *ev,
         uint32_t type;
         uint64_t stream;
 
-        if (rt_recv(w, s, false) != WF_OK) {
+        if (rt_recv(w, s, RT_POLL) != WF_OK) {
             return;
         }
         type = w->msg.type;
@@ -1154,7 +1368,7 @@ rt_dispatch(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx)
         w->abort_pending = w->abort_pending || r->aborted;
         ev->on_request(ctx, r);
     }
-    n = epoll_wait(w->epfd, w->evs, RT_EVENTS, 0);
+    n = rt_epoll_wait(w, 0);
     for (int i = 0; i < n; i++) {
         rt_sock_t *s = w->evs[i].data.ptr;
 
@@ -1162,6 +1376,12 @@ rt_dispatch(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx)
             rt_wake_drain(w);
         } else if (s->fd != -1) {
             rt_dispatch_sock(w, s, ev, ctx);
+        }
+    }
+    /* Packets a blocking read left in a ring, or beyond RT_READ_MAX. */
+    for (unsigned i = 0; i < w->nsocks; i++) {
+        if (w->socks[i].fd != -1 && rt_ring_has(&w->socks[i])) {
+            rt_dispatch_sock(w, &w->socks[i], ev, ctx);
         }
     }
     w->nev = w->evpos = 0;
@@ -1175,6 +1395,9 @@ rt_dispatch(wf_app_worker_t *w, const wf_app_events_t *ev, void *ctx)
     rt_fire_aborts(w, ev, ctx);
     w->in_dispatch = false;
     rt_out_flush(w);
+    if (rt_ring_events(w) > 0) {
+        rt_worker_wake(w); /* the loop must call dispatch() again */
+    }
     if (rt_worker_is_stopping(w) && w->nactive == 0) {
         return WF_APP_DONE;
     }
@@ -1264,7 +1487,7 @@ rt_read_common(wf_app_req_t *r, void *buf, size_t len, bool block)
             int rc;
 
             rt_out_flush(r->w);
-            rc = rt_recv(r->w, r->s, false);
+            rc = rt_recv(r->w, r->s, RT_TRY);
             if (rc == WF_AGAIN) {
                 return WF_APP_AGAIN;
             }
@@ -1820,6 +2043,14 @@ wf_app_rt_destroy(wf_app_t *app)
         }
         rt_reqs_free(&w->reqs);
         rt_reqs_free(&w->idle);
+        for (unsigned t = 0; w->socks != NULL && t < w->nsocks; t++) {
+            rt_slot_t *ring = w->socks[t].ring;
+
+            for (unsigned i = 0; ring != NULL && i < RT_RING; i++) {
+                free(ring[i].buf);
+            }
+            free(ring);
+        }
         free(w->socks);
         free(w->rbuf);
         free(w->obuf);

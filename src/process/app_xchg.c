@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "http/app_desc.h"
 #include "http/exchange.h"
+#include "http/var.h"
 #include "process/app_types.h"
 
 #define XCHG_ADDR_MAX       64 /* an address as text, NUL included */
@@ -99,9 +100,10 @@ xchg_addr_text(const wf_sockaddr_t *sa, char *buf, uint16_t *port)
         return 0;
     }
     if (sa->sa.sa_family == AF_INET) {
-        inet_ntop(AF_INET, &sa->sin.sin_addr, buf, XCHG_ADDR_MAX);
         *port = ntohs(sa->sin.sin_port);
-    } else if (sa->sa.sa_family == AF_INET6) {
+        return wf_var_addr_text(sa, buf, XCHG_ADDR_MAX); /* no sprintf() */
+    }
+    if (sa->sa.sa_family == AF_INET6) {
         inet_ntop(AF_INET6, &sa->sin6.sin6_addr, buf, XCHG_ADDR_MAX);
         *port = ntohs(sa->sin6.sin6_port);
     }

@@ -20,6 +20,7 @@
 #define PORT_SEND_BATCH  16 /* packets per sendmmsg() */
 #define PORT_BUCKETS_MIN 16 /* pending-request hash buckets */
 #define PORT_CMSG_SPACE  CMSG_SPACE(sizeof(int) * WF_PORT_MAX_FDS)
+#define PORT_RING        16 /* packets per recvmmsg() */
 
 _Static_assert(sizeof(wf_port_hdr_t) == 24, "the header has no padding");
 
@@ -984,27 +985,27 @@ port_msg_begin(wf_port_t *p, const wf_port_hdr_t *h, int *fds)
     return NULL;
 }
 
-/* Keeps the payload of the packet just read into p->rbuf.  A mostly full
- * buffer joins the chain as is; a small payload is copied, so that memory
- * stays proportional to the payload (one spare byte lets
- * wf_port_msg_flatten() add its NUL in place). */
+/* Keeps the payload of the packet just read into *rbuf.  A mostly full
+ * buffer joins the chain as is (*rbuf becomes NULL); a small payload is
+ * copied, so that memory stays proportional to the payload (one spare
+ * byte lets wf_port_msg_flatten() add its NUL in place). */
 static int
-port_msg_append(wf_port_t *p, size_t size)
+port_msg_append(wf_port_t *p, size_t size, wf_port_buf_t **rbuf)
 {
-    wf_port_buf_t *b = p->rbuf;
+    wf_port_buf_t *b = *rbuf;
 
     p->in_got += (uint32_t)size;
     if (size == 0 || p->in_type == NULL) {
         return WF_OK;
     }
     if (size * 2 >= b->cap) {
-        p->rbuf = NULL;
+        *rbuf = NULL;
     } else {
         b = port_buf_alloc(size + 1);
         if (b == NULL) {
             return WF_ERROR;
         }
-        memcpy(b->data, p->rbuf->data, size);
+        memcpy(b->data, (*rbuf)->data, size);
     }
     b->size = size;
     wf_list_add_tail(&p->in.chain, &b->link);
@@ -1030,10 +1031,11 @@ port_msg_deliver(wf_port_t *p)
 }
 
 /* Processes one received packet: header h, n bytes in all, the payload in
- * p->rbuf, nfds received fds (closed here unless kept). */
+ * *rbuf (taken when kept whole), nfds received fds (closed here unless
+ * kept). */
 static int
 port_input(wf_port_t *p, const wf_port_hdr_t *h, size_t n, int *fds,
-           unsigned nfds, int mflags, bool cmsg_bad)
+           unsigned nfds, int mflags, bool cmsg_bad, wf_port_buf_t **rbuf)
 {
     const char *err = port_check_packet(h, n, nfds, mflags, cmsg_bad);
 
@@ -1048,7 +1050,7 @@ port_input(wf_port_t *p, const wf_port_hdr_t *h, size_t n, int *fds,
         port_fail(p, WF_LOG_ERR, 0, err);
         return WF_ERROR;
     }
-    if (port_msg_append(p, h->size) != WF_OK) {
+    if (port_msg_append(p, h->size, rbuf) != WF_OK) {
         port_fail(p, WF_LOG_ERR, ENOMEM, "no memory for a message");
         return WF_ERROR;
     }
@@ -1129,7 +1131,178 @@ port_recv_one(wf_port_t *p)
         port_fail(p, WF_LOG_INFO, 0, "peer closed");
         return WF_ERROR;
     }
-    return port_input(p, &h, (size_t)n, fds, nfds, mh.msg_flags, cmsg_bad);
+    return port_input(p, &h, (size_t)n, fds, nfds, mh.msg_flags, cmsg_bad,
+                      &p->rbuf);
+}
+
+/* A receive ring per thread (a port is read on its owner's thread only):
+ * one recvmmsg() takes the packets queued on a port, so a batch of
+ * answers from an app process costs one system call, not one each.
+ * Buffers are WF_PORT_MAX_SIZE_MAX, made when first needed and again
+ * after a message kept one. */
+typedef struct port_ring {
+    bool busy; /* a handler reads another port from inside one: it reads
+                  packet by packet */
+    wf_port_hdr_t hdr[PORT_RING];
+    wf_port_buf_t *buf[PORT_RING];
+    struct iovec iov[PORT_RING][2];
+    struct mmsghdr mm[PORT_RING];
+    union {
+        struct cmsghdr align;
+        char buf[PORT_CMSG_SPACE];
+    } cbuf[PORT_RING];
+} port_ring_t;
+
+static __thread port_ring_t *port_ring;
+static pthread_key_t port_ring_key;
+static pthread_once_t port_ring_once = PTHREAD_ONCE_INIT;
+static bool port_ring_keyed;
+
+static void
+port_ring_free(void *arg)
+{
+    port_ring_t *rg = arg;
+
+    for (unsigned i = 0; i < PORT_RING; i++) {
+        free(rg->buf[i]);
+    }
+    free(rg);
+}
+
+static void
+port_ring_key_make(void)
+{
+    port_ring_keyed = pthread_key_create(&port_ring_key, port_ring_free) == 0;
+}
+
+/* The calling thread's ring, made at its first use and freed when the
+ * thread ends; NULL without memory (the port then reads packet by
+ * packet). */
+static port_ring_t *
+port_ring_get(void)
+{
+    if (port_ring != NULL) {
+        return port_ring;
+    }
+    pthread_once(&port_ring_once, port_ring_key_make);
+    if (!port_ring_keyed) {
+        return NULL;
+    }
+    port_ring = calloc(1, sizeof(*port_ring));
+    if (port_ring != NULL
+        && pthread_setspecific(port_ring_key, port_ring) != 0) {
+        free(port_ring);
+        port_ring = NULL;
+    }
+    return port_ring;
+}
+
+/* Closes the fds that packets [from, n) of the ring carry (dropped). */
+static void
+port_ring_drop(port_ring_t *rg, int from, int n)
+{
+    for (int i = from; i < n; i++) {
+        int fds[WF_PORT_MAX_FDS];
+        bool bad;
+        unsigned nfds = port_cmsg_fds(&rg->mm[i].msg_hdr, fds, &bad);
+
+        port_close_fds(fds, nfds);
+    }
+}
+
+/* One recvmmsg() of up to want packets into rg.  Returns how many, 0 when
+ * none is there (WF_AGAIN in *rc), or -1 (*rc WF_ERROR: p failed). */
+static int
+port_ring_fill(wf_port_t *p, port_ring_t *rg, unsigned want, int *rc)
+{
+    int k;
+
+    for (unsigned i = 0; i < want; i++) {
+        if (rg->buf[i] == NULL
+            && (rg->buf[i] = port_buf_alloc(WF_PORT_MAX_SIZE_MAX)) == NULL) {
+            port_fail(p, WF_LOG_ERR, ENOMEM, "no receive buffer");
+            *rc = WF_ERROR;
+            return -1;
+        }
+        rg->iov[i][0] = (struct iovec){&rg->hdr[i], sizeof(rg->hdr[i])};
+        rg->iov[i][1] = (struct iovec){rg->buf[i]->data, p->max_size};
+        rg->mm[i] = (struct mmsghdr){
+            .msg_hdr = {.msg_iov = rg->iov[i],
+                        .msg_iovlen = 2,
+                        .msg_control = rg->cbuf[i].buf,
+                        .msg_controllen = sizeof(rg->cbuf[i].buf)}};
+    }
+    k = recvmmsg(p->io.fd, rg->mm, want, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
+    if (k == -1) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            *rc = errno == EINTR ? WF_OK : WF_AGAIN;
+            return 0;
+        }
+        port_fail(p, errno == ECONNRESET ? WF_LOG_INFO : WF_LOG_ERR, errno,
+                  "recvmmsg() failed");
+        *rc = WF_ERROR;
+        return -1;
+    }
+    return k;
+}
+
+/* Handles the k packets of rg in order; stops at EOF, an error, or a
+ * handler that closed p (the rest is dropped). */
+static int
+port_ring_input(wf_port_t *p, port_ring_t *rg, int k)
+{
+    int rc = WF_OK;
+
+    for (int i = 0; i < k; i++) {
+        struct msghdr *mh = &rg->mm[i].msg_hdr;
+        int fds[WF_PORT_MAX_FDS];
+        bool cmsg_bad;
+        unsigned nfds;
+        size_t n = rg->mm[i].msg_len;
+
+        if (p->closed) {
+            port_ring_drop(rg, i, k);
+            return WF_ERROR;
+        }
+        nfds = port_cmsg_fds(mh, fds, &cmsg_bad);
+        if (n == 0 && nfds == 0 && !cmsg_bad) {
+            port_fail(p, WF_LOG_INFO, 0, "peer closed");
+            port_ring_drop(rg, i + 1, k);
+            return WF_ERROR;
+        }
+        rc = port_input(p, &rg->hdr[i], n, fds, nfds, mh->msg_flags, cmsg_bad,
+                        &rg->buf[i]);
+        if (rc != WF_OK) {
+            port_ring_drop(rg, i + 1, k);
+            return rc;
+        }
+    }
+    return p->closed ? WF_ERROR : WF_OK;
+}
+
+/* Reads up to PORT_READ_BATCH packets of p with recvmmsg(); a short batch
+ * means the socket's queue was empty, so the loop does not ask again
+ * (epoll says when there is more). */
+static int
+port_recv_batch(wf_port_t *p, port_ring_t *rg)
+{
+    unsigned left = PORT_READ_BATCH;
+    int rc = WF_OK;
+
+    while (left > 0 && rc == WF_OK && !p->closed && !p->read_yield) {
+        unsigned want = wf_min(left, (unsigned)PORT_RING);
+        int k = port_ring_fill(p, rg, want, &rc);
+
+        if (k <= 0) {
+            break;
+        }
+        left -= (unsigned)k;
+        rc = port_ring_input(p, rg, k);
+        if ((unsigned)k < want && rc == WF_OK) {
+            rc = WF_AGAIN; /* drained */
+        }
+    }
+    return rc;
 }
 
 void
@@ -1141,13 +1314,21 @@ wf_port_read_yield(wf_port_t *p)
 int
 wf_port_on_readable(wf_port_t *p)
 {
+    port_ring_t *rg;
     int rc = WF_OK;
 
     wf_port_ref(p); /* a handler may destroy p */
     p->read_yield = false;
-    for (unsigned i = 0; i < PORT_READ_BATCH && rc == WF_OK && !p->read_yield;
-         i++) {
-        rc = p->closed ? WF_ERROR : port_recv_one(p);
+    rg = port_ring_get();
+    if (rg != NULL && !rg->busy) {
+        rg->busy = true;
+        rc = p->closed ? WF_ERROR : port_recv_batch(p, rg);
+        rg->busy = false;
+    } else {
+        for (unsigned i = 0;
+             i < PORT_READ_BATCH && rc == WF_OK && !p->read_yield; i++) {
+            rc = p->closed ? WF_ERROR : port_recv_one(p);
+        }
     }
     p->read_yield = false;
     if (rc == WF_OK && p->closed) {

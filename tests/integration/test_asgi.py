@@ -337,6 +337,20 @@ def test_request_task_and_context(asgi):
         assert r.json() == {"task": True, "made": 0}
 
 
+def test_request_task_done_when_answered_in_its_first_step(asgi):
+    # A request that answers without waiting ends in its first step: its
+    # Task is then done (result None), its done callbacks run through the
+    # loop, and it is no longer among the loop's tasks, as if the loop had
+    # run its step (the runtime runs that step itself, at once).
+    server = asgi("tasks")
+    for _ in range(3):
+        r = get(server, "/keep")
+        assert r.status_code == 200 and r.json() == {"done": False}
+        r = get(server, "/kept")
+        assert r.json() == {"done": True, "result": None, "calls": [None],
+                            "listed": False}
+
+
 def test_request_task_cancelled_in_its_first_step(asgi):
     # cancel() before the Task's first step ran: the coroutine gets
     # CancelledError where it waits, as in any asyncio task.

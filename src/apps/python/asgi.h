@@ -39,6 +39,10 @@ typedef struct wf_asgi_worker {
                                    steps (asgi_task.c) */
     PyObject *leave_task;       /* asyncio.tasks._leave_task */
     PyObject *get_task_factory; /* loop.get_task_factory, bound */
+    PyObject *step_catch;       /* stands for loop.call_soon while a Task
+                                   is made (asgi_task.c) */
+    PyObject *step;             /* the Task's first step, caught; or NULL */
+    PyObject *step_ctx;         /* its context */
     PyObject *dispatch;         /* a callable running asgi_dispatch(self) */
     PyObject *quit;             /* a Future done when the worker is done */
     PyObject **lifespans;       /* ntargets lifespan objects, or NULL */

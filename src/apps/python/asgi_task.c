@@ -358,6 +358,86 @@ wf_asgi_task_init(void)
 
 /* ---- starting a request's task ------------------------------------------ */
 
+static PyObject *str_call_soon, *str_context;
+
+/* loop.call_soon(callback, context=ctx) as the Task's __init__ calls it,
+ * while an eager Task is made (an instance attribute of the loop for that
+ * moment): the first step is kept in wk->step, so that a coroutine that
+ * ended in its eager step ends its Task now, with no Handle and no loop
+ * round trip (as Python 3.12's eager tasks), and one that waits has the
+ * step scheduled by the loop's own call_soon after all.  Anything but
+ * that one call goes to the loop's own call_soon. */
+static PyObject *
+task_step_catch(PyObject *self, PyObject *const *args, size_t nargsf,
+                PyObject *kwnames)
+{
+    wf_asgi_worker_t *wk = PyCapsule_GetPointer(self, NULL);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *ctx = NULL;
+
+    if (wk == NULL) {
+        return NULL;
+    }
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1
+        && PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), str_context) == 0) {
+        ctx = args[nargs];
+    }
+    if (wk->step != NULL || nargs != 1 || ctx == NULL
+        || !PyContext_CheckExact(ctx)) {
+        return PyObject_Vectorcall(wk->call_soon, args, nargsf, kwnames);
+    }
+    Py_INCREF(args[0]);
+    wk->step = args[0];
+    Py_INCREF(ctx);
+    wk->step_ctx = ctx;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef task_step_catch_def = {
+    "call_soon", (PyCFunction)(void (*)(void))task_step_catch,
+    METH_FASTCALL | METH_KEYWORDS, NULL};
+
+/* The caught first step: run now when the coroutine has ended (the Task
+ * takes its end), else given to the loop's call_soon. */
+static void
+task_step_release(wf_asgi_worker_t *wk, asgi_coro_t *c)
+{
+    PyObject *step = wk->step, *ctx = wk->step_ctx, *res;
+
+    wk->step = wk->step_ctx = NULL;
+    if (step == NULL) {
+        return;
+    }
+    if (c->inner == NULL && !c->eager) {
+        if (PyContext_Enter(ctx) == 0) {
+            res = PyObject_CallNoArgs(step);
+            if (res == NULL) {
+                PyErr_WriteUnraisable(step);
+            }
+            Py_XDECREF(res);
+            PyContext_Exit(ctx);
+        } else {
+            PyErr_WriteUnraisable(step);
+        }
+    } else {
+        static PyObject *kwnames;
+        PyObject *args[2] = {step, ctx};
+
+        if (kwnames == NULL) {
+            kwnames = PyTuple_Pack(1, str_context);
+        }
+        res = kwnames == NULL
+                  ? NULL
+                  : PyObject_Vectorcall(wk->call_soon, args, 1, kwnames);
+        if (res == NULL) {
+            PyErr_WriteUnraisable(step);
+        }
+        Py_XDECREF(res);
+    }
+    Py_DECREF(step);
+    Py_DECREF(ctx);
+}
+
 int
 wf_asgi_task_loop_init(wf_asgi_worker_t *wk)
 {
@@ -378,6 +458,20 @@ wf_asgi_task_loop_init(wf_asgi_worker_t *wk)
     wk->leave_task = PyObject_GetAttrString(tasks, "_leave_task");
     Py_DECREF(tasks);
     wk->get_task_factory = PyObject_GetAttrString(wk->loop, "get_task_factory");
+    if (str_call_soon == NULL) {
+        str_call_soon = PyUnicode_InternFromString("call_soon");
+        str_context = PyUnicode_InternFromString("context");
+    }
+    if (str_call_soon != NULL && str_context != NULL
+        && PyObject_HasAttrString(wk->loop, "__dict__")) {
+        PyObject *capsule = PyCapsule_New(wk, NULL, NULL);
+
+        if (capsule != NULL) {
+            wk->step_catch = PyCFunction_New(&task_step_catch_def, capsule);
+            Py_DECREF(capsule);
+        }
+        PyErr_Clear(); /* no catch: the Task's step goes through the loop */
+    }
     if (wk->enter_task == NULL || wk->leave_task == NULL
         || wk->get_task_factory == NULL) {
         /* No eager steps then (another asyncio): tasks as usual. */
@@ -396,6 +490,7 @@ wf_asgi_task_loop_fini(wf_asgi_worker_t *wk)
     Py_CLEAR(wk->enter_task);
     Py_CLEAR(wk->leave_task);
     Py_CLEAR(wk->get_task_factory);
+    Py_CLEAR(wk->step_catch);
 }
 
 /* Calls f(loop, task); 0, or -1 with the exception set. */
@@ -475,13 +570,27 @@ task_new(wf_asgi_worker_t *wk, PyObject *c, PyObject *ctx, bool eager)
     if (!eager) {
         return PyObject_CallOneArg(wk->create_task, c);
     }
+    PyObject *task;
+    bool caught;
+
     if (kwnames == NULL) {
         kwnames = Py_BuildValue("(ss)", "loop", "context");
         if (kwnames == NULL) {
             return NULL;
         }
     }
-    return PyObject_Vectorcall(wk->task_type, args, 1, kwnames);
+    caught = wk->step_catch != NULL
+             && PyObject_SetAttr(wk->loop, str_call_soon, wk->step_catch) == 0;
+    PyErr_Clear();
+    task = PyObject_Vectorcall(wk->task_type, args, 1, kwnames);
+    if (caught && PyObject_DelAttr(wk->loop, str_call_soon) != 0) {
+        PyErr_WriteUnraisable(wk->loop);
+    }
+    if (task == NULL) {
+        Py_CLEAR(wk->step);
+        Py_CLEAR(wk->step_ctx);
+    }
+    return task;
 }
 
 int
@@ -515,6 +624,7 @@ wf_asgi_task_start(wf_asgi_worker_t *wk, PyObject *coro, PyObject *obj,
     }
     if (eager) {
         task_eager_step(wk, c, task, ctx);
+        task_step_release(wk, c);
     }
     Py_DECREF(task); /* the loop holds it while it runs */
     rc = 0;

@@ -400,6 +400,53 @@ test_pull_queued_in_order(void **state)
     fix_close(&f);
 }
 
+/* Requests that one recvmmsg() took into a socket's ring while a
+ * request read its body are served from the ring, though epoll sees
+ * nothing on the socket any more (two sockets: the event that brought
+ * them was used up by the first request). */
+static void
+test_pull_ring_served_without_poll(void **state)
+{
+    unsigned char buf[1024];
+    char body[4];
+    wf_app_worker_t *w;
+    wf_app_req_t *req;
+    rmsg_t m;
+    size_t n;
+    fix_t f;
+
+    wf_unused(state);
+    fix_open(&f, 1, 2);
+    w = rt->worker(f.app, 0);
+    n = head_encode(buf, "POST", "/", 0, NULL, NULL, NULL, 0, 0, 2);
+    router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 1, buf, n);
+    router_send(f.router[0], WF_APP_MSG_REQ_BODY, 1, "ab", 2);
+    router_send(f.router[0], WF_APP_MSG_REQ_END, 1, NULL, 0);
+    n = head_encode(buf, "GET", "/", 0, NULL, NULL, NULL, 0,
+                    WF_APP_REQ_BODY_END, WF_APP_LEN_NONE);
+    router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 2, buf, n);
+    router_send(f.router[0], WF_APP_MSG_REQ_HEAD, 3, buf, n);
+    assert_int_equal(rt->next(w, &req, WAIT_MS), WF_APP_OK);
+    router_expect_ready(f.router[0], RT_PULL);
+    router_expect_ready(f.router[1], RT_PULL);
+    assert_int_equal(rt->read(req, body, sizeof(body)), 2);
+    assert_memory_equal(body, "ab", 2);
+    assert_int_equal(rt->read(req, body, sizeof(body)), 0);
+    assert_int_equal(rt->respond(req, 200, NULL, 0, "ok", 2, 1), WF_APP_OK);
+    rt->end(req, 1);
+    router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, 1, &m);
+    rmsg_free(&m);
+    for (uint64_t st = 2; st <= 3; st++) {
+        assert_int_equal(rt->next(w, &req, WAIT_MS), WF_APP_OK);
+        assert_int_equal(rt->respond(req, 200, NULL, 0, "ok", 2, 1), WF_APP_OK);
+        rt->end(req, 1);
+        router_expect(f.router[0], WF_APP_MSG_RESP_HEAD, st, &m);
+        rmsg_free(&m);
+    }
+    assert_int_equal(rt->next(w, &req, 50), WF_APP_AGAIN);
+    fix_close(&f);
+}
+
 /* A complete head that went out before end() (a blocking read flushed
  * it) cannot say DONE any more: end() sends RESP_END; and end() with a
  * failure never says DONE. */
@@ -1535,6 +1582,7 @@ wf_test_app_rt(void)
         cmocka_unit_test(test_one_request),
         cmocka_unit_test(test_held_head_flushed),
         cmocka_unit_test(test_pull_queued_in_order),
+        cmocka_unit_test(test_pull_ring_served_without_poll),
         cmocka_unit_test(test_fragmented_head),
         cmocka_unit_test(test_body_acks),
         cmocka_unit_test(test_response_window),

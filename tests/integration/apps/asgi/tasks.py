@@ -9,6 +9,7 @@ import os
 
 var = contextvars.ContextVar("var", default="unset")
 made = []
+kept = {}  # "/keep": the Task of a request that answered in its first step
 
 
 def factory(loop, coro, **kw):
@@ -47,6 +48,16 @@ async def application(scope, receive, send):
         except asyncio.CancelledError:
             return await answer(send, 200, {"cancelled": True})
         return await answer(send, 500, {"cancelled": False})
+    if path == "/keep":
+        kept["task"] = first
+        kept["calls"] = []
+        first.add_done_callback(lambda t: kept["calls"].append(t.result()))
+        return await answer(send, 200, {"done": first.done()})
+    if path == "/kept":
+        task = kept["task"]
+        return await answer(send, 200, {
+            "done": task.done(), "result": task.result(),
+            "calls": kept["calls"], "listed": task in asyncio.all_tasks()})
     if path == "/at-once":
         return await answer(send, 200, {
             "task": isinstance(first, asyncio.Task), "made": len(made)})
