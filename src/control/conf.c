@@ -2429,9 +2429,7 @@ conf_compile(json_t *root, const json_t *modules, wf_conf_error_t *err)
     return conf;
 
 fail:
-    wf_access_log_destroy(conf->http.access_log);
-    conf_px_tls_destroy(conf);
-    wf_arena_destroy(a);
+    wf_conf_destroy(conf); /* what compiled so far: listeners' TLS too */
     return NULL;
 }
 

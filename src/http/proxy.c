@@ -1343,12 +1343,32 @@ px_tls_step(px_t *px)
     px_sending(px);
 }
 
+/* The name sent in SNI and verified: the "sni" option, else the host name
+ * of a server given by name ("NAME:PORT"), else none (the address is
+ * verified).  buf holds a copied name. */
+static const char *
+px_tls_name(const px_t *px, char *buf, size_t size)
+{
+    const char *host = px->srv->host;
+    const char *colon = host != NULL ? strrchr(host, ':') : NULL;
+    size_t len = colon != NULL ? (size_t)(colon - host) : 0;
+
+    if (px->u->sni != NULL || len == 0 || len >= size) {
+        return px->u->sni;
+    }
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    return buf;
+}
+
 static void
 px_tls_start(px_t *px)
 {
     const wf_upstream_server_t *s = px->srv;
+    char name[256];
 
-    if (wf_tls_cli_open(&px->xp, px->u->tls, px->io.fd, px->u->sni,
+    if (wf_tls_cli_open(&px->xp, px->u->tls, px->io.fd,
+                        px_tls_name(px, name, sizeof(name)),
                         (const struct sockaddr *)&s->addr, s->addrlen)
         != WF_OK) {
         px_fail(px, 502, "TLS: out of memory");

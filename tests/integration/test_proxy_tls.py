@@ -30,6 +30,8 @@ def certs(tmp_path_factory):
                        sans=("backend.test",), issuer=c.ca, ec=True)
     c.ip = make_cert(d, "ip", "127.0.0.1", sans=("IP:127.0.0.1",),
                      issuer=c.ca, ec=True)
+    c.local = make_cert(d, "local", "localhost", sans=("localhost",),
+                        issuer=c.ca, ec=True)
     return c
 
 
@@ -178,6 +180,17 @@ def test_sni_sent_and_verified(wharf, backend, certs):
                    threads=1)
     assert get(server).status == 200
     assert b.snis == ["backend.test"]
+
+
+def test_host_name_is_the_default_sni(wharf, backend, certs):
+    # "https://NAME:PORT" sends and verifies NAME, as nginx does with
+    # proxy_ssl_server_name on and as every HTTPS client does.
+    b = backend(certs.local)
+    action = {"proxy": "https://localhost:%d" % b.port,
+              "proxy_settings": {"tls": {"ca_file": certs.ca.crt}}}
+    server = wharf(routes_config([{"action": action}]), threads=1)
+    assert get(server).status == 200
+    assert b.snis == ["localhost"]
 
 
 def test_name_mismatch_is_502(wharf, backend, certs):
