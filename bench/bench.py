@@ -25,8 +25,12 @@ Cases (a fresh server for each):
   big           10 MiB file, no access log.
 For each: req/s, p99 latency, requests (or MiB) per server CPU-second:
 the run time of every thread of every process of the server, from
-/proc/PID/task/TID/schedstat, before and after the wrk run.  With a log, the lines the
-file holds afterwards are counted against the requests wrk saw.
+/proc/PID/task/TID/schedstat, before and after the wrk run; and per
+CPU-second of the whole transfer ("+wrk"): the server, wrk (rusage) and the
+ksoftirqd/N threads (schedstat) over the same window.  The 10 MiB goal is on
+the whole-transfer figure: on loopback the kernel bills the receiver's TCP
+input to whichever task transmitted the packet (BILLING_NOTE).  With a log,
+the lines the file holds afterwards are counted against the requests wrk saw.
   idle          VmRSS growth of the server processes after N keep-alive
                 connections that each made one request and stay open, per
                 connection (an absolute goal for Wharf).
@@ -66,7 +70,11 @@ GOALS = {
     ("small", "per_cpu"): (">=", 1.30),
     ("small_log", "per_cpu"): (">=", 1.30),
     ("small_logbuf", "per_cpu"): (">=", 1.30),
-    ("big", "per_cpu"): (">=", 1.00),
+    # The whole transfer's CPU, not the server's alone: on loopback the
+    # kernel runs much of the receiver's TCP work in the sender's context,
+    # and how much swings sixfold with the client's concurrency (see
+    # BILLING_NOTE and docs/internals/static.md, "The 10 MiB figure").
+    ("big", "per_cpu_all"): (">=", 1.00),
 }
 IDLE_GOAL_KIB = 0.40  # Wharf's own figure, KiB per idle connection
 
@@ -145,6 +153,23 @@ def proc_cpu_seconds(pids):
         fields = stat[stat.rindex(")") + 2 :].split()
         total += (int(fields[11]) + int(fields[12])) / CLK_TCK
     return total
+
+
+def softirqd_pids():
+    """The per-CPU softirq threads (ksoftirqd/N): softirq work that runs too
+    long in the context of whichever task raised it is deferred to them, and
+    then it is billed to no process of the run."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/comm") as f:
+                if f.read().startswith("ksoftirqd/"):
+                    pids.append(int(name))
+        except OSError:
+            continue
+    return pids
 
 
 def proc_rss_kib(pids):
@@ -451,7 +476,9 @@ def run_wrk(server, path, duration, conns, headers=(), base_url=None):
         cmd += ["-H", h]
     cmd.append(url)
     pids = server.pids()
+    kpids = softirqd_pids()
     cpu0 = proc_cpu_seconds(pids)
+    k0 = proc_cpu_seconds(kpids)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         out = subprocess.run(
@@ -460,6 +487,7 @@ def run_wrk(server, path, duration, conns, headers=(), base_url=None):
     except subprocess.TimeoutExpired:
         raise BenchError("wrk timed out")
     cpu_s = proc_cpu_seconds(pids) - cpu0
+    softirqd_s = proc_cpu_seconds(kpids) - k0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     # wrk's own CPU: on loopback, part of the receiving side's kernel work
     # is billed to whichever process triggers the transmission.
@@ -485,6 +513,7 @@ def run_wrk(server, path, duration, conns, headers=(), base_url=None):
         "p99_ms": float(m_p99.group(1)) * WRK_UNITS[m_p99.group(2)],
         "cpu_s": cpu_s,
         "client_s": client_s,
+        "softirqd_s": softirqd_s,
         "errors": ", ".join(errors),
     }
 
@@ -594,7 +623,7 @@ def bench_case(cls, binary, base, docroot, case, args):
     size = SMALL_SIZE if path == SMALL_NAME else BIG_SIZE
     res["per_cpu"] = res["requests"] / max(res["cpu_s"], 1e-9)
     res["per_cpu_all"] = res["requests"] / max(
-        res["cpu_s"] + res["client_s"], 1e-9)
+        res["cpu_s"] + res["client_s"] + res["softirqd_s"], 1e-9)
     if size == BIG_SIZE:
         res["per_cpu"] *= size / MIB
         res["per_cpu_all"] *= size / MIB
@@ -621,6 +650,17 @@ CASE_LABELS = {
     "small_logbuf": ("1 KiB, log, nginx buffered", "req/s", "req/CPU-s"),
     "big": ("10 MiB, no log", "MiB/s", "MiB/CPU-s"),
 }
+BILLING_NOTE = """\
+  (+wrk: per CPU-second of the whole transfer: the server's processes, wrk,
+   and the ksoftirqd threads, over the same window.  For 10 MiB the goal is
+   on this figure, not on the server-only one: on loopback a packet's receive
+   processing (the receiver's TCP input, waking wrk) runs in the context of
+   whichever task transmitted it, so the sender is billed a share of wrk's
+   work that depends on timing, not on the server.  Measured on nginx alone,
+   the same file: 62 us of nginx CPU per MiB with wrk -c50, 250-400 us per
+   MiB with -c1.  For 1 KiB the server's own work dominates and the
+   server-only figure stands.  See docs/internals/static.md, "The 10 MiB
+   figure".)"""
 FLUSH_WAIT_S = 1.5  # nginx flush=1s; Wharf hands batches over every 100 ms
 
 
@@ -629,7 +669,8 @@ def fmt_case(res):
         return f"FAILED: {res}"
     text = (f"{res['rate']:>10.1f} {res['p99_ms']:>8.3f}ms "
             f"{res['per_cpu']:>10.1f}/CPU-s  cpu {res['cpu_s']:.2f}s "
-            f"(wrk {res['client_s']:.2f}s)")
+            f"(wrk {res['client_s']:.2f}s, ksoftirqd "
+            f"{res['softirqd_s']:.2f}s)")
     if res["lines"] is not None:
         text += f"  logged {res['lines']}/{res['requests']}"
     if res["errors"]:
@@ -687,13 +728,7 @@ def report(results):
                 goal = f"goal {op} {want:.2f}: {'met' if ok else 'NOT met'}"
             print(f"  {label:<28} {unit:<14} {med:6.3f}x  "
                   f"{spread(vals):<18} {goal}")
-    print("  (+wrk: per CPU-second of the server and wrk together, for "
-          "reference: on loopback the kernel bills part of the\n"
-          "   receiver's work to the sender; for the 10 MiB case the server's\n"
-          "   own CPU is small beside wrk's, and a sender that keeps wrk's\n"
-          "   queue full is billed more of wrk's receive path: when wrk's CPU\n"
-          "   is near the run's length the server-only ratio says little,\n"
-          "   see docs/internals/static.md, \"The 10 MiB figure\")")
+    print(BILLING_NOTE)
     print("  (nginx log: " + ", ".join(
         f"{n} = {lg or 'off'}" for n, _, lg, _ in CASES) + ")")
     for server in ("nginx", "wharf"):
