@@ -356,8 +356,48 @@ cert_foreach_in(const json_t *c, bool (*fn)(const char *, void *), void *arg)
     return true;
 }
 
-/* Calls fn on each certificate name conf's listeners give (their
- * "certificate" and their "client_certificate"'s "ca"), until it returns
+/* Calls fn on the names a backend's "tls" object gives ("ca" and
+ * "certificate"); returns false if fn did. */
+static bool
+cert_foreach_in_backend(const json_t *tls, bool (*fn)(const char *, void *),
+                        void *arg)
+{
+    return cert_foreach_in(json_object_get(tls, "ca"), fn, arg)
+           && cert_foreach_in(json_object_get(tls, "certificate"), fn, arg);
+}
+
+/* Calls fn on the backend names of every "proxy_settings" under v (the
+ * routes: steps, actions, "fallback"s at any depth). */
+static bool
+cert_foreach_in_routes(const json_t *v, bool (*fn)(const char *, void *),
+                       void *arg)
+{
+    const char *key;
+    size_t i;
+    json_t *e;
+
+    json_object_foreach((json_t *)v, key, e)
+    {
+        if (strcmp(key, "proxy_settings") == 0
+            && !cert_foreach_in_backend(json_object_get(e, "tls"), fn, arg)) {
+            return false;
+        }
+        if (!cert_foreach_in_routes(e, fn, arg)) {
+            return false;
+        }
+    }
+    json_array_foreach(v, i, e)
+    {
+        if (!cert_foreach_in_routes(e, fn, arg)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Calls fn on each certificate name conf gives: its listeners'
+ * "certificate" and "client_certificate"'s "ca", and the backends'
+ * "tls" ("ca", "certificate") of routes and upstreams, until it returns
  * false; returns false if fn did. */
 static bool
 cert_foreach_name(const json_t *conf, bool (*fn)(const char *, void *),
@@ -365,6 +405,19 @@ cert_foreach_name(const json_t *conf, bool (*fn)(const char *, void *),
 {
     const char *lname;
     json_t *l;
+
+    if (!cert_foreach_in_routes(json_object_get(conf, "routes"), fn, arg)) {
+        return false;
+    }
+    json_object_foreach(json_object_get(conf, "upstreams"), lname, l)
+    {
+        json_t *settings = json_object_get(l, "settings");
+
+        if (!cert_foreach_in_backend(json_object_get(settings, "tls"), fn,
+                                     arg)) {
+            return false;
+        }
+    }
 
     json_object_foreach(json_object_get(conf, "listeners"), lname, l)
     {

@@ -1367,6 +1367,8 @@ conf_px_tls_string(conf_ctx_t *cx, const char *key, json_t *value,
 static const conf_member_t conf_px_tls_members[] = {
     {"verify", WF_JSON_BOOLEAN, NULL, NULL, 0},
     {"ca_file", WF_JSON_STRING, conf_px_tls_string, NULL, 0},
+    {"ca", WF_JSON_STRING, conf_px_tls_string, NULL, 0},
+    {"certificate", WF_JSON_STRING, conf_px_tls_string, NULL, 0},
     {"sni", WF_JSON_STRING, conf_px_tls_string, NULL, 0},
     {NULL, 0, NULL, NULL, 0},
 };
@@ -1387,7 +1389,8 @@ conf_proxy_tls(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     return conf_object(cx, value, conf_px_tls_members);
 }
 
-/* Builds the contexts (loads the CA file): the config is valid so far. */
+/* Builds the contexts (loads the CA file, the store's CA bundle and client
+ * certificate: control/conf_tls.c): the config is valid so far. */
 static int
 conf_px_tls_build(conf_ctx_t *cx)
 {
@@ -1404,13 +1407,7 @@ conf_px_tls_build(conf_ctx_t *cx)
         return conf_nomem(cx);
     }
     for (conf_px_tls_t *t = cx->px_tls; t != NULL; t = t->next, i++) {
-        json_t *v = json_object_get(t->obj, "verify");
-        wf_tls_cli_conf_t c = {
-            .verify = v == NULL || json_is_true(v),
-            .ca_file = json_string_value(json_object_get(t->obj, "ca_file")),
-        };
-
-        conf->tls_clis[i] = wf_tls_cli_create(&c, why, sizeof(why));
+        conf->tls_clis[i] = wf_conf_tls_cli_compile(t->obj, why, sizeof(why));
         if (conf->tls_clis[i] == NULL) {
             return conf_fail(cx, "The proxy's \"tls\": %s.", why);
         }

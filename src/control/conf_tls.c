@@ -405,3 +405,52 @@ done:
     json_decref(cx.pems);
     return t;
 }
+
+/* ---- TLS to backends: "ca" and "certificate" from the store ------------ */
+
+/* The PEM text of the store entry key names in pems, or NULL with why. */
+static const char *
+conf_tls_cli_pem(const json_t *pems, const json_t *tls, const char *key,
+                 size_t *len, char *why, size_t whysize)
+{
+    const char *name = json_string_value(json_object_get(tls, key));
+    json_t *pem = name != NULL ? conf_tls_pem(pems, name) : NULL;
+
+    *len = 0;
+    if (name == NULL) {
+        return NULL;
+    }
+    if (!json_is_string(pem)) {
+        snprintf(why, whysize, "Certificate \"%.200s\" is not found", name);
+        return NULL;
+    }
+    *len = json_string_length(pem);
+    return json_string_value(pem);
+}
+
+wf_tls_cli_t *
+wf_conf_tls_cli_compile(const json_t *tls, char *why, size_t whysize)
+{
+    json_t *pems = conf_tls_pems_ref();
+    json_t *verify = json_object_get(tls, "verify");
+    wf_tls_cli_conf_t c = {
+        .verify = verify == NULL || json_is_true(verify),
+        .ca_file = json_string_value(json_object_get(tls, "ca_file")),
+    };
+    wf_tls_cli_t *t = NULL;
+
+    why[0] = '\0';
+    c.ca_pem = conf_tls_cli_pem(pems, tls, "ca", &c.ca_len, why, whysize);
+    if (why[0] == '\0') {
+        c.cert_pem = conf_tls_cli_pem(pems, tls, "certificate", &c.cert_len,
+                                      why, whysize);
+    }
+    if (why[0] == '\0' && c.ca_pem != NULL && c.ca_file != NULL) {
+        snprintf(why, whysize, "\"ca\" and \"ca_file\" cannot both be set");
+    }
+    if (why[0] == '\0') {
+        t = wf_tls_cli_create(&c, why, whysize);
+    }
+    json_decref(pems);
+    return t;
+}

@@ -32,6 +32,11 @@ def certs(tmp_path_factory):
                      issuer=c.ca, ec=True)
     c.local = make_cert(d, "local", "localhost", sans=("localhost",),
                         issuer=c.ca, ec=True)
+    c.client_ca = make_cert(d, "clientca", "Client CA", ca=True, days=365)
+    c.client1 = make_cert(d, "client1", "client-one", issuer=c.client_ca,
+                          ec=True, ext=("extendedKeyUsage=clientAuth",))
+    c.client2 = make_cert(d, "client2", "client-two", issuer=c.client_ca,
+                          ec=True, ext=("extendedKeyUsage=clientAuth",))
     return c
 
 
@@ -49,6 +54,11 @@ class _Echo(http.server.BaseHTTPRequestHandler):
             out = b"port %d" % self.client_address[1]
         if self.path == "/reused":
             out = b"reused %d" % self.connection.session_reused
+        if self.path == "/peer":  # the client certificate's CN
+            peer = self.connection.getpeercert() or {}
+            cns = [v for rdn in peer.get("subject", ()) for k, v in rdn
+                   if k == "commonName"]
+            out = ("peer %s" % ",".join(cns)).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
@@ -58,9 +68,12 @@ class _Echo(http.server.BaseHTTPRequestHandler):
 class TlsBackend:
     """http.server on 127.0.0.1, TLS with cert (a lib.certs.Cert)."""
 
-    def __init__(self, cert):
+    def __init__(self, cert, client_ca=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert.crt, cert.key)
+        if client_ca is not None:  # mTLS: a client certificate or no deal
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(client_ca.crt)
         self.snis = []
         self.ctx.sni_callback = lambda s, name, c: self.snis.append(name)
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
@@ -83,8 +96,8 @@ class TlsBackend:
 def backend():
     started = []
 
-    def start(cert):
-        b = TlsBackend(cert)
+    def start(cert, client_ca=None):
+        b = TlsBackend(cert, client_ca)
         started.append(b)
         return b
     yield start
@@ -281,3 +294,124 @@ def test_tls_validation(wharf, tls, detail):
     assert r.status == 400
     assert detail in r.body.decode() if isinstance(r.body, bytes) \
         else detail in str(r.body)
+
+
+# ---- "ca" and "certificate" from the certificate store (tls3) -----------
+
+def store(api, name, pem):
+    r = api.request("PUT", "/certificates/" + name, pem)
+    assert r.status == 200, r
+
+
+def store_conf(port, upstream=False, **tls):
+    if upstream:
+        return {"listeners": {"127.0.0.1:{port}": {"pass": "upstreams/u"}},
+                "upstreams": {"u": {"servers": {"127.0.0.1:%d" % port: {}},
+                                    "settings": {"tls": tls}}}}
+    return conf(port, **tls)
+
+
+def put_config(server, config):
+    config = dict(config)
+    config["listeners"] = {"127.0.0.1:%d" % server.port: {
+        "pass": list(config["listeners"].values())[0]["pass"]}}
+    r = server.api().request("PUT", "/config", config)
+    assert r.status == 200, r
+
+
+@pytest.fixture
+def mtls(wharf, backend, certs):
+    """A backend that requires a client certificate of the client CA, and
+    a Wharf whose store holds the test CA (no key) and client-one."""
+    b = backend(certs.ip, client_ca=certs.client_ca)
+    server = wharf(routes_config([{"action": {"return": 204}}]), threads=1)
+    api = server.api()
+    store(api, "bca", certs.ca.crt_pem())
+    store(api, "otherca", certs.other_ca.crt_pem())
+    store(api, "client", certs.client1.bundle(certs.client_ca))
+    return b, server
+
+
+@pytest.mark.parametrize("upstream", [False, True])
+def test_store_ca_and_client_certificate(mtls, upstream):
+    """"ca" verifies the backend against a key-less bundle of the store;
+    "certificate" is the client certificate the backend requires.  The
+    controller sends both to the router though no listener names them."""
+    b, server = mtls
+    put_config(server, store_conf(b.port, upstream, ca="bca",
+                                  certificate="client"))
+    for _ in range(2):
+        r = get(server, "/peer")
+        assert r.status == 200, r
+        assert r.body == b"peer client-one"
+
+
+def test_store_ca_without_client_certificate_is_refused(mtls):
+    """The backend requires a certificate: without "certificate", 502."""
+    b, server = mtls
+    put_config(server, store_conf(b.port, ca="bca"))
+    assert get(server, "/peer").status == 502
+    server.wait_log(r'proxy to "127\.0\.0\.1:\d+": ', timeout=scaled(10))
+
+
+def test_store_wrong_ca_is_502(mtls):
+    b, server = mtls
+    put_config(server, store_conf(b.port, ca="otherca", certificate="client"))
+    assert get(server, "/peer").status == 502
+    server.wait_log(r"TLS handshake failed: certificate verify failed "
+                    r"\(unable to get local issuer certificate\)",
+                    timeout=scaled(10))
+
+
+@pytest.mark.parametrize("upstream", [False, True])
+def test_store_names_in_use_cannot_be_deleted(mtls, upstream):
+    b, server = mtls
+    api = server.api()
+    put_config(server, store_conf(b.port, upstream, ca="bca",
+                                  certificate="client"))
+    for name in ("bca", "client", "BCA"):
+        r = api.delete("/certificates/" + name)
+        assert r.status == 400, (name, r)
+        assert r.json == {"error": "Certificate is used in the "
+                                   "configuration."}
+    assert api.delete("/certificates/otherca").status == 200
+    put_config(server, store_conf(b.port, upstream, ca_file="/dev/null",
+                                  verify=False))
+    assert api.delete("/certificates/bca").status == 200
+    assert api.delete("/certificates/client").status == 200
+
+
+@pytest.mark.parametrize("tls, detail", [
+    ({"ca": "nope"}, 'Certificate \"nope\" is not found'),
+    ({"certificate": "nope"}, 'Certificate \"nope\" is not found'),
+    ({"certificate": "bca"}, "key"),
+    ({"ca": "bca", "ca_file": "/etc/ssl/certs/ca-certificates.crt"},
+     "cannot both be set"),
+    ({"ca": ""}, "non-empty string"),
+    ({"certificate": 1}, "certificate"),
+])
+def test_store_names_validated(mtls, tls, detail):
+    b, server = mtls
+    r = server.api().put("/config/routes/0/action", {
+        "proxy": "https://127.0.0.1:%d" % b.port,
+        "proxy_settings": {"tls": tls}})
+    assert r.status == 400, r
+    text = r.body.decode() if isinstance(r.body, bytes) else str(r.body)
+    assert detail.replace("\\", "") in text.replace("\\", ""), text
+
+
+def test_store_client_certificate_replaced(mtls, certs):
+    """Replacing the client certificate under the same name (Unit's way:
+    DELETE while unused, PUT): new backend connections present the new one
+    from the next reconfiguration on."""
+    b, server = mtls
+    api = server.api()
+    with_cert = store_conf(b.port, ca="bca", certificate="client")
+    put_config(server, with_cert)
+    assert get(server, "/peer").body == b"peer client-one"
+    put_config(server, store_conf(b.port, ca="bca"))
+    assert api.delete("/certificates/client").status == 200
+    store(api, "client", certs.client2.bundle(certs.client_ca))
+    put_config(server, with_cert)
+    for _ in range(2):
+        assert get(server, "/peer").body == b"peer client-two"

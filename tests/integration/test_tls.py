@@ -634,3 +634,39 @@ def test_two_records_in_one_segment(tls_server, certs):
     raw.close()
     assert data.count(b"HTTP/1.1 200") == 2, data
     assert data.count(b"alpha over tls\n") == 2, data
+
+
+
+def _fds_after_close(server, first, base):
+    """Sends first over TLS, reads the response and the server's
+    close_notify, and returns the server's fd count once at most base or
+    after 1.5 s (a lingering close holds the socket 2 s), the client's
+    socket still open."""
+    s = tls_connect(server.tls_port, client_ctx(server.certs), "example.com")
+    try:
+        s.sendall(first)
+        assert read_response(s)[0] == 200
+        while s.recv(65536):
+            pass
+        deadline = time.monotonic() + 1.5
+        while server.fd_count() > base and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return server.fd_count()
+    finally:
+        s.close()
+
+
+def test_close_lingers_only_while_input_may_remain(tls_server, certs):
+    """A "Connection: close" request read to its end closes at once, as
+    nginx does: its socket goes right after the close_notify (lingering
+    would hold it until the client closes, up to 2 s).  With
+    pipelined bytes left unread it still lingers."""
+    whole = b"GET /static/a.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    tls_server.certs = certs
+    _fds_after_close(tls_server, whole, 0)  # the share keeps the file open
+    base = tls_server.settled_fd_count()
+    assert _fds_after_close(tls_server, whole, base) <= base
+    assert _fds_after_close(
+        tls_server, whole + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        base) > base
+    assert tls_server.wait_fds_at_most(base) <= base

@@ -208,6 +208,41 @@ test_store(void **state)
     assert_false(wf_cert_name_is_valid("a\0b", 3));
 }
 
+/* Backends' "tls" names (routes at any depth, upstreams' settings) are
+ * in use and go to the router, as listeners' names do. */
+static void
+test_backend_names(void **state)
+{
+    json_t *conf =
+        json_loads("{\"listeners\": {\"*:1\": {\"pass\": \"routes/r\"}},"
+                   " \"routes\": {\"r\": [{\"action\": {\"share\": \"/x\","
+                   "  \"fallback\": {\"proxy\": \"https://127.0.0.1:1\","
+                   "   \"proxy_settings\": {\"tls\": {\"ca\": \"CA1\"}}}}}]},"
+                   " \"upstreams\": {\"u\": {\"servers\": {}, \"settings\":"
+                   "  {\"tls\": {\"ca\": \"ca2\", \"certificate\": \"cl\"}}}}}",
+                   0, NULL);
+    json_t *pems;
+
+    (void)state;
+    assert_non_null(conf);
+    assert_int_equal(wf_cert_store_set("ca1", "A", 1, json_object()), WF_OK);
+    assert_int_equal(wf_cert_store_set("ca2", "B", 1, json_object()), WF_OK);
+    assert_int_equal(wf_cert_store_set("cl", "C", 1, json_object()), WF_OK);
+    assert_int_equal(wf_cert_store_set("free", "D", 1, json_object()), WF_OK);
+    assert_true(wf_cert_is_used(conf, "ca1", 3));
+    assert_true(wf_cert_is_used(conf, "CA2", 3));
+    assert_true(wf_cert_is_used(conf, "cl", 2));
+    assert_false(wf_cert_is_used(conf, "free", 4));
+    pems = wf_cert_store_pems(conf);
+    assert_non_null(pems);
+    assert_int_equal(json_object_size(pems), 3);
+    assert_string_equal(json_string_value(json_object_get(pems, "CA1")), "A");
+    assert_string_equal(json_string_value(json_object_get(pems, "cl")), "C");
+    json_decref(pems);
+    wf_cert_store_clear();
+    json_decref(conf);
+}
+
 int
 wf_test_cert(void)
 {
@@ -215,6 +250,7 @@ wf_test_cert(void)
         cmocka_unit_test(test_bundles),
         cmocka_unit_test(test_info),
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_backend_names),
     };
 
     return cmocka_run_group_tests_name("cert", tests, cert_setup,
