@@ -648,12 +648,27 @@ conf_listener_tls(conf_ctx_t *cx, const char *key, json_t *value,
     return l->tls != NULL ? WF_OK : WF_ERROR;
 }
 
+/* "h2c" (a Wharf extension): HTTP/2 with prior knowledge on a plain
+ * listener (http/h2_conn.c); a TLS one negotiates h2 by ALPN. */
+static int
+conf_listener_h2c(conf_ctx_t *cx, const char *key, json_t *value,
+                  const void *data)
+{
+    wf_conf_listener_t *l = &cx->conf->listeners[cx->conf->nlisteners];
+
+    wf_unused(key);
+    wf_unused(data);
+    l->h2c = json_is_true(value);
+    return WF_OK;
+}
+
 static const conf_member_t conf_listener_members[] = {
     {"pass", WF_JSON_STRING, conf_listener_pass, NULL, 0},
     {"application", WF_JSON_STRING, conf_listener_app, NULL, 0},
     {"tls", WF_JSON_OBJECT, conf_listener_tls, NULL, 0},
     {"forwarded", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
     {"client_ip", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
+    {"h2c", WF_JSON_BOOLEAN, conf_listener_h2c, NULL, 0},
     {"backlog", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
     {NULL, 0, NULL, NULL, 0},
 };

@@ -38,6 +38,8 @@ typedef struct wf_h1_site {
     const wf_http_conf_t *hc;
     wf_h1_snap_t *snap;
     wf_tls_srv_t *tls; /* the listener's TLS, in snap; NULL: plain */
+    bool h2c;          /* the listener's "h2c": HTTP/2 with prior
+                          knowledge on a plain listener (http/h2_conn.h) */
 } wf_h1_site_t;
 
 /* A listening socket serving HTTP/1.x.  It outlives configurations that keep
