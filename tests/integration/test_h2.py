@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -206,3 +207,83 @@ def test_h2c_conf_rejects_non_boolean(wharf):
     r = api.request("PUT", "/config/listeners/127.0.0.1:%d/h2c"
                     % server.port, '"yes"')
     assert r.status == 400, r
+
+
+# ---- TLS: ALPN ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return CertSet(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def tls_server(wharf, certs, docroot):
+    server = wharf({"listeners": {"127.0.0.1:{port}": {"pass": "routes"}},
+                    "routes": [{"action": {"return": 200}}]})
+    api = server.api()
+    r = api.request("PUT", "/certificates/rsa",
+                    certs.rsa.bundle(certs.ca))
+    assert r.status == 200, r
+    server.tls_port = free_port()
+    conf = {"listeners": {
+        "127.0.0.1:%d" % server.tls_port: {"pass": "routes",
+                                           "tls": {"certificate": "rsa"}},
+        "127.0.0.1:%d" % server.port: {"pass": "routes"}},
+        "routes": [
+            {"match": {"uri": "/var"},
+             "action": {"return": 200, "location": "$scheme|$request_line"}},
+            {"action": {"share": str(docroot) + "$uri"}}]}
+    r = api.request("PUT", "/config", conf)
+    assert r.status == 200, r
+    server.fd_baseline = server.settled_fd_count()
+    return server
+
+
+def tls_url(server, path):
+    return "https://127.0.0.1:%d%s" % (server.tls_port, path)
+
+
+def test_tls_alpn_h2(tls_server, docroot, certs):
+    status, headers, body, version = curl(
+        "--http2", "--cacert", certs.ca.crt, "--resolve",
+        "example.com:%d:127.0.0.1" % tls_server.tls_port,
+        "https://example.com:%d/a.txt" % tls_server.tls_port)
+    assert (status, version) == (200, "HTTP/2")
+    assert body == (docroot / "a.txt").read_bytes()
+    status, headers, _, _ = curl("--http2", "-k", tls_url(tls_server, "/var"))
+    assert urllib.parse.unquote(headers["location"][0]) == \
+        "https|GET /var HTTP/2.0"
+
+
+def test_tls_alpn_http11_still_works(tls_server, docroot):
+    status, _, body, version = curl("--http1.1", "-k",
+                                    tls_url(tls_server, "/a.txt"))
+    assert (status, version) == (200, "HTTP/1.1")
+
+
+def test_tls_no_alpn_is_http1(tls_server):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", tls_server.tls_port),
+                                  timeout=scaled(10)) as raw:
+        with ctx.wrap_socket(raw) as s:
+            assert s.selected_alpn_protocol() is None
+            s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+            assert s.recv(64).startswith(b"HTTP/1.1 200")
+
+
+def test_tls_h2_many_streams_and_big_file(tls_server, docroot):
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    (docroot / "big.bin").write_bytes(data)
+    status, _, body, version = curl("--http2", "-k",
+                                    tls_url(tls_server, "/big.bin"))
+    assert (status, version, body == data) == (200, "HTTP/2", True)
+    if H2LOAD is None:
+        return
+    out = subprocess.run([H2LOAD, "-n", "300", "-c", "2", "-m", "10",
+                          tls_url(tls_server, "/a.txt")],
+                         capture_output=True, timeout=60, text=True)
+    assert "300 succeeded" in out.stdout, out.stdout + out.stderr
+    assert "h2" in out.stdout
