@@ -28,8 +28,6 @@
 #define H2_RBUF_SIZE     16384 /* bytes read from the socket at once */
 #define H2_READ_BURST    8     /* reads per wake-up */
 #define H2_OBUF_SIZE     32768 /* output gathered before a write */
-#define H2_MAX_STREAMS   128   /* SETTINGS_MAX_CONCURRENT_STREAMS */
-#define H2_STREAM_WINDOW 65535 /* SETTINGS_INITIAL_WINDOW_SIZE */
 #define H2_RESETS_MAX    200   /* peer RST_STREAMs per interval, then */
 #define H2_RESETS_MS     1000  /* GOAWAY ENHANCE_YOUR_CALM */
 #define H2_GOAWAY_LINGER 2000  /* after our GOAWAY, before closing */
@@ -154,6 +152,17 @@ h2_stream_get(h2_conn_t *c, int32_t id)
 
 /* ---- streams ---------------------------------------------------------- */
 
+/* The bound on a request's header list (RFC 9113 6.5.2's measure). */
+static uint32_t
+h2_header_list_max(const wf_http_conf_t *hc)
+{
+    size_t h1 = hc->large_header_buffer_size * hc->large_header_buffers;
+
+    return hc->h2_max_header_list_size != 0
+               ? hc->h2_max_header_list_size
+               : (uint32_t)wf_min(h1, (size_t)UINT32_MAX);
+}
+
 static void
 h2_stream_free(wf_task_t *task)
 {
@@ -195,8 +204,7 @@ h2_stream_new(h2_conn_t *c, int32_t id)
     s->c = c;
     s->id = id;
     s->free_task.handler = h2_stream_free;
-    max = c->site->hc->large_header_buffer_size
-          * c->site->hc->large_header_buffers;
+    max = h2_header_list_max(c->site->hc);
     wf_h2_map_req_init(&s->map, max);
     wf_h1_head_init(&r->head);
     wf_xchg_init(r, &c->mux, c->loop);
@@ -835,7 +843,7 @@ h2_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
     case MUX_CTL_GET_NBSTRM:
         return (int)c->nstreams;
     case MUX_CTL_GET_MAXSTRM:
-        return H2_MAX_STREAMS;
+        return (int)c->site->hc->h2_max_concurrent_streams;
     case MUX_CTL_TUNNEL: /* no RFC 8441 yet: answer otherwise */
     case MUX_CTL_REVERSE_CONN:
     case MUX_CTL_NOPS:
@@ -1144,6 +1152,7 @@ h2_session_new(h2_conn_t *c, const wf_h2_start_t *s)
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+
     rc = s->role == WF_H2_SERVER
              ? nghttp2_session_server_new2(&c->ng, cbs, c, opt)
              : nghttp2_session_client_new2(&c->ng, cbs, c, opt);
@@ -1156,13 +1165,19 @@ h2_session_new(h2_conn_t *c, const wf_h2_start_t *s)
 static int
 h2_preface_send(h2_conn_t *c, const wf_h2_start_t *s)
 {
+    const wf_http_conf_t *hc = c->site->hc;
     nghttp2_settings_entry iv[] = {
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_MAX_STREAMS},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
-         (uint32_t)(c->site->hc->large_header_buffer_size
-                    * c->site->hc->large_header_buffers)},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+         hc->h2_max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, hc->h2_initial_window_size},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, hc->h2_max_frame_size},
+        {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, hc->h2_header_table_size},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, h2_header_list_max(hc)},
     };
+    /* Room for every stream's window: the connection's never closes
+     * before theirs (see h2_on_data()). */
+    uint64_t conn_window =
+        (uint64_t)hc->h2_max_concurrent_streams * hc->h2_initial_window_size;
 
     if (s->send_preface && s->role == WF_H2_SERVER) {
         /* nghttp2 sends the magic itself for a client session only. */
@@ -1176,7 +1191,8 @@ h2_preface_send(h2_conn_t *c, const wf_h2_start_t *s)
     if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, wf_nitems(iv))
             != 0
         || nghttp2_session_set_local_window_size(
-               c->ng, NGHTTP2_FLAG_NONE, 0, H2_MAX_STREAMS * H2_STREAM_WINDOW)
+               c->ng, NGHTTP2_FLAG_NONE, 0,
+               (int32_t)wf_min(conn_window, (uint64_t)INT32_MAX))
                != 0) {
         return WF_ERROR;
     }
