@@ -10,6 +10,7 @@ request bodies on h2, the mapping seen by variables and the access log
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -287,3 +288,74 @@ def test_tls_h2_many_streams_and_big_file(tls_server, docroot):
                          capture_output=True, timeout=60, text=True)
     assert "300 succeeded" in out.stdout, out.stdout + out.stderr
     assert "h2" in out.stdout
+
+
+# ---- graceful stop ----------------------------------------------------------
+
+def slow_backend(delay):
+    from lib.proxy_backends import RawBackend, response
+
+    def handler(req, sock):
+        time.sleep(delay)
+        return response(200, b"slow answer")
+    return RawBackend(handler)
+
+
+def nghttp_during(url, action):
+    """Runs nghttp -v on url, calls action() once the request is out,
+    and returns nghttp's output."""
+    if NGHTTP is None:
+        pytest.skip("nghttp is missing")
+    p = subprocess.Popen([NGHTTP, "-v", url], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.4)  # the request is at the backend
+        action()
+        out, _ = p.communicate(timeout=scaled(30))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return out
+
+
+def test_quit_sends_goaway_and_finishes_streams(wharf):
+    b = slow_backend(1.5)
+    try:
+        server = wharf({"listeners": {"127.0.0.1:{port}":
+                                      {"pass": "routes", "h2c": True}},
+                        "routes": [{"action": {"proxy": b.url}}]})
+
+        def quit():
+            server.proc.send_signal(signal.SIGQUIT)
+            server.stopped_by_test = True
+        out = nghttp_during(server.url("/slow"), quit)
+        g = out.find("recv GOAWAY")
+        assert g >= 0, out
+        assert "NO_ERROR" in out[g:g + 200]
+        assert "slow answer" in out[g:], out  # the stream finished after
+        server.proc.wait(scaled(20))
+    finally:
+        b.stop()
+
+
+def test_removed_listener_sends_goaway(wharf):
+    b = slow_backend(1.5)
+    try:
+        server = wharf({"listeners": {"127.0.0.1:{port}":
+                                      {"pass": "routes", "h2c": True}},
+                        "routes": [{"action": {"proxy": b.url}}]})
+        api = server.api()
+
+        def remove():
+            r = api.request("PUT", "/config/listeners",
+                            {"127.0.0.1:%d" % free_port():
+                             {"pass": "routes"}})
+            assert r.status == 200, r
+        out = nghttp_during(server.url("/slow"), remove)
+        g = out.find("recv GOAWAY")
+        assert g >= 0, out
+        assert "NO_ERROR" in out[g:g + 200]
+        assert "slow answer" in out[g:], out
+    finally:
+        b.stop()
