@@ -20,6 +20,7 @@
 #include "http/route_pattern.h"
 #include "http/upstream.h"
 #include "http/upstream_dns.h"
+#include "net/tls_client.h"
 
 /* Validation and compilation are one walk over the tree: every object is
  * checked against a table of its members (conf_member_t), and each member's
@@ -83,10 +84,12 @@ struct conf_ctx {
     const char *mime_type; /* the type whose extensions are checked */
     conf_ext_t *exts;
     size_t nexts;
-    wf_forwarded_t *fwd;       /* the listener's "forwarded" being compiled */
-    wf_forwarded_t *fwds;      /* one per listener at most */
-    size_t fwd_owner;          /* listener index + 1 of the last fwds entry */
-    wf_access_log_spec_t alog; /* "access_log" being compiled */
+    wf_forwarded_t *fwd;        /* the listener's "forwarded" being compiled */
+    wf_forwarded_t *fwds;       /* one per listener at most */
+    size_t fwd_owner;           /* listener index + 1 of the last fwds entry */
+    wf_access_log_spec_t alog;  /* "access_log" being compiled */
+    struct conf_px_tls *px_tls; /* TLS to backends, built at the end */
+    struct conf_px_tls *px_tls_cur; /* the "tls" object being checked */
 };
 
 static int conf_object(conf_ctx_t *cx, json_t *obj,
@@ -1214,13 +1217,17 @@ conf_proxy_upstream(conf_ctx_t *cx)
     return cx->action->upstream;
 }
 
+static struct conf_px_tls *conf_px_tls_of(conf_ctx_t *cx, wf_upstream_t *u);
+
 /* "proxy": "http://ADDR", ADDR as a listener's ("IP:PORT", "[IPv6]:PORT",
  * "unix:PATH"): an upstream of its own with one server. */
 static int
 conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
 {
     const char *s = json_string_value(value);
-    bool http = strncmp(s, "http://", 7) == 0;
+    bool https = strncmp(s, "https://", 8) == 0;
+    bool http = https || strncmp(s, "http://", 7) == 0;
+    size_t skip = https ? 8 : 7;
     wf_upstream_t *u = conf_proxy_upstream(cx);
     wf_upstream_server_t *srv = wf_arena_calloc(cx->a, sizeof(*srv));
 
@@ -1230,15 +1237,18 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
         return conf_nomem(cx);
     }
     if (!http || strlen(s) != json_string_length(value)
-        || (!conf_server_addr(s + 7, srv) && !conf_is_host(s + 7))) {
+        || (!conf_server_addr(s + skip, srv) && !conf_is_host(s + skip))) {
         return conf_fail(cx, "The \"proxy\" address is invalid \"%.200s\"",
-                         http ? s + 7 : s);
+                         http ? s + skip : s);
+    }
+    if (https && conf_px_tls_of(cx, u) == NULL) {
+        return conf_nomem(cx);
     }
     srv->name = conf_strdup(cx, value);
     if (srv->name == NULL) {
         return conf_nomem(cx);
     }
-    srv->name += 7;
+    srv->name += skip;
     srv->host = srv->addrlen == 0 ? srv->name : NULL;
     srv->wconf = 1.0;
     srv->weight = srv->effective = 1;
@@ -1339,6 +1349,117 @@ conf_proxy_idle(conf_ctx_t *cx, const char *key, json_t *value,
     }
     u->idle_max = (unsigned)v;
     return WF_OK;
+}
+
+/* ---- TLS to backends (issue 11): "https://", and "tls" in proxy_settings
+ * or an upstream's settings.  The objects are checked as they come and
+ * the contexts built once the whole config compiled (conf_px_tls_build()),
+ * so that the order of "proxy" and "proxy_settings" does not matter. */
+
+typedef struct conf_px_tls {
+    wf_upstream_t *u;
+    json_t *obj; /* the "tls" object (borrowed from root); NULL: defaults */
+    struct conf_px_tls *next;
+} conf_px_tls_t;
+
+static conf_px_tls_t *
+conf_px_tls_of(conf_ctx_t *cx, wf_upstream_t *u)
+{
+    conf_px_tls_t *t;
+
+    for (t = cx->px_tls; t != NULL; t = t->next) {
+        if (t->u == u) {
+            return t;
+        }
+    }
+    t = wf_arena_calloc(cx->a, sizeof(*t));
+    if (t != NULL) {
+        t->u = u;
+        t->next = cx->px_tls;
+        cx->px_tls = t;
+        cx->conf->ntls_clis++;
+    }
+    return t;
+}
+
+static int
+conf_px_tls_string(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    wf_unused(data);
+    if (json_string_length(value) == 0
+        || strlen(json_string_value(value)) != json_string_length(value)) {
+        return conf_fail(cx, "The \"%s\" value must be a non-empty string.",
+                         key);
+    }
+    if (strcmp(key, "sni") == 0) {
+        cx->px_tls_cur->u->sni = conf_strdup(cx, value);
+        return cx->px_tls_cur->u->sni != NULL ? WF_OK : conf_nomem(cx);
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_px_tls_members[] = {
+    {"verify", WF_JSON_BOOLEAN, NULL, NULL, 0},
+    {"ca_file", WF_JSON_STRING, conf_px_tls_string, NULL, 0},
+    {"sni", WF_JSON_STRING, conf_px_tls_string, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+static int
+conf_proxy_tls(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+    conf_px_tls_t *t = u != NULL ? conf_px_tls_of(cx, u) : NULL;
+
+    wf_unused(key);
+    wf_unused(data);
+    if (t == NULL) {
+        return conf_nomem(cx);
+    }
+    t->obj = value;
+    cx->px_tls_cur = t;
+    return conf_object(cx, value, conf_px_tls_members);
+}
+
+/* Builds the contexts (loads the CA file): the config is valid so far. */
+static int
+conf_px_tls_build(conf_ctx_t *cx)
+{
+    wf_conf_t *conf = cx->conf;
+    char why[256];
+    size_t i = 0;
+
+    if (conf->ntls_clis == 0) {
+        return WF_OK;
+    }
+    conf->tls_clis =
+        wf_arena_calloc(cx->a, conf->ntls_clis * sizeof(*conf->tls_clis));
+    if (conf->tls_clis == NULL) {
+        return conf_nomem(cx);
+    }
+    for (conf_px_tls_t *t = cx->px_tls; t != NULL; t = t->next, i++) {
+        json_t *v = json_object_get(t->obj, "verify");
+        wf_tls_cli_conf_t c = {
+            .verify = v == NULL || json_is_true(v),
+            .ca_file = json_string_value(json_object_get(t->obj, "ca_file")),
+        };
+
+        conf->tls_clis[i] = wf_tls_cli_create(&c, why, sizeof(why));
+        if (conf->tls_clis[i] == NULL) {
+            return conf_fail(cx, "The proxy's \"tls\": %s.", why);
+        }
+        t->u->tls = conf->tls_clis[i];
+    }
+    return WF_OK;
+}
+
+static void
+conf_px_tls_destroy(wf_conf_t *conf)
+{
+    for (size_t i = 0; conf->tls_clis != NULL && i < conf->ntls_clis; i++) {
+        wf_tls_cli_destroy(conf->tls_clis[i]);
+    }
 }
 
 #define CONF_UP_OFFSET(field) (&(const size_t){offsetof(wf_upstream_t, field)})
@@ -1709,6 +1830,9 @@ static const conf_member_t conf_proxy_settings_members[] = {
     {"resolver", WF_JSON_STRING, conf_lb_resolver, NULL, 0},
     {"resolve_interval", WF_JSON_NUMBER, conf_lb_secs,
      CONF_LB_UP(resolve_ms, 0, 0), 0},
+    {"tunnel_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
+     CONF_UP_OFFSET(tunnel_ms), 0},
+    {"tls", WF_JSON_OBJECT, conf_proxy_tls, NULL, 0},
     {NULL, 0, NULL, NULL, 0},
 };
 
@@ -2332,7 +2456,7 @@ conf_compile(json_t *root, const json_t *modules, wf_conf_error_t *err)
         conf_nomem(&cx);
         goto fail;
     }
-    if (conf_root(&cx) != WF_OK) {
+    if (conf_root(&cx) != WF_OK || conf_px_tls_build(&cx) != WF_OK) {
         goto fail;
     }
     conf->json = json_incref(root);
@@ -2340,8 +2464,7 @@ conf_compile(json_t *root, const json_t *modules, wf_conf_error_t *err)
     return conf;
 
 fail:
-    wf_access_log_destroy(conf->http.access_log);
-    wf_arena_destroy(a);
+    wf_conf_destroy(conf); /* what compiled so far: listeners' TLS too */
     return NULL;
 }
 
@@ -2414,5 +2537,6 @@ wf_conf_destroy(wf_conf_t *conf)
     for (size_t i = 0; conf->listeners != NULL && i <= conf->nlisteners; i++) {
         wf_tls_srv_destroy(conf->listeners[i].tls);
     }
+    conf_px_tls_destroy(conf);
     wf_arena_destroy(conf->arena);
 }

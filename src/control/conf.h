@@ -44,6 +44,9 @@ typedef struct wf_conf {
     struct wf_upstream *upstream_all; /* every upstream, named or a
                                          "proxy" action's (their next) */
     json_t *json;                     /* the source tree; a reference */
+    struct wf_tls_cli **tls_clis;     /* TLS to backends, one per upstream
+                                         that speaks it; owned */
+    size_t ntls_clis;
 } wf_conf_t;
 
 /* Validation or parse failure, in the shape of Unit's control API errors. */

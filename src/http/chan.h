@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "http/chan_types.h"
 
@@ -26,6 +27,10 @@ void wf_chan_init(wf_chan_t *ch, wf_loop_t *loop, size_t limit);
  * re-initialised afterwards.  Never calls back. */
 void wf_chan_fini(wf_chan_t *ch);
 
+/* Frees the thread's cache of buffers (kept across channels); channels
+ * freed afterwards free theirs.  Called when an I/O thread exits. */
+void wf_chan_thread_exit(void);
+
 /* Sets who is told what (either may be NULL). */
 void wf_chan_set_readable(wf_chan_t *ch, wf_chan_cb on_readable);
 void wf_chan_set_writable(wf_chan_t *ch, wf_chan_cb on_writable);
@@ -35,6 +40,21 @@ void wf_chan_set_writable(wf_chan_t *ch, wf_chan_cb on_writable);
  * room frees), or WF_ERROR when ch is not OPEN (EOF or aborted) or out of
  * memory (ch is then aborted).  Schedules on_readable. */
 ssize_t wf_chan_write(wf_chan_t *ch, const void *data, size_t n);
+
+/* Producer, for reading a source straight into ch: points iov[0..max)
+ * at free space in ch for up to n bytes (n > 0, at most wf_chan_room())
+ * and returns the entries filled (*len: their bytes, 1..n); nothing is
+ * queued until wf_chan_commit().  WF_AGAIN when ch is full (the producer
+ * is stopped: on_writable follows), WF_ERROR when ch is not OPEN or out
+ * of memory (ch is then aborted).  Between the two calls the producer
+ * makes no other call on ch. */
+ssize_t wf_chan_reserve(wf_chan_t *ch, size_t n, struct iovec *iov, size_t max,
+                        size_t *len);
+
+/* Producer: queues the first n bytes (n <= the reserved *len) written
+ * into the space wf_chan_reserve() gave, in order.  n == 0 queues nothing.
+ * Schedules on_readable when n > 0. */
+void wf_chan_commit(wf_chan_t *ch, size_t n);
 
 /* Producer: asks for on_writable once room frees, without writing (for a
  * producer that found wf_chan_room() == 0). */
@@ -52,6 +72,14 @@ void wf_chan_abort(wf_chan_t *ch);
  * their count; 0 when nothing is queued.  on_readable is scheduled on
  * every write, EOF and abort (once per tick at most).  Never copies. */
 size_t wf_chan_peek(wf_chan_t *ch, const char **p);
+
+/* Consumer: points iov[0..max) at the queued bytes in order, one entry
+ * per buffer, and returns the entries filled (0 when nothing is queued);
+ * *len gets their byte count (all queued bytes when max is enough: a
+ * channel of limit L holds at most L / WF_CHAN_SEG_SIZE + 2 buffers).
+ * For one gathered write of everything queued.  Never copies. */
+size_t wf_chan_peekv(const wf_chan_t *ch, struct iovec *iov, size_t max,
+                     size_t *len);
 
 /* Consumer: drops the first n queued bytes (n <= wf_chan_peek()'s count).
  * Schedules on_writable if the producer was stopped. */

@@ -35,6 +35,9 @@ struct wf_chan_seg {
 struct wf_chan {
     wf_chan_seg_t *head; /* owned; NULL when nothing is queued */
     wf_chan_seg_t *tail;
+    wf_chan_seg_t *spare; /* owned; empty segments kept for the next
+                             writes (wf_chan_reserve(), consumed ones) */
+    unsigned nspare;
     size_t queued; /* bytes in the chain, <= limit */
     size_t limit;
     wf_chan_state_t state;

@@ -35,6 +35,7 @@
 #define H1_BIG_FILE       (1u << 20) /* bodies from here get H1_BIG_SNDBUF */
 #define H1_BIG_SNDBUF     (4 << 20)
 #define H1_TUNNEL_PIECE   (16 * 1024) /* client bytes read at once */
+#define H1_STREAM_IOV     32          /* channel buffers gathered per write */
 #define H1_TUNNEL_BURST   16          /* reads per wake-up */
 #define H1_WS_CLOSE_MS    5000 /* bound on waiting for the client's Close */
 #define H1_WS_PING        "\x89\x00" /* an empty unmasked Ping frame */
@@ -121,11 +122,13 @@ typedef struct h1_xchg {
     /* Streamed response: one chunk is framed from the head of
      * req->resp_body at a time and consumed when it is out. */
     bool streaming;
-    bool stream_chunked; /* HTTP/1.1: chunk framing; else close-delimited */
-    bool stream_last;    /* the last chunk is being written */
-    uint8_t chunk_hlen;  /* bytes in chunk_head */
-    size_t chunk_len;    /* data bytes of the chunk being written */
-    size_t chunk_off;    /* bytes of [head | data | CRLF] written */
+    bool stream_chunked;    /* HTTP/1.1: chunk framing; else close-delimited */
+    bool stream_last;       /* the frame being written ends the body */
+    uint8_t chunk_hlen;     /* bytes in chunk_head */
+    uint8_t chunk_tlen;     /* bytes of chunk_tail */
+    size_t chunk_len;       /* data bytes of the frame being written */
+    size_t chunk_off;       /* bytes of [head | data | tail] written */
+    const char *chunk_tail; /* CRLF, and the last chunk when folded in */
     char chunk_head[20];
 
     /* Tunnel (MUX_CTL_TUNNEL): after the head, raw bytes both ways. */
@@ -785,8 +788,8 @@ h1_watch_peer(wf_h1_conn_t *c)
 static bool
 h1_holds_lazily(const wf_h1_conn_t *c)
 {
-    return c->state == WF_H1_RESPOND && c->io.events == EPOLLIN
-           && h1_hold_events(c) == EPOLLRDHUP;
+    return (c->state == WF_H1_RESPOND || c->state == WF_H1_SEND)
+           && c->io.events == EPOLLIN && h1_hold_events(c) == EPOLLRDHUP;
 }
 
 static void
@@ -1336,107 +1339,153 @@ h1_send_file(wf_h1_conn_t *c)
     return WF_OK;
 }
 
-/* Frames the next chunk from the head of the response channel.  Returns
- * WF_OK with a chunk (or the last one) to write, or WF_AGAIN when the
- * channel is empty and open. */
+/* Frames everything queued in the response channel as one chunk (the
+ * data are H1_STREAM_IOV buffers at most), with the last chunk folded in
+ * when the endpoint closed the channel and all of it fits.  Returns WF_OK
+ * with a frame to write, or WF_AGAIN when the channel is empty and open. */
 static int
 h1_stream_next(wf_h1_conn_t *c)
 {
+    static const char last[] = "\r\n0\r\n\r\n";
     h1_xchg_t *x = h1_x(c);
     wf_chan_t *ch = &c->req->resp_body;
-    const char *p;
+    struct iovec iov[H1_STREAM_IOV];
+    bool chunked = x->stream_chunked;
 
     x->chunk_off = 0;
-    x->chunk_len = wf_chan_peek(ch, &p);
-    if (x->chunk_len > 0) {
-        x->chunk_hlen = (uint8_t)snprintf(x->chunk_head, sizeof(x->chunk_head),
-                                          "%zx\r\n", x->chunk_len);
-        return WF_OK;
-    }
+    x->chunk_hlen = x->chunk_tlen = 0;
+    wf_chan_peekv(ch, iov, H1_STREAM_IOV, &x->chunk_len);
     if (wf_chan_is_aborted(ch)) {
         return WF_ERROR;
     }
-    if (!wf_chan_is_done(ch)) {
+    x->stream_last =
+        ch->state == WF_CHAN_EOF && x->chunk_len == wf_chan_queued(ch);
+    if (x->chunk_len == 0 && !x->stream_last) {
         return WF_AGAIN;
     }
-    x->stream_last = true;
-    x->chunk_hlen =
-        (uint8_t)snprintf(x->chunk_head, sizeof(x->chunk_head), "0\r\n\r\n");
+    if (chunked && x->chunk_len > 0) {
+        x->chunk_hlen = (uint8_t)snprintf(x->chunk_head, sizeof(x->chunk_head),
+                                          "%zx\r\n", x->chunk_len);
+        x->chunk_tail = last;
+        x->chunk_tlen = x->stream_last ? sizeof(last) - 1 : 2;
+    } else if (chunked) {
+        x->chunk_tail = last + 2;
+        x->chunk_tlen = sizeof(last) - 3;
+    }
     return WF_OK;
 }
 
-/* Writes one framed chunk ([head | data | CRLF], only the data when
- * close-delimited).  Returns WF_OK when it is out. */
+/* Points iov at the first want queued bytes of the response channel;
+ * returns the entries. */
+static size_t
+h1_stream_iov(wf_h1_conn_t *c, struct iovec *iov, size_t want)
+{
+    size_t len;
+    size_t k = wf_chan_peekv(&c->req->resp_body, iov, H1_STREAM_IOV, &len);
+    size_t i = 0, got = 0;
+
+    while (i < k && got + iov[i].iov_len < want) {
+        got += iov[i++].iov_len;
+    }
+    if (i < k) {
+        iov[i].iov_len = want - got;
+        i++;
+    }
+    return i;
+}
+
+/* Writes the frame in one sendmsg() per try: the response head while it is
+ * not out, [chunk head | data | tail] (only the data when not chunked).
+ * Data bytes are consumed as they leave, so room frees at once.  Returns
+ * WF_OK when it is all out. */
 static int
 h1_stream_write(wf_h1_conn_t *c)
 {
     h1_xchg_t *x = h1_x(c);
-    static char crlf[] = "\r\n";
-    const char *data;
-    bool framed = x->stream_chunked;
-    size_t hlen = framed ? x->chunk_hlen : 0;
-    size_t tlen = framed && !x->stream_last ? 2 : 0;
-    size_t total = hlen + x->chunk_len + tlen;
-    struct iovec iov[3];
+    size_t hlen = x->chunk_hlen;
+    size_t total = hlen + x->chunk_len + x->chunk_tlen;
+    struct iovec iov[H1_STREAM_IOV + 3];
     struct msghdr msg = {.msg_iov = iov};
 
-    wf_chan_peek(&c->req->resp_body, &data);
-    while (x->chunk_off < total) {
+    for (;;) {
+        size_t head_left = x->out_len - x->out_sent;
         size_t off = x->chunk_off;
+        size_t dsent = off > hlen ? wf_min(off - hlen, x->chunk_len) : 0;
+        size_t toff = off > hlen + x->chunk_len ? off - hlen - x->chunk_len : 0;
+        size_t before = off < hlen ? hlen - off : 0, k = 0, d;
         ssize_t n;
 
-        msg.msg_iovlen = 0;
-        if (off < hlen) {
-            iov[msg.msg_iovlen++] =
-                (struct iovec){x->chunk_head + off, hlen - off};
+        if (head_left == 0 && off == total) {
+            return WF_OK;
         }
-        if (off < hlen + x->chunk_len) {
-            size_t d = off > hlen ? off - hlen : 0;
-
-            iov[msg.msg_iovlen++] =
-                (struct iovec){(char *)data + d, x->chunk_len - d};
+        if (head_left > 0) {
+            iov[k++] = (struct iovec){c->req->hbuf + x->out_sent, head_left};
         }
-        if (tlen > 0) {
-            size_t t =
-                off > hlen + x->chunk_len ? off - hlen - x->chunk_len : 0;
-
-            iov[msg.msg_iovlen++] = (struct iovec){crlf + t, tlen - t};
+        if (before > 0) {
+            iov[k++] = (struct iovec){x->chunk_head + off, before};
         }
+        if (dsent < x->chunk_len) {
+            k += h1_stream_iov(c, iov + k, x->chunk_len - dsent);
+        }
+        if (toff < x->chunk_tlen) {
+            iov[k++] = (struct iovec){(char *)x->chunk_tail + toff,
+                                      x->chunk_tlen - toff};
+        }
+        msg.msg_iovlen = k;
         n = wf_xprt_sendmsg(&c->xp, c->io.fd, &msg, MSG_NOSIGNAL);
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
-        x->chunk_off += (size_t)n;
         h1_progress(c);
+        if ((size_t)n < head_left) {
+            x->out_sent += (size_t)n;
+            return WF_AGAIN; /* the socket is full */
+        }
+        x->out_sent = x->out_len;
+        n -= (ssize_t)head_left;
+        d = (size_t)n > before
+                ? wf_min((size_t)n - before, x->chunk_len - dsent)
+                : 0;
+        wf_chan_consume(&c->req->resp_body, d);
+        x->body_sent += d;
+        x->chunk_off += (size_t)n;
+        if (x->chunk_off < total) {
+            return WF_AGAIN; /* the socket took less than offered */
+        }
     }
-    return WF_OK;
 }
 
-/* Pumps the streamed body.  Returns WF_OK when the last chunk is out,
- * WF_AGAIN when the socket is full, WF_DECLINED when waiting for the
- * endpoint, WF_ERROR to close. */
+/* Pumps the streamed body.  The head goes out with the first data (one
+ * write), or alone when the endpoint has none yet.  Returns WF_OK when
+ * the last chunk is out, WF_AGAIN when the socket is full, WF_DECLINED
+ * when waiting for the endpoint, WF_ERROR to close. */
 static int
 h1_send_stream(wf_h1_conn_t *c)
 {
     h1_xchg_t *x = h1_x(c);
+    bool head_only = c->req->resp.head_only;
+
     for (;;) {
         int rc;
 
         if (x->chunk_off == 0 && x->chunk_len == 0 && !x->stream_last) {
             rc = h1_stream_next(c);
+            if (rc == WF_AGAIN) {
+                rc = h1_send_head(c);
+                return rc == WF_OK ? WF_DECLINED : rc;
+            }
             if (rc != WF_OK) {
-                return rc == WF_AGAIN ? WF_DECLINED : rc;
+                return rc;
             }
         }
-        rc = c->req->resp.head_only ? WF_OK : h1_stream_write(c);
-        if (rc != WF_OK) {
+        if (head_only) {
+            wf_chan_consume(&c->req->resp_body, x->chunk_len);
+            x->chunk_off = x->chunk_hlen + x->chunk_len + x->chunk_tlen;
+        }
+        rc = h1_stream_write(c);
+        if (rc != WF_OK || x->stream_last) {
             return rc;
         }
-        if (x->stream_last) {
-            return WF_OK;
-        }
-        wf_chan_consume(&c->req->resp_body, x->chunk_len);
-        x->body_sent += c->req->resp.head_only ? 0 : x->chunk_len;
         x->chunk_off = x->chunk_len = 0;
     }
 }
@@ -1531,23 +1580,33 @@ h1_tunnel_out(wf_h1_conn_t *c)
         return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
     }
     for (;;) {
-        const char *p;
-        size_t n = wf_chan_peek(ch, &p);
+        struct iovec iov[H1_STREAM_IOV];
+        struct msghdr msg = {.msg_iov = iov};
+        size_t n;
         ssize_t k;
 
+        msg.msg_iovlen = wf_chan_peekv(ch, iov, H1_STREAM_IOV, &n);
         if (n == 0) {
             if (wf_chan_is_aborted(ch)) {
                 return WF_ERROR;
             }
             return wf_chan_is_done(ch) ? WF_OK : WF_DECLINED;
         }
-        k = wf_xprt_send(&c->xp, c->io.fd, p, n, MSG_NOSIGNAL);
+        k = wf_xprt_sendmsg(&c->xp, c->io.fd, &msg, MSG_NOSIGNAL);
         if (k < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
         }
-        wf_ws_scan(&h1_x(c)->ws_out, p, (size_t)k);
+        for (size_t i = 0, left = (size_t)k; left > 0; i++) {
+            size_t m = wf_min(left, iov[i].iov_len);
+
+            wf_ws_scan(&h1_x(c)->ws_out, iov[i].iov_base, m);
+            left -= m;
+        }
         wf_chan_consume(ch, (size_t)k);
         h1_x(c)->body_sent += (size_t)k;
+        if ((size_t)k < n) {
+            return WF_AGAIN; /* the socket is full */
+        }
     }
 }
 
@@ -1705,10 +1764,14 @@ h1_tunnel_begin(wf_h1_conn_t *c)
 static void
 h1_send(wf_h1_conn_t *c)
 {
-    int rc = h1_send_head(c);
+    int rc;
 
-    if (rc == WF_OK) {
-        rc = h1_x(c)->streaming ? h1_send_stream(c) : h1_send_file(c);
+    if (h1_x(c)->streaming) {
+        /* The head leaves with the first data (h1_stream_write()). */
+        rc = h1_send_stream(c);
+    } else {
+        rc = h1_send_head(c);
+        rc = rc == WF_OK ? h1_send_file(c) : rc;
     }
     if (rc == WF_AGAIN) {
         if (c->io.events != EPOLLOUT) {
@@ -1717,8 +1780,9 @@ h1_send(wf_h1_conn_t *c)
         return;
     }
     if (rc == WF_DECLINED) {
-        /* Waiting for the endpoint, not for the client. */
-        if (c->io.events != h1_hold_events(c)) {
+        /* Waiting for the endpoint, not for the client (EPOLLIN left from
+         * the request stands for the hold: h1_holds_lazily()). */
+        if (c->io.events != h1_hold_events(c) && !h1_holds_lazily(c)) {
             h1_poll(c, h1_hold_events(c));
         }
         wf_timer_stop(c->loop, &c->timer);
@@ -2176,6 +2240,7 @@ h1_on_exit(wf_loop_t *loop)
     wf_http_thread_exit();
     wf_access_log_thread_exit();
     wf_h2_thread_exit();
+    wf_chan_thread_exit();
     if (!h1_thr.ready) {
         return;
     }

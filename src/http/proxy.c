@@ -8,10 +8,12 @@
  *
  * States (their invariants: docs/internals/proxy.md):
  *   CONNECT  connect() in progress (EPOLLOUT), connect timeout
+ *   TLS      the handshake of an https backend, connect timeout
  *   SEND     sending the head and the body; the response head may arrive
  *            meanwhile (EPOLLIN too)
  *   HEAD     reading the response head
  *   BODY     relaying the response body
+ *   TUNNEL   after a 101 to a WebSocket handshake: bytes both ways
  *   DONE     backend connection closed or pooled; r no longer touched */
 #include "http/proxy.h"
 
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -36,19 +39,29 @@
 #include "http/upstream.h"
 #include "http/upstream_peer.h"
 #include "http/var.h"
+#include "net/tls_client.h"
+#include "net/xprt.h"
 
-#define PX_STAGE   (16 * 1024) /* request bytes staged for the backend */
-#define PX_FWD_MAX 4096        /* Wharf's forwarding fields, at most */
+#define PX_STAGE    (16 * 1024)     /* request bytes staged for the backend */
+#define PX_OUT_SIZE (PX_STAGE + 32) /* with a chunk's framing */
+#define PX_FWD_MAX  4096            /* Wharf's forwarding fields, at most */
 /* Response bytes read at once: the head (WF_PROXY_HEAD_MAX at most) and
  * what follows it must fit in a fresh response channel. */
-#define PX_IN_SIZE  WF_XCHG_CHAN_LIMIT
-#define PX_HOST_MAX 1024 /* a rendered "host", at most */
+#define PX_IN_SIZE      WF_XCHG_CHAN_LIMIT
+#define PX_HOST_MAX     1024 /* a rendered "host", at most */
+#define PX_UPGRADE      "Upgrade: websocket\r\n"
+#define PX_TUNNEL_BURST 16 /* backend reads per wake-up in a tunnel */
+#define PX_EOF          1  /* px_tunnel_down(): the backend closed */
+/* Channel buffers filled by one read of the body. */
+#define PX_IOV (PX_IN_SIZE / WF_CHAN_SEG_SIZE + 1)
 
 typedef enum px_state {
     PX_CONNECT = 0,
+    PX_TLS, /* the TLS handshake with the backend */
     PX_SEND,
     PX_HEAD,
     PX_BODY,
+    PX_TUNNEL,
     PX_DONE,
 } px_state_t;
 
@@ -63,6 +76,8 @@ typedef struct px {
     wf_req_t *r; /* NULL once r may not be touched */
     wf_loop_t *loop;
     wf_io_t io;
+    wf_xprt_t xp;   /* plain, or TLS to an https backend */
+    wf_task_t kick; /* reads what the TLS layer holds (px_poll()) */
     wf_timer_t timer;
     wf_upstream_t *u;
     wf_upstream_server_t *srv; /* its active count held while srv_held */
@@ -79,12 +94,17 @@ typedef struct px {
     bool extra;       /* the backend sent bytes past the response */
     bool in_held;     /* px->in holds the body r->resp.body points to */
     bool busy;        /* a callback of ours is running (px_enter()) */
+    bool in_event;    /* px_on_io() runs: the socket polled readable */
+    bool upgrade;     /* the request is a WebSocket handshake, forwarded */
+    bool up_shut;     /* TUNNEL: the client's EOF was passed on (SHUT_WR) */
     bool released;    /* r let px go while busy: px_leave() frees it */
     char *out;        /* staged request bytes: out[out_off..out_len) */
+    bool out_big;     /* out was malloc()ed for a head over PX_OUT_SIZE */
     size_t out_off;
     size_t out_len;
-    char *in; /* response head, then body bytes read */
-    size_t in_len;
+    char *in;      /* response head, then body bytes read */
+    size_t in_off; /* BODY: body bytes read with the head are */
+    size_t in_len; /* in[in_off..in_len) */
     px_body_t body;
     uint64_t remaining;
     wf_h1_chunked_t dec;
@@ -98,6 +118,7 @@ static void px_on_io(wf_io_t *io, uint32_t events);
  * 3: hot fixed-size objects come from per-thread pools). */
 static __thread wf_fpool_t px_pool;
 static __thread wf_fpool_t px_in_pool;
+static __thread wf_fpool_t px_out_pool;
 static __thread bool px_pool_ready;
 
 static void
@@ -106,6 +127,7 @@ px_pools_init(void)
     if (!px_pool_ready) {
         wf_fpool_init(&px_pool, sizeof(px_t), 256);
         wf_fpool_init(&px_in_pool, PX_IN_SIZE, 16);
+        wf_fpool_init(&px_out_pool, PX_OUT_SIZE, 16);
         px_pool_ready = true;
     }
 }
@@ -125,7 +147,28 @@ px_in_put(char *in)
     }
 }
 
+/* The staging buffer for a request head of n bytes (and the body after
+ * it): from the thread's free list unless the head is bigger. */
+static char *
+px_out_get(px_t *px, size_t n)
+{
+    px->out_big = n > PX_OUT_SIZE;
+    return px->out_big ? malloc(n) : wf_fpool_get(&px_out_pool);
+}
+
+static void
+px_out_put(px_t *px)
+{
+    if (px->out != NULL && px->out_big) {
+        free(px->out);
+    } else if (px->out != NULL) {
+        wf_fpool_put(&px_out_pool, px->out);
+    }
+    px->out = NULL;
+}
+
 static void px_pump(px_t *px);
+static void px_tunnel_end(px_t *px);
 
 /* The timeout that runs in the current state, in ms; 0 while the proxy
  * waits on the client (a body byte to send, room in the response
@@ -135,6 +178,7 @@ px_timeout(const px_t *px)
 {
     switch (px->state) {
     case PX_CONNECT:
+    case PX_TLS:
         return px->u->connect_ms;
     case PX_SEND:
         return px->out_off < px->out_len ? px->u->send_ms : 0;
@@ -142,26 +186,50 @@ px_timeout(const px_t *px)
         return px->u->head_ms;
     case PX_BODY:
         return wf_chan_room(&px->r->resp_body) > 0 ? px->u->read_ms : 0;
+    case PX_TUNNEL:
+        return px->u->tunnel_ms > 0 ? px->u->tunnel_ms : WF_UPSTREAM_TUNNEL_MS;
     case PX_DONE:
         break;
     }
     return 0;
 }
 
+/* Decrypted bytes wait in the TLS layer while EPOLLIN is wanted: no poll
+ * announces them, so a task reads them (px_on_kick()). */
+static void
+px_kick_pending(px_t *px, uint32_t ev)
+{
+    if (wf_unlikely(wf_xprt_pending(&px->xp)) && (ev & EPOLLIN) != 0
+        && wf_list_is_empty(&px->kick.link)) {
+        wf_task_schedule(px->loop, &px->kick);
+    }
+}
+
 /* Polls what the state needs and arms its timeout (progress re-arms it
- * where it happens). */
+ * where it happens).  A full response channel drops EPOLLIN lazily: the
+ * mux's write is due in this tick and makes room before the next poll,
+ * so the poll set stays as it is (two epoll_ctl fewer per channel-full)
+ * unless the socket polls readable while the channel is still full. */
 static void
 px_poll(px_t *px)
 {
     uint32_t ev = 0;
     uint32_t ms = px_timeout(px);
 
+    if (px->state == PX_TUNNEL) {
+        return; /* px_tunnel_pump() polls */
+    }
+    if (px->state == PX_TLS) {
+        return; /* px_tls_step() polls */
+    }
     if (px->state == PX_CONNECT
         || (px->state == PX_SEND && px->out_off < px->out_len)) {
         ev |= EPOLLOUT;
     }
     if (px->state == PX_SEND || px->state == PX_HEAD
-        || (px->state == PX_BODY && wf_chan_room(&px->r->resp_body) > 0)) {
+        || (px->state == PX_BODY && wf_chan_room(&px->r->resp_body) > 0)
+        || (px->state == PX_BODY && !px->in_event
+            && px->io.events == (EPOLLIN | EPOLLRDHUP))) {
         ev |= EPOLLIN | EPOLLRDHUP;
     }
     if (ev != px->io.events) {
@@ -172,6 +240,7 @@ px_poll(px_t *px)
     } else if (!wf_timer_is_armed(&px->timer)) {
         wf_timer_set(px->loop, &px->timer, ms);
     }
+    px_kick_pending(px, ev);
 }
 
 /* Closes the backend side: socket, timer, staging buffers; the server's
@@ -189,12 +258,13 @@ px_close(px_t *px)
     }
     if (px->io.fd >= 0) {
         wf_io_del(px->loop, &px->io);
+        wf_xprt_close(&px->xp);
         close(px->io.fd);
         px->io.fd = -1;
     }
+    wf_list_del(&px->kick.link);
     wf_timer_stop(px->loop, &px->timer);
-    free(px->out);
-    px->out = NULL;
+    px_out_put(px);
     if (!px->in_held) {
         px_in_put(px->in);
         px->in = NULL;
@@ -208,10 +278,18 @@ px_close(px_t *px)
 static bool
 px_reusable(const px_t *px)
 {
-    return px->u->idle_max > 0 && px->io.fd >= 0 && px->resp.keep_alive
-           && px->resp.version == 11 && px->req_eof
+    return px->u->idle_max > 0 && px->io.fd >= 0 && !wf_xprt_pending(&px->xp)
+           && px->resp.keep_alive && px->resp.version == 11 && px->req_eof
            && px->out_off == px->out_len && !px->extra
            && px->body != PX_BODY_CLOSE;
+}
+
+/* Which idle connections to the server may carry px's request: plain
+ * ones, or those of its TLS context (same verification, same name). */
+static uint64_t
+px_pool_tag(const px_t *px)
+{
+    return px->u->tls != NULL ? wf_tls_cli_id(px->u->tls) : 0;
 }
 
 /* The exchange with the backend is over: its connection goes to the
@@ -220,10 +298,10 @@ static void
 px_close_or_keep(px_t *px)
 {
     if (px_reusable(px)) {
-        wf_proxy_pool_put(px->loop, &px->io,
+        wf_proxy_pool_put(px->loop, &px->io, &px->xp,
                           (const struct sockaddr *)&px->srv->addr,
-                          px->srv->addrlen, px->u->idle_max, px->u->idle_ms,
-                          &px->srv->peer->idle);
+                          px->srv->addrlen, px_pool_tag(px), px->u->idle_max,
+                          px->u->idle_ms, &px->srv->peer->idle);
         px->io.fd = -1;
         px->io.events = 0;
     }
@@ -284,7 +362,12 @@ px_on_timer(wf_timer_t *t)
     px_t *px = wf_container_of(t, px_t, timer);
 
     px_enter(px);
-    px_fail(px, 504, "timed out");
+    if (px->state == PX_TUNNEL) {
+        wf_log_info("proxy to \"%s\": tunnel idle, closed", px->srv->name);
+        px_tunnel_end(px);
+    } else {
+        px_fail(px, 504, "timed out");
+    }
     px_leave(px);
 }
 
@@ -415,6 +498,7 @@ px_head_build(px_t *px)
     wf_proxy_req_opts_t o = {
         .drop_forwarding = forwarding && !trusted,
         .keep_alive = u->idle_max > 0,
+        .upgrade = r->websocket,
     };
     size_t n;
 
@@ -432,12 +516,14 @@ px_head_build(px_t *px)
                                                 sizeof(fwd) - o.extra.len);
     }
     n = wf_proxy_req_head_size(&r->head, &o);
-    px->out = malloc(wf_max(n, (size_t)PX_STAGE + 32));
+    px_pools_init();
+    px->out = px_out_get(px, n);
     if (px->out == NULL) {
         return WF_ERROR;
     }
     px->out_len = wf_proxy_req_head_write(px->out, &r->head, &o);
     px->req_chunked = r->head.chunked;
+    px->upgrade = r->websocket;
     return WF_OK;
 }
 
@@ -491,8 +577,8 @@ px_send(px_t *px)
             }
             continue;
         }
-        n = send(px->io.fd, px->out + px->out_off, px->out_len - px->out_off,
-                 MSG_NOSIGNAL);
+        n = wf_xprt_send(&px->xp, px->io.fd, px->out + px->out_off,
+                         px->out_len - px->out_off, MSG_NOSIGNAL);
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_OK : WF_ERROR;
         }
@@ -559,7 +645,7 @@ px_fields_build(px_t *px)
             conn[nconn++] = h->headers[i].value;
         }
     }
-    px->fields = malloc(size);
+    px->fields = malloc(size + sizeof(PX_UPGRADE));
     if (px->fields == NULL) {
         return WF_ERROR;
     }
@@ -579,6 +665,11 @@ px_fields_build(px_t *px)
         p = px_put(p, f->value.data, f->value.len);
         p = px_put(p, "\r\n", 2);
     }
+    if (h->status == 101) {
+        /* Hop-by-hop, and said again on the client's connection; the mux
+         * adds "Connection: Upgrade". */
+        p = px_put(p, PX_UPGRADE, sizeof(PX_UPGRADE) - 1);
+    }
     px->r->resp.raw_fields = wf_str_make(px->fields, (size_t)(p - px->fields));
     return WF_OK;
 }
@@ -593,6 +684,8 @@ px_no_body(const px_t *px)
 }
 
 static void px_on_resp_room(wf_chan_t *ch);
+static int px_body_bytes(px_t *px, char *d, size_t n);
+static ssize_t px_recv_direct(px_t *px, size_t room);
 
 /* A Content-Length body that came whole with the head (a small response)
  * goes to the client as a memory body, written with the head in one
@@ -662,9 +755,206 @@ px_respond(px_t *px)
     }
     px->state = PX_BODY;
     wf_timer_set(px->loop, &px->timer, px->u->read_ms);
-    memmove(px->in, px->in + h->head_len, px->in_len - h->head_len);
-    px->in_len -= h->head_len;
+    px->in_off = h->head_len;
+    if (px->body != PX_BODY_CHUNKED) {
+        /* The body bytes read with the head (fewer than announced, or
+         * px_respond_whole() had taken them; they fit in the fresh
+         * channel) are queued first: the head leaves with them, in one
+         * write. */
+        px_body_bytes(px, px->in + px->in_off, px->in_len - px->in_off);
+        px->in_off = px->in_len = 0;
+    }
     wf_xchg_stream_start(r, px_on_resp_room);
+}
+
+/* ---- the tunnel --------------------------------------------------------
+ * After the backend's 101 to a WebSocket handshake, the mux joins the
+ * client's socket to r's channels (wf_xchg_tunnel_start()) and the proxy
+ * becomes a byte pump on its backend socket: r->req_body's bytes are
+ * written to it (gathered, consumed as they leave), and its bytes are
+ * read straight into r->resp_body while there is room.  Each direction
+ * stops on its own back-pressure.  The client's EOF is passed on as a
+ * half close (SHUT_WR); the backend's EOF closes r->resp_body, after
+ * which the mux ends the connection.  tunnel_timeout without a byte
+ * either way ends the tunnel the same way. */
+
+static void px_tunnel_pump(px_t *px);
+
+/* The tunnel is over from the backend's side (EOF, idle): the client's
+ * connection closes once resp_body's bytes are out. */
+static void
+px_tunnel_end(px_t *px)
+{
+    wf_req_t *r = px->r;
+
+    px_close(px);
+    px->r = NULL;
+    r->on_abort = NULL;
+    wf_chan_close(&r->resp_body);
+}
+
+static void
+px_tunnel_activity(px_t *px)
+{
+    wf_timer_set(px->loop, &px->timer, px_timeout(px));
+}
+
+/* Client bytes to the backend.  Returns WF_AGAIN (the socket is full),
+ * WF_DECLINED (waiting for the client, or its EOF was passed on) or
+ * WF_ERROR. */
+static int
+px_tunnel_up(px_t *px)
+{
+    wf_chan_t *ch = &px->r->req_body;
+
+    for (;;) {
+        struct iovec iov[PX_IOV];
+        struct msghdr msg = {.msg_iov = iov};
+        size_t n;
+        ssize_t k;
+
+        msg.msg_iovlen = wf_chan_peekv(ch, iov, PX_IOV, &n);
+        if (n == 0) {
+            if (wf_chan_is_aborted(ch)) {
+                return WF_ERROR;
+            }
+            if (wf_chan_is_done(ch) && !px->up_shut) {
+                px->up_shut = true;
+                wf_xprt_shutdown(&px->xp, px->io.fd);
+            }
+            return WF_DECLINED;
+        }
+        k = wf_xprt_sendmsg(&px->xp, px->io.fd, &msg, MSG_NOSIGNAL);
+        if (k < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        wf_chan_consume(ch, (size_t)k);
+        px_tunnel_activity(px);
+        if ((size_t)k < n) {
+            return WF_AGAIN;
+        }
+    }
+}
+
+/* Backend bytes to the client, read into r->resp_body.  Returns
+ * WF_AGAIN (nothing to read), WF_DECLINED (no room: on_writable
+ * follows), PX_EOF (the backend's EOF) or WF_ERROR. */
+static int
+px_tunnel_down(px_t *px)
+{
+    for (unsigned i = 0; i < PX_TUNNEL_BURST; i++) {
+        size_t room = wf_chan_room(&px->r->resp_body);
+        ssize_t k;
+
+        if (room == 0) {
+            wf_chan_wait_room(&px->r->resp_body);
+            return WF_DECLINED;
+        }
+        k = px_recv_direct(px, room);
+        if (k == 0) {
+            return PX_EOF;
+        }
+        if (k < 0) {
+            return k == WF_AGAIN ? WF_AGAIN : WF_ERROR;
+        }
+        px_tunnel_activity(px);
+    }
+    return WF_AGAIN; /* more may be there: the poll says so */
+}
+
+/* Runs both directions and polls for what they wait on. */
+static void
+px_tunnel_pump(px_t *px)
+{
+    int up = px_tunnel_up(px);
+    int down = up == WF_ERROR ? WF_ERROR : px_tunnel_down(px);
+    uint32_t ev;
+
+    if (px->r == NULL) {
+        return; /* px_recv_direct() failed it */
+    }
+    if (up == WF_ERROR || down == WF_ERROR) {
+        px_fail(px, 502, "tunnel I/O failed");
+        return;
+    }
+    if (down == PX_EOF) {
+        px_tunnel_end(px);
+        return;
+    }
+    ev = (up == WF_AGAIN ? EPOLLOUT : 0)
+         | (down == WF_AGAIN ? EPOLLIN | EPOLLRDHUP : 0);
+    if (ev != px->io.events) {
+        wf_io_mod(px->loop, &px->io, ev);
+    }
+    px_kick_pending(px, ev);
+}
+
+/* Client bytes, its EOF or its going away (req_body), or room in
+ * resp_body. */
+static void
+px_on_tunnel_req(wf_chan_t *ch)
+{
+    px_t *px = wf_container_of(ch, wf_req_t, req_body)->proxy;
+
+    if (px->state == PX_TUNNEL && px->r != NULL) {
+        px_enter(px);
+        px_tunnel_pump(px);
+        px_leave(px);
+    }
+}
+
+static void
+px_on_tunnel_room(wf_chan_t *ch)
+{
+    px_t *px = wf_container_of(ch, wf_req_t, resp_body)->proxy;
+
+    if (px->state == PX_TUNNEL && px->r != NULL) {
+        px_enter(px);
+        px_tunnel_pump(px);
+        px_leave(px);
+    }
+}
+
+/* The backend accepted the handshake: its 101 goes to the client with
+ * its end-to-end fields (Sec-WebSocket-Accept, -Protocol, -Extensions),
+ * then the bytes that came after the head. */
+static void
+px_tunnel_begin(px_t *px)
+{
+    wf_req_t *r = px->r;
+    const wf_proxy_resp_t *h = &px->resp;
+    size_t rest = px->in_len - h->head_len;
+
+    if (!wf_proxy_resp_has_token(h, wf_string("upgrade"),
+                                 wf_string("websocket"))) {
+        px->resp.head_len = 0;
+        px_fail(px, 502, "101 without \"Upgrade: websocket\"");
+        return;
+    }
+    if (px_fields_build(px) != WF_OK) {
+        px->resp.head_len = 0;
+        px_fail(px, 500, "out of memory");
+        return;
+    }
+    r->resp.status = 101;
+    px->state = PX_TUNNEL;
+    px->body = PX_BODY_CLOSE; /* px_recv_direct() reads what comes */
+    px->extra = true;         /* never pooled */
+    if (wf_xchg_tunnel_start(r, px_on_tunnel_req, px_on_tunnel_room) != WF_OK) {
+        px->state = PX_HEAD;
+        px->body = PX_BODY_NONE;
+        px->resp.head_len = 0;
+        px_fail(px, 502, "the client's connection cannot carry a tunnel");
+        return;
+    }
+    if (rest > 0) {
+        /* A fresh channel holds them (the head and they fit in px->in). */
+        wf_chan_write(&r->resp_body, px->in + h->head_len, rest);
+    }
+    px->in_len = 0;
+    wf_io_mod(px->loop, &px->io, 0);
+    px_tunnel_activity(px);
+    px_tunnel_pump(px);
 }
 
 /* Parses what px->in holds; skips interim 1xx heads. */
@@ -678,9 +968,15 @@ px_head(px_t *px)
         if (rc == WF_AGAIN) {
             return;
         }
+        if (rc == WF_OK && px->resp.status == 101 && px->upgrade) {
+            px_tunnel_begin(px);
+            return;
+        }
         if (rc != WF_OK || px->resp.status == 101) {
             px->resp.head_len = 0;
-            px_fail(px, 502, "invalid response head");
+            px_fail(px, 502,
+                    rc != WF_OK ? "invalid response head"
+                                : "101 to a request that asked no upgrade");
             return;
         }
         if (px->resp.status >= 200) {
@@ -718,10 +1014,10 @@ static int
 px_retry(px_t *px)
 {
     wf_io_del(px->loop, &px->io);
+    wf_xprt_close(&px->xp);
     close(px->io.fd);
     px->io.fd = -1;
-    free(px->out);
-    px->out = NULL;
+    px_out_put(px);
     px->out_off = 0;
     px->req_eof = false;
     px->reused = false;
@@ -747,7 +1043,8 @@ px_read_head(px_t *px)
             return WF_ERROR;
         }
     }
-    n = recv(px->io.fd, px->in + px->in_len, PX_IN_SIZE - px->in_len, 0);
+    n = wf_xprt_recv(&px->xp, px->io.fd, px->in + px->in_len,
+                     PX_IN_SIZE - px->in_len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return WF_OK;
     }
@@ -788,22 +1085,21 @@ px_emit(px_t *px, const char *d, size_t n)
     }
 }
 
-/* Moves body bytes from px->in (n read bytes at its start) into the
- * channel.  Returns WF_OK, or WF_DECLINED once the body is complete (or
- * failed). */
+/* Moves n read body bytes at d (in px->in) into the channel.  Returns
+ * WF_OK, or WF_DECLINED once the body is complete (or failed). */
 static int
-px_body_bytes(px_t *px, size_t n)
+px_body_bytes(px_t *px, char *d, size_t n)
 {
     size_t used, out;
     int rc;
 
     if (px->body == PX_BODY_CHUNKED) {
-        rc = wf_h1_chunked_decode(&px->dec, px->in, n, &used, px->in, &out);
+        rc = wf_h1_chunked_decode(&px->dec, d, n, &used, d, &out);
         if (rc == WF_ERROR) {
             px_fail(px, 502, "invalid chunked body");
             return WF_DECLINED;
         }
-        px_emit(px, px->in, out);
+        px_emit(px, d, out);
         px->extra |= rc == WF_OK && used < n;
         if (rc == WF_OK && px->r != NULL) {
             px_finish(px);
@@ -815,11 +1111,118 @@ px_body_bytes(px_t *px, size_t n)
         n = (size_t)wf_min((uint64_t)n, px->remaining);
         px->remaining -= n;
     }
-    px_emit(px, px->in, n);
+    px_emit(px, d, n);
     if (px->r != NULL && px->body == PX_BODY_LENGTH && px->remaining == 0) {
         px_finish(px);
     }
     return px->r != NULL ? WF_OK : WF_DECLINED;
+}
+
+/* readv() through the transport: TLS fills the pieces one by one and
+ * stops at the first short one. */
+static ssize_t
+px_readv(px_t *px, struct iovec *iov, size_t n)
+{
+    ssize_t got = 0;
+
+    if (!wf_xprt_is_tls(&px->xp)) {
+        return readv(px->io.fd, iov, (int)n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ssize_t k =
+            wf_xprt_recv(&px->xp, px->io.fd, iov[i].iov_base, iov[i].iov_len);
+
+        if (k <= 0) {
+            return got > 0 ? got : k;
+        }
+        got += k;
+        if ((size_t)k < iov[i].iov_len) {
+            break;
+        }
+    }
+    return got;
+}
+
+/* Reads a Content-Length or close-delimited body straight into the
+ * channel's buffers (one readv, no copy), never past the announced
+ * length: a byte past it, read into a probe, marks the connection as not
+ * reusable.  Returns the bytes read (> 0), 0 at EOF, WF_AGAIN, or
+ * WF_ERROR (errno set; px failed when the channel refused). */
+static ssize_t
+px_recv_direct(px_t *px, size_t room)
+{
+    wf_chan_t *ch = &px->r->resp_body;
+    struct iovec iov[PX_IOV + 1];
+    char probe;
+    size_t want = wf_min(room, (size_t)PX_IN_SIZE), len;
+    ssize_t k, n;
+    bool last = false;
+
+    if (px->body == PX_BODY_LENGTH && px->remaining <= want) {
+        want = (size_t)px->remaining;
+        last = true;
+    }
+    k = wf_chan_reserve(ch, want, iov, PX_IOV, &len);
+    if (k < 0) {
+        if (k == WF_ERROR) {
+            px_fail(px, 502, "channel refused the body");
+        }
+        return k;
+    }
+    if (last && len == want) {
+        iov[k++] = (struct iovec){&probe, 1};
+    }
+    n = px_readv(px, iov, (size_t)k);
+    if (n > (ssize_t)len) {
+        px->extra = true;
+        n = (ssize_t)len;
+    }
+    if (n > 0) {
+        wf_chan_commit(ch, (size_t)n);
+    }
+    return n < 0 && (errno == EAGAIN || errno == EINTR) ? WF_AGAIN : n;
+}
+
+/* Reads the next body bytes: into the channel directly, or (a chunked
+ * body, decoded in place) into px->in, no more than the room so that the
+ * channel's bound holds.  Returns WF_OK to go on, WF_DECLINED to stop. */
+static int
+px_read_more(px_t *px, size_t room)
+{
+    ssize_t k;
+
+    if (px->body == PX_BODY_CHUNKED) {
+        k = wf_xprt_recv(&px->xp, px->io.fd, px->in,
+                         wf_min(room, (size_t)PX_IN_SIZE));
+        if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+            k = WF_AGAIN;
+        }
+    } else {
+        k = px_recv_direct(px, room);
+    }
+    if (k == WF_AGAIN || px->r == NULL) {
+        return WF_DECLINED;
+    }
+    if (k <= 0) {
+        if (k == 0 && px->body == PX_BODY_CLOSE) {
+            px_finish(px);
+        } else {
+            px_fail(px, 502, "response body cut short");
+        }
+        return WF_DECLINED;
+    }
+    wf_timer_set(px->loop, &px->timer, px->u->read_ms);
+    if (px->body == PX_BODY_CHUNKED) {
+        return px_body_bytes(px, px->in, (size_t)k);
+    }
+    if (px->body == PX_BODY_LENGTH) {
+        px->remaining -= (uint64_t)k;
+        if (px->remaining == 0) {
+            px_finish(px);
+            return WF_DECLINED;
+        }
+    }
+    return WF_OK;
 }
 
 /* Relays the response body while the channel has room. */
@@ -828,13 +1231,14 @@ px_read_body(px_t *px)
 {
     while (px->r != NULL) {
         size_t room = wf_chan_room(&px->r->resp_body);
-        size_t n = px->in_len;
-        ssize_t k;
 
-        px->in_len = 0;
-        if (n > 0) {
+        if (px->in_off < px->in_len) {
             /* Bytes read with the head: they fit in a fresh channel. */
-            if (px_body_bytes(px, n) != WF_OK) {
+            char *d = px->in + px->in_off;
+            size_t n = px->in_len - px->in_off;
+
+            px->in_off = px->in_len = 0;
+            if (px_body_bytes(px, d, n) != WF_OK) {
                 return;
             }
             continue;
@@ -843,22 +1247,7 @@ px_read_body(px_t *px)
             wf_chan_wait_room(&px->r->resp_body);
             return;
         }
-        /* A chunked body's framing is dropped in place, so reading no
-         * more than the room keeps the channel's bound. */
-        k = recv(px->io.fd, px->in, wf_min(room, (size_t)PX_IN_SIZE), 0);
-        if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-            return;
-        }
-        if (k <= 0) {
-            if (k == 0 && px->body == PX_BODY_CLOSE) {
-                px_finish(px);
-            } else {
-                px_fail(px, 502, "response body cut short");
-            }
-            return;
-        }
-        wf_timer_set(px->loop, &px->timer, px->u->read_ms);
-        if (px_body_bytes(px, (size_t)k) != WF_OK) {
+        if (px_read_more(px, room) != WF_OK) {
             return;
         }
     }
@@ -928,6 +1317,67 @@ px_ask_body(px_t *px)
     }
 }
 
+static void px_sending(px_t *px);
+
+/* Advances the TLS handshake; polls what it waits for. */
+static void
+px_tls_step(px_t *px)
+{
+    uint32_t ev = 0;
+    char why[256];
+    int rc = wf_tls_cli_handshake(&px->xp, &ev, why, sizeof(why));
+
+    if (rc == WF_AGAIN) {
+        if (ev != px->io.events) {
+            wf_io_mod(px->loop, &px->io, ev);
+        }
+        return;
+    }
+    if (rc != WF_OK) {
+        char msg[300];
+
+        snprintf(msg, sizeof(msg), "TLS handshake failed: %s", why);
+        px_fail(px, 502, msg);
+        return;
+    }
+    px_sending(px);
+}
+
+/* The name sent in SNI and verified: the "sni" option, else the host name
+ * of a server given by name ("NAME:PORT"), else none (the address is
+ * verified).  buf holds a copied name. */
+static const char *
+px_tls_name(const px_t *px, char *buf, size_t size)
+{
+    const char *host = px->srv->host;
+    const char *colon = host != NULL ? strrchr(host, ':') : NULL;
+    size_t len = colon != NULL ? (size_t)(colon - host) : 0;
+
+    if (px->u->sni != NULL || len == 0 || len >= size) {
+        return px->u->sni;
+    }
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+static void
+px_tls_start(px_t *px)
+{
+    const wf_upstream_server_t *s = px->srv;
+    char name[256];
+
+    if (wf_tls_cli_open(&px->xp, px->u->tls, px->io.fd,
+                        px_tls_name(px, name, sizeof(name)),
+                        (const struct sockaddr *)&s->addr, s->addrlen)
+        != WF_OK) {
+        px_fail(px, 502, "TLS: out of memory");
+        return;
+    }
+    px->state = PX_TLS;
+    px_tls_step(px);
+}
+
 static void
 px_on_connect(px_t *px)
 {
@@ -939,6 +1389,17 @@ px_on_connect(px_t *px)
         px_fail(px, 502, "connect failed");
         return;
     }
+    if (px->u->tls != NULL) {
+        px_tls_start(px);
+        return;
+    }
+    px_sending(px);
+}
+
+/* Connected (and TLS done): the request goes out. */
+static void
+px_sending(px_t *px)
+{
     px->state = PX_SEND;
     wf_timer_set(px->loop, &px->timer, px->u->send_ms);
     px_ask_body(px);
@@ -950,6 +1411,14 @@ px_io(px_t *px, uint32_t events)
 {
     if (px->state == PX_CONNECT) {
         px_on_connect(px);
+        return;
+    }
+    if (px->state == PX_TLS) {
+        px_tls_step(px);
+        return;
+    }
+    if (px->state == PX_TUNNEL) {
+        px_tunnel_pump(px);
         return;
     }
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0
@@ -969,7 +1438,9 @@ px_on_io(wf_io_t *io, uint32_t events)
     px_t *px = wf_container_of(io, px_t, io);
 
     px_enter(px);
+    px->in_event = true;
     px_io(px, events);
+    px->in_event = false;
     px_leave(px);
 }
 
@@ -982,7 +1453,7 @@ px_connect_pooled(px_t *px)
 
     if (px->u->idle_max == 0
         || !wf_proxy_pool_get(px->loop, (const struct sockaddr *)&s->addr,
-                              s->addrlen, &px->io)) {
+                              s->addrlen, px_pool_tag(px), &px->io, &px->xp)) {
         return false;
     }
     px->io.handler = px_on_io;
@@ -1050,11 +1521,24 @@ wf_proxy_thread_exit(void)
     if (px_pool_ready) {
         wf_fpool_fini(&px_pool);
         wf_fpool_fini(&px_in_pool);
+        wf_fpool_fini(&px_out_pool);
         px_pool_ready = false;
     }
 }
 
 static void px_start(px_t *px);
+
+static void
+px_on_kick(wf_task_t *task)
+{
+    px_t *px = wf_container_of(task, px_t, kick);
+
+    px_enter(px);
+    px->in_event = true;
+    px_io(px, EPOLLIN);
+    px->in_event = false;
+    px_leave(px);
+}
 
 void
 wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
@@ -1075,6 +1559,8 @@ wf_proxy_run(wf_req_t *r, wf_upstream_t *u)
     px->u = u;
     px->loop = r->loop;
     px->io.fd = -1;
+    px->kick.handler = px_on_kick;
+    wf_list_init(&px->kick.link);
     wf_timer_init(&px->timer, px_on_timer);
     px_enter(px);
     px_start(px);

@@ -6,13 +6,30 @@
 #include "core/common.h"
 #include "http/var.h"
 
-/* RFC 9110 5.6.2 tchar. */
-static bool
+/* RFC 9110 5.6.2 tchar, as a table (a field name is checked byte by
+ * byte on every response). */
+#define PP_T(c) [(unsigned char)(c)] = true
+static const bool pp_tchars[256] = {
+    PP_T('!'), PP_T('#'), PP_T('$'), PP_T('%'), PP_T('&'), PP_T('\''),
+    PP_T('*'), PP_T('+'), PP_T('-'), PP_T('.'), PP_T('^'), PP_T('_'),
+    PP_T('`'), PP_T('|'), PP_T('~'), PP_T('0'), PP_T('1'), PP_T('2'),
+    PP_T('3'), PP_T('4'), PP_T('5'), PP_T('6'), PP_T('7'), PP_T('8'),
+    PP_T('9'), PP_T('a'), PP_T('b'), PP_T('c'), PP_T('d'), PP_T('e'),
+    PP_T('f'), PP_T('g'), PP_T('h'), PP_T('i'), PP_T('j'), PP_T('k'),
+    PP_T('l'), PP_T('m'), PP_T('n'), PP_T('o'), PP_T('p'), PP_T('q'),
+    PP_T('r'), PP_T('s'), PP_T('t'), PP_T('u'), PP_T('v'), PP_T('w'),
+    PP_T('x'), PP_T('y'), PP_T('z'), PP_T('A'), PP_T('B'), PP_T('C'),
+    PP_T('D'), PP_T('E'), PP_T('F'), PP_T('G'), PP_T('H'), PP_T('I'),
+    PP_T('J'), PP_T('K'), PP_T('L'), PP_T('M'), PP_T('N'), PP_T('O'),
+    PP_T('P'), PP_T('Q'), PP_T('R'), PP_T('S'), PP_T('T'), PP_T('U'),
+    PP_T('V'), PP_T('W'), PP_T('X'), PP_T('Y'), PP_T('Z'),
+};
+#undef PP_T
+
+static inline bool
 pp_tchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-           || (c >= '0' && c <= '9')
-           || (c != 0 && strchr("!#$%&'*+-.^_`|~", c));
+    return pp_tchars[c];
 }
 
 /* field-vchar, SP, HTAB or obs-text. */
@@ -30,9 +47,12 @@ pp_head_end(wf_proxy_resp_t *h, const char *buf, size_t len)
     size_t i = h->scanned;
 
     for (; i < len; i++) {
-        if (buf[i] != '\n') {
-            continue;
+        const char *nl = memchr(buf + i, '\n', len - i);
+
+        if (nl == NULL) {
+            break;
         }
+        i = (size_t)(nl - buf);
         if (i >= 1 && buf[i - 1] == '\n') {
             return i + 1;
         }
@@ -198,10 +218,8 @@ wf_proxy_resp_parse(wf_proxy_resp_t *h, const char *buf, size_t len, size_t max)
         const char *nl = memchr(p, '\n', (size_t)(buf + end - p));
         const char *e = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
 
-        if (memchr(p, '\r', (size_t)(e - p)) != NULL
-            || memchr(p, '\0', (size_t)(e - p)) != NULL) {
-            return WF_ERROR;
-        }
+        /* (A CR or NUL inside [p, e) is refused by the checks of each
+         * byte: tchar in names, field-vchar in values and the reason.) */
         if (e == p) {
             break; /* the empty line */
         }
@@ -224,6 +242,18 @@ wf_proxy_resp_parse(wf_proxy_resp_t *h, const char *buf, size_t len, size_t max)
     h->keep_alive = h->version == 10 ? ka && !close : !close;
     h->head_len = end;
     return WF_OK;
+}
+
+bool
+wf_proxy_resp_has_token(const wf_proxy_resp_t *h, wf_str_t name, wf_str_t tok)
+{
+    for (unsigned i = 0; i < h->nheaders; i++) {
+        if (wf_str_eq_nocase(h->headers[i].name, name)
+            && pp_list_has(h->headers[i].value, tok)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 static const wf_str_t pp_hop[] = {
@@ -300,7 +330,7 @@ size_t
 wf_proxy_req_head_size(const wf_h1_head_t *h, const wf_proxy_req_opts_t *o)
 {
     size_t n = h->method.len + h->path.len + h->query.len + h->host.len
-               + o->host.len + o->extra.len + 128;
+               + o->host.len + o->extra.len + 128 + 48;
 
     for (unsigned i = 0; i < h->nheaders; i++) {
         n += h->headers[i].name.len + h->headers[i].value.len + 4;
@@ -374,7 +404,9 @@ wf_proxy_req_head_write(char *out, const wf_h1_head_t *h,
                      (long long)h->content_length);
     }
     p = pp_put(p, o->extra);
-    if (!o->keep_alive) {
+    if (o->upgrade) {
+        p = pp_put_lit(p, "Upgrade: websocket\r\nConnection: upgrade\r\n");
+    } else if (!o->keep_alive) {
         p = pp_put_lit(p, "Connection: close\r\n");
     }
     p = pp_put_lit(p, "\r\n");

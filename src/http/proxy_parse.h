@@ -41,6 +41,11 @@ typedef struct wf_proxy_resp {
 int wf_proxy_resp_parse(wf_proxy_resp_t *h, const char *buf, size_t len,
                         size_t max);
 
+/* Does a field named name (any case) of h list token tok (lowercase) in
+ * its comma-separated value?  ("Upgrade: websocket" in a 101.) */
+bool wf_proxy_resp_has_token(const wf_proxy_resp_t *h, wf_str_t name,
+                             wf_str_t tok);
+
 /* Hop-by-hop fields (RFC 9110 7.6.1) that the proxy never forwards in
  * either direction, and the names a Connection field lists: true when the
  * field named name must be dropped, given the Connection values conn[0..n). */
@@ -56,6 +61,9 @@ typedef struct wf_proxy_req_opts {
     bool keep_alive;      /* HTTP/1.1 persistence: no "Connection: close" */
     bool drop_client;     /* drop the client's X-Client-* fields
                              (wf_var_tls_is_client_field()) */
+    bool upgrade;         /* a WebSocket handshake: "Upgrade: websocket"
+                             and "Connection: upgrade" are sent (and no
+                             "Connection: close") */
     wf_str_t extra;       /* "Name: value\r\n" lines appended; borrowed */
 } wf_proxy_req_opts_t;
 
@@ -69,8 +77,9 @@ size_t wf_proxy_req_head_size(const wf_h1_head_t *h,
  * (hop-by-hop ones, Content-Length, Transfer-Encoding and Expect dropped,
  * see wf_proxy_hop_by_hop()), one Host, the framing of the body
  * (Transfer-Encoding: chunked for a chunked body, else Content-Length when
- * the client sent a body), o->extra and, unless o->keep_alive,
- * "Connection: close".  Returns the bytes written. */
+ * the client sent a body), o->extra and "Upgrade: websocket" with
+ * "Connection: upgrade" when o->upgrade, else "Connection: close" unless
+ * o->keep_alive.  Returns the bytes written. */
 size_t wf_proxy_req_head_write(char *out, const wf_h1_head_t *h,
                                const wf_proxy_req_opts_t *o);
 

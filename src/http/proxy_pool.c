@@ -16,6 +16,8 @@ typedef struct pool_conn {
     wf_loop_t *loop;
     struct sockaddr_storage addr;
     socklen_t len;
+    uint64_t tag;          /* 0: plain; else the TLS context's id */
+    wf_xprt_t xp;          /* its TLS session, if any */
     _Atomic int32_t *idle; /* the server's count of idle connections */
 } pool_conn_t;
 
@@ -49,6 +51,7 @@ pool_conn_close(pool_conn_t *pc)
     pool_conn_unidle(pc);
     wf_timer_stop(pc->loop, &pc->timer);
     wf_io_del(pc->loop, &pc->io);
+    wf_xprt_close(&pc->xp);
     close(pc->io.fd);
     free(pc);
 }
@@ -69,23 +72,26 @@ pool_on_timer(wf_timer_t *t)
 }
 
 static bool
-pool_same(const pool_conn_t *pc, const struct sockaddr *addr, socklen_t len)
+pool_same(const pool_conn_t *pc, const struct sockaddr *addr, socklen_t len,
+          uint64_t tag)
 {
-    return pc->len == len && memcmp(&pc->addr, addr, len) == 0;
+    return pc->len == len && pc->tag == tag
+           && memcmp(&pc->addr, addr, len) == 0;
 }
 
 bool
 wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr, socklen_t len,
-                  wf_io_t *io)
+                  uint64_t tag, wf_io_t *io, wf_xprt_t *xp)
 {
     wf_list_t *head = pool_list();
 
     for (wf_list_t *l = head->prev; l != head; l = l->prev) {
         pool_conn_t *pc = wf_container_of(l, pool_conn_t, link);
 
-        if (pc->loop != loop || !pool_same(pc, addr, len)) {
+        if (pc->loop != loop || !pool_same(pc, addr, len, tag)) {
             continue;
         }
+        *xp = pc->xp;
         io->fd = pc->io.fd;
         io->events = pc->io.events;
         wf_io_table_set(io); /* cannot fail: the fd is in the table */
@@ -99,7 +105,8 @@ wf_proxy_pool_get(wf_loop_t *loop, const struct sockaddr *addr, socklen_t len,
 
 /* Closes the oldest idle connection to addr when max are idle already. */
 static void
-pool_trim(const struct sockaddr *addr, socklen_t len, unsigned max)
+pool_trim(const struct sockaddr *addr, socklen_t len, uint64_t tag,
+          unsigned max)
 {
     pool_conn_t *oldest = NULL;
     unsigned n = 0;
@@ -108,7 +115,7 @@ pool_trim(const struct sockaddr *addr, socklen_t len, unsigned max)
     {
         pool_conn_t *pc = wf_container_of(l, pool_conn_t, link);
 
-        if (pool_same(pc, addr, len)) {
+        if (pool_same(pc, addr, len, tag)) {
             oldest = oldest == NULL ? pc : oldest;
             n++;
         }
@@ -119,18 +126,22 @@ pool_trim(const struct sockaddr *addr, socklen_t len, unsigned max)
 }
 
 void
-wf_proxy_pool_put(wf_loop_t *loop, wf_io_t *io, const struct sockaddr *addr,
-                  socklen_t len, unsigned max, uint32_t idle_ms,
-                  _Atomic int32_t *idle)
+wf_proxy_pool_put(wf_loop_t *loop, wf_io_t *io, wf_xprt_t *xp,
+                  const struct sockaddr *addr, socklen_t len, uint64_t tag,
+                  unsigned max, uint32_t idle_ms, _Atomic int32_t *idle)
 {
     pool_conn_t *pc = len <= sizeof(pc->addr) ? malloc(sizeof(*pc)) : NULL;
 
     if (pc == NULL) {
         wf_io_del(loop, io);
+        wf_xprt_close(xp);
         close(io->fd);
         return;
     }
-    pool_trim(addr, len, max);
+    pool_trim(addr, len, tag, max);
+    pc->xp = *xp;
+    *xp = (wf_xprt_t){0};
+    pc->tag = tag;
     pc->loop = loop;
     pc->io.fd = io->fd;
     pc->io.events = io->events;
@@ -140,6 +151,7 @@ wf_proxy_pool_put(wf_loop_t *loop, wf_io_t *io, const struct sockaddr *addr,
     pc->len = len;
     if (wf_io_mod(loop, &pc->io, EPOLLIN | EPOLLRDHUP) != WF_OK) {
         wf_io_del(loop, &pc->io);
+        wf_xprt_close(&pc->xp);
         close(pc->io.fd);
         free(pc);
         return;

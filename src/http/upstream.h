@@ -109,6 +109,8 @@ struct wf_upstream {
     uint32_t head_ms;
     uint32_t send_ms;
     uint32_t read_ms;
+    uint32_t tunnel_ms; /* a WebSocket tunnel with no byte either way
+                           (Wharf's "tunnel_timeout"; 0: the default) */
 
     /* Keep-alive (Wharf's): idle connections kept per thread and server
      * address (0: none, Unit's "Connection: close"), and for how long. */
@@ -156,6 +158,12 @@ struct wf_upstream {
     struct wf_upstream_stats *stats; /* process-wide, by name; NULL for a
                                         "proxy" action's own upstream */
     bool compiled;                   /* wf_upstream_compile() ran */
+
+    /* TLS to the servers (an "https://" proxy, or Wharf's "tls"): NULL
+     * when plain; owned by the snapshot (wf_conf_t.tls_clis).  sni: the
+     * name sent and verified (NULL: none; the address is verified). */
+    struct wf_tls_cli *tls;
+    const char *sni;
 };
 
 #define WF_UPSTREAM_CONNECT_MS (60 * 1000) /* Unit's proxy_timeout */
@@ -169,6 +177,7 @@ struct wf_upstream {
 #define WF_UPSTREAM_KEY_MAX    1024        /* a rendered "hash_key" */
 #define WF_UPSTREAM_FAIL_MS    (10 * 1000) /* "fail_window", "fail_timeout" */
 #define WF_UPSTREAM_RESOLVE_MS (30 * 1000) /* "resolve_interval" */
+#define WF_UPSTREAM_TUNNEL_MS  (60 * 1000) /* "tunnel_timeout" by default */
 
 /* Sets u's defaults (Unit's timeouts) and its lock; u is zeroed. */
 void wf_upstream_init(wf_upstream_t *u);

@@ -71,8 +71,9 @@ REFUSED = {
     # as any invalid address does in Unit.
     "proxy_hostname": (conf(act(proxy="http://bad_host:80")),
                        'The "proxy" address is invalid "bad_host:80"'),
-    "proxy_https": (conf(act(proxy="https://127.0.0.1:9")),
-                    'The "proxy" address is invalid "https://127.0.0.1:9"'),
+    # (Unit refuses "https://"; Wharf speaks TLS to it: test_proxy_tls.py)
+    "proxy_https_path": (conf(act(proxy="https://127.0.0.1:9/x")),
+                         'The "proxy" address is invalid "127.0.0.1:9/x"'),
     "proxy_path": (conf(act(proxy="http://127.0.0.1:9/x")),
                    'The "proxy" address is invalid "127.0.0.1:9/x"'),
     "proxy_port_0": (conf(act(proxy="http://127.0.0.1:0")),

@@ -150,3 +150,29 @@ def test_other_requests_not_retried(wharf, backends, method, body):
     assert ask(server).status == 200
     assert ask(server, method=method, body=body).status == 502
     assert b.accepted == 1
+
+
+def test_bytes_past_a_streamed_body_never_reach_the_client(wharf, backends):
+    """A Content-Length body too big for the first read is read straight
+    into the response channel, never past its length: bytes the backend
+    sent after it (here a whole second response) are not relayed, and the
+    connection is not reused for the next request."""
+    body = bytes(range(256)) * 800  # 200 KiB
+    smuggled = response(200, b"SMUGGLED")
+
+    seen = []
+
+    def handler(req, sock):
+        seen.append(req)
+        if len(seen) > 1:
+            return response(200, b"second")
+        return response(200, body) + smuggled
+    b = backends(handler)
+    server = wharf(pooled(b.url, timeout=30), threads=1)
+    first = ask(server)
+    assert first.status == 200
+    assert first.body == body
+    second = ask(server)
+    assert second.body == b"second"
+    assert seen[1].nth == 0  # on a new connection
+    assert b.accepted == 2

@@ -38,6 +38,7 @@ typedef struct h1x_case {
     bool keep_alive;   /* expected */
     bool ep_abort;     /* the endpoint must see an abort */
     bool paused;       /* h1 must stop reading the socket once */
+    unsigned chunks;   /* chunks the response may take at most (0: any) */
 } h1x_case_t;
 
 #define H1X_POST11 "POST /x HTTP/1.1\r\nHost: t\r\n"
@@ -45,22 +46,28 @@ typedef struct h1x_case {
 static const h1x_case_t h1x_cases[] = {
     {"chunked_slow_endpoint", H1X_POST11 "Transfer-Encoding: chunked\r\n\r\n",
      300000, true, NULL, true, 3000, 200000, 8 << 20, false, 200, true, true,
-     false, true},
+     false, true, 0},
     {"length_expect_100",
      H1X_POST11 "Content-Length: 200000\r\nExpect: 100-continue\r\n\r\n",
      200000, false, NULL, true, 50000, 1000, 8 << 20, true, 200, true, true,
-     false, true},
+     false, true, 0},
     {"http10_close_delimited",
      "POST /x HTTP/1.0\r\nContent-Length: 1000\r\n\r\n", 1000, false, NULL,
-     true, 100000, 5000, 8 << 20, false, 200, false, false, false, false},
+     true, 100000, 5000, 8 << 20, false, 200, false, false, false, false, 0},
     {"not_read_drained_expect_100",
      H1X_POST11 "Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n", 5000,
-     false, NULL, false, 0, 0, 8 << 20, true, 204, false, true, false, false},
+     false, NULL, false, 0, 0, 8 << 20, true, 204, false, true, false, false,
+     0},
     {"bad_chunk", H1X_POST11 "Transfer-Encoding: chunked\r\n\r\n", 50000, true,
-     "zz\r\n", true, 100000, 0, 8 << 20, false, 400, false, false, true, false},
+     "zz\r\n", true, 100000, 0, 8 << 20, false, 400, false, false, true, false,
+     0},
     {"over_max_body", H1X_POST11 "Transfer-Encoding: chunked\r\n\r\n", 300000,
-     true, NULL, true, 100000, 0, 100000, false, 413, false, false, true,
-     false},
+     true, NULL, true, 100000, 0, 100000, false, 413, false, false, true, false,
+     0},
+    /* A response queued whole leaves as one chunk (gathered write): */
+    {"gathered_one_chunk", H1X_POST11 "Content-Length: 10\r\n\r\n", 10, false,
+     NULL, true, 100000, 40000, 8 << 20, false, 200, true, true, false, false,
+     1},
 };
 
 static const h1x_case_t *h1x_tc;
@@ -221,6 +228,8 @@ h1x_conn(void)
     return wf_container_of(h1_thr.all.next, wf_h1_conn_t, link);
 }
 
+static unsigned h1x_chunks; /* data chunks h1x_dechunk() saw */
+
 /* Decodes a chunked body in place; returns its length or -1. */
 static long
 h1x_dechunk(char *p, size_t n, bool *complete)
@@ -229,6 +238,7 @@ h1x_dechunk(char *p, size_t n, bool *complete)
     size_t out = 0;
 
     *complete = false;
+    h1x_chunks = 0;
     while (in < n) {
         char *end;
         unsigned long k = strtoul(p + in, &end, 16);
@@ -245,6 +255,7 @@ h1x_dechunk(char *p, size_t n, bool *complete)
             return (long)out;
         }
         memmove(p + out, p + in, k);
+        h1x_chunks++;
         out += k;
         in += k + 2;
     }
@@ -344,6 +355,9 @@ h1x_check_response(const h1x_case_t *tc, h1x_client_t *cl)
     }
     assert_true(complete);
     assert_int_equal(body, (long)tc->resp_len);
+    if (tc->chunks > 0 && h1x_chunks > tc->chunks) {
+        fail_msg("%s: %u chunks for a body queued whole", tc->name, h1x_chunks);
+    }
     for (size_t i = 0; i < tc->resp_len; i++) {
         if ((uint8_t)p[head + i] != h1x_byte(i)) {
             fail_msg("%s: response byte %zu differs", tc->name, i);

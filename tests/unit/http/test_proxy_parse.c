@@ -70,6 +70,10 @@ static const pp_case_t pp_cases[] = {
     {"obs_fold", IN("HTTP/1.1 200 OK\r\nA: b\r\n c\r\n\r\n"), WF_ERROR},
     {"bare_cr", IN("HTTP/1.1 200 OK\r\nA: b\rc\r\n\r\n"), WF_ERROR},
     {"nul", IN("HTTP/1.1 200 OK\r\nA: b\0c\r\n\r\n"), WF_ERROR},
+    {"cr_in_reason", IN("HTTP/1.1 200 O\rK\r\n\r\n"), WF_ERROR},
+    {"cr_in_name", IN("HTTP/1.1 200 OK\r\nA\rB: c\r\n\r\n"), WF_ERROR},
+    {"cr_line", IN("HTTP/1.1 200 OK\r\n\r\r\n\r\n"), WF_ERROR},
+    {"nul_in_name", IN("HTTP/1.1 200 OK\r\nA\0: c\r\n\r\n"), WF_ERROR},
     {"ctl", IN("HTTP/1.1 200 OK\r\nA: b\x01\r\n\r\n"), WF_ERROR},
     {"two_lengths",
      IN("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
@@ -240,6 +244,14 @@ typedef struct pp_req_case {
 } pp_req_case_t;
 
 static const pp_req_case_t pp_req_cases[] = {
+    {"websocket_upgrade",
+     "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+     "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: k\r\n"
+     "Sec-WebSocket-Version: 13\r\n\r\n",
+     {.keep_alive = false, .upgrade = true},
+     "GET /ws HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: k\r\n"
+     "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
+     "Connection: upgrade\r\n\r\n"},
     {"simple",
      "GET /a?b HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n",
      {.keep_alive = false},
@@ -293,6 +305,24 @@ static const pp_req_case_t pp_req_cases[] = {
      "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"},
 };
 
+/* A 101's Upgrade, as the tunnel checks it. */
+static void
+pp_test_resp_token(void **state)
+{
+    static const char in[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                             "Upgrade: foo, WebSocket\r\nConnection: x\r\n\r\n";
+    wf_proxy_resp_t h = {0};
+
+    wf_unused(state);
+    assert_int_equal(wf_proxy_resp_parse(&h, in, sizeof(in) - 1, 4096), WF_OK);
+    assert_true(wf_proxy_resp_has_token(&h, wf_string("upgrade"),
+                                        wf_string("websocket")));
+    assert_false(wf_proxy_resp_has_token(&h, wf_string("connection"),
+                                         wf_string("upgrade")));
+    assert_false(
+        wf_proxy_resp_has_token(&h, wf_string("upgrade"), wf_string("h2c")));
+}
+
 static void
 pp_test_request_heads(void **state)
 {
@@ -341,6 +371,7 @@ wf_test_proxy_parse(void)
         cmocka_unit_test(pp_test_too_many_fields),
         cmocka_unit_test(pp_test_hop_by_hop),
         cmocka_unit_test(pp_test_request_heads),
+        cmocka_unit_test(pp_test_resp_token),
         cmocka_unit_test(pp_test_request_round_trip),
     };
 
