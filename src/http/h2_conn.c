@@ -56,6 +56,7 @@ typedef struct h2_stream {
     bool job_pending;    /* a helper job holds req */
     bool in_eof;         /* the client's END_STREAM came */
     bool deferred;       /* the data source said DEFERRED */
+    bool free_pending;   /* freed once its file bytes are out */
     bool logged;
     h2_body_mode_t body_mode;
     uint64_t body_seen;
@@ -69,7 +70,8 @@ typedef struct h2_stream {
     wf_file_t *file;
     uint64_t file_off;
     uint64_t file_left;
-    uint64_t sent; /* body bytes out, for the access log */
+    uint64_t nc_off; /* the no-copy frame's first file byte */
+    uint64_t sent;   /* body bytes out, for the access log */
     wf_h2_map_field_t *fields;
     nghttp2_nv *nv;
 } h2_stream_t;
@@ -103,6 +105,12 @@ struct h2_conn {
     size_t olen;
     size_t ooff;
     size_t ocap;
+
+    /* A DATA frame's file bytes, sent after obuf (no-copy path): its
+     * stream stays allocated until they are out. */
+    h2_stream_t *sf_stream; /* NULL: none */
+    off_t sf_off;
+    uint64_t sf_left;
 };
 
 typedef struct h2_thread {
@@ -169,6 +177,10 @@ h2_stream_free(wf_task_t *task)
     h2_stream_t *s = wf_container_of(task, h2_stream_t, free_task);
     wf_req_t *r = &s->req;
 
+    if (s->c->sf_stream == s && !s->c->closing) {
+        s->free_pending = true; /* h2_write() frees it */
+        return;
+    }
     wf_xchg_fini(r);
     wf_http_req_release(r);
     if (r->uri != r->uri_inline) {
@@ -631,21 +643,58 @@ h2_read_stream(h2_stream_t *s, uint8_t *buf, size_t len, uint32_t *flags)
     return (ssize_t)n;
 }
 
+/* A file body goes out without a copy (NGHTTP2_DATA_FLAG_NO_COPY):
+ * h2_on_send_data() queues the frame's bytes for sendfile(), or the TLS
+ * transport's own file write. */
 static ssize_t
 h2_read_file(h2_stream_t *s, uint8_t *buf, size_t len, uint32_t *flags)
 {
-    size_t want = (size_t)wf_min((uint64_t)len, s->file_left);
-    ssize_t n = pread(wf_file_fd(s->file), buf, want, (off_t)s->file_off);
+    size_t n = (size_t)wf_min((uint64_t)len, s->file_left);
 
-    if (n <= 0) {
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    }
-    s->file_off += (uint64_t)n;
-    s->file_left -= (uint64_t)n;
+    wf_unused(buf);
+    s->nc_off = s->file_off;
+    s->file_off += n;
+    s->file_left -= n;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (s->file_left == 0) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     }
-    return n;
+    return (ssize_t)n;
+}
+
+/* nghttp2 sends a no-copy DATA frame: its header joins obuf, its bytes
+ * become the pending file segment; mem_send() pauses so that no later
+ * frame is gathered before them. */
+static int
+h2_on_send_data(nghttp2_session *ng, nghttp2_frame *frame,
+                const uint8_t *framehd, size_t length, nghttp2_data_source *src,
+                void *user)
+{
+    h2_conn_t *c = user;
+    h2_stream_t *s = src->ptr;
+
+    wf_unused(ng);
+    if (frame->data.padlen > 0 || c->sf_stream != NULL) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE; /* we never pad */
+    }
+    if (c->olen + 9 > c->ocap) {
+        size_t cap = wf_max(c->olen + 9, (size_t)H2_OBUF_SIZE);
+        char *b = realloc(c->obuf, cap);
+
+        if (b == NULL) {
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        c->obuf = b;
+        c->ocap = cap;
+    }
+    memcpy(c->obuf + c->olen, framehd, 9);
+    c->olen += 9;
+    if (length > 0) {
+        c->sf_stream = s;
+        c->sf_off = (off_t)s->nc_off;
+        c->sf_left = length;
+    }
+    return NGHTTP2_ERR_PAUSE;
 }
 
 static ssize_t
@@ -875,8 +924,9 @@ static int
 h2_write(h2_conn_t *c)
 {
     while (c->ooff < c->olen) {
-        ssize_t n = wf_xprt_send(&c->xp, c->io.fd, c->obuf + c->ooff,
-                                 c->olen - c->ooff, MSG_NOSIGNAL);
+        ssize_t n =
+            wf_xprt_send(&c->xp, c->io.fd, c->obuf + c->ooff, c->olen - c->ooff,
+                         MSG_NOSIGNAL | (c->sf_stream != NULL ? MSG_MORE : 0));
 
         if (n < 0) {
             return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
@@ -884,6 +934,25 @@ h2_write(h2_conn_t *c)
         c->ooff += (size_t)n;
     }
     c->ooff = c->olen = 0;
+    while (c->sf_stream != NULL) {
+        h2_stream_t *s = c->sf_stream;
+        ssize_t n = wf_xprt_sendfile(&c->xp, c->io.fd, wf_file_fd(s->file),
+                                     &c->sf_off, (size_t)c->sf_left);
+
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        if (n == 0) {
+            return WF_ERROR; /* the file shrank */
+        }
+        c->sf_left -= (uint64_t)n;
+        if (c->sf_left == 0) {
+            c->sf_stream = NULL;
+            if (s->free_pending) {
+                wf_task_defer(c->loop, &s->free_task);
+            }
+        }
+    }
     return WF_OK;
 }
 
@@ -891,7 +960,7 @@ h2_write(h2_conn_t *c)
 static int
 h2_gather(h2_conn_t *c)
 {
-    while (c->olen < H2_OBUF_SIZE) {
+    while (c->olen < H2_OBUF_SIZE && c->sf_stream == NULL) {
         const uint8_t *p;
         ssize_t n = nghttp2_session_mem_send(c->ng, &p);
 
@@ -1101,6 +1170,10 @@ h2_close(h2_conn_t *c)
     while (!wf_list_is_empty(&c->streams)) {
         h2_stream_release(wf_container_of(c->streams.next, h2_stream_t, link));
     }
+    if (c->sf_stream != NULL && c->sf_stream->free_pending) {
+        wf_task_defer(c->loop, &c->sf_stream->free_task);
+    }
+    c->sf_stream = NULL;
     wf_timer_stop(c->loop, &c->timer);
     wf_io_del(c->loop, &c->io);
     wf_xprt_close(&c->xp);
@@ -1131,6 +1204,7 @@ h2_callbacks(void)
                                                                   h2_on_data);
         nghttp2_session_callbacks_set_on_stream_close_callback(
             cbs, h2_on_stream_close);
+        nghttp2_session_callbacks_set_send_data_callback(cbs, h2_on_send_data);
     }
     return cbs;
 }
