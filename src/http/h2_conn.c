@@ -596,6 +596,27 @@ h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
     return 0;
 }
 
+/* Our response ended the stream while the client's body still comes:
+ * RST_STREAM NO_ERROR tells it to stop (RFC 9113 8.1), and the stream
+ * does not hold a concurrency slot for a body nobody reads. */
+static int
+h2_on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+    h2_stream_t *s;
+
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0
+        || (frame->hd.type != NGHTTP2_DATA
+            && frame->hd.type != NGHTTP2_HEADERS)) {
+        return 0;
+    }
+    s = h2_stream_get(user, frame->hd.stream_id);
+    if (s != NULL && !s->in_eof) {
+        nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, s->id,
+                                  NGHTTP2_NO_ERROR);
+    }
+    return 0;
+}
+
 static int
 h2_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error, void *user)
 {
@@ -1205,6 +1226,8 @@ h2_callbacks(void)
         nghttp2_session_callbacks_set_on_stream_close_callback(
             cbs, h2_on_stream_close);
         nghttp2_session_callbacks_set_send_data_callback(cbs, h2_on_send_data);
+        nghttp2_session_callbacks_set_on_frame_send_callback(cbs,
+                                                             h2_on_frame_send);
     }
     return cbs;
 }

@@ -123,21 +123,37 @@ def test_settings_validated(wharf, bad):
 
 
 def test_max_concurrent_streams_enforced(wharf):
-    server = wharf(conf({"h2": {"max_concurrent_streams": 2}}))
-    c = H2Client(server.port)
+    from lib.proxy_backends import RawBackend, response
+
+    def slow(req, sock):
+        time.sleep(1.5)
+        return response(200, b"late")
+    b = RawBackend(slow)
     try:
-        # three open streams before the client heard our SETTINGS
-        ids = [c.request("/x", method="POST", body=b"a", end=False)
-               for _ in range(3)]
-        deadline = time.monotonic() + scaled(10)
-        while ids[2] not in c.resets and time.monotonic() < deadline:
-            c.read_some()
-        assert c.resets.get(ids[2]) in (h2.errors.ErrorCodes.REFUSED_STREAM,
-                                        h2.errors.ErrorCodes.PROTOCOL_ERROR)
-        assert c.responses[ids[0]]["status"] == 204
+        server = wharf({"listeners": {"127.0.0.1:{port}":
+                                      {"pass": "routes", "h2c": True}},
+                        "routes": [{"match": {"uri": "/ok"},
+                                    "action": {"return": 204}},
+                                   {"action": {"proxy": b.url}}],
+                        "settings": {"http": {"h2": {
+                            "max_concurrent_streams": 2}}}})
+        c = H2Client(server.port)
+        try:
+            # three streams the backend holds, sent before the client
+            # heard our SETTINGS
+            ids = [c.request("/slow") for _ in range(3)]
+            deadline = time.monotonic() + scaled(10)
+            while ids[2] not in c.resets and time.monotonic() < deadline:
+                c.read_some()
+            assert c.resets.get(ids[2]) in (
+                h2.errors.ErrorCodes.REFUSED_STREAM,
+                h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            assert c.wait(ids[0])["body"] == b"late"
+        finally:
+            c.close()
+        served(server)
     finally:
-        c.close()
-    served(server)
+        b.stop()
 
 
 def test_header_list_too_big_is_a_stream_error(wharf):
