@@ -233,6 +233,15 @@ h1_stat_add(_Atomic uint64_t *counter, int64_t delta)
 }
 
 void
+wf_h1_stats_h2(wf_loop_t *loop, unsigned closed, unsigned requests)
+{
+    h1_stats_cell_t *cell = &h1_stats[loop->id % H1_STATS_CELLS];
+
+    h1_stat_add(&cell->closed, closed);
+    h1_stat_add(&cell->requests, requests);
+}
+
+void
 wf_h1_stats_get(wf_h1_stats_t *out)
 {
     uint64_t open = 0;
@@ -1011,8 +1020,7 @@ h1_to_h2(wf_h1_conn_t *c)
     if (c->state == WF_H1_IDLE) {
         h1_stat_add(&h1_stats_cell(c)->idle, -1);
     }
-    h1_stat_add(&h1_stats_cell(c)->closed, 1);
-    c->state = WF_H1_CLOSING;
+    c->state = WF_H1_CLOSING; /* still open for /status: h2 closes it */
     wf_list_del(&c->resume.link);
     wf_list_del(&c->xp_kick.link);
     wf_list_del(&c->link);

@@ -89,6 +89,11 @@ typedef struct wf_h1_stats {
     uint64_t requests; /* requests started */
 } wf_h1_stats_t;
 
+/* Counts, for /status, what an HTTP/2 connection (http/h2_conn.c) that
+ * took over an accepted connection does on loop's thread: its close
+ * (closed) and its streams (requests). */
+void wf_h1_stats_h2(wf_loop_t *loop, unsigned closed, unsigned requests);
+
 /* Sums the counters of all threads (any thread; a racy but consistent
  * enough view, as Unit's). */
 void wf_h1_stats_get(wf_h1_stats_t *out);

@@ -230,6 +230,7 @@ h2_stream_new(h2_conn_t *c, int32_t id)
     r->rq.start_ns = c->loop->now * 1000000u;
     wf_list_add_tail(&c->streams, &s->link);
     c->nstreams++;
+    wf_h1_stats_h2(c->loop, 0, 1);
     return s;
 }
 
@@ -1203,6 +1204,7 @@ h2_close(h2_conn_t *c)
     wf_list_del(&c->kick.link);
     wf_list_del(&c->link);
     wf_listen_conn_release(c->loop);
+    wf_h1_stats_h2(c->loop, 1, 0);
     if (c->jobs == 0) {
         wf_task_defer(c->loop, &c->free_task);
     }

@@ -395,3 +395,28 @@ def test_many_streams_of_a_file_interleave(h2c_server, docroot):
             assert r["status"] == 200 and r["body"] == data
     finally:
         c.close()
+
+
+def test_status_counts_h2_connections_and_streams(h2c_server):
+    from h2raw import H2Client
+    api = h2c_server.api()
+    before = api.get("/status").json
+    c = H2Client(h2c_server.port, timeout=scaled(20))
+    try:
+        for _ in range(3):
+            assert c.wait(c.request("/ret"))["status"] == 204
+        now = api.get("/status").json
+        assert now["requests"]["total"] - before["requests"]["total"] >= 3
+        conns = now["connections"]
+        assert conns["accepted"] - before["connections"]["accepted"] >= 1
+        assert conns["active"] + conns["idle"] >= 1  # still open
+    finally:
+        c.close()
+    deadline = time.monotonic() + scaled(5)
+    while time.monotonic() < deadline:
+        st = api.get("/status").json["connections"]
+        if st["closed"] == st["accepted"] - 1:  # only the api's own is open
+            break
+        time.sleep(0.05)
+    st = api.get("/status").json["connections"]
+    assert st["closed"] >= before["connections"]["closed"] + 1
