@@ -286,20 +286,33 @@ def test_continuation_flood(wharf):
 
 
 def test_stream_exhaustion_many_connections(wharf):
-    """Connections each holding every stream they may open do not keep a
-    new client from being served."""
-    server = wharf(conf({"h2": {"max_concurrent_streams": 16}}))
+    """Connections each holding every stream they may open (at a backend
+    that answers late) do not keep a new client from being served."""
+    from lib.proxy_backends import RawBackend, response
+
+    def slow(req, sock):
+        time.sleep(2)
+        return response(200, b"late")
+    b = RawBackend(slow)
     clients = []
     try:
-        for _ in range(8):
+        server = wharf({"listeners": {"127.0.0.1:{port}":
+                                      {"pass": "routes", "h2c": True}},
+                        "routes": [{"match": {"uri": "/ok"},
+                                    "action": {"return": 204}},
+                                   {"action": {"proxy": b.url}}],
+                        "settings": {"http": {"h2": {
+                            "max_concurrent_streams": 8}}}})
+        for _ in range(6):
             c = H2Client(server.port)
-            for _ in range(16):
-                c.request("/x", method="POST", body=b"a", end=False)
+            for _ in range(8):
+                c.request("/slow")
             clients.append(c)
-        served(server)
+        served(server)  # while 48 streams wait at the backend
     finally:
         for c in clients:
             c.close()
+        b.stop()
 
 
 def test_zero_window_reader(wharf, docroot):
