@@ -349,6 +349,21 @@ static const conf_member_t conf_websocket_members[] = {
     {NULL, 0, NULL, NULL, 0},
 };
 
+/* settings.http.h2 (Wharf extensions), bounded by RFC 9113 6.5.2. */
+static const conf_member_t conf_h2_members[] = {
+    {"max_concurrent_streams", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(h2_max_concurrent_streams, 1, 100000), 0},
+    {"initial_window_size", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(h2_initial_window_size, 1024, INT32_MAX), 0},
+    {"max_frame_size", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(h2_max_frame_size, 16384, 16777215), 0},
+    {"header_table_size", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(h2_header_table_size, 0, 65536), 0},
+    {"max_header_list_size", WF_JSON_INTEGER, conf_number,
+     CONF_SIZE(h2_max_header_list_size, 1024, INT32_MAX), 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
 static const conf_member_t conf_http_members[] = {
     {"header_read_timeout", WF_JSON_INTEGER, conf_number,
      CONF_SECONDS(header_read_timeout_ms), 0},
@@ -373,6 +388,7 @@ static const conf_member_t conf_http_members[] = {
     {"static", WF_JSON_OBJECT, conf_nested, conf_static_members, 0},
     {"body_temp_path", WF_JSON_STRING, NULL, NULL, CONF_UNSUPPORTED},
     {"websocket", WF_JSON_OBJECT, conf_nested, conf_websocket_members, 0},
+    {"h2", WF_JSON_OBJECT, conf_nested, conf_h2_members, 0},
     {"log_route", WF_JSON_BOOLEAN, conf_bool, CONF_OFFSET(log_route), 0},
     {"chunked_transform", WF_JSON_BOOLEAN, conf_bool,
      CONF_OFFSET(chunked_transform), 0},
@@ -405,6 +421,10 @@ conf_http_defaults(wf_http_conf_t *http)
     http->large_header_buffers = 4;
     http->discard_unsafe_fields = true;
     http->server_version = true;
+    http->h2_max_concurrent_streams = 128;
+    http->h2_initial_window_size = 65535;
+    http->h2_max_frame_size = 16384;
+    http->h2_header_table_size = 4096;
 }
 
 /* ---- listeners --------------------------------------------------------- */
@@ -651,12 +671,27 @@ conf_listener_tls(conf_ctx_t *cx, const char *key, json_t *value,
     return l->tls != NULL ? WF_OK : WF_ERROR;
 }
 
+/* "h2c" (a Wharf extension): HTTP/2 with prior knowledge on a plain
+ * listener (http/h2_conn.c); a TLS one negotiates h2 by ALPN. */
+static int
+conf_listener_h2c(conf_ctx_t *cx, const char *key, json_t *value,
+                  const void *data)
+{
+    wf_conf_listener_t *l = &cx->conf->listeners[cx->conf->nlisteners];
+
+    wf_unused(key);
+    wf_unused(data);
+    l->h2c = json_is_true(value);
+    return WF_OK;
+}
+
 static const conf_member_t conf_listener_members[] = {
     {"pass", WF_JSON_STRING, conf_listener_pass, NULL, 0},
     {"application", WF_JSON_STRING, conf_listener_app, NULL, 0},
     {"tls", WF_JSON_OBJECT, conf_listener_tls, NULL, 0},
     {"forwarded", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
     {"client_ip", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
+    {"h2c", WF_JSON_BOOLEAN, conf_listener_h2c, NULL, 0},
     {"backlog", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
     {NULL, 0, NULL, NULL, 0},
 };

@@ -22,6 +22,7 @@ typedef struct wf_conf_listener {
     socklen_t addrlen;
     const wf_route_t *pass; /* the route it passes to */
     wf_tls_srv_t *tls;      /* owned; NULL: plain */
+    bool h2c;               /* "h2c": HTTP/2 with prior knowledge */
 } wf_conf_listener_t;
 
 typedef struct wf_conf {

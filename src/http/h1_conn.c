@@ -19,6 +19,7 @@
 #include "http/exchange.h"
 #include "http/forwarded.h"
 #include "http/h1_conn_types.h"
+#include "http/h2_conn.h"
 #include "http/mux.h"
 #include "http/req.h"
 #include "http/respond.h"
@@ -74,6 +75,7 @@ struct wf_h1_conn {
     bool keep_alive;
     bool job_pending; /* a helper job holds c->req */
     bool big_sndbuf;  /* SO_SNDBUF raised for big files */
+    bool h2_checked;  /* the first bytes were told from an h2c preface */
     unsigned burst;   /* requests served since the last poll */
     wf_mux_exit_status_t exit_status;
 
@@ -229,6 +231,15 @@ static void
 h1_stat_add(_Atomic uint64_t *counter, int64_t delta)
 {
     atomic_fetch_add_explicit(counter, (uint64_t)delta, memory_order_relaxed);
+}
+
+void
+wf_h1_stats_h2(wf_loop_t *loop, unsigned closed, unsigned requests)
+{
+    h1_stats_cell_t *cell = &h1_stats[loop->id % H1_STATS_CELLS];
+
+    h1_stat_add(&cell->closed, closed);
+    h1_stat_add(&cell->requests, requests);
 }
 
 void
@@ -984,6 +995,59 @@ h1_begin(wf_h1_conn_t *c)
     h1_parse(c);
 }
 
+/* Hands c's socket, transport and buffered bytes to an HTTP/2
+ * connection (http/h2_conn.c), which also takes over the listener's
+ * connection count; c is freed at the end of the tick. */
+static void
+h1_to_h2(wf_h1_conn_t *c)
+{
+    wf_h2_start_t s = {
+        .fd = c->io.fd,
+        .xp = c->xp,
+        .loop = c->loop,
+        .srv = c->srv,
+        .site = c->site,
+        .remote = &c->remote,
+        .local = &c->local,
+        .pre = c->rbuf != NULL ? c->rbuf + c->rstart : NULL,
+        .npre = c->rbuf != NULL ? c->rend - c->rstart : 0,
+        .role = WF_H2_SERVER,
+        .recv_preface = true,
+    };
+
+    wf_timer_stop(c->loop, &c->timer);
+    wf_io_del(c->loop, &c->io);
+    c->xp = (wf_xprt_t){0};
+    c->io.fd = -1;
+    h1_req_destroy(c);
+    if (c->state == WF_H1_IDLE) {
+        h1_stat_add(&h1_stats_cell(c)->idle, -1);
+    }
+    c->state = WF_H1_CLOSING; /* still open for /status: h2 closes it */
+    wf_list_del(&c->resume.link);
+    wf_list_del(&c->xp_kick.link);
+    wf_list_del(&c->link);
+    wf_h2_conn_start(&s); /* copies s.pre: rbuf is freed with c */
+    wf_task_defer(c->loop, &c->free_task);
+}
+
+/* On an "h2c" listener, the first bytes of a connection say h1 or h2. */
+static int
+h1_h2c_check(wf_h1_conn_t *c)
+{
+    int rc = wf_h2_preface_check(c->rbuf + c->rstart, c->rend - c->rstart);
+
+    if (rc == WF_AGAIN) {
+        return WF_AGAIN;
+    }
+    c->h2_checked = true;
+    if (rc == WF_OK) {
+        h1_to_h2(c);
+        return WF_OK;
+    }
+    return WF_DECLINED;
+}
+
 static void
 h1_read_head(wf_h1_conn_t *c)
 {
@@ -1000,6 +1064,10 @@ h1_read_head(wf_h1_conn_t *c)
     }
     if (n <= 0) {
         h1_close(c);
+        return;
+    }
+    if (wf_unlikely(c->site->h2c && !c->h2_checked)
+        && h1_h2c_check(c) != WF_DECLINED) {
         return;
     }
     h1_begin(c);
@@ -2038,6 +2106,10 @@ h1_tls_handshake(wf_h1_conn_t *c)
         h1_linger(c);
         return;
     }
+    if (wf_tls_alpn_h2(&c->xp)) {
+        h1_to_h2(c);
+        return;
+    }
     h1_set_state(c, WF_H1_HEAD);
     h1_poll(c, EPOLLIN);
 }
@@ -2159,6 +2231,7 @@ wf_h1_sweep_removed(void)
             h1_close(c);
         }
     }
+    wf_h2_sweep_removed();
 }
 
 /* A graceful stop closes the connections that wait between requests; the
@@ -2169,7 +2242,7 @@ h1_on_stop(wf_loop_t *loop, bool graceful)
     wf_list_t *l;
     wf_list_t *next;
 
-    wf_unused(loop);
+    wf_h2_on_stop(loop, graceful);
     if (!h1_thr.ready) {
         return;
     }
@@ -2199,6 +2272,7 @@ h1_on_exit(wf_loop_t *loop)
      * on a thread that never accepted a connection. */
     wf_http_thread_exit();
     wf_access_log_thread_exit();
+    wf_h2_thread_exit();
     wf_chan_thread_exit();
     if (!h1_thr.ready) {
         return;

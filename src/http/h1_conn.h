@@ -38,6 +38,8 @@ typedef struct wf_h1_site {
     const wf_http_conf_t *hc;
     wf_h1_snap_t *snap;
     wf_tls_srv_t *tls; /* the listener's TLS, in snap; NULL: plain */
+    bool h2c;          /* the listener's "h2c": HTTP/2 with prior
+                          knowledge on a plain listener (http/h2_conn.h) */
 } wf_h1_site_t;
 
 /* A listening socket serving HTTP/1.x.  It outlives configurations that keep
@@ -86,6 +88,11 @@ typedef struct wf_h1_stats {
     uint64_t closed;   /* connections closed */
     uint64_t requests; /* requests started */
 } wf_h1_stats_t;
+
+/* Counts, for /status, what an HTTP/2 connection (http/h2_conn.c) that
+ * took over an accepted connection does on loop's thread: its close
+ * (closed) and its streams (requests). */
+void wf_h1_stats_h2(wf_loop_t *loop, unsigned closed, unsigned requests);
 
 /* Sums the counters of all threads (any thread; a racy but consistent
  * enough view, as Unit's). */

@@ -34,7 +34,16 @@ typedef struct wf_http_conf {
                                         request body for an application
                                         is read whole and passed with a
                                         Content-Length (Unit) */
-    const wf_mime_table_t *mime;     /* owned by the snapshot */
+    /* settings.http.h2 (Wharf extensions): what each HTTP/2 connection
+     * advertises and enforces (http/h2_conn.c). */
+    uint32_t h2_max_concurrent_streams; /* default 128 */
+    uint32_t h2_initial_window_size;    /* per stream; default 65535 */
+    uint32_t h2_max_frame_size;         /* default 16384 */
+    uint32_t h2_header_table_size;      /* HPACK table; default 4096 */
+    uint32_t h2_max_header_list_size;   /* 0 (default): large_header_
+                                           buffer_size x large_header_
+                                           buffers, as h1's bound */
+    const wf_mime_table_t *mime;        /* owned by the snapshot */
 
     /* The listeners' "forwarded" (or "client_ip") objects, each with its
      * listener's address; nfwd 0: none, and no request pays for them. */

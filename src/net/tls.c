@@ -616,19 +616,45 @@ tls_ctx_session(SSL_CTX *ctx, const json_t *session, char *why, size_t whysize)
 }
 
 /* ALPN: RFC 8737's "acme-tls/1" for a pending TLS-ALPN-01 challenge
- * (net/acme_chal.h); any other offer selects no protocol, as without the
- * callback. */
+ * (net/acme_chal.h) first; then "h2" (HTTP/2, http/h2_conn.c) in
+ * preference to "http/1.1", whatever the client's order.  Any other offer
+ * selects no protocol (HTTP/1.x follows), as without the callback. */
+static const unsigned char tls_alpn_protos[] = "\x02h2\x08http/1.1";
+
 static int
 tls_on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
             const unsigned char *in, unsigned int inlen, void *arg)
 {
+    unsigned char *sel = NULL;
+    unsigned char len = 0;
+
     wf_unused(arg);
     if (wf_acme_chal_any() && wf_acme_chal_alpn(ssl, in, inlen)) {
         *out = in + 1;
         *outlen = in[0];
         return SSL_TLSEXT_ERR_OK;
     }
+    if (SSL_select_next_proto(&sel, &len, tls_alpn_protos,
+                              sizeof(tls_alpn_protos) - 1, in, inlen)
+        == OPENSSL_NPN_NEGOTIATED) {
+        *out = sel;
+        *outlen = len;
+        return SSL_TLSEXT_ERR_OK;
+    }
     return SSL_TLSEXT_ERR_NOACK;
+}
+
+bool
+wf_tls_alpn_h2(const wf_xprt_t *x)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+
+    if (x->tls == NULL) {
+        return false;
+    }
+    SSL_get0_alpn_selected(x->tls, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 /* Whether the kernel offers TLS (the tls module: /proc/net/tls_stat);

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +85,10 @@ int wf_tls_open(wf_xprt_t *x, wf_tls_srv_t *t, int fd);
  * set to what to poll for (EPOLLIN or EPOLLOUT), or WF_ERROR (the client
  * failed it or went away; logged at info level as Unit logs it). */
 int wf_tls_handshake(wf_xprt_t *x, uint32_t *events);
+
+/* Whether the handshake of x selected "h2" by ALPN (then the connection
+ * speaks HTTP/2: http/h2_conn.c). */
+bool wf_tls_alpn_h2(const wf_xprt_t *x);
 
 /* The index (in "certificate" order) of the certificate SNI picks for
  * servername (NULL: none sent), as Unit picks it: the leaf's DNS alt names

@@ -119,6 +119,7 @@ router_snap_create(wf_conf_t *conf)
         snap->sites[i].hc = &conf->http;
         snap->sites[i].snap = &snap->h1;
         snap->sites[i].tls = conf->listeners[i].tls;
+        snap->sites[i].h2c = conf->listeners[i].h2c;
     }
     return snap;
 }

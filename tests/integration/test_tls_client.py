@@ -233,7 +233,7 @@ def test_s_client_sees_ca_names_and_alert(srv, cc):
 
 def test_curl_with_client_certificate(srv, cc):
     out = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "-D", "-", "--cacert", cc.ca.crt,
+        ["curl", "--http1.1", "-sS", "-o", "/dev/null", "-D", "-", "--cacert", cc.ca.crt,
          "--cert", cc.client.crt, "--key", cc.client.key, "--resolve",
          "example.com:%d:127.0.0.1" % srv.tls_port,
          "https://example.com:%d/gate" % srv.tls_port],

@@ -37,6 +37,7 @@ static const struct {
     {"main_apps", wf_test_main_apps},
     {"cred", wf_test_cred},
     {"forwarded", wf_test_forwarded},
+    {"h2_map", wf_test_h2_map},
     {"upstream", wf_test_upstream},
     {"access_log", wf_test_access_log},
     {"app_xchg", wf_test_app_xchg},

@@ -15,6 +15,7 @@
 #define wf_h1_init            xt_h1_init
 #define wf_h1_server_remove   xt_h1_server_remove
 #define wf_h1_sweep_removed   xt_h1_sweep_removed
+#define wf_h1_stats_h2        xt_h1_stats_h2
 #include "http/h1_conn.c"
 
 #include <fcntl.h>
