@@ -307,8 +307,9 @@ upstream_on_wait_task(wf_task_t *task)
     free(w);
 }
 
-/* A slot was given back: the first queued request that a server can
- * take now gets it, on its own loop. */
+/* A slot was given back, or a server may be up again: the first queued
+ * request that a server can take now gets it, on its own loop.  Not only
+ * the head: with a hash key the head may want a server still full. */
 static void
 upstream_wait_hand(wf_upstream_t *u)
 {
@@ -316,17 +317,21 @@ upstream_wait_hand(wf_upstream_t *u)
     wf_upstream_none_t why;
 
     pthread_mutex_lock(&u->qlock);
-    if (!wf_list_is_empty(&u->queue)) {
-        w = wf_container_of(u->queue.next, wf_upstream_wait_t, link);
-        w->srv = wf_upstream_pick(u, w->key, &why);
-        if (w->srv == NULL) {
-            w = NULL;
-        } else {
-            wf_list_del(&w->link);
-            upstream_queued(u, -1);
-            w->queued = false;
-            w->posted = true;
+    wf_list_for_each(it, &u->queue)
+    {
+        wf_upstream_wait_t *c = wf_container_of(it, wf_upstream_wait_t, link);
+
+        c->srv = wf_upstream_pick(u, c->key, &why);
+        if (c->srv != NULL) {
+            w = c;
+            break;
         }
+    }
+    if (w != NULL) {
+        wf_list_del(&w->link);
+        upstream_queued(u, -1);
+        w->queued = false;
+        w->posted = true;
     }
     pthread_mutex_unlock(&u->qlock);
     if (w != NULL) {
@@ -339,8 +344,18 @@ upstream_on_wait_timer(wf_timer_t *t)
 {
     wf_upstream_wait_t *w = wf_container_of(t, wf_upstream_wait_t, timer);
     wf_upstream_t *u = w->u;
+    uint64_t now = wf_upstream_now_ms();
     bool queued;
 
+    if (now < w->deadline) {
+        /* Re-armed first: a hand-over below posts the task, which stops
+         * it (on this loop, so not before this returns). */
+        wf_timer_set(
+            w->loop, &w->timer,
+            wf_min(w->deadline - now, (uint64_t)WF_UPSTREAM_RECHECK_MS));
+        upstream_wait_hand(u);
+        return;
+    }
     pthread_mutex_lock(&u->qlock);
     queued = w->queued;
     if (queued) {
@@ -386,7 +401,9 @@ wf_upstream_wait(wf_upstream_t *u, uint64_t key, wf_loop_t *loop,
     upstream_queued(u, 1);
     w->queued = true;
     pthread_mutex_unlock(&u->qlock);
-    wf_timer_set(loop, &w->timer, u->queue_ms);
+    w->deadline = wf_upstream_now_ms() + u->queue_ms;
+    wf_timer_set(loop, &w->timer,
+                 wf_min(u->queue_ms, (uint64_t)WF_UPSTREAM_RECHECK_MS));
     if (u->stats != NULL) {
         wf_upstream_count(&wf_upstream_cell(u->stats->cells)->queued);
     }

@@ -173,6 +173,9 @@ struct wf_upstream {
 #define WF_UPSTREAM_IDLE_MS    (60 * 1000) /* "idle_timeout" by default */
 #define WF_UPSTREAM_IDLE_MAX   1024        /* "idle_connections" at most */
 #define WF_UPSTREAM_QUEUE_MS   (10 * 1000) /* "queue_timeout" by default */
+/* A queued request looks again this often: a server that came back up
+ * (health check, fail_timeout over, DNS) frees no slot to wake it. */
+#define WF_UPSTREAM_RECHECK_MS 100
 #define WF_UPSTREAM_QUEUE_MAX  65536       /* "queue" at most */
 #define WF_UPSTREAM_KEY_MAX    1024        /* a rendered "hash_key" */
 #define WF_UPSTREAM_FAIL_MS    (10 * 1000) /* "fail_window", "fail_timeout" */
@@ -248,7 +251,8 @@ struct wf_upstream_wait {
     bool posted;               /* the task is on its way to loop */
     uint64_t key;              /* the request's wf_upstream_key() */
     wf_task_t task;            /* posted to loop by the hand-over */
-    wf_timer_t timer;          /* queue_ms */
+    wf_timer_t timer;          /* the next look, up to the deadline */
+    uint64_t deadline;         /* monotonic ms: queue_ms after queuing */
 };
 
 /* Queues a request that found every usable server full (why was
