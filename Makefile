@@ -5,7 +5,7 @@
 #   make bench      Wharf beside nginx with wrk, 1000-route and
 #                   reconfiguration figures, then Python apps beside
 #                   Unit, uWSGI, gunicorn and uvicorn, and the proxy
-#                   beside nginx and HAProxy, and TLS beside nginx
+#                   beside nginx and HAProxy, and TLS and HTTP/2 beside nginx
 #                   (not tests)
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make format-check
@@ -39,7 +39,7 @@ DEB_APPS  := python3-flask python3-django python3-starlette \
              python3-websockets python3-venv \
              libphp8.2-embed php8.2-dev php8.2-opcache php8.2-mysql \
              wordpress wordpress-theme-twentytwentythree mariadb-server
-DEB_BENCH := wrk nginx-light haproxy
+DEB_BENCH := wrk nginx-light haproxy nghttp2-client
 # The peers of bench/apps.py.
 DEB_BENCH_APPS := uwsgi uwsgi-plugin-python3 gunicorn python3-uvicorn \
                   python3-uvloop python3-httptools php8.2-fpm
@@ -90,6 +90,7 @@ bench: deps-bench all
 	$(PYTHON) bench/proxy.py --wharf $(CURDIR)/build/wharf
 	$(PYTHON) bench/php.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
 	$(PYTHON) bench/tls.py --wharf $(CURDIR)/build/wharf
+	$(PYTHON) bench/h2.py --wharf $(CURDIR)/build/wharf
 
 fuzz: deps deps-fuzz
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz \
