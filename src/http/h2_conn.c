@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -41,6 +43,10 @@ typedef enum h2_body_mode {
     H2_BODY_DROP,        /* the endpoint answered: bytes are dropped */
 } h2_body_mode_t;
 
+/* RFC 6455 4.1: the base64 of 16 bytes; 4.2.2: of a SHA-1 (20 bytes). */
+#define H2_WS_KEY_LEN    24
+#define H2_WS_ACCEPT_LEN 28
+
 /* One stream: the exchange endpoints see and what the mux keeps. */
 typedef struct h2_stream {
     wf_req_t req;
@@ -58,6 +64,8 @@ typedef struct h2_stream {
     bool deferred;       /* the data source said DEFERRED */
     bool free_pending;   /* freed once its file bytes are out */
     bool logged;
+    bool ws;     /* an extended CONNECT for "websocket" (RFC 8441) */
+    bool tunnel; /* MUX_CTL_TUNNEL accepted it: a 101 comes */
     h2_body_mode_t body_mode;
     uint64_t body_seen;
     char *pend; /* request body bytes waiting for room (malloc'd) */
@@ -74,6 +82,7 @@ typedef struct h2_stream {
     uint64_t sent;   /* body bytes out, for the access log */
     wf_h2_map_field_t *fields;
     nghttp2_nv *nv;
+    char ws_key[H2_WS_KEY_LEN + 1]; /* the Sec-WebSocket-Key we made */
 } h2_stream_t;
 
 struct h2_conn {
@@ -94,6 +103,7 @@ struct h2_conn {
     wf_sockaddr_t local;
     unsigned nstreams; /* streams with an exchange */
     unsigned jobs;     /* helper jobs out */
+    unsigned nreqs;    /* requests not yet added to the h1 counters */
     bool closing;      /* fd closed; freed when jobs is 0 */
     bool goaway;       /* our GOAWAY is queued or out */
     bool blocked;      /* the socket would block a write */
@@ -113,9 +123,15 @@ struct h2_conn {
     uint64_t sf_left;
 };
 
+/* Freed streams kept for reuse: a stream is larger than malloc's
+ * per-thread caches take, and every request makes one. */
+#define H2_SPARE_MAX 256
+
 typedef struct h2_thread {
     bool ready;
     wf_list_t all;
+    wf_list_t spare; /* freed streams, by link */
+    unsigned nspare;
 } h2_thread_t;
 
 static __thread h2_thread_t h2_thr;
@@ -130,6 +146,7 @@ h2_thread(void)
 {
     if (!h2_thr.ready) {
         wf_list_init(&h2_thr.all);
+        wf_list_init(&h2_thr.spare);
         h2_thr.ready = true;
     }
     return &h2_thr;
@@ -171,6 +188,37 @@ h2_header_list_max(const wf_http_conf_t *hc)
                : (uint32_t)wf_min(h1, (size_t)UINT32_MAX);
 }
 
+/* Keeps a freed stream for the next one, or frees it. */
+static void
+h2_stream_put(h2_stream_t *s)
+{
+    h2_thread_t *t = &h2_thr;
+
+    if (!t->ready || t->nspare >= H2_SPARE_MAX) {
+        free(s); /* after wf_h2_thread_exit() too */
+        return;
+    }
+    wf_list_add_tail(&t->spare, &s->link);
+    t->nspare++;
+}
+
+/* A zeroed stream: a spare one, else a new one. */
+static h2_stream_t *
+h2_stream_get_new(void)
+{
+    h2_thread_t *t = h2_thread();
+    h2_stream_t *s;
+
+    if (t->nspare == 0) {
+        return calloc(1, sizeof(h2_stream_t));
+    }
+    s = wf_container_of(t->spare.next, h2_stream_t, link);
+    wf_list_del(&s->link);
+    t->nspare--;
+    memset(s, 0, sizeof(*s));
+    return s;
+}
+
 static void
 h2_stream_free(wf_task_t *task)
 {
@@ -199,13 +247,13 @@ h2_stream_free(wf_task_t *task)
     free(s->pend);
     free(s->fields);
     free(s->nv);
-    free(s);
+    h2_stream_put(s);
 }
 
 static h2_stream_t *
 h2_stream_new(h2_conn_t *c, int32_t id)
 {
-    h2_stream_t *s = calloc(1, sizeof(*s));
+    h2_stream_t *s = h2_stream_get_new();
     wf_req_t *r;
     size_t max;
 
@@ -230,7 +278,7 @@ h2_stream_new(h2_conn_t *c, int32_t id)
     r->rq.start_ns = c->loop->now * 1000000u;
     wf_list_add_tail(&c->streams, &s->link);
     c->nstreams++;
-    wf_h1_stats_h2(c->loop, 0, 1);
+    c->nreqs++; /* counted at the next flush: one atomic add per batch */
     return s;
 }
 
@@ -359,6 +407,79 @@ h2_req_prepare(h2_stream_t *s)
     return WF_OK;
 }
 
+/* A new Sec-WebSocket-Key: the base64 of 16 random bytes. */
+static int
+h2_ws_key(char out[H2_WS_KEY_LEN + 1])
+{
+    unsigned char raw[16];
+
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        return WF_ERROR;
+    }
+    return EVP_EncodeBlock((unsigned char *)out, raw, sizeof(raw))
+                   == H2_WS_KEY_LEN
+               ? WF_OK
+               : WF_ERROR;
+}
+
+/* The Sec-WebSocket-Accept that answers key (RFC 6455 4.2.2). */
+static void
+h2_ws_accept(const char *key, char out[H2_WS_ACCEPT_LEN + 1])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char in[H2_WS_KEY_LEN + sizeof(guid) - 1];
+    unsigned char md[20];
+    unsigned int mdlen = 0;
+
+    memcpy(in, key, H2_WS_KEY_LEN);
+    memcpy(in + H2_WS_KEY_LEN, guid, sizeof(guid) - 1);
+    if (EVP_Digest(in, sizeof(in), md, &mdlen, EVP_sha1(), NULL) != 1
+        || mdlen != sizeof(md)) {
+        out[0] = '\0'; /* matches no accept */
+        return;
+    }
+    EVP_EncodeBlock((unsigned char *)out, md, sizeof(md));
+}
+
+/* Maps the header list to a head (RFC 8441 4, 5): an extended CONNECT for
+ * "websocket" becomes the HTTP/1.1 opening handshake with a key of ours,
+ * which routes and endpoints handle as on h1; another :protocol is
+ * answered 501 (*status).  Returns WF_H2_MAP_*. */
+static int
+h2_req_map(h2_stream_t *s, size_t *len, unsigned *status)
+{
+    wf_str_t proto = wf_h2_map_req_protocol(&s->map);
+
+    *status = WF_OK;
+    if (proto.len == 0) {
+        return wf_h2_map_req_head(&s->map, &s->head, len);
+    }
+    if (proto.len != 9 || memcmp(proto.data, "websocket", 9) != 0) {
+        *status = 501; /* a protocol we do not implement */
+        return wf_h2_map_req_head(&s->map, &s->head, len);
+    }
+    if (h2_ws_key(s->ws_key) != WF_OK) {
+        return WF_H2_MAP_NOMEM;
+    }
+    s->ws = true;
+    return wf_h2_map_req_head_ws(&s->map, wf_str_make(s->ws_key, H2_WS_KEY_LEN),
+                                 &s->head, len);
+}
+
+/* The handshake's own checks, as h1 makes them (wf_xchg_ws_check(): one
+ * Sec-WebSocket-Version, 13).  Returns WF_OK or the status to answer. */
+static unsigned
+h2_ws_check(h2_stream_t *s)
+{
+    unsigned ws = wf_xchg_ws_check(&s->req);
+
+    if (ws != WF_XCHG_WS) {
+        return ws == WF_OK ? 400 : ws;
+    }
+    s->req.websocket = true;
+    return WF_OK;
+}
+
 /* The header list is complete: map it to a head, parse it, route it. */
 static void
 h2_req_start(h2_stream_t *s, bool end_stream)
@@ -373,11 +494,15 @@ h2_req_start(h2_stream_t *s, bool end_stream)
     wf_req_t *r = &s->req;
     size_t len = 0;
     unsigned status;
-    int rc = wf_h2_map_req_head(&s->map, &s->head, &len);
+    int rc = h2_req_map(s, &len, &status);
 
     s->in_eof = end_stream;
     s->dispatched = true;
     wf_h2_map_req_fini(&s->map);
+    if (rc == WF_H2_MAP_OK && status == 501) {
+        wf_req_respond_error(r, status); /* before the parser's 400 */
+        return;
+    }
     if (rc != WF_H2_MAP_OK) {
         nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id,
                                   rc == WF_H2_MAP_NOMEM
@@ -390,9 +515,16 @@ h2_req_start(h2_stream_t *s, bool end_stream)
         wf_req_respond_error(r, r->head.status);
         return;
     }
+    if (status == WF_OK && s->ws) {
+        status = h2_ws_check(s);
+    }
+    if (status != WF_OK) {
+        wf_req_respond_error(r, status);
+        return;
+    }
     r->head.version = 20;
     r->head.keep_alive = true;
-    if (!end_stream && r->head.content_length < 0) {
+    if (!end_stream && r->head.content_length < 0 && !s->ws) {
         /* DATA frames carry a body of unknown length: as chunked. */
         r->head.chunked = true;
     }
@@ -583,7 +715,7 @@ h2_on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
         return 0;
     }
     s->body_seen += len;
-    if (s->body_seen > c->site->hc->max_body_size) {
+    if (s->body_seen > c->site->hc->max_body_size && !s->ws) {
         nghttp2_session_consume_stream(ng, id, len);
         h2_body_too_big(s);
         return 0;
@@ -611,7 +743,16 @@ h2_on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
         return 0;
     }
     s = h2_stream_get(user, frame->hd.stream_id);
-    if (s != NULL && !s->in_eof) {
+    if (s != NULL && s->tunnel && s->body_mode == H2_BODY_STREAM) {
+        /* The endpoint closed its side of the tunnel (and let r go): the
+         * client's last bytes are dropped until its END_STREAM, as a
+         * TCP peer's after a FIN (RFC 8441 5). */
+        s->body_mode = H2_BODY_DROP;
+        nghttp2_session_consume_stream(ng, s->id, s->pend_len);
+        s->pend_len = 0;
+        return 0;
+    }
+    if (s != NULL && !s->in_eof && !s->tunnel) {
         nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, s->id,
                                   NGHTTP2_NO_ERROR);
     }
@@ -798,6 +939,77 @@ h2_resp_fields(h2_stream_t *s, size_t *nfields)
     return *nfields > 0 ? WF_OK : WF_ERROR;
 }
 
+/* Takes the accept out of the header list and checks it against our key
+ * (RFC 6455 4.2.2; h2 carries none, RFC 8441 5).  WF_OK when it matched. */
+static int
+h2_ws_accept_take(h2_stream_t *s, size_t *n)
+{
+    char want[H2_WS_ACCEPT_LEN + 1];
+    bool ok = false;
+    size_t k = 0;
+
+    h2_ws_accept(s->ws_key, want);
+    for (size_t i = 0; i < *n; i++) {
+        const nghttp2_nv *nv = &s->nv[i];
+
+        if (nv->namelen == 20
+            && memcmp(nv->name, "sec-websocket-accept", 20) == 0) {
+            ok = nv->valuelen == H2_WS_ACCEPT_LEN
+                 && memcmp(nv->value, want, H2_WS_ACCEPT_LEN) == 0;
+            continue;
+        }
+        s->nv[k++] = *nv;
+    }
+    *n = k;
+    return ok ? WF_OK : WF_ERROR;
+}
+
+/* The tunnel's 101 (MUX_CTL_TUNNEL): a 200 without the accept opens the
+ * stream as the tunnel (RFC 8441 5); client DATA goes into req_body, what
+ * the endpoint writes into resp_body goes out as DATA; the endpoint's
+ * close is END_STREAM, the client's END_STREAM closes req_body, and a
+ * reset either way aborts both channels.  A 101 whose accept does not
+ * answer our key (a backend's mistake) is a 502, and the endpoint is
+ * stopped. */
+static void
+h2_tunnel_respond(h2_stream_t *s)
+{
+    static uint8_t ok_status[] = "200";
+    static uint8_t bad_status[] = "502";
+    wf_req_t *r = &s->req;
+    nghttp2_data_provider dp = {.source.ptr = s, .read_callback = h2_on_read};
+    size_t n = 0;
+    nghttp2_nv bad = {(uint8_t *)":status", bad_status, 7, 3,
+                      NGHTTP2_NV_FLAG_NO_COPY_NAME
+                          | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+
+    s->responded = true;
+    if (h2_resp_fields(s, &n) != WF_OK || h2_ws_accept_take(s, &n) != WF_OK) {
+        wf_log_error(0, "h2: a WebSocket 101 without the accept of its key");
+        /* The endpoint is inside wf_xchg_tunnel_start(): it hears of it
+         * from the run queue (the channels), and its on_abort runs when
+         * the stream closes (resp.stream). */
+        wf_chan_abort(&r->req_body);
+        wf_chan_abort(&r->resp_body);
+        r->resp.stream = true;
+        r->resp.status = 502;
+        nghttp2_submit_response(s->c->ng, s->id, &bad, 1, NULL);
+        return;
+    }
+    s->nv[0].value = ok_status; /* ":status" comes first */
+    s->nv[0].valuelen = 3;
+    r->resp.status = 200;
+    r->resp.stream = true; /* the data source reads resp_body */
+    s->body_mode = H2_BODY_STREAM;
+    wf_chan_set_writable(&r->req_body, h2_on_body_room);
+    wf_chan_set_readable(&r->resp_body, h2_on_resp_data);
+    h2_body_flush(s);
+    if (nghttp2_submit_response(s->c->ng, s->id, s->nv, n, &dp) != 0) {
+        nghttp2_submit_rst_stream(s->c->ng, NGHTTP2_FLAG_NONE, s->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+    }
+}
+
 static void
 h2_respond(h2_stream_t *s)
 {
@@ -847,6 +1059,22 @@ h2_mux_respond(wf_req_t *r)
          * freed already or when its job returns. */
         s->responded = true;
         return;
+    }
+    if (wf_unlikely(s->ws)) {
+        if (s->tunnel) {
+            h2_tunnel_respond(s);
+            h2_flush(s->c);
+            return;
+        }
+        if (r->resp.status >= 200 && r->resp.status < 300) {
+            /* A 2xx would open the tunnel (RFC 8441 5): an endpoint
+             * that answers a handshake as a plain request cannot. */
+            if (r->resp.stream) {
+                wf_chan_abort(&r->resp_body);
+            }
+            wf_req_respond_error(r, 501);
+            return;
+        }
     }
     h2_respond(s);
     h2_flush(s->c);
@@ -900,12 +1128,32 @@ h2_mux_job_start(wf_req_t *r)
     wf_tpool_submit(&r->job);
 }
 
+/* MUX_CTL_TUNNEL: r, an extended CONNECT for "websocket" not answered
+ * yet, whose body was not asked for and whose answer is a 101, becomes a
+ * tunnel when it is sent (h2_tunnel_respond()). */
+static int
+h2_tunnel_ok(wf_req_t *r)
+{
+    h2_stream_t *s;
+
+    if (r == NULL) {
+        return WF_DECLINED;
+    }
+    s = h2_stream_of(r);
+    if (!s->ws || s->closed || s->responded || s->job_pending
+        || s->body_mode != H2_BODY_PENDING || r->resp.stream
+        || r->resp.status != 101) {
+        return WF_DECLINED;
+    }
+    s->tunnel = true;
+    return WF_OK;
+}
+
 static int
 h2_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
 {
     h2_conn_t *c = wf_container_of(m, h2_conn_t, mux);
 
-    wf_unused(arg);
     switch (op) {
     case MUX_CTL_STATUS:
         return c->closing || c->goaway ? 0 : MUX_STATUS_READY;
@@ -915,7 +1163,8 @@ h2_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
         return (int)c->nstreams;
     case MUX_CTL_GET_MAXSTRM:
         return (int)c->site->hc->h2_max_concurrent_streams;
-    case MUX_CTL_TUNNEL: /* no RFC 8441 yet: answer otherwise */
+    case MUX_CTL_TUNNEL:
+        return h2_tunnel_ok(arg);
     case MUX_CTL_REVERSE_CONN:
     case MUX_CTL_NOPS:
         break;
@@ -1017,6 +1266,10 @@ h2_flush(h2_conn_t *c)
 
     if (c->closing || c->flushing) {
         return;
+    }
+    if (c->nreqs > 0) {
+        wf_h1_stats_h2(c->loop, 0, c->nreqs);
+        c->nreqs = 0;
     }
     c->flushing = true;
     while (rc == WF_OK) {
@@ -1204,7 +1457,8 @@ h2_close(h2_conn_t *c)
     wf_list_del(&c->kick.link);
     wf_list_del(&c->link);
     wf_listen_conn_release(c->loop);
-    wf_h1_stats_h2(c->loop, 1, 0);
+    wf_h1_stats_h2(c->loop, 1, c->nreqs);
+    c->nreqs = 0;
     if (c->jobs == 0) {
         wf_task_defer(c->loop, &c->free_task);
     }
@@ -1272,6 +1526,8 @@ h2_preface_send(h2_conn_t *c, const wf_h2_start_t *s)
         {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, hc->h2_max_frame_size},
         {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, hc->h2_header_table_size},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, h2_header_list_max(hc)},
+        /* RFC 8441 3: WebSocket over extended CONNECT (a server's). */
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
     /* Room for every stream's window: the connection's never closes
      * before theirs (see h2_on_data()). */
@@ -1287,7 +1543,9 @@ h2_preface_send(h2_conn_t *c, const wf_h2_start_t *s)
         memcpy(c->obuf, WF_H2_PREFACE, WF_H2_PREFACE_LEN);
         c->olen = c->ocap = WF_H2_PREFACE_LEN;
     }
-    if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, wf_nitems(iv))
+    if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv,
+                                wf_nitems(iv)
+                                    - (s->role == WF_H2_SERVER ? 0 : 1))
             != 0
         || nghttp2_session_set_local_window_size(
                c->ng, NGHTTP2_FLAG_NONE, 0,
@@ -1417,5 +1675,15 @@ wf_h2_sweep_removed(void)
 void
 wf_h2_thread_exit(void)
 {
+    if (!h2_thr.ready) {
+        return;
+    }
+    while (h2_thr.nspare > 0) {
+        h2_stream_t *s = wf_container_of(h2_thr.spare.next, h2_stream_t, link);
+
+        wf_list_del(&s->link);
+        h2_thr.nspare--;
+        free(s);
+    }
     h2_thr.ready = false;
 }

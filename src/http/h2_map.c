@@ -199,9 +199,31 @@ h2_map_pseudo_ok(const wf_h2_map_req_t *m)
     return (m->seen & all) == all && m->plen[WF_H2_PSEUDO_PATH] > 0;
 }
 
-int
-wf_h2_map_req_head(wf_h2_map_req_t *m, char **out, size_t *outlen)
+wf_str_t
+wf_h2_map_req_protocol(const wf_h2_map_req_t *m)
 {
+    return (m->seen & (1u << WF_H2_PSEUDO_PROTOCOL)) != 0
+               ? h2_pseudo_get(m, WF_H2_PSEUDO_PROTOCOL)
+               : wf_null_str;
+}
+
+/* A field line of m->fields the head leaves out: Host when :authority
+ * came, any Sec-WebSocket-Key of a WebSocket handshake (the mux makes
+ * its own). */
+static bool
+h2_map_line_dropped(const char *p, size_t n, bool has_auth, bool ws)
+{
+    return (has_auth && n >= 5 && memcmp(p, "host:", 5) == 0)
+           || (ws && n >= 18 && memcmp(p, "sec-websocket-key:", 18) == 0);
+}
+
+/* Writes the head; ws_key (NULL: none) makes it a WebSocket handshake. */
+static int
+h2_map_head_build(wf_h2_map_req_t *m, const wf_str_t *ws_key, char **out,
+                  size_t *outlen)
+{
+    static const char ws_fields[] =
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ";
     wf_str_t method = h2_pseudo_get(m, WF_H2_PSEUDO_METHOD);
     wf_str_t path = h2_pseudo_get(m, WF_H2_PSEUDO_PATH);
     wf_str_t auth = h2_pseudo_get(m, WF_H2_PSEUDO_AUTHORITY);
@@ -214,6 +236,9 @@ wf_h2_map_req_head(wf_h2_map_req_t *m, char **out, size_t *outlen)
     }
     if (path.len == 0) {
         path = auth; /* CONNECT's authority-form */
+    }
+    if (ws_key != NULL) {
+        method = wf_str_make("GET", 3);
     }
     rc |= h2_buf_add(&b, method.data, method.len);
     rc |= h2_buf_add(&b, " ", 1);
@@ -232,7 +257,8 @@ wf_h2_map_req_head(wf_h2_map_req_t *m, char **out, size_t *outlen)
         while (p < end) {
             const char *eol = memchr(p, '\n', (size_t)(end - p)) + 1;
 
-            if (!has_auth || (size_t)(eol - p) < 5 || memcmp(p, "host:", 5)) {
+            if (!h2_map_line_dropped(p, (size_t)(eol - p), has_auth,
+                                     ws_key != NULL)) {
                 rc |= h2_buf_add(&b, p, (size_t)(eol - p));
             }
             p = eol;
@@ -243,6 +269,11 @@ wf_h2_map_req_head(wf_h2_map_req_t *m, char **out, size_t *outlen)
         rc |= h2_buf_add(&b, m->cookie.data, m->cookie.len);
         rc |= h2_buf_add(&b, "\r\n", 2);
     }
+    if (ws_key != NULL) {
+        rc |= h2_buf_add(&b, ws_fields, sizeof(ws_fields) - 1);
+        rc |= h2_buf_add(&b, ws_key->data, ws_key->len);
+        rc |= h2_buf_add(&b, "\r\n", 2);
+    }
     rc |= h2_buf_add(&b, "\r\n", 2);
     if (rc != WF_H2_MAP_OK) {
         h2_buf_free(&b);
@@ -251,6 +282,19 @@ wf_h2_map_req_head(wf_h2_map_req_t *m, char **out, size_t *outlen)
     *out = b.data;
     *outlen = b.len;
     return WF_H2_MAP_OK;
+}
+
+int
+wf_h2_map_req_head(wf_h2_map_req_t *m, char **out, size_t *outlen)
+{
+    return h2_map_head_build(m, NULL, out, outlen);
+}
+
+int
+wf_h2_map_req_head_ws(wf_h2_map_req_t *m, wf_str_t key, char **out,
+                      size_t *outlen)
+{
+    return h2_map_head_build(m, &key, out, outlen);
 }
 
 size_t

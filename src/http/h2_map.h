@@ -73,6 +73,19 @@ int wf_h2_map_req_field(wf_h2_map_req_t *m, const uint8_t *name, size_t nlen,
  * (RFC 9113 8.3.1), which is then dropped.  Returns WF_H2_MAP_*. */
 int wf_h2_map_req_head(wf_h2_map_req_t *m, char **out, size_t *outlen);
 
+/* The :protocol value of an extended CONNECT (RFC 8441 4), or an empty
+ * string (wf_null_str) when the list has none. */
+wf_str_t wf_h2_map_req_protocol(const wf_h2_map_req_t *m);
+
+/* As wf_h2_map_req_head(), for an extended CONNECT whose :protocol is
+ * "websocket" (RFC 8441 5): the head is the HTTP/1.1 opening handshake
+ * (RFC 6455 4.1) that the exchange layer and endpoints know:
+ * "GET PATH HTTP/1.1", Host, the fields but any sec-websocket-key, then
+ * "Upgrade: websocket", "Connection: Upgrade" and "Sec-WebSocket-Key: KEY"
+ * (key: made by the mux, which checks the 101's accept against it). */
+int wf_h2_map_req_head_ws(wf_h2_map_req_t *m, wf_str_t key, char **out,
+                          size_t *outlen);
+
 /* A response field as the header list carries it. */
 typedef struct wf_h2_map_field {
     const uint8_t *name;

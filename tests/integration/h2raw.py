@@ -2,6 +2,7 @@
 h2 tests: requests without content-length, frame floods, slow readers."""
 
 import socket
+import ssl
 
 import h2.config
 import h2.connection
@@ -9,9 +10,17 @@ import h2.events
 
 
 class H2Client:
-    def __init__(self, port, timeout=30.0, window=None, settings=None):
+    def __init__(self, port, timeout=30.0, window=None, settings=None,
+                 tls=False):
         self.sock = socket.create_connection(("127.0.0.1", port),
                                              timeout=timeout)
+        if tls:  # h2 by ALPN; the test certificates are not checked
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["h2"])
+            self.sock = ctx.wrap_socket(self.sock)
+            assert self.sock.selected_alpn_protocol() == "h2"
         cfg = h2.config.H2Configuration(client_side=True,
                                         header_encoding="utf-8")
         self.conn = h2.connection.H2Connection(config=cfg)
@@ -23,6 +32,7 @@ class H2Client:
         self.closed = False
         self.goaway = None
         self.resets = {}
+        self.remote_settings_seen = False
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -88,6 +98,8 @@ class H2Client:
             self.resets[ev.stream_id] = ev.error_code
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.goaway = ev
+        elif isinstance(ev, h2.events.RemoteSettingsChanged):
+            self.remote_settings_seen = True
 
     def wait(self, sid):
         while not self.responses[sid]["ended"] and sid not in self.resets:

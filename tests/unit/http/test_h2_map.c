@@ -152,6 +152,88 @@ test_h2_map_req_rows(void **state)
     }
 }
 
+/* Extended CONNECT (RFC 8441): the :protocol read back, and for
+ * "websocket" the HTTP/1.1 handshake head, with the mux's key and no key
+ * of the client's. */
+static const struct {
+    const char *fields[MAP_MAX_FIELDS][2];
+    const char *protocol; /* wf_h2_map_req_protocol(), "" for none */
+    int head_rc;
+    const char *head; /* wf_h2_map_req_head_ws() with key "KEY" */
+} ws_rows[] = {
+    {{{":method", "CONNECT"},
+      {":protocol", "websocket"},
+      {":scheme", "https"},
+      {":path", "/chat?x"},
+      {":authority", "a.test"},
+      {"sec-websocket-version", "13"},
+      {"sec-websocket-key", "client-key"},
+      {"origin", "o"}},
+     "websocket",
+     WF_H2_MAP_OK,
+     "GET /chat?x HTTP/1.1\r\nHost: a.test\r\nsec-websocket-version: "
+     "13\r\norigin: o\r\nUpgrade: websocket\r\nConnection: "
+     "Upgrade\r\nSec-WebSocket-Key: KEY\r\n\r\n"},
+    /* :protocol needs :scheme and :path (RFC 8441 4). */
+    {{{":method", "CONNECT"},
+      {":protocol", "websocket"},
+      {":authority", "a.test"}},
+     "websocket",
+     WF_H2_MAP_INVALID,
+     NULL},
+    /* Only with CONNECT. */
+    {{{":method", "GET"},
+      {":protocol", "websocket"},
+      {":scheme", "http"},
+      {":path", "/"},
+      {":authority", "a"}},
+     "websocket",
+     WF_H2_MAP_INVALID,
+     NULL},
+    /* A plain request has none. */
+    {{{":method", "GET"}, {":scheme", "http"}, {":path", "/"}},
+     "",
+     WF_H2_MAP_OK,
+     "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: "
+     "Upgrade\r\nSec-WebSocket-Key: KEY\r\n\r\n"},
+};
+
+static void
+test_h2_map_req_ws_rows(void **state)
+{
+    wf_unused(state);
+    for (size_t i = 0; i < wf_nitems(ws_rows); i++) {
+        wf_h2_map_req_t m;
+        wf_str_t proto;
+        char *out = NULL;
+        size_t len = 0;
+        int rc;
+
+        wf_h2_map_req_init(&m, 16384);
+        for (size_t k = 0; k < MAP_MAX_FIELDS && ws_rows[i].fields[k][0]; k++) {
+            const char *n = ws_rows[i].fields[k][0];
+            const char *v = ws_rows[i].fields[k][1];
+
+            assert_int_equal(wf_h2_map_req_field(&m, (const uint8_t *)n,
+                                                 strlen(n), (const uint8_t *)v,
+                                                 strlen(v)),
+                             WF_H2_MAP_OK);
+        }
+        proto = wf_h2_map_req_protocol(&m);
+        assert_int_equal(proto.len, strlen(ws_rows[i].protocol));
+        assert_memory_equal(proto.data != NULL ? proto.data : "",
+                            ws_rows[i].protocol, proto.len);
+        rc = wf_h2_map_req_head_ws(&m, wf_str_make("KEY", 3), &out, &len);
+        assert_int_equal(rc, ws_rows[i].head_rc);
+        if (rc == WF_H2_MAP_OK) {
+            assert_int_equal(len, strlen(ws_rows[i].head));
+            assert_memory_equal(out, ws_rows[i].head, len);
+        }
+        free(out);
+        wf_h2_map_req_fini(&m);
+    }
+}
+
 /* The head parses into what routes read, with $host from :authority. */
 static void
 test_h2_map_req_parses(void **state)
@@ -259,6 +341,7 @@ wf_test_h2_map(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_h2_map_req_rows),
+        cmocka_unit_test(test_h2_map_req_ws_rows),
         cmocka_unit_test(test_h2_map_req_parses),
         cmocka_unit_test(test_h2_map_req_too_big),
         cmocka_unit_test(test_h2_map_resp_rows),
