@@ -774,6 +774,46 @@ h2_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error, void *user)
 
 /* ---- responses -------------------------------------------------------- */
 
+/* Submits r->resp.trailers ("name: value\r\n" lines) as the stream's
+ * last HEADERS (RFC 9113 8.1): names lowercased, connection-specific
+ * fields dropped (wf_h2_map_resp()'s rules, which want a status line
+ * first).  nghttp2 copies the list.  WF_OK, or WF_ERROR (a reset). */
+static int
+h2_trailers_submit(h2_stream_t *s)
+{
+    static const char status[] = "HTTP/1.1 200 \r\n";
+    const wf_str_t *t = &s->req.resp.trailers;
+    size_t len = sizeof(status) - 1 + t->len + 2;
+    char *head = malloc(len);
+    size_t cap;
+    wf_h2_map_field_t *f;
+    nghttp2_nv *nv;
+    size_t n;
+    int rc = WF_ERROR;
+
+    if (head == NULL) {
+        return WF_ERROR;
+    }
+    memcpy(head, status, sizeof(status) - 1);
+    memcpy(head + sizeof(status) - 1, t->data, t->len);
+    memcpy(head + len - 2, "\r\n", 2);
+    cap = wf_h2_map_resp_count(head, len) + 1;
+    f = malloc(cap * sizeof(*f));
+    nv = malloc(cap * sizeof(*nv));
+    n = f != NULL && nv != NULL ? wf_h2_map_resp(head, len, f, cap) : 0;
+    for (size_t i = 1; i < n; i++) { /* [0] is ":status" */
+        nv[i - 1] = (nghttp2_nv){(uint8_t *)f[i].name, (uint8_t *)f[i].value,
+                                 f[i].nlen, f[i].vlen, NGHTTP2_NV_FLAG_NONE};
+    }
+    if (n > 0 && nghttp2_submit_trailer(s->c->ng, s->id, nv, n - 1) == 0) {
+        rc = WF_OK;
+    }
+    free(nv);
+    free(f);
+    free(head);
+    return rc;
+}
+
 static ssize_t
 h2_read_stream(h2_stream_t *s, uint8_t *buf, size_t len, uint32_t *flags)
 {
@@ -794,6 +834,12 @@ h2_read_stream(h2_stream_t *s, uint8_t *buf, size_t len, uint32_t *flags)
     }
     if (wf_chan_is_done(ch)) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (s->req.resp.trailers.len > 0 && !s->tunnel) {
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            if (h2_trailers_submit(s) != WF_OK) {
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            }
+        }
         return (ssize_t)n;
     }
     if (wf_chan_is_aborted(ch)) {
