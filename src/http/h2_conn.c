@@ -54,7 +54,6 @@ typedef struct h2_stream {
     int32_t id;
     wf_list_t link;      /* in c->streams */
     wf_task_t free_task; /* frees the stream at the end of the tick */
-    wf_h2_map_req_t map; /* the header list while it arrives */
     char *head;          /* the mapped HTTP/1.1 head r->head points in */
     bool dispatched;     /* the endpoint owns req */
     bool responded;      /* the response is submitted */
@@ -78,9 +77,9 @@ typedef struct h2_stream {
     wf_file_t *file;
     uint64_t file_off;
     uint64_t file_left;
-    uint64_t nc_off; /* the no-copy frame's first file byte */
-    uint64_t sent;   /* body bytes out, for the access log */
-    wf_h2_map_field_t *fields;
+    uint64_t nc_off;           /* the no-copy frame's first file byte */
+    uint64_t sent;             /* body bytes out, for the access log */
+    wf_h2_map_field_t *fields; /* h2_thr's, while submitted */
     nghttp2_nv *nv;
     char ws_key[H2_WS_KEY_LEN + 1]; /* the Sec-WebSocket-Key we made */
 } h2_stream_t;
@@ -93,6 +92,9 @@ struct h2_conn {
     wf_task_t kick; /* reads what the TLS transport holds */
     wf_list_t link; /* in the thread's connections */
     wf_list_t streams;
+    wf_h2_map_req_t map; /* the header list arriving (HEADERS and their
+                            CONTINUATIONs never interleave, RFC 9113
+                            6.10): its buffers serve every stream */
     wf_xprt_t xp;
     wf_loop_t *loop;
     wf_h1_server_t *srv;
@@ -132,6 +134,11 @@ typedef struct h2_thread {
     wf_list_t all;
     wf_list_t spare; /* freed streams, by link */
     unsigned nspare;
+    /* A response's header list while it is submitted (nghttp2 copies the
+     * array; names and values stay in r->hbuf): grown, never shrunk. */
+    wf_h2_map_field_t *fields;
+    nghttp2_nv *nv;
+    size_t ncap;
 } h2_thread_t;
 
 static __thread h2_thread_t h2_thr;
@@ -212,7 +219,7 @@ h2_stream_get_new(void)
     if (t->nspare == 0) {
         return calloc(1, sizeof(h2_stream_t));
     }
-    s = wf_container_of(t->spare.next, h2_stream_t, link);
+    s = wf_container_of(t->spare.prev, h2_stream_t, link); /* warmest */
     wf_list_del(&s->link);
     t->nspare--;
     memset(s, 0, sizeof(*s));
@@ -242,11 +249,8 @@ h2_stream_free(wf_task_t *task)
     }
     free(r->loc);
     free(r->target);
-    wf_h2_map_req_fini(&s->map);
     free(s->head);
     free(s->pend);
-    free(s->fields);
-    free(s->nv);
     h2_stream_put(s);
 }
 
@@ -265,7 +269,7 @@ h2_stream_new(h2_conn_t *c, int32_t id)
     s->id = id;
     s->free_task.handler = h2_stream_free;
     max = h2_header_list_max(c->site->hc);
-    wf_h2_map_req_init(&s->map, max);
+    wf_h2_map_req_reset(&c->map, max);
     wf_h1_head_init(&r->head);
     wf_xchg_init(r, &c->mux, c->loop);
     r->hc = c->site->hc;
@@ -448,21 +452,22 @@ h2_ws_accept(const char *key, char out[H2_WS_ACCEPT_LEN + 1])
 static int
 h2_req_map(h2_stream_t *s, size_t *len, unsigned *status)
 {
-    wf_str_t proto = wf_h2_map_req_protocol(&s->map);
+    wf_h2_map_req_t *m = &s->c->map;
+    wf_str_t proto = wf_h2_map_req_protocol(m);
 
     *status = WF_OK;
     if (proto.len == 0) {
-        return wf_h2_map_req_head(&s->map, &s->head, len);
+        return wf_h2_map_req_head(m, &s->head, len);
     }
     if (proto.len != 9 || memcmp(proto.data, "websocket", 9) != 0) {
         *status = 501; /* a protocol we do not implement */
-        return wf_h2_map_req_head(&s->map, &s->head, len);
+        return wf_h2_map_req_head(m, &s->head, len);
     }
     if (h2_ws_key(s->ws_key) != WF_OK) {
         return WF_H2_MAP_NOMEM;
     }
     s->ws = true;
-    return wf_h2_map_req_head_ws(&s->map, wf_str_make(s->ws_key, H2_WS_KEY_LEN),
+    return wf_h2_map_req_head_ws(m, wf_str_make(s->ws_key, H2_WS_KEY_LEN),
                                  &s->head, len);
 }
 
@@ -498,7 +503,6 @@ h2_req_start(h2_stream_t *s, bool end_stream)
 
     s->in_eof = end_stream;
     s->dispatched = true;
-    wf_h2_map_req_fini(&s->map);
     if (rc == WF_H2_MAP_OK && status == 501) {
         wf_req_respond_error(r, status); /* before the parser's 400 */
         return;
@@ -650,7 +654,7 @@ h2_on_header(nghttp2_session *ng, const nghttp2_frame *frame,
     if (s == NULL || s->dispatched || frame->hd.type != NGHTTP2_HEADERS) {
         return 0; /* trailers, or a refused stream: ignored */
     }
-    rc = wf_h2_map_req_field(&s->map, name, nlen, value, vlen);
+    rc = wf_h2_map_req_field(&s->c->map, name, nlen, value, vlen);
     if (rc == WF_H2_MAP_OK) {
         return 0;
     }
@@ -950,6 +954,31 @@ h2_on_resp_data(wf_chan_t *ch)
     h2_flush(s->c);
 }
 
+/* Makes the thread's header list scratch hold cap entries. */
+static int
+h2_nv_room(h2_thread_t *t, size_t cap)
+{
+    wf_h2_map_field_t *f;
+    nghttp2_nv *nv;
+
+    if (cap <= t->ncap) {
+        return WF_OK;
+    }
+    cap = wf_max(cap, (size_t)32);
+    f = realloc(t->fields, cap * sizeof(*f));
+    if (f == NULL) {
+        return WF_ERROR;
+    }
+    t->fields = f;
+    nv = realloc(t->nv, cap * sizeof(*nv));
+    if (nv == NULL) {
+        return WF_ERROR;
+    }
+    t->nv = nv;
+    t->ncap = cap;
+    return WF_OK;
+}
+
 /* Renders r->resp as h1 does, then maps it to a header list. */
 static int
 h2_resp_fields(h2_stream_t *s, size_t *nfields)
@@ -970,11 +999,11 @@ h2_resp_fields(h2_stream_t *s, size_t *nfields)
                              s->c->site->hc->server_version);
     r->rq.resp_head = wf_str_make(r->hbuf, len);
     cap = wf_h2_map_resp_count(r->hbuf, len) + 1;
-    s->fields = malloc(cap * sizeof(*s->fields));
-    s->nv = malloc(cap * sizeof(*s->nv));
-    if (s->fields == NULL || s->nv == NULL) {
+    if (h2_nv_room(h2_thread(), cap) != WF_OK) {
         return WF_ERROR;
     }
+    s->fields = h2_thr.fields;
+    s->nv = h2_thr.nv;
     *nfields = wf_h2_map_resp(r->hbuf, len, s->fields, cap);
     for (size_t i = 0; i < *nfields; i++) {
         s->nv[i] = (nghttp2_nv){
@@ -1473,6 +1502,7 @@ h2_on_free(wf_task_t *task)
 
     nghttp2_session_del(c->ng);
     free(c->obuf);
+    wf_h2_map_req_fini(&c->map);
     wf_h1_snap_unref(c->site->snap);
     wf_h1_server_unref(c->srv);
     free(c);
@@ -1549,6 +1579,9 @@ h2_session_new(h2_conn_t *c, const wf_h2_start_t *s)
     nghttp2_option_set_no_recv_client_magic(opt, !s->recv_preface);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_settings(opt, 32);
+    /* RFC 9113 5.3.2 deprecated RFC 7540's priority tree: no tree to
+     * keep per stream, nor closed streams kept for it. */
+    nghttp2_option_set_no_closed_streams(opt, 1);
     nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
 
@@ -1572,6 +1605,7 @@ h2_preface_send(h2_conn_t *c, const wf_h2_start_t *s)
         {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, hc->h2_max_frame_size},
         {NGHTTP2_SETTINGS_HEADER_TABLE_SIZE, hc->h2_header_table_size},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, h2_header_list_max(hc)},
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1}, /* RFC 9218 2.1 */
         /* RFC 8441 3: WebSocket over extended CONNECT (a server's). */
         {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
@@ -1731,5 +1765,10 @@ wf_h2_thread_exit(void)
         h2_thr.nspare--;
         free(s);
     }
+    free(h2_thr.fields);
+    free(h2_thr.nv);
+    h2_thr.fields = NULL;
+    h2_thr.nv = NULL;
+    h2_thr.ncap = 0;
     h2_thr.ready = false;
 }

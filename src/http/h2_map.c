@@ -75,6 +75,18 @@ wf_h2_map_req_init(wf_h2_map_req_t *m, size_t max)
 }
 
 void
+wf_h2_map_req_reset(wf_h2_map_req_t *m, size_t max)
+{
+    wf_h2_buf_t keep[3] = {m->fields, m->pseudo, m->cookie};
+
+    memset(m, 0, sizeof(*m));
+    m->max = max;
+    m->fields = (wf_h2_buf_t){keep[0].data, 0, keep[0].cap};
+    m->pseudo = (wf_h2_buf_t){keep[1].data, 0, keep[1].cap};
+    m->cookie = (wf_h2_buf_t){keep[2].data, 0, keep[2].cap};
+}
+
+void
 wf_h2_map_req_fini(wf_h2_map_req_t *m)
 {
     h2_buf_free(&m->fields);

@@ -54,6 +54,10 @@ typedef struct wf_h2_map_req {
 /* Starts an empty list bounded by max bytes.  Never allocates. */
 void wf_h2_map_req_init(wf_h2_map_req_t *m, size_t max);
 
+/* Starts a new list in an initialised m, keeping its buffers (one
+ * connection's lists, one after the other, without an allocation each). */
+void wf_h2_map_req_reset(wf_h2_map_req_t *m, size_t max);
+
 /* Frees what m holds; m may be initialised again. */
 void wf_h2_map_req_fini(wf_h2_map_req_t *m);
 
