@@ -216,69 +216,36 @@ def test_rapid_reset_gets_enhance_your_calm(wharf):
     served(server)
 
 
-def test_ping_flood(wharf):
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# A literal never-indexed "x-a: aaaa..." field, for CONTINUATIONs.
+CONT_FIELD = b"\x10\x03x-a\x7f\x81\x01" + b"a" * 255
+
+# What each flood sends after the preface; the client never reads.
+FLOODS = {
+    # PINGs whose ACKs are never read
+    "ping": frame(4, 0, 0) + frame(6, 0, 0, b"12345678") * 20000,
+    # SETTINGS frames, each to be ACKed
+    "settings": frame(4, 0, 0, struct.pack(">HI", 3, 100)) * 20000,
+    # a POST's HEADERS, then empty DATA frames without END_STREAM
+    "empty_data": frame(4, 0, 0) + frame(1, 4, 1, b"\x83\x86\x84")
+    + frame(0, 0, 1) * 50000,
+    # HEADERS without END_HEADERS, then endless CONTINUATIONs
+    "continuation": frame(4, 0, 0) + frame(1, 0, 1, b"\x82\x86\x84")
+    + frame(9, 0, 1, CONT_FIELD) * 4000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOODS))
+def test_flood_then_served(wharf, name):
+    """Each flood on a raw socket, then a normal client is served."""
     server = wharf(conf())
     s = socket.create_connection(("127.0.0.1", server.port),
                                  timeout=scaled(10))
     try:
-        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0))
-        flood = frame(6, 0, 0, b"12345678") * 20000
         try:
-            s.sendall(flood)  # never reads the PING ACKs
+            s.sendall(PREFACE + FLOODS[name])
         except OSError:
-            pass
-        drain(s, 1)
-    finally:
-        s.close()
-    served(server)
-
-
-def test_settings_flood(wharf):
-    server = wharf(conf())
-    s = socket.create_connection(("127.0.0.1", server.port),
-                                 timeout=scaled(10))
-    try:
-        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        try:
-            s.sendall(frame(4, 0, 0, struct.pack(">HI", 3, 100)) * 20000)
-        except OSError:
-            pass
-        drain(s, 1)
-    finally:
-        s.close()
-    served(server)
-
-
-def test_empty_data_flood(wharf):
-    server = wharf(conf())
-    c = H2Client(server.port)
-    try:
-        sid = c.request("/x", method="POST", end=False)
-        try:
-            c.send_raw(frame(0, 0, sid) * 50000)
-        except OSError:
-            pass
-        drain(c.sock, 2)
-    finally:
-        c.close()
-    served(server)
-
-
-def test_continuation_flood(wharf):
-    server = wharf(conf())
-    s = socket.create_connection(("127.0.0.1", server.port),
-                                 timeout=scaled(10))
-    try:
-        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0))
-        # HEADERS without END_HEADERS, then endless CONTINUATIONs
-        # (literal never-indexed "x-a: aaaa..." fields)
-        field = b"\x10\x03x-a\x7f\x81\x01" + b"a" * 255
-        data = frame(1, 0, 1, b"\x82\x86\x84")
-        data += frame(9, 0, 1, field) * 4000
-        try:
-            s.sendall(data)
-        except OSError:
-            pass
+            pass  # the server may cut the flood off
         drain(s, 2)
     finally:
         s.close()
