@@ -43,4 +43,10 @@ wf_list_del(wf_list_t *node)
 #define wf_list_for_each(pos, head) \
     for (wf_list_t *pos = (head)->next; pos != (head); pos = pos->next)
 
+/* The same, where the body may unlink (or free) pos, and only pos: the
+ * connection walks of a loop's stop and of a listener's removal. */
+#define wf_list_for_each_safe(pos, next, head)                            \
+    for (wf_list_t *pos = (head)->next, *next = pos->next; pos != (head); \
+         pos = next, next = pos->next)
+
 #endif

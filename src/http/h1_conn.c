@@ -2216,15 +2216,13 @@ wf_h1_server_remove(wf_h1_server_t *srv)
 void
 wf_h1_sweep_removed(void)
 {
-    wf_list_t *next;
-
     if (!h1_thr.ready) {
         return;
     }
-    for (wf_list_t *l = h1_thr.all.next; l != &h1_thr.all; l = next) {
+    wf_list_for_each_safe(l, next, &h1_thr.all)
+    {
         wf_h1_conn_t *c = wf_container_of(l, wf_h1_conn_t, link);
 
-        next = l->next;
         if (atomic_load(&c->srv->removed)
             && (c->state == WF_H1_IDLE
                 || (c->state == WF_H1_HEAD && c->req == NULL))) {
@@ -2239,17 +2237,14 @@ wf_h1_sweep_removed(void)
 static void
 h1_on_stop(wf_loop_t *loop, bool graceful)
 {
-    wf_list_t *l;
-    wf_list_t *next;
-
     wf_h2_on_stop(loop, graceful);
     if (!h1_thr.ready) {
         return;
     }
-    for (l = h1_thr.all.next; l != &h1_thr.all; l = next) {
+    wf_list_for_each_safe(l, next, &h1_thr.all)
+    {
         wf_h1_conn_t *c = wf_container_of(l, wf_h1_conn_t, link);
 
-        next = l->next;
         if (!graceful || c->state == WF_H1_IDLE) {
             h1_close(c);
         } else {

@@ -1713,19 +1713,21 @@ h2_goaway(h2_conn_t *c)
     h2_flush(c);
 }
 
-void
-wf_h2_on_stop(wf_loop_t *loop, bool graceful)
+/* GOAWAY to every connection of the thread (removed_only: of a removed
+ * listener), or closes them at once (!graceful). */
+static void
+h2_stop_each(bool graceful, bool removed_only)
 {
-    wf_list_t *next;
-
-    wf_unused(loop);
     if (!h2_thr.ready) {
         return;
     }
-    for (wf_list_t *l = h2_thr.all.next; l != &h2_thr.all; l = next) {
+    wf_list_for_each_safe(l, next, &h2_thr.all)
+    {
         h2_conn_t *c = wf_container_of(l, h2_conn_t, link);
 
-        next = l->next;
+        if (removed_only && !atomic_load(&c->srv->removed)) {
+            continue;
+        }
         if (graceful) {
             h2_goaway(c);
         } else {
@@ -1735,21 +1737,16 @@ wf_h2_on_stop(wf_loop_t *loop, bool graceful)
 }
 
 void
+wf_h2_on_stop(wf_loop_t *loop, bool graceful)
+{
+    wf_unused(loop);
+    h2_stop_each(graceful, false);
+}
+
+void
 wf_h2_sweep_removed(void)
 {
-    wf_list_t *next;
-
-    if (!h2_thr.ready) {
-        return;
-    }
-    for (wf_list_t *l = h2_thr.all.next; l != &h2_thr.all; l = next) {
-        h2_conn_t *c = wf_container_of(l, h2_conn_t, link);
-
-        next = l->next;
-        if (atomic_load(&c->srv->removed)) {
-            h2_goaway(c);
-        }
-    }
+    h2_stop_each(true, true);
 }
 
 void
