@@ -125,9 +125,12 @@ struct h2_conn {
     uint64_t sf_left;
 };
 
-/* Freed streams kept for reuse: a stream is larger than malloc's
- * per-thread caches take, and every request makes one. */
-#define H2_SPARE_MAX 256
+/* Freed streams kept for reuse: a stream (about 7.7 KiB, most of it
+ * wf_req_t's inline buffers) is larger than malloc's per-thread caches
+ * take, and every request makes one.  Up to as many as a loaded thread
+ * has in flight (100 connections x 10 streams: 1000), kept only while the
+ * thread has an h2 connection (about 8 MiB at most). */
+#define H2_SPARE_MAX 1024
 
 typedef struct h2_thread {
     bool ready;
@@ -201,12 +204,25 @@ h2_stream_put(h2_stream_t *s)
 {
     h2_thread_t *t = &h2_thr;
 
-    if (!t->ready || t->nspare >= H2_SPARE_MAX) {
+    if (!t->ready || t->nspare >= H2_SPARE_MAX || wf_list_is_empty(&t->all)) {
         free(s); /* after wf_h2_thread_exit() too */
         return;
     }
     wf_list_add_tail(&t->spare, &s->link);
     t->nspare++;
+}
+
+/* Frees the spare streams (no h2 connection left, or the thread ends). */
+static void
+h2_spares_free(h2_thread_t *t)
+{
+    while (t->nspare > 0) {
+        h2_stream_t *s = wf_container_of(t->spare.next, h2_stream_t, link);
+
+        wf_list_del(&s->link);
+        t->nspare--;
+        free(s);
+    }
 }
 
 /* A zeroed stream: a spare one, else a new one. */
@@ -1532,6 +1548,9 @@ h2_close(h2_conn_t *c)
     c->io.fd = -1;
     wf_list_del(&c->kick.link);
     wf_list_del(&c->link);
+    if (wf_list_is_empty(&h2_thr.all)) {
+        h2_spares_free(&h2_thr); /* the thread's h2 traffic is over */
+    }
     wf_listen_conn_release(c->loop);
     wf_h1_stats_h2(c->loop, 1, c->nreqs);
     c->nreqs = 0;
@@ -1755,13 +1774,7 @@ wf_h2_thread_exit(void)
     if (!h2_thr.ready) {
         return;
     }
-    while (h2_thr.nspare > 0) {
-        h2_stream_t *s = wf_container_of(h2_thr.spare.next, h2_stream_t, link);
-
-        wf_list_del(&s->link);
-        h2_thr.nspare--;
-        free(s);
-    }
+    h2_spares_free(&h2_thr);
     free(h2_thr.fields);
     free(h2_thr.nv);
     h2_thr.fields = NULL;
