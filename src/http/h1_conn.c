@@ -2216,6 +2216,7 @@ wf_h1_server_remove(wf_h1_server_t *srv)
 void
 wf_h1_sweep_removed(void)
 {
+    wf_h2_sweep_removed(); /* also on a thread that never had h1 */
     if (!h1_thr.ready) {
         return;
     }
@@ -2229,7 +2230,6 @@ wf_h1_sweep_removed(void)
             h1_close(c);
         }
     }
-    wf_h2_sweep_removed();
 }
 
 /* A graceful stop closes the connections that wait between requests; the
