@@ -38,10 +38,10 @@ typedef struct wf_proxy_h2_key {
 typedef void (*wf_proxy_h2_close_cb)(wf_proxy_h2_conn_t *c, void *data);
 
 typedef struct wf_proxy_h2_conn_opts {
-    uint32_t idle_ms;       /* closed after this long without a stream
-                               (0: kept until the peer or GOAWAY ends it) */
-    _Atomic int32_t *conns; /* counts the connection while open (a peer's
-                               h2 counter, for /status); NULL: none */
+    uint32_t idle_ms;              /* closed after this long without a stream
+                                      (0: kept until the peer or GOAWAY ends it) */
+    _Atomic int32_t *conns;        /* counts the connection while open (a peer's
+                                      h2 counter, for /status); NULL: none */
     wf_proxy_h2_close_cb on_close; /* once, when the connection is gone
                                       (NULL: none) */
     void *data;                    /* on_close's */
