@@ -38,6 +38,7 @@ static const struct {
     {"cred", wf_test_cred},
     {"forwarded", wf_test_forwarded},
     {"h2_map", wf_test_h2_map},
+    {"proxy_h2_map", wf_test_proxy_h2_map},
     {"upstream", wf_test_upstream},
     {"access_log", wf_test_access_log},
     {"app_xchg", wf_test_app_xchg},

@@ -65,6 +65,7 @@ int wf_test_main_apps(void);
 int wf_test_cred(void);
 int wf_test_forwarded(void);
 int wf_test_h2_map(void);
+int wf_test_proxy_h2_map(void);
 int wf_test_upstream(void);
 int wf_test_access_log(void);
 int wf_test_app_xchg(void);
