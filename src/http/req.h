@@ -56,11 +56,6 @@ typedef struct wf_resp {
                                 them as a trailer HEADERS frame; h1 drops
                                 them */
     bool close;              /* close the connection after this response */
-    wf_str_t trailers;       /* with stream: "name: value\r\n" lines sent
-                                after the body (h2 only: a HEADERS frame
-                                ending the stream; gRPC's grpc-status),
-                                set before wf_chan_close(&r->resp_body);
-                                borrowed, must outlive r; len 0: none */
 
     /* "response_headers" of the last action, set by wf_req_respond() for
      * 2xx and 3xx responses (as Unit); NULL: none.  Both borrowed. */
