@@ -1278,6 +1278,7 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     if (srv->name == NULL) {
         return conf_nomem(cx);
     }
+    u->url = srv->name; /* its name in /status */
     srv->name += skip;
     srv->host = srv->addrlen == 0 ? srv->name : NULL;
     srv->wconf = 1.0;

@@ -1,8 +1,11 @@
 /* Channels: bounded buffer chains with back-pressure (see http/chan.h). */
 #include "http/chan.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/common.h"
 
@@ -111,9 +114,23 @@ chan_free_list(wf_chan_seg_t *s)
     }
 }
 
+/* Bytes left in the pipe are dropped with it: closed, so the consumer's
+ * next splice starts on an empty one. */
+static void
+chan_pipe_drop(wf_chan_t *ch)
+{
+    if (ch->piped > 0) {
+        close(ch->pipe[0]);
+        close(ch->pipe[1]);
+        ch->pipe[0] = ch->pipe[1] = -1;
+        ch->piped = 0;
+    }
+}
+
 static void
 chan_free_segs(wf_chan_t *ch)
 {
+    chan_pipe_drop(ch);
     chan_free_list(ch->head);
     chan_free_list(ch->spare);
     ch->head = ch->tail = ch->spare = NULL;
@@ -406,4 +423,63 @@ wf_chan_consume(wf_chan_t *ch, size_t n)
         ch->producer_stopped = false;
         chan_wake(ch, &ch->writable);
     }
+}
+
+/* ---- splice -------------------------------------------------------------- */
+
+void
+wf_chan_set_pipe(wf_chan_t *ch, int *pipe)
+{
+    ch->pipe = pipe;
+}
+
+ssize_t
+wf_chan_splice_in(wf_chan_t *ch, int fd, size_t n)
+{
+    ssize_t k;
+
+    WF_ASSERT(wf_chan_can_splice(ch) && n > 0 && n <= wf_chan_room(ch));
+    if (ch->pipe[0] < 0 && pipe2(ch->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        ch->pipe[0] = ch->pipe[1] = -1;
+        return WF_ERROR;
+    }
+    k = splice(fd, NULL, ch->pipe[1], NULL, n,
+               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (k < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+            return WF_ERROR;
+        }
+        if (ch->piped > 0) {
+            ch->producer_stopped = true; /* maybe the pipe is full */
+        }
+        return WF_AGAIN;
+    }
+    if (k > 0) {
+        ch->piped += (size_t)k;
+        ch->queued += (size_t)k;
+        if (wf_chan_room(ch) == 0) {
+            ch->producer_stopped = true;
+        }
+        chan_wake(ch, &ch->readable);
+    }
+    return k;
+}
+
+ssize_t
+wf_chan_splice_out(wf_chan_t *ch, int fd, size_t n)
+{
+    ssize_t k;
+
+    WF_ASSERT(n > 0 && n <= ch->piped && ch->piped == ch->queued);
+    k = splice(ch->pipe[0], NULL, fd, NULL, n,
+               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (k <= 0) {
+        if (k == 0) {
+            errno = EPIPE; /* the pipe had fewer bytes than counted */
+        }
+        return -1;
+    }
+    ch->piped -= (size_t)k;
+    wf_chan_consume(ch, (size_t)k);
+    return k;
 }

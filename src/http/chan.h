@@ -85,6 +85,48 @@ size_t wf_chan_peekv(const wf_chan_t *ch, struct iovec *iov, size_t max,
  * Schedules on_writable if the producer was stopped. */
 void wf_chan_consume(wf_chan_t *ch, size_t n);
 
+/* ---- splice(2): bytes that pass through a pipe, never copied ----------
+ * For a consumer and a producer that are both plain sockets and need not
+ * see the bytes (the proxy relaying a Content-Length body to an h1
+ * client).  The pipe's bytes count in wf_chan_queued() and the limit
+ * like buffered ones; wf_chan_peek()/peekv() show only the buffered ones,
+ * which come first. */
+
+/* Consumer: bytes may reach it through pipe (its own, {read end, write
+ * end}, both -1 until the first wf_chan_splice_in() creates it; the
+ * consumer closes it when it is done with it); NULL (the default): no
+ * splicing.  Set before the producer writes. */
+void wf_chan_set_pipe(wf_chan_t *ch, int *pipe);
+
+/* Producer: ch takes spliced bytes (wf_chan_splice_in()). */
+static inline bool
+wf_chan_can_splice(const wf_chan_t *ch)
+{
+    return ch->pipe != NULL && ch->state == WF_CHAN_OPEN;
+}
+
+/* Producer: moves up to n bytes (0 < n <= wf_chan_room()) from socket fd
+ * into ch's pipe.  From the first splice on, the producer writes nothing
+ * else into ch (a buffered byte would pass the piped ones).  Returns the
+ * bytes moved (> 0; on_readable scheduled), 0 at fd's EOF, WF_AGAIN when
+ * fd has nothing or the pipe is full (then wf_chan_piped() > 0, and the
+ * producer is stopped: on_writable follows), or WF_ERROR (errno). */
+ssize_t wf_chan_splice_in(wf_chan_t *ch, int fd, size_t n);
+
+/* Bytes in the pipe.  The consumer splices them out once nothing is
+ * buffered before them (wf_chan_piped() == wf_chan_queued()). */
+static inline size_t
+wf_chan_piped(const wf_chan_t *ch)
+{
+    return ch->piped;
+}
+
+/* Consumer: moves up to n (> 0, at most wf_chan_piped()) piped bytes to
+ * socket fd, once nothing is buffered before them.  Returns the bytes
+ * moved (consumed, as wf_chan_consume() does), or -1 with errno (EAGAIN:
+ * fd is full). */
+ssize_t wf_chan_splice_out(wf_chan_t *ch, int fd, size_t n);
+
 /* Bytes queued. */
 static inline size_t
 wf_chan_queued(const wf_chan_t *ch)

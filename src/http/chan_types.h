@@ -48,6 +48,11 @@ struct wf_chan {
     wf_chan_cb on_writable; /* producer's wake-up; NULL: none */
     wf_task_t readable;     /* scheduled on_readable */
     wf_task_t writable;     /* scheduled on_writable */
+    /* Spliced bytes (wf_chan_set_pipe()): the consumer's pipe, {read end,
+     * write end}, -1 until the first splice creates it; NULL: none. */
+    int *pipe;
+    size_t piped; /* bytes in the pipe, behind the buffered ones; counted
+                     in queued */
 };
 
 #endif

@@ -78,6 +78,8 @@ struct wf_h1_conn {
     bool h2_checked;  /* the first bytes were told from an h2c preface */
     unsigned burst;   /* requests served since the last poll */
     wf_mux_exit_status_t exit_status;
+    int pipe[2]; /* for spliced response bytes (wf_chan_set_pipe()): made
+                    by the first splice, kept for the next responses */
 
     char *rbuf; /* owned; NULL while idle */
     uint32_t rcap;
@@ -557,6 +559,10 @@ h1_on_free(wf_task_t *task)
 
     h1_req_destroy(c);
     h1_rbuf_free(c);
+    if (c->pipe[0] >= 0) {
+        close(c->pipe[0]);
+        close(c->pipe[1]);
+    }
     wf_h1_snap_unref(c->site->snap);
     wf_h1_server_unref(c->srv);
     wf_fpool_put(&h1_thread()->conns, c);
@@ -1488,6 +1494,32 @@ h1_stream_write(wf_h1_conn_t *c)
     }
 }
 
+/* Splices the piped bytes of the response channel to the socket (after
+ * the head, alone: the buffered bytes before them went with it).
+ * Returns WF_OK when the pipe is empty, WF_AGAIN when the socket is full,
+ * WF_ERROR to close. */
+static int
+h1_stream_splice(wf_h1_conn_t *c)
+{
+    wf_chan_t *ch = &c->req->resp_body;
+    int rc = h1_send_head(c);
+
+    while (rc == WF_OK && wf_chan_piped(ch) > 0) {
+        size_t want = wf_chan_piped(ch);
+        ssize_t n = wf_chan_splice_out(ch, c->io.fd, want);
+
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? WF_AGAIN : WF_ERROR;
+        }
+        h1_progress(c);
+        h1_x(c)->body_sent += (size_t)n;
+        if ((size_t)n < want) {
+            return WF_AGAIN; /* the socket took less than offered */
+        }
+    }
+    return rc;
+}
+
 /* Pumps the streamed body.  The head goes out with the first data (one
  * write), or alone when the endpoint has none yet.  Returns WF_OK when
  * the last chunk is out, WF_AGAIN when the socket is full, WF_DECLINED
@@ -1499,8 +1531,17 @@ h1_send_stream(wf_h1_conn_t *c)
     bool head_only = c->req->resp.head_only;
 
     for (;;) {
+        const wf_chan_t *ch = &c->req->resp_body;
         int rc;
 
+        if (x->chunk_off == 0 && x->chunk_len == 0 && wf_chan_piped(ch) > 0
+            && wf_chan_piped(ch) == wf_chan_queued(ch)) {
+            rc = h1_stream_splice(c);
+            if (rc != WF_OK) {
+                return rc;
+            }
+            continue;
+        }
         if (x->chunk_off == 0 && x->chunk_len == 0 && !x->stream_last) {
             rc = h1_stream_next(c);
             if (rc == WF_AGAIN) {
@@ -1871,6 +1912,12 @@ h1_stream_setup(wf_h1_conn_t *c, wf_req_t *r)
         c->keep_alive = false;
     }
     wf_chan_set_readable(&r->resp_body, h1_on_resp_data);
+    /* Bytes sent as they are, socket to socket: the endpoint may splice
+     * them (h1_stream_splice()). */
+    if (r->resp.stream_length && !r->resp.head_only
+        && !wf_xprt_is_tls(&c->xp)) {
+        wf_chan_set_pipe(&r->resp_body, c->pipe);
+    }
 }
 
 /* Writes the head of c->req->resp and starts sending. */
@@ -2166,6 +2213,7 @@ h1_on_accept(wf_listener_t *l, wf_loop_t *loop, int fd,
     memset(c, 0, sizeof(*c));
     c->mux.ops = &h1_mux_ops;
     c->io.fd = fd;
+    c->pipe[0] = c->pipe[1] = -1;
     c->io.handler = h1_on_io;
     c->loop = loop;
     c->srv = srv;

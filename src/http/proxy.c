@@ -48,7 +48,11 @@
 #define PX_FWD_MAX  4096            /* Wharf's forwarding fields, at most */
 /* Response bytes read at once: the head (WF_PROXY_HEAD_MAX at most) and
  * what follows it must fit in a fresh response channel. */
-#define PX_IN_SIZE      WF_XCHG_CHAN_LIMIT
+#define PX_IN_SIZE WF_XCHG_CHAN_LIMIT
+/* Read at once for the head: a whole head, and a small body with it (one
+ * write to the client, px_respond_whole()); the rest of a bigger body is
+ * read into the channel, or spliced, without passing through px->in. */
+#define PX_HEAD_READ    WF_PROXY_HEAD_MAX
 #define PX_HOST_MAX     1024 /* a rendered "host", at most */
 #define PX_UPGRADE      "Upgrade: websocket\r\n"
 #define PX_TUNNEL_BURST 16 /* backend reads per wake-up in a tunnel */
@@ -99,6 +103,8 @@ typedef struct px {
     bool upgrade;     /* the request is a WebSocket handshake, forwarded */
     bool up_shut;     /* TUNNEL: the client's EOF was passed on (SHUT_WR) */
     bool released;    /* r let px go while busy: px_leave() frees it */
+    bool pipe_full;   /* BODY: the channel's pipe took no more; until the
+                         mux takes its bytes (px_on_resp_room()) */
     char *out;        /* staged request bytes: out[out_off..out_len) */
     bool out_big;     /* out was malloc()ed for a head over PX_OUT_SIZE */
     size_t out_off;
@@ -228,7 +234,8 @@ px_poll(px_t *px)
         ev |= EPOLLOUT;
     }
     if (px->state == PX_SEND || px->state == PX_HEAD
-        || (px->state == PX_BODY && wf_chan_room(&px->r->resp_body) > 0)
+        || (px->state == PX_BODY && !px->pipe_full
+            && wf_chan_room(&px->r->resp_body) > 0)
         || (px->state == PX_BODY && !px->in_event
             && px->io.events == (EPOLLIN | EPOLLRDHUP))) {
         ev |= EPOLLIN | EPOLLRDHUP;
@@ -1045,7 +1052,7 @@ px_read_head(px_t *px)
         }
     }
     n = wf_xprt_recv(&px->xp, px->io.fd, px->in + px->in_len,
-                     PX_IN_SIZE - px->in_len);
+                     wf_min(PX_IN_SIZE - px->in_len, (size_t)PX_HEAD_READ));
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
         return WF_OK;
     }
@@ -1184,15 +1191,52 @@ px_recv_direct(px_t *px, size_t room)
     return n < 0 && (errno == EAGAIN || errno == EINTR) ? WF_AGAIN : n;
 }
 
-/* Reads the next body bytes: into the channel directly, or (a chunked
- * body, decoded in place) into px->in, no more than the room so that the
- * channel's bound holds.  Returns WF_OK to go on, WF_DECLINED to stop. */
+/* Moves the next bytes of a Content-Length body through the response
+ * channel's pipe (splice(2), socket to socket: no copy), never past the
+ * announced length.  With the last byte in, a peek tells whether the
+ * backend sent bytes past the response (not reusable, as in
+ * px_recv_direct()).  first: the first read of this wake-up; a socket
+ * that polled readable yet gave nothing means the pipe is full.  Returns
+ * as px_recv_direct(). */
+static ssize_t
+px_splice_in(px_t *px, size_t room, bool first)
+{
+    wf_chan_t *ch = &px->r->resp_body;
+    size_t want = (size_t)wf_min((uint64_t)room, px->remaining);
+    ssize_t n = wf_chan_splice_in(ch, px->io.fd, want);
+    char probe;
+
+    if (n == WF_AGAIN && first && px->in_event && wf_chan_piped(ch) > 0) {
+        px->pipe_full = true; /* px_poll() drops EPOLLIN meanwhile */
+    }
+    if (n > 0 && (uint64_t)n == px->remaining
+        && recv(px->io.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        px->extra = true;
+    }
+    return n;
+}
+
+/* Whether the body goes through the channel's pipe: a Content-Length
+ * body, plain on both sides (the mux gave the channel a pipe). */
+static bool
+px_splices(px_t *px)
+{
+    return px->body == PX_BODY_LENGTH && !wf_xprt_is_tls(&px->xp)
+           && wf_chan_can_splice(&px->r->resp_body);
+}
+
+/* Reads the next body bytes: through the channel's pipe, into the
+ * channel directly, or (a chunked body, decoded in place) into px->in, no
+ * more than the room so that the channel's bound holds.  Returns WF_OK to
+ * go on, WF_DECLINED to stop. */
 static int
-px_read_more(px_t *px, size_t room)
+px_read_more(px_t *px, size_t room, bool first)
 {
     ssize_t k;
 
-    if (px->body == PX_BODY_CHUNKED) {
+    if (px_splices(px)) {
+        k = px_splice_in(px, room, first);
+    } else if (px->body == PX_BODY_CHUNKED) {
         k = wf_xprt_recv(&px->xp, px->io.fd, px->in,
                          wf_min(room, (size_t)PX_IN_SIZE));
         if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -1230,6 +1274,8 @@ px_read_more(px_t *px, size_t room)
 static void
 px_read_body(px_t *px)
 {
+    bool first = true;
+
     while (px->r != NULL) {
         size_t room = wf_chan_room(&px->r->resp_body);
 
@@ -1248,9 +1294,10 @@ px_read_body(px_t *px)
             wf_chan_wait_room(&px->r->resp_body);
             return;
         }
-        if (px_read_more(px, room) != WF_OK) {
+        if (px_read_more(px, room, first) != WF_OK) {
             return;
         }
+        first = false;
     }
 }
 
@@ -1262,6 +1309,7 @@ px_on_resp_room(wf_chan_t *ch)
 
     if (px->state == PX_BODY && px->r != NULL) {
         px_enter(px);
+        px->pipe_full = false;
         px_pump(px);
         px_leave(px);
     }

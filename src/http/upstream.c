@@ -80,8 +80,9 @@ wf_upstream_compile(wf_upstream_t *u)
             s->max_conns = u->max_conns;
         }
     }
-    if (u->name != NULL) {
-        u->stats = wf_upstream_stats_get(u->name);
+    if (u->name != NULL || u->url != NULL) {
+        u->stats = u->name != NULL ? wf_upstream_stats_get(u->name, false)
+                                   : wf_upstream_stats_get(u->url, true);
         if (u->stats == NULL) {
             return WF_ERROR;
         }

@@ -96,6 +96,8 @@ typedef struct wf_upstream wf_upstream_t;
 
 struct wf_upstream {
     const char *name; /* NULL for a "proxy" action's own upstream */
+    const char *url;  /* a "proxy" action's own: its "proxy" string, the
+                         name /status shows it by; NULL for a named one */
     wf_upstream_server_t *servers;
     size_t nservers;
     pthread_mutex_t lock;  /* guards the round-robin state */
@@ -155,8 +157,8 @@ struct wf_upstream {
     size_t nhosts;
     uint32_t ttl_ms; /* the smallest TTL of their answers; 0: none given */
 
-    struct wf_upstream_stats *stats; /* process-wide, by name; NULL for a
-                                        "proxy" action's own upstream */
+    struct wf_upstream_stats *stats; /* process-wide, by name (a "proxy"
+                                        action's: by url) */
     bool compiled;                   /* wf_upstream_compile() ran */
 
     /* TLS to the servers (an "https://" proxy, or Wharf's "tls"): NULL

@@ -52,13 +52,13 @@ wf_upstream_peer_get(const struct sockaddr *addr, socklen_t len)
 }
 
 wf_upstream_stats_t *
-wf_upstream_stats_get(const char *name)
+wf_upstream_stats_get(const char *name, bool action)
 {
     wf_upstream_stats_t *s;
 
     pthread_mutex_lock(&peer_lock);
     for (s = stats_list; s != NULL; s = s->next) {
-        if (strcmp(s->name, name) == 0) {
+        if (s->action == action && strcmp(s->name, name) == 0) {
             break;
         }
     }
@@ -69,6 +69,7 @@ wf_upstream_stats_get(const char *name)
             s = NULL;
         }
         if (s != NULL) {
+            s->action = action;
             s->next = stats_list;
             stats_list = s;
         }
@@ -175,7 +176,7 @@ typedef struct status_upstream {
     size_t n;
 } status_upstream_t;
 
-/* What /status shows: the current snapshot's named upstreams, copied
+/* What /status shows: the current snapshot's upstreams, copied
  * (the snapshot may go while a thread reads this). */
 typedef struct status_view {
     status_upstream_t *ups;
@@ -288,12 +289,19 @@ wf_upstream_status_json(void)
     if (obj == NULL) {
         return NULL;
     }
+    /* The "proxy" actions' own first, so that a named upstream whose name
+     * is the same URL takes the key.  Actions with the same URL share
+     * their stats and their server's peer: one entry. */
     pthread_mutex_lock(&status_lock);
-    for (size_t i = 0; status_view != NULL && i < status_view->n; i++) {
-        const status_upstream_t *su = &status_view->ups[i];
+    for (int named = 0; named < 2; named++) {
+        for (size_t i = 0; status_view != NULL && i < status_view->n; i++) {
+            const status_upstream_t *su = &status_view->ups[i];
 
-        json_object_set_new(obj, su->stats->name,
-                            status_upstream_json(su, now));
+            if (su->stats->action == !named) {
+                json_object_set_new(obj, su->stats->name,
+                                    status_upstream_json(su, now));
+            }
+        }
     }
     pthread_mutex_unlock(&status_lock);
     return obj;

@@ -64,6 +64,7 @@ typedef struct wf_upstream_peer {
 typedef struct wf_upstream_stats {
     struct wf_upstream_stats *next; /* in the table */
     char *name;                     /* owned */
+    bool action;                    /* a "proxy" action's own, by URL */
     _Atomic int32_t waiting;        /* requests in the queue now */
     wf_upstream_cell_t cells[WF_UPSTREAM_CELLS];
 } wf_upstream_stats_t;
@@ -76,9 +77,10 @@ uint64_t wf_upstream_now_ms(void);
 wf_upstream_peer_t *wf_upstream_peer_get(const struct sockaddr *addr,
                                          socklen_t len);
 
-/* The stats of the upstream named name, created on first use.  NULL when
- * out of memory.  Any thread. */
-wf_upstream_stats_t *wf_upstream_stats_get(const char *name);
+/* The stats of the upstream named name (action: of the "proxy" actions
+ * whose URL is name, apart from a named upstream of the same name),
+ * created on first use.  NULL when out of memory.  Any thread. */
+wf_upstream_stats_t *wf_upstream_stats_get(const char *name, bool action);
 
 /* The calling thread's cell of cells. */
 wf_upstream_cell_t *wf_upstream_cell(wf_upstream_cell_t *cells);
@@ -106,11 +108,12 @@ const char *wf_upstream_health_name(wf_upstream_health_t h);
 struct json_t;
 
 /* The snapshot whose upstreams are all (linked by next) is the current
- * one: /status shows its named upstreams and their servers from now on.
+ * one: /status shows its upstreams (named ones, and each "proxy" action's
+ * own by its URL) and their servers from now on.
  * On the router's main loop. */
 void wf_upstream_status_publish(wf_upstream_t *all);
 
-/* /status's "upstreams" (Wharf's key): a new object, {NAME: {"requests",
+/* /status's "upstreams" (Wharf's key): a new object, {NAME or URL: {"requests",
  * "failures", "queued", "rejected", "queue", "servers": {ADDR:
  * {"requests", "failures", "active", "idle", "health", "checks"}}}}.
  * Counters are sums of the threads' cells, monotonic across

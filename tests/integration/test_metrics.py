@@ -257,3 +257,53 @@ def test_real_prometheus_scrapes_the_route(wharf, backends, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_status_shows_a_proxy_action_by_its_url(wharf, backends):
+    """A "proxy": "http://..." action's own upstream is in /status's
+    "upstreams" under its "proxy" string, in the same shape as a named
+    one; two actions with the same URL are one entry; a named upstream
+    of the same name keeps its own figures; the Prometheus text has it
+    as an upstream label."""
+    a = backends(lambda req, sock: response(200, b"a"))
+    b = backends(broken)
+    url_a, url_b = a.url, b.url
+    routes = [{"match": {"uri": "/b"}, "action": {"proxy": url_b}},
+              {"match": {"uri": "/a2"}, "action": {
+                  "proxy": url_a, "proxy_settings": {"idle_connections": 2}}},
+              {"action": {"proxy": url_a}}]
+    server = wharf(routes_config(routes), threads=1)
+    assert [ask(server, p).status for p in ("/", "/a2", "/b")] \
+        == [200, 200, 502]
+    u = ups(server)
+    assert set(u) == {url_a, url_b}
+    assert (u[url_a]["requests"], u[url_a]["failures"]) == (2, 0)
+    assert set(u[url_a]) == {"requests", "failures", "queued", "rejected",
+                             "queue", "servers"}
+    assert u[url_a]["servers"][a.address]["requests"] == 2
+    assert u[url_a]["servers"][a.address]["health"] == "up"
+    assert (u[url_b]["requests"], u[url_b]["failures"]) == (1, 1)
+    assert u[url_b]["servers"][b.address]["failures"] == 1
+    types, samples = parse_exposition(
+        server.api().get("/status?format=prometheus").body.decode())
+    values = {(n, l): v for n, l, v in samples}
+    assert values[("wharf_upstream_requests_total",
+                   '{upstream="%s"}' % url_a)] == 2
+    assert values[("wharf_upstream_server_failures_total",
+                   '{upstream="%s",server="%s"}' % (url_b, b.address))] == 1
+    # A named upstream called like the URL (no "pass" can name it, but
+    # it may exist): its own figures win the key, the action's are kept
+    # apart, not added to it.
+    conf = routes_config([{"action": {"proxy": url_a}}],
+                         listener=server.listeners()[0])
+    conf["upstreams"] = {url_a: {"servers": {a.address: {}}}}
+    r = server.api().put("/config", conf)
+    assert r.status == 200, r.json
+    assert ask(server).status == 200
+    assert ups(server)[url_a]["requests"] == 0
+    # Counters by URL survive a reconfiguration, as a named one's.
+    conf = routes_config([{"action": {"proxy": url_a}}],
+                         listener=server.listeners()[0])
+    assert server.api().put("/config", conf).status == 200
+    ask(server)
+    assert ups(server)[url_a]["requests"] == 4   # 2 + 1 beside it + 1

@@ -4,6 +4,7 @@ backend that holds a request, hashing on a template keeps a key on its
 server (and only the keys of a server that leaves move), round robin stays
 Unit's default."""
 
+import socket
 import threading
 import time
 
@@ -293,3 +294,99 @@ def test_timeouts_are_per_route(wharf, backends):
     assert ask(server, "/short").status == 504
     r = ask(server, "/long")
     assert (r.status, r.body) == (200, b"late")
+
+
+def free_port():
+    """A port nothing listens on (bound, then closed) for a backend that
+    starts later."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_health(server, address):
+    st = server.api().get("/status/upstreams").json
+    return st.get("u", {}).get("servers", {}).get(address, {}).get("health")
+
+
+def test_queued_request_takes_a_server_that_comes_up(wharf, backends):
+    """The only up server is full (max_conns 1, held by a slow request)
+    and the other is down: a queued request waits.  The second server
+    comes up (its health check passes): no slot was given back, yet the
+    queued request is served there well before queue_timeout, because a
+    waiter looks again every 100 ms (b3f73d3)."""
+    a = Gate(backends, "a")
+    port = free_port()
+    address = "127.0.0.1:%d" % port
+    hc = {"path": "/fast", "interval": 0.1, "timeout": 1, "rise": 1,
+          "fall": 1, "status": 200}
+    server = wharf(upstream_conf({a.address: {}, address: {}}, max_conns=1,
+                                 queue=4, queue_timeout=scaled(8),
+                                 health_check=hc))
+    assert wait_for(lambda: server_health(server, address) == "down",
+                    scaled(10))
+    t1, held = in_thread(lambda: ask(server, "/slow"))
+    try:
+        assert wait_for(lambda: a.now == 1)
+        t0 = time.monotonic()
+        t2, queued = in_thread(lambda: ask(server, "/q"))
+        assert wait_for(lambda: ups_queue(server) == 1)
+        time.sleep(0.3)
+        assert not queued               # still waiting: nothing is free
+        b = backends(lambda req, sock: response(200, b"b"), port=port)
+        t2.join(scaled(8) + 10)
+        took = time.monotonic() - t0
+        assert (queued["r"].status, queued["r"].body) == (200, b"b")
+        assert took < scaled(8) - 1, took   # before queue_timeout
+        assert [r.target for r in b.requests if r.target != "/fast"] \
+            == ["/q"]
+        assert a.now == 1               # the slow one still holds a
+    finally:
+        a.open.set()
+        t1.join(30)
+    assert held["r"].status == 200
+
+
+def ups_queue(server):
+    st = server.api().get("/status/upstreams").json
+    return st.get("u", {}).get("queue")
+
+
+def test_hand_over_serves_the_queue_in_order(wharf, backends):
+    """Each slot given back goes to the oldest waiter a server can take,
+    one waiter per slot, so with max_conns 1 the queued requests reach
+    the backend one at a time and in the order they came.  (Which server
+    a waiter can take does not depend on the waiter, "hash" moving a full
+    server's keys too, so walking past the head only matters when it
+    races; that is not observable from outside.)"""
+    order = []
+    lock = threading.Lock()
+    gates = {}
+
+    def handler(req, sock):
+        with lock:
+            order.append(req.target)
+            ev = gates.setdefault(req.target, threading.Event())
+        ev.wait(30)
+        return response(200, req.target.encode())
+    b = backends(handler)
+    server = wharf(upstream_conf({b.address: {"max_conns": 1}}, queue=8,
+                                 queue_timeout=scaled(30), balance="hash",
+                                 hash_key="$uri"), threads=2)
+    names = ["/w%d" % i for i in range(5)]
+    started = []
+    for i, n in enumerate(names):
+        started.append(in_thread(lambda n=n: ask(server, n)))
+        # The first holds the slot; each next one is queued behind.
+        assert wait_for(lambda i=i: (len(order) == 1
+                                     and ups_queue(server) == i))
+    for n in names:
+        assert wait_for(lambda n=n: order and order[-1] == n)
+        time.sleep(0.2)
+        assert order[-1] == n           # one at a time: max_conns 1
+        with lock:
+            gates[n].set()
+    for (t, out), n in zip(started, names):
+        t.join(30)
+        assert (out["r"].status, out["r"].body) == (200, n.encode())
+    assert order == names

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from lib.configs import routes_config
-from lib.rawhttp import Reader, request
-from lib.wharf import SAN, process_tree, scaled
+from lib.proxy_backends import RawBackend, response, wait_for
+from lib.rawhttp import Reader, exchange, request
+from lib.wharf import SAN, fd_targets, process_tree, scaled
 
 GIB = 1 << 30
 RSS_GROWTH = 48 << 20  # allowed growth of the router's RSS meanwhile
@@ -202,3 +203,72 @@ def test_slow_client_holds_the_backend_back(wharf, stream_backend):
             got += len(d)
     assert b.done.wait(scaled(30))
     assert got > total
+
+
+def router_pipes(pid):
+    return sorted(t for t in fd_targets(pid).values()
+                  if t.startswith("pipe:"))
+
+
+def test_body_spliced_through_one_pipe_per_connection(wharf):
+    """A Content-Length body between two plain sockets is spliced through
+    a pipe (no copy in the router): the client connection's pipe is made
+    by its first such response, kept for the next ones, and closed with
+    the connection; a client gone mid-body takes its pipe (and the bytes
+    in it) away too."""
+    body = bytes(range(256)) * 4096           # 1 MiB
+    seen = []
+
+    def handler(req, sock):
+        seen.append(req.target)
+        return response(200, body if req.target != "/small" else b"s")
+    b = RawBackend(handler, keep_alive=True)
+    try:
+        server = wharf(routes_config([{"action": {
+            "proxy": b.url, "proxy_settings": {"idle_connections": 4}}}]),
+            threads=1)
+        pid = router_pid(server)
+        before = router_pipes(pid)
+        with server.connect(timeout=scaled(30)) as s:
+            r = exchange(s, request(path="/small"))
+            assert r.body == b"s"
+            assert router_pipes(pid) == before    # whole: no pipe
+            for _ in range(3):
+                r = exchange(s, request(path="/big"))
+                assert (r.status, r.body) == (200, body)
+                pipes = router_pipes(pid)
+                assert len(pipes) == len(before) + 2, pipes
+        assert wait_for(lambda: router_pipes(pid) == before, scaled(10))
+        # Gone with bytes in flight: the pipe goes with the connection.
+        s = server.connect(timeout=scaled(30))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+        s.sendall(request(path="/big"))
+        s.recv(4096)
+        assert wait_for(lambda: len(router_pipes(pid)) == len(before) + 2,
+                        scaled(10))
+        s.close()
+        assert wait_for(lambda: router_pipes(pid) == before, scaled(10))
+        with server.connect(timeout=scaled(30)) as s:
+            r = exchange(s, request(path="/big",
+                                    headers=[("Connection", "close")]))
+            assert (r.status, r.body) == (200, body)
+    finally:
+        b.stop()
+
+
+def test_body_not_spliced_to_a_head_request(wharf):
+    """HEAD: the head alone; no body bytes move, and no pipe."""
+    b = RawBackend(lambda req, sock: response(
+        200, b"", headers=[("Content-Length", str(1 << 20))]),
+        keep_alive=True)
+    try:
+        server = wharf(routes_config([{"action": {"proxy": b.url}}]))
+        pid = router_pid(server)
+        before = router_pipes(pid)
+        with server.connect(timeout=scaled(30)) as s:
+            r = exchange(s, request(method="HEAD"), head_request=True)
+            assert r.status == 200
+            assert r.header("Content-Length") == str(1 << 20)
+            assert router_pipes(pid) == before
+    finally:
+        b.stop()
