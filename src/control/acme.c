@@ -1,7 +1,5 @@
 #include "control/acme.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -579,12 +577,13 @@ wf_acme_cert_infos(json_t *infos)
  */
 
 static bool
-acme_load_one(const char *dir, const char *name)
+acme_load_one(const char *dir, const char *name, void *arg)
 {
     char path[4096];
     json_t *state;
     const char *st;
 
+    wf_unused(arg);
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     state = json_load_file(path, 0, NULL);
     st = json_string_value(json_object_get(state, "state"));
@@ -616,24 +615,7 @@ acme_load_one(const char *dir, const char *name)
 size_t
 wf_acme_load(const char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    size_t n = 0;
-
-    if (d == NULL) {
-        if (errno != ENOENT) {
-            wf_log_error(errno, "opendir(\"%s\") failed", dir);
-        }
-        return 0;
-    }
-    while ((de = readdir(d)) != NULL) {
-        if (wf_cert_name_is_valid(de->d_name, strlen(de->d_name))
-            && acme_load_one(dir, de->d_name)) {
-            n++;
-        }
-    }
-    closedir(d);
-    return n;
+    return wf_cert_dir_walk(dir, acme_load_one, NULL);
 }
 
 /* ---- the thread ------------------------------------------------------------

@@ -290,14 +290,16 @@ cert_file_read(const char *dir, const char *name, size_t *len)
 }
 
 static bool
-cert_store_load_one(const char *dir, const char *name)
+cert_store_load_one(const char *dir, const char *name, void *arg)
 {
     char why[256];
     json_t *info;
     size_t len;
-    char *pem = cert_file_read(dir, name, &len);
+    char *pem;
     bool ok = false;
 
+    wf_unused(arg);
+    pem = cert_file_read(dir, name, &len);
     if (pem == NULL) {
         return false;
     }
@@ -312,7 +314,7 @@ cert_store_load_one(const char *dir, const char *name)
 }
 
 size_t
-wf_cert_store_load(const char *dir)
+wf_cert_dir_walk(const char *dir, wf_cert_dir_cb fn, void *arg)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
@@ -325,15 +327,19 @@ wf_cert_store_load(const char *dir)
         return 0;
     }
     while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-
-        if (wf_cert_name_is_valid(de->d_name, len)
-            && cert_store_load_one(dir, de->d_name)) {
+        if (wf_cert_name_is_valid(de->d_name, strlen(de->d_name))
+            && fn(dir, de->d_name, arg)) {
             n++;
         }
     }
     closedir(d);
     return n;
+}
+
+size_t
+wf_cert_store_load(const char *dir)
+{
+    return wf_cert_dir_walk(dir, cert_store_load_one, NULL);
 }
 
 /* Calls fn on c's name(s) (a string or an array of strings) until it

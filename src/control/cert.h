@@ -50,6 +50,16 @@ void wf_cert_store_del(const char *name);
 /* Empties the store. */
 void wf_cert_store_clear(void);
 
+/* Called by wf_cert_dir_walk() on one entry of dir; returns whether it
+ * took the entry (it logs why not). */
+typedef bool (*wf_cert_dir_cb)(const char *dir, const char *name, void *arg);
+
+/* Calls fn on every entry of dir (the store's STATEDIR/certs, or the ACME
+ * state beside it) whose name is a valid certificate name, in readdir()
+ * order.  A missing dir has no entry; another opendir() failure is logged.
+ * Returns the number of entries fn took. */
+size_t wf_cert_dir_walk(const char *dir, wf_cert_dir_cb fn, void *arg);
+
 /* Reads every certificate in dir (STATEDIR/certs) into the store; a file
  * that is not a valid bundle is logged and skipped, as is a missing dir.
  * Returns the number of certificates loaded. */

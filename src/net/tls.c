@@ -1133,6 +1133,12 @@ tls_io_error(SSL *ssl, int rc)
     return -1;
 }
 
+ssize_t
+wf_tls_xprt_error(wf_xprt_t *x, int rc)
+{
+    return tls_io_error(x->tls, rc);
+}
+
 /* x->state: the last read wanted more bytes from the socket, so what
  * OpenSSL holds unprocessed (read ahead) is an incomplete record, and the
  * socket will poll readable for the rest. */
@@ -1201,13 +1207,11 @@ tls_write_staged(SSL *ssl, size_t n)
     return errno == EAGAIN ? 0 : -1;
 }
 
-static ssize_t
-tls_sendmsg(wf_xprt_t *x, int fd, const struct msghdr *msg, int flags)
+ssize_t
+wf_tls_xprt_sendmsg(wf_xprt_t *x, const struct msghdr *msg)
 {
     size_t done = 0;
 
-    wf_unused(fd);
-    wf_unused(flags);
     while (done < TLS_WRITE_MAX) {
         size_t n = tls_stage_iov(msg, done);
         ssize_t w;
@@ -1229,6 +1233,14 @@ tls_sendmsg(wf_xprt_t *x, int fd, const struct msghdr *msg, int flags)
         return -1;
     }
     return (ssize_t)done;
+}
+
+static ssize_t
+tls_sendmsg(wf_xprt_t *x, int fd, const struct msghdr *msg, int flags)
+{
+    wf_unused(fd);
+    wf_unused(flags);
+    return wf_tls_xprt_sendmsg(x, msg);
 }
 
 /* With kTLS sending (the kernel encrypts): SSL_sendfile(), no copy. */

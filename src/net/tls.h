@@ -97,6 +97,20 @@ bool wf_tls_alpn_h2(const wf_xprt_t *x);
  * 0, the default. */
 size_t wf_tls_srv_pick(const wf_tls_srv_t *t, const char *servername);
 
+/* The transport calls both sides of TLS share: listeners' connections here,
+ * backends' in net/tls_client.c (x->tls an SSL).
+ * wf_tls_xprt_error(): what an SSL call that failed with rc means, as a
+ * socket call's result: -1 with errno EAGAIN when it would block (wants
+ * read or write), 0 for the peer's close_notify or EOF, else -1 with errno
+ * (ECONNRESET for a protocol error); OpenSSL's error queue is cleared.
+ * wf_tls_xprt_sendmsg(): msg's iovecs encrypted and written, one record at
+ * a time and at most 256 KiB a call (fairness between connections), as
+ * sendmsg() does: the bytes written, or -1 with errno (EAGAIN: none could
+ * be; EPIPE: the peer closed).  A retry after EAGAIN must offer the same
+ * bytes again (SSL_write()'s rule). */
+ssize_t wf_tls_xprt_error(wf_xprt_t *x, int rc);
+ssize_t wf_tls_xprt_sendmsg(wf_xprt_t *x, const struct msghdr *msg);
+
 /* What a TLS connection tells its requests (Wharf's $tls_* variables). */
 typedef enum wf_tls_var {
     WF_TLS_VAR_PROTOCOL = 0,       /* "TLSv1.3" */

@@ -21,10 +21,8 @@
 #include "core/common.h"
 #include "net/tls.h"
 
-#define CLI_WBUF      16384        /* one record's plaintext */
-#define CLI_WRITE_MAX (256 * 1024) /* bytes written per call */
-#define CLI_SLOTS     64           /* servers whose session is kept */
-#define CLI_SNI_MAX   256
+#define CLI_SLOTS   64 /* servers whose session is kept */
+#define CLI_SNI_MAX 256
 
 /* One server's last session: the key is its address and the name sent. */
 typedef struct cli_slot {
@@ -51,7 +49,6 @@ static _Atomic uint64_t cli_ids;
 static int cli_ctx_idx = -1; /* SSL_CTX ex_data: cli_cache_t */
 static int cli_ssl_idx = -1; /* SSL ex_data: slot number + 1 */
 static pthread_once_t cli_once = PTHREAD_ONCE_INIT;
-static _Thread_local unsigned char cli_wbuf[CLI_WBUF];
 
 static int cli_fail(char *why, size_t whysize, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -274,25 +271,6 @@ wf_tls_cli_id(const wf_tls_cli_t *t)
 /* ---- the transport ------------------------------------------------------ */
 
 static ssize_t
-cli_io_error(SSL *ssl, int rc)
-{
-    int e = SSL_get_error(ssl, rc);
-
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        errno = EAGAIN;
-        return -1;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN) {
-        return 0; /* close_notify, or an EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) */
-    }
-    if (e != SSL_ERROR_SYSCALL || errno == 0) {
-        errno = ECONNRESET; /* a protocol error: as good as a reset */
-    }
-    ERR_clear_error();
-    return -1;
-}
-
-static ssize_t
 cli_recv(wf_xprt_t *x, int fd, void *buf, size_t n)
 {
     size_t got = 0;
@@ -302,64 +280,15 @@ cli_recv(wf_xprt_t *x, int fd, void *buf, size_t n)
     if (SSL_read_ex(x->tls, buf, n, &got) == 1) {
         return (ssize_t)got;
     }
-    return cli_io_error(x->tls, 0);
-}
-
-/* Stages at most one record of msg's bytes from offset skip. */
-static size_t
-cli_stage(const struct msghdr *msg, size_t skip)
-{
-    size_t n = 0;
-
-    for (size_t i = 0; i < (size_t)msg->msg_iovlen && n < CLI_WBUF; i++) {
-        const struct iovec *v = &msg->msg_iov[i];
-        size_t k;
-
-        if (skip >= v->iov_len) {
-            skip -= v->iov_len;
-            continue;
-        }
-        k = wf_min(v->iov_len - skip, (size_t)(CLI_WBUF - n));
-        memcpy(cli_wbuf + n, (const char *)v->iov_base + skip, k);
-        n += k;
-        skip = 0;
-    }
-    return n;
+    return wf_tls_xprt_error(x, 0);
 }
 
 static ssize_t
 cli_sendmsg(wf_xprt_t *x, int fd, const struct msghdr *msg, int flags)
 {
-    size_t done = 0;
-
     wf_unused(fd);
     wf_unused(flags);
-    while (done < CLI_WRITE_MAX) {
-        size_t n = cli_stage(msg, done), w = 0;
-        ssize_t rc;
-
-        if (n == 0) {
-            break;
-        }
-        errno = 0;
-        if (SSL_write_ex(x->tls, cli_wbuf, n, &w) == 1) {
-            done += w;
-            continue;
-        }
-        rc = cli_io_error(x->tls, 0);
-        if (rc == 0) {
-            errno = EPIPE;
-        }
-        if (done > 0 && errno == EAGAIN) {
-            break;
-        }
-        return -1;
-    }
-    if (done == 0) {
-        errno = EAGAIN;
-        return -1;
-    }
-    return (ssize_t)done;
+    return wf_tls_xprt_sendmsg(x, msg);
 }
 
 static ssize_t

@@ -321,6 +321,7 @@ ctl_on_peer_port(wf_port_t *p, wf_port_msg_t *msg)
                              WF_PORT_ROUTER, ctl_router_types,
                              wf_nitems(ctl_router_types), &ctl.router_owner)) {
         ctl_router_ready();
+        wf_ctl_acme_router_ready();
         ctl_apply_next();
     }
 }
@@ -426,6 +427,7 @@ ctl_start(const wf_opts_t *opts, int main_fd, int router_fd, int control_fd)
         return WF_ERROR;
     }
     ctl_router_ready();
+    wf_ctl_acme_router_ready();
     ctl.persist = from_file;
     return wf_loops_start();
 }
@@ -443,6 +445,7 @@ wf_controller_main(const wf_opts_t *opts, int main_fd, int router_fd,
     wf_log_info("controller started");
     graceful = wf_proc_wait_stop();
     /* While the loop runs: the ACME thread may wait for it. */
+    wf_ctl_acme_stop();
     wf_acme_stop();
     wf_loops_stop(graceful, 1000);
     wf_loops_join();

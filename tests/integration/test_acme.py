@@ -11,16 +11,18 @@ errors."""
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.request
 
 import pytest
 
 from lib.certs import make_cert
-from lib.wharf import free_port, scaled
+from lib.wharf import cmdline, free_port, scaled
 
 PEBBLE = shutil.which("pebble")
 CHALLTESTSRV = shutil.which("pebble-challtestsrv")
@@ -438,3 +440,163 @@ def test_invalid_json(wharf):
     server = wharf(CONFIG)
     r = put_acme(server, "bad", b'{"acme": ')
     assert r.status == 400 and r.json["error"] == "Invalid JSON.", r
+
+
+# ---- restarts during an order ------------------------------------------
+
+class HoldingRelay:
+    """A TCP relay on a free port to 127.0.0.1:target that holds every
+    connection it accepts, the request head read, until release(): pebble
+    validates through it, so the test can restart a Wharf process between
+    the challenge being handed out and pebble fetching it."""
+
+    def __init__(self, target):
+        self.target = target
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.heads = []
+        self.released = threading.Event()
+        self.threads = []
+        self.conns = []
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, c):
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = c.recv(4096)
+                if not data:
+                    return
+                head += data
+            self.heads.append(head)
+            self.released.wait(scaled(60))
+            with socket.create_connection(("127.0.0.1", self.target),
+                                          timeout=scaled(20)) as s:
+                s.sendall(head)
+                s.shutdown(socket.SHUT_WR)
+                while True:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    c.sendall(data)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def first_path(self, timeout):
+        """The path of the first request held (pebble's token fetch)."""
+        wait_until(lambda: self.heads, timeout, "pebble's validation")
+        return self.heads[0].split(b" ", 2)[1].decode()
+
+    def release(self):
+        self.released.set()
+
+    def stop(self):
+        self.released.set()
+        self.lsock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in self.threads:
+            t.join(5)
+
+
+@pytest.fixture
+def relay_env(wharf, tmp_path):
+    """Wharf and pebble, pebble's HTTP-01 fetches held by a HoldingRelay
+    in front of Wharf's plain listener."""
+    server = wharf(CONFIG)
+    relay = HoldingRelay(server.ports[0])
+    peb = Pebble(tmp_path / "pebble", relay.port, server.ports[1])
+    peb.start()
+    r = server.api().request("PUT", "/certificates/pebble-ca",
+                             peb.ca_bundle())
+    assert r.status == 200, r
+    yield server, peb, relay
+    relay.stop()
+    peb.stop()
+
+
+def child_pid(server, role):
+    pids = [p for p in server.children() if role in cmdline(p)]
+    return pids[0] if pids else None
+
+
+def kill_child(server, role):
+    """SIGKILLs the router or the controller and waits for main's
+    replacement."""
+    old = child_pid(server, role)
+    server.log_ignore.append(r"process %d exited on signal 9" % old)
+    os.kill(old, signal.SIGKILL)
+    assert server.wait_log(r"restarting the %s" % role, timeout=20), \
+        server.log_text()
+    wait_until(lambda: child_pid(server, role) not in (None, old), 20,
+               "a new " + role)
+    server.child_pids = None  # replaced on purpose
+
+
+def token_answered(server, path):
+    c = socket.create_connection(("127.0.0.1", server.ports[0]), timeout=10)
+    try:
+        c.sendall(b"GET %s HTTP/1.1\r\nHost: a.test\r\nConnection: close"
+                  b"\r\n\r\n" % path.encode())
+        return c.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        c.close()
+
+
+def test_router_restart_during_order_keeps_challenges(relay_env):
+    """The router dies after it got the challenge set and before pebble
+    fetches the token: the controller, which owns the set, hands it to the
+    new router, and the order in flight succeeds with no failed attempt."""
+    server, peb, relay = relay_env
+    r = put_acme(server, "rr", acme_body(peb, ["r.test"]))
+    assert r.status == 200, r
+    path = relay.first_path(40)
+    assert path.startswith("/.well-known/acme-challenge/"), path
+    assert token_answered(server, path)
+    kill_child(server, "router")
+    wait_until(lambda: token_answered(server, path), 20,
+               "the new router answering the pending token")
+    relay.release()
+    st = wait_issued(server, "rr", timeout=60)
+    assert st["failures"] == 0 and st["last_error"] is None, st
+
+
+def test_controller_restart_during_order_restarts_it(relay_env):
+    """The controller dies mid-order: the one main starts again loads the
+    entry (still pending) and runs a new order at once, and the certificate
+    is issued."""
+    server, peb, relay = relay_env
+    r = put_acme(server, "cr", acme_body(peb, ["q.test"]))
+    assert r.status == 200, r
+    relay.first_path(40)
+    kill_child(server, "controller")
+    relay.release()
+
+    def state():
+        try:
+            return acme_state(server, "cr")
+        except OSError:
+            return None  # the new controller is not listening yet
+    wait_until(lambda: (state() or {}).get("state") == "valid", 60,
+               "the certificate of cr")
+    assert server.wait_log(r'acme "cr": certificate issued', timeout=5)

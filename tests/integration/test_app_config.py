@@ -10,15 +10,13 @@ module."""
 
 import json
 import os
-import re
 import time
 
 import pytest
 import requests
 
-from lib.wharf import scaled
+from lib.wharf import require_python_module, scaled
 
-MODULE_LINE = re.compile(r'module: python (\d+\.\d+\.\d+) "')
 NOT_FOUND = ('The module to run "%s" is not found among the available '
              'application modules.')
 DONE = {"success": "Reconfiguration done."}
@@ -48,17 +46,8 @@ def write_app(tmp_path, name="app"):
     return str(d)
 
 
-def python_module(server):
-    """The python module's version main logged at start, or None."""
-    m = server.wait_log(MODULE_LINE.pattern, timeout=1.0)
-    return m.group(1) if m else None
-
-
 def need_python(server):
-    version = python_module(server)
-    if version is None:
-        pytest.skip("main found no python module (WF_MSG_MODULES)")
-    return version
+    return require_python_module(server)
 
 
 def app_config(path, extra=None, **kw):
@@ -149,8 +138,8 @@ def start_with_apps(wharf, tmp_path):
 
 
 def need_app_manager(server, name="app"):
-    if server.api().get("/status/applications/" + name).status != 200:
-        pytest.skip("the router has no application manager yet")
+    r = server.api().get("/status/applications/" + name)
+    assert r.status == 200, r
 
 
 def test_config_with_applications_is_returned_unchanged(wharf, tmp_path):

@@ -10,7 +10,6 @@ the unit tests' (tests/unit/apps/test_app_rt.c)."""
 
 import hashlib
 import os
-import re
 import signal
 import socket
 import threading
@@ -19,9 +18,8 @@ import time
 import pytest
 import requests
 
-from lib.wharf import scaled
+from lib.wharf import require_python_module, scaled
 
-MODULE_LINE = re.compile(r'module: python (\d+\.\d+\.\d+) "')
 TIMEOUT = scaled(60)
 
 APP = r'''
@@ -89,8 +87,7 @@ def start(wharf, app_dir, **extra):
         "applications": {"rt": app},
     }
     server = wharf(conf)
-    if server.wait_log(MODULE_LINE.pattern, timeout=1.0) is None:
-        pytest.skip("main found no python module")
+    require_python_module(server)
     return server
 
 
@@ -202,8 +199,7 @@ def test_targets_reach_the_module_in_config_order(wharf, app_dir):
                         "two": {"module": "rtapp", "callable": "two"}}}},
     }
     server = wharf(conf)
-    if server.wait_log(MODULE_LINE.pattern, timeout=1.0) is None:
-        pytest.skip("main found no python module")
+    require_python_module(server)
     assert requests.get(url(server, "/two"), timeout=TIMEOUT).text == \
         "target two"
     assert requests.get(url(server, "/x"), timeout=TIMEOUT).text == \

@@ -5,7 +5,6 @@ are Python's http.server wrapped in ssl, with certificates made here by the
 openssl command."""
 
 import http.server
-import ssl
 import threading
 import time
 
@@ -13,6 +12,7 @@ import pytest
 
 from lib.certs import make_cert
 from lib.configs import routes_config
+from lib.proxy_backends import HttpServerBackend
 from lib.rawhttp import exchange, request
 from lib.wharf import scaled
 
@@ -65,39 +65,12 @@ class _Echo(http.server.BaseHTTPRequestHandler):
         self.wfile.write(out)
 
 
-class TlsBackend:
-    """http.server on 127.0.0.1, TLS with cert (a lib.certs.Cert)."""
-
-    def __init__(self, cert, client_ca=None):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert.crt, cert.key)
-        if client_ca is not None:  # mTLS: a client certificate or no deal
-            self.ctx.verify_mode = ssl.CERT_REQUIRED
-            self.ctx.load_verify_locations(client_ca.crt)
-        self.snis = []
-        self.ctx.sni_callback = lambda s, name, c: self.snis.append(name)
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-        self.srv.daemon_threads = True
-        self.srv.socket = self.ctx.wrap_socket(self.srv.socket,
-                                               server_side=True)
-        self.port = self.srv.server_address[1]
-        self.thread = threading.Thread(target=self.srv.serve_forever,
-                                       kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-        self.thread.join(5)
-
-
 @pytest.fixture
 def backend():
     started = []
 
     def start(cert, client_ca=None):
-        b = TlsBackend(cert, client_ca)
+        b = HttpServerBackend(handler=_Echo, cert=cert, client_ca=client_ca)
         started.append(b)
         return b
     yield start

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from lib.wharf import WHARF_BIN, children_of, scaled
+from lib.wharf import WHARF_BIN, children_of, require_python_module, scaled
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps", "wsgi")
 MODULES = os.path.join(os.path.dirname(WHARF_BIN), "modules") if WHARF_BIN \
@@ -83,8 +83,7 @@ def py(wharf):
     if not os.path.exists(os.path.join(MODULES, "python3.11.wharf.so")):
         pytest.skip("the Python module is not built")
     server = wharf(ROUTED, extra_args=["--modulesdir", MODULES])
-    if "module: python" not in server.log_text():
-        pytest.skip("this wharf does not discover language modules yet")
+    require_python_module(server)
     py = PyServer(server)
     yield py
     # The router holds sockets to each app process: remove the apps so

@@ -33,14 +33,13 @@ import time
 import pytest
 
 from .control import Control
-from .wharf import (WharfError, _substitute_ports, free_port,
+from .wharf import (_substitute_ports, free_port,
                     listener_address, process_tree, scaled, try_connect)
 
 APPS_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "apps")
 REF_UNITD = os.environ.get("WHARF_REF_UNITD", "")
 SYSTEM_PYTHON = "/usr/bin/python3"
-NOT_YET = 'The "applications" option is not supported yet'
 
 
 def app_dir(name):
@@ -249,15 +248,8 @@ class ServerStarter:
 
     def start(self, config):
         if self.kind == "wharf":
-            try:
-                return self.wharf_factory(config)
-            except WharfError as e:
-                # A binary from before issue 8 refuses applications with
-                # Unit-style "not supported yet"; once they are supported
-                # this never matches and a failure to start fails.
-                if NOT_YET in str(e):
-                    pytest.skip("this Wharf does not run applications yet")
-                raise
+            # Wharf runs applications: a failure to start fails the test.
+            return self.wharf_factory(config)
         unit = UnitRef(REF_UNITD, self.tmp_path / ("unit%d" % len(self.units)))
         self.units.append(unit)
         unit.start(config)

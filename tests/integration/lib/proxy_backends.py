@@ -3,8 +3,9 @@
 - RawBackend: a raw socket HTTP/1.1 server whose answer is a Python
   function of the parsed request; it sees the bytes exactly as the proxy
   sent them (for header checks, broken and slow responses, keep-alive).
-- http_server(): Python's http.server (ThreadingHTTPServer) with an echo
-  handler, a backend the tests did not write the HTTP side of.
+- HttpServerBackend: Python's http.server (ThreadingHTTPServer) with an
+  echo handler, a backend the tests did not write the HTTP side of; with
+  cert= it speaks TLS (Python's ssl), for the https:// proxy tests.
 
 Every backend listens on 127.0.0.1 on a free port and is stopped by its
 stop() (the fixtures do it); stop() closes every connection it accepted.
@@ -12,6 +13,7 @@ stop() (the fixtures do it); stop() closes every connection it accepted.
 
 import http.server
 import socket
+import ssl
 import threading
 import time
 
@@ -214,19 +216,37 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
 
 
 class HttpServerBackend:
-    """Python's http.server with _EchoHandler on a free port."""
+    """Python's http.server with handler (default _EchoHandler) on
+    127.0.0.1, a free port unless port is given.  With cert (a
+    lib.certs.Cert) it serves TLS: snis lists the server name each
+    handshake sent (None: none), and with client_ca (a Cert) it requires a
+    client certificate that CA issued."""
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, handler=_EchoHandler, cert=None,
+                 client_ca=None):
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port),
-                                                   _EchoHandler)
+                                                   handler)
         self.srv.daemon_threads = True
         self.port = self.srv.server_address[1]
         self.address = "127.0.0.1:%d" % self.port
         self.url = "http://" + self.address
+        self.snis = []
+        if cert is not None:
+            self._start_tls(cert, client_ca)
         self.thread = threading.Thread(target=self.srv.serve_forever,
                                        kwargs={"poll_interval": 0.05},
                                        daemon=True)
         self.thread.start()
+
+    def _start_tls(self, cert, client_ca):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert.crt, cert.key)
+        if client_ca is not None:  # mTLS: a client certificate or no deal
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(client_ca.crt)
+        ctx.sni_callback = lambda s, name, c: self.snis.append(name)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.url = "https://" + self.address
 
     def stop(self):
         self.srv.shutdown()

@@ -5,6 +5,7 @@ temporary directory, picks free ports, starts `wharf --no-daemon`, waits until
 every TCP/unix listener accepts a connection and stops the process by PID.
 """
 
+import glob
 import json
 import os
 import re
@@ -412,6 +413,23 @@ class Wharf:
             if count <= limit or time.monotonic() > deadline:
                 return count
             time.sleep(0.1)
+
+
+PY_MODULE_LINE = r'module: python (\d+\.\d+\.\d+) "'
+
+
+def require_python_module(server):
+    """The Python version main logged on discovering the Python module in
+    server's modules directory.  Skips only when the build made no such
+    module (no python3-dev: a missing external); a module that is there
+    but that main did not discover fails the test."""
+    import pytest
+    if not glob.glob(os.path.join(server.modulesdir, "python*.wharf.so")):
+        pytest.skip("the Python module is not built (python3-dev)")
+    m = server.wait_log(PY_MODULE_LINE, timeout=10.0)
+    assert m, "main did not discover the Python module:\n" + \
+        server.log_text()
+    return m.group(1)
 
 
 def run_to_exit(workdir, config_text, timeout=10.0):
