@@ -98,6 +98,9 @@ struct h2_conn {
     bool goaway;       /* our GOAWAY is queued or out */
     bool blocked;      /* the socket would block a write */
     bool flushing;     /* in h2_flush(): no nested sends */
+    bool reversed;     /* a reverse connection got the peer's SETTINGS */
+    void (*on_event)(void *arg, wf_h2_event_t ev); /* reverse HTTP */
+    void *event_arg;
     wf_mux_exit_status_t exit_status;
     unsigned resets;       /* peer resets this interval */
     uint64_t resets_start; /* the interval's start (ms) */
@@ -547,6 +550,13 @@ h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
         }
         return 0;
     }
+    if (frame->hd.type == NGHTTP2_SETTINGS && c->on_event != NULL
+        && !c->reversed && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+        /* Reverse HTTP reverses here, without waiting for our ACK. */
+        c->reversed = true;
+        c->on_event(c->event_arg, WF_H2_EV_SETTINGS);
+        return 0;
+    }
     s = h2_stream_get(c, frame->hd.stream_id);
     if (s == NULL) {
         return 0;
@@ -915,8 +925,9 @@ h2_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
         return (int)c->nstreams;
     case MUX_CTL_GET_MAXSTRM:
         return (int)c->site->hc->h2_max_concurrent_streams;
-    case MUX_CTL_TUNNEL: /* no RFC 8441 yet: answer otherwise */
     case MUX_CTL_REVERSE_CONN:
+        return c->reversed ? 1 : 0;
+    case MUX_CTL_TUNNEL: /* no RFC 8441 yet: answer otherwise */
     case MUX_CTL_NOPS:
         break;
     }
@@ -1205,6 +1216,9 @@ h2_close(h2_conn_t *c)
     wf_list_del(&c->link);
     wf_listen_conn_release(c->loop);
     wf_h1_stats_h2(c->loop, 1, 0);
+    if (c->on_event != NULL) {
+        c->on_event(c->event_arg, WF_H2_EV_CLOSE);
+    }
     if (c->jobs == 0) {
         wf_task_defer(c->loop, &c->free_task);
     }
@@ -1325,6 +1339,8 @@ wf_h2_conn_start(const wf_h2_start_t *s)
         return WF_ERROR;
     }
     c->mux.ops = &h2_mux_ops;
+    c->on_event = s->on_event;
+    c->event_arg = s->arg;
     c->io.fd = s->fd;
     c->io.handler = h2_on_io;
     c->xp = s->xp;
