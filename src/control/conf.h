@@ -23,6 +23,8 @@ typedef struct wf_conf_listener {
     const wf_route_t *pass; /* the route it passes to */
     wf_tls_srv_t *tls;      /* owned; NULL: plain */
     bool h2c;               /* "h2c": HTTP/2 with prior knowledge */
+    struct wf_rhttp_conf *reverse; /* "rhttp@NAME": dials out (issue 13;
+                                      http/rhttp.h); NULL: a socket */
 } wf_conf_listener_t;
 
 typedef struct wf_conf {
