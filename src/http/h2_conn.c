@@ -49,6 +49,7 @@ typedef struct h2_stream {
     wf_list_t link;      /* in c->streams */
     wf_task_t free_task; /* frees the stream at the end of the tick */
     wf_h2_map_req_t map; /* the header list while it arrives */
+    wf_h1_snap_t *snap;  /* r->hc and r->root live in it (counted) */
     char *head;          /* the mapped HTTP/1.1 head r->head points in */
     bool dispatched;     /* the endpoint owns req */
     bool responded;      /* the response is submitted */
@@ -202,6 +203,7 @@ h2_stream_free(wf_task_t *task)
     free(s->pend);
     free(s->fields);
     free(s->nv);
+    wf_h1_snap_unref(s->snap);
     free(s);
 }
 
@@ -225,6 +227,8 @@ h2_stream_new(h2_conn_t *c, int32_t id)
     wf_xchg_init(r, &c->mux, c->loop);
     r->hc = c->site->hc;
     r->root = c->site->root;
+    s->snap = c->site->snap;
+    wf_h1_snap_ref(s->snap);
     r->loop = c->loop;
     r->uri_cap = sizeof(r->uri_inline);
     r->uri = r->uri_inline;
@@ -486,6 +490,37 @@ h2_body_hold(h2_stream_t *s, const uint8_t *data, size_t len)
 
 /* ---- nghttp2 callbacks ------------------------------------------------ */
 
+/* The listener's "forwarded" in c->site, if any. */
+static void
+h2_fwd_find(h2_conn_t *c)
+{
+    c->fwd = NULL;
+    for (size_t i = 0; i < c->site->hc->nfwd; i++) {
+        if (wf_sockaddr_eq((const struct sockaddr *)&c->site->hc->fwd[i].addr,
+                           (const struct sockaddr *)&c->srv->listener.addr)) {
+            c->fwd = &c->site->hc->fwd[i];
+            break;
+        }
+    }
+}
+
+/* A new stream starts on the listener's current site, as h1's next
+ * request does: a reconfiguration reaches long-lived connections (reverse
+ * tunnels above all).  Open streams keep theirs (h2_stream_t.snap). */
+static void
+h2_site_refresh(h2_conn_t *c)
+{
+    const wf_h1_site_t *site = atomic_load(&c->srv->site);
+
+    if (site == c->site) {
+        return;
+    }
+    wf_h1_snap_ref(site->snap);
+    wf_h1_snap_unref(c->site->snap);
+    c->site = site;
+    h2_fwd_find(c);
+}
+
 static int
 h2_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
@@ -501,6 +536,7 @@ h2_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
                                   NGHTTP2_REFUSED_STREAM);
         return 0;
     }
+    h2_site_refresh(c);
     s = h2_stream_new(c, frame->hd.stream_id);
     if (s == NULL) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -1351,13 +1387,7 @@ wf_h2_conn_start(const wf_h2_start_t *s)
     wf_h1_snap_ref(c->site->snap);
     c->remote = *s->remote;
     c->local = *s->local;
-    for (size_t i = 0; i < c->site->hc->nfwd; i++) {
-        if (wf_sockaddr_eq((const struct sockaddr *)&c->site->hc->fwd[i].addr,
-                           (const struct sockaddr *)&c->srv->listener.addr)) {
-            c->fwd = &c->site->hc->fwd[i];
-            break;
-        }
-    }
+    h2_fwd_find(c);
     wf_list_init(&c->streams);
     wf_list_init(&c->kick.link);
     c->kick.handler = h2_on_kick;
