@@ -699,6 +699,9 @@ rhttp_thread_end(bool all)
 void
 wf_rhttp_sweep(void)
 {
+    /* h1's sweep skips h2's on a thread that never had an h1 connection,
+     * as a thread with only tunnels is; twice is harmless. */
+    wf_h2_sweep_removed();
     rhttp_thread_end(false);
 }
 
