@@ -33,7 +33,7 @@ DEB_BUILD := meson ninja-build gcc clang pkg-config libjansson-dev \
              libcmocka-dev libpcre2-dev python3-dev libssl-dev libc-ares-dev \
              libnghttp2-dev
 DEB_TEST  := python3 python3-pytest python3-requests curl pebble prometheus \
-             nghttp2-client python3-h2
+             nghttp2-client python3-h2 python3-grpcio python3-grpc-tools
 # The real apps of the application tests (tests/integration/apps/).
 DEB_APPS  := python3-flask python3-django python3-starlette \
              python3-websockets python3-venv \

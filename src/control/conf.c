@@ -1417,15 +1417,44 @@ conf_proxy_upstream(conf_ctx_t *cx)
 
 static struct conf_px_tls *conf_px_tls_of(conf_ctx_t *cx, wf_upstream_t *u);
 
+/* The schemes of "proxy": Unit's http://, and Wharf's https:// (TLS),
+ * h2c:// (HTTP/2 with prior knowledge) and h2:// (HTTP/2 over TLS, ALPN
+ * h2; docs/internals/proxy.md, "HTTP/2 to backends"). */
+static const struct {
+    wf_str_t prefix;
+    bool tls;
+    bool h2;
+} conf_proxy_schemes[] = {
+    {wf_string("http://"), false, false},
+    {wf_string("https://"), true, false},
+    {wf_string("h2c://"), false, true},
+    {wf_string("h2://"), true, true},
+};
+
+/* The index of s's scheme in conf_proxy_schemes, or -1. */
+static int
+conf_proxy_scheme(const char *s)
+{
+    for (size_t i = 0; i < wf_nitems(conf_proxy_schemes); i++) {
+        wf_str_t p = conf_proxy_schemes[i].prefix;
+
+        if (strncmp(s, p.data, p.len) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 /* "proxy": "http://ADDR", ADDR as a listener's ("IP:PORT", "[IPv6]:PORT",
  * "unix:PATH"): an upstream of its own with one server. */
 static int
 conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
 {
     const char *s = json_string_value(value);
-    bool https = strncmp(s, "https://", 8) == 0;
-    bool http = https || strncmp(s, "http://", 7) == 0;
-    size_t skip = https ? 8 : 7;
+    int k = conf_proxy_scheme(s);
+    bool http = k >= 0;
+    bool https = http && conf_proxy_schemes[k].tls;
+    size_t skip = http ? conf_proxy_schemes[k].prefix.len : 0;
     wf_upstream_t *u = conf_proxy_upstream(cx);
     wf_upstream_server_t *srv = wf_arena_calloc(cx->a, sizeof(*srv));
 
@@ -1442,6 +1471,7 @@ conf_proxy(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
     if (https && conf_px_tls_of(cx, u) == NULL) {
         return conf_nomem(cx);
     }
+    u->h2 |= conf_proxy_schemes[k].h2;
     srv->name = conf_strdup(cx, value);
     if (srv->name == NULL) {
         return conf_nomem(cx);
@@ -1475,6 +1505,33 @@ conf_proxy_timeout(conf_ctx_t *cx, const char *key, json_t *value,
     }
     *(uint32_t *)((char *)u + *(const size_t *)data) = (uint32_t)(v * 1000);
     return WF_OK;
+}
+
+/* Wharf's "protocol": "http/1.1" (the default) or "h2" (HTTP/2 to the
+ * servers: h2c, or over TLS with ALPN h2 when "tls" is set). */
+static int
+conf_proxy_protocol(conf_ctx_t *cx, const char *key, json_t *value,
+                    const void *data)
+{
+    static const struct {
+        const char *name;
+        bool h2;
+    } protos[] = {{"http/1.1", false}, {"h2", true}};
+    const char *s = json_string_value(value);
+    wf_upstream_t *u = conf_proxy_upstream(cx);
+
+    wf_unused(data);
+    if (u == NULL) {
+        return conf_nomem(cx);
+    }
+    for (size_t i = 0; i < wf_nitems(protos); i++) {
+        if (strcmp(s, protos[i].name) == 0) {
+            u->h2 = protos[i].h2;
+            return WF_OK;
+        }
+    }
+    return conf_fail(cx, "The \"%s\" value must be \"http/1.1\" or \"h2\".",
+                     key);
 }
 
 static int
@@ -2028,6 +2085,7 @@ static const conf_member_t conf_proxy_settings_members[] = {
     {"tunnel_timeout", WF_JSON_NUMBER, conf_proxy_timeout,
      CONF_UP_OFFSET(tunnel_ms), 0},
     {"tls", WF_JSON_OBJECT, conf_proxy_tls, NULL, 0},
+    {"protocol", WF_JSON_STRING, conf_proxy_protocol, NULL, 0},
     {NULL, 0, NULL, NULL, 0},
 };
 

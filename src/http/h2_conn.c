@@ -679,6 +679,36 @@ h2_on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error, void *user)
 
 /* ---- responses -------------------------------------------------------- */
 
+/* The endpoint's trailers (r->resp.trailers, "name: value\r\n" lines)
+ * as a trailer HEADERS frame that ends the stream (gRPC's grpc-status).
+ * nghttp2 copies the list.  Returns false when there are none or they
+ * could not be queued (the DATA frame then ends the stream). */
+static bool
+h2_trailers_submit(h2_stream_t *s)
+{
+    wf_str_t t = s->req.resp.trailers;
+    nghttp2_nv nv[64];
+    size_t n = 0;
+    const char *p = t.data, *last = t.data + t.len;
+
+    while (p < last && n < wf_nitems(nv)) {
+        const char *e = memchr(p, '\n', (size_t)(last - p));
+        const char *colon = memchr(p, ':', (size_t)(last - p));
+        const char *v;
+
+        if (e == NULL || colon == NULL || colon > e) {
+            break;
+        }
+        for (v = colon + 1; v < e && *v == ' '; v++) {
+        }
+        nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, (size_t)(colon - p),
+                               (size_t)(e - v - (e > v && e[-1] == '\r')),
+                               NGHTTP2_NV_FLAG_NONE};
+        p = e + 1;
+    }
+    return n > 0 && nghttp2_submit_trailer(s->c->ng, s->id, nv, n) == 0;
+}
+
 static ssize_t
 h2_read_stream(h2_stream_t *s, uint8_t *buf, size_t len, uint32_t *flags)
 {
@@ -699,6 +729,9 @@ h2_read_stream(h2_stream_t *s, uint8_t *buf, size_t len, uint32_t *flags)
     }
     if (wf_chan_is_done(ch)) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (s->req.resp.trailers.len > 0 && h2_trailers_submit(s)) {
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        }
         return (ssize_t)n;
     }
     if (wf_chan_is_aborted(ch)) {

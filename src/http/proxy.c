@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "http/exchange.h"
+#include "http/proxy_h2.h"
 #include "http/proxy_parse.h"
 #include "http/proxy_pool.h"
 #include "http/route_pattern.h"
@@ -1518,6 +1519,7 @@ void
 wf_proxy_thread_exit(void)
 {
     wf_proxy_pool_thread_exit();
+    wf_proxy_h2_thread_exit();
     if (px_pool_ready) {
         wf_fpool_fini(&px_pool);
         wf_fpool_fini(&px_in_pool);
@@ -1628,6 +1630,17 @@ px_begin(px_t *px)
         px_fail(px, 500, "out of memory");
         return;
     }
+    if (px->u->h2) {
+        /* HTTP/2 to the server: http/proxy_h2.c takes r, the server's
+         * slot and a copy of the head; px ends at px_leave(). */
+        px->srv_held = false;
+        r->proxy = NULL;
+        px->r = NULL;
+        px->released = true;
+        wf_proxy_h2_run(r, px->u, px->srv, px->out, px->out_len);
+        px_close(px);
+        return;
+    }
     px->req_body = wf_xchg_has_body(r);
     if (px_connect(px, true) != WF_OK) {
         px_fail(px, 502, strerror(errno));
@@ -1646,6 +1659,7 @@ wf_proxy_req_release(wf_req_t *r)
 {
     px_t *px = r->proxy;
 
+    wf_proxy_h2_req_release(r);
     if (px == NULL) {
         return;
     }

@@ -49,6 +49,12 @@ typedef struct wf_resp {
                                 are; borrowed, must outlive r; len 0:
                                 none */
     bool head_only;          /* HEAD: send the fields, not the body */
+    wf_str_t trailers;       /* with stream: "name: value\r\n" lines (names
+                                lowercase) sent after the body, set before
+                                the channel's close; borrowed, must
+                                outlive r; len 0: none.  The h2 mux sends
+                                them as a trailer HEADERS frame; h1 drops
+                                them */
     bool close;              /* close the connection after this response */
 
     /* "response_headers" of the last action, set by wf_req_respond() for
@@ -93,6 +99,9 @@ struct wf_req {
                       through wf_http_req_release(); NULL: none */
     void *metrics; /* the "metrics" action's job (http/metrics.c), released
                       through wf_http_req_release(); NULL: none */
+
+    void *proxy_h2; /* its stream to an h2 backend (http/proxy_h2.c),
+                       released with proxy; NULL: none */
     /* Blocking work on a helper thread (static.c's open()+fstat()). */
     wf_job_t job;
     wf_req_job_cb job_done;

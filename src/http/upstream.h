@@ -164,6 +164,10 @@ struct wf_upstream {
      * name sent and verified (NULL: none; the address is verified). */
     struct wf_tls_cli *tls;
     const char *sni;
+    /* HTTP/2 to the servers (an "h2c://" or "h2://" proxy, or Wharf's
+     * "protocol": "h2"): streams on pooled connections
+     * (http/proxy_h2.c), over TLS with ALPN h2 when tls is set. */
+    bool h2;
 };
 
 #define WF_UPSTREAM_CONNECT_MS (60 * 1000) /* Unit's proxy_timeout */

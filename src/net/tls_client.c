@@ -504,6 +504,15 @@ wf_tls_cli_open(wf_xprt_t *x, wf_tls_cli_t *t, int fd, const char *sni,
 }
 
 int
+wf_tls_cli_alpn_h2(wf_xprt_t *x)
+{
+    static const unsigned char h2[] = {2, 'h', '2'};
+
+    /* SSL_set_alpn_protos() returns 0 on success. */
+    return SSL_set_alpn_protos(x->tls, h2, sizeof(h2)) == 0 ? WF_OK : WF_ERROR;
+}
+
+int
 wf_tls_cli_handshake(wf_xprt_t *x, uint32_t *events, char *why, size_t whysize)
 {
     SSL *ssl = x->tls;

@@ -51,6 +51,11 @@ uint64_t wf_tls_cli_id(const wf_tls_cli_t *t);
 int wf_tls_cli_open(wf_xprt_t *x, wf_tls_cli_t *t, int fd, const char *sni,
                     const struct sockaddr *addr, socklen_t addrlen);
 
+/* Offers ALPN "h2" (only) on x, opened by wf_tls_cli_open() and before
+ * its handshake: HTTP/2 to a backend (http/proxy_h2.c), which then checks
+ * wf_tls_alpn_h2().  Returns WF_OK or WF_ERROR. */
+int wf_tls_cli_alpn_h2(wf_xprt_t *x);
+
 /* Advances x's handshake.  Returns WF_OK once done, WF_AGAIN with *events
  * set to what to poll for (EPOLLIN or EPOLLOUT), or WF_ERROR with the
  * reason in why (OpenSSL's, and the verification result when that
