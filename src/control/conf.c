@@ -19,6 +19,7 @@
 #include "http/forwarded.h"
 #include "http/mime.h"
 #include "http/rhttp.h"
+#include "http/rhttp_pub.h"
 #include "http/route_pattern.h"
 #include "http/upstream.h"
 #include "http/upstream_dns.h"
@@ -810,7 +811,126 @@ static const conf_member_t conf_rhttp_members[] = {
     {NULL, 0, NULL, NULL, 0},
 };
 
-/* "reverse" of an "rhttp@NAME" listener: whom to dial, how many. */
+/* ---- reverse HTTP, the public side (issue 13) -------------------------- */
+
+static int conf_tpl_str(conf_ctx_t *cx, const char *key, const char *s,
+                        size_t len, wf_tpl_t **out);
+
+static int
+conf_attach_upstream(conf_ctx_t *cx, const char *key, json_t *value,
+                     const void *data)
+{
+    wf_rhttp_attach_t *a = cx->conf->listeners[cx->conf->nlisteners].attach;
+    json_t *u = json_object_get(json_object_get(cx->root, "upstreams"),
+                                json_string_value(value));
+
+    wf_unused(key);
+    wf_unused(data);
+    if (json_object_get(u, "reverse") == NULL) {
+        return conf_fail(cx,
+                         "The listener's \"reverse\" names \"%.200s\", "
+                         "which is not an upstream with \"reverse\".",
+                         json_string_value(value));
+    }
+    a->upstream = conf_strdup(cx, value);
+    return a->upstream != NULL ? WF_OK : conf_nomem(cx);
+}
+
+static int
+conf_attach_name(conf_ctx_t *cx, const char *key, json_t *value,
+                 const void *data)
+{
+    wf_rhttp_attach_t *a = cx->conf->listeners[cx->conf->nlisteners].attach;
+
+    wf_unused(data);
+    return conf_tpl_str(cx, key, json_string_value(value),
+                        json_string_length(value), (wf_tpl_t **)&a->name);
+}
+
+static int
+conf_attach_insecure(conf_ctx_t *cx, const char *key, json_t *value,
+                     const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    cx->conf->listeners[cx->conf->nlisteners].attach->insecure =
+        json_is_true(value);
+    return WF_OK;
+}
+
+/* "max_per_name" and "max_total". */
+static int
+conf_attach_max(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_rhttp_attach_t *a = cx->conf->listeners[cx->conf->nlisteners].attach;
+    json_int_t n = json_integer_value(value);
+
+    wf_unused(data);
+    if (n < 1 || n > 1000000) {
+        return conf_fail(cx, "The \"%s\" number must be between 1 and "
+                             "1000000.",
+                         key);
+    }
+    if (strcmp(key, "max_total") == 0) {
+        a->max_total = (unsigned)n;
+    } else {
+        a->max_per_name = (unsigned)n;
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_attach_members[] = {
+    {"upstream", WF_JSON_STRING, conf_attach_upstream, NULL, CONF_REQUIRED},
+    {"name", WF_JSON_STRING, conf_attach_name, NULL, 0},
+    {"insecure", WF_JSON_BOOLEAN, conf_attach_insecure, NULL, 0},
+    {"max_per_name", WF_JSON_INTEGER, conf_attach_max, NULL, 0},
+    {"max_total", WF_JSON_INTEGER, conf_attach_max, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* "reverse" of a socket listener: its h2 connections become tunnels of
+ * an upstream (http/rhttp_pub.h).  Client certificates are required
+ * unless "insecure"; a plain listener then takes the h2c preface. */
+static int
+conf_listener_attach(conf_ctx_t *cx, wf_conf_listener_t *l, json_t *value)
+{
+    wf_rhttp_attach_t *a = wf_arena_calloc(cx->a, sizeof(*a));
+    json_t *tls = json_object_get(
+        json_object_get(json_object_get(cx->root, "listeners"), l->name),
+        "tls");
+
+    if (a == NULL) {
+        return conf_nomem(cx);
+    }
+    l->attach = a;
+    a->max_per_name = 16;
+    a->max_total = 1024;
+    if (conf_object(cx, value, conf_attach_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (a->name == NULL
+        && conf_tpl_str(cx, "name", "$tls_client_cn", 14,
+                        (wf_tpl_t **)&a->name)
+               != WF_OK) {
+        return WF_ERROR;
+    }
+    if (!a->insecure
+        && json_object_get(tls, "client_certificate") == NULL) {
+        return conf_fail(cx,
+                         "The listener \"%.200s\" attaches reverse tunnels: "
+                         "it needs \"tls\" with \"client_certificate\" "
+                         "(or \"insecure\": true).",
+                         l->name);
+    }
+    if (tls == NULL) {
+        l->h2c = true; /* the private side's client preface */
+    }
+    return WF_OK;
+}
+
+/* "reverse" of an "rhttp@NAME" listener: whom to dial, how many; of a
+ * socket listener: the tunnels it attaches. */
 static int
 conf_listener_reverse(conf_ctx_t *cx, const char *key, json_t *value,
                       const void *data)
@@ -821,8 +941,7 @@ conf_listener_reverse(conf_ctx_t *cx, const char *key, json_t *value,
     wf_unused(key);
     wf_unused(data);
     if (strncmp(l->name, WF_RHTTP_PREFIX, WF_RHTTP_PREFIX_LEN) != 0) {
-        return conf_fail(cx, "The \"reverse\" option of a listening socket "
-                             "is not supported yet.");
+        return conf_listener_attach(cx, l, value);
     }
     rc = wf_arena_calloc(cx->a, sizeof(*rc));
     if (rc == NULL) {
@@ -2590,8 +2709,41 @@ conf_upstream_servers(conf_ctx_t *cx, const char *key, json_t *value,
     return conf_servers(cx, cx->upstream, value);
 }
 
+/* "reverse": {"select": TEMPLATE}: the servers are reverse tunnels
+ * attached under names (http/rhttp_pub.h); a request takes those of the
+ * name its "select" renders ($host by default). */
+static int
+conf_upstream_reverse(conf_ctx_t *cx, const char *key, json_t *value,
+                      const void *data)
+{
+    wf_upstream_t *u = cx->upstream;
+    json_t *sel = json_object_get(value, "select");
+    const char *k;
+    json_t *v;
+    wf_tpl_t *t;
+
+    wf_unused(key);
+    wf_unused(data);
+    json_object_foreach(value, k, v)
+    {
+        if (strcmp(k, "select") != 0 || !json_is_string(v)) {
+            return conf_fail(cx, "The upstream's \"reverse\" takes only "
+                                 "\"select\", a string.");
+        }
+    }
+    if (conf_tpl_str(cx, "select", sel != NULL ? json_string_value(sel) : "$host",
+                     sel != NULL ? json_string_length(sel) : 5, &t)
+        != WF_OK) {
+        return WF_ERROR;
+    }
+    u->rhttp_select = t;
+    u->h2 = true;
+    return WF_OK;
+}
+
 static const conf_member_t conf_upstream_members[] = {
     {"servers", WF_JSON_OBJECT, conf_upstream_servers, NULL, 0},
+    {"reverse", WF_JSON_OBJECT, conf_upstream_reverse, NULL, 0},
     {"settings", WF_JSON_OBJECT, conf_nested, conf_proxy_settings_members, 0},
     {NULL, 0, NULL, NULL, 0},
 };
@@ -2618,7 +2770,7 @@ conf_upstream(conf_ctx_t *cx, const char *name, json_t *value)
     if (rc != WF_OK) {
         return WF_ERROR;
     }
-    if (json_object_get(value, "servers") == NULL) {
+    if (json_object_get(value, "servers") == NULL && u->rhttp_select == NULL) {
         return conf_fail(cx,
                          "The \"%.200s\" upstream must contain \"servers\" "
                          "object value.",

@@ -25,6 +25,8 @@ typedef struct wf_conf_listener {
     bool h2c;               /* "h2c": HTTP/2 with prior knowledge */
     struct wf_rhttp_conf *reverse; /* "rhttp@NAME": dials out (issue 13;
                                       http/rhttp.h); NULL: a socket */
+    struct wf_rhttp_attach *attach; /* "reverse" of a socket listener: its
+                                       h2 connections become tunnels */
 } wf_conf_listener_t;
 
 typedef struct wf_conf {

@@ -20,6 +20,7 @@
 #include "http/forwarded.h"
 #include "http/h1_conn_types.h"
 #include "http/h2_conn.h"
+#include "http/rhttp_pub.h"
 #include "http/mux.h"
 #include "http/req.h"
 #include "http/respond.h"
@@ -1027,7 +1028,11 @@ h1_to_h2(wf_h1_conn_t *c)
     wf_list_del(&c->resume.link);
     wf_list_del(&c->xp_kick.link);
     wf_list_del(&c->link);
-    wf_h2_conn_start(&s); /* copies s.pre: rbuf is freed with c */
+    if (c->site->attach != NULL) {
+        wf_rhttp_pub_attach(&s); /* a reverse tunnel (issue 13) */
+    } else {
+        wf_h2_conn_start(&s); /* copies s.pre: rbuf is freed with c */
+    }
     wf_task_defer(c->loop, &c->free_task);
 }
 

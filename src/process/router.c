@@ -20,6 +20,7 @@
 #include "http/access_log.h"
 #include "http/h1_conn.h"
 #include "http/rhttp.h"
+#include "http/rhttp_pub.h"
 #include "http/upstream_dns.h"
 #include "http/upstream_health.h"
 #include "http/upstream_peer.h"
@@ -122,6 +123,7 @@ router_snap_create(wf_conf_t *conf)
         snap->sites[i].snap = &snap->h1;
         snap->sites[i].tls = conf->listeners[i].tls;
         snap->sites[i].h2c = conf->listeners[i].h2c;
+        snap->sites[i].attach = conf->listeners[i].attach;
     }
     return snap;
 }
@@ -734,6 +736,8 @@ wf_router_status_json(void)
     json_object_set_new(root, "upstreams", wf_upstream_status_json());
     /* Wharf's key: reverse HTTP listeners (issue 13). */
     json_object_set_new(root, "rhttp", wf_rhttp_status_json());
+    json_object_set_new(json_object_get(root, "rhttp"), "tunnels",
+                        wf_rhttp_pub_status_json());
     text = json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(root);
     return text;
