@@ -40,6 +40,8 @@ typedef struct rpub_tun {
     wf_timer_t timer;
     rpub_name_t *name; /* reserved; NULL before */
     bool registered;   /* io is in the loop's epoll */
+    bool placed;       /* counted in name->threads[loop->id] */
+    wf_task_t move;    /* runs on the thread it moves to */
     size_t nbuf;
     char buf[RPUB_RBUF];
 } rpub_tun_t;
@@ -145,6 +147,9 @@ rpub_refuse(rpub_tun_t *t)
     wf_timer_stop(t->loop, &t->timer);
     wf_xprt_close(&t->xp);
     close(t->io.fd);
+    if (t->placed) {
+        atomic_fetch_sub(&t->name->threads[t->loop->id], 1);
+    }
     if (t->name != NULL) {
         rpub_unreserve(t->name);
     }
@@ -187,12 +192,10 @@ rpub_tunnel(rpub_tun_t *t)
     memset(&key, 0, sizeof(key));
     memcpy(&key.addr, &t->name->srv.addr, t->name->srv.addrlen);
     key.addrlen = t->name->srv.addrlen;
-    atomic_fetch_add(&t->name->threads[t->loop->id], 1);
     c = wf_proxy_h2_conn_create(t->loop, t->io.fd, &t->xp, t->registered,
                                 t->buf + WF_H2_PREFACE_LEN,
                                 t->nbuf - WF_H2_PREFACE_LEN, &o);
     if (c == NULL) {
-        atomic_fetch_sub(&t->name->threads[t->loop->id], 1);
         rpub_refuse(t);
         return;
     }
@@ -259,6 +262,67 @@ rpub_client_ok(const wf_rhttp_attach_t *a, const wf_xprt_t *xp)
                && wf_str_eq(v, wf_string("true")));
 }
 
+/* On the tunnel's thread: wait for the preface, or go on with it. */
+static void
+rpub_start(rpub_tun_t *t)
+{
+    if (t->nbuf >= WF_H2_PREFACE_LEN) {
+        rpub_tunnel(t);
+        return;
+    }
+    if (wf_io_add(t->loop, &t->io, EPOLLIN) != WF_OK) {
+        rpub_refuse(t);
+        return;
+    }
+    t->registered = true;
+    wf_timer_set(t->loop, &t->timer, RPUB_PREFACE_MS);
+    rpub_read(t); /* bytes the TLS transport holds already */
+}
+
+static void
+rpub_on_move(wf_task_t *task)
+{
+    rpub_tun_t *t = wf_container_of(task, rpub_tun_t, move);
+
+    wf_listen_conn_add(t->loop);
+    rpub_start(t);
+}
+
+/* Requests only find the tunnels of their own thread: each new tunnel
+ * goes to the thread with the fewest of its name (before its session
+ * exists, only the fd and transport move), so that a name with as many
+ * tunnels as threads has one on each. */
+static void
+rpub_place(rpub_tun_t *t)
+{
+    unsigned n = wf_min(wf_loops_count(), (unsigned)RPUB_THREADS_MAX);
+    unsigned best = t->loop->id;
+    unsigned least;
+
+    pthread_mutex_lock(&rpub_lock);
+    least = atomic_load(&t->name->threads[best]);
+    for (unsigned i = 0; i < n; i++) {
+        unsigned c = atomic_load(&t->name->threads[i]);
+
+        if (c < least) {
+            least = c;
+            best = i;
+        }
+    }
+    atomic_fetch_add(&t->name->threads[best], 1);
+    pthread_mutex_unlock(&rpub_lock);
+    t->placed = true;
+    if (best == t->loop->id) {
+        rpub_start(t);
+        return;
+    }
+    wf_listen_conn_release(t->loop);
+    t->loop = wf_loop_get(best);
+    t->move.handler = rpub_on_move;
+    wf_list_init(&t->move.link);
+    wf_task_post(t->loop, &t->move);
+}
+
 void
 wf_rhttp_pub_attach(const wf_h2_start_t *s)
 {
@@ -290,17 +354,7 @@ wf_rhttp_pub_attach(const wf_h2_start_t *s)
     } else if ((t->name = rpub_reserve(a, name, nlen, &why)) != NULL) {
         memcpy(t->buf, s->pre, s->npre);
         t->nbuf = s->npre;
-        if (t->nbuf >= WF_H2_PREFACE_LEN) {
-            rpub_tunnel(t);
-            return;
-        }
-        if (wf_io_add(t->loop, &t->io, EPOLLIN) != WF_OK) {
-            rpub_refuse(t);
-            return;
-        }
-        t->registered = true;
-        wf_timer_set(t->loop, &t->timer, RPUB_PREFACE_MS);
-        rpub_read(t); /* bytes the TLS transport holds already */
+        rpub_place(t);
         return;
     }
     wf_log_info("reverse tunnel \"%.*s\" refused: %s", (int)nlen, name, why);
