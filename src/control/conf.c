@@ -749,8 +749,7 @@ conf_rhttp_connections(conf_ctx_t *cx, const char *key, json_t *value,
 }
 
 static int
-conf_rhttp_h2c(conf_ctx_t *cx, const char *key, json_t *value,
-               const void *data)
+conf_rhttp_h2c(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
 {
     wf_unused(key);
     wf_unused(data);
@@ -760,8 +759,7 @@ conf_rhttp_h2c(conf_ctx_t *cx, const char *key, json_t *value,
 }
 
 static int
-conf_rhttp_sni(conf_ctx_t *cx, const char *key, json_t *value,
-               const void *data)
+conf_rhttp_sni(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
 {
     wf_rhttp_conf_t *rc = cx->conf->listeners[cx->conf->nlisteners].reverse;
 
@@ -785,8 +783,7 @@ static const conf_member_t conf_rhttp_tls_members[] = {
 
 /* "tls": the client side's context (control/conf_tls.c), ALPN h2. */
 static int
-conf_rhttp_tls(conf_ctx_t *cx, const char *key, json_t *value,
-               const void *data)
+conf_rhttp_tls(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
 {
     wf_rhttp_conf_t *rc = cx->conf->listeners[cx->conf->nlisteners].reverse;
     char why[256];
@@ -868,8 +865,9 @@ conf_attach_max(conf_ctx_t *cx, const char *key, json_t *value,
 
     wf_unused(data);
     if (n < 1 || n > 1000000) {
-        return conf_fail(cx, "The \"%s\" number must be between 1 and "
-                             "1000000.",
+        return conf_fail(cx,
+                         "The \"%s\" number must be between 1 and "
+                         "1000000.",
                          key);
     }
     if (strcmp(key, "max_total") == 0) {
@@ -910,13 +908,11 @@ conf_listener_attach(conf_ctx_t *cx, wf_conf_listener_t *l, json_t *value)
         return WF_ERROR;
     }
     if (a->name == NULL
-        && conf_tpl_str(cx, "name", "$tls_client_cn", 14,
-                        (wf_tpl_t **)&a->name)
+        && conf_tpl_str(cx, "name", "$tls_client_cn", 14, (wf_tpl_t **)&a->name)
                != WF_OK) {
         return WF_ERROR;
     }
-    if (!a->insecure
-        && json_object_get(tls, "client_certificate") == NULL) {
+    if (!a->insecure && json_object_get(tls, "client_certificate") == NULL) {
         return conf_fail(cx,
                          "The listener \"%.200s\" attaches reverse tunnels: "
                          "it needs \"tls\" with \"client_certificate\" "
@@ -958,8 +954,9 @@ conf_listener_reverse(conf_ctx_t *cx, const char *key, json_t *value,
         return WF_ERROR;
     }
     if (rc->tls != NULL && rc->h2c) {
-        return conf_fail(cx, "The reverse listener \"%.200s\" has both "
-                             "\"tls\" and \"h2c\".",
+        return conf_fail(cx,
+                         "The reverse listener \"%.200s\" has both "
+                         "\"tls\" and \"h2c\".",
                          l->name);
     }
     if (rc->tls == NULL && !rc->h2c) {
@@ -2731,7 +2728,8 @@ conf_upstream_reverse(conf_ctx_t *cx, const char *key, json_t *value,
                                  "\"select\", a string.");
         }
     }
-    if (conf_tpl_str(cx, "select", sel != NULL ? json_string_value(sel) : "$host",
+    if (conf_tpl_str(cx, "select",
+                     sel != NULL ? json_string_value(sel) : "$host",
                      sel != NULL ? json_string_length(sel) : 5, &t)
         != WF_OK) {
         return WF_ERROR;

@@ -351,8 +351,7 @@ pxh_map(pxh_t *h, const char *head, size_t len)
     memcpy(h->head, head, len);
     /* Reverse tunnels carry :scheme https, as HAProxy's. */
     n = wf_proxy_h2_req_map(h->head, len,
-                            h->u->tls != NULL || h->u->rhttp_select != NULL,
-                            nv,
+                            h->u->tls != NULL || h->u->rhttp_select != NULL, nv,
                             WF_PROXY_H2_NV_MAX);
     if (n < 0) {
         return WF_ERROR;

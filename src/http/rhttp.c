@@ -18,24 +18,24 @@
 #include "core/log.h"
 #include "http/h2_conn.h"
 
-#define RHTTP_BACKOFF_MIN  250  /* ms after a first failure */
-#define RHTTP_BACKOFF_MAX  5000 /* ms, the longest wait between dials */
-#define RHTTP_SPACING_MIN  100  /* ms between two dials of one slot */
-#define RHTTP_LIVED_OK     1000 /* ms: a tunnel that lived this long */
-#define RHTTP_MAX_THREADS  256
-#define RHTTP_ALPN         "\x02h2"
+#define RHTTP_BACKOFF_MIN 250  /* ms after a first failure */
+#define RHTTP_BACKOFF_MAX 5000 /* ms, the longest wait between dials */
+#define RHTTP_SPACING_MIN 100  /* ms between two dials of one slot */
+#define RHTTP_LIVED_OK    1000 /* ms: a tunnel that lived this long */
+#define RHTTP_MAX_THREADS 256
+#define RHTTP_ALPN        "\x02h2"
 
 typedef struct rhttp_lsn rhttp_lsn_t;
 
 /* A slot's life: one dialed connection at a time. */
 typedef enum rhttp_slot_state {
-    RHTTP_S_WAIT = 0,   /* before a dial: timer or task pending */
-    RHTTP_S_MOVING,     /* posted to another thread */
-    RHTTP_S_CONNECT,    /* TCP connect in progress */
-    RHTTP_S_TLS,        /* TLS handshake */
-    RHTTP_S_H2,         /* the h2 connection waits for SETTINGS */
-    RHTTP_S_LIVE,       /* reversed: serving */
-    RHTTP_S_DEAD,       /* ended (its listener stopped) */
+    RHTTP_S_WAIT = 0, /* before a dial: timer or task pending */
+    RHTTP_S_MOVING,   /* posted to another thread */
+    RHTTP_S_CONNECT,  /* TCP connect in progress */
+    RHTTP_S_TLS,      /* TLS handshake */
+    RHTTP_S_H2,       /* the h2 connection waits for SETTINGS */
+    RHTTP_S_LIVE,     /* reversed: serving */
+    RHTTP_S_DEAD,     /* ended (its listener stopped) */
 } rhttp_slot_state_t;
 
 /* The listener's logged state (issue 13: each change logged once). */

@@ -66,8 +66,7 @@ rpub_key(char *key, const char *upstream, const char *name, size_t nlen)
 /* The entry of upstream/name; created when create is set.  Under the
  * lock. */
 static rpub_name_t *
-rpub_name_find(const char *upstream, const char *name, size_t nlen,
-               bool create)
+rpub_name_find(const char *upstream, const char *name, size_t nlen, bool create)
 {
     char key[RPUB_KEY_MAX];
     size_t klen;
