@@ -19,6 +19,7 @@ wf_xchg_init(wf_req_t *r, wf_mux_t *mux, wf_loop_t *loop)
     r->on_abort = NULL;
     r->app = NULL;
     r->proxy = NULL;
+    r->proxy_h2 = NULL;
     r->metrics = NULL;
     wf_chan_init(&r->req_body, loop, WF_XCHG_CHAN_LIMIT);
     wf_chan_init(&r->resp_body, loop, WF_XCHG_CHAN_LIMIT);

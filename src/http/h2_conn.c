@@ -887,7 +887,11 @@ h2_respond(h2_stream_t *s)
     size_t n = 0;
 
     s->responded = true;
-    if (s->body_mode != H2_BODY_STREAM || !s->in_eof) {
+    /* A streamed response to an endpoint that reads the body streaming
+     * (the proxy: gRPC's bidirectional calls) is full duplex: the body
+     * keeps coming.  Otherwise what is left is given up, as h1 does. */
+    if ((s->body_mode != H2_BODY_STREAM || !s->in_eof)
+        && !(resp->stream && s->body_mode == H2_BODY_STREAM)) {
         if (s->body_mode == H2_BODY_STREAM) {
             wf_chan_abort(&r->req_body); /* given up, as h1 does */
         }
