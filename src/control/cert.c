@@ -402,7 +402,8 @@ cert_foreach_in_routes(const json_t *v, bool (*fn)(const char *, void *),
 }
 
 /* Calls fn on each certificate name conf gives: its listeners'
- * "certificate" and "client_certificate"'s "ca", and the backends'
+ * "certificate" and "client_certificate"'s "ca", an rhttp@ listener's
+ * "reverse" "tls", and the backends'
  * "tls" ("ca", "certificate") of routes and upstreams, until it returns
  * false; returns false if fn did. */
 static bool
@@ -431,7 +432,11 @@ cert_foreach_name(const json_t *conf, bool (*fn)(const char *, void *),
         json_t *cc = json_object_get(tls, "client_certificate");
 
         if (!cert_foreach_in(json_object_get(tls, "certificate"), fn, arg)
-            || !cert_foreach_in(json_object_get(cc, "ca"), fn, arg)) {
+            || !cert_foreach_in(json_object_get(cc, "ca"), fn, arg)
+            /* a reverse listener's own "tls" (rhttp@NAME, issue 13) */
+            || !cert_foreach_in_backend(
+                json_object_get(json_object_get(l, "reverse"), "tls"), fn,
+                arg)) {
             return false;
         }
     }

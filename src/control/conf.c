@@ -1,6 +1,7 @@
 #include "control/conf.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -17,6 +18,8 @@
 #include "http/app_desc.h"
 #include "http/forwarded.h"
 #include "http/mime.h"
+#include "http/rhttp.h"
+#include "http/rhttp_pub.h"
 #include "http/route_pattern.h"
 #include "http/upstream.h"
 #include "http/upstream_dns.h"
@@ -685,6 +688,312 @@ conf_listener_h2c(conf_ctx_t *cx, const char *key, json_t *value,
     return WF_OK;
 }
 
+/* ---- reverse HTTP, the private side (issue 13) ------------------------- */
+
+/* "HOST:PORT": an address, else a name resolved now (the compile runs on a
+ * helper thread, never on an I/O thread). */
+static int
+conf_rhttp_connect(conf_ctx_t *cx, const char *key, json_t *value,
+                   const void *data)
+{
+    wf_rhttp_conf_t *rc = cx->conf->listeners[cx->conf->nlisteners].reverse;
+    const char *v = json_string_value(value);
+    const char *colon = strrchr(v, ':');
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    char host[256];
+
+    wf_unused(key);
+    wf_unused(data);
+    rc->connect = conf_strdup(cx, value);
+    if (rc->connect == NULL) {
+        return conf_nomem(cx);
+    }
+    if (strncmp(v, "unix:", 5) != 0 && colon != NULL && v[0] != '['
+        && strcmp(v, "*") != 0 && (size_t)(colon - v) < sizeof(host)) {
+        memcpy(host, v, (size_t)(colon - v));
+        host[colon - v] = '\0';
+        if (inet_pton(AF_INET, host, &(struct in_addr){0}) != 1
+            && getaddrinfo(host, colon + 1, &hints, &res) == 0) {
+            memcpy(&rc->addr, res->ai_addr, res->ai_addrlen);
+            rc->addrlen = res->ai_addrlen;
+            freeaddrinfo(res);
+            return WF_OK;
+        }
+    }
+    if (strchr(v, '*') != NULL
+        || !wf_conf_addr_parse(v, &rc->addr, &rc->addrlen)) {
+        return conf_fail(cx, "The \"connect\" address \"%.200s\" is invalid.",
+                         v);
+    }
+    return WF_OK;
+}
+
+static int
+conf_rhttp_connections(conf_ctx_t *cx, const char *key, json_t *value,
+                       const void *data)
+{
+    wf_rhttp_conf_t *rc = cx->conf->listeners[cx->conf->nlisteners].reverse;
+    json_int_t n = json_integer_value(value);
+
+    wf_unused(key);
+    wf_unused(data);
+    if (n < 1 || n > WF_RHTTP_CONNS_MAX) {
+        return conf_fail(cx,
+                         "The \"connections\" number must be between 1 and "
+                         "%d.",
+                         WF_RHTTP_CONNS_MAX);
+    }
+    rc->connections = (unsigned)n;
+    return WF_OK;
+}
+
+static int
+conf_rhttp_h2c(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    cx->conf->listeners[cx->conf->nlisteners].reverse->h2c =
+        json_is_true(value);
+    return WF_OK;
+}
+
+static int
+conf_rhttp_sni(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_rhttp_conf_t *rc = cx->conf->listeners[cx->conf->nlisteners].reverse;
+
+    wf_unused(data);
+    if (json_string_length(value) == 0) {
+        return conf_fail(cx, "The \"%s\" value must be a non-empty string.",
+                         key);
+    }
+    rc->sni = conf_strdup(cx, value);
+    return rc->sni != NULL ? WF_OK : conf_nomem(cx);
+}
+
+static const conf_member_t conf_rhttp_tls_members[] = {
+    {"certificate", WF_JSON_STRING, NULL, NULL, 0},
+    {"ca", WF_JSON_STRING, NULL, NULL, 0},
+    {"ca_file", WF_JSON_STRING, NULL, NULL, 0},
+    {"verify", WF_JSON_BOOLEAN, NULL, NULL, 0},
+    {"sni", WF_JSON_STRING, conf_rhttp_sni, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* "tls": the client side's context (control/conf_tls.c), ALPN h2. */
+static int
+conf_rhttp_tls(conf_ctx_t *cx, const char *key, json_t *value, const void *data)
+{
+    wf_rhttp_conf_t *rc = cx->conf->listeners[cx->conf->nlisteners].reverse;
+    char why[256];
+
+    wf_unused(key);
+    wf_unused(data);
+    if (conf_object(cx, value, conf_rhttp_tls_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    rc->tls = wf_conf_tls_cli_compile(value, why, sizeof(why));
+    if (rc->tls == NULL) {
+        return conf_fail(cx, "The reverse listener's \"tls\": %s.", why);
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_rhttp_members[] = {
+    {"connect", WF_JSON_STRING, conf_rhttp_connect, NULL, CONF_REQUIRED},
+    {"connections", WF_JSON_INTEGER, conf_rhttp_connections, NULL, 0},
+    {"tls", WF_JSON_OBJECT, conf_rhttp_tls, NULL, 0},
+    {"h2c", WF_JSON_BOOLEAN, conf_rhttp_h2c, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* ---- reverse HTTP, the public side (issue 13) -------------------------- */
+
+static int conf_tpl_str(conf_ctx_t *cx, const char *key, const char *s,
+                        size_t len, wf_tpl_t **out);
+
+static int
+conf_attach_upstream(conf_ctx_t *cx, const char *key, json_t *value,
+                     const void *data)
+{
+    wf_rhttp_attach_t *a = cx->conf->listeners[cx->conf->nlisteners].attach;
+    json_t *u = json_object_get(json_object_get(cx->root, "upstreams"),
+                                json_string_value(value));
+
+    wf_unused(key);
+    wf_unused(data);
+    if (json_object_get(u, "reverse") == NULL) {
+        return conf_fail(cx,
+                         "The listener's \"reverse\" names \"%.200s\", "
+                         "which is not an upstream with \"reverse\".",
+                         json_string_value(value));
+    }
+    a->upstream = conf_strdup(cx, value);
+    return a->upstream != NULL ? WF_OK : conf_nomem(cx);
+}
+
+static int
+conf_attach_name(conf_ctx_t *cx, const char *key, json_t *value,
+                 const void *data)
+{
+    wf_rhttp_attach_t *a = cx->conf->listeners[cx->conf->nlisteners].attach;
+
+    wf_unused(data);
+    return conf_tpl_str(cx, key, json_string_value(value),
+                        json_string_length(value), (wf_tpl_t **)&a->name);
+}
+
+static int
+conf_attach_insecure(conf_ctx_t *cx, const char *key, json_t *value,
+                     const void *data)
+{
+    wf_unused(key);
+    wf_unused(data);
+    cx->conf->listeners[cx->conf->nlisteners].attach->insecure =
+        json_is_true(value);
+    return WF_OK;
+}
+
+/* "max_per_name" and "max_total". */
+static int
+conf_attach_max(conf_ctx_t *cx, const char *key, json_t *value,
+                const void *data)
+{
+    wf_rhttp_attach_t *a = cx->conf->listeners[cx->conf->nlisteners].attach;
+    json_int_t n = json_integer_value(value);
+
+    wf_unused(data);
+    if (n < 1 || n > 1000000) {
+        return conf_fail(cx,
+                         "The \"%s\" number must be between 1 and "
+                         "1000000.",
+                         key);
+    }
+    if (strcmp(key, "max_total") == 0) {
+        a->max_total = (unsigned)n;
+    } else {
+        a->max_per_name = (unsigned)n;
+    }
+    return WF_OK;
+}
+
+static const conf_member_t conf_attach_members[] = {
+    {"upstream", WF_JSON_STRING, conf_attach_upstream, NULL, CONF_REQUIRED},
+    {"name", WF_JSON_STRING, conf_attach_name, NULL, 0},
+    {"insecure", WF_JSON_BOOLEAN, conf_attach_insecure, NULL, 0},
+    {"max_per_name", WF_JSON_INTEGER, conf_attach_max, NULL, 0},
+    {"max_total", WF_JSON_INTEGER, conf_attach_max, NULL, 0},
+    {NULL, 0, NULL, NULL, 0},
+};
+
+/* "reverse" of a socket listener: its h2 connections become tunnels of
+ * an upstream (http/rhttp_pub.h).  Client certificates are required
+ * unless "insecure"; a plain listener then takes the h2c preface. */
+static int
+conf_listener_attach(conf_ctx_t *cx, wf_conf_listener_t *l, json_t *value)
+{
+    wf_rhttp_attach_t *a = wf_arena_calloc(cx->a, sizeof(*a));
+    json_t *tls = json_object_get(
+        json_object_get(json_object_get(cx->root, "listeners"), l->name),
+        "tls");
+
+    if (a == NULL) {
+        return conf_nomem(cx);
+    }
+    l->attach = a;
+    a->max_per_name = 16;
+    a->max_total = 1024;
+    if (conf_object(cx, value, conf_attach_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (a->name == NULL
+        && conf_tpl_str(cx, "name", "$tls_client_cn", 14, (wf_tpl_t **)&a->name)
+               != WF_OK) {
+        return WF_ERROR;
+    }
+    if (!a->insecure && json_object_get(tls, "client_certificate") == NULL) {
+        return conf_fail(cx,
+                         "The listener \"%.200s\" attaches reverse tunnels: "
+                         "it needs \"tls\" with \"client_certificate\" "
+                         "(or \"insecure\": true).",
+                         l->name);
+    }
+    if (tls == NULL) {
+        l->h2c = true; /* the private side's client preface */
+    }
+    return WF_OK;
+}
+
+/* "reverse" of an "rhttp@NAME" listener: whom to dial, how many; of a
+ * socket listener: the tunnels it attaches. */
+static int
+conf_listener_reverse(conf_ctx_t *cx, const char *key, json_t *value,
+                      const void *data)
+{
+    wf_conf_listener_t *l = &cx->conf->listeners[cx->conf->nlisteners];
+    wf_rhttp_conf_t *rc;
+
+    wf_unused(key);
+    wf_unused(data);
+    if (strncmp(l->name, WF_RHTTP_PREFIX, WF_RHTTP_PREFIX_LEN) != 0) {
+        return conf_listener_attach(cx, l, value);
+    }
+    rc = wf_arena_calloc(cx->a, sizeof(*rc));
+    if (rc == NULL) {
+        return conf_nomem(cx);
+    }
+    l->reverse = rc;
+    rc->name = l->name + WF_RHTTP_PREFIX_LEN;
+    rc->connections = 1;
+    rc->json = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS);
+    if (rc->json == NULL) {
+        return conf_nomem(cx);
+    }
+    if (conf_object(cx, value, conf_rhttp_members) != WF_OK) {
+        return WF_ERROR;
+    }
+    if (rc->tls != NULL && rc->h2c) {
+        return conf_fail(cx,
+                         "The reverse listener \"%.200s\" has both "
+                         "\"tls\" and \"h2c\".",
+                         l->name);
+    }
+    if (rc->tls == NULL && !rc->h2c) {
+        return conf_fail(cx,
+                         "The reverse listener \"%.200s\" needs \"tls\" "
+                         "(or \"h2c\": true for plain HTTP/2).",
+                         l->name);
+    }
+    return WF_OK;
+}
+
+/* An "rhttp@NAME" listener has no socket: its "reverse" says whom to
+ * dial. */
+static int
+conf_listener_rhttp(conf_ctx_t *cx, const char *name, json_t *value)
+{
+    const char *n = name + WF_RHTTP_PREFIX_LEN;
+
+    if (*n == '\0' || strlen(n) > 128) {
+        return conf_fail(cx, "The listener name \"%.200s\" is invalid.", name);
+    }
+    if (!json_is_object(value) || json_object_get(value, "reverse") == NULL) {
+        return conf_fail(cx,
+                         "The reverse listener \"%.200s\" must have a "
+                         "\"reverse\" object.",
+                         name);
+    }
+    if (json_object_get(value, "tls") != NULL
+        || json_object_get(value, "h2c") != NULL) {
+        return conf_fail(cx,
+                         "The reverse listener \"%.200s\" takes \"tls\" and "
+                         "\"h2c\" inside \"reverse\".",
+                         name);
+    }
+    return WF_OK;
+}
+
 static const conf_member_t conf_listener_members[] = {
     {"pass", WF_JSON_STRING, conf_listener_pass, NULL, 0},
     {"application", WF_JSON_STRING, conf_listener_app, NULL, 0},
@@ -692,6 +1001,7 @@ static const conf_member_t conf_listener_members[] = {
     {"forwarded", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
     {"client_ip", WF_JSON_OBJECT, conf_listener_forwarded, NULL, 0},
     {"h2c", WF_JSON_BOOLEAN, conf_listener_h2c, NULL, 0},
+    {"reverse", WF_JSON_OBJECT, conf_listener_reverse, NULL, 0},
     {"backlog", WF_JSON_INTEGER, NULL, NULL, CONF_UNSUPPORTED},
     {NULL, 0, NULL, NULL, 0},
 };
@@ -701,7 +1011,11 @@ conf_listener(conf_ctx_t *cx, const char *name, json_t *value)
 {
     wf_conf_listener_t *l = &cx->conf->listeners[cx->conf->nlisteners];
 
-    if (!wf_conf_addr_parse(name, &l->addr, &l->addrlen)) {
+    if (strncmp(name, WF_RHTTP_PREFIX, WF_RHTTP_PREFIX_LEN) == 0) {
+        if (conf_listener_rhttp(cx, name, value) != WF_OK) {
+            return WF_ERROR;
+        }
+    } else if (!wf_conf_addr_parse(name, &l->addr, &l->addrlen)) {
         return conf_fail(cx, "The listener address \"%.200s\" is invalid.",
                          name);
     }
@@ -2393,8 +2707,42 @@ conf_upstream_servers(conf_ctx_t *cx, const char *key, json_t *value,
     return conf_servers(cx, cx->upstream, value);
 }
 
+/* "reverse": {"select": TEMPLATE}: the servers are reverse tunnels
+ * attached under names (http/rhttp_pub.h); a request takes those of the
+ * name its "select" renders ($host by default). */
+static int
+conf_upstream_reverse(conf_ctx_t *cx, const char *key, json_t *value,
+                      const void *data)
+{
+    wf_upstream_t *u = cx->upstream;
+    json_t *sel = json_object_get(value, "select");
+    const char *k;
+    json_t *v;
+    wf_tpl_t *t;
+
+    wf_unused(key);
+    wf_unused(data);
+    json_object_foreach(value, k, v)
+    {
+        if (strcmp(k, "select") != 0 || !json_is_string(v)) {
+            return conf_fail(cx, "The upstream's \"reverse\" takes only "
+                                 "\"select\", a string.");
+        }
+    }
+    if (conf_tpl_str(cx, "select",
+                     sel != NULL ? json_string_value(sel) : "$host",
+                     sel != NULL ? json_string_length(sel) : 5, &t)
+        != WF_OK) {
+        return WF_ERROR;
+    }
+    u->rhttp_select = t;
+    u->h2 = true;
+    return WF_OK;
+}
+
 static const conf_member_t conf_upstream_members[] = {
     {"servers", WF_JSON_OBJECT, conf_upstream_servers, NULL, 0},
+    {"reverse", WF_JSON_OBJECT, conf_upstream_reverse, NULL, 0},
     {"settings", WF_JSON_OBJECT, conf_nested, conf_proxy_settings_members, 0},
     {NULL, 0, NULL, NULL, 0},
 };
@@ -2421,7 +2769,7 @@ conf_upstream(conf_ctx_t *cx, const char *name, json_t *value)
     if (rc != WF_OK) {
         return WF_ERROR;
     }
-    if (json_object_get(value, "servers") == NULL) {
+    if (json_object_get(value, "servers") == NULL && u->rhttp_select == NULL) {
         return conf_fail(cx,
                          "The \"%.200s\" upstream must contain \"servers\" "
                          "object value.",
@@ -2592,6 +2940,9 @@ wf_conf_destroy(wf_conf_t *conf)
     /* A listener that failed to compile may hold one past nlisteners. */
     for (size_t i = 0; conf->listeners != NULL && i <= conf->nlisteners; i++) {
         wf_tls_srv_destroy(conf->listeners[i].tls);
+        if (conf->listeners[i].reverse != NULL) {
+            wf_rhttp_conf_fini(conf->listeners[i].reverse);
+        }
     }
     conf_px_tls_destroy(conf);
     wf_arena_destroy(conf->arena);

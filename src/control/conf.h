@@ -23,6 +23,11 @@ typedef struct wf_conf_listener {
     const wf_route_t *pass; /* the route it passes to */
     wf_tls_srv_t *tls;      /* owned; NULL: plain */
     bool h2c;               /* "h2c": HTTP/2 with prior knowledge */
+    /* "rhttp@NAME": dials out (issue 13; http/rhttp.h); NULL: a socket */
+    struct wf_rhttp_conf *reverse;
+    /* "reverse" of a socket listener: its h2 connections become tunnels
+     * (http/rhttp_pub.h); NULL: none */
+    struct wf_rhttp_attach *attach;
 } wf_conf_listener_t;
 
 typedef struct wf_conf {

@@ -23,6 +23,7 @@
 #include "http/mux.h"
 #include "http/req.h"
 #include "http/respond.h"
+#include "http/rhttp_pub.h"
 #include "http/uri.h"
 #include "http/ws_scan.h"
 #include "net/tls.h"
@@ -1033,7 +1034,11 @@ h1_to_h2(wf_h1_conn_t *c)
     wf_list_del(&c->resume.link);
     wf_list_del(&c->xp_kick.link);
     wf_list_del(&c->link);
-    wf_h2_conn_start(&s); /* copies s.pre: rbuf is freed with c */
+    if (c->site->attach != NULL) {
+        wf_rhttp_pub_attach(&s); /* a reverse tunnel (issue 13) */
+    } else {
+        wf_h2_conn_start(&s); /* copies s.pre: rbuf is freed with c */
+    }
     wf_task_defer(c->loop, &c->free_task);
 }
 

@@ -40,6 +40,8 @@ typedef struct wf_h1_site {
     wf_tls_srv_t *tls; /* the listener's TLS, in snap; NULL: plain */
     bool h2c;          /* the listener's "h2c": HTTP/2 with prior
                           knowledge on a plain listener (http/h2_conn.h) */
+    const struct wf_rhttp_attach *attach; /* "reverse": its h2 connections
+                          become reverse tunnels (http/rhttp_pub.h) */
 } wf_h1_site_t;
 
 /* A listening socket serving HTTP/1.x.  It outlives configurations that keep

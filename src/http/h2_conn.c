@@ -54,6 +54,7 @@ typedef struct h2_stream {
     int32_t id;
     wf_list_t link;      /* in c->streams */
     wf_task_t free_task; /* frees the stream at the end of the tick */
+    wf_h1_snap_t *snap;  /* r->hc and r->root live in it (counted) */
     char *head;          /* the mapped HTTP/1.1 head r->head points in */
     bool dispatched;     /* the endpoint owns req */
     bool responded;      /* the response is submitted */
@@ -110,6 +111,9 @@ struct h2_conn {
     bool goaway;       /* our GOAWAY is queued or out */
     bool blocked;      /* the socket would block a write */
     bool flushing;     /* in h2_flush(): no nested sends */
+    bool reversed;     /* a reverse connection got the peer's SETTINGS */
+    void (*on_event)(void *arg, wf_h2_event_t ev); /* reverse HTTP */
+    void *event_arg;
     wf_mux_exit_status_t exit_status;
     unsigned resets;       /* peer resets this interval */
     uint64_t resets_start; /* the interval's start (ms) */
@@ -267,6 +271,8 @@ h2_stream_free(wf_task_t *task)
     free(r->target);
     free(s->head);
     free(s->pend);
+    wf_h1_snap_unref(s->snap); /* before the stream is reused */
+    s->snap = NULL;
     h2_stream_put(s);
 }
 
@@ -290,6 +296,8 @@ h2_stream_new(h2_conn_t *c, int32_t id)
     wf_xchg_init(r, &c->mux, c->loop);
     r->hc = c->site->hc;
     r->root = c->site->root;
+    s->snap = c->site->snap;
+    wf_h1_snap_ref(s->snap);
     r->loop = c->loop;
     r->uri_cap = sizeof(r->uri_inline);
     r->uri = r->uri_inline;
@@ -635,6 +643,37 @@ h2_body_hold(h2_stream_t *s, const uint8_t *data, size_t len)
 
 /* ---- nghttp2 callbacks ------------------------------------------------ */
 
+/* The listener's "forwarded" in c->site, if any. */
+static void
+h2_fwd_find(h2_conn_t *c)
+{
+    c->fwd = NULL;
+    for (size_t i = 0; i < c->site->hc->nfwd; i++) {
+        if (wf_sockaddr_eq((const struct sockaddr *)&c->site->hc->fwd[i].addr,
+                           (const struct sockaddr *)&c->srv->listener.addr)) {
+            c->fwd = &c->site->hc->fwd[i];
+            break;
+        }
+    }
+}
+
+/* A new stream starts on the listener's current site, as h1's next
+ * request does: a reconfiguration reaches long-lived connections (reverse
+ * tunnels above all).  Open streams keep theirs (h2_stream_t.snap). */
+static void
+h2_site_refresh(h2_conn_t *c)
+{
+    const wf_h1_site_t *site = atomic_load(&c->srv->site);
+
+    if (site == c->site) {
+        return;
+    }
+    wf_h1_snap_ref(site->snap);
+    wf_h1_snap_unref(c->site->snap);
+    c->site = site;
+    h2_fwd_find(c);
+}
+
 static int
 h2_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
@@ -650,6 +689,7 @@ h2_on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
                                   NGHTTP2_REFUSED_STREAM);
         return 0;
     }
+    h2_site_refresh(c);
     s = h2_stream_new(c, frame->hd.stream_id);
     if (s == NULL) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -697,6 +737,13 @@ h2_on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
             return nghttp2_session_terminate_session(ng,
                                                      NGHTTP2_ENHANCE_YOUR_CALM);
         }
+        return 0;
+    }
+    if (frame->hd.type == NGHTTP2_SETTINGS && c->on_event != NULL
+        && !c->reversed && (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+        /* Reverse HTTP reverses here, without waiting for our ACK. */
+        c->reversed = true;
+        c->on_event(c->event_arg, WF_H2_EV_SETTINGS);
         return 0;
     }
     s = h2_stream_get(c, frame->hd.stream_id);
@@ -1261,6 +1308,7 @@ h2_mux_ctl(wf_mux_t *m, wf_mux_ctl_t op, void *arg)
     case MUX_CTL_TUNNEL:
         return h2_tunnel_ok(arg);
     case MUX_CTL_REVERSE_CONN:
+        return c->reversed ? 1 : 0;
     case MUX_CTL_NOPS:
         break;
     }
@@ -1558,6 +1606,9 @@ h2_close(h2_conn_t *c)
     wf_listen_conn_release(c->loop);
     wf_h1_stats_h2(c->loop, 1, c->nreqs);
     c->nreqs = 0;
+    if (c->on_event != NULL) {
+        c->on_event(c->event_arg, WF_H2_EV_CLOSE);
+    }
     if (c->jobs == 0) {
         wf_task_defer(c->loop, &c->free_task);
     }
@@ -1686,6 +1737,8 @@ wf_h2_conn_start(const wf_h2_start_t *s)
         return WF_ERROR;
     }
     c->mux.ops = &h2_mux_ops;
+    c->on_event = s->on_event;
+    c->event_arg = s->arg;
     c->io.fd = s->fd;
     c->io.handler = h2_on_io;
     c->xp = s->xp;
@@ -1696,13 +1749,7 @@ wf_h2_conn_start(const wf_h2_start_t *s)
     wf_h1_snap_ref(c->site->snap);
     c->remote = *s->remote;
     c->local = *s->local;
-    for (size_t i = 0; i < c->site->hc->nfwd; i++) {
-        if (wf_sockaddr_eq((const struct sockaddr *)&c->site->hc->fwd[i].addr,
-                           (const struct sockaddr *)&c->srv->listener.addr)) {
-            c->fwd = &c->site->hc->fwd[i];
-            break;
-        }
-    }
+    h2_fwd_find(c);
     wf_list_init(&c->streams);
     wf_list_init(&c->kick.link);
     c->kick.handler = h2_on_kick;

@@ -23,6 +23,12 @@ typedef enum wf_h2_role {
     WF_H2_CLIENT,     /* sends requests (reserved: the back side) */
 } wf_h2_role_t;
 
+/* What a reverse connection's owner (http/rhttp.c) is told. */
+typedef enum wf_h2_event {
+    WF_H2_EV_SETTINGS = 0, /* the peer's first SETTINGS: reversed */
+    WF_H2_EV_CLOSE,        /* the connection closed (its fd is gone) */
+} wf_h2_event_t;
+
 /* What a connection starts from.  The connection takes over fd, xp and
  * the listener's connection count (wf_listen_conn_release() on close);
  * it takes references of its own to srv and site->snap. */
@@ -39,10 +45,15 @@ typedef struct wf_h2_start {
     wf_h2_role_t role;
     bool recv_preface; /* the peer starts with the client preface */
     bool send_preface; /* we send the client preface first */
+    /* NULL, or told of the events above on the connection's thread;
+     * never calls into the connection (it may be closing). */
+    void (*on_event)(void *arg, wf_h2_event_t ev);
+    void *arg;
 } wf_h2_start_t;
 
 /* Starts an HTTP/2 connection on s->loop's thread.  Returns WF_OK, or
- * WF_ERROR after closing the fd and releasing what it took over. */
+ * WF_ERROR after closing the fd and releasing what it took over (with
+ * on_event, WF_H2_EV_CLOSE was told then too). */
 int wf_h2_conn_start(const wf_h2_start_t *s);
 
 /* Whether p[0..n) is the client preface (WF_OK), a prefix of it

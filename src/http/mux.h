@@ -15,7 +15,8 @@ typedef enum wf_mux_ctl {
     MUX_CTL_EXIT_STATUS,  /* returns the MUX_ES_* the connection ended with */
     MUX_CTL_GET_NBSTRM,   /* returns the exchanges in progress */
     MUX_CTL_GET_MAXSTRM,  /* returns the exchanges allowed at once */
-    MUX_CTL_REVERSE_CONN, /* reserved for reverse HTTP: WF_DECLINED today */
+    MUX_CTL_REVERSE_CONN, /* 1 once a reverse connection was reversed (the
+                             peer's first SETTINGS came), else 0 */
     MUX_CTL_TUNNEL,       /* arg: the request (wf_req_t *).  Marks it for a
                              two-way byte tunnel once its response head
                              (a 101) is out; WF_OK, or WF_DECLINED when the

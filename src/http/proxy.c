@@ -35,6 +35,7 @@
 #include "http/proxy_h2.h"
 #include "http/proxy_parse.h"
 #include "http/proxy_pool.h"
+#include "http/rhttp_pub.h"
 #include "http/route_pattern.h"
 #include "http/tpl.h"
 #include "http/upstream.h"
@@ -1644,8 +1645,21 @@ static void
 px_start(px_t *px)
 {
     wf_upstream_none_t why = 0;
-    uint64_t key = wf_upstream_key(px->u, &px->r->rq);
+    uint64_t key;
 
+    if (px->u->rhttp_select != NULL) {
+        /* Reverse HTTP: the tunnels of the request's name, or 503. */
+        px->srv = wf_rhttp_pub_pick(px->u, &px->r->rq);
+        if (px->srv == NULL) {
+            wf_upstream_reject(px->u);
+            px_fail(px, 503, "no reverse tunnel for the name");
+            return;
+        }
+        px->srv_held = true;
+        px_begin(px);
+        return;
+    }
+    key = wf_upstream_key(px->u, &px->r->rq);
     px->srv = wf_upstream_pick(px->u, key, &why);
     if (px->srv != NULL) {
         px->srv_held = true;

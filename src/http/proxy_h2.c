@@ -349,7 +349,9 @@ pxh_map(pxh_t *h, const char *head, size_t len)
         return WF_ERROR;
     }
     memcpy(h->head, head, len);
-    n = wf_proxy_h2_req_map(h->head, len, h->u->tls != NULL, nv,
+    /* Reverse tunnels carry :scheme https, as HAProxy's. */
+    n = wf_proxy_h2_req_map(h->head, len,
+                            h->u->tls != NULL || h->u->rhttp_select != NULL, nv,
                             WF_PROXY_H2_NV_MAX);
     if (n < 0) {
         return WF_ERROR;
@@ -1115,7 +1117,7 @@ pxh_conn_alloc(wf_loop_t *loop, int fd, const wf_proxy_h2_conn_opts_t *o)
     c->io.fd = fd;
     c->io.handler = pxh_conn_on_io;
     c->o = *o;
-    c->idle_max = 1;
+    c->idle_max = o->idle_max > 0 ? o->idle_max : 1;
     wf_timer_init(&c->timer, pxh_conn_on_timer);
     c->kick.handler = pxh_on_kick;
     wf_list_init(&c->kick.link);
@@ -1149,6 +1151,16 @@ wf_proxy_h2_conn_create(wf_loop_t *loop, int fd, wf_xprt_t *xp, bool registered,
 
     if (c == NULL) {
         return NULL;
+    }
+    if (o->no_preface) {
+        const uint8_t *d;
+
+        /* nghttp2 gives a client session's magic alone, first. */
+        if (nghttp2_session_mem_send(c->ng, &d) != 24) {
+            nghttp2_session_del(c->ng);
+            free(c);
+            return NULL;
+        }
     }
     c->io.events = EPOLLIN | EPOLLRDHUP;
     if ((registered ? wf_io_table_set(&c->io) : WF_OK) != WF_OK
@@ -1247,20 +1259,31 @@ pxh_key_of(const pxh_t *h, wf_proxy_h2_key_t *k)
     k->tag = h->u->tls != NULL ? wf_tls_cli_id(h->u->tls) : 0;
 }
 
+/* The matching connection with room and the fewest streams; it moves
+ * to the list's end, so that equal ones take turns (reverse tunnels of
+ * one name spread their requests). */
 static wf_proxy_h2_conn_t *
 pxh_pool_find(const wf_proxy_h2_key_t *k)
 {
-    wf_list_for_each(l, &pxh_thread()->conns)
+    pxh_thread_t *t = pxh_thread();
+    wf_proxy_h2_conn_t *best = NULL;
+
+    wf_list_for_each(l, &t->conns)
     {
         wf_proxy_h2_conn_t *c = wf_container_of(l, wf_proxy_h2_conn_t, link);
 
         if (c->key.tag == k->tag && c->key.addrlen == k->addrlen
             && memcmp(&c->key.addr, &k->addr, k->addrlen) == 0
-            && wf_proxy_h2_conn_has_room(c)) {
-            return c;
+            && wf_proxy_h2_conn_has_room(c)
+            && (best == NULL || c->nstreams < best->nstreams)) {
+            best = c;
         }
     }
-    return NULL;
+    if (best != NULL) {
+        wf_list_del(&best->link);
+        wf_list_add_tail(&t->conns, &best->link);
+    }
+    return best;
 }
 
 /* The name sent in SNI and verified (as proxy.c's px_tls_name()). */

@@ -45,6 +45,10 @@ typedef struct wf_proxy_h2_conn_opts {
     wf_proxy_h2_close_cb on_close; /* once, when the connection is gone
                                       (NULL: none) */
     void *data;                    /* on_close's */
+    bool no_preface;               /* drop the client magic: the public side
+                                      of reverse HTTP sends only SETTINGS */
+    unsigned idle_max;             /* idle ones kept per key and thread before
+                                      this one closes (0: 1) */
 } wf_proxy_h2_conn_opts_t;
 
 /* Creates the client side of HTTP/2 on the connected fd, whose transport

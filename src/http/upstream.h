@@ -170,6 +170,10 @@ struct wf_upstream {
      * "protocol": "h2"): streams on pooled connections
      * (http/proxy_h2.c), over TLS with ALPN h2 when tls is set. */
     bool h2;
+    /* Reverse HTTP (Wharf's "reverse", issue 13): the servers are the
+     * tunnels attached under a name (http/rhttp_pub.c); each request
+     * picks the name this template renders.  NULL: a usual upstream. */
+    const struct wf_tpl *rhttp_select;
 };
 
 #define WF_UPSTREAM_CONNECT_MS (60 * 1000) /* Unit's proxy_timeout */

@@ -254,6 +254,7 @@ static const struct {
     {"tls_client_issuer", WF_TLS_VAR_CLIENT_ISSUER},
     {"tls_client_serial", WF_TLS_VAR_CLIENT_SERIAL},
     {"tls_client_fingerprint", WF_TLS_VAR_CLIENT_FINGERPRINT},
+    {"tls_client_cn", WF_TLS_VAR_CLIENT_CN},
 };
 
 int

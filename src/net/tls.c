@@ -945,6 +945,28 @@ tls_peer_mark(tls_peer_t *p, BIO *bio, wf_tls_var_t var, uint64_t start)
     p->has[var] = true;
 }
 
+/* The subject's first common name (reverse HTTP names tunnels by it). */
+static void
+tls_peer_cn(tls_peer_t *p, BIO *bio, X509 *x)
+{
+    X509_NAME *name = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    uint64_t at = BIO_number_written(bio);
+    unsigned char *u = NULL;
+    int n;
+
+    if (i < 0) {
+        return;
+    }
+    n = ASN1_STRING_to_UTF8(
+        &u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+    if (n >= 0) {
+        BIO_write(bio, u, n);
+        tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_CN, at);
+    }
+    OPENSSL_free(u);
+}
+
 static void
 tls_peer_cert(tls_peer_t *p, BIO *bio, X509 *x)
 {
@@ -975,6 +997,7 @@ tls_peer_cert(tls_peer_t *p, BIO *bio, X509 *x)
         }
         tls_peer_mark(p, bio, WF_TLS_VAR_CLIENT_FINGERPRINT, at);
     }
+    tls_peer_cn(p, bio, x);
 }
 
 /* The verify result as nginx's $ssl_client_verify says it. */

@@ -122,6 +122,8 @@ typedef enum wf_tls_var {
     WF_TLS_VAR_CLIENT_ISSUER,      /* RFC 2253 */
     WF_TLS_VAR_CLIENT_SERIAL,      /* hex, upper case */
     WF_TLS_VAR_CLIENT_FINGERPRINT, /* SHA-256 of the DER, lower-case hex */
+    WF_TLS_VAR_CLIENT_CN,          /* the subject's (first) common name, UTF-8:
+                                      reverse HTTP's tunnel names */
     WF_TLS_VAR_N
 } wf_tls_var_t;
 

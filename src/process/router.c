@@ -19,12 +19,15 @@
 #include "core/tpool.h"
 #include "http/access_log.h"
 #include "http/h1_conn.h"
+#include "http/rhttp.h"
+#include "http/rhttp_pub.h"
 #include "http/upstream_dns.h"
 #include "http/upstream_health.h"
 #include "http/upstream_peer.h"
 #include "process/app_mgr.h"
 
 #define ROUTER_FD_KEEP (-2) /* the listener exists already */
+#define ROUTER_FD_NONE (-3) /* an "rhttp@" listener: no socket */
 /* The stream of a configuration the router applies again by itself
  * (upstream host names resolved to new addresses): nobody waits for its
  * answer. */
@@ -120,6 +123,7 @@ router_snap_create(wf_conf_t *conf)
         snap->sites[i].snap = &snap->h1;
         snap->sites[i].tls = conf->listeners[i].tls;
         snap->sites[i].h2c = conf->listeners[i].h2c;
+        snap->sites[i].attach = conf->listeners[i].attach;
     }
     return snap;
 }
@@ -221,6 +225,7 @@ router_on_visit(wf_sync_t *sync)
 {
     wf_unused(sync);
     wf_h1_sweep_removed();
+    wf_rhttp_sweep();
 }
 
 static void
@@ -298,10 +303,15 @@ router_commit(wf_router_t *rt)
     {
         wf_container_of(l, router_listener_t, link)->keep = false;
     }
+    wf_rhttp_commit_begin();
     for (size_t i = 0; i < conf->nlisteners; i++) {
         const wf_conf_listener_t *cl = &conf->listeners[i];
         router_listener_t *rl;
 
+        if (cl->reverse != NULL) {
+            wf_rhttp_commit_one(cl->reverse, &snap->sites[i]);
+            continue;
+        }
         if (rt->fds[i] == ROUTER_FD_KEEP) {
             rl = router_listener_find(rt, cl);
             wf_h1_server_set_site(&rl->srv, &snap->sites[i]);
@@ -313,6 +323,7 @@ router_commit(wf_router_t *rt)
             rl->keep = true;
         }
     }
+    wf_rhttp_commit_end();
     for (wf_list_t *l = rt->listeners.next, *next; l != &rt->listeners;
          l = next) {
         router_listener_t *rl = wf_container_of(l, router_listener_t, link);
@@ -459,6 +470,10 @@ router_request_sockets(wf_router_t *rt)
     for (size_t i = 0; i < conf->nlisteners; i++) {
         const wf_conf_listener_t *cl = &conf->listeners[i];
 
+        if (cl->reverse != NULL) {
+            rt->fds[i] = ROUTER_FD_NONE;
+            continue;
+        }
         if (router_listener_find(rt, cl) != NULL) {
             rt->fds[i] = ROUTER_FD_KEEP;
             continue;
@@ -592,6 +607,8 @@ wf_router_destroy(wf_router_t *rt)
     if (rt == NULL) {
         return;
     }
+    wf_rhttp_commit_begin(); /* none kept: every reverse listener stops */
+    wf_rhttp_commit_end();
     while (!wf_list_is_empty(&rt->listeners)) {
         wf_list_t *l = rt->listeners.next;
         router_listener_t *rl = wf_container_of(l, router_listener_t, link);
@@ -717,6 +734,10 @@ wf_router_status_json(void)
                   "dropped", (json_int_t)wf_access_log_dropped()));
     /* Wharf's key: upstreams and their servers (issue 10). */
     json_object_set_new(root, "upstreams", wf_upstream_status_json());
+    /* Wharf's key: reverse HTTP listeners (issue 13). */
+    json_object_set_new(root, "rhttp", wf_rhttp_status_json());
+    json_object_set_new(json_object_get(root, "rhttp"), "tunnels",
+                        wf_rhttp_pub_status_json());
     text = json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT);
     json_decref(root);
     return text;

@@ -16,6 +16,7 @@
 #include "http/access_log.h"
 #include "http/h1_conn.h"
 #include "http/metrics.h"
+#include "http/rhttp.h"
 #include "net/acme_chal.h"
 #include "process/app_mgr.h"
 #include "process/port.h"
@@ -512,6 +513,7 @@ router_start(const wf_opts_t *opts, int main_fd, int ctrl_fd)
     wf_access_log_defer_open(true);
     wf_listen_set_limits(opts->maxconn, opts->maxaccept);
     wf_h1_init();
+    wf_rhttp_init(); /* chains h1's loop hooks */
     if (wf_loops_create(router_threads(opts)) != WF_OK
         || wf_tpool_start(ROUTER_HELPER_THREADS) != WF_OK) {
         return WF_ERROR;

@@ -245,7 +245,9 @@ class Wharf:
 
     def listeners(self):
         if self.config is not None:
-            return list(self.config.get("listeners", {}))
+            # "rhttp@NAME" (reverse HTTP) has no socket to wait for.
+            return [n for n in self.config.get("listeners", {})
+                    if not n.startswith("rhttp@")]
         # Raw-text config: find listener names by pattern.
         return re.findall(r'"((?:unix:[^"]+)|(?:[^"\s]*:\d+))"\s*:',
                           self.config_text)
