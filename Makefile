@@ -83,7 +83,7 @@ unit: all
 	$(BUILDDIR)/unit-tests
 
 bench: deps-bench all
-	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf
+	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf --net veth
 	$(PYTHON) bench/bench.py --wharf $(CURDIR)/build/wharf --routes
 	$(PYTHON) bench/reconf.py --wharf $(CURDIR)/build/wharf
 	$(PYTHON) bench/apps.py --wharf $(CURDIR)/build/wharf $(if $(UNITD),--unitd $(UNITD))
